@@ -1,0 +1,36 @@
+# make demo   -- run the pipeline on the embedded default (creates .venv on first use)
+# make test   -- lint and run the whole test suite (creates .venv on first use)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip -qq
+
+.PHONY: demo test lint clean
+
+demo: $(VENV)/.deps
+	$(BIN)/jzi demo
+
+test: $(VENV)/.deps-test
+	$(BIN)/ruff check jzi_ros test launch setup.py
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.deps-test
+	$(BIN)/ruff check jzi_ros test launch setup.py
+	$(BIN)/ruff format --check jzi_ros test launch setup.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: requirements.txt setup.py | $(BIN)/python
+	@echo "Installing pinned dependencies into $(VENV) (first time: a few minutes, about 6 GB) ..."
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+$(VENV)/.deps-test: requirements-test.txt $(VENV)/.deps
+	@echo "Installing test dependencies (ROS 2 wheels, pytest, hypothesis, colcon) into $(VENV) ..."
+	$(PIP) install -r requirements-test.txt
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build install log demo_out .pytest_cache .ruff_cache .hypothesis *.egg-info

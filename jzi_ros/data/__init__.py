@@ -1,0 +1,1 @@
+"""jzi_ros.data"""

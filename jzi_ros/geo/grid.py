@@ -1,0 +1,296 @@
+"""The zoom grid: a square region cut into g x g children at every level.
+
+A cell is named by its *path*, the tuple of actions that zoom from the whole
+region down to it; each action is ``row * g + col`` of the chosen child, rows
+counted from the north, columns from the west (row-major from the north-west
+corner). The root (the whole region) has the empty path; the cells of level
+``k`` have paths of length ``k``; the terminal cells are those of level ``L``
+(``levels``). Every cell of levels ``0 .. L-1`` has an overhead *view*; views
+are stored breadth first: the root, then the g² cells of level 1, then the g⁴
+of level 2, ..., each level in the order of its paths read as base-g² numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path as FsPath
+from typing import NamedTuple
+
+import numpy as np
+import yaml
+
+from .errors import GeoError, OutsideRegionError
+from .frame import LocalFrame
+
+CellPath = tuple[int, ...]
+
+MAX_SIZE_M = 200_000.0
+"""Largest region side [m]; beyond it the local frame's scale error nears 0.1 %."""
+MAX_ABS_LAT_DEG = 85.0
+
+
+class BoundsM(NamedTuple):
+    """Axis-aligned box in a region's local frame [m]."""
+
+    west_m: float
+    south_m: float
+    east_m: float
+    north_m: float
+
+
+class LatLonBounds(NamedTuple):
+    """Box in WGS84 longitude/latitude [deg]."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+@dataclass(frozen=True)
+class ZoomGrid:
+    """A square region of ``size_m`` metres centred on (center_lat, center_lon) [deg],
+    split ``grid`` x ``grid`` at each of ``levels`` zoom steps."""
+
+    center_lat: float
+    center_lon: float
+    size_m: float
+    grid: int = 4
+    levels: int = 4
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.center_lat) and abs(self.center_lat) <= MAX_ABS_LAT_DEG):
+            raise GeoError(f"centre latitude {self.center_lat} must lie within ±{MAX_ABS_LAT_DEG}°")
+        if not (math.isfinite(self.center_lon) and -180.0 <= self.center_lon <= 180.0):
+            raise GeoError(f"centre longitude {self.center_lon} must lie within ±180°")
+        if not (math.isfinite(self.size_m) and 0.0 < self.size_m <= MAX_SIZE_M):
+            raise GeoError(f"region side {self.size_m} m must be in (0, {MAX_SIZE_M:.0f}] m")
+        if int(self.grid) != self.grid or self.grid < 2:
+            raise GeoError(f"grid {self.grid} must be an integer >= 2")
+        if int(self.levels) != self.levels or self.levels < 1:
+            raise GeoError(f"levels {self.levels} must be an integer >= 1")
+
+    # -- sizes and counts ---------------------------------------------------
+
+    @property
+    def frame(self) -> LocalFrame:
+        return LocalFrame(self.center_lat, self.center_lon)
+
+    @property
+    def actions(self) -> int:
+        """Number of children of a cell (g²), the decoder's classes."""
+        return self.grid * self.grid
+
+    def cell_size_m(self, level: int) -> float:
+        """Side [m] of a cell of ``level`` (0 = the whole region)."""
+        return self.size_m / self.grid**level
+
+    @property
+    def terminal_size_m(self) -> float:
+        return self.cell_size_m(self.levels)
+
+    def num_cells(self, level: int) -> int:
+        return self.actions**level
+
+    def level_offset(self, level: int) -> int:
+        """View index of the first cell of ``level``."""
+        return sum(self.actions**k for k in range(level))
+
+    @property
+    def num_views(self) -> int:
+        """Number of non-terminal cells (levels 0 .. L-1), each with one view."""
+        return self.level_offset(self.levels)
+
+    # -- paths --------------------------------------------------------------
+
+    def check_path(self, path: CellPath) -> CellPath:
+        path = tuple(int(a) for a in path)
+        if len(path) > self.levels:
+            raise GeoError(f"path {path} is deeper than the grid's {self.levels} levels")
+        if any(a < 0 or a >= self.actions for a in path):
+            raise GeoError(f"path {path} has an action outside 0..{self.actions - 1}")
+        return path
+
+    def parent(self, path: CellPath) -> CellPath:
+        path = self.check_path(path)
+        if not path:
+            raise GeoError("the root cell has no parent")
+        return path[:-1]
+
+    def children(self, path: CellPath) -> list[CellPath]:
+        path = self.check_path(path)
+        if len(path) == self.levels:
+            raise GeoError(f"terminal cell {path} has no children")
+        return [path + (a,) for a in range(self.actions)]
+
+    def view_index(self, path: CellPath) -> int:
+        """Breadth-first index of a non-terminal cell's view."""
+        path = self.check_path(path)
+        if len(path) == self.levels:
+            raise GeoError(f"terminal cell {path} has no view")
+        number = 0
+        for a in path:
+            number = number * self.actions + a
+        return self.level_offset(len(path)) + number
+
+    def path_of_view(self, index: int) -> CellPath:
+        """Inverse of :meth:`view_index`."""
+        if not 0 <= index < self.num_views:
+            raise GeoError(f"view index {index} outside 0..{self.num_views - 1}")
+        level = 0
+        while index >= self.level_offset(level + 1):
+            level += 1
+        number = index - self.level_offset(level)
+        path = []
+        for _ in range(level):
+            number, a = divmod(number, self.actions)
+            path.append(a)
+        return tuple(reversed(path))
+
+    def row_col(self, path: CellPath) -> tuple[int, int]:
+        """Row (from north) and column (from west) of a cell among the g^k x g^k
+        cells of its level."""
+        row = col = 0
+        for a in self.check_path(path):
+            r, c = divmod(a, self.grid)
+            row, col = row * self.grid + r, col * self.grid + c
+        return row, col
+
+    def path_of_row_col(self, row: int, col: int, level: int) -> CellPath:
+        n = self.grid**level
+        if not (0 <= row < n and 0 <= col < n):
+            raise GeoError(f"row/col ({row}, {col}) outside the {n} x {n} cells of level {level}")
+        path = []
+        for k in range(level - 1, -1, -1):
+            step = self.grid**k
+            path.append(((row // step) % self.grid) * self.grid + (col // step) % self.grid)
+        return tuple(path)
+
+    # -- geometry -----------------------------------------------------------
+
+    def bounds_m(self, path: CellPath) -> BoundsM:
+        """Bounds [m] of a cell in the local frame."""
+        row, col = self.row_col(path)
+        size = self.cell_size_m(len(path))
+        half = self.size_m / 2.0
+        west, north = -half + col * size, half - row * size
+        return BoundsM(west, north - size, west + size, north)
+
+    def center_m(self, path: CellPath) -> tuple[float, float]:
+        """Centre (east, north) [m] of a cell in the local frame."""
+        b = self.bounds_m(path)
+        return (b.west_m + b.east_m) / 2.0, (b.south_m + b.north_m) / 2.0
+
+    def center_latlon(self, path: CellPath) -> tuple[float, float]:
+        """Centre (lat, lon) [deg] of a cell."""
+        lat, lon = self.frame.to_latlon(*self.center_m(path))
+        return float(lat), float(lon)
+
+    def corners_latlon(self, path: CellPath) -> np.ndarray:
+        """(4, 2) array of (lat, lon) [deg]: NW, NE, SE, SW corners."""
+        b = self.bounds_m(path)
+        east = np.array([b.west_m, b.east_m, b.east_m, b.west_m])
+        north = np.array([b.north_m, b.north_m, b.south_m, b.south_m])
+        lat, lon = self.frame.to_latlon(east, north)
+        return np.stack([lat, lon], axis=1)
+
+    def bounds_latlon(self, path: CellPath) -> LatLonBounds:
+        """Smallest lon/lat box [deg] that holds the cell (edges densified)."""
+        b = self.bounds_m(path)
+        t = np.linspace(0.0, 1.0, 17)
+        xs = b.west_m + t * (b.east_m - b.west_m)
+        ys = b.south_m + t * (b.north_m - b.south_m)
+        east = np.concatenate([xs, xs, np.full_like(ys, b.west_m), np.full_like(ys, b.east_m)])
+        north = np.concatenate([np.full_like(xs, b.south_m), np.full_like(xs, b.north_m), ys, ys])
+        lat, lon = self.frame.to_latlon(east, north)
+        return LatLonBounds(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+
+    def paths_at_m(self, east_m, north_m, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Paths of the cells of ``level`` (default: terminal) that hold local
+        points [m]. Returns ``(paths, inside)``: an (N, level) int array and an
+        (N,) bool array; rows of points outside the region are -1."""
+        level = self.levels if level is None else level
+        if not 0 <= level <= self.levels:
+            raise GeoError(f"level {level} outside 0..{self.levels}")
+        east = np.atleast_1d(np.asarray(east_m, float))
+        north = np.atleast_1d(np.asarray(north_m, float))
+        # Locate the terminal cell and read coarser levels off it, so that the
+        # path at every level is a prefix of the terminal path, even on borders.
+        n = self.grid**self.levels
+        size = self.terminal_size_m
+        half = self.size_m / 2.0
+        eps = 1e-9 * self.size_m
+        inside = (np.abs(east) <= half + eps) & (np.abs(north) <= half + eps)
+        with np.errstate(invalid="ignore"):
+            col = np.clip(np.floor((east + half) / size), 0, n - 1)
+            row = np.clip(np.floor((half - north) / size), 0, n - 1)
+        col = np.where(inside, col, 0).astype(np.int64)
+        row = np.where(inside, row, 0).astype(np.int64)
+        paths = np.empty((east.size, level), np.int64)
+        for i in range(level):
+            step = self.grid ** (self.levels - 1 - i)
+            paths[:, i] = ((row // step) % self.grid) * self.grid + (col // step) % self.grid
+        paths[~inside] = -1
+        return paths, inside
+
+    def paths_at(self, lat_deg, lon_deg, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`path_at` for WGS84 points [deg]; see :meth:`paths_at_m`."""
+        return self.paths_at_m(*self.frame.to_local(lat_deg, lon_deg), level=level)
+
+    def path_at(self, lat_deg: float, lon_deg: float, level: int | None = None) -> CellPath:
+        """Path of the cell of ``level`` (default: terminal) holding (lat, lon) [deg]."""
+        paths, inside = self.paths_at(lat_deg, lon_deg, level)
+        if not inside[0]:
+            raise OutsideRegionError(
+                f"({lat_deg:.6f}, {lon_deg:.6f}) lies outside the {self.size_m:.0f} m region "
+                f"centred on ({self.center_lat:.6f}, {self.center_lon:.6f})"
+            )
+        return tuple(int(a) for a in paths[0])
+
+    # -- persistence --------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ZoomGrid:
+        try:
+            return cls(
+                center_lat=float(d["center_lat"]),
+                center_lon=float(d["center_lon"]),
+                size_m=float(d["size_m"]),
+                grid=int(d.get("grid", 4)),
+                levels=int(d.get("levels", 4)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GeoError(f"not a zoom grid definition ({exc!r}): {d}") from None
+
+    def save(self, path: str | FsPath) -> None:
+        doc = self.to_dict() | {
+            "terminal_size_m": self.terminal_size_m,
+            "num_views": self.num_views,
+            "local_crs": self.frame.proj4,
+        }
+        FsPath(path).write_text(
+            "# Zoom grid of a jzi_ros map: centre [deg WGS84], side [m], g x g children, L levels.\n"
+            "# terminal_size_m, num_views and local_crs are derived, for reading only.\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
+
+    @classmethod
+    def load(cls, path: str | FsPath) -> ZoomGrid:
+        try:
+            doc = yaml.safe_load(FsPath(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise GeoError(f"cannot read grid file {path}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise GeoError(f"grid file {path} does not hold a mapping")
+        return cls.from_dict(doc)
+
+    def describe(self) -> str:
+        return (
+            f"{self.size_m:.0f} m region at ({self.center_lat:.6f}, {self.center_lon:.6f}), "
+            f"{self.grid}x{self.grid} grid, {self.levels} levels, terminal cell "
+            f"{self.terminal_size_m:.2f} m, {self.num_views} views"
+        )

@@ -1,0 +1,1 @@
+"""Command-line front ends (`jzi ...`), evaluation, plots and simulation."""

@@ -1,0 +1,86 @@
+"""`jzi build-map`: render the views of a zoom grid from GeoTIFFs into a map directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..geo import build_map
+from ..geo.build import human_bytes
+from .progress import bar
+
+
+def parse_center(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAT,LON in degrees, got {text!r}") from None
+    return lat, lon
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-map",
+        help="render a map directory from GeoTIFFs",
+        description="Render the overhead view of every non-terminal cell of a zoom grid from "
+        "GeoTIFFs (any CRS, mosaicked, finest resolution first) into a map directory.",
+    )
+    p.add_argument(
+        "--geotiff",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="TIF",
+        help="one or more georeferenced rasters (GeoTIFF or any GDAL raster)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="map directory to write, e.g. maps/NAME")
+    p.add_argument(
+        "--center",
+        type=parse_center,
+        default=None,
+        metavar="LAT,LON",
+        help="region centre in degrees (default: centre of the largest covered square)",
+    )
+    p.add_argument(
+        "--size-m",
+        type=float,
+        default=None,
+        help="region side in metres (default: the largest square the rasters cover)",
+    )
+    p.add_argument("--grid", type=int, default=4, help="children per side at each level (default 4)")
+    p.add_argument("--levels", type=int, default=4, help="zoom levels L (default 4)")
+    p.add_argument("--view-px", type=int, default=224, help="side of each rendered view in pixels (default 224)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="context around each cell, as a share of its side per edge (default 0)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    mapdir = build_map(
+        args.geotiff,
+        args.out,
+        center=args.center,
+        size_m=args.size_m,
+        grid=args.grid,
+        levels=args.levels,
+        view_px=args.view_px,
+        margin=args.margin,
+        overwrite=args.overwrite,
+        progress=bar("rendering views", args.quiet),
+    )
+    build = mapdir.meta["build"]
+    size = sum(f.stat().st_size for f in mapdir.path.iterdir() if f.is_file())
+    print(f"built {mapdir.grid.describe()}")
+    print(f"  from {len(mapdir.sources)} raster(s), region coverage {100 * build['region_coverage']:.1f} %")
+    print(
+        f"  {mapdir.grid.num_views} views of {mapdir.view_px} px in {build['seconds']:.1f} s, "
+        f"{human_bytes(size)} on disk"
+    )
+    print(f"wrote {mapdir.path}  (check it with: jzi show-map {mapdir.path})")
+    return 0

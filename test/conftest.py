@@ -60,3 +60,50 @@ UTM_ORIGIN = (465000.0, 5212000.0)
 def utm_tif(tmp_path: Path) -> Path:
     """A 400 x 400 px, 1 m/px GeoTIFF in UTM 32N."""
     return write_tif(tmp_path / "utm.tif", pattern(400, 400), "EPSG:32632", from_origin(*UTM_ORIGIN, 1.0, 1.0))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A small map of a generated scene and a model trained for it with the
+    real `jzi train` (aerial self-supervision), shared by the tests that need
+    a working localizer: (map dir, model checkpoint, scene GeoTIFF)."""
+    from jzi_ros.geo import build_map
+    from jzi_ros.tools.cli import main
+    from jzi_ros.tools.scene import SceneSpec, write_scene
+
+    root = tmp_path_factory.mktemp("trained")
+    tif = write_scene(root / "scene.tif", SceneSpec(size_px=512, seed=11))
+    mapdir = build_map([tif], root / "map", grid=2, levels=2, view_px=64)
+    model = root / "model.pt"
+    code = main(
+        [
+            "train",
+            "--map",
+            str(mapdir.path),
+            "--aerial",
+            "--out",
+            str(model),
+            "--image-px",
+            "64",
+            "--samples",
+            "1200",
+            "--val-samples",
+            "100",
+            "--footprint-cells",
+            "1",
+            "2",
+            "--holdout",
+            "0",
+            "--max-steps",
+            "400",
+            "--batch",
+            "64",
+            "--dim",
+            "64",
+            "--depth",
+            "2",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    return mapdir.path, model, tif

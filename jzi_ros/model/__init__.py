@@ -1,1 +1,28 @@
-"""jzi_ros.model"""
+"""The zoom model: encoder (timm), causal decoder, beam search, checkpoints (no rasterio here)."""
+
+from .decoder import DecoderConfig, ZoomDecoder
+from .encoder import PACKAGED_WEIGHTS, RANDOM_WEIGHTS, Encoder, EncoderConfig, load_backbone_weights
+from .errors import CheckpointError, ModelError, WeightsError
+from .search import SearchResult, beam_search, path_log_probs, teacher_inputs
+from .zoom import ModelConfig, ZoomModel, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "PACKAGED_WEIGHTS",
+    "RANDOM_WEIGHTS",
+    "CheckpointError",
+    "DecoderConfig",
+    "Encoder",
+    "EncoderConfig",
+    "ModelConfig",
+    "ModelError",
+    "SearchResult",
+    "WeightsError",
+    "ZoomDecoder",
+    "ZoomModel",
+    "beam_search",
+    "load_backbone_weights",
+    "load_checkpoint",
+    "path_log_probs",
+    "save_checkpoint",
+    "teacher_inputs",
+]

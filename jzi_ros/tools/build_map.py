@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import JziError
 from ..geo import build_map
 from ..geo.build import human_bytes
+from ..geo.tiles import read_layout, stitch_tiles
+from .presets import apply_preset, defaults_of
 from .progress import bar
 
 
@@ -28,10 +31,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--geotiff",
         nargs="+",
-        required=True,
+        default=[],
         type=Path,
         metavar="TIF",
         help="one or more georeferenced rasters (GeoTIFF or any GDAL raster)",
+    )
+    p.add_argument(
+        "--tiles",
+        nargs="+",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="tiled web-map folders ({z}/{x}/{y}.png|jpg, optional layout.yaml), stitched into GeoTIFFs "
+        "next to the map (OUT.sources/)",
     )
     p.add_argument("--out", required=True, type=Path, help="map directory to write, e.g. maps/NAME")
     p.add_argument(
@@ -57,13 +69,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="context around each cell, as a share of its side per edge (default 0)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
+    p.add_argument("--preset", help="defaults from config/presets/NAME.yaml (its map section) or a YAML path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+    DEFAULTS.update(defaults_of(p))
+
+
+DEFAULTS: dict = {}
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_preset(args, DEFAULTS, "map")
+    rasters = list(args.geotiff)
+    if not rasters and not args.tiles:
+        raise JziError("give --geotiff and/or --tiles")
+    for folder in args.tiles:
+        layout = read_layout(folder)
+        tif = args.out.with_name(args.out.name + ".sources") / f"{folder.name}_z{layout['zoom']}.tif"
+        print(f"stitching tiles of {folder} (zoom {layout['zoom']}) into {tif} ...")
+        rasters.append(stitch_tiles(folder, tif))
     mapdir = build_map(
-        args.geotiff,
+        rasters,
         args.out,
         center=args.center,
         size_m=args.size_m,

@@ -8,9 +8,21 @@ import sys
 
 from .. import __version__
 from ..errors import JziError
-from . import build_map, demo, show_map
+from . import bench, build_map, demo, eval_bag, evaluate, export, import_data, index_map, make_bag, show_map, train
 
-SUBCOMMANDS = (build_map, show_map, demo)
+SUBCOMMANDS = (
+    build_map,
+    show_map,
+    import_data,
+    train,
+    index_map,
+    evaluate,
+    make_bag,
+    eval_bag,
+    export,
+    bench,
+    demo,
+)
 
 
 def make_parser() -> argparse.ArgumentParser:

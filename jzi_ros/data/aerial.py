@@ -1,0 +1,125 @@
+"""Aerial self-supervision: camera frames rendered from the map's own orthophoto.
+
+A drone user can train for their area from nothing but a GeoTIFF: frames of a
+downward-looking camera at random positions, headings, altitudes and small
+tilts, with photometric changes, each labelled by the path of the cell under
+the camera. A share of the terminal cells is held out from training so that
+validation measures frames in places the model never saw a frame of.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..geo import ZoomGrid
+from ..geo.ortho import LocalOrtho
+from .augment import photometric
+from .camera import CameraPose, Pinhole, render_frame
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class AerialConfig:
+    """How training frames are rendered.
+
+    ``footprint_cells``: range of the ground width a frame sees, in terminal
+    cell sides (altitude follows from it and ``hfov_deg``); ``max_tilt_deg``:
+    largest pitch and roll; ``photometric``: strength of colour changes (0 = none);
+    ``holdout_share``: share of terminal cells kept out of training.
+    """
+
+    image_px: int = 224
+    hfov_deg: float = 60.0
+    footprint_cells: tuple[float, float] = (3.0, 6.0)
+    max_tilt_deg: float = 8.0
+    photometric: float = 1.0
+    holdout_share: float = 0.1
+    holdout_by_area: bool = False
+    min_coverage: float = 0.9
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"footprint_cells": list(self.footprint_cells)}
+
+    @property
+    def camera(self) -> Pinhole:
+        return Pinhole(self.image_px, self.image_px, self.hfov_deg)
+
+    def max_footprint_m(self, grid: ZoomGrid) -> float:
+        return self.footprint_cells[1] * grid.terminal_size_m
+
+
+def heldout_cells(grid: ZoomGrid, share: float, seed: int = 0, by_area: bool = False) -> np.ndarray:
+    """(n, n) bool over the terminal cells (row, col), n = g**L: the held-out
+    ones. ``by_area`` holds out whole cells of the level above the terminal
+    one (g x g terminal cells each), so validation sees unseen areas."""
+    block = grid.grid if by_area and grid.levels > 1 else 1
+    m = grid.grid**grid.levels // block
+    rng = np.random.default_rng([seed, 8675309])
+    mask = np.zeros(m * m, bool)
+    mask[rng.choice(m * m, size=int(round(share * m * m)), replace=False)] = True
+    return np.kron(mask.reshape(m, m), np.ones((block, block), bool))
+
+
+def sample_poses(
+    grid: ZoomGrid, count: int, rng: np.random.Generator, cfg: AerialConfig, split: str, heldout: np.ndarray
+) -> list[CameraPose]:
+    """Random camera poses over the region. ``split``: "train" (outside the
+    held-out cells), "heldout" (inside them) or "all"."""
+    if split not in ("train", "heldout", "all"):
+        raise DataError(f"unknown split {split!r}")
+    n = heldout.shape[0]
+    cell = grid.terminal_size_m
+    half = grid.size_m / 2
+    poses: list[CameraPose] = []
+    cells = np.argwhere(heldout)
+    if split == "heldout" and len(cells) == 0:
+        raise DataError("no terminal cell is held out (holdout_share is 0)")
+    while len(poses) < count:
+        if split == "heldout":
+            row, col = cells[rng.integers(len(cells))]
+            east = -half + (col + rng.random()) * cell
+            north = half - (row + rng.random()) * cell
+        else:
+            east, north = rng.uniform(-half, half, size=2)
+            row = min(int((half - north) / cell), n - 1)
+            col = min(int((east + half) / cell), n - 1)
+            if split == "train" and heldout[row, col]:
+                continue
+        width = rng.uniform(*cfg.footprint_cells) * cell
+        tilt = cfg.max_tilt_deg
+        poses.append(
+            CameraPose(
+                float(east),
+                float(north),
+                cfg.camera.altitude_for_footprint(width),
+                float(rng.uniform(0, 360)),
+                float(rng.uniform(-tilt, tilt)),
+                float(rng.uniform(-tilt, tilt)),
+            )
+        )
+    return poses
+
+
+def render_samples(
+    ortho: LocalOrtho, poses: list[CameraPose], cfg: AerialConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (N, S, S, 3) uint8 and their covered share (N,)."""
+    camera = cfg.camera
+    frames = np.empty((len(poses), camera.height_px, camera.width_px, 3), np.uint8)
+    covered = np.empty(len(poses), np.float32)
+    for i, pose in enumerate(poses):
+        frame, covered[i] = render_frame(ortho, camera, pose)
+        frames[i] = photometric(frame, rng, cfg.photometric)
+    return frames, covered
+
+
+def pose_paths(grid: ZoomGrid, poses: list[CameraPose]) -> np.ndarray:
+    """(N, L) terminal paths of the ground points under the cameras."""
+    east = np.array([p.east_m for p in poses])
+    north = np.array([p.north_m for p in poses])
+    paths, inside = grid.paths_at_m(east, north)
+    if not inside.all():
+        raise DataError("a camera pose lies outside the region")
+    return paths

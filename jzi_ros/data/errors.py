@@ -1,0 +1,9 @@
+"""Errors of the data layer."""
+
+from __future__ import annotations
+
+from ..errors import JziError
+
+
+class DataError(JziError):
+    """Training or query data cannot be made or read as asked."""

@@ -1,0 +1,94 @@
+"""An orthophoto of a region in its local frame, held in memory, with a pyramid.
+
+Rendering camera frames (training samples, simulated flights) samples it
+thousands of times; one warp of the source rasters up front makes each
+frame a cheap in-memory perspective warp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MapError
+from .frame import LocalFrame
+from .grid import BoundsM
+from .mapdir import MapDir
+from .raster import RasterMosaic
+
+MAX_ORTHO_PIXELS = 30_000**2
+"""Largest in-memory orthophoto (about 2.7 GB of RGB)."""
+
+
+@dataclass
+class LocalOrtho:
+    """RGB (H, W, 3) uint8 and coverage (H, W) of ``bounds`` [m] in ``frame``,
+    ``gsd_m`` metres per pixel, north up."""
+
+    image: np.ndarray
+    valid: np.ndarray
+    bounds: BoundsM
+    gsd_m: float
+    frame: LocalFrame
+    _pyramid: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def render(cls, rasters: list[str | Path], frame: LocalFrame, bounds: BoundsM, gsd_m: float) -> LocalOrtho:
+        width = int(math.ceil((bounds.east_m - bounds.west_m) / gsd_m))
+        height = int(math.ceil((bounds.north_m - bounds.south_m) / gsd_m))
+        if width * height > MAX_ORTHO_PIXELS:
+            raise MapError(
+                f"an orthophoto of {width} x {height} px at {gsd_m:.2f} m/px does not fit in memory; "
+                f"use a coarser ground resolution"
+            )
+        bounds = BoundsM(bounds.west_m, bounds.north_m - height * gsd_m, bounds.west_m + width * gsd_m, bounds.north_m)
+        with RasterMosaic(list(rasters)) as mosaic:
+            image, valid = mosaic.render(frame, bounds, width, height)
+        return cls(image, valid, bounds, gsd_m, frame)
+
+    @classmethod
+    def for_map(cls, mapdir: MapDir, gsd_m: float | None = None, pad_m: float = 0.0) -> LocalOrtho:
+        """The region of a map (grown by ``pad_m`` on every side) from the
+        rasters the map was built from, at ``gsd_m`` (default: the finest source)."""
+        paths = [s["path"] for s in mapdir.sources]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise MapError(f"the map's source raster {missing[0]} is gone; it is needed to render camera views")
+        if gsd_m is None:
+            gsd_m = min(s["resolution_m"] for s in mapdir.sources)
+        half = mapdir.grid.size_m / 2 + pad_m
+        return cls.render(paths, mapdir.grid.frame, BoundsM(-half, -half, half, half), gsd_m)
+
+    def level(self, gsd_m: float) -> tuple[np.ndarray, float]:
+        """The pyramid level whose pixels are the largest not coarser than
+        ``gsd_m``: (image, its gsd [m/px])."""
+        if not self._pyramid:
+            self._pyramid.append(self.image)
+        k = max(0, int(math.floor(math.log2(max(gsd_m / self.gsd_m, 1.0)))))
+        while len(self._pyramid) <= k and min(self._pyramid[-1].shape[:2]) > 16:
+            self._pyramid.append(_half(self._pyramid[-1]))
+        k = min(k, len(self._pyramid) - 1)
+        return self._pyramid[k], self.gsd_m * 2**k
+
+    def pixel_matrix(self, gsd_m: float) -> np.ndarray:
+        """3x3 matrix: local (east, north, 1) [m] -> pixel (col, row, 1) of the
+        level with ``gsd_m``; pixel centres at integer coordinates."""
+        b = self.bounds
+        return np.array(
+            [
+                [1 / gsd_m, 0.0, -b.west_m / gsd_m - 0.5],
+                [0.0, -1 / gsd_m, b.north_m / gsd_m - 0.5],
+                [0.0, 0.0, 1.0],
+            ]
+        )
+
+
+def _half(image: np.ndarray) -> np.ndarray:
+    """Half the resolution: the mean of each 2 x 2 block (edge rows/cols repeated)."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge").astype(np.uint16)
+    out = (padded[0::2, 0::2] + padded[1::2, 0::2] + padded[0::2, 1::2] + padded[1::2, 1::2] + 2) // 4
+    return out.astype(np.uint8)

@@ -1,0 +1,74 @@
+"""The backend interface the localizer runs on, and its PyTorch implementation."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..model import SearchResult, ZoomModel, beam_search
+from ..model.encoder import pool_queries, prepare_queries
+from ..model.search import as_features
+from .errors import BackendError
+
+
+class Backend(Protocol):
+    """Runs the two halves of a zoom model: the encoder and the search."""
+
+    name: str
+    model: ZoomModel
+
+    def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images (H, W, 3) -> global features (B, F) float32 on the CPU."""
+
+    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        """Zoom for ground features (B, F) over the map features given at construction."""
+
+
+class TorchBackend:
+    """PyTorch on the CPU or a CUDA device, fp32 or fp16."""
+
+    name = "torch"
+
+    def __init__(self, model: ZoomModel, view_feats: np.ndarray, device: str = "cpu", fp16: bool = False) -> None:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {device} was asked for but torch sees no CUDA device")
+        if fp16 and dev.type != "cuda":
+            raise BackendError("fp16 needs a CUDA device")
+        self.device, self.dtype = dev, torch.float16 if fp16 else torch.float32
+        self.model = model.to(dev).eval()
+        if fp16:
+            self.model.half()
+        self.feats = as_features(view_feats, dev, self.dtype)
+
+    @torch.inference_mode()
+    def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        x, n = prepare_queries(images, self.model.cfg.encoder)
+        return pool_queries(self.model.encoder(x.to(self.device, self.dtype))[0].float(), n).cpu()
+
+    @torch.inference_mode()
+    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        return beam_search(self.model.decoder, ground.to(self.device, self.dtype), self.feats, beam, top_k, prefix)
+
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def make_backend(
+    name: str, model: ZoomModel, view_feats: np.ndarray, device: str = "cpu", beam: int = 4, fp16: bool = False
+) -> Backend:
+    """The backend called ``name``, chosen explicitly (no probing of accelerators).
+    ``beam`` fixes the decoder batch of exported backends."""
+    if name == "torch":
+        return TorchBackend(model, view_feats, device, fp16)
+    if name == "onnxruntime":
+        from .exported import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(model, view_feats, device, beam)
+    if name == "tensorrt":
+        from .exported import TensorRTBackend
+
+        return TensorRTBackend(model, view_feats, "cuda" if device == "cpu" else device, beam, fp16)
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,177 @@
+"""Export of a zoom model: encoder and decoder separately, static shapes.
+
+* ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one image
+  (1, 3, S, S) float in [0, 255] and returns the global feature (1, F) and the
+  child tokens (1, g*g, F); ``decoder.onnx`` takes ``beam`` rows at a time
+  (ground (B, F), views (B, L, V, F), actions (B, L-1) int64) and returns the
+  logits (B, L, g*g) over the full, fixed-length sequence.
+* TensorRT through torch-tensorrt: the same two modules compiled for this
+  GPU, saved with torch-tensorrt's own serialization in a folder named by the
+  GPU, the TensorRT version and the precision, so a stale engine is rebuilt
+  rather than loaded.
+
+Each export folder holds ``export.yaml``: the model's identity, the shapes,
+and what built it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from ..model import ZoomModel
+from .errors import BackendError
+
+OPSET = 17
+
+
+class EncoderExport(nn.Module):
+    """The encoder as exported: images -> (global, child tokens).
+
+    Build it with ``.eval()``: exporters restore the wrapper's own training
+    mode afterwards, recursively, which would leave the encoder's batch norm
+    in training mode."""
+
+    def __init__(self, model: ZoomModel) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(images)
+
+
+def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch.float32):
+    cfg = model.cfg.decoder
+    s = model.cfg.encoder.image_px
+    images = torch.rand(1, 3, s, s, device=device, dtype=dtype) * 255
+    ground = torch.randn(beam, cfg.feat_dim, device=device, dtype=dtype)
+    views = torch.randn(beam, cfg.levels, cfg.view_tokens, cfg.feat_dim, device=device, dtype=dtype)
+    actions = torch.randint(0, cfg.actions, (beam, cfg.levels - 1), device=device)
+    return images, (ground, views, actions)
+
+
+def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
+    cfg = model.cfg.decoder
+    return {
+        "format": fmt,
+        "identity": model.identity(),
+        "beam": beam,
+        "image_px": model.cfg.encoder.image_px,
+        "feat_dim": cfg.feat_dim,
+        "levels": cfg.levels,
+        "view_tokens": cfg.view_tokens,
+        "actions": cfg.actions,
+        "torch": str(torch.__version__),
+        **extra,
+    }
+
+
+def read_meta(folder: Path) -> dict | None:
+    path = folder / "export.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _finish(tmp: Path, out: Path, meta: dict) -> Path:
+    (tmp / "export.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = OPSET) -> Path:
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``export.yaml`` into ``out``."""
+    import onnx
+
+    if model.cfg.decoder.levels < 2:
+        raise BackendError("export needs a grid of at least 2 levels")
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model = model.cpu().float().eval()
+    images, dec_inputs = example_inputs(model, beam)
+    with torch.no_grad():
+        torch.onnx.export(
+            EncoderExport(model).eval(),
+            (images,),
+            tmp / "encoder.onnx",
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["pooled", "children"],
+            dynamo=False,
+        )
+        torch.onnx.export(
+            model.decoder,
+            dec_inputs,
+            tmp / "decoder.onnx",
+            opset_version=opset,
+            input_names=["ground", "views", "actions"],
+            output_names=["logits"],
+            dynamo=False,
+        )
+    for name in ("encoder.onnx", "decoder.onnx"):
+        onnx.checker.check_model(str(tmp / name))
+    return _finish(tmp, out, export_meta(model, "onnx", beam, opset=opset, onnx=onnx.__version__))
+
+
+def tensorrt_key(fp16: bool) -> str:
+    """Folder name of an engine: GPU, TensorRT version, precision."""
+    import tensorrt
+
+    gpu = torch.cuda.get_device_name().replace(" ", "_")
+    cap = "".join(str(v) for v in torch.cuda.get_device_capability())
+    return f"{gpu}-sm{cap}-trt{tensorrt.__version__}-{'fp16' if fp16 else 'fp32'}"
+
+
+def export_tensorrt(model: ZoomModel, out: str | Path, beam: int = 4, fp16: bool = False) -> Path:
+    """Compile encoder and decoder with torch-tensorrt for this GPU and save
+    them (torch-tensorrt's ``save``, exported-program format) under
+    ``out/<gpu>-<trt version>-<precision>/``."""
+    try:
+        import torch_tensorrt
+    except ImportError:
+        raise BackendError("torch-tensorrt is not installed (pip install torch-tensorrt matching your torch)") from None
+    if not torch.cuda.is_available():
+        raise BackendError("TensorRT export needs a CUDA GPU")
+    folder = Path(out) / tensorrt_key(fp16)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dtype = torch.float16 if fp16 else torch.float32
+    model = model.cuda().eval().to(dtype)
+    images, dec_inputs = example_inputs(model, beam, "cuda", dtype)
+    precisions = {torch.float16, torch.float32} if fp16 else {torch.float32}
+    with torch.no_grad():
+        enc = torch_tensorrt.compile(
+            EncoderExport(model).eval(),
+            ir="dynamo",
+            inputs=[images],
+            enabled_precisions=precisions,
+            use_explicit_typing=False,
+        )
+        torch_tensorrt.save(enc, str(tmp / "encoder.ep"), inputs=[images])
+        dec = torch_tensorrt.compile(
+            model.decoder,
+            ir="dynamo",
+            inputs=list(dec_inputs),
+            enabled_precisions=precisions,
+            use_explicit_typing=False,
+        )
+        torch_tensorrt.save(dec, str(tmp / "decoder.ep"), inputs=list(dec_inputs))
+    import tensorrt
+
+    meta = export_meta(
+        model,
+        "tensorrt",
+        beam,
+        fp16=fp16,
+        gpu=torch.cuda.get_device_name(),
+        tensorrt=tensorrt.__version__,
+        torch_tensorrt=torch_tensorrt.__version__,
+    )
+    return _finish(tmp, folder, meta)

@@ -1,0 +1,53 @@
+"""Decoding camera frames from the fields of ROS image messages.
+
+Works on anything with the fields of ``sensor_msgs/Image`` or
+``sensor_msgs/CompressedImage`` (rclpy messages, rosbags messages), so the
+node and the bag tools share one implementation.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+# encoding -> (channels, channel order for to_rgb)
+ENCODINGS = {
+    "rgb8": (3, "rgb"),
+    "bgr8": (3, "bgr"),
+    "rgba8": (4, "rgba"),
+    "bgra8": (4, "bgra"),
+    "mono8": (1, "rgb"),
+    "8uc1": (1, "rgb"),
+    "8uc3": (3, "bgr"),
+}
+
+
+def decode_raw(encoding: str, height: int, width: int, step: int, data) -> tuple[np.ndarray, str]:
+    """Pixels of a raw image -> (array (H, W[, C]) uint8, channel order)."""
+    enc = encoding.lower()
+    if enc not in ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
+    channels, order = ENCODINGS[enc]
+    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), np.uint8)
+    if height == 0 or width == 0 or step < width * channels or buf.size < height * step:
+        raise InputError(f"image of {width}x{height} px with step {step} carries {buf.size} bytes: corrupt")
+    rows = buf[: height * step].reshape(height, step)[:, : width * channels]
+    return (rows.reshape(height, width, channels) if channels > 1 else rows.reshape(height, width)), order
+
+
+def decode_compressed(data, fmt: str = "") -> tuple[np.ndarray, str]:
+    """A JPEG/PNG payload -> (BGR array, "bgr")."""
+    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise InputError(f"cannot decode the compressed image ({fmt or 'unknown format'}, {buf.size} bytes)")
+    return img, "bgr"
+
+
+def decode_message(msg) -> tuple[np.ndarray, str]:
+    """Either kind of image message, told apart by its fields."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return decode_compressed(msg.data, msg.format)
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)

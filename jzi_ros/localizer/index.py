@@ -1,0 +1,57 @@
+"""Indexing a map: the encoder features of every view, computed once, offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..geo import MapDir, MapError, ZoomGrid
+from ..model import ZoomModel
+
+Progress = Callable[[Iterable[int], int], Iterable[int]]
+
+
+def check_region(mapdir: MapDir, model: ZoomModel) -> None:
+    """Refuse a map whose zoom grid is not the one the model was trained for."""
+    trained = ZoomGrid.from_dict(model.cfg.region)
+    if trained != mapdir.grid:
+        raise MapError(
+            f"the model was trained for another region ({trained.describe()}) than map {mapdir.path} "
+            f"({mapdir.grid.describe()}); use the map it was trained on or train for this map"
+        )
+
+
+def index_map(
+    mapdir: MapDir,
+    model: ZoomModel,
+    batch: int = 16,
+    progress: Progress | None = None,
+    force: bool = False,
+    save: bool = True,
+) -> np.ndarray:
+    """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the
+    model's encoder (global token, then child tokens), stored in the map
+    beside other encoders' and reused when already there (``save`` False:
+    only returned, e.g. to validate an encoder being trained)."""
+    check_region(mapdir, model)
+    identity = model.identity()
+    if not force:
+        try:
+            return mapdir.load_features(identity)
+        except MapError:
+            pass
+    n = mapdir.grid.num_views
+    out = np.empty((n, 1 + model.cfg.decoder.actions, model.encoder.dim), np.float16)
+    iterate = progress or (lambda it, total: it)
+    model.eval()
+    with torch.inference_mode():
+        for start in iterate(range(0, n, batch), (n + batch - 1) // batch):
+            views = np.asarray(mapdir.views[start : start + batch])
+            pooled, children = model.encode(list(views), batch=batch)
+            out[start : start + batch] = torch.cat([pooled[:, None], children], 1).cpu().numpy().astype(np.float16)
+    if not save:
+        return out
+    mapdir.save_features(identity, out)
+    return mapdir.load_features(identity)

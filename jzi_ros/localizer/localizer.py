@@ -1,0 +1,230 @@
+"""Per-frame localization: one image (and an optional prior) -> an Estimate.
+
+Covariance of an estimate (east/north, m²). The reported position ``mu`` is
+the centre of the best terminal cell, of side ``w``. A position uniformly
+distributed over that cell has variance ``w²/12`` per axis. The search also
+returns K candidate cells ``c_k`` with probabilities ``p_k``; their spread
+about ``mu``, weighted by the probabilities renormalized over the K
+candidates, is added::
+
+    Sigma = (w² / 12) I + sum_k pi_k (c_k - mu)(c_k - mu)^T,   pi_k = p_k / sum_j p_j
+
+A confident frame reports about one cell's variance; an ambiguous one, whose
+candidates lie far apart, reports a large ellipse. ``confidence`` is ``p_1``,
+the best cell's probability; an estimate below ``min_confidence`` is still
+returned, with ``trusted`` False.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..geo import MapDir, ZoomGrid
+from ..inference import Backend, make_backend
+from ..model import ZoomModel, load_checkpoint
+from .errors import InputError
+from .index import check_region
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """``beam``: beam width (1 = greedy); ``top_k``: candidates kept;
+    ``min_confidence``: below it an estimate is flagged untrusted;
+    ``smoothing_noise_m2_s``: process noise [m²/s] of the optional temporal
+    filter (0 = off, the default); ``prior_sigmas``: half-width of a prior's
+    box, in standard deviations."""
+
+    beam: int = 4
+    top_k: int = 5
+    min_confidence: float = 0.2
+    smoothing_noise_m2_s: float = 0.0
+    prior_sigmas: float = 3.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: tuple[int, ...]
+    lat: float
+    lon: float
+    east_m: float
+    north_m: float
+    prob: float
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A position known beforehand (a previous fix, an odometry guess) with
+    its covariance [m²] in east/north."""
+
+    lat: float
+    lon: float
+    covariance_m2: np.ndarray
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Where the camera is: WGS84 (lat, lon) [deg], local (east, north) [m],
+    covariance (2x2, m², east/north), confidence (the best cell's
+    probability), whether it is trusted, the best path, the candidates, the
+    terminal cell side [m] and timings [ms] of each stage."""
+
+    lat: float
+    lon: float
+    east_m: float
+    north_m: float
+    covariance_m2: np.ndarray
+    confidence: float
+    trusted: bool
+    path: tuple[int, ...]
+    candidates: list[Candidate]
+    cell_size_m: float
+    timings_ms: dict = field(default_factory=dict)
+
+
+def covariance(mu: np.ndarray, centres: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:
+    """The module docstring's formula: (2, 2) [m²]."""
+    pi = probs / probs.sum() if probs.sum() > 0 else np.full(len(probs), 1 / len(probs))
+    d = centres - mu  # (K, 2)
+    return np.eye(2) * cell_m**2 / 12 + (pi[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0)
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb") -> np.ndarray:
+    """An image as contiguous RGB uint8 (H, W, 3): ``encoding`` rgb, bgr, rgba,
+    bgra or mono; a clear :class:`InputError` for anything else."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy image, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"expected an 8-bit image, got dtype {image.dtype}")
+    if image.size == 0 or image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
+        raise InputError(f"image of shape {image.shape} is empty or too small")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2))
+    channels = {"rgb": 3, "bgr": 3, "rgba": 4, "bgra": 4}
+    if encoding not in channels or image.shape[2] != channels[encoding]:
+        raise InputError(f"image of shape {image.shape} does not match encoding {encoding!r}")
+    rgb = image[..., :3] if encoding.startswith("rgb") else image[..., 2::-1]
+    return np.ascontiguousarray(rgb)
+
+
+class Localizer:
+    """Loads a map and a model once; :meth:`localize` turns frames into estimates.
+
+    The map's views stay memory-mapped; only its encoder features are read,
+    after checking that they were computed for this model's encoder.
+    """
+
+    def __init__(
+        self,
+        mapdir: MapDir | str | Path,
+        model: ZoomModel | str | Path,
+        backend: str = "torch",
+        config: LocalizerConfig = LocalizerConfig(),
+        device: str = "cpu",
+    ) -> None:
+        self.map = mapdir if isinstance(mapdir, MapDir) else MapDir(mapdir)
+        self.model = model if isinstance(model, ZoomModel) else load_checkpoint(model)[0]
+        check_region(self.map, self.model)
+        self.grid: ZoomGrid = self.map.grid
+        self.config = config
+        feats = self.map.load_features(self.model.identity())
+        self.backend: Backend = make_backend(backend, self.model, feats, device, beam=config.beam)
+        half = self.grid.size_m / 2
+        n = self.grid.grid**self.grid.levels
+        step = self.grid.terminal_size_m
+        # centres [m] of every terminal cell by (row, col), for fast lookups
+        self._centres = -half + (np.arange(n) + 0.5) * step
+        self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
+
+    def _centre_m(self, path: tuple[int, ...]) -> tuple[float, float]:
+        row, col = self.grid.row_col(path)
+        return float(self._centres[col]), float(-self._centres[row])
+
+    def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
+        """Deepest cell (shorter than terminal) that holds the prior's box."""
+        if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)):
+            raise InputError("prior position is not finite")
+        cov = np.asarray(prior.covariance_m2, float).reshape(2, 2)
+        if not np.isfinite(cov).all() or (np.diag(cov) < 0).any():
+            raise InputError("prior covariance is not finite and non-negative")
+        east, north = (float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon))
+        r = self.config.prior_sigmas * np.sqrt(np.diag(cov))
+        corners_e = np.array([east - r[0], east + r[0], east - r[0], east + r[0]])
+        corners_n = np.array([north - r[1], north - r[1], north + r[1], north + r[1]])
+        prefix: tuple[int, ...] = ()
+        for level in range(1, self.grid.levels):
+            paths, inside = self.grid.paths_at_m(corners_e, corners_n, level)
+            if not inside.all() or not (paths == paths[0]).all():
+                break
+            prefix = tuple(int(a) for a in paths[0])
+        return prefix
+
+    def localize(
+        self, image: np.ndarray, encoding: str = "rgb", prior: Prior | None = None, stamp_s: float | None = None
+    ) -> Estimate:
+        """Localize one frame. ``stamp_s`` [s] feeds the optional temporal filter."""
+        t0 = time.perf_counter()
+        rgb = to_rgb(image, encoding)
+        t1 = time.perf_counter()
+        ground = self.backend.encode([rgb])
+        t2 = time.perf_counter()
+        prefix = self.prior_prefix(prior) if prior is not None else ()
+        res = self.backend.search(ground, self.config.beam, self.config.top_k, prefix)
+        t3 = time.perf_counter()
+        paths = res.paths[0].cpu().numpy()
+        probs = res.probs[0].float().cpu().numpy()
+        centres = np.array([self._centre_m(tuple(int(a) for a in p)) for p in paths])
+        lat, lon = self.grid.frame.to_latlon(centres[:, 0], centres[:, 1])
+        cands = [
+            Candidate(tuple(int(a) for a in p), float(la), float(lo), float(c[0]), float(c[1]), float(pr))
+            for p, la, lo, c, pr in zip(paths, lat, lon, centres, probs, strict=True)
+        ]
+        mu = centres[0]
+        cov = covariance(mu, centres, probs, self.grid.terminal_size_m)
+        mu, cov = self._smooth(mu, cov, stamp_s)
+        lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
+        confidence = float(probs[0])
+        t4 = time.perf_counter()
+        timings = {
+            "decode": (t1 - t0) * 1e3,
+            "encode": (t2 - t1) * 1e3,
+            "search": (t3 - t2) * 1e3,
+            "total": (t4 - t0) * 1e3,
+        }
+        return Estimate(
+            lat0,
+            lon0,
+            float(mu[0]),
+            float(mu[1]),
+            cov,
+            confidence,
+            confidence >= self.config.min_confidence,
+            cands[0].path,
+            cands,
+            self.grid.terminal_size_m,
+            timings,
+        )
+
+    def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """A constant-position Kalman filter over frames (off unless configured)."""
+        q = self.config.smoothing_noise_m2_s
+        if q <= 0 or stamp_s is None:
+            return z, r
+        if self._filter is None or stamp_s < self._filter[2]:
+            self._filter = (z, r, stamp_s)
+            return z, r
+        x, p, t = self._filter
+        p = p + np.eye(2) * q * (stamp_s - t)
+        gain = p @ np.linalg.inv(p + r)
+        x = x + gain @ (z - x)
+        p = (np.eye(2) - gain) @ p
+        self._filter = (x, p, stamp_s)
+        return x, p
+
+    def reset(self) -> None:
+        """Forget the temporal filter's state (a new sequence)."""
+        self._filter = None

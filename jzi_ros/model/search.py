@@ -1,0 +1,123 @@
+"""Zooming: greedy and beam search over the cell hierarchy.
+
+Per query the work is L decoder steps over precomputed view features; no
+overhead view is encoded at query time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .decoder import ZoomDecoder
+
+
+@dataclass
+class SearchResult:
+    """Top-K terminal cells per query, best first.
+
+    ``paths`` (Q, K, L) actions; ``probs`` (Q, K) probability of each cell,
+    normalized over every terminal cell the final beam reached (so they sum to
+    at most 1); ``log_probs`` (Q, K) the model's joint log-probability of each path.
+    """
+
+    paths: torch.Tensor
+    probs: torch.Tensor
+    log_probs: torch.Tensor
+
+
+def as_features(array, device="cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A map's (memory-mapped, read-only) feature array as a tensor of its own."""
+    return torch.tensor(np.asarray(array), dtype=dtype, device=device)
+
+
+def level_offsets(actions: int, levels: int) -> list[int]:
+    """Index of the first view of each level (breadth-first storage)."""
+    return [sum(actions**j for j in range(k)) for k in range(levels)]
+
+
+def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """x (Q, nb, ...) -> x (Q, keep, ...) picking parent beams (Q, keep)."""
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], parent]
+
+
+@torch.no_grad()
+def beam_search(
+    decoder: ZoomDecoder,
+    ground: torch.Tensor,
+    view_feats: torch.Tensor,
+    beam: int = 1,
+    top_k: int = 5,
+    prefix: tuple[int, ...] = (),
+) -> SearchResult:
+    """Zoom from the root to terminal cells keeping the ``beam`` best partial
+    paths per level (beam=1 is greedy decoding, as in the paper).
+
+    ``ground`` (Q, F) query features; ``view_feats`` (N, 1 + g*g, F) the map's
+    features in breadth-first view order (global token, then child tokens).
+    ``prefix``: start inside that cell (a prior) instead of at the root;
+    probabilities are then conditional on it.
+    """
+    cfg = decoder.cfg
+    levels, actions, v = cfg.levels, cfg.actions, cfg.view_tokens
+    if len(prefix) >= levels:
+        raise ValueError(f"prefix {prefix} must be shorter than the {levels} levels")
+    feats = view_feats[:, :v].to(ground.dtype)  # (N, V, F)
+    q, f = ground.shape
+    dev = ground.device
+    offsets = level_offsets(actions, levels)
+    paths = torch.tensor(prefix, dtype=torch.long, device=dev).view(1, 1, -1).expand(q, 1, len(prefix)).clone()
+    number = torch.zeros(q, 1, dtype=torch.long, device=dev)  # base-g*g number of each beam's path
+    scores = torch.zeros(q, 1, device=dev)
+    views = torch.zeros(q, 1, levels, v, f, dtype=ground.dtype, device=dev)
+    acts = torch.zeros(q, 1, levels - 1, dtype=torch.long, device=dev)
+    for k, a in enumerate(prefix):
+        views[:, :, k] = feats[offsets[k] + number]
+        acts[:, :, k] = a
+        number = number * actions + a
+    for k in range(len(prefix), levels):
+        nb = paths.shape[1]
+        views[:, :, k] = feats[offsets[k] + number]  # (Q, nb, V, F)
+        logits = decoder(
+            ground[:, None].expand(q, nb, f).reshape(q * nb, f),
+            views.reshape(q * nb, levels, v, f),
+            acts.reshape(q * nb, levels - 1),
+        )[:, k]  # (Q*nb, A)
+        cand = (scores[..., None] + logits.log_softmax(-1).view(q, nb, actions)).reshape(q, nb * actions)
+        if k == levels - 1:
+            break
+        scores, idx = cand.topk(min(beam, nb * actions), dim=1)  # (Q, keep)
+        parent, action = idx // actions, idx % actions
+        paths = torch.cat([_take(paths, parent), action[..., None]], dim=2)
+        number = _take(number, parent) * actions + action
+        views = _take(views, parent)
+        acts = _take(acts, parent)
+        acts[:, :, k] = action
+    probs = cand.softmax(-1)
+    top, idx = cand.topk(min(top_k, cand.shape[1]), dim=1)
+    parent, action = idx // actions, idx % actions
+    return SearchResult(torch.cat([_take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top)
+
+
+def teacher_inputs(view_feats: torch.Tensor, paths: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views along given paths and their actions, for teacher forcing.
+
+    ``paths`` (B, L) -> views (B, L, V, F), actions (B, L-1).
+    """
+    offsets = level_offsets(cfg.actions, cfg.levels)
+    idx = torch.zeros_like(paths)
+    number = torch.zeros_like(paths[:, 0])
+    for k in range(cfg.levels):
+        idx[:, k] = offsets[k] + number
+        number = number * cfg.actions + paths[:, k]
+    return view_feats[idx][:, :, : cfg.view_tokens], paths[:, : cfg.levels - 1]
+
+
+@torch.no_grad()
+def path_log_probs(decoder: ZoomDecoder, ground: torch.Tensor, view_feats: torch.Tensor, paths: torch.Tensor):
+    """Joint log-probability of full ``paths`` (B, L) for queries ``ground`` (B, F)."""
+    views, acts = teacher_inputs(view_feats.to(ground.dtype), paths, decoder.cfg)
+    logp = decoder(ground, views, acts).log_softmax(-1)  # (B, L, A)
+    return logp.gather(2, paths[..., None]).squeeze(-1).sum(1)

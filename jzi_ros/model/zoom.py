@@ -1,0 +1,127 @@
+"""The whole model: encoder + decoder + the grid it was trained for, and its checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .decoder import DecoderConfig, ZoomDecoder
+from .encoder import Encoder, EncoderConfig, encoder_identity, pool_queries, prepare_images, prepare_queries
+from .errors import CheckpointError
+
+FORMAT = "jzi-model"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; ``region`` is the zoom grid
+    (``ZoomGrid.to_dict()``) of the map it was trained for."""
+
+    encoder: EncoderConfig
+    decoder: DecoderConfig
+    region: dict
+
+    def to_dict(self) -> dict:
+        return {"encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict(), "region": dict(self.region)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        enc = dict(d["encoder"])
+        enc["mean"], enc["std"] = tuple(enc["mean"]), tuple(enc["std"])
+        return cls(EncoderConfig(**enc), DecoderConfig(**d["decoder"]), dict(d["region"]))
+
+
+class ZoomModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg.encoder, grid=cfg.decoder.grid)
+        self.decoder = ZoomDecoder(cfg.decoder)
+        self._identity: dict | None = None
+        self.source: Path | None = None
+
+    def identity(self) -> dict:
+        """The encoder identity a map's features must have been computed with."""
+        if self._identity is None:
+            self._identity = encoder_identity(self.encoder)
+        return self._identity
+
+    def forget_identity(self) -> None:
+        """Call after changing encoder weights (fine-tuning)."""
+        self._identity = None
+
+    @torch.no_grad()
+    def encode(self, images: list[np.ndarray] | np.ndarray, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB uint8 images -> (global (B, F), child tokens (B, g*g, F)), float32 on the model's device."""
+        dev = next(self.parameters()).device
+        pooled, children = [], []
+        for i in range(0, len(images), batch):
+            x = prepare_images(list(images[i : i + batch]), self.cfg.encoder.image_px).to(dev)
+            p, c = self.encoder(x)
+            pooled.append(p.float())
+            children.append(c.float())
+        return torch.cat(pooled), torch.cat(children)
+
+    @torch.no_grad()
+    def encode_queries(self, images: list[np.ndarray] | np.ndarray, batch: int = 16) -> torch.Tensor:
+        """Camera frames -> global features (B, F), with the config's query encoding."""
+        dev = next(self.parameters()).device
+        out = []
+        for i in range(0, len(images), batch):
+            x, n = prepare_queries(list(images[i : i + batch]), self.cfg.encoder)
+            out.append(pool_queries(self.encoder(x.to(dev))[0].float(), n))
+        return torch.cat(out)
+
+
+def save_checkpoint(path: str | Path, model: ZoomModel, extra: dict | None = None) -> Path:
+    """Write config, weights and ``extra`` (training state, metrics) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.cfg.to_dict(),
+        "encoder": model.encoder.state_dict(),
+        "decoder": model.decoder.state_dict(),
+        "identity": model.identity(),
+        "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such model file: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(f"cannot read model {path}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a jzi_ros model checkpoint (train one with `jzi train`)")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, this jzi_ros reads {VERSION}")
+    return state
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZoomModel, dict]:
+    """Rebuild a model from its checkpoint; weights are loaded strictly."""
+    state = read_checkpoint(path)
+    try:
+        model = ZoomModel(ModelConfig.from_dict(state["config"]))
+        model.encoder.load_state_dict(state["encoder"], strict=True)
+        model.decoder.load_state_dict(state["decoder"], strict=True)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not rebuild into a model: {exc}") from None
+    model._identity = state.get("identity")
+    model.source = Path(path)  # where exported backends keep their files
+    return model.to(device).eval(), state.get("extra", {})

@@ -1,0 +1,69 @@
+"""Conversions between ROS 2 messages and the localizer's types."""
+
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Pose, PoseArray
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix, NavSatStatus
+
+from ..localizer import Estimate, InputError, Prior
+from ..localizer.frames import ENCODINGS, decode_compressed, decode_raw
+
+try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
+    from cv_bridge import CvBridge
+
+    _BRIDGE = CvBridge()
+except ImportError:  # pragma: no cover - depends on the ROS installation
+    _BRIDGE = None
+
+
+def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
+    """A ``sensor_msgs/Image`` as (array, channel order for ``to_rgb``)."""
+    if _BRIDGE is not None and msg.encoding.lower() in ENCODINGS:
+        try:
+            return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough"), ENCODINGS[msg.encoding.lower()][1]
+        except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own error types
+            raise InputError(f"cannot convert the image: {exc}") from None
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+
+def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """A JPEG/PNG ``sensor_msgs/CompressedImage`` decoded with OpenCV (BGR)."""
+    return decode_compressed(msg.data, msg.format)
+
+
+def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_m2: float) -> NavSatFix:
+    """A ``NavSatFix``: the camera frame's header, status FIX (trusted) or
+    NO_FIX, finite altitude, ENU covariance [m²] with the horizontal block
+    from the estimate, APPROXIMATED."""
+    fix = NavSatFix()
+    fix.header = header
+    fix.status.status = NavSatStatus.STATUS_FIX if est.trusted else NavSatStatus.STATUS_NO_FIX
+    fix.status.service = NavSatStatus.SERVICE_GPS  # the field robot_localization expects to be set
+    fix.latitude, fix.longitude, fix.altitude = est.lat, est.lon, float(altitude_m)
+    cov = np.zeros((3, 3))
+    cov[:2, :2] = (est.covariance_m2 + est.covariance_m2.T) / 2
+    cov[2, 2] = vertical_variance_m2
+    fix.position_covariance = [float(v) for v in cov.ravel()]
+    fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_APPROXIMATED
+    return fix
+
+
+def fix_to_prior(msg: NavSatFix) -> Prior:
+    """A prior from a ``NavSatFix`` (its horizontal covariance block)."""
+    cov = np.asarray(msg.position_covariance, float).reshape(3, 3)[:2, :2]
+    return Prior(float(msg.latitude), float(msg.longitude), cov)
+
+
+def candidates_to_poses(est: Estimate, header) -> PoseArray:
+    """Top-K candidate cell centres as poses in the map's local frame
+    (east = x, north = y, metres from the region centre), best first; each
+    pose's orientation is identity and its z holds the candidate's probability."""
+    out = PoseArray()
+    out.header = header
+    for c in est.candidates:
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = c.east_m, c.north_m, c.prob
+        pose.orientation.w = 1.0
+        out.poses.append(pose)
+    return out

@@ -1,0 +1,190 @@
+"""Reading and writing rosbag2 files (sqlite3 and MCAP) with rosbags.
+
+Messages are built and serialized with rosbags' ROS 2 type store; their CDR
+is byte-identical to what rclpy publishes, so bags written here play back
+with `ros2 bag play` on Humble, Jazzy and Kilted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.typesys import Stores, get_typestore
+
+from ..errors import JziError
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+NAVSATFIX = "sensor_msgs/msg/NavSatFix"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+class BagError(JziError):
+    """A bag is missing, unreadable, or lacks what was asked of it."""
+
+
+def T(name: str):  # noqa: N802 - reads like the message type it returns
+    return TYPESTORE.types[name]
+
+
+def header(stamp_ns: int, frame_id: str):
+    sec, nsec = divmod(int(stamp_ns), 10**9)
+    return T("std_msgs/msg/Header")(stamp=T("builtin_interfaces/msg/Time")(sec=sec, nanosec=nsec), frame_id=frame_id)
+
+
+def stamp_of(msg, fallback_ns: int) -> int:
+    """A message's header stamp [ns], or the bag's receive time when it is zero."""
+    h = getattr(msg, "header", None)
+    ns = h.stamp.sec * 10**9 + h.stamp.nanosec if h is not None else 0
+    return ns if ns > 0 else fallback_ns
+
+
+def navsatfix(
+    stamp_ns: int,
+    frame_id: str,
+    lat: float,
+    lon: float,
+    alt: float,
+    cov_m2: np.ndarray,
+    fix: bool = True,
+    cov_type: int = 1,
+):
+    status = T("sensor_msgs/msg/NavSatStatus")(status=0 if fix else -1, service=1)
+    return T(NAVSATFIX)(
+        header=header(stamp_ns, frame_id),
+        status=status,
+        latitude=float(lat),
+        longitude=float(lon),
+        altitude=float(alt),
+        position_covariance=np.asarray(cov_m2, np.float64).reshape(9),
+        position_covariance_type=cov_type,
+    )
+
+
+def image(stamp_ns: int, frame_id: str, rgb: np.ndarray):
+    h, w = rgb.shape[:2]
+    return T(IMAGE)(
+        header=header(stamp_ns, frame_id),
+        height=h,
+        width=w,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=w * 3,
+        data=np.ascontiguousarray(rgb).reshape(-1),
+    )
+
+
+def compressed(stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90):
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return T(COMPRESSED)(header=header(stamp_ns, frame_id), format="jpeg", data=buf.reshape(-1))
+
+
+def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.ndarray):
+    p = np.zeros((3, 4))
+    p[:, :3] = k
+    roi = T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T(CAMERA_INFO)(
+        header=header(stamp_ns, frame_id),
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=np.asarray(k, float).reshape(9),
+        r=np.eye(3).reshape(9),
+        p=p.reshape(12),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
+
+
+class BagWriter:
+    """rosbag2 writer: ``add(topic, msg, stamp_ns)`` registers topics on first use."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        if storage not in STORAGES:
+            raise BagError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists; choose another output or remove it")
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._conns: dict[str, object] = {}
+
+    def __enter__(self) -> BagWriter:
+        try:
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(f"cannot write {self.path}: {exc}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._writer.close()
+
+    def add(self, topic: str, msg, stamp_ns: int) -> None:
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+        self._writer.write(self._conns[topic], int(stamp_ns), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    bag_ns: int
+    msg: object
+
+
+class BagReader:
+    """A rosbag2 (sqlite3 or MCAP) opened for the topics asked; clear errors
+    for a missing bag, a missing topic (with the bag's topics) or a wrong type."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"no such bag: {self.path}")
+        try:
+            self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
+            self._reader.open()
+        except (AnyReaderError, Exception) as exc:  # noqa: BLE001 - rosbags raises several types
+            raise BagError(f"cannot open {self.path} as a rosbag2: {exc}") from None
+        self.topics = {c.topic: c.msgtype for c in self._reader.connections}
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check(self, topic: str, allowed: tuple[str, ...], role: str) -> str:
+        if topic not in self.topics:
+            have = ", ".join(f"{t} ({m})" for t, m in sorted(self.topics.items())) or "none"
+            raise BagError(f"{self.path} has no topic {topic} for the {role}; its topics: {have}")
+        if self.topics[topic] not in allowed:
+            raise BagError(f"{role} topic {topic} carries {self.topics[topic]}, expected {' or '.join(allowed)}")
+        return self.topics[topic]
+
+    def messages(self, topics: list[str]) -> Iterator[BagMessage]:
+        conns = [c for c in self._reader.connections if c.topic in topics]
+        for conn, bag_ns, raw in self._reader.messages(connections=conns):
+            try:
+                msg = self._reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:  # noqa: BLE001 - a corrupt record
+                raise BagError(
+                    f"cannot decode a {conn.msgtype} message on {conn.topic} at {bag_ns} ns: {exc}"
+                ) from None
+            yield BagMessage(conn.topic, conn.msgtype, bag_ns, msg)
+
+    def count(self, topic: str) -> int:
+        return sum(c.msgcount for c in self._reader.connections if c.topic == topic)

@@ -1,0 +1,52 @@
+"""`jzi export`: a model's encoder and decoder as ONNX or TensorRT artefacts.
+
+ONNX: ``encoder.onnx`` and ``decoder.onnx`` (opset 17, static shapes). The
+``trtexec`` route, for users who prefer it, builds engines from them::
+
+    trtexec --onnx=OUT/encoder.onnx --saveEngine=encoder.plan [--fp16]
+    trtexec --onnx=OUT/decoder.onnx --saveEngine=decoder.plan [--fp16]
+
+TensorRT: both compiled by torch-tensorrt for this GPU and saved with its own
+serialization under ``OUT/<gpu>-<tensorrt version>-<precision>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..inference.export import export_onnx, export_tensorrt
+from ..model import load_checkpoint
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX or TensorRT",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    p.add_argument("--format", required=True, choices=["onnx", "tensorrt"])
+    p.add_argument("--out", required=True, type=Path, help="folder to write")
+    p.add_argument("--beam", type=int, default=4, help="decoder batch = the beam width it will run (default 4)")
+    p.add_argument("--fp16", action="store_true", help="TensorRT: build fp16 engines")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    model, _ = load_checkpoint(args.model)
+    if args.format == "onnx":
+        out = export_onnx(model, args.out, beam=args.beam)
+    else:
+        out = export_tensorrt(model, args.out, beam=args.beam, fp16=args.fp16)
+    print(
+        f"exported {args.model} ({args.format}{', fp16' if args.fp16 else ''}, decoder batch {args.beam}) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    for f in sorted(out.iterdir()):
+        print(f"wrote {f}")
+    return 0

@@ -1,0 +1,41 @@
+"""`jzi index-map`: compute a model's encoder features for every view of a map."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..geo import MapDir, feature_key
+from ..localizer import index_map
+from ..model import load_checkpoint
+from .progress import bar
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index-map",
+        help="store a model's encoder features of every map view",
+        description="Encode every view of a map with a model's encoder and store the features "
+        "in the map, beside those of other encoders.",
+    )
+    p.add_argument("--map", required=True, type=Path, help="map directory")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    p.add_argument("--batch", type=int, default=16, help="views per encoder pass (default 16)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="recompute even if the map has these features")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    model, _ = load_checkpoint(args.model, args.device)
+    mapdir = MapDir(args.map)
+    feats = index_map(
+        mapdir, model, batch=args.batch, force=args.force, progress=bar("encoding views", args.quiet, unit="batch")
+    )
+    key = feature_key(model.identity())
+    print(f"{mapdir.grid.num_views} views -> features {tuple(feats.shape)} in {time.monotonic() - started:.1f} s")
+    print(f"wrote {mapdir.path / 'features' / key}")
+    return 0

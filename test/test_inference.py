@@ -1,0 +1,123 @@
+"""Backends and export: ONNX Runtime against PyTorch on the CPU; TensorRT where a GPU is."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from jzi_ros.geo import MapDir
+from jzi_ros.inference import BackendError, make_backend
+from jzi_ros.inference.export import export_onnx, read_meta
+from jzi_ros.localizer import Localizer, LocalizerConfig
+from jzi_ros.model import load_checkpoint
+from jzi_ros.tools.cli import main
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def model_and_feats(trained):
+    map_dir, model_path, _ = trained
+    model, _ = load_checkpoint(model_path)
+    feats = np.asarray(MapDir(map_dir).load_features(model.identity()))
+    return model, feats
+
+
+def test_onnx_export_writes_two_checked_graphs_with_static_shapes(model_and_feats, tmp_path):
+    import onnx
+
+    model, _ = model_and_feats
+    out = export_onnx(model, tmp_path / "onnx", beam=4)
+    meta = read_meta(out)
+    assert meta["identity"] == model.identity() and meta["opset"] >= 17 and meta["beam"] == 4
+    dec = onnx.load(str(out / "decoder.onnx"))
+    dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in dec.graph.input]
+    cfg = model.cfg.decoder
+    assert dims == [[4, cfg.feat_dim], [4, cfg.levels, cfg.view_tokens, cfg.feat_dim], [4, cfg.levels - 1]]
+
+
+def test_onnxruntime_matches_pytorch_features_and_search(model_and_feats, trained):
+    model, feats = model_and_feats
+    torch_b = make_backend("torch", model, feats)
+    ort_b = make_backend("onnxruntime", model, feats, beam=4)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (80, 96, 3), dtype=np.uint8) for _ in range(6)]
+    a, b = torch_b.encode(images), ort_b.encode(images)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), float((a - b).abs().max())
+    ra, rb = torch_b.search(a, 4, 5), ort_b.search(a, 4, 5)
+    assert torch.equal(ra.paths, rb.paths)
+    assert torch.allclose(ra.probs, rb.probs, atol=1e-4)
+    # greedy runs through the same fixed-batch decoder, padded
+    assert torch.equal(torch_b.search(a, 1, 3).paths, ort_b.search(a, 1, 3).paths)
+
+
+def test_localizer_on_onnxruntime_gives_the_torch_answer(trained):
+    map_dir, model_path, _ = trained
+    frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    a = Localizer(map_dir, model_path, config=LocalizerConfig(beam=4)).localize(frame)
+    b = Localizer(map_dir, model_path, backend="onnxruntime", config=LocalizerConfig(beam=4)).localize(frame)
+    assert a.path == b.path
+    assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
+    assert np.allclose(a.covariance_m2, b.covariance_m2, rtol=1e-3)
+
+
+def test_unknown_or_unavailable_backends_are_refused_clearly(model_and_feats):
+    model, feats = model_and_feats
+    with pytest.raises(BackendError, match="unknown backend"):
+        make_backend("openvino", model, feats)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="CUDA|torch-tensorrt"):
+            make_backend("tensorrt", model, feats)
+
+
+def test_export_command_writes_onnx(trained, tmp_path, capsys):
+    assert main(["export", "--model", str(trained[1]), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert "encoder.onnx" in out and "decoder.onnx" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU; none here")
+def test_tensorrt_matches_pytorch(model_and_feats, trained):
+    pytest.importorskip("torch_tensorrt", reason="torch-tensorrt is not installed")
+    model, feats = model_and_feats
+    trt = make_backend("tensorrt", model, feats, "cuda", beam=4)
+    ref = make_backend("torch", model, feats, "cuda")
+    images = [np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    a, b = ref.encode(images), trt.encode(images)
+    assert torch.allclose(a.cpu(), b.cpu(), rtol=1e-2, atol=1e-2)
+    assert torch.equal(ref.search(a, 4, 5).paths.cpu(), trt.search(a, 4, 5).paths.cpu())
+
+
+def test_bench_quick_run_writes_a_report(trained, tmp_path):
+    map_dir, model, _ = trained
+    code = main(
+        [
+            "bench",
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--quick",
+            "--encoders",
+            "tf_efficientnet_lite0",
+            "--sizes-km",
+            "1,10",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert set(report["latency"]) == {"torch", "onnxruntime"}
+    for lat in report["latency"].values():
+        assert lat["total"]["p50"] > 0 and lat["encode"]["p50"] > 0
+    rows = {r["side_km"]: r for r in report["scaling"]}
+    assert rows[10.0]["levels"] == 4 and rows[10.0]["terminal_cells"] == 256**2
+    assert rows[10.0]["zoom_views"] == 1 + 16 + 256 + 4096
+    assert rows[10.0]["flat_map_mb"] == pytest.approx(256**2 * 384 * 2 / 2**20)  # one float16 row per cell
+    assert rows[10.0]["zoom_cls_map_mb"] == pytest.approx(4369 * 384 * 2 / 2**20)  # one per non-terminal cell
+    assert report["peak_rss_mb"] > 0
+    assert "Zoom search vs flat retrieval" in (tmp_path / "bench.md").read_text()

@@ -1,0 +1,156 @@
+"""The localizer: frames rendered at known places, covariance, priors, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jzi_ros.data import CameraPose, Pinhole, render_frame
+from jzi_ros.geo import MapDir, MapError, build_map
+from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Prior, covariance, to_rgb
+
+
+def test_covariance_of_one_sure_cell_is_the_uniform_cells_variance():
+    cov = covariance(np.zeros(2), np.zeros((1, 2)), np.array([1.0]), cell_m=39.0)
+    assert np.allclose(cov, np.eye(2) * 39.0**2 / 12)
+
+
+def test_covariance_grows_with_the_spread_of_likely_candidates():
+    centres = np.array([[0.0, 0.0], [100.0, 0.0]])
+    cov = covariance(centres[0], centres, np.array([0.3, 0.3]), cell_m=10.0)
+    assert cov[0, 0] == pytest.approx(100 / 12 + 0.5 * 100.0**2)
+    assert cov[1, 1] == pytest.approx(100 / 12)
+    assert cov[0, 1] == pytest.approx(0.0)
+    sure = covariance(centres[0], centres, np.array([0.99, 0.01]), cell_m=10.0)
+    assert sure[0, 0] < cov[0, 0] / 10
+
+
+@pytest.mark.parametrize(
+    "image, encoding, expect",
+    [
+        (np.array([[[1, 2, 3]]] * 8, np.uint8).repeat(8, 1), "rgb", [1, 2, 3]),
+        (np.array([[[1, 2, 3]]] * 8, np.uint8).repeat(8, 1), "bgr", [3, 2, 1]),
+        (np.array([[[1, 2, 3, 9]]] * 8, np.uint8).repeat(8, 1), "rgba", [1, 2, 3]),
+        (np.array([[[1, 2, 3, 9]]] * 8, np.uint8).repeat(8, 1), "bgra", [3, 2, 1]),
+        (np.full((8, 8), 7, np.uint8), "rgb", [7, 7, 7]),
+        (np.full((8, 8, 1), 7, np.uint8), "rgb", [7, 7, 7]),
+    ],
+)
+def test_images_in_common_layouts_become_rgb(image, encoding, expect):
+    out = to_rgb(image, encoding)
+    assert out.shape == (8, 8, 3) and out.flags.c_contiguous
+    assert out[0, 0].tolist() == expect
+
+
+@pytest.mark.parametrize(
+    "image, encoding, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), "rgb", "8-bit"),
+        (np.zeros((0, 0, 3), np.uint8), "rgb", "empty"),
+        (np.zeros((8, 8, 4), np.uint8), "rgb", "does not match"),
+        (np.zeros((8, 8, 3), np.uint8), "yuv", "does not match"),
+        ("not an image", "rgb", "numpy"),
+    ],
+)
+def test_bad_images_are_refused_clearly(image, encoding, message):
+    with pytest.raises(InputError, match=message):
+        to_rgb(image, encoding)
+
+
+@pytest.fixture(scope="module")
+def setup(trained):
+    map_dir, model, _ = trained
+    loc = Localizer(map_dir, model, config=LocalizerConfig(beam=4, top_k=5))
+    ortho = LocalOrtho.for_map(loc.map, pad_m=loc.grid.terminal_size_m * 2)
+    return loc, ortho
+
+
+def _frames(loc, ortho, count=40, seed=3):
+    rng = np.random.default_rng(seed)
+    cam = Pinhole(64, 64, 60.0)
+    half = loc.grid.size_m / 2 * 0.9
+    out = []
+    for _ in range(count):
+        e, n = rng.uniform(-half, half, 2)
+        pose = CameraPose(
+            e, n, cam.altitude_for_footprint(rng.uniform(1, 2) * loc.grid.terminal_size_m), rng.uniform(0, 360)
+        )
+        out.append((render_frame(ortho, cam, pose)[0], e, n))
+    return out
+
+
+def test_localizer_finds_frames_of_the_map_it_was_trained_for(setup):
+    loc, ortho = setup
+    errors, inside = [], []
+    for frame, e, n in _frames(loc, ortho):
+        est = loc.localize(frame)
+        errors.append(np.hypot(est.east_m - e, est.north_m - n))
+        cov = est.covariance_m2
+        assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
+        d = np.array([est.east_m - e, est.north_m - n])
+        inside.append(d @ np.linalg.solve(cov, d) <= 5.991)  # chi-square 95 %, 2 dof
+        assert set(est.timings_ms) == {"decode", "encode", "search", "total"}
+        assert len(est.candidates) == 5 and est.candidates[0].path == est.path
+        lat, lon = loc.grid.frame.to_latlon(est.east_m, est.north_m)
+        assert (est.lat, est.lon) == pytest.approx((float(lat), float(lon)))
+    cell = loc.grid.terminal_size_m
+    # 16 cells: chance puts about 1 frame in 16 in the right cell
+    assert np.mean(np.array(errors) < cell) > 0.6
+    assert np.median(errors) < cell
+
+
+def test_bgr_and_mono_frames_are_accepted(setup):
+    loc, ortho = setup
+    frame = _frames(loc, ortho, count=1)[0][0]
+    rgb = loc.localize(frame)
+    assert loc.localize(np.ascontiguousarray(frame[..., ::-1]), "bgr").path == rgb.path
+    assert loc.localize(frame.mean(2).astype(np.uint8)).confidence >= 0.0
+
+
+def test_a_prior_restricts_the_search_to_its_subtree(setup):
+    loc, ortho = setup
+    frame, e, n = _frames(loc, ortho, count=1, seed=9)[0]
+    lat, lon = (float(v) for v in loc.grid.frame.to_latlon(e, n))
+    tight = Prior(lat, lon, np.eye(2) * 1.0)
+    prefix = loc.prior_prefix(tight)
+    assert prefix == loc.grid.path_at(lat, lon, 1)
+    est = loc.localize(frame, prior=tight)
+    assert est.path[:1] == prefix
+    assert loc.prior_prefix(Prior(lat, lon, np.eye(2) * 1e8)) == ()
+    with pytest.raises(InputError, match="prior"):
+        loc.localize(frame, prior=Prior(float("nan"), lon, np.eye(2)))
+
+
+def test_temporal_smoothing_is_off_by_default_and_pulls_towards_the_track(trained, setup):
+    loc, ortho = setup
+    frames = _frames(loc, ortho, count=6, seed=5)
+    raw = [loc.localize(f, stamp_s=i * 0.1) for i, (f, _, _) in enumerate(frames)]
+    smooth = Localizer(*trained[:2], config=LocalizerConfig(smoothing_noise_m2_s=1.0))
+    filtered = [smooth.localize(f, stamp_s=i * 0.1) for i, (f, _, _) in enumerate(frames)]
+    assert (filtered[0].east_m, filtered[0].north_m) == (raw[0].east_m, raw[0].north_m)
+    jumps_raw = np.hypot(np.diff([r.east_m for r in raw]), np.diff([r.north_m for r in raw]))
+    jumps_f = np.hypot(np.diff([r.east_m for r in filtered]), np.diff([r.north_m for r in filtered]))
+    assert jumps_f.sum() < jumps_raw.sum()
+    assert filtered[-1].covariance_m2[0, 0] < raw[-1].covariance_m2[0, 0]
+
+
+def test_corrupt_input_raises_a_clear_error(setup):
+    loc, _ = setup
+    with pytest.raises(InputError):
+        loc.localize(np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(InputError):
+        loc.localize(np.zeros((64, 64, 3), np.float64))
+
+
+def test_a_map_of_another_region_or_not_indexed_is_refused(trained, tmp_path):
+    map_dir, model, tif = trained
+    other = build_map([tif], tmp_path / "other", grid=2, levels=2, view_px=64, size_m=100.0)
+    with pytest.raises(MapError, match="another region"):
+        Localizer(other.path, model)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(map_dir, copy, ignore=shutil.ignore_patterns("features"))
+    with pytest.raises(MapError, match="jzi index-map"):
+        Localizer(MapDir(copy), model)

@@ -1,0 +1,267 @@
+"""Simulated flights into rosbag2 files, and their replay through the localizer."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from jzi_ros.data import CameraPose, Pinhole, render_frame
+from jzi_ros.data.fixes import FixTrack
+from jzi_ros.geo import BoundsM, MapDir
+from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.localizer.frames import decode_message
+from jzi_ros.tools import bags
+from jzi_ros.tools.cli import main
+from jzi_ros.tools.eval_bag import select_realtime
+
+
+def test_ground_truth_is_interpolated_between_fixes_and_missing_beyond_the_gap():
+    truth = FixTrack(
+        np.array([0, 10**9, 2 * 10**9, 10 * 10**9]), np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 11.0, 12.0, 13.0])
+    )
+    assert truth.at(500_000_000, 1.0) == pytest.approx((0.5, 10.5))
+    assert truth.at(2 * 10**9, 1.0) == pytest.approx((2.0, 12.0))
+    assert truth.at(2_300_000_000, 1.0) == pytest.approx((2.0, 12.0))  # nearest within half a gap
+    assert truth.at(6 * 10**9, 1.0) is None  # 8 s without fixes
+    assert truth.at(-(10**9), 1.0) is None
+
+
+def test_realtime_replay_takes_the_newest_frame_when_free():
+    stamps = (np.arange(10) * 0.1 * 1e9).astype(np.int64)  # 10 Hz
+    assert select_realtime(stamps, 0.05).tolist() == list(range(10))  # faster than the camera: none dropped
+    # 0.25 s per frame: free at 0.25 s it takes frame 2 (frame 1 is dropped), free at 0.5 s frame 5, ...
+    assert select_realtime(stamps, 0.25).tolist() == [0, 2, 5, 7, 9]
+
+
+@pytest.fixture(scope="module")
+def flight(trained, tmp_path_factory):
+    map_dir = trained[0]
+    root = tmp_path_factory.mktemp("flight")
+    out = {}
+    for storage, compressed in (("mcap", False), ("sqlite3", True)):
+        bag = root / f"flight_{storage}"
+        args = [
+            "make-bag",
+            "--map",
+            str(map_dir),
+            "--out",
+            str(bag),
+            "--storage",
+            storage,
+            "--trajectory",
+            "random",
+            "--duration-s",
+            "12",
+            "--camera-hz",
+            "2",
+            "--image-px",
+            "64",
+            "--speed-mps",
+            "6",
+            "--tilt-deg",
+            "0",
+            "--altitude-m",
+            str(Pinhole(64, 64, 60).altitude_for_footprint(1.5 * MapDir(map_dir).grid.terminal_size_m)),
+            "--seed",
+            "4",
+            "--quiet",
+        ] + (["--compressed"] if compressed else [])
+        assert main(args) == 0
+        out[storage] = bag
+    return out
+
+
+def test_make_bag_writes_frames_camera_info_and_truth_in_both_formats(flight):
+    for storage, bag in flight.items():
+        with bags.BagReader(bag) as reader:
+            image_topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
+            assert reader.topics == {
+                image_topic: bags.IMAGE if storage == "mcap" else bags.COMPRESSED,
+                "/camera/camera_info": bags.CAMERA_INFO,
+                "/gps/fix": bags.NAVSATFIX,
+            }
+            assert reader.count(image_topic) == 24 and reader.count("/gps/fix") == 120
+            frame = next(reader.messages([image_topic])).msg
+            array, _ = decode_message(frame)
+            assert array.shape == (64, 64, 3)
+    assert any(p.suffix == ".mcap" for p in flight["mcap"].iterdir())
+    assert any(p.suffix == ".db3" for p in flight["sqlite3"].iterdir())
+
+
+def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
+    """Each frame, rendered anew at the ground-truth position (heading from the
+    truth's motion), matches the bag's frame; 10 m off it does not."""
+    mapdir = MapDir(trained[0])
+    grid = mapdir.grid
+    ortho = LocalOrtho.render(
+        [s["path"] for s in mapdir.sources],
+        grid.frame,
+        BoundsM(-grid.size_m / 2, -grid.size_m / 2, grid.size_m / 2, grid.size_m / 2),
+        0.25,
+    )
+    cam = Pinhole(64, 64, 60.0)
+    altitude = cam.altitude_for_footprint(1.5 * grid.terminal_size_m)
+    with bags.BagReader(flight["mcap"]) as reader:
+        fixes = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages(["/gps/fix"])]
+        frames = [
+            (bags.stamp_of(m.msg, m.bag_ns), decode_message(m.msg)[0]) for m in reader.messages(["/camera/image_raw"])
+        ]
+    t = np.array([s for s, _ in fixes])
+    east, north = grid.frame.to_local([f.latitude for _, f in fixes], [f.longitude for _, f in fixes])
+    good, off = [], []
+    for stamp, frame in frames[1:-1]:
+        i = int(np.searchsorted(t, stamp))
+        e, n = float(np.interp(stamp, t, east)), float(np.interp(stamp, t, north))
+        heading = math.degrees(math.atan2(east[i + 1] - east[i - 1], north[i + 1] - north[i - 1]))
+        ref = render_frame(ortho, cam, CameraPose(e, n, altitude, heading))[0]
+        far = render_frame(ortho, cam, CameraPose(e + 10, n, altitude, heading))[0]
+        a = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        good.append(
+            cv2.matchTemplate(a, cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.TM_CCOEFF_NORMED)[0, 0]
+        )
+        off.append(
+            cv2.matchTemplate(a, cv2.cvtColor(far, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.TM_CCOEFF_NORMED)[0, 0]
+        )
+    assert np.median(good) > 0.7
+    assert np.median(off) < np.median(good) - 0.3
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_path, storage, capsys):
+    map_dir, model, _ = trained
+    topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
+    out = tmp_path / "eval"
+    code = main(
+        [
+            "eval-bag",
+            "--bag",
+            str(flight[storage]),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            topic,
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames_in_bag"] == 24 and metrics["frames_localized"] == 24
+    assert metrics["count"] == 24 and metrics["frames_without_truth"] == 0
+    assert metrics["median_m"] < MapDir(map_dir).grid.terminal_size_m
+    assert 0.0 <= metrics["ellipse95_coverage"] <= 1.0
+    assert set(metrics["latency_ms"]) == {"decode", "encode", "search", "total"}
+    lines = (out / "frames.csv").read_text().splitlines()
+    assert len(lines) == 25 and "error_m" in lines[0]
+    for png in ("trajectory.png", "error_cdf.png", "error_time.png"):
+        assert (out / png).stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "R@40m" in printed and "trajectory.png" in printed
+    # the estimates bag reads back with rosbags and with the mcap library
+    with bags.BagReader(out / "estimates") as reader:
+        fixes = [m.msg for m in reader.messages(["/jzi/fix"])]
+    assert len(fixes) == 24
+    frame_stamps = sorted(int(line.split(",")[0]) for line in lines[1:])
+    assert sorted(f.header.stamp.sec * 10**9 + f.header.stamp.nanosec for f in fixes) == frame_stamps
+    from mcap.reader import make_reader
+
+    mcap_file = next((out / "estimates").glob("*.mcap"))
+    with mcap_file.open("rb") as f:
+        msgs = list(make_reader(f).iter_messages(topics=["/jzi/fix"]))
+    assert len(msgs) == 24 and msgs[0][0].name == "sensor_msgs/msg/NavSatFix"
+
+
+def test_eval_bag_without_the_topic_lists_the_topics_it_has(trained, flight, tmp_path, capsys):
+    map_dir, model, _ = trained
+    code = main(
+        [
+            "eval-bag",
+            "--bag",
+            str(flight["mcap"]),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            "/front/image",
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no topic /front/image" in err and "/camera/image_raw (sensor_msgs/msg/Image)" in err
+    code = main(
+        [
+            "eval-bag",
+            "--bag",
+            str(flight["mcap"]),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            "/camera/camera_info",
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and "carries sensor_msgs/msg/CameraInfo" in capsys.readouterr().err
+    code = main(
+        [
+            "eval-bag",
+            "--bag",
+            str(tmp_path / "nothing"),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            "/camera/image_raw",
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and "no such bag" in capsys.readouterr().err
+
+
+def test_eval_bag_realtime_mode_drops_frames_like_the_node(trained, flight, tmp_path):
+    map_dir, model, _ = trained
+    code = main(
+        [
+            "eval-bag",
+            "--bag",
+            str(flight["mcap"]),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            "/camera/image_raw",
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(tmp_path),
+            "--realtime",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mode"] == "realtime"
+    assert metrics["frames_localized"] + metrics["frames_dropped"] == 24

@@ -1,0 +1,255 @@
+"""`jzi train` and `jzi evaluate`: learning, resuming, DDP, fine-tuning, presets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from jzi_ros.geo import MapDir
+from jzi_ros.model import load_checkpoint
+from jzi_ros.tools import train as train_tool
+from jzi_ros.tools.cli import main, make_parser
+from jzi_ros.tools.presets import apply_preset
+
+SMALL = [
+    "--image-px",
+    "64",
+    "--samples",
+    "300",
+    "--val-samples",
+    "60",
+    "--footprint-cells",
+    "1",
+    "2",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "4",
+    "--batch",
+    "32",
+    "--quiet",
+]
+
+
+def test_training_drives_the_loss_down_and_localizes_its_own_views(trained):
+    _, model_path, _ = trained
+    _, extra = load_checkpoint(model_path)
+    history = extra["train_state"]["history"]
+    assert extra["train_state"]["step"] == 400
+    assert history[-1]["loss"] < 0.7 * history[0]["loss"]
+    # validation frames are new positions and headings over the same (small) map
+    assert history[-1]["path_acc"] > 0.5
+    assert history[-1]["level_acc"][0] >= history[-1]["path_acc"]
+
+
+def test_evaluate_in_its_documented_form_writes_metrics(trained, tmp_path, capsys):
+    map_dir, model_path, _ = trained
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--map", str(map_dir), "--model", str(model_path), "--aerial", "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    greedy, beam = report["results"]["greedy"], report["results"]["beam 4"]
+    for r in (greedy, beam):
+        assert r["count"] == 500
+        for key in (
+            "R@40m",
+            "R@50m",
+            "R@100m",
+            "R@1cell",
+            "R@2cell",
+            "R@4cell",
+            "median_m",
+            "mean_m",
+            "path_accuracy",
+            "level_accuracy",
+            "topk_recall",
+            "top_k",
+            "calibration",
+        ):
+            assert key in r
+        assert 0.0 <= r["calibration"]["ece"] <= 1.0
+        assert r["topk_recall"] >= r["path_accuracy"]
+    assert greedy["path_accuracy"] > 0.5
+    table = capsys.readouterr().out
+    assert "R@40m" in table and "beam 4" in table and "calibration ECE" in table
+
+
+def test_training_resumes_where_it_stopped(trained, tmp_path):
+    map_dir = trained[0]
+    out = tmp_path / "m.pt"
+    assert main(["train", "--map", str(map_dir), "--aerial", "--out", str(out), "--max-steps", "10", *SMALL]) == 0
+    assert (
+        main(["train", "--map", str(map_dir), "--aerial", "--out", str(out), "--max-steps", "20", "--resume", *SMALL])
+        == 0
+    )
+    _, extra = load_checkpoint(out)
+    assert extra["train_state"]["step"] == 20
+    assert [h["step"] for h in extra["train_state"]["history"]] == [1, 10, 20]
+
+
+def test_train_in_its_documented_form_runs_on_a_minute_budget(trained, tmp_path):
+    map_dir = trained[0]
+    out = tmp_path / "model.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--map",
+                str(map_dir),
+                "--aerial",
+                "--minutes",
+                "0.5",
+                "--out",
+                str(out),
+                "--image-px",
+                "64",
+                "--samples",
+                "200",
+                "--val-samples",
+                "40",
+                "--footprint-cells",
+                "1",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    model, extra = load_checkpoint(out)
+    assert extra["train_state"]["step"] > 30
+    assert MapDir(map_dir).load_features(model.identity()).shape[0] == 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_with_two_processes_matches_one_process_on_the_same_batches(trained, tmp_path):
+    map_dir = trained[0]
+    args = [
+        "train",
+        "--map",
+        str(map_dir),
+        "--aerial",
+        "--max-steps",
+        "6",
+        "--dropout",
+        "0",
+        "--seed",
+        "3",
+        "--eval-every-s",
+        "100000",
+        *SMALL,
+    ]
+    one = tmp_path / "one.pt"
+    assert main([*args, "--out", str(one)]) == 0
+    two = tmp_path / "two.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "jzi_ros.tools.cli",
+            *args,
+            "--out",
+            str(two),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    a, extra_a = load_checkpoint(one)
+    b, extra_b = load_checkpoint(two)
+    ha, hb = extra_a["train_state"]["history"], extra_b["train_state"]["history"]
+    assert ha[-1]["step"] == hb[-1]["step"] == 6
+    assert [h["loss"] for h in hb] == pytest.approx([h["loss"] for h in ha], rel=1e-4)
+    # Adam turns float noise in near-zero gradients into whole steps, so compare the
+    # weights as a whole: halves of a batch without averaged gradients differ by ~1e-2
+    wa = torch.cat([p.flatten() for p in a.decoder.state_dict().values()])
+    wb = torch.cat([p.flatten() for p in b.decoder.state_dict().values()])
+    assert (wa - wb).norm() / wa.norm() < 1e-4
+
+
+def test_fine_tuning_trains_the_last_blocks_and_reindexes_the_map(trained, tmp_path):
+    map_dir, base, _ = trained
+    out = tmp_path / "ft.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--map",
+                str(map_dir),
+                "--aerial",
+                "--out",
+                str(out),
+                "--fine-tune-blocks",
+                "1",
+                "--max-steps",
+                "2",
+                "--workers",
+                "0",
+                "--batch",
+                "4",
+                "--image-px",
+                "64",
+                "--footprint-cells",
+                "1",
+                "2",
+                "--dim",
+                "32",
+                "--depth",
+                "1",
+                "--val-samples",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    tuned, _ = load_checkpoint(out)
+    before, _ = load_checkpoint(base)
+    assert tuned.identity()["weights"] != before.identity()["weights"]
+    assert torch.equal(tuned.encoder.backbone.conv_stem.weight, before.encoder.backbone.conv_stem.weight)  # frozen
+    assert not torch.equal(tuned.encoder.backbone.conv_head.weight, before.encoder.backbone.conv_head.weight)
+    assert MapDir(map_dir).load_features(tuned.identity()).shape[0] == 5
+
+
+def test_presets_fill_what_the_command_line_leaves_unset():
+    parser = make_parser()
+    args = parser.parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "jzi_paper", "--depth", "2"])
+    apply_preset(args, train_tool.DEFAULTS, "train")
+    assert (args.encoder, args.image_px, args.query, args.tokens, args.dim, args.heads) == (
+        "vit_base_patch14_dinov2",
+        392,
+        "halves",
+        "cls",
+        768,
+        8,
+    )
+    assert args.depth == 2  # given on the command line: kept
+    assert args.label_smoothing == 0.1 and args.lr == 3e-4 and args.holdout_by_area is True
+    from jzi_ros.tools import build_map
+
+    margs = parser.parse_args(["build-map", "--geotiff", "a.tif", "--out", "m", "--preset", "jzi_paper"])
+    apply_preset(margs, build_map.DEFAULTS, "map")
+    assert (margs.size_m, margs.grid, margs.levels, margs.view_px) == (10000, 4, 4, 384)
+    with pytest.raises(Exception, match="known presets: jzi_paper, robot"):
+        bad = parser.parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "nope"])
+        apply_preset(bad, train_tool.DEFAULTS, "train")

@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, NavSatFix
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
 from ..data import CameraPose, Pinhole, render_frame
 from ..geo import MapDir
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-px", type=int, default=640)
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--backend", default="torch")
+    p.add_argument("--transport", choices=["raw", "compressed"], default="raw")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     args = p.parse_args(argv)
 
@@ -60,6 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         pose = CameraPose(e, n, cam.altitude_for_footprint(4 * grid.terminal_size_m), rng.uniform(0, 360))
         frames.append(render_frame(ortho, cam, pose)[0])
 
+    messages = []
+    for frame in frames:
+        if args.transport == "compressed":
+            jpeg = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            messages.append(CompressedImage(format="jpeg", data=jpeg))
+        else:
+            messages.append(
+                Image(
+                    height=frame.shape[0],
+                    width=frame.shape[1],
+                    encoding="rgb8",
+                    step=frame.shape[1] * 3,
+                    data=frame.tobytes(),
+                )
+            )
     domain = random.randint(100, 200)
     exe = Path(sys.executable).with_name("localizer")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jzi_ros.ros.node"]
@@ -77,14 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         f"backend:={args.backend}",
         "-p",
         "image_topic:=/bench/image",
+        "-p",
+        f"transport:={args.transport}",
     ]
     proc = subprocess.Popen(
-        cmd, env=dict(os.environ, ROS_DOMAIN_ID=str(domain)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd,
+        env=dict(os.environ, ROS_DOMAIN_ID=str(domain)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("jzi_bench", context=context)
-    pub = node.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
+    msg_type = CompressedImage if args.transport == "compressed" else Image
+    pub = node.create_publisher(msg_type, "/bench/image", qos_profile_sensor_data)
     received: dict[int, float] = {}
     diags: list[dict] = []
     node.create_subscription(
@@ -107,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         end = time.monotonic() + 120
         while pub.get_subscription_count() == 0:
             if proc.poll() is not None or time.monotonic() > end:
-                print("the node did not start", file=sys.stderr)
+                out = proc.stdout.read() if proc.poll() is not None else "(still running)"
+                print(f"the node did not start:\n{out}", file=sys.stderr)
                 return 1
             executor.spin_once(timeout_sec=0.1)
         end = time.monotonic() + 2
@@ -118,14 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         period = 1.0 / args.rate_hz
         t_next = time.monotonic()
         for i in range(args.frames):
-            frame = frames[i % len(frames)]
-            msg = Image(
-                height=frame.shape[0],
-                width=frame.shape[1],
-                encoding="rgb8",
-                step=frame.shape[1] * 3,
-                data=frame.tobytes(),
-            )
+            msg = messages[i % len(messages)]
             stamp = 1_700_000_000 * 10**9 + i * int(period * 1e9)
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
             sent[stamp] = time.monotonic()
@@ -153,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "image_px": args.image_px,
         "beam": args.beam,
         "backend": args.backend,
+        "transport": args.transport,
         "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}
         if localized
         else None,

@@ -573,7 +573,8 @@ def run(args: argparse.Namespace) -> int:
     dist.barrier()
     samples = Samples.load(cache)
     if dist.main:
-        print(f"samples: {int((~samples.val).sum())} training, {int(samples.val.sum())} validation (held-out cells)")
+        where = "held-out cells" if args.holdout > 0 else "new positions"
+        print(f"samples: {int((~samples.val).sum())} training, {int(samples.val.sum())} validation ({where})")
     result = train_decoder(model, feats, samples, args, dist, deadline, state)
     if dist.main:
         history = result["history"]

@@ -38,6 +38,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--map", required=True, type=Path)
@@ -155,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
         cpu = _cpu_seconds(proc.pid) - cpu0
+        peak_mb = _peak_rss_mb(proc.pid)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -176,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if localized
         else None,
         "cpu_ms_per_fix": 1e3 * cpu / max(localized, 1),
+        "node_peak_rss_mb": peak_mb,
         "node_diagnostics": diags[-1] if diags else None,
     }
     print(json.dumps(report, indent=2))

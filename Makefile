@@ -16,7 +16,7 @@ test: $(VENV)/.deps-test
 
 lint: $(VENV)/.deps-test
 	$(BIN)/ruff check jzi_ros test launch setup.py
-	$(BIN)/ruff format --check jzi_ros test launch setup.py
+	$(BIN)/ruff format --check jzi_ros setup.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -130,34 +130,22 @@ def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
     assert np.median(off) < np.median(good) - 0.3
 
 
+def eval_bag(trained, bag, image_topic: str, out, *extra: str) -> int:
+    """`jzi eval-bag` on the trained fixture's map and model."""
+    map_dir, model, _ = trained
+    return main(["eval-bag", "--bag", str(bag), "--map", str(map_dir), "--model", str(model),
+                 "--image-topic", image_topic, "--gt-topic", "/gps/fix", "--out", str(out), *extra])
+
+
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_path, storage, capsys):
-    map_dir, model, _ = trained
     topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
     out = tmp_path / "eval"
-    code = main(
-        [
-            "eval-bag",
-            "--bag",
-            str(flight[storage]),
-            "--map",
-            str(map_dir),
-            "--model",
-            str(model),
-            "--image-topic",
-            topic,
-            "--gt-topic",
-            "/gps/fix",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    assert eval_bag(trained, flight[storage], topic, out, "--quiet") == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames_in_bag"] == 24 and metrics["frames_localized"] == 24
     assert metrics["count"] == 24 and metrics["frames_without_truth"] == 0
-    assert metrics["median_m"] < MapDir(map_dir).grid.terminal_size_m
+    assert metrics["median_m"] < MapDir(trained[0]).grid.terminal_size_m
     assert 0.0 <= metrics["ellipse95_coverage"] <= 1.0
     assert set(metrics["latency_ms"]) == {"decode", "encode", "search", "total"}
     lines = (out / "frames.csv").read_text().splitlines()
@@ -181,87 +169,17 @@ def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_p
 
 
 def test_eval_bag_without_the_topic_lists_the_topics_it_has(trained, flight, tmp_path, capsys):
-    map_dir, model, _ = trained
-    code = main(
-        [
-            "eval-bag",
-            "--bag",
-            str(flight["mcap"]),
-            "--map",
-            str(map_dir),
-            "--model",
-            str(model),
-            "--image-topic",
-            "/front/image",
-            "--gt-topic",
-            "/gps/fix",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    assert eval_bag(trained, flight["mcap"], "/front/image", tmp_path) == 2
     err = capsys.readouterr().err
-    assert code == 2
     assert "no topic /front/image" in err and "/camera/image_raw (sensor_msgs/msg/Image)" in err
-    code = main(
-        [
-            "eval-bag",
-            "--bag",
-            str(flight["mcap"]),
-            "--map",
-            str(map_dir),
-            "--model",
-            str(model),
-            "--image-topic",
-            "/camera/camera_info",
-            "--gt-topic",
-            "/gps/fix",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert code == 2 and "carries sensor_msgs/msg/CameraInfo" in capsys.readouterr().err
-    code = main(
-        [
-            "eval-bag",
-            "--bag",
-            str(tmp_path / "nothing"),
-            "--map",
-            str(map_dir),
-            "--model",
-            str(model),
-            "--image-topic",
-            "/camera/image_raw",
-            "--gt-topic",
-            "/gps/fix",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert code == 2 and "no such bag" in capsys.readouterr().err
+    assert eval_bag(trained, flight["mcap"], "/camera/camera_info", tmp_path) == 2
+    assert "carries sensor_msgs/msg/CameraInfo" in capsys.readouterr().err
+    assert eval_bag(trained, tmp_path / "nothing", "/camera/image_raw", tmp_path) == 2
+    assert "no such bag" in capsys.readouterr().err
 
 
 def test_eval_bag_realtime_mode_drops_frames_like_the_node(trained, flight, tmp_path):
-    map_dir, model, _ = trained
-    code = main(
-        [
-            "eval-bag",
-            "--bag",
-            str(flight["mcap"]),
-            "--map",
-            str(map_dir),
-            "--model",
-            str(model),
-            "--image-topic",
-            "/camera/image_raw",
-            "--gt-topic",
-            "/gps/fix",
-            "--out",
-            str(tmp_path),
-            "--realtime",
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    assert eval_bag(trained, flight["mcap"], "/camera/image_raw", tmp_path, "--realtime", "--quiet") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["mode"] == "realtime"
     assert metrics["frames_localized"] + metrics["frames_dropped"] == 24

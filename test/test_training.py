@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -253,3 +254,15 @@ def test_presets_fill_what_the_command_line_leaves_unset():
     with pytest.raises(Exception, match="known presets: jzi_paper, robot"):
         bad = parser.parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "nope"])
         apply_preset(bad, train_tool.DEFAULTS, "train")
+
+
+def test_map_features_match_a_fresh_encoder_pass(trained):
+    map_dir, model_path, _ = trained
+    model, _ = load_checkpoint(model_path)
+    mapdir = MapDir(map_dir)
+    stored = torch.from_numpy(np.asarray(mapdir.load_features(model.identity()))).float()
+    pooled, children = model.encode(list(np.asarray(mapdir.views)))
+    fresh = torch.cat([pooled[:, None], children], 1)
+    assert stored.shape == fresh.shape == (5, 1 + 4, 1280)
+    assert torch.allclose(stored, fresh, rtol=2e-3, atol=2e-3)  # stored as float16
+    assert not torch.allclose(stored[0], fresh[1], rtol=2e-3, atol=2e-3)

@@ -76,6 +76,7 @@ def test_evaluate_in_its_documented_form_writes_metrics(trained, tmp_path, capsy
         ):
             assert key in r
         assert 0.0 <= r["calibration"]["ece"] <= 1.0
+        assert 0.0 < r["ellipse95_coverage"] <= 1.0
         assert r["topk_recall"] >= r["path_accuracy"]
     assert greedy["path_accuracy"] > 0.5
     table = capsys.readouterr().out

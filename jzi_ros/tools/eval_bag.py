@@ -22,9 +22,7 @@ from ..errors import JziError
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from ..localizer.frames import decode_message
 from . import bags
-from .metrics import error_summary, geodesic_m
-
-CHI2_95_2DOF = 5.991
+from .metrics import CHI2_95_2DOF, error_summary, geodesic_m
 
 
 def read_truth(reader: bags.BagReader, topic: str) -> FixTrack:

@@ -22,10 +22,11 @@ from ..data.geotagged import load_geotagged, read_images
 from ..errors import JziError
 from ..geo import MapDir
 from ..geo.ortho import LocalOrtho
+from ..localizer import covariance
 from ..localizer.index import index_map
 from ..model import beam_search, load_checkpoint
 from ..model.search import as_features
-from .metrics import format_table, zoom_metrics
+from .metrics import CHI2_95_2DOF, format_table, zoom_metrics
 from .progress import bar
 
 
@@ -48,6 +49,19 @@ def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, spl
     north = np.array([p.north_m for p in poses])
     lat, lon = grid.frame.to_latlon(east, north)
     return np.concatenate(frames), np.stack([lat, lon], 1), pose_paths(grid, poses)
+
+
+def ellipse_coverage(grid, paths: np.ndarray, probs: np.ndarray, latlon: np.ndarray) -> float:
+    """Share of queries whose true position lies inside the 95 % ellipse of
+    the covariance the localizer would report (its formula, on the top-K)."""
+    east, north = grid.frame.to_local(latlon[:, 0], latlon[:, 1])
+    inside = []
+    for q in range(len(paths)):
+        centres = np.array([grid.center_m(tuple(int(a) for a in p)) for p in paths[q]])
+        cov = covariance(centres[0], centres, probs[q], grid.terminal_size_m)
+        d = np.array([east[q], north[q]]) - centres[0]
+        inside.append(d @ np.linalg.solve(cov, d) <= CHI2_95_2DOF)
+    return float(np.mean(inside))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     rows = {}
     for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
         res = beam_search(model.decoder, ground, feats, beam=beam, top_k=args.top_k)
-        rows[name] = zoom_metrics(mapdir.grid, res.paths.cpu().numpy(), res.probs.cpu().numpy(), latlon, paths)
+        top_paths, probs = res.paths.cpu().numpy(), res.probs.cpu().numpy()
+        rows[name] = zoom_metrics(mapdir.grid, top_paths, probs, latlon, paths)
+        rows[name]["ellipse95_coverage"] = ellipse_coverage(mapdir.grid, top_paths, probs, latlon)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "map": str(mapdir.path),

@@ -10,6 +10,8 @@ from ..geo import ZoomGrid
 GEOD = pyproj.Geod(ellps="WGS84")
 RECALL_M = (40, 50, 100)
 RECALL_CELLS = (1, 2, 4)
+CHI2_95_2DOF = 5.991
+"""Squared Mahalanobis radius of a 2-D Gaussian's 95 % ellipse."""
 
 
 def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:

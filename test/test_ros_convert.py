@@ -1,0 +1,90 @@
+"""Conversions between ROS 2 messages and the localizer's types (real rclpy message types)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs", reason="the ROS 2 message wheels are not installed (make test installs them)")
+
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix, NavSatStatus  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from jzi_ros.localizer import Candidate, Estimate, InputError, to_rgb  # noqa: E402
+from jzi_ros.ros.convert import (  # noqa: E402
+    candidates_to_poses,
+    compressed_to_array,
+    estimate_to_fix,
+    fix_to_prior,
+    image_to_array,
+)
+
+
+def _image(array: np.ndarray, encoding: str, pad: int = 0) -> Image:
+    h, w = array.shape[:2]
+    c = array.shape[2] if array.ndim == 3 else 1
+    rows = np.zeros((h, w * c + pad), np.uint8)
+    rows[:, : w * c] = array.reshape(h, w * c)
+    return Image(height=h, width=w, encoding=encoding, step=w * c + pad, data=rows.tobytes())
+
+
+@pytest.mark.parametrize("encoding, channels", [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4), ("mono8", 1)])
+def test_raw_images_in_every_common_encoding_become_rgb(encoding, channels):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
+    if encoding == "mono8":
+        src, expect = rgb[..., 0], np.repeat(rgb[..., :1], 3, axis=2)
+    else:
+        order = rgb if encoding.startswith("rgb") else rgb[..., ::-1]
+        src = np.concatenate([order, np.full((12, 10, 1), 255, np.uint8)], 2) if channels == 4 else order
+        expect = rgb
+    array, order_name = image_to_array(_image(np.ascontiguousarray(src), encoding, pad=6))  # rows padded: step > w*c
+    assert np.array_equal(to_rgb(array, order_name), expect)
+
+
+def test_corrupt_or_unsupported_images_raise_input_errors():
+    short = _image(np.zeros((8, 8, 3), np.uint8), "rgb8")
+    short.data = bytes(10)
+    with pytest.raises(InputError, match="corrupt"):
+        image_to_array(short)
+    with pytest.raises(InputError, match="unsupported image encoding"):
+        image_to_array(_image(np.zeros((8, 8), np.uint16).view(np.uint8), "mono16"))
+    with pytest.raises(InputError, match="cannot decode"):
+        compressed_to_array(CompressedImage(format="jpeg", data=b"\xff\xd8garbage"))
+
+
+def test_compressed_jpeg_and_png_decode():
+    import cv2
+
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = 200
+    png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+    array, order = compressed_to_array(CompressedImage(format="png", data=png))
+    assert np.array_equal(to_rgb(array, order), rgb)
+
+
+def _estimate(trusted: bool) -> Estimate:
+    cov = np.array([[30.0, 4.0], [4.0, 20.0]])
+    cands = [Candidate((1, 2), 47.0, 8.0, 10.0, -5.0, 0.7), Candidate((1, 3), 47.0001, 8.0, 50.0, -5.0, 0.2)]
+    return Estimate(47.0, 8.0, 10.0, -5.0, cov, 0.7, trusted, (1, 2), cands, 39.0)
+
+
+def test_estimates_become_navsatfix_with_stamp_status_and_enu_covariance():
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    fix = estimate_to_fix(_estimate(True), header, altitude_m=410.0, vertical_variance_m2=1e4)
+    assert (fix.header.stamp.sec, fix.header.stamp.nanosec) == (12, 345)
+    assert fix.status.status == NavSatStatus.STATUS_FIX
+    assert (fix.latitude, fix.longitude, fix.altitude) == (47.0, 8.0, 410.0)
+    cov = np.array(fix.position_covariance).reshape(3, 3)
+    assert np.allclose(cov, [[30, 4, 0], [4, 20, 0], [0, 0, 1e4]])
+    assert fix.position_covariance_type == NavSatFix.COVARIANCE_TYPE_APPROXIMATED
+    assert estimate_to_fix(_estimate(False), header, 0.0, 1.0).status.status == NavSatStatus.STATUS_NO_FIX
+    prior = fix_to_prior(fix)
+    assert (prior.lat, prior.lon) == (47.0, 8.0) and np.allclose(prior.covariance_m2, [[30, 4], [4, 20]])
+
+
+def test_candidates_become_poses_in_the_map_frame():
+    poses = candidates_to_poses(_estimate(True), Header(frame_id="map"))
+    assert [(p.position.x, p.position.y, p.position.z) for p in poses.poses] == [(10.0, -5.0, 0.7), (50.0, -5.0, 0.2)]
+    assert poses.header.frame_id == "map" and poses.poses[0].orientation.w == 1.0

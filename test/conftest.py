@@ -75,35 +75,8 @@ def trained(tmp_path_factory):
     tif = write_scene(root / "scene.tif", SceneSpec(size_px=512, seed=11))
     mapdir = build_map([tif], root / "map", grid=2, levels=2, view_px=64)
     model = root / "model.pt"
-    code = main(
-        [
-            "train",
-            "--map",
-            str(mapdir.path),
-            "--aerial",
-            "--out",
-            str(model),
-            "--image-px",
-            "64",
-            "--samples",
-            "1200",
-            "--val-samples",
-            "100",
-            "--footprint-cells",
-            "1",
-            "2",
-            "--holdout",
-            "0",
-            "--max-steps",
-            "400",
-            "--batch",
-            "64",
-            "--dim",
-            "64",
-            "--depth",
-            "2",
-            "--quiet",
-        ]
-    )
+    opts = "--image-px 64 --samples 1200 --val-samples 100 --footprint-cells 1 2 --holdout 0 --max-steps 400"
+    opts += " --batch 64 --dim 64 --depth 2 --quiet"
+    code = main(["train", "--map", str(mapdir.path), "--aerial", "--out", str(model), *opts.split()])
     assert code == 0
     return mapdir.path, model, tif

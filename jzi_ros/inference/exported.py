@@ -42,6 +42,12 @@ class FixedBatchDecoder:
         return torch.cat(out)
 
 
+def is_stale(folder: Path, model: ZoomModel, beam: int) -> bool:
+    """True when ``folder`` holds no export of this model (identity) for this beam width."""
+    meta = read_meta(folder)
+    return meta is None or meta.get("identity") != model.identity() or meta.get("beam") != beam
+
+
 def _artifacts(model: ZoomModel, suffix: str) -> Path:
     source = getattr(model, "source", None)
     if source is None:
@@ -69,8 +75,7 @@ class OnnxRuntimeBackend:
             raise BackendError("onnxruntime is not installed (pip install onnxruntime)") from None
         self.model = model
         folder = folder or _artifacts(model, f".onnx-b{beam}")
-        meta = read_meta(folder)
-        if meta is None or meta.get("identity") != model.identity() or meta.get("beam") != beam:
+        if is_stale(folder, model, beam):
             log.info("exporting %s to ONNX in %s", getattr(model, "source", "the model"), folder)
             export_onnx(model, folder, beam=beam)
         providers = ["CPUExecutionProvider"]
@@ -127,8 +132,7 @@ class TensorRTBackend:
         self.model = model
         root = folder or _artifacts(model, f".trt-b{beam}")
         engine = root / tensorrt_key(fp16)
-        meta = read_meta(engine)
-        if meta is None or meta.get("identity") != model.identity() or meta.get("beam") != beam:
+        if is_stale(engine, model, beam):
             log.info("building TensorRT engines in %s (minutes, once per GPU and precision)", engine)
             export_tensorrt(model, root, beam=beam, fp16=fp16)
         self.dtype = torch.float16 if fp16 else torch.float32

@@ -62,6 +62,12 @@ def heldout_cells(grid: ZoomGrid, share: float, seed: int = 0, by_area: bool = F
     return np.kron(mask.reshape(m, m), np.ones((block, block), bool))
 
 
+def in_heldout(grid: ZoomGrid, heldout: np.ndarray, east_m, north_m) -> np.ndarray:
+    """Whether local points [m] fall in held-out terminal cells (N,) bool."""
+    rows, cols, _ = grid.terminal_rows_cols_m(east_m, north_m)
+    return heldout[rows, cols]
+
+
 def sample_poses(
     grid: ZoomGrid, count: int, rng: np.random.Generator, cfg: AerialConfig, split: str, heldout: np.ndarray
 ) -> list[CameraPose]:
@@ -69,7 +75,6 @@ def sample_poses(
     held-out cells), "heldout" (inside them) or "all"."""
     if split not in ("train", "heldout", "all"):
         raise DataError(f"unknown split {split!r}")
-    n = heldout.shape[0]
     cell = grid.terminal_size_m
     half = grid.size_m / 2
     poses: list[CameraPose] = []
@@ -83,9 +88,7 @@ def sample_poses(
             north = half - (row + rng.random()) * cell
         else:
             east, north = rng.uniform(-half, half, size=2)
-            row = min(int((half - north) / cell), n - 1)
-            col = min(int((east + half) / cell), n - 1)
-            if split == "train" and heldout[row, col]:
+            if split == "train" and in_heldout(grid, heldout, east, north)[0]:
                 continue
         width = rng.uniform(*cfg.footprint_cells) * cell
         tilt = cfg.max_tilt_deg
@@ -123,3 +126,18 @@ def pose_paths(grid: ZoomGrid, poses: list[CameraPose]) -> np.ndarray:
     if not inside.all():
         raise DataError("a camera pose lies outside the region")
     return paths
+
+
+def frames_over_map(mapdir, image_px: int, count: int, footprint_cells: float = 4.0, seed: int = 0) -> list[np.ndarray]:
+    """``count`` nadir frames (RGB, ``image_px`` square, 60° field of view) at
+    random positions and headings over a map, for benchmarks and checks."""
+    grid = mapdir.grid
+    ortho = LocalOrtho.for_map(mapdir, pad_m=footprint_cells * grid.terminal_size_m)
+    cam = Pinhole(image_px, image_px, 60.0)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        e, n = rng.uniform(-0.45, 0.45, 2) * grid.size_m
+        pose = CameraPose(e, n, cam.altitude_for_footprint(footprint_cells * grid.terminal_size_m), rng.uniform(0, 360))
+        frames.append(render_frame(ortho, cam, pose)[0])
+    return frames

@@ -206,17 +206,12 @@ class ZoomGrid:
         lat, lon = self.frame.to_latlon(east, north)
         return LatLonBounds(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
 
-    def paths_at_m(self, east_m, north_m, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Paths of the cells of ``level`` (default: terminal) that hold local
-        points [m]. Returns ``(paths, inside)``: an (N, level) int array and an
-        (N,) bool array; rows of points outside the region are -1."""
-        level = self.levels if level is None else level
-        if not 0 <= level <= self.levels:
-            raise GeoError(f"level {level} outside 0..{self.levels}")
+    def terminal_rows_cols_m(self, east_m, north_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row (from north) and column (from west) of the terminal cells that
+        hold local points [m], and whether each point is inside the region
+        (its east and south borders included); outside points get row/col 0."""
         east = np.atleast_1d(np.asarray(east_m, float))
         north = np.atleast_1d(np.asarray(north_m, float))
-        # Locate the terminal cell and read coarser levels off it, so that the
-        # path at every level is a prefix of the terminal path, even on borders.
         n = self.grid**self.levels
         size = self.terminal_size_m
         half = self.size_m / 2.0
@@ -225,9 +220,19 @@ class ZoomGrid:
         with np.errstate(invalid="ignore"):
             col = np.clip(np.floor((east + half) / size), 0, n - 1)
             row = np.clip(np.floor((half - north) / size), 0, n - 1)
-        col = np.where(inside, col, 0).astype(np.int64)
-        row = np.where(inside, row, 0).astype(np.int64)
-        paths = np.empty((east.size, level), np.int64)
+        return np.where(inside, row, 0).astype(np.int64), np.where(inside, col, 0).astype(np.int64), inside
+
+    def paths_at_m(self, east_m, north_m, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Paths of the cells of ``level`` (default: terminal) that hold local
+        points [m]. Returns ``(paths, inside)``: an (N, level) int array and an
+        (N,) bool array; rows of points outside the region are -1."""
+        level = self.levels if level is None else level
+        if not 0 <= level <= self.levels:
+            raise GeoError(f"level {level} outside 0..{self.levels}")
+        # Locate the terminal cell and read coarser levels off it, so that the
+        # path at every level is a prefix of the terminal path, even on borders.
+        row, col, inside = self.terminal_rows_cols_m(east_m, north_m)
+        paths = np.empty((row.size, level), np.int64)
         for i in range(level):
             step = self.grid ** (self.levels - 1 - i)
             paths[:, i] = ((row // step) % self.grid) * self.grid + (col // step) % self.grid

@@ -133,16 +133,7 @@ class Localizer:
         self.config = config
         feats = self.map.load_features(self.model.identity())
         self.backend: Backend = make_backend(backend, self.model, feats, device, beam=config.beam)
-        half = self.grid.size_m / 2
-        n = self.grid.grid**self.grid.levels
-        step = self.grid.terminal_size_m
-        # centres [m] of every terminal cell by (row, col), for fast lookups
-        self._centres = -half + (np.arange(n) + 0.5) * step
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
-
-    def _centre_m(self, path: tuple[int, ...]) -> tuple[float, float]:
-        row, col = self.grid.row_col(path)
-        return float(self._centres[col]), float(-self._centres[row])
 
     def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
         """Deepest cell (shorter than terminal) that holds the prior's box."""
@@ -177,7 +168,7 @@ class Localizer:
         t3 = time.perf_counter()
         paths = res.paths[0].cpu().numpy()
         probs = res.probs[0].float().cpu().numpy()
-        centres = np.array([self._centre_m(tuple(int(a) for a in p)) for p in paths])
+        centres = np.array([self.grid.center_m(tuple(int(a) for a in p)) for p in paths])
         lat, lon = self.grid.frame.to_latlon(centres[:, 0], centres[:, 1])
         cands = [
             Candidate(tuple(int(a) for a in p), float(la), float(lo), float(c[0]), float(c[1]), float(pr))

@@ -26,9 +26,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
-from ..data import CameraPose, Pinhole, render_frame
+from ..data.aerial import frames_over_map
 from ..geo import MapDir
-from ..geo.ortho import LocalOrtho
 
 PARAMS = Path(__file__).resolve().parents[2] / "config" / "localize.yaml"
 
@@ -58,16 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     args = p.parse_args(argv)
 
-    mapdir = MapDir(args.map)
-    grid = mapdir.grid
-    ortho = LocalOrtho.for_map(mapdir, pad_m=4 * grid.terminal_size_m)
-    cam = Pinhole(args.image_px, args.image_px, 60.0)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(min(args.frames, 50)):
-        e, n = rng.uniform(-0.4, 0.4, 2) * grid.size_m
-        pose = CameraPose(e, n, cam.altitude_for_footprint(4 * grid.terminal_size_m), rng.uniform(0, 360))
-        frames.append(render_frame(ortho, cam, pose)[0])
+    frames = frames_over_map(MapDir(args.map), args.image_px, min(args.frames, 50))
 
     messages = []
     for frame in frames:

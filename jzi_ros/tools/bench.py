@@ -27,9 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..data import CameraPose, Pinhole, render_frame
+from ..data.aerial import frames_over_map
 from ..geo import MapDir
-from ..geo.ortho import LocalOrtho
 from ..localizer import Localizer, LocalizerConfig
 from ..localizer.frames import decode_compressed
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search
@@ -44,16 +43,8 @@ def _pct(values: list[float]) -> dict:
 
 
 def _jpeg_frames(mapdir: MapDir, image_px: int, count: int, seed: int = 0) -> list[bytes]:
-    grid = mapdir.grid
-    ortho = LocalOrtho.for_map(mapdir, pad_m=4 * grid.terminal_size_m)
-    cam = Pinhole(image_px, image_px, 60.0)
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(min(count, 64)):
-        e, n = rng.uniform(-0.45, 0.45, 2) * grid.size_m
-        pose = CameraPose(e, n, cam.altitude_for_footprint(4 * grid.terminal_size_m), rng.uniform(0, 360))
-        frame = render_frame(ortho, cam, pose)[0]
-        out.append(cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    frames = frames_over_map(mapdir, image_px, min(count, 64), seed=seed)
+    out = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in frames]
     return [out[i % len(out)] for i in range(count)]
 
 

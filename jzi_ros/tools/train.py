@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import AerialConfig, heldout_cells, pose_paths, render_samples, sample_poses
+from ..data import AerialConfig, heldout_cells, in_heldout, pose_paths, render_samples, sample_poses
 from ..data.augment import street
 from ..data.geotagged import load_geotagged, read_images
 from ..errors import JziError
@@ -210,11 +210,7 @@ def geotagged_samples(
     grid = mapdir.grid
     data = load_geotagged(csv, grid)
     heldout = heldout_cells(grid, holdout_share, seed, by_area)
-    n = grid.grid**grid.levels
-    cell = grid.terminal_size_m
-    rows = np.clip(((grid.size_m / 2 - data.east_north[:, 1]) / cell).astype(int), 0, n - 1)
-    cols = np.clip(((data.east_north[:, 0] + grid.size_m / 2) / cell).astype(int), 0, n - 1)
-    val = heldout[rows, cols]
+    val = in_heldout(grid, heldout, data.east_north[:, 0], data.east_north[:, 1])
     rng = np.random.default_rng(seed)
     xs, keep = [], []
     batch = 16

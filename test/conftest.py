@@ -67,9 +67,9 @@ def trained(tmp_path_factory):
     """A small map of a generated scene and a model trained for it with the
     real `jzi train` (aerial self-supervision), shared by the tests that need
     a working localizer: (map dir, model checkpoint, scene GeoTIFF)."""
+    from jzi_ros.data.scene import SceneSpec, write_scene
     from jzi_ros.geo import build_map
     from jzi_ros.tools.cli import main
-    from jzi_ros.tools.scene import SceneSpec, write_scene
 
     root = tmp_path_factory.mktemp("trained")
     tif = write_scene(root / "scene.tif", SceneSpec(size_px=512, seed=11))

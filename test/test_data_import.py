@@ -12,13 +12,13 @@ import rasterio
 import torch
 from conftest import shared
 
+from jzi_ros.data import bags
 from jzi_ros.data.geotagged import load_geotagged
 from jzi_ros.data.importers import import_benchmark, import_exif, parse_sequence
 from jzi_ros.geo import ZoomGrid, read_info
 from jzi_ros.geo.tiles import stitch_tiles
 from jzi_ros.model import EncoderConfig
 from jzi_ros.model.encoder import pool_queries, prepare_queries
-from jzi_ros.tools import bags
 from jzi_ros.tools.cli import main
 
 

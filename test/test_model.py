@@ -36,33 +36,33 @@ def _decoder(tokens: str, seed: int = 0) -> ZoomDecoder:
 
 def _inputs(cfg: DecoderConfig, batch: int = 3, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    ground = torch.randn(batch, cfg.feat_dim, generator=g)
+    query = torch.randn(batch, cfg.feat_dim, generator=g)
     views = torch.randn(batch, cfg.levels, cfg.view_tokens, cfg.feat_dim, generator=g)
     acts = torch.randint(0, cfg.actions, (batch, cfg.levels - 1), generator=g)
-    return ground, views, acts
+    return query, views, acts
 
 
 @pytest.mark.parametrize("tokens", ["cls", "children"])
 def test_decoder_is_causal_later_tokens_do_not_change_earlier_logits(tokens):
     dec = _decoder(tokens)
-    ground, views, acts = _inputs(dec.cfg)
-    base = dec(ground, views, acts)
+    query, views, acts = _inputs(dec.cfg)
+    base = dec(query, views, acts)
     for level in range(1, dec.cfg.levels):
         v2, a2 = views.clone(), acts.clone()
         v2[:, level:] = torch.randn_like(v2[:, level:])
         a2[:, level - 1 :] = (a2[:, level - 1 :] + 1) % dec.cfg.actions
-        out = dec(ground, v2, a2)
+        out = dec(query, v2, a2)
         assert torch.allclose(out[:, :level], base[:, :level], atol=1e-6)
         assert not torch.allclose(out[:, level:], base[:, level:], atol=1e-4)  # ... and later ones do change
 
 
 def test_children_inside_a_view_see_each_other():
     dec = _decoder("children")
-    ground, views, acts = _inputs(dec.cfg)
-    base = dec(ground, views, acts)
+    query, views, acts = _inputs(dec.cfg)
+    base = dec(query, views, acts)
     v2 = views.clone()
     v2[:, 0, -1] = torch.randn_like(v2[:, 0, -1])  # the last child token of the first view
-    out = dec(ground, v2, acts)
+    out = dec(query, v2, acts)
     assert not torch.allclose(out[:, 0, 0], base[:, 0, 0], atol=1e-6)  # the first child's logit sees it
 
 
@@ -75,8 +75,8 @@ def _map_feats(cfg: DecoderConfig, seed: int = 2) -> torch.Tensor:
 def test_beam_of_one_is_greedy_decoding(tokens):
     dec = _decoder(tokens)
     feats = _map_feats(dec.cfg)
-    ground = _inputs(dec.cfg, batch=8)[0]
-    res = beam_search(dec, ground, feats, beam=1, top_k=1)
+    query = _inputs(dec.cfg, batch=8)[0]
+    res = beam_search(dec, query, feats, beam=1, top_k=1)
     # greedy by hand: at each level the arg-max child given the chosen prefix
     for q in range(8):
         path = []
@@ -85,7 +85,7 @@ def test_beam_of_one_is_greedy_decoding(tokens):
             for a in range(dec.cfg.actions):
                 cand = path + [a] + [0] * (dec.cfg.levels - len(path) - 1)
                 lp = torch.log_softmax(
-                    _logits_for(dec, ground[q : q + 1], feats, torch.tensor([cand]))[0, len(path)], -1
+                    _logits_for(dec, query[q : q + 1], feats, torch.tensor([cand]))[0, len(path)], -1
                 )[a]
                 if lp > best_lp:
                     best, best_lp = a, lp
@@ -93,11 +93,11 @@ def test_beam_of_one_is_greedy_decoding(tokens):
         assert res.paths[q, 0].tolist() == path
 
 
-def _logits_for(dec, ground, feats, paths):
+def _logits_for(dec, query, feats, paths):
     from jzi_ros.model import teacher_inputs
 
     views, acts = teacher_inputs(feats, paths, dec.cfg)
-    return dec(ground, views, acts)
+    return dec(query, views, acts)
 
 
 @pytest.mark.parametrize("tokens", ["cls", "children"])
@@ -105,13 +105,13 @@ def test_a_beam_keeping_every_path_ranks_every_cell_by_its_path_probability(toke
     dec = _decoder(tokens)
     cfg = dec.cfg
     feats = _map_feats(cfg)
-    ground = _inputs(cfg, batch=4)[0]
+    query = _inputs(cfg, batch=4)[0]
     wide = cfg.actions ** (cfg.levels - 1)  # B >= g^(2(L-1)) keeps every prefix
     every = cfg.actions**cfg.levels
-    res = beam_search(dec, ground, feats, beam=wide, top_k=every)
+    res = beam_search(dec, query, feats, beam=wide, top_k=every)
     all_paths = torch.tensor(list(itertools.product(range(cfg.actions), repeat=cfg.levels)))
     for q in range(4):
-        lp = path_log_probs(dec, ground[q : q + 1].expand(every, -1), feats, all_paths)
+        lp = path_log_probs(dec, query[q : q + 1].expand(every, -1), feats, all_paths)
         order = lp.argsort(descending=True)
         assert torch.equal(res.paths[q], all_paths[order])
         assert torch.allclose(res.log_probs[q], lp[order], atol=1e-5)

@@ -9,12 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from jzi_ros.data import CameraPose, Pinhole, render_frame
+from jzi_ros.data import CameraPose, Pinhole, bags, render_frame
 from jzi_ros.data.fixes import FixTrack
 from jzi_ros.geo import BoundsM, MapDir
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer.frames import decode_message
-from jzi_ros.tools import bags
 from jzi_ros.tools.cli import main
 from jzi_ros.tools.eval_bag import select_realtime
 

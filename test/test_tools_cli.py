@@ -92,7 +92,7 @@ def test_bad_center_is_an_argument_error(utm_tif, tmp_path):
 def test_scene_is_deterministic_and_georeferenced(tmp_path):
     import rasterio
 
-    from jzi_ros.tools.scene import SceneSpec, write_scene
+    from jzi_ros.data.scene import SceneSpec, write_scene
 
     spec = SceneSpec(size_px=512)
     a = write_scene(tmp_path / "a.tif", spec)

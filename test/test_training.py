@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir
 from jzi_ros.model import load_checkpoint
-from jzi_ros.tools import train as train_tool
-from jzi_ros.tools.cli import main, make_parser
-from jzi_ros.tools.presets import apply_preset
+from jzi_ros.tools.cli import main, parse_args
 
 SMALL = "--image-px 64 --samples 300 --val-samples 60 --footprint-cells 1 2 --dim 32 --depth 1 --heads 4".split()
 SMALL += ["--batch", "32", "--quiet"]
@@ -150,9 +149,7 @@ def test_fine_tuning_trains_the_last_blocks_and_reindexes_the_map(trained, tmp_p
 
 
 def test_presets_fill_what_the_command_line_leaves_unset():
-    parser = make_parser()
-    args = parser.parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "jzi_paper", "--depth", "2"])
-    apply_preset(args, train_tool.DEFAULTS, "train")
+    args = parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "jzi_paper", "--depth", "2"])
     assert (args.encoder, args.image_px, args.query, args.tokens, args.dim, args.heads) == (
         "vit_base_patch14_dinov2",
         392,
@@ -163,14 +160,17 @@ def test_presets_fill_what_the_command_line_leaves_unset():
     )
     assert args.depth == 2  # given on the command line: kept
     assert args.label_smoothing == 0.1 and args.lr == 3e-4 and args.holdout_by_area is True
-    from jzi_ros.tools import build_map
-
-    margs = parser.parse_args(["build-map", "--geotiff", "a.tif", "--out", "m", "--preset", "jzi_paper"])
-    apply_preset(margs, build_map.DEFAULTS, "map")
+    margs = parse_args(["build-map", "--geotiff", "a.tif", "--out", "m", "--preset", "jzi_paper"])
     assert (margs.size_m, margs.grid, margs.levels, margs.view_px) == (10000, 4, 4, 384)
-    with pytest.raises(Exception, match="known presets: jzi_paper, robot"):
-        bad = parser.parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "nope"])
-        apply_preset(bad, train_tool.DEFAULTS, "train")
+    with pytest.raises(JziError, match="known presets: jzi_paper, robot"):
+        parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", "nope"])
+
+
+def test_a_preset_with_an_option_the_command_lacks_is_refused(tmp_path):
+    preset = tmp_path / "odd.yaml"
+    preset.write_text("train:\n  depth: 2\n  no_such_option: 1\n")
+    with pytest.raises(JziError, match="unknown train option.*no_such_option"):
+        parse_args(["train", "--map", "m", "--out", "o", "--aerial", "--preset", str(preset)])
 
 
 def test_map_features_match_a_fresh_encoder_pass(trained):

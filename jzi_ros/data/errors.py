@@ -7,3 +7,7 @@ from ..errors import JziError
 
 class DataError(JziError):
     """Training or query data cannot be made or read as asked."""
+
+
+class BagError(DataError):
+    """A rosbag2 is missing, unreadable, or lacks what was asked of it."""

@@ -1,11 +1,38 @@
-"""Geometry of the zoom grid, GeoTIFF rendering and the map directory (no torch here)."""
+"""Geometry of the zoom grid, GeoTIFF rendering and the map directory (no torch here).
 
-from .build import build_map, largest_square_region
+The grid and the map directory import without rasterio; the raster readers and
+the map builder (which need it) load on first use, so that the model layer can
+use the grid's arithmetic cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import GeoError, MapError, OutsideRegionError, RasterError
 from .frame import LocalFrame
-from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid
+from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid, view_indices
 from .mapdir import MapDir, MapWriter, feature_key
-from .raster import RasterInfo, RasterMosaic, read_info
+
+if TYPE_CHECKING:
+    from .build import build_map, largest_square_region
+    from .raster import RasterInfo, RasterMosaic, read_info
+
+_LAZY = {
+    "build_map": "build",
+    "largest_square_region": "build",
+    "RasterInfo": "raster",
+    "RasterMosaic": "raster",
+    "read_info": "raster",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BoundsM",
@@ -25,4 +52,5 @@ __all__ = [
     "feature_key",
     "largest_square_region",
     "read_info",
+    "view_indices",
 ]

@@ -15,13 +15,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path as FsPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 import yaml
 
 from .errors import GeoError, OutsideRegionError
 from .frame import LocalFrame
+
+if TYPE_CHECKING:  # the grid's arithmetic also serves the model's tensors; geo never imports torch
+    import torch
+
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 CellPath = tuple[int, ...]
 
@@ -46,6 +51,18 @@ class LatLonBounds(NamedTuple):
     south: float
     east: float
     north: float
+
+
+def view_indices(paths: ArrayT, actions: int) -> ArrayT:
+    """Breadth-first view index of each cell given by its path (..., k) [actions]:
+    the cells of the levels above k come first, then the cell's number in base
+    g*g. NumPy arrays or torch tensors of integers, any leading shape. This is
+    the one definition of the map's view order."""
+    offset = sum(actions**j for j in range(paths.shape[-1]))
+    number = paths.sum(-1) * 0  # zeros of the input's kind and leading shape
+    for j in range(paths.shape[-1]):
+        number = number * actions + paths[..., j]
+    return number + offset
 
 
 @dataclass(frozen=True)
@@ -129,10 +146,13 @@ class ZoomGrid:
         path = self.check_path(path)
         if len(path) == self.levels:
             raise GeoError(f"terminal cell {path} has no view")
-        number = 0
-        for a in path:
-            number = number * self.actions + a
-        return self.level_offset(len(path)) + number
+        return int(view_indices(np.array(path, np.int64), self.actions))
+
+    def view_indices(self, paths: ArrayT) -> ArrayT:
+        """Vectorized :meth:`view_index`: paths (..., k) of level-k cells, k < L -> (...,)."""
+        if paths.shape[-1] >= self.levels:
+            raise GeoError(f"cells of level {paths.shape[-1]} are terminal and have no view")
+        return view_indices(paths, self.actions)
 
     def path_of_view(self, index: int) -> CellPath:
         """Inverse of :meth:`view_index`."""

@@ -22,8 +22,8 @@ class Backend(Protocol):
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images (H, W, 3) -> global features (B, F) float32 on the CPU."""
 
-    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Zoom for ground features (B, F) over the map features given at construction."""
+    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        """Zoom for query features (B, F) over the map features given at construction."""
 
 
 class TorchBackend:
@@ -49,8 +49,8 @@ class TorchBackend:
         return pool_queries(self.model.encoder(x.to(self.device, self.dtype))[0].float(), n).cpu()
 
     @torch.inference_mode()
-    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        return beam_search(self.model.decoder, ground.to(self.device, self.dtype), self.feats, beam, top_k, prefix)
+    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.feats, beam, top_k, prefix)
 
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")

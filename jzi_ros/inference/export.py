@@ -3,7 +3,7 @@
 * ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one image
   (1, 3, S, S) float in [0, 255] and returns the global feature (1, F) and the
   child tokens (1, g*g, F); ``decoder.onnx`` takes ``beam`` rows at a time
-  (ground (B, F), views (B, L, V, F), actions (B, L-1) int64) and returns the
+  (query (B, F), views (B, L, V, F), actions (B, L-1) int64) and returns the
   logits (B, L, g*g) over the full, fixed-length sequence.
 * TensorRT through torch-tensorrt: the same two modules compiled for this
   GPU, saved with torch-tensorrt's own serialization in a folder named by the
@@ -48,10 +48,10 @@ def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch
     cfg = model.cfg.decoder
     s = model.cfg.encoder.image_px
     images = torch.rand(1, 3, s, s, device=device, dtype=dtype) * 255
-    ground = torch.randn(beam, cfg.feat_dim, device=device, dtype=dtype)
+    query = torch.randn(beam, cfg.feat_dim, device=device, dtype=dtype)
     views = torch.randn(beam, cfg.levels, cfg.view_tokens, cfg.feat_dim, device=device, dtype=dtype)
     actions = torch.randint(0, cfg.actions, (beam, cfg.levels - 1), device=device)
-    return images, (ground, views, actions)
+    return images, (query, views, actions)
 
 
 def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
@@ -110,7 +110,7 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
             dec_inputs,
             tmp / "decoder.onnx",
             opset_version=opset,
-            input_names=["ground", "views", "actions"],
+            input_names=["query", "views", "actions"],
             output_names=["logits"],
             dynamo=False,
         )

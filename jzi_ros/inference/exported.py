@@ -30,10 +30,10 @@ class FixedBatchDecoder:
     def __init__(self, cfg, beam: int, run) -> None:
         self.cfg, self.beam, self.run = cfg, beam, run
 
-    def __call__(self, ground: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         out = []
-        for i in range(0, ground.shape[0], self.beam):
-            g, v, a = ground[i : i + self.beam], views[i : i + self.beam], actions[i : i + self.beam]
+        for i in range(0, query.shape[0], self.beam):
+            g, v, a = query[i : i + self.beam], views[i : i + self.beam], actions[i : i + self.beam]
             m = g.shape[0]
             if m < self.beam:
                 pad = self.beam - m
@@ -92,7 +92,7 @@ class OnnxRuntimeBackend:
         decoder = ort.InferenceSession(str(folder / "decoder.onnx"), opts, providers=providers)
 
         def run(g, v, a):
-            out = decoder.run(None, {"ground": g.numpy(), "views": v.numpy(), "actions": a.numpy()})[0]
+            out = decoder.run(None, {"query": g.numpy(), "views": v.numpy(), "actions": a.numpy()})[0]
             return torch.from_numpy(out)
 
         self.decoder = FixedBatchDecoder(model.cfg.decoder, beam, run)
@@ -103,8 +103,8 @@ class OnnxRuntimeBackend:
         rows = [self.encoder.run(["pooled"], {"images": x[i : i + 1].numpy()})[0] for i in range(len(x))]
         return pool_queries(torch.from_numpy(np.concatenate(rows)), n)
 
-    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        return beam_search(self.decoder, ground.float(), self.feats, beam, top_k, prefix)
+    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        return beam_search(self.decoder, query.float(), self.feats, beam, top_k, prefix)
 
 
 class TensorRTBackend:
@@ -152,5 +152,5 @@ class TensorRTBackend:
         return pool_queries(torch.cat([self.encoder(x[i : i + 1])[0].float() for i in range(len(x))]), n).cpu()
 
     @torch.inference_mode()
-    def search(self, ground: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        return beam_search(self.decoder, ground.cuda().to(self.dtype), self.feats, beam, top_k, prefix)
+    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        return beam_search(self.decoder, query.cuda().to(self.dtype), self.feats, beam, top_k, prefix)

@@ -1,25 +1,10 @@
-"""Per-frame localization: one image (and an optional prior) -> an Estimate.
-
-Covariance of an estimate (east/north, m²). The reported position ``mu`` is
-the centre of the best terminal cell, of side ``w``. A position uniformly
-distributed over that cell has variance ``w²/12`` per axis. The search also
-returns K candidate cells ``c_k`` with probabilities ``p_k``; their spread
-about ``mu``, weighted by the probabilities renormalized over the K
-candidates, is added::
-
-    Sigma = (w² / 12) I + sum_k pi_k (c_k - mu)(c_k - mu)^T,   pi_k = p_k / sum_j p_j
-
-A confident frame reports about one cell's variance; an ambiguous one, whose
-candidates lie far apart, reports a large ellipse. ``confidence`` is ``p_1``,
-the best cell's probability; an estimate below ``min_confidence`` is still
-returned, with ``trusted`` False.
-"""
+"""Per-frame localization: one image (and an optional prior) -> an :class:`Estimate`."""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +12,8 @@ import numpy as np
 from ..geo import MapDir, ZoomGrid
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
-from .errors import InputError
+from .errors import InputError, PriorError
+from .estimate import Candidate, Estimate, covariance
 from .index import check_region
 
 
@@ -47,16 +33,6 @@ class LocalizerConfig:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    path: tuple[int, ...]
-    lat: float
-    lon: float
-    east_m: float
-    north_m: float
-    prob: float
-
-
-@dataclass(frozen=True)
 class Prior:
     """A position known beforehand (a previous fix, an odometry guess) with
     its covariance [m²] in east/north."""
@@ -64,33 +40,6 @@ class Prior:
     lat: float
     lon: float
     covariance_m2: np.ndarray
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Where the camera is: WGS84 (lat, lon) [deg], local (east, north) [m],
-    covariance (2x2, m², east/north), confidence (the best cell's
-    probability), whether it is trusted, the best path, the candidates, the
-    terminal cell side [m] and timings [ms] of each stage."""
-
-    lat: float
-    lon: float
-    east_m: float
-    north_m: float
-    covariance_m2: np.ndarray
-    confidence: float
-    trusted: bool
-    path: tuple[int, ...]
-    candidates: list[Candidate]
-    cell_size_m: float
-    timings_ms: dict = field(default_factory=dict)
-
-
-def covariance(mu: np.ndarray, centres: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:
-    """The module docstring's formula: (2, 2) [m²]."""
-    pi = probs / probs.sum() if probs.sum() > 0 else np.full(len(probs), 1 / len(probs))
-    d = centres - mu  # (K, 2)
-    return np.eye(2) * cell_m**2 / 12 + (pi[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0)
 
 
 def to_rgb(image: np.ndarray, encoding: str = "rgb") -> np.ndarray:
@@ -138,10 +87,10 @@ class Localizer:
     def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
         """Deepest cell (shorter than terminal) that holds the prior's box."""
         if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)):
-            raise InputError("prior position is not finite")
+            raise PriorError("prior position is not finite")
         cov = np.asarray(prior.covariance_m2, float).reshape(2, 2)
         if not np.isfinite(cov).all() or (np.diag(cov) < 0).any():
-            raise InputError("prior covariance is not finite and non-negative")
+            raise PriorError("prior covariance is not finite and non-negative")
         east, north = (float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon))
         r = self.config.prior_sigmas * np.sqrt(np.diag(cov))
         corners_e = np.array([east - r[0], east + r[0], east - r[0], east + r[0]])
@@ -161,10 +110,10 @@ class Localizer:
         t0 = time.perf_counter()
         rgb = to_rgb(image, encoding)
         t1 = time.perf_counter()
-        ground = self.backend.encode([rgb])
+        query = self.backend.encode([rgb])
         t2 = time.perf_counter()
         prefix = self.prior_prefix(prior) if prior is not None else ()
-        res = self.backend.search(ground, self.config.beam, self.config.top_k, prefix)
+        res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
         t3 = time.perf_counter()
         paths = res.paths[0].cpu().numpy()
         probs = res.probs[0].float().cpu().numpy()

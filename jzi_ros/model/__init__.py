@@ -3,7 +3,7 @@
 from .decoder import DecoderConfig, ZoomDecoder
 from .encoder import PACKAGED_WEIGHTS, RANDOM_WEIGHTS, Encoder, EncoderConfig, load_backbone_weights
 from .errors import CheckpointError, ModelError, WeightsError
-from .search import SearchResult, beam_search, path_log_probs, teacher_inputs
+from .search import SearchResult, StepDecoder, beam_search, path_log_probs, teacher_inputs
 from .zoom import ModelConfig, ZoomModel, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ModelConfig",
     "ModelError",
     "SearchResult",
+    "StepDecoder",
     "WeightsError",
     "ZoomDecoder",
     "ZoomModel",

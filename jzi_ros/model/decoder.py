@@ -2,7 +2,7 @@
 
 Token sequence for a grid of L levels and g*g children::
 
-    [ground, view_0, act_0, view_1, act_1, ..., view_{L-1}]
+    [query, view_0, act_0, view_1, act_1, ..., view_{L-1}]
 
 ``view_k`` is the overhead view of the cell chosen so far at level k. With
 ``tokens="cls"`` (the paper) it is one token, the view's global feature, and
@@ -123,13 +123,13 @@ def attention_mask(cfg: DecoderConfig) -> torch.Tensor:
 
 
 class ZoomDecoder(nn.Module):
-    """(ground (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g)."""
+    """(query (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g)."""
 
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.ground_in = nn.Sequential(nn.LayerNorm(cfg.feat_dim), nn.Linear(cfg.feat_dim, d))
+        self.query_in = nn.Sequential(nn.LayerNorm(cfg.feat_dim), nn.Linear(cfg.feat_dim, d))
         self.view_in = nn.Sequential(nn.LayerNorm(cfg.feat_dim), nn.Linear(cfg.feat_dim, d))
         self.action_emb = nn.Embedding(cfg.actions, d)
         self.level_emb = nn.Embedding(cfg.levels, d)
@@ -141,11 +141,11 @@ class ZoomDecoder(nn.Module):
         self.register_buffer("mask", attention_mask(cfg), persistent=False)
         nn.init.normal_(self.pos_emb, std=0.02)
 
-    def forward(self, ground: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        b = ground.shape[0]
+        b = query.shape[0]
         slots = self.slot_emb.weight[None]  # (1, V, D)
-        parts = [self.ground_in(ground)[:, None]]  # (B, 1, D)
+        parts = [self.query_in(query)[:, None]]  # (B, 1, D)
         for k in range(cfg.levels):
             parts.append(self.view_in(views[:, k]) + slots + self.level_emb.weight[k])  # (B, V, D)
             if k < cfg.levels - 1:

@@ -7,11 +7,24 @@ overhead view is encoded at query time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from .decoder import ZoomDecoder
+from ..geo.grid import view_indices
+from .decoder import DecoderConfig
+from .errors import ModelError
+
+
+class StepDecoder(Protocol):
+    """What the search needs of a decoder: its config and one call
+    (query (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g).
+    :class:`~.decoder.ZoomDecoder` is one; the exported backends wrap theirs."""
+
+    cfg: DecoderConfig
+
+    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -33,11 +46,6 @@ def as_features(array, device="cpu", dtype: torch.dtype = torch.float32) -> torc
     return torch.tensor(np.asarray(array), dtype=dtype, device=device)
 
 
-def level_offsets(actions: int, levels: int) -> list[int]:
-    """Index of the first view of each level (breadth-first storage)."""
-    return [sum(actions**j for j in range(k)) for k in range(levels)]
-
-
 def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
     """x (Q, nb, ...) -> x (Q, keep, ...) picking parent beams (Q, keep)."""
     return x[torch.arange(x.shape[0], device=x.device)[:, None], parent]
@@ -45,8 +53,8 @@ def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def beam_search(
-    decoder: ZoomDecoder,
-    ground: torch.Tensor,
+    decoder: StepDecoder,
+    query: torch.Tensor,
     view_feats: torch.Tensor,
     beam: int = 1,
     top_k: int = 5,
@@ -55,7 +63,7 @@ def beam_search(
     """Zoom from the root to terminal cells keeping the ``beam`` best partial
     paths per level (beam=1 is greedy decoding, as in the paper).
 
-    ``ground`` (Q, F) query features; ``view_feats`` (N, 1 + g*g, F) the map's
+    ``query`` (Q, F) query features; ``view_feats`` (N, 1 + g*g, F) the map's
     features in breadth-first view order (global token, then child tokens).
     ``prefix``: start inside that cell (a prior) instead of at the root;
     probabilities are then conditional on it.
@@ -63,25 +71,22 @@ def beam_search(
     cfg = decoder.cfg
     levels, actions, v = cfg.levels, cfg.actions, cfg.view_tokens
     if len(prefix) >= levels:
-        raise ValueError(f"prefix {prefix} must be shorter than the {levels} levels")
-    feats = view_feats[:, :v].to(ground.dtype)  # (N, V, F)
-    q, f = ground.shape
-    dev = ground.device
-    offsets = level_offsets(actions, levels)
+        raise ModelError(f"prefix {prefix} must be shorter than the {levels} levels")
+    feats = view_feats[:, :v].to(query.dtype)  # (N, V, F)
+    q, f = query.shape
+    dev = query.device
     paths = torch.tensor(prefix, dtype=torch.long, device=dev).view(1, 1, -1).expand(q, 1, len(prefix)).clone()
-    number = torch.zeros(q, 1, dtype=torch.long, device=dev)  # base-g*g number of each beam's path
     scores = torch.zeros(q, 1, device=dev)
-    views = torch.zeros(q, 1, levels, v, f, dtype=ground.dtype, device=dev)
+    views = torch.zeros(q, 1, levels, v, f, dtype=query.dtype, device=dev)
     acts = torch.zeros(q, 1, levels - 1, dtype=torch.long, device=dev)
     for k, a in enumerate(prefix):
-        views[:, :, k] = feats[offsets[k] + number]
+        views[:, :, k] = feats[view_indices(paths[..., :k], actions)]
         acts[:, :, k] = a
-        number = number * actions + a
     for k in range(len(prefix), levels):
         nb = paths.shape[1]
-        views[:, :, k] = feats[offsets[k] + number]  # (Q, nb, V, F)
+        views[:, :, k] = feats[view_indices(paths, actions)]  # (Q, nb, V, F)
         logits = decoder(
-            ground[:, None].expand(q, nb, f).reshape(q * nb, f),
+            query[:, None].expand(q, nb, f).reshape(q * nb, f),
             views.reshape(q * nb, levels, v, f),
             acts.reshape(q * nb, levels - 1),
         )[:, k]  # (Q*nb, A)
@@ -91,7 +96,6 @@ def beam_search(
         scores, idx = cand.topk(min(beam, nb * actions), dim=1)  # (Q, keep)
         parent, action = idx // actions, idx % actions
         paths = torch.cat([_take(paths, parent), action[..., None]], dim=2)
-        number = _take(number, parent) * actions + action
         views = _take(views, parent)
         acts = _take(acts, parent)
         acts[:, :, k] = action
@@ -101,23 +105,22 @@ def beam_search(
     return SearchResult(torch.cat([_take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top)
 
 
-def teacher_inputs(view_feats: torch.Tensor, paths: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_inputs(
+    view_feats: torch.Tensor, paths: torch.Tensor, cfg: DecoderConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Views along given paths and their actions, for teacher forcing.
 
     ``paths`` (B, L) -> views (B, L, V, F), actions (B, L-1).
     """
-    offsets = level_offsets(cfg.actions, cfg.levels)
-    idx = torch.zeros_like(paths)
-    number = torch.zeros_like(paths[:, 0])
-    for k in range(cfg.levels):
-        idx[:, k] = offsets[k] + number
-        number = number * cfg.actions + paths[:, k]
+    idx = torch.stack([view_indices(paths[:, :k], cfg.actions) for k in range(cfg.levels)], 1)  # (B, L)
     return view_feats[idx][:, :, : cfg.view_tokens], paths[:, : cfg.levels - 1]
 
 
 @torch.no_grad()
-def path_log_probs(decoder: ZoomDecoder, ground: torch.Tensor, view_feats: torch.Tensor, paths: torch.Tensor):
-    """Joint log-probability of full ``paths`` (B, L) for queries ``ground`` (B, F)."""
-    views, acts = teacher_inputs(view_feats.to(ground.dtype), paths, decoder.cfg)
-    logp = decoder(ground, views, acts).log_softmax(-1)  # (B, L, A)
+def path_log_probs(
+    decoder: StepDecoder, query: torch.Tensor, view_feats: torch.Tensor, paths: torch.Tensor
+) -> torch.Tensor:
+    """Joint log-probability of full ``paths`` (B, L) for queries ``query`` (B, F)."""
+    views, acts = teacher_inputs(view_feats.to(query.dtype), paths, decoder.cfg)
+    logp = decoder(query, views, acts).log_softmax(-1)  # (B, L, A)
     return logp.gather(2, paths[..., None]).squeeze(-1).sum(1)

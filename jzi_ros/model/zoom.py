@@ -113,13 +113,24 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
+_RENAMED = {"ground_in": "query_in"}
+"""Decoder modules renamed since checkpoints of this version were first written: old -> new."""
+
+
+def _current_name(key: str) -> str:
+    """A state-dict key under the module's current name."""
+    head, dot, rest = key.partition(".")
+    return _RENAMED.get(head, head) + dot + rest
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZoomModel, dict]:
     """Rebuild a model from its checkpoint; weights are loaded strictly."""
     state = read_checkpoint(path)
     try:
         model = ZoomModel(ModelConfig.from_dict(state["config"]))
         model.encoder.load_state_dict(state["encoder"], strict=True)
-        model.decoder.load_state_dict(state["decoder"], strict=True)
+        decoder = {_current_name(k): v for k, v in state["decoder"].items()}
+        model.decoder.load_state_dict(decoder, strict=True)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not rebuild into a model: {exc}") from None
     model._identity = state.get("identity")

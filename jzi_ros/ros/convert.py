@@ -41,10 +41,7 @@ def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_
     fix.status.status = NavSatStatus.STATUS_FIX if est.trusted else NavSatStatus.STATUS_NO_FIX
     fix.status.service = NavSatStatus.SERVICE_GPS  # the field robot_localization expects to be set
     fix.latitude, fix.longitude, fix.altitude = est.lat, est.lon, float(altitude_m)
-    cov = np.zeros((3, 3))
-    cov[:2, :2] = (est.covariance_m2 + est.covariance_m2.T) / 2
-    cov[2, 2] = vertical_variance_m2
-    fix.position_covariance = [float(v) for v in cov.ravel()]
+    fix.position_covariance = [float(v) for v in est.fix_covariance_m2(vertical_variance_m2).ravel()]
     fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_APPROXIMATED
     return fix
 

@@ -27,12 +27,12 @@ import cv2
 import numpy as np
 import torch
 
+from ..data import bags
 from ..data.aerial import frames_over_map
 from ..geo import MapDir
 from ..localizer import Localizer, LocalizerConfig
 from ..localizer.frames import decode_compressed
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search
-from . import bags
 
 CELL_M = 39.0625
 
@@ -167,10 +167,10 @@ def _scaling_row(km: float, block: np.ndarray, q: np.ndarray, queries: int) -> d
     }
     dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels)).eval()
     table = _WrappedTable(torch.randn(4096, 17, feat_dim))
-    ground = torch.from_numpy(q)
+    query = torch.from_numpy(q)
     with torch.inference_mode():
         for beam in (1, 4):
-            row[f"zoom_b{beam}_ms"] = _median_ms(lambda b=beam: beam_search(dec, ground, table, b, 1), queries)
+            row[f"zoom_b{beam}_ms"] = _median_ms(lambda b=beam: beam_search(dec, query, table, b, 1), queries)
     full, rest = divmod(cells, len(block))
 
     def cosine() -> None:
@@ -260,14 +260,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="measure latency, throughput, memory and scaling; write a report",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--map", type=Path, help="map for the per-frame latency (with --model)")
     p.add_argument("--model", type=Path, help="checkpoint for the per-frame latency (with --map)")
     p.add_argument("--backends", default="torch,onnxruntime", help="comma-separated (default torch,onnxruntime)")

@@ -9,8 +9,7 @@ from ..errors import JziError
 from ..geo import build_map
 from ..geo.build import human_bytes
 from ..geo.tiles import read_layout, stitch_tiles
-from .presets import apply_preset, defaults_of
-from .progress import bar
+from .common import bar
 
 
 def parse_center(text: str) -> tuple[float, float]:
@@ -21,13 +20,8 @@ def parse_center(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "build-map",
-        help="render a map directory from GeoTIFFs",
-        description="Render the overhead view of every non-terminal cell of a zoom grid from "
-        "GeoTIFFs (any CRS, mosaicked, finest resolution first) into a map directory.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument(
         "--geotiff",
         nargs="+",
@@ -70,16 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     p.add_argument("--preset", help="defaults from config/presets/NAME.yaml (its map section) or a YAML path")
+    p.set_defaults(preset_section="map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-    DEFAULTS.update(defaults_of(p))
-
-
-DEFAULTS: dict = {}
 
 
 def run(args: argparse.Namespace) -> int:
-    apply_preset(args, DEFAULTS, "map")
     rasters = list(args.geotiff)
     if not rasters and not args.tiles:
         raise JziError("give --geotiff and/or --tiles")

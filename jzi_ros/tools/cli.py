@@ -1,49 +1,102 @@
-"""The `jzi` command: one entry point, one subcommand per job."""
+"""The `jzi` command: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module of this package, with
+``add_arguments(parser)`` (its options, ending in ``set_defaults(run=...)``)
+and ``run(args) -> int``. A module is imported only when its subcommand runs,
+so ``jzi --help`` starts at once and imports no torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from .. import __version__
 from ..errors import JziError
-from . import bench, build_map, demo, eval_bag, evaluate, export, import_data, index_map, make_bag, show_map, train
 
-SUBCOMMANDS = (
-    build_map,
-    show_map,
-    import_data,
-    train,
-    index_map,
-    evaluate,
-    make_bag,
-    eval_bag,
-    export,
-    bench,
-    demo,
-)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build-map": ("build_map", "render a map directory from GeoTIFFs"),
+    "show-map": ("show_map", "draw a map's region and grid into a PNG"),
+    "import": ("import_data", "geotagged images (EXIF, rosbag, benchmark) into a training CSV"),
+    "train": ("train", "train a zoom model for a map"),
+    "index-map": ("index_map", "store a model's encoder features of every map view"),
+    "evaluate": ("evaluate", "zoom accuracy on held-out frames or geotagged images"),
+    "make-bag": ("make_bag", "simulate a camera flight over a GeoTIFF into a rosbag2"),
+    "eval-bag": ("eval_bag", "replay a rosbag2 through the localizer and measure it"),
+    "export": ("export", "export a model to ONNX or TensorRT"),
+    "bench": ("bench", "measure latency, throughput, memory and scaling; write a report"),
+    "demo": ("demo", "run the whole pipeline on a generated scene"),
+}
+"""Subcommand -> (module of this package, one-line help)."""
 
 
-def make_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is one), if any."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def make_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+    """The ``jzi`` parser with the full options of ``command`` only (the
+    others are listed with their help line); and that command's own parser."""
     parser = argparse.ArgumentParser(
         prog="jzi", description="jzi_ros: localize a robot without GPS by zooming in on an overhead map."
     )
     parser.add_argument("--version", action="version", version=f"jzi_ros {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module in SUBCOMMANDS:
-        module.add_parser(sub)
-    return parser
+    chosen = None
+    for name, (module_name, help_line) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_line, add_help=False)
+            continue
+        module = importlib.import_module(f".{module_name}", __package__)
+        description = (module.__doc__ or help_line).split("\n\n")[0]
+        chosen = sub.add_parser(
+            name,
+            help=help_line,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(chosen)
+    return parser, chosen
+
+
+def _dests(parser: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in parser._actions if a.dest != "help"}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line. A ``--preset`` fills the defaults of the options
+    the command line does not give: parsed once for the preset's name, then
+    again with the preset's values as the command's defaults."""
+    parser, chosen = make_parser(_command_in(argv))
+    args = parser.parse_args(argv)
+    preset = getattr(args, "preset", None)
+    if preset and chosen is not None:
+        from ..share import load_preset
+
+        section = args.preset_section
+        values = {key.replace("-", "_"): value for key, value in load_preset(preset, section).items()}
+        unknown = sorted(set(values) - _dests(chosen))
+        if unknown:
+            raise JziError(f"preset {preset}: unknown {section} option(s) {', '.join(unknown)}")
+        chosen.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    """Run ``jzi`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    verbose = "-v" in argv or "--verbose" in argv
     try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
         return args.run(args)
     except JziError as exc:
-        if args.verbose:
+        if verbose:
             raise
         print(f"jzi: error: {exc}", file=sys.stderr)
         return 2

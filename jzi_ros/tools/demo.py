@@ -17,11 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
-from .scene import SceneSpec, write_scene
+from ..data.scene import SceneSpec, write_scene
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on a generated scene", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything it makes")
     p.add_argument("--steps", type=int, default=2500, help="training steps (default 2500; the result is seeded)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data import bags
 from ..data.fixes import FixTrack
 from ..errors import JziError
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from ..localizer.frames import decode_message
-from . import bags
 from .metrics import CHI2_95_2DOF, error_summary, geodesic_m
 
 
@@ -53,10 +53,8 @@ def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
     return np.array(picked, int)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval-bag", help="replay a rosbag2 through the localizer and measure it", description=__doc__.split("\n\n")[0]
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--bag", required=True, type=Path, help="rosbag2 directory (sqlite3 or MCAP)")
     p.add_argument("--map", required=True, type=Path, help="map directory, indexed for the model")
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")

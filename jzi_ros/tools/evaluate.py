@@ -26,8 +26,8 @@ from ..localizer import covariance
 from ..localizer.index import index_map
 from ..model import beam_search, load_checkpoint
 from ..model.search import as_features
+from .common import bar
 from .metrics import CHI2_95_2DOF, format_table, zoom_metrics
-from .progress import bar
 
 
 def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, split: str, holdout_seed: int):
@@ -64,10 +64,8 @@ def ellipse_coverage(grid, paths: np.ndarray, probs: np.ndarray, latlon: np.ndar
     return float(np.mean(inside))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate", help="measure a model on held-out frames or geotagged images", description=__doc__.split("\n\n")[0]
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--map", required=True, type=Path, help="map directory the model was trained for")
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
@@ -115,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
         latlon.append(data.latlon)
         paths.append(data.paths)
     latlon, paths = np.concatenate(latlon), np.concatenate(paths)
-    ground = []
+    query = []
     for i in tqdm(range(0, len(images), 32), desc="encoding queries", unit="batch", disable=args.quiet):
-        ground.append(model.encode_queries(images[i : i + 32]))
-    ground = torch.cat(ground)
+        query.append(model.encode_queries(images[i : i + 32]))
+    query = torch.cat(query)
     rows = {}
     for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
-        res = beam_search(model.decoder, ground, feats, beam=beam, top_k=args.top_k)
+        res = beam_search(model.decoder, query, feats, beam=beam, top_k=args.top_k)
         top_paths, probs = res.paths.cpu().numpy(), res.probs.cpu().numpy()
         rows[name] = zoom_metrics(mapdir.grid, top_paths, probs, latlon, paths)
         rows[name]["ellipse95_coverage"] = ellipse_coverage(mapdir.grid, top_paths, probs, latlon)

@@ -20,14 +20,8 @@ from ..inference.export import export_onnx, export_tensorrt
 from ..model import load_checkpoint
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a model to ONNX or TensorRT",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
     p.add_argument("--format", required=True, choices=["onnx", "tensorrt"])
     p.add_argument("--out", required=True, type=Path, help="folder to write")

@@ -110,11 +110,11 @@ class EndToEnd(nn.Module):
     def forward(self, x: torch.Tensor, views: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
         model, cfg = self.model, self.model.cfg.decoder
         b, n = x.shape[:2]
-        ground = pool_queries(model.encoder(x.flatten(0, 1))[0], n)  # (B, F)
+        query = pool_queries(model.encoder(x.flatten(0, 1))[0], n)  # (B, F)
         pooled, children = model.encoder(views.flatten(0, 1))  # (B*L, F), (B*L, A, F)
         tokens = torch.cat([pooled[:, None], children], 1)  # (B*L, 1+A, F)
         tokens = tokens.view(b, cfg.levels, 1 + cfg.actions, -1)[:, :, : cfg.view_tokens]  # (B, L, V, F)
-        logits = model.decoder(ground, tokens, paths[:, : cfg.levels - 1])  # (B, L, A)
+        logits = model.decoder(query, tokens, paths[:, : cfg.levels - 1])  # (B, L, A)
         return F.cross_entropy(
             logits.reshape(-1, cfg.actions).float(), paths.reshape(-1), label_smoothing=self.label_smoothing
         )
@@ -126,8 +126,8 @@ def validate(model: ZoomModel, mapdir: MapDir, frames: list[np.ndarray], east_no
     model.eval()
     feats = index_map(mapdir, model, force=True, save=False)
     dev = next(model.parameters()).device
-    ground = model.encode_queries(frames)
-    pred = beam_search(model.decoder, ground.to(dev), as_features(feats, dev), 1, 1)
+    query = model.encode_queries(frames)
+    pred = beam_search(model.decoder, query.to(dev), as_features(feats, dev), 1, 1)
     centres = np.array([mapdir.grid.center_m(tuple(p)) for p in pred.paths[:, 0].cpu().numpy()])
     err = np.hypot(*(centres - east_north).T)
     return {"median_m": float(np.median(err)), "within_cell": float((err <= mapdir.grid.terminal_size_m).mean())}

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..data import bags
 from ..data.fixes import FixTrack
 from ..data.importers import ImportReport, import_benchmark, import_exif, write_csv
 from ..geo import MapDir
 from ..localizer import InputError, to_rgb
 from ..localizer.frames import decode_message
-from . import bags
 from .eval_bag import read_truth
 
 
@@ -52,10 +52,8 @@ def import_bag(
     return report
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "import", help="geotagged images (EXIF, rosbag, benchmark) into a training CSV", description=__doc__
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     kinds = p.add_subparsers(title="sources", metavar="SOURCE", required=True)
     e = kinds.add_parser("exif", help="a folder of photos with EXIF GPS")
     e.add_argument("--images", required=True, type=Path, help="folder of photos (searched recursively)")

@@ -9,16 +9,11 @@ from pathlib import Path
 from ..geo import MapDir, feature_key
 from ..localizer import index_map
 from ..model import load_checkpoint
-from .progress import bar
+from .common import bar
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "index-map",
-        help="store a model's encoder features of every map view",
-        description="Encode every view of a map with a model's encoder and store the features "
-        "in the map, beside those of other encoders.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--map", required=True, type=Path, help="map directory")
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
     p.add_argument("--batch", type=int, default=16, help="views per encoder pass (default 16)")

@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data import CameraPose, Pinhole, render_frame
+from ..data import CameraPose, Pinhole, bags, render_frame
 from ..data.augment import motion_blur, photometric
 from ..errors import JziError
 from ..geo import BoundsM, MapDir, ZoomGrid, largest_square_region, read_info
 from ..geo.ortho import LocalOrtho
 from ..geo.raster import RasterMosaic
-from . import bags
 from .build_map import parse_center
 
 START_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z: bags are reproducible
@@ -109,10 +108,8 @@ def waypoints(path: Path, grid: ZoomGrid, speed_mps: float) -> Trajectory:
     return _timed(np.stack([east, north], 1), speed_mps)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "make-bag", help="simulate a camera flight over a GeoTIFF into a rosbag2", description=__doc__.split("\n\n")[0]
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--geotiff", nargs="+", type=Path, help="rasters to fly over")
     src.add_argument("--map", type=Path, help="fly over the region (and rasters) of a map")

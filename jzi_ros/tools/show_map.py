@@ -66,12 +66,8 @@ def draw_overview(mapdir: MapDir, out: str | Path, levels: int = 2) -> Path:
     return out
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "show-map",
-        help="draw a map's region and grid into a PNG",
-        description="Draw the region of a map with the cells of its first two levels.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("map", type=Path, help="map directory made by `jzi build-map`")
     p.add_argument("--out", type=Path, default=None, help="PNG to write (default: MAP/overview.png)")
     p.set_defaults(run=run)

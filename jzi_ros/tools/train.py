@@ -52,8 +52,7 @@ from ..model import (
     teacher_inputs,
 )
 from ..model.search import as_features
-from .presets import apply_preset, defaults_of
-from .progress import bar
+from .common import bar
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Dist:
 
 @dataclass
 class Samples:
-    """Encoded training data: ground features (N, F), terminal paths (N, L),
+    """Encoded training data: query features (N, F), terminal paths (N, L),
     positions (N, 2) [m, local frame] and a validation flag (N,)."""
 
     x: np.ndarray
@@ -392,13 +391,8 @@ def _jsonable(d: dict) -> dict:
 # -- command ---------------------------------------------------------------------
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a zoom model for a map",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this command."""
     p.add_argument("--map", required=True, type=Path, help="map directory (jzi build-map)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. model.pt")
     p.add_argument("--aerial", action="store_true", help="train on frames rendered from the map's orthophoto")
@@ -428,6 +422,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="hold out whole cells of the level above the terminal one (areas), not single cells",
     )
     p.add_argument("--preset", help="defaults from config/presets/NAME.yaml (e.g. jzi_paper, robot) or a YAML path")
+    p.set_defaults(preset_section="train")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"timm backbone (default {DEFAULT_ENCODER})")
     p.add_argument(
         "--weights",
@@ -470,15 +465,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
-    DEFAULTS.update(defaults_of(p))
-
-
-DEFAULTS: dict = {}
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    apply_preset(args, DEFAULTS, "train")
     deadline = started + args.minutes * 60
     if not args.aerial and args.data is None:
         raise JziError("choose training data: --aerial, --data CSV, or both")

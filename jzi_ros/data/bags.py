@@ -16,7 +16,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
-from ..errors import JziError
+from .errors import BagError
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 IMAGE = "sensor_msgs/msg/Image"
@@ -24,10 +24,6 @@ COMPRESSED = "sensor_msgs/msg/CompressedImage"
 NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-
-
-class BagError(JziError):
-    """A bag is missing, unreadable, or lacks what was asked of it."""
 
 
 def T(name: str):  # noqa: N802 - reads like the message type it returns

@@ -1,0 +1,96 @@
+"""Where the camera is, with its uncertainty: :class:`Estimate` and its covariance.
+
+Covariance of an estimate (east/north, m²). The reported position ``mu`` is
+the centre of the best terminal cell, of side ``w``. A position uniformly
+distributed over that cell has variance ``w²/12`` per axis. The search also
+returns K candidate cells ``c_k`` with probabilities ``p_k``; their spread
+about ``mu``, weighted by the probabilities renormalized over the K
+candidates, is added::
+
+    Sigma = (w² / 12) I + sum_k pi_k (c_k - mu)(c_k - mu)^T,   pi_k = p_k / sum_j p_j
+
+A confident frame reports about one cell's variance; an ambiguous one, whose
+candidates lie far apart, reports a large ellipse. ``confidence`` is ``p_1``,
+the best cell's probability; an estimate below ``min_confidence`` is still
+returned, with ``trusted`` False.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CHI2_95_2DOF = 5.991464547107979
+"""The 95 % quantile of the chi-square distribution with 2 degrees of freedom:
+a 2-D Gaussian puts 95 % of its mass inside ``d^T Sigma^-1 d <= CHI2_95_2DOF``."""
+
+VERTICAL_VARIANCE_M2 = 1.0e4
+"""Default variance [m²] of a fix's altitude, which the localizer does not measure."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: tuple[int, ...]
+    lat: float
+    lon: float
+    east_m: float
+    north_m: float
+    prob: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Where the camera is: WGS84 (lat, lon) [deg], local (east, north) [m],
+    covariance (2x2, m², east/north), confidence (the best cell's
+    probability), whether it is trusted, the best path, the candidates, the
+    terminal cell side [m] and timings [ms] of each stage."""
+
+    lat: float
+    lon: float
+    east_m: float
+    north_m: float
+    covariance_m2: np.ndarray
+    confidence: float
+    trusted: bool
+    path: tuple[int, ...]
+    candidates: list[Candidate]
+    cell_size_m: float
+    timings_ms: dict = field(default_factory=dict)
+
+    def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
+        """(3, 3) ENU covariance [m²] of a ``NavSatFix``: the horizontal block
+        (symmetrized) and the given altitude variance."""
+        cov = np.zeros((3, 3))
+        cov[:2, :2] = (self.covariance_m2 + self.covariance_m2.T) / 2
+        cov[2, 2] = vertical_variance_m2
+        return cov
+
+    def contains(self, east_m: float, north_m: float) -> bool:
+        """Whether a position [m, local frame] lies inside the 95 % ellipse."""
+        offset = np.array([[east_m - self.east_m, north_m - self.north_m]])
+        return bool(inside_ellipse_95(offset, self.covariance_m2[None])[0])
+
+
+def covariance(mu: np.ndarray, centres: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:
+    """The module docstring's formula: (2, 2) [m²]."""
+    pi = probs / probs.sum() if probs.sum() > 0 else np.full(len(probs), 1 / len(probs))
+    d = centres - mu  # (K, 2)
+    return np.eye(2) * cell_m**2 / 12 + (pi[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0)
+
+
+def inside_ellipse_95(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> np.ndarray:
+    """(N,) bool: whether each offset (N, 2) [m] from an estimate lies inside
+    the 95 % ellipse of its covariance (N, 2, 2) [m²]."""
+    offsets_m = np.asarray(offsets_m, float)
+    solved = np.linalg.solve(covariances_m2, offsets_m[..., None])[..., 0]  # (N, 2)
+    return (offsets_m * solved).sum(-1) <= CHI2_95_2DOF
+
+
+def ellipse_95(covariance_m2: np.ndarray) -> tuple[float, float, float]:
+    """Full width and height [m] and the angle [deg, from east, counter-clockwise]
+    of the width's axis, of the 95 % ellipse of a (2, 2) covariance [m²]."""
+    vals, vecs = np.linalg.eigh(covariance_m2)  # ascending
+    width, height = 2 * np.sqrt(CHI2_95_2DOF * np.maximum(vals[::-1], 0))
+    angle_deg = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+    return float(width), float(height), angle_deg

@@ -1,0 +1,56 @@
+"""The package's installed files: ``config/`` (node parameters, presets).
+
+A ROS 2 workspace installs them under the package's share directory (found
+through the ament index); a source checkout (``pip install -e .``) has them
+beside the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import JziError
+
+PACKAGE = "jzi_ros"
+
+
+def config_dirs() -> list[Path]:
+    """The ``config/`` folders that exist: a source checkout's, then the installed share's."""
+    dirs = [Path(__file__).resolve().parent.parent / "config"]
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # no ROS 2 installation: a plain Python environment
+        pass
+    else:
+        try:
+            dirs.append(Path(get_package_share_directory(PACKAGE)) / "config")
+        except (PackageNotFoundError, OSError, ValueError):  # not installed in a ROS workspace
+            pass
+    return [d for d in dirs if d.is_dir()]
+
+
+def config_file(relative: str) -> Path:
+    """A file under ``config/`` (e.g. ``localize.yaml``), from the first folder that has it."""
+    for folder in config_dirs():
+        if (folder / relative).is_file():
+            return folder / relative
+    raise JziError(f"config/{relative} of {PACKAGE} not found in {[str(d) for d in config_dirs()]}")
+
+
+def preset_names() -> list[str]:
+    """Names of the presets in ``config/presets/``."""
+    return sorted({p.stem for d in config_dirs() for p in (d / "presets").glob("*.yaml")})
+
+
+def load_preset(name: str, section: str) -> dict:
+    """The ``section`` ("map" or "train") of a preset given by name or YAML path."""
+    path = Path(name)
+    if not path.is_file():
+        try:
+            path = config_file(f"presets/{name}.yaml")
+        except JziError:
+            raise JziError(f"no preset {name!r}; known presets: {', '.join(preset_names()) or 'none'}") from None
+    doc = yaml.safe_load(path.read_text()) or {}
+    return dict(doc.get(section) or {})

@@ -56,7 +56,9 @@ def load_geotagged(csv_path: str | Path, grid: ZoomGrid) -> Geotagged:
     ci = _column(header, IMAGE_COLUMNS, "image", csv_path)
     la = _column(header, LAT_COLUMNS, "latitude", csv_path)
     lo = _column(header, LON_COLUMNS, "longitude", csv_path)
-    images, latlon, skipped = [], [], Counter()
+    images: list[Path] = []
+    rows_latlon: list[tuple[float, float]] = []
+    skipped: Counter[str] = Counter()
     for row in rows:
         try:
             lat, lon = float(row[la]), float(row[lo])
@@ -72,8 +74,8 @@ def load_geotagged(csv_path: str | Path, grid: ZoomGrid) -> Geotagged:
             skipped["missing image"] += 1
             continue
         images.append(path)
-        latlon.append((lat, lon))
-    latlon = np.array(latlon, float).reshape(-1, 2)
+        rows_latlon.append((lat, lon))
+    latlon = np.array(rows_latlon, float).reshape(-1, 2)
     paths, inside = grid.paths_at(latlon[:, 0], latlon[:, 1]) if len(latlon) else (np.zeros((0, grid.levels)), [])
     skipped["outside the region"] += int((~np.asarray(inside, bool)).sum())
     keep = np.asarray(inside, bool)

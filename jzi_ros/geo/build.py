@@ -56,7 +56,7 @@ def _largest_square(valid: np.ndarray, prefer: tuple[float, float]) -> tuple[int
 
 def coverage_of(mosaic: RasterMosaic, grid: ZoomGrid, px: int = 256) -> float:
     """Share of the region that the rasters cover (from their coarse masks)."""
-    _, valid = mosaic.render(grid.frame, grid.bounds_m(()), px, colour=False)
+    valid = mosaic.coverage(grid.frame, grid.bounds_m(()), px)
     return float(valid.mean())
 
 
@@ -69,7 +69,7 @@ def largest_square_region(mosaic: RasterMosaic, grid: int = 4, levels: int = 4) 
     east, north = max(b.east_m for b in feet), max(b.north_m for b in feet)
     step = max(east - west, north - south) / COARSE_MASK_PX
     w, h = int(np.ceil((east - west) / step)), int(np.ceil((north - south) / step))
-    _, valid = mosaic.render(frame, BoundsM(west, north - h * step, west + w * step, north), w, h, colour=False)
+    valid = mosaic.coverage(frame, BoundsM(west, north - h * step, west + w * step, north), w, h)
     side, row, col = _largest_square(valid, prefer=(h / 2, w / 2))
     if side < 3:
         raise RasterError("the rasters cover no square area of useful size; give --center and --size-m")

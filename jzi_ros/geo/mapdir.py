@@ -70,8 +70,12 @@ class MapWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir(parents=True)
         n, p = grid.num_views, view_px
-        self.views = np.lib.format.open_memmap(self.tmp_dir / "views.npy", "w+", np.uint8, (n, p, p, 3))
-        self.coverage = np.lib.format.open_memmap(self.tmp_dir / "coverage.npy", "w+", np.uint8, (n, p, (p + 7) // 8))
+        self.views: np.memmap | None = np.lib.format.open_memmap(
+            self.tmp_dir / "views.npy", "w+", np.uint8, (n, p, p, 3)
+        )
+        self.coverage: np.memmap | None = np.lib.format.open_memmap(
+            self.tmp_dir / "coverage.npy", "w+", np.uint8, (n, p, (p + 7) // 8)
+        )
         self.fraction = np.zeros(n, np.float32)
 
     def __enter__(self) -> MapWriter:
@@ -82,6 +86,8 @@ class MapWriter:
             self.abort()
 
     def write_view(self, index: int, rgb: np.ndarray, valid: np.ndarray) -> None:
+        """Store the view of cell ``index`` (breadth first): RGB (P, P, 3) and its valid mask (P, P)."""
+        assert self.views is not None and self.coverage is not None, "the writer is finished or aborted"
         self.views[index] = rgb
         self.coverage[index] = np.packbits(valid, axis=1)
         self.fraction[index] = valid.mean()
@@ -91,6 +97,8 @@ class MapWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def finish(self, sources: list[dict], build: dict) -> MapDir:
+        """Write the rest of the map and move it to ``out_dir``; the finished map."""
+        assert self.views is not None and self.coverage is not None, "the writer is finished or aborted"
         self.views.flush()
         self.coverage.flush()
         self.views = self.coverage = None

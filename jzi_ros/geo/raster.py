@@ -79,11 +79,11 @@ def _pick_bands(ds, path: str) -> tuple[tuple[int, int, int], int | None]:
         )
     alpha = interp.index(ColorInterp.alpha) + 1 if ColorInterp.alpha in interp else None
     if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
-        rgb = tuple(interp.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
+        red, green, blue = (interp.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
     else:
         colour = [i + 1 for i in range(ds.count) if i + 1 != alpha]
-        rgb = tuple(colour[:3]) if len(colour) >= 3 else (colour[0],) * 3
-    return rgb, alpha
+        red, green, blue = colour[:3] if len(colour) >= 3 else [colour[0]] * 3
+    return (red, green, blue), alpha
 
 
 def _resolution_m(ds) -> float:
@@ -200,19 +200,24 @@ class RasterMosaic:
         return self._footprints[frame]
 
     def render(
-        self,
-        frame: LocalFrame,
-        bounds: BoundsM,
-        width_px: int,
-        height_px: int | None = None,
-        colour: bool = True,
-    ) -> tuple[np.ndarray | None, np.ndarray]:
+        self, frame: LocalFrame, bounds: BoundsM, width_px: int, height_px: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Warp the rasters into ``bounds`` [m] of ``frame``.
 
-        Returns ``(rgb, valid)``: an (H, W, 3) uint8 image (None when
-        ``colour`` is False, which only computes coverage, cheaply) and an
-        (H, W) bool mask of the pixels some raster covers.
+        Returns ``(rgb, valid)``: an (H, W, 3) uint8 image and an (H, W) bool
+        mask of the pixels some raster covers.
         """
+        rgb, valid = self._warp(frame, bounds, width_px, height_px, colour=True)
+        assert rgb is not None  # asked for colour
+        return rgb, valid
+
+    def coverage(self, frame: LocalFrame, bounds: BoundsM, width_px: int, height_px: int | None = None) -> np.ndarray:
+        """The (H, W) bool mask of the pixels of ``bounds`` [m] some raster covers (cheap: no colour)."""
+        return self._warp(frame, bounds, width_px, height_px, colour=False)[1]
+
+    def _warp(
+        self, frame: LocalFrame, bounds: BoundsM, width_px: int, height_px: int | None, colour: bool
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         height_px = width_px if height_px is None else height_px
         transform = from_bounds(*bounds, width_px, height_px)
         pixel_m = (bounds.east_m - bounds.west_m) / width_px
@@ -226,7 +231,7 @@ class RasterMosaic:
                 or box.south_m >= bounds.north_m
             ):
                 continue
-            if not colour:
+            if rgb is None:  # coverage only
                 mask, src_transform = self._coarse_mask(ds, info)
                 out = np.zeros((height_px, width_px), np.uint8)
                 reproject(

@@ -33,7 +33,7 @@ def read_layout(root: Path) -> dict:
     """The folder's layout (layout.yaml, with defaults filled in from the files)."""
     if not root.is_dir():
         raise RasterError(f"no such tile folder: {root}")
-    layout = {}
+    layout: dict = {}
     if (root / "layout.yaml").is_file():
         try:
             layout = yaml.safe_load((root / "layout.yaml").read_text()) or {}

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import timm
@@ -58,8 +59,9 @@ class EncoderConfig:
         return d | {"mean": list(self.mean), "std": list(self.std)}
 
 
-def _create_backbone(cfg: EncoderConfig) -> nn.Module:
-    kwargs = {"pretrained": False, "num_classes": 0}
+def _create_backbone(cfg: EncoderConfig) -> Any:
+    """A timm model; which attributes it has (patch_embed, num_prefix_tokens) depends on the architecture."""
+    kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 0}
     if "vit" in cfg.name or "dinov2" in cfg.name:
         # A fixed input size: the position embedding is resampled once, when
         # weights are loaded, never per frame (clean ONNX/TensorRT export).
@@ -73,6 +75,10 @@ def _create_backbone(cfg: EncoderConfig) -> nn.Module:
 
 class Encoder(nn.Module):
     """timm backbone -> (global feature (B, D), child tokens (B, g*g, D))."""
+
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers: the backbone's input normalization
+    std: torch.Tensor
+    child_pool: torch.Tensor  # (g*g, h*w)
 
     def __init__(self, cfg: EncoderConfig, grid: int = 4) -> None:
         super().__init__()
@@ -90,7 +96,8 @@ class Encoder(nn.Module):
     def _grid_size(self) -> tuple[int, int]:
         """Size (h, w) of the patch grid at the static input size."""
         if self.is_vit:
-            return tuple(self.backbone.patch_embed.grid_size)
+            h, w = self.backbone.patch_embed.grid_size
+            return int(h), int(w)
         was_training = self.backbone.training
         self.backbone.eval()  # a shape probe must not touch batch-norm statistics
         shape = self.backbone.forward_features(torch.zeros(1, 3, self.cfg.image_px, self.cfg.image_px)).shape
@@ -195,7 +202,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            sd = load_file(str(path))
+            sd: object = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types for bad files

@@ -1,0 +1,139 @@
+"""The node as its own process, and a client that talks to it over DDS.
+
+``start_node`` runs the installed ``localizer`` executable with
+``--ros-args --params-file config/localize.yaml`` (what launch_ros does) in
+a ROS domain of its own; :class:`Client` publishes camera frames and collects
+fixes and diagnostics. The node benchmark and the node's tests both use them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+import rclpy.executors
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+
+from ..share import config_file
+
+
+def node_command(**params: Any) -> list[str]:
+    """The command line that starts the node with the package's parameter file and ``params``."""
+    exe = Path(sys.executable).with_name("localizer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jzi_ros.ros.node"]
+    cmd += ["--ros-args", "--params-file", str(config_file("localize.yaml"))]
+    for name, value in params.items():
+        cmd += ["-p", f"{name}:={value}"]
+    return cmd
+
+
+def start_node(domain_id: int, **params: Any) -> subprocess.Popen:
+    """Start the node in ROS domain ``domain_id``; its stdout and stderr go to one text pipe."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        node_command(**params), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def stamp_ns_of(msg: Any) -> int:
+    """A message's header stamp [ns]."""
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def image_msg(frame: np.ndarray, stamp_ns: int, encoding: str = "rgb8") -> Image:
+    """A ``sensor_msgs/Image`` of an (H, W[, C]) uint8 frame."""
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.header.frame_id = "camera"
+    msg.height, msg.width = frame.shape[:2]
+    msg.encoding = encoding
+    msg.step = frame.shape[1] * (frame.shape[2] if frame.ndim == 3 else 1)
+    msg.data = frame.tobytes()
+    return msg
+
+
+def compressed_msg(frame: np.ndarray, stamp_ns: int, quality: int = 95) -> CompressedImage:
+    """A JPEG ``sensor_msgs/CompressedImage`` of an (H, W, 3) RGB frame."""
+    msg = CompressedImage()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.header.frame_id = "camera"
+    msg.format = "jpeg"
+    msg.data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    return msg
+
+
+class Client:
+    """A node of its own in ``domain_id``: publishes frames on ``topic``,
+    collects the fixes on /jzi/fix (with their arrival time [s, monotonic])
+    and the diagnostics.
+    """
+
+    def __init__(self, domain_id: int, topic: str, compressed: bool) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("jzi_client", context=self.context)
+        self.pub = self.node.create_publisher(CompressedImage if compressed else Image, topic, qos_profile_sensor_data)
+        self.fixes: list[tuple[NavSatFix, float]] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.node.create_subscription(NavSatFix, "/jzi/fix", lambda m: self.fixes.append((m, time.monotonic())), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin(self, seconds: float) -> None:
+        """Handle messages for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.02, max(0.0, end - time.monotonic())))
+
+    def has_fix(self, stamp_ns: int) -> bool:
+        """Whether the fix of the frame stamped ``stamp_ns`` has arrived."""
+        return any(stamp_ns_of(f) == stamp_ns for f, _ in self.fixes)
+
+    def send_and_wait(self, msg: Image | CompressedImage, timeout_s: float = 15.0, tries: int = 3) -> float:
+        """Publish a frame and wait for its fix (one frame in flight, so the
+        node never has to drop one); best-effort QoS may lose a message, so
+        resend it. Returns the time [s, monotonic] of the send that got the fix.
+        """
+        stamp_ns = stamp_ns_of(msg)
+        sent = time.monotonic()
+        for _ in range(tries):
+            sent = time.monotonic()
+            self.pub.publish(msg)
+            end = sent + timeout_s / tries
+            while time.monotonic() < end:
+                self.spin(0.02)
+                if self.has_fix(stamp_ns):
+                    return sent
+        return sent
+
+    def wait_for_node(self, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+        """Wait until the node subscribes to the frames; a clear error if it exits or never does."""
+        end = time.monotonic() + timeout_s
+        while self.pub.get_subscription_count() == 0:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the node exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            if time.monotonic() > end:
+                raise RuntimeError(f"the node did not subscribe to {self.pub.topic_name} within {timeout_s:.0f} s")
+            self.spin(0.2)
+        self.spin(1.0)  # let discovery settle both ways
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """The key/values of the node's latest diagnostics status ({} if none came)."""
+        statuses = [s for d in self.diagnostics for s in d.status if s.name.startswith("jzi_localizer")]
+        return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+
+    def close(self) -> None:
+        """Shut this client's node and context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

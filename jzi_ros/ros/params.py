@@ -1,0 +1,70 @@
+"""The node's parameters, read once into a frozen dataclass.
+
+Each field is one ROS parameter: its name, default and description (the
+``doc`` metadata) are declared on the node and written, with the same values,
+in ``config/localize.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import JziError
+from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig
+
+
+def _param(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Everything the node is configured with; see each field's ``doc``."""
+
+    map_path: str = _param("", "map directory (jzi build-map), indexed for the model (jzi index-map)")
+    model_path: str = _param("", "model checkpoint (jzi train)")
+    backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
+    device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")
+    threads: int = _param(0, "CPU threads for torch (0 = torch's default)")
+    image_topic: str = _param("/camera/image_raw", "camera topic")
+    transport: str = _param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)")
+    fix_topic: str = _param("/jzi/fix", "output sensor_msgs/NavSatFix topic")
+    frame_id: str = _param("jzi_camera", "frame_id of the published fixes (the camera's frame)")
+    altitude_m: float = _param(0.0, "altitude [m] written into every fix (finite: robot_localization drops NaN)")
+    vertical_variance_m2: float = _param(
+        VERTICAL_VARIANCE_M2, "variance [m^2] of the altitude, which the localizer does not measure"
+    )
+    beam_width: int = _param(4, "beam width of the zoom search (1 = greedy)")
+    top_k: int = _param(5, "candidate cells kept per frame")
+    min_confidence: float = _param(0.2, "below this best-cell probability a fix is published with status NO_FIX")
+    max_rate_hz: float = _param(0.0, "most frames localized per second (0 = as fast as possible)")
+    prior_topic: str = _param("", "optional NavSatFix topic of a prior position that narrows the search ('' = none)")
+    prior_max_age_s: float = _param(5.0, "a prior older than this [s] is ignored")
+    smoothing_noise_m2_s: float = _param(0.0, "temporal filter process noise [m^2/s] (0 = no smoothing)")
+    publish_candidates: bool = _param(False, "publish the top-K candidates as geometry_msgs/PoseArray")
+    candidates_topic: str = _param(
+        "/jzi/candidates", "PoseArray topic (x east, y north [m] in the map frame, z = probability)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("raw", "compressed"):
+            raise JziError(f"transport must be raw or compressed, not {self.transport!r}")
+
+    @property
+    def min_period_s(self) -> float:
+        """Shortest time [s] between the starts of two localizations (0 = none)."""
+        return 1.0 / self.max_rate_hz if self.max_rate_hz > 0 else 0.0
+
+    def localizer_config(self) -> LocalizerConfig:
+        """The per-frame settings the :class:`~jzi_ros.localizer.Localizer` takes."""
+        return LocalizerConfig(
+            beam=self.beam_width,
+            top_k=self.top_k,
+            min_confidence=self.min_confidence,
+            smoothing_noise_m2_s=self.smoothing_noise_m2_s,
+        )
+
+
+PARAMETERS: dict[str, tuple[Any, str]] = {f.name: (f.default, f.metadata["doc"]) for f in fields(NodeParams)}
+"""Parameter name -> (default, description), in declaration order."""

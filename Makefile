@@ -1,5 +1,5 @@
 # make demo   -- run the pipeline on the embedded default (creates .venv on first use)
-# make test   -- lint and run the whole test suite (creates .venv on first use)
+# make test   -- lint, format and type checks, then the whole test suite (creates .venv on first use)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,13 +10,13 @@ PIP    := $(BIN)/python -m pip -qq
 demo: $(VENV)/.deps
 	$(BIN)/jzi demo
 
-test: $(VENV)/.deps-test
-	$(BIN)/ruff check jzi_ros test launch setup.py
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.deps-test
 	$(BIN)/ruff check jzi_ros test launch setup.py
-	$(BIN)/ruff format --check jzi_ros setup.py
+	$(BIN)/ruff format --check jzi_ros test launch setup.py
+	$(BIN)/mypy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -73,6 +73,27 @@ def test_view_index_and_path_are_inverse_and_breadth_first(grid, data):
 
 
 @settings(max_examples=100, deadline=None)
+@given(regions, st.data())
+def test_vectorized_view_indices_agree_with_view_index_for_arrays_and_tensors(grid, data):
+    import torch
+
+    level = data.draw(st.integers(0, grid.levels - 1))
+    cells = st.lists(st.integers(0, grid.actions - 1), min_size=level, max_size=level)
+    rows = data.draw(st.lists(cells, min_size=1, max_size=8))
+    paths = np.array(rows, np.int64).reshape(len(rows), level)
+    expect = [grid.view_index(tuple(p)) for p in paths]
+    assert grid.view_indices(paths).tolist() == expect
+    assert grid.view_indices(torch.from_numpy(paths)).tolist() == expect
+    assert grid.view_indices(paths[None]).shape == (1, len(paths))
+
+
+def test_terminal_cells_have_no_view_index():
+    grid = ZoomGrid(47.0, 8.0, 1000.0, grid=2, levels=2)
+    with pytest.raises(GeoError, match="terminal"):
+        grid.view_indices(np.zeros((3, 2), np.int64))
+
+
+@settings(max_examples=100, deadline=None)
 @given(regions, st.lists(st.tuples(unit, unit), min_size=1, max_size=20))
 def test_vectorised_paths_agree_with_single_lookups(grid, points):
     latlon = np.array([_point_in(grid, u, v) for u, v in points])

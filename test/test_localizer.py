@@ -8,7 +8,19 @@ import pytest
 from jzi_ros.data import CameraPose, Pinhole, render_frame
 from jzi_ros.geo import MapDir, MapError, build_map
 from jzi_ros.geo.ortho import LocalOrtho
-from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Prior, covariance, to_rgb
+from jzi_ros.localizer import (
+    CHI2_95_2DOF,
+    Estimate,
+    InputError,
+    Localizer,
+    LocalizerConfig,
+    Prior,
+    PriorError,
+    covariance,
+    ellipse_95,
+    inside_ellipse_95,
+    to_rgb,
+)
 
 
 def test_covariance_of_one_sure_cell_is_the_uniform_cells_variance():
@@ -24,6 +36,36 @@ def test_covariance_grows_with_the_spread_of_likely_candidates():
     assert cov[0, 1] == pytest.approx(0.0)
     sure = covariance(centres[0], centres, np.array([0.99, 0.01]), cell_m=10.0)
     assert sure[0, 0] < cov[0, 0] / 10
+
+
+def _estimate(cov: np.ndarray) -> Estimate:
+    return Estimate(47.0, 8.0, 10.0, 20.0, cov, 0.9, True, (0, 1), [], 10.0)
+
+
+def test_the_fix_covariance_is_the_symmetric_horizontal_block_and_the_vertical_variance():
+    est = _estimate(np.array([[4.0, 1.0], [1.2, 9.0]]))
+    cov = est.fix_covariance_m2(25.0)
+    assert np.allclose(cov, [[4.0, 1.1, 0], [1.1, 9.0, 0], [0, 0, 25.0]])
+    assert est.fix_covariance_m2()[2, 2] == 1.0e4
+
+
+def test_the_95_percent_ellipse_holds_points_by_their_mahalanobis_distance():
+    est = _estimate(np.diag([4.0, 100.0]))  # sigma 2 m east, 10 m north
+    r_east, r_north = 2.0 * np.sqrt(CHI2_95_2DOF), 10.0 * np.sqrt(CHI2_95_2DOF)
+    assert est.contains(10.0 + 0.99 * r_east, 20.0) and not est.contains(10.0 + 1.01 * r_east, 20.0)
+    assert est.contains(10.0, 20.0 - 0.99 * r_north) and not est.contains(10.0, 20.0 - 1.01 * r_north)
+    offsets = np.array([[0.99 * r_east, 0.0], [1.01 * r_east, 0.0]])
+    assert inside_ellipse_95(offsets, np.stack([est.covariance_m2] * 2)).tolist() == [True, False]
+    width, height, angle = ellipse_95(est.covariance_m2)
+    assert (width, height) == pytest.approx((2 * r_north, 2 * r_east)) and abs(abs(angle) - 90) < 1e-6
+
+
+def test_the_expected_share_of_gaussian_samples_falls_inside_the_95_percent_ellipse():
+    rng = np.random.default_rng(0)
+    cov = np.array([[30.0, 12.0], [12.0, 10.0]])
+    samples = rng.multivariate_normal([0, 0], cov, 20000)
+    share = inside_ellipse_95(samples, np.broadcast_to(cov, (len(samples), 2, 2))).mean()
+    assert share == pytest.approx(0.95, abs=0.005)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +183,16 @@ def test_corrupt_input_raises_a_clear_error(setup):
         loc.localize(np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(InputError):
         loc.localize(np.zeros((64, 64, 3), np.float64))
+
+
+def test_a_prior_that_cannot_be_used_raises_a_prior_error(setup):
+    loc, _ = setup
+    frame = np.zeros((64, 64, 3), np.uint8)
+    lat, lon = loc.grid.frame.to_latlon(0.0, 0.0)
+    with pytest.raises(PriorError, match="position"):
+        loc.localize(frame, prior=Prior(float("nan"), lon, np.eye(2)))
+    with pytest.raises(PriorError, match="covariance"):
+        loc.localize(frame, prior=Prior(lat, lon, np.diag([-1.0, 1.0])))
 
 
 def test_a_map_of_another_region_or_not_indexed_is_refused(trained, tmp_path):

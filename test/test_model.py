@@ -149,6 +149,38 @@ def test_checkpoint_round_trips_config_weights_and_identity(tmp_path):
     assert torch.allclose(model.encode(list(img))[0], again.encode(list(img))[0])
 
 
+def test_checkpoints_written_before_the_query_rename_still_load(tmp_path):
+    model = _small_model()
+    path = save_checkpoint(tmp_path / "m.pt", model, {})
+    state = torch.load(path, weights_only=True)
+    state["decoder"] = {k.replace("query_in", "ground_in"): v for k, v in state["decoder"].items()}
+    assert any(k.startswith("ground_in.") for k in state["decoder"])
+    torch.save(state, path)
+    again, _ = load_checkpoint(path)
+    assert torch.equal(again.decoder.query_in[1].weight, model.decoder.query_in[1].weight)
+
+
+class _RecordingDecoder:
+    """A decoder that is no nn.Module: the search needs only its config and one call."""
+
+    def __init__(self, decoder: ZoomDecoder) -> None:
+        self.cfg, self.decoder, self.calls = decoder.cfg, decoder, 0
+
+    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.decoder(query, views, actions)
+
+
+def test_search_runs_any_decoder_with_a_config_and_a_call():
+    dec = _decoder("children")
+    feats = _map_feats(dec.cfg)
+    query = _inputs(dec.cfg, batch=2)[0]
+    wrapped = _RecordingDecoder(dec)
+    res = beam_search(wrapped, query, feats, beam=3, top_k=2)
+    assert wrapped.calls == dec.cfg.levels
+    assert torch.equal(res.paths, beam_search(dec, query, feats, beam=3, top_k=2).paths)
+
+
 def test_bad_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no such model"):
         load_checkpoint(tmp_path / "none.pt")

@@ -88,3 +88,29 @@ def test_candidates_become_poses_in_the_map_frame():
     poses = candidates_to_poses(_estimate(True), Header(frame_id="map"))
     assert [(p.position.x, p.position.y, p.position.z) for p in poses.poses] == [(10.0, -5.0, 0.7), (50.0, -5.0, 0.2)]
     assert poses.header.frame_id == "map" and poses.poses[0].orientation.w == 1.0
+
+
+def test_node_parameters_are_read_into_a_frozen_config_that_checks_them():
+    import dataclasses
+
+    from jzi_ros.ros.params import PARAMETERS, NodeParams
+
+    params = NodeParams(**{name: default for name, (default, _) in PARAMETERS.items()})
+    assert params == NodeParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.beam_width = 2  # type: ignore[misc]
+    assert params.localizer_config().beam == PARAMETERS["beam_width"][0]
+    assert NodeParams(max_rate_hz=4.0).min_period_s == 0.25 and NodeParams().min_period_s == 0.0
+    with pytest.raises(Exception, match="transport must be raw or compressed"):
+        NodeParams(transport="h264")
+
+
+def test_node_statistics_count_frames_and_measure_rate_and_latency():
+    from jzi_ros.ros.node import NodeStats
+
+    stats = NodeStats()
+    assert stats.rate_hz == 0.0
+    for i in range(5):
+        stats.record(received_s=i * 0.5, done_s=i * 0.5 + 0.1, confidence=0.5 + i / 10)
+    assert stats.processed == 5 and stats.rate_hz == pytest.approx(2.0)
+    assert list(stats.latency_ms) == pytest.approx([100.0] * 5) and stats.confidence == pytest.approx(0.9)

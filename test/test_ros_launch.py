@@ -54,3 +54,14 @@ def test_launch_description_builds_where_launch_ros_exists():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     assert any(type(e).__name__ == "Node" for e in description.entities)
+
+
+def test_the_config_folder_is_found_from_the_package_and_a_missing_file_is_named():
+    from jzi_ros.errors import JziError
+    from jzi_ros.share import config_file, load_preset, preset_names
+
+    assert config_file("localize.yaml").read_text() == CONFIG.read_text()
+    assert {"jzi_paper", "robot"} <= set(preset_names())
+    assert load_preset("jzi_paper", "map")["levels"] == 4
+    with pytest.raises(JziError, match="nothing.yaml"):
+        config_file("nothing.yaml")

@@ -106,3 +106,25 @@ def test_scene_is_deterministic_and_georeferenced(tmp_path):
     with rasterio.open(other) as dc:
         assert not np.array_equal(pa, dc.read())
     assert pa.std() > 20  # texture, not a flat field
+
+
+def test_the_command_line_module_imports_no_torch_and_help_lists_every_command():
+    code = "import sys, jzi_ros.tools.cli; print('torch' in sys.modules, 'rasterio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    from jzi_ros.tools.cli import COMMANDS
+
+    shown = jzi("--help")
+    assert shown.returncode == 0
+    for name, (_, help_line) in COMMANDS.items():
+        assert name in shown.stdout and help_line in shown.stdout
+
+
+def test_each_command_loads_its_own_options_only_when_it_runs():
+    from jzi_ros.tools.cli import COMMANDS, make_parser
+
+    assert make_parser(None)[1] is None
+    for name in COMMANDS:
+        chosen = make_parser(name)[1]
+        assert chosen is not None and chosen.prog.endswith(name)
+        assert callable(chosen.get_default("run")) or name == "import"  # import's sources set their own run

@@ -40,20 +40,25 @@ class AerialConfig:
     min_coverage: float = 0.9
 
     def to_dict(self) -> dict:
+        """The config in plain YAML/JSON types (``footprint_cells`` as a list)."""
         return asdict(self) | {"footprint_cells": list(self.footprint_cells)}
 
     @property
     def camera(self) -> Pinhole:
+        """The frames' square pinhole camera: ``image_px`` wide and high, ``hfov_deg`` across."""
         return Pinhole(self.image_px, self.image_px, self.hfov_deg)
 
     def max_footprint_m(self, grid: ZoomGrid) -> float:
+        """Widest ground width [m] a frame sees over ``grid``: the upper ``footprint_cells`` bound."""
         return self.footprint_cells[1] * grid.terminal_size_m
 
 
 def heldout_cells(grid: ZoomGrid, share: float, seed: int = 0, by_area: bool = False) -> np.ndarray:
-    """(n, n) bool over the terminal cells (row, col), n = g**L: the held-out
-    ones. ``by_area`` holds out whole cells of the level above the terminal
-    one (g x g terminal cells each), so validation sees unseen areas."""
+    """(n, n) bool over the terminal cells (row, col), n = g**L: the held-out ones.
+
+    ``by_area`` holds out whole cells of the level above the terminal one
+    (g x g terminal cells each), so validation sees unseen areas.
+    """
     block = grid.grid if by_area and grid.levels > 1 else 1
     m = grid.grid**grid.levels // block
     rng = np.random.default_rng([seed, 8675309])
@@ -71,8 +76,10 @@ def in_heldout(grid: ZoomGrid, heldout: np.ndarray, east_m, north_m) -> np.ndarr
 def sample_poses(
     grid: ZoomGrid, count: int, rng: np.random.Generator, cfg: AerialConfig, split: str, heldout: np.ndarray
 ) -> list[CameraPose]:
-    """Random camera poses over the region. ``split``: "train" (outside the
-    held-out cells), "heldout" (inside them) or "all"."""
+    """Random camera poses over the region.
+
+    ``split``: "train" (outside the held-out cells), "heldout" (inside them) or "all".
+    """
     if split not in ("train", "heldout", "all"):
         raise DataError(f"unknown split {split!r}")
     cell = grid.terminal_size_m
@@ -129,8 +136,10 @@ def pose_paths(grid: ZoomGrid, poses: list[CameraPose]) -> np.ndarray:
 
 
 def frames_over_map(mapdir, image_px: int, count: int, footprint_cells: float = 4.0, seed: int = 0) -> list[np.ndarray]:
-    """``count`` nadir frames (RGB, ``image_px`` square, 60° field of view) at
-    random positions and headings over a map, for benchmarks and checks."""
+    """``count`` nadir frames at random positions and headings over a map, for benchmarks and checks.
+
+    RGB, ``image_px`` square, 60° field of view.
+    """
     grid = mapdir.grid
     ortho = LocalOrtho.for_map(mapdir, pad_m=footprint_cells * grid.terminal_size_m)
     cam = Pinhole(image_px, image_px, 60.0)

@@ -7,8 +7,10 @@ import numpy as np
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """Random exposure, contrast, gamma, white balance, saturation, blur and
-    sensor noise; ``strength`` 0 leaves the image as it is."""
+    """Random exposure, contrast, gamma, white balance, saturation, blur and sensor noise.
+
+    ``strength`` 0 leaves the image as it is.
+    """
     if strength <= 0:
         return image
     x = image.astype(np.float32) / 255.0
@@ -38,9 +40,12 @@ def motion_blur(image: np.ndarray, length_px: float, angle_deg: float) -> np.nda
 
 
 def street(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """Augment a street-level photo: a random crop keeping 80-100 % of each
-    side (the camera position, the label, is unchanged), then colour and blur.
-    No flips or rotations: they would change what the view shows of the place."""
+    """Augment a street-level photo: a random crop, then colour and blur.
+
+    The crop keeps 80-100 % of each side (the camera position, the label, is
+    unchanged). No flips or rotations: they would change what the view shows
+    of the place.
+    """
     h, w = image.shape[:2]
     keep = rng.uniform(1 - 0.2 * strength, 1.0)
     ch, cw = max(8, int(h * keep)), max(8, int(w * keep))

@@ -29,10 +29,12 @@ class Pinhole:
 
     @property
     def focal_px(self) -> float:
+        """Focal length [px], from the image width and the horizontal field of view."""
         return self.width_px / 2 / math.tan(math.radians(self.hfov_deg) / 2)
 
     @property
     def K(self) -> np.ndarray:  # noqa: N802 - the usual name of the intrinsic matrix
+        """Intrinsic matrix (3x3) [px]; the principal point is the image centre, pixel centres at integers."""
         f = self.focal_px
         return np.array([[f, 0, (self.width_px - 1) / 2], [0, f, (self.height_px - 1) / 2], [0, 0, 1.0]])
 
@@ -43,8 +45,10 @@ class Pinhole:
 
 @dataclass(frozen=True)
 class CameraPose:
-    """Camera position (east, north) [m] in a local frame, ``altitude_m`` above
-    ground, and its orientation [deg] (see the module docstring)."""
+    """Camera position (east, north) [m] in a local frame, ``altitude_m`` above ground, and orientation [deg].
+
+    The orientation angles are defined in the module docstring.
+    """
 
     east_m: float
     north_m: float

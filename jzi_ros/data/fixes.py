@@ -16,9 +16,12 @@ class FixTrack:
     lon: np.ndarray
 
     def at(self, stamp_ns: int, max_gap_s: float) -> tuple[float, float] | None:
-        """Linear interpolation between the fixes around ``stamp_ns`` when
-        they are at most ``max_gap_s`` apart (or one is within half of it);
-        None when there is no ground truth that close."""
+        """Position (lat, lon) [deg] at ``stamp_ns``; None when there is no ground truth that close.
+
+        Linear interpolation between the fixes around ``stamp_ns`` when they
+        are at most ``max_gap_s`` apart (or the nearer fix, when one is within
+        half of it).
+        """
         i = int(np.searchsorted(self.t, stamp_ns))
         gap = max_gap_s * 1e9
         if 0 < i < len(self.t) and self.t[i] - self.t[i - 1] <= gap:

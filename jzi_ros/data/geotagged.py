@@ -23,8 +23,10 @@ LON_COLUMNS = ("longitude", "lon", "lng")
 
 @dataclass
 class Geotagged:
-    """Images inside a region with their position and terminal path; ``skipped``
-    counts the rows left out, by reason."""
+    """Images inside a region with their position and terminal path.
+
+    ``skipped`` counts the rows left out, by reason.
+    """
 
     images: list[Path]
     latlon: np.ndarray  # (N, 2) [deg]
@@ -42,9 +44,11 @@ def _column(header: list[str], names: tuple[str, ...], what: str, csv_path: Path
 
 
 def load_geotagged(csv_path: str | Path, grid: ZoomGrid) -> Geotagged:
-    """Read the CSV; image paths are relative to the CSV's folder. Rows with a
-    missing image, bad coordinates or a position outside the region are
-    skipped and counted."""
+    """Read the CSV of geotagged images in ``grid``'s region; image paths are relative to the CSV's folder.
+
+    Rows with a missing image, bad coordinates or a position outside the
+    region are skipped and counted.
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"no such CSV file: {csv_path}")
@@ -104,4 +108,5 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_images(paths: list[Path]) -> list[np.ndarray]:
+    """Image files as RGB uint8 arrays (H, W, 3), in order; a clear error at the first unreadable one."""
     return [read_image(p) for p in paths]

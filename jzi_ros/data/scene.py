@@ -48,8 +48,10 @@ CAR_COLOURS = np.array(
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """A square scene of ``size_px`` pixels of ``gsd_m`` metres, centred on
-    (lat, lon) [deg]; everything in it follows from ``seed``."""
+    """A square scene of ``size_px`` pixels of ``gsd_m`` metres, centred on (lat, lon) [deg].
+
+    Everything in it follows from ``seed``.
+    """
 
     size_px: int = 2048
     gsd_m: float = 0.5
@@ -242,6 +244,7 @@ def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
 
 
 def utm_epsg(lat: float, lon: float) -> int:
+    """EPSG code of the WGS84 UTM zone (6° wide) holding (lat, lon) [deg]: 326zz north, 327zz south."""
     zone = int((lon + 180) // 6) + 1
     return (32600 if lat >= 0 else 32700) + zone
 

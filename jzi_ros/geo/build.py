@@ -31,8 +31,10 @@ Progress = Callable[[Iterable[int], int], Iterable[int]]
 
 
 def _largest_square(valid: np.ndarray, prefer: tuple[float, float]) -> tuple[int, int, int]:
-    """Largest all-True square in a 2-D mask: (side, row, col) of its top-left
-    pixel, the one nearest to ``prefer`` (row, col) among equals."""
+    """Largest all-True square in a 2-D mask: (side, row, col) of its top-left pixel.
+
+    Among equals, the one nearest to ``prefer`` (row, col).
+    """
     sat = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), np.int64)
     sat[1:, 1:] = (~valid).cumsum(0).cumsum(1)
 
@@ -93,6 +95,7 @@ def _free_bytes(path: Path) -> int:
 
 
 def human_bytes(n: float) -> str:
+    """A byte count as text with one decimal in B, KB, MB, GB or TB (steps of 1024)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.1f} {unit}"

@@ -47,6 +47,7 @@ class LocalFrame:
 
     @property
     def crs(self) -> pyproj.CRS:
+        """The frame as a pyproj CRS, built from :attr:`proj4`."""
         return pyproj.CRS.from_proj4(self.proj4)
 
     def to_local(self, lat_deg, lon_deg) -> tuple[np.ndarray, np.ndarray]:

@@ -54,10 +54,12 @@ class LatLonBounds(NamedTuple):
 
 
 def view_indices(paths: ArrayT, actions: int) -> ArrayT:
-    """Breadth-first view index of each cell given by its path (..., k) [actions]:
-    the cells of the levels above k come first, then the cell's number in base
+    """Breadth-first view index of each cell given by its path (..., k) [actions].
+
+    The cells of the levels above k come first, then the cell's number in base
     g*g. NumPy arrays or torch tensors of integers, any leading shape. This is
-    the one definition of the map's view order."""
+    the one definition of the map's view order.
+    """
     offset = sum(actions**j for j in range(paths.shape[-1]))
     number = paths.sum(-1) * 0  # zeros of the input's kind and leading shape
     for j in range(paths.shape[-1]):
@@ -67,8 +69,10 @@ def view_indices(paths: ArrayT, actions: int) -> ArrayT:
 
 @dataclass(frozen=True)
 class ZoomGrid:
-    """A square region of ``size_m`` metres centred on (center_lat, center_lon) [deg],
-    split ``grid`` x ``grid`` at each of ``levels`` zoom steps."""
+    """A square region of ``size_m`` metres centred on (center_lat, center_lon) [deg].
+
+    The region is split ``grid`` x ``grid`` at each of ``levels`` zoom steps.
+    """
 
     center_lat: float
     center_lon: float
@@ -92,6 +96,7 @@ class ZoomGrid:
 
     @property
     def frame(self) -> LocalFrame:
+        """Local metric frame (transverse Mercator) centred on the region."""
         return LocalFrame(self.center_lat, self.center_lon)
 
     @property
@@ -105,9 +110,11 @@ class ZoomGrid:
 
     @property
     def terminal_size_m(self) -> float:
+        """Side [m] of a terminal cell (level L)."""
         return self.cell_size_m(self.levels)
 
     def num_cells(self, level: int) -> int:
+        """Number of cells of ``level``: (g²)^level."""
         return self.actions**level
 
     def level_offset(self, level: int) -> int:
@@ -122,6 +129,7 @@ class ZoomGrid:
     # -- paths --------------------------------------------------------------
 
     def check_path(self, path: CellPath) -> CellPath:
+        """``path`` as a tuple of ints; GeoError if deeper than L or an action is outside 0 .. g²-1."""
         path = tuple(int(a) for a in path)
         if len(path) > self.levels:
             raise GeoError(f"path {path} is deeper than the grid's {self.levels} levels")
@@ -130,12 +138,14 @@ class ZoomGrid:
         return path
 
     def parent(self, path: CellPath) -> CellPath:
+        """Path of the cell's parent, one level up; GeoError for the root."""
         path = self.check_path(path)
         if not path:
             raise GeoError("the root cell has no parent")
         return path[:-1]
 
     def children(self, path: CellPath) -> list[CellPath]:
+        """Paths of the g² children of a non-terminal cell, in action order."""
         path = self.check_path(path)
         if len(path) == self.levels:
             raise GeoError(f"terminal cell {path} has no children")
@@ -169,8 +179,7 @@ class ZoomGrid:
         return tuple(reversed(path))
 
     def row_col(self, path: CellPath) -> tuple[int, int]:
-        """Row (from north) and column (from west) of a cell among the g^k x g^k
-        cells of its level."""
+        """Row (from north) and column (from west) of a cell among the g^k x g^k cells of its level."""
         row = col = 0
         for a in self.check_path(path):
             r, c = divmod(a, self.grid)
@@ -178,6 +187,7 @@ class ZoomGrid:
         return row, col
 
     def path_of_row_col(self, row: int, col: int, level: int) -> CellPath:
+        """Inverse of :meth:`row_col`: path of the cell at (row, col) among the g^k x g^k cells of level k."""
         n = self.grid**level
         if not (0 <= row < n and 0 <= col < n):
             raise GeoError(f"row/col ({row}, {col}) outside the {n} x {n} cells of level {level}")
@@ -227,9 +237,11 @@ class ZoomGrid:
         return LatLonBounds(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
 
     def terminal_rows_cols_m(self, east_m, north_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row (from north) and column (from west) of the terminal cells that
-        hold local points [m], and whether each point is inside the region
-        (its east and south borders included); outside points get row/col 0."""
+        """Row (from north) and column (from west) of the terminal cells that hold local points [m].
+
+        Also whether each point is inside the region (its east and south
+        borders included); outside points get row/col 0.
+        """
         east = np.atleast_1d(np.asarray(east_m, float))
         north = np.atleast_1d(np.asarray(north_m, float))
         n = self.grid**self.levels
@@ -243,9 +255,11 @@ class ZoomGrid:
         return np.where(inside, row, 0).astype(np.int64), np.where(inside, col, 0).astype(np.int64), inside
 
     def paths_at_m(self, east_m, north_m, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Paths of the cells of ``level`` (default: terminal) that hold local
-        points [m]. Returns ``(paths, inside)``: an (N, level) int array and an
-        (N,) bool array; rows of points outside the region are -1."""
+        """Paths of the cells of ``level`` (default: terminal) that hold local points [m].
+
+        Returns ``(paths, inside)``: an (N, level) int array and an (N,) bool
+        array; rows of points outside the region are -1.
+        """
         level = self.levels if level is None else level
         if not 0 <= level <= self.levels:
             raise GeoError(f"level {level} outside 0..{self.levels}")
@@ -276,10 +290,12 @@ class ZoomGrid:
     # -- persistence --------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """The defining fields (centre [deg], side [m], grid, levels) as a plain dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ZoomGrid:
+        """Grid from a mapping like :meth:`to_dict`'s (grid and levels default to 4); GeoError if malformed."""
         try:
             return cls(
                 center_lat=float(d["center_lat"]),
@@ -292,6 +308,7 @@ class ZoomGrid:
             raise GeoError(f"not a zoom grid definition ({exc!r}): {d}") from None
 
     def save(self, path: str | FsPath) -> None:
+        """Write the grid as commented YAML, with the derived fields (for reading only) after it."""
         doc = self.to_dict() | {
             "terminal_size_m": self.terminal_size_m,
             "num_views": self.num_views,
@@ -305,6 +322,7 @@ class ZoomGrid:
 
     @classmethod
     def load(cls, path: str | FsPath) -> ZoomGrid:
+        """Read a grid file written by :meth:`save`; GeoError if unreadable or not a grid."""
         try:
             doc = yaml.safe_load(FsPath(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -314,6 +332,7 @@ class ZoomGrid:
         return cls.from_dict(doc)
 
     def describe(self) -> str:
+        """One line for people: side, centre, grid, levels, terminal cell size and number of views."""
         return (
             f"{self.size_m:.0f} m region at ({self.center_lat:.6f}, {self.center_lon:.6f}), "
             f"{self.grid}x{self.grid} grid, {self.levels} levels, terminal cell "

@@ -56,8 +56,10 @@ def view_bounds_m(grid: ZoomGrid, path: CellPath, margin: float) -> BoundsM:
 
 
 class MapWriter:
-    """Writes a map into ``NAME.partial`` and renames it to ``NAME`` when done,
-    so a failed or interrupted build never leaves a half map behind."""
+    """Writes a map into ``NAME.partial`` and renames it to ``NAME`` when done.
+
+    A failed or interrupted build thus never leaves a half map behind.
+    """
 
     def __init__(
         self, out_dir: str | Path, grid: ZoomGrid, view_px: int, margin: float, overwrite: bool = False
@@ -93,6 +95,7 @@ class MapWriter:
         self.fraction[index] = valid.mean()
 
     def abort(self) -> None:
+        """Drop the views and delete ``NAME.partial``; the writer cannot be used after."""
         self.views = self.coverage = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
@@ -159,10 +162,12 @@ class MapDir:
 
     @property
     def name(self) -> str:
+        """The map's name: the name of its directory."""
         return self.path.name
 
     @property
     def sources(self) -> list[dict]:
+        """Records of the source rasters the map was built from (``RasterInfo.to_dict``), finest first."""
         return list(self.meta.get("sources", []))
 
     def coverage(self, index: int) -> np.ndarray:
@@ -170,11 +175,14 @@ class MapDir:
         return np.unpackbits(self._coverage[index], axis=1, count=self.view_px).astype(bool)
 
     def view_bounds_m(self, index: int) -> BoundsM:
+        """Area [m] view ``index`` shows in the local frame: its cell grown by the context margin."""
         return view_bounds_m(self.grid, self.grid.path_of_view(index), self.margin)
 
     def mosaic(self, level: int) -> np.ndarray:
-        """The cells of ``level`` side by side, each cropped to its own area
-        (without the context margin): an (n*c, n*c, 3) image, n = g**level."""
+        """The cells of ``level`` side by side, each cropped to its own area (without the context margin).
+
+        An (n*c, n*c, 3) image, n = g**level.
+        """
         if not 0 <= level < self.grid.levels:
             raise MapError(f"level {level} has no views (levels 0..{self.grid.levels - 1})")
         n = self.grid.grid**level
@@ -199,8 +207,10 @@ class MapDir:
         return out
 
     def load_features(self, identity: dict) -> np.ndarray:
-        """Memory-mapped features of the encoder ``identity``; a clear
-        :class:`MapError` when the map was not indexed for it."""
+        """Memory-mapped features of the encoder ``identity``.
+
+        Raises a clear :class:`MapError` when the map was not indexed for it.
+        """
         path = self.path / "features" / feature_key(identity) / "features.npy"
         if not path.is_file():
             have = [f"{d.get('name')} ({feature_key(d)})" for d in self.feature_sets()] or ["none"]

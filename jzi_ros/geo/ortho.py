@@ -25,8 +25,10 @@ MAX_ORTHO_PIXELS = 30_000**2
 
 @dataclass
 class LocalOrtho:
-    """RGB (H, W, 3) uint8 and coverage (H, W) of ``bounds`` [m] in ``frame``,
-    ``gsd_m`` metres per pixel, north up."""
+    """An in-memory orthophoto of ``bounds`` [m] in ``frame``, ``gsd_m`` metres per pixel, north up.
+
+    RGB ``image`` (H, W, 3) uint8 and coverage ``valid`` (H, W).
+    """
 
     image: np.ndarray
     valid: np.ndarray
@@ -37,6 +39,11 @@ class LocalOrtho:
 
     @classmethod
     def render(cls, rasters: list[str | Path], frame: LocalFrame, bounds: BoundsM, gsd_m: float) -> LocalOrtho:
+        """Warp ``rasters`` onto ``bounds`` [m] in ``frame`` at ``gsd_m`` [m/px].
+
+        The bounds grow east and south to whole pixels; a MapError when the
+        image would exceed ``MAX_ORTHO_PIXELS``.
+        """
         width = int(math.ceil((bounds.east_m - bounds.west_m) / gsd_m))
         height = int(math.ceil((bounds.north_m - bounds.south_m) / gsd_m))
         if width * height > MAX_ORTHO_PIXELS:
@@ -51,8 +58,11 @@ class LocalOrtho:
 
     @classmethod
     def for_map(cls, mapdir: MapDir, gsd_m: float | None = None, pad_m: float = 0.0) -> LocalOrtho:
-        """The region of a map (grown by ``pad_m`` on every side) from the
-        rasters the map was built from, at ``gsd_m`` (default: the finest source)."""
+        """The region of a map (grown by ``pad_m`` on every side) as an orthophoto.
+
+        Rendered from the rasters the map was built from, at ``gsd_m`` (default:
+        the finest source).
+        """
         paths = [s["path"] for s in mapdir.sources]
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
@@ -63,8 +73,10 @@ class LocalOrtho:
         return cls.render(paths, mapdir.grid.frame, BoundsM(-half, -half, half, half), gsd_m)
 
     def level(self, gsd_m: float) -> tuple[np.ndarray, float]:
-        """The pyramid level whose pixels are the largest not coarser than
-        ``gsd_m``: (image, its gsd [m/px])."""
+        """The pyramid level whose pixels are the largest not coarser than ``gsd_m``.
+
+        Returns (image, its gsd [m/px]).
+        """
         if not self._pyramid:
             self._pyramid.append(self.image)
         k = max(0, int(math.floor(math.log2(max(gsd_m / self.gsd_m, 1.0)))))
@@ -74,8 +86,10 @@ class LocalOrtho:
         return self._pyramid[k], self.gsd_m * 2**k
 
     def pixel_matrix(self, gsd_m: float) -> np.ndarray:
-        """3x3 matrix: local (east, north, 1) [m] -> pixel (col, row, 1) of the
-        level with ``gsd_m``; pixel centres at integer coordinates."""
+        """3x3 matrix: local (east, north, 1) [m] -> pixel (col, row, 1) of the level with ``gsd_m``.
+
+        Pixel centres are at integer coordinates.
+        """
         b = self.bounds
         return np.array(
             [

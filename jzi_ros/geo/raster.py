@@ -51,6 +51,7 @@ class RasterInfo:
     size_bytes: int
 
     def to_dict(self) -> dict:
+        """The record as plain YAML types (lists, resolution and bounds rounded), as a map stores it."""
         return {
             "path": self.path,
             "crs": self.crs,
@@ -87,8 +88,10 @@ def _pick_bands(ds, path: str) -> tuple[tuple[int, int, int], int | None]:
 
 
 def _resolution_m(ds) -> float:
-    """Ground sample distance [m/px] at the raster centre, measured through a
-    local frame there so that geographic and projected CRSs agree."""
+    """Ground sample distance [m/px] at the raster centre.
+
+    Measured through a local frame there so that geographic and projected CRSs agree.
+    """
     cols = np.array([ds.width / 2, ds.width / 2 + 1, ds.width / 2])
     rows = np.array([ds.height / 2, ds.height / 2, ds.height / 2 + 1])
     xs, ys = rasterio.transform.xy(ds.transform, rows, cols, offset="ul")
@@ -179,6 +182,7 @@ class RasterMosaic:
         self.close()
 
     def close(self) -> None:
+        """Close the open datasets; the mosaic renders nothing after."""
         for ds in self._datasets:
             ds.close()
         self._datasets = []

@@ -45,11 +45,13 @@ class TorchBackend:
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, per the query encoding."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
         return pool_queries(self.model.encoder(x.to(self.device, self.dtype))[0].float(), n).cpu()
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        """Beam search for query features (B, F) over the map features, on this backend's device and dtype."""
         return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.feats, beam, top_k, prefix)
 
 
@@ -60,7 +62,9 @@ def make_backend(
     name: str, model: ZoomModel, view_feats: np.ndarray, device: str = "cpu", beam: int = 4, fp16: bool = False
 ) -> Backend:
     """The backend called ``name``, chosen explicitly (no probing of accelerators).
-    ``beam`` fixes the decoder batch of exported backends."""
+
+    ``beam`` fixes the decoder batch of exported backends.
+    """
     if name == "torch":
         return TorchBackend(model, view_feats, device, fp16)
     if name == "onnxruntime":

@@ -34,17 +34,24 @@ class EncoderExport(nn.Module):
 
     Build it with ``.eval()``: exporters restore the wrapper's own training
     mode afterwards, recursively, which would leave the encoder's batch norm
-    in training mode."""
+    in training mode.
+    """
 
     def __init__(self, model: ZoomModel) -> None:
         super().__init__()
         self.encoder = model.encoder
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, S, S) float in [0, 255] -> (global (B, F), child tokens (B, g*g, F))."""
         return self.encoder(images)
 
 
 def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch.float32):
+    """Random inputs of the exported shapes, to trace with: ``(images, (query, views, actions))``.
+
+    Images (1, 3, S, S) in [0, 255]; query (beam, F), views (beam, L, V, F)
+    and int64 actions (beam, L-1), all but the actions in ``dtype``.
+    """
     cfg = model.cfg.decoder
     s = model.cfg.encoder.image_px
     images = torch.rand(1, 3, s, s, device=device, dtype=dtype) * 255
@@ -55,6 +62,7 @@ def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch
 
 
 def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
+    """Contents of ``export.yaml``: format, model identity, beam, shapes, torch version and ``extra``."""
     cfg = model.cfg.decoder
     return {
         "format": fmt,
@@ -71,6 +79,7 @@ def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
 
 
 def read_meta(folder: Path) -> dict | None:
+    """The ``export.yaml`` of an export folder; None when the folder holds none."""
     path = folder / "export.yaml"
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
@@ -120,7 +129,7 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
 
 
 def tensorrt_key(fp16: bool) -> str:
-    """Folder name of an engine: GPU, TensorRT version, precision."""
+    """Folder name of an engine: GPU, compute capability, TensorRT version, precision."""
     import tensorrt
 
     gpu = torch.cuda.get_device_name().replace(" ", "_")
@@ -129,9 +138,11 @@ def tensorrt_key(fp16: bool) -> str:
 
 
 def export_tensorrt(model: ZoomModel, out: str | Path, beam: int = 4, fp16: bool = False) -> Path:
-    """Compile encoder and decoder with torch-tensorrt for this GPU and save
-    them (torch-tensorrt's ``save``, exported-program format) under
-    ``out/<gpu>-<trt version>-<precision>/``."""
+    """Compile encoder and decoder with torch-tensorrt for this GPU and save them.
+
+    Saved with torch-tensorrt's ``save`` (exported-program format) under
+    ``out/<gpu>-sm<capability>-trt<version>-<precision>/`` (:func:`tensorrt_key`).
+    """
     try:
         import torch_tensorrt
     except ImportError:

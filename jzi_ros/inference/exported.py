@@ -3,7 +3,7 @@
 Both run the encoder as exported and the decoder with a fixed batch (the
 beam width); the beam search itself is the same code as in PyTorch. The
 export is made next to the checkpoint on first use (``MODEL.onnx-bB`` or
-``MODEL.trt-bB/<gpu>-<trt>-<precision>``) and rebuilt when it belongs to
+``MODEL.trt-bB/<gpu>-sm<capability>-trt<version>-<precision>``) and rebuilt when it belongs to
 another model.
 """
 
@@ -31,6 +31,7 @@ class FixedBatchDecoder:
         self.cfg, self.beam, self.run = cfg, beam, run
 
     def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, g*g) for any B rows, run ``beam`` rows at a time; the last chunk repeats its last row."""
         out = []
         for i in range(0, query.shape[0], self.beam):
             g, v, a = query[i : i + self.beam], views[i : i + self.beam], actions[i : i + self.beam]
@@ -99,11 +100,13 @@ class OnnxRuntimeBackend:
         self.feats = as_features(view_feats)
 
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one encoder run per crop."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
         rows = [self.encoder.run(["pooled"], {"images": x[i : i + 1].numpy()})[0] for i in range(len(x))]
         return pool_queries(torch.from_numpy(np.concatenate(rows)), n)
 
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        """Beam search for query features (B, F) with the ONNX decoder, in float32."""
         return beam_search(self.decoder, query.float(), self.feats, beam, top_k, prefix)
 
 
@@ -147,10 +150,12 @@ class TensorRTBackend:
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one engine run per crop."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
         x = x.cuda().to(self.dtype)
         return pool_queries(torch.cat([self.encoder(x[i : i + 1])[0].float() for i in range(len(x))]), n).cpu()
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+        """Beam search for query features (B, F) with the TensorRT decoder engine, on the GPU."""
         return beam_search(self.decoder, query.cuda().to(self.dtype), self.feats, beam, top_k, prefix)

@@ -31,6 +31,12 @@ VERTICAL_VARIANCE_M2 = 1.0e4
 
 @dataclass(frozen=True)
 class Candidate:
+    """One of the K terminal cells the search returns, with its probability ``p_k`` (``prob``).
+
+    ``path`` names the cell; its centre is WGS84 (``lat``, ``lon``) [deg] and
+    local (``east_m``, ``north_m``) [m].
+    """
+
     path: tuple[int, ...]
     lat: float
     lon: float
@@ -41,10 +47,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Where the camera is: WGS84 (lat, lon) [deg], local (east, north) [m],
-    covariance (2x2, m², east/north), confidence (the best cell's
+    """Where the camera is: WGS84 (lat, lon) [deg] and local (east, north) [m].
+
+    Also its covariance (2x2, m², east/north), confidence (the best cell's
     probability), whether it is trusted, the best path, the candidates, the
-    terminal cell side [m] and timings [ms] of each stage."""
+    terminal cell side [m] and timings [ms] of each stage.
+    """
 
     lat: float
     lon: float
@@ -59,8 +67,10 @@ class Estimate:
     timings_ms: dict = field(default_factory=dict)
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
-        """(3, 3) ENU covariance [m²] of a ``NavSatFix``: the horizontal block
-        (symmetrized) and the given altitude variance."""
+        """(3, 3) ENU covariance [m²] of a ``NavSatFix``.
+
+        The horizontal block (symmetrized) and the given altitude variance.
+        """
         cov = np.zeros((3, 3))
         cov[:2, :2] = (self.covariance_m2 + self.covariance_m2.T) / 2
         cov[2, 2] = vertical_variance_m2
@@ -80,16 +90,21 @@ def covariance(mu: np.ndarray, centres: np.ndarray, probs: np.ndarray, cell_m: f
 
 
 def inside_ellipse_95(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> np.ndarray:
-    """(N,) bool: whether each offset (N, 2) [m] from an estimate lies inside
-    the 95 % ellipse of its covariance (N, 2, 2) [m²]."""
+    """(N,) bool: whether each offset (N, 2) [m] from an estimate lies inside its 95 % ellipse.
+
+    Each offset's ellipse is that of its covariance (N, 2, 2) [m²].
+    """
     offsets_m = np.asarray(offsets_m, float)
     solved = np.linalg.solve(covariances_m2, offsets_m[..., None])[..., 0]  # (N, 2)
     return (offsets_m * solved).sum(-1) <= CHI2_95_2DOF
 
 
 def ellipse_95(covariance_m2: np.ndarray) -> tuple[float, float, float]:
-    """Full width and height [m] and the angle [deg, from east, counter-clockwise]
-    of the width's axis, of the 95 % ellipse of a (2, 2) covariance [m²]."""
+    """The 95 % ellipse of a (2, 2) covariance [m²]: (width, height, angle).
+
+    Full width and height [m] and the angle [deg, from east, counter-clockwise]
+    of the width's axis.
+    """
     vals, vecs = np.linalg.eigh(covariance_m2)  # ascending
     width, height = 2 * np.sqrt(CHI2_95_2DOF * np.maximum(vals[::-1], 0))
     angle_deg = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))

@@ -31,10 +31,12 @@ def index_map(
     force: bool = False,
     save: bool = True,
 ) -> np.ndarray:
-    """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the
-    model's encoder (global token, then child tokens), stored in the map
-    beside other encoders' and reused when already there (``save`` False:
-    only returned, e.g. to validate an encoder being trained)."""
+    """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the model's encoder.
+
+    Global token, then child tokens; stored in the map beside other encoders'
+    and reused when already there (``save`` False: only returned, e.g. to
+    validate an encoder being trained).
+    """
     check_region(mapdir, model)
     identity = model.identity()
     if not force:

@@ -19,11 +19,14 @@ from .index import check_region
 
 @dataclass(frozen=True)
 class LocalizerConfig:
-    """``beam``: beam width (1 = greedy); ``top_k``: candidates kept;
+    """Search and filter settings of a :class:`Localizer`.
+
+    ``beam``: beam width (1 = greedy); ``top_k``: candidates kept;
     ``min_confidence``: below it an estimate is flagged untrusted;
     ``smoothing_noise_m2_s``: process noise [m²/s] of the optional temporal
     filter (0 = off, the default); ``prior_sigmas``: half-width of a prior's
-    box, in standard deviations."""
+    box, in standard deviations.
+    """
 
     beam: int = 4
     top_k: int = 5
@@ -34,8 +37,7 @@ class LocalizerConfig:
 
 @dataclass(frozen=True)
 class Prior:
-    """A position known beforehand (a previous fix, an odometry guess) with
-    its covariance [m²] in east/north."""
+    """A position known beforehand (a previous fix, an odometry guess) with its covariance [m²] in east/north."""
 
     lat: float
     lon: float
@@ -43,8 +45,11 @@ class Prior:
 
 
 def to_rgb(image: np.ndarray, encoding: str = "rgb") -> np.ndarray:
-    """An image as contiguous RGB uint8 (H, W, 3): ``encoding`` rgb, bgr, rgba,
-    bgra or mono; a clear :class:`InputError` for anything else."""
+    """An image as contiguous RGB uint8 (H, W, 3).
+
+    ``encoding`` is rgb, bgr, rgba, bgra or mono; a clear :class:`InputError`
+    for anything else.
+    """
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy image, got {type(image).__name__}")
     if image.dtype != np.uint8:

@@ -22,13 +22,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from .errors import ModelError
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention over (B, T, C) tokens, restricted by a boolean attention mask."""
+
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.heads = heads
@@ -37,6 +39,7 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attend over tokens x (B, T, C) where mask (T, T) bool is True -> (B, T, C)."""
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)  # 3 x (B, T, C)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, C/H)
@@ -45,16 +48,21 @@ class SelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """Feed-forward layer: Linear to ``ratio`` x the width, GELU, Linear back, dropout."""
+
     def __init__(self, dim: int, ratio: float, dropout: float) -> None:
         super().__init__()
         hidden = int(dim * ratio)
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the MLP to tokens x (..., C) -> (..., C)."""
         return self.net(x)
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
     def __init__(self, dim: int, heads: int, ratio: float, dropout: float) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(dim)
@@ -63,6 +71,7 @@ class Block(nn.Module):
         self.mlp = MLP(dim, ratio, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention, then MLP, each residual: tokens x (B, T, C), mask (T, T) bool -> (B, T, C)."""
         x = x + self.attn(self.ln1(x), mask)
         return x + self.mlp(self.ln2(x))
 
@@ -93,14 +102,17 @@ class DecoderConfig:
 
     @property
     def actions(self) -> int:
+        """Number of children of a cell (g*g): the logits per level."""
         return self.grid * self.grid
 
     @property
     def view_tokens(self) -> int:
+        """Tokens V in one view block: 1 with "cls", 1 + g*g with "children"."""
         return 1 if self.tokens == "cls" else 1 + self.actions
 
     @property
     def seq_len(self) -> int:
+        """Sequence length T: the query, L view blocks and the L-1 actions between them."""
         return 1 + self.levels * self.view_tokens + (self.levels - 1)
 
     def view_start(self, level: int) -> int:
@@ -108,6 +120,7 @@ class DecoderConfig:
         return 1 + level * (self.view_tokens + 1)
 
     def to_dict(self) -> dict:
+        """The config's fields as a plain dict, as a checkpoint stores them."""
         return asdict(self)
 
 
@@ -142,6 +155,7 @@ class ZoomDecoder(nn.Module):
         nn.init.normal_(self.pos_emb, std=0.02)
 
     def forward(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, g*g) over each level's children from query (B, F), views (B, L, V, F), actions (B, L-1)."""
         cfg = self.cfg
         b = query.shape[0]
         slots = self.slot_emb.weight[None]  # (1, V, D)

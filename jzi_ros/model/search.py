@@ -18,13 +18,17 @@ from .errors import ModelError
 
 
 class StepDecoder(Protocol):
-    """What the search needs of a decoder: its config and one call
-    (query (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g).
-    :class:`~.decoder.ZoomDecoder` is one; the exported backends wrap theirs."""
+    """What the search needs of a decoder: its config and one call.
+
+    The call is (query (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g).
+    :class:`~.decoder.ZoomDecoder` is one; the exported backends wrap theirs.
+    """
 
     cfg: DecoderConfig
 
-    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, g*g) for query (B, F), views (B, L, V, F) and actions (B, L-1)."""
+        ...
 
 
 @dataclass
@@ -47,7 +51,7 @@ def as_features(array, device="cpu", dtype: torch.dtype = torch.float32) -> torc
 
 
 def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-    """x (Q, nb, ...) -> x (Q, keep, ...) picking parent beams (Q, keep)."""
+    """Pick parent beams (Q, keep) of x: x (Q, nb, ...) -> x (Q, keep, ...)."""
     return x[torch.arange(x.shape[0], device=x.device)[:, None], parent]
 
 
@@ -60,8 +64,9 @@ def beam_search(
     top_k: int = 5,
     prefix: tuple[int, ...] = (),
 ) -> SearchResult:
-    """Zoom from the root to terminal cells keeping the ``beam`` best partial
-    paths per level (beam=1 is greedy decoding, as in the paper).
+    """Zoom from the root to terminal cells keeping the ``beam`` best partial paths per level.
+
+    beam=1 is greedy decoding, as in the paper.
 
     ``query`` (Q, F) query features; ``view_feats`` (N, 1 + g*g, F) the map's
     features in breadth-first view order (global token, then child tokens).

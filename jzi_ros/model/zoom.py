@@ -20,24 +20,30 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model; ``region`` is the zoom grid
-    (``ZoomGrid.to_dict()``) of the map it was trained for."""
+    """Everything needed to rebuild a model.
+
+    ``region`` is the zoom grid (``ZoomGrid.to_dict()``) of the map it was trained for.
+    """
 
     encoder: EncoderConfig
     decoder: DecoderConfig
     region: dict
 
     def to_dict(self) -> dict:
+        """The config as plain dicts, as a checkpoint's ``config`` stores it."""
         return {"encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict(), "region": dict(self.region)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict` (the encoder's mean and std back to tuples)."""
         enc = dict(d["encoder"])
         enc["mean"], enc["std"] = tuple(enc["mean"]), tuple(enc["std"])
         return cls(EncoderConfig(**enc), DecoderConfig(**d["decoder"]), dict(d["region"]))
 
 
 class ZoomModel(nn.Module):
+    """Encoder + decoder for the zoom grid ``cfg.region``; ``source``: the checkpoint it was loaded from, if any."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -99,6 +105,7 @@ def save_checkpoint(path: str | Path, model: ZoomModel, extra: dict | None = Non
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    """The raw contents of a checkpoint file, format and version checked; CheckpointError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no such model file: {path}")

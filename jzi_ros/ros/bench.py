@@ -47,8 +47,9 @@ def bench_node(
     backend: str = "torch",
     transport: str = "raw",
 ) -> dict:
-    """Publish ``frames`` camera frames at ``rate_hz`` to the node in its own
-    process and measure it: latency [ms], CPU per fix [ms], drops, peak memory [MB].
+    """Publish ``frames`` camera frames at ``rate_hz`` to the node in its own process and measure it.
+
+    Measured: latency [ms], CPU per fix [ms], drops, peak memory [MB].
     """
     build = compressed_msg if transport == "compressed" else image_msg
     messages = [build(frame, 0) for frame in frames_over_map(MapDir(map_dir), image_px, min(frames, 50))]

@@ -33,9 +33,10 @@ def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
 
 
 def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_m2: float) -> NavSatFix:
-    """A ``NavSatFix``: the camera frame's header, status FIX (trusted) or
-    NO_FIX, finite altitude, ENU covariance [m²] with the horizontal block
-    from the estimate, APPROXIMATED.
+    """A ``NavSatFix`` of an estimate, with the camera frame's header.
+
+    Status FIX (trusted) or NO_FIX, finite altitude, ENU covariance [m²] with
+    the horizontal block from the estimate, APPROXIMATED.
     """
     fix = NavSatFix()
     fix.header = header
@@ -54,9 +55,10 @@ def fix_to_prior(msg: NavSatFix) -> Prior:
 
 
 def candidates_to_poses(est: Estimate, header) -> PoseArray:
-    """Top-K candidate cell centres as poses in the map's local frame
-    (east = x, north = y, metres from the region centre), best first; each
-    pose's orientation is identity and its z holds the candidate's probability.
+    """Top-K candidate cell centres as poses in the map's local frame, best first.
+
+    East = x, north = y, metres from the region centre; each pose's
+    orientation is identity and its z holds the candidate's probability.
     """
     out = PoseArray()
     out.header = header

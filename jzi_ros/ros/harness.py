@@ -72,8 +72,9 @@ def compressed_msg(frame: np.ndarray, stamp_ns: int, quality: int = 95) -> Compr
 
 
 class Client:
-    """A node of its own in ``domain_id``: publishes frames on ``topic``,
-    collects the fixes on /jzi/fix (with their arrival time [s, monotonic])
+    """A node of its own in ``domain_id`` that publishes frames on ``topic``.
+
+    It collects the fixes on /jzi/fix (with their arrival time [s, monotonic])
     and the diagnostics.
     """
 
@@ -100,9 +101,11 @@ class Client:
         return any(stamp_ns_of(f) == stamp_ns for f, _ in self.fixes)
 
     def send_and_wait(self, msg: Image | CompressedImage, timeout_s: float = 15.0, tries: int = 3) -> float:
-        """Publish a frame and wait for its fix (one frame in flight, so the
-        node never has to drop one); best-effort QoS may lose a message, so
-        resend it. Returns the time [s, monotonic] of the send that got the fix.
+        """Publish a frame and wait for its fix, resending it up to ``tries`` times.
+
+        One frame is in flight, so the node never has to drop one; best-effort
+        QoS may lose a message, so it is resent. Returns the time [s, monotonic]
+        of the send that got the fix.
         """
         stamp_ns = stamp_ns_of(msg)
         sent = time.monotonic()

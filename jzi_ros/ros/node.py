@@ -39,6 +39,7 @@ class LatestFrame:
         self.closed = False
 
     def put(self, item) -> None:
+        """Leave ``item`` in the slot, replacing (and counting as dropped) one still waiting."""
         with self._cond:
             if self._item is not None:
                 self.dropped += 1
@@ -46,6 +47,7 @@ class LatestFrame:
             self._cond.notify()
 
     def take(self, timeout: float = 0.5):
+        """Empty the slot and return what it held; None after ``timeout`` [s] without a frame, or once closed."""
         with self._cond:
             if self._item is None and not self.closed:
                 self._cond.wait(timeout)
@@ -53,6 +55,7 @@ class LatestFrame:
             return item
 
     def close(self) -> None:
+        """Mark the mailbox closed and wake every :meth:`take` that waits."""
         with self._cond:
             self.closed = True
             self._cond.notify_all()
@@ -60,9 +63,10 @@ class LatestFrame:
 
 @dataclass
 class NodeStats:
-    """What the node has done, for its diagnostics: frames localized and
-    rejected, recent latencies [ms], recent completion times [s, monotonic]
-    and the last confidence.
+    """What the node has done, for its diagnostics.
+
+    Frames localized and rejected, recent latencies [ms], recent completion
+    times [s, monotonic] and the last confidence.
     """
 
     processed: int = 0
@@ -86,8 +90,9 @@ class NodeStats:
 
 
 class LocalizerNode(Node):
-    """Declares the parameters, publishers and subscriptions; the work is the
-    :class:`~jzi_ros.localizer.Localizer`'s, on a worker thread.
+    """The localizer node: declares the parameters, publishers and subscriptions.
+
+    The work is the :class:`~jzi_ros.localizer.Localizer`'s, on a worker thread.
     """
 
     def __init__(self) -> None:

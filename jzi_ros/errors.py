@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class JziError(Exception):
     """An error with a message that says what went wrong and what to do."""
+
+
+class InputError(JziError):
+    """A frame or prior cannot be used: empty, corrupt, wrong type, not finite."""

@@ -65,18 +65,30 @@ def utm_tif(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A small map of a generated scene and a model trained for it with the
-    real `jzi train` (aerial self-supervision), shared by the tests that need
-    a working localizer: (map dir, model checkpoint, scene GeoTIFF)."""
+    library's `train` (aerial self-supervision, 400 seeded steps), shared by
+    the tests that need a working localizer: (map dir, model checkpoint, scene GeoTIFF)."""
     from jzi_ros.data.scene import SceneSpec, write_scene
     from jzi_ros.geo import build_map
-    from jzi_ros.tools.cli import main
+    from jzi_ros.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("trained")
     tif = write_scene(root / "scene.tif", SceneSpec(size_px=512, seed=11))
     mapdir = build_map([tif], root / "map", grid=2, levels=2, view_px=64)
-    model = root / "model.pt"
-    opts = "--image-px 64 --samples 1200 --val-samples 100 --footprint-cells 1 2 --holdout 0 --max-steps 400"
-    opts += " --batch 64 --dim 64 --depth 2 --quiet"
-    code = main(["train", "--map", str(mapdir.path), "--aerial", "--out", str(model), *opts.split()])
-    assert code == 0
-    return mapdir.path, model, tif
+    config = TrainConfig(
+        map=mapdir.path,
+        out=root / "model.pt",
+        aerial=True,
+        image_px=64,
+        samples=1200,
+        val_samples=100,
+        footprint_cells=(1.0, 2.0),
+        holdout=0.0,
+        max_steps=400,
+        batch=64,
+        dim=64,
+        depth=2,
+        quiet=True,
+    )
+    result = train(config)
+    assert result.steps == 400
+    return mapdir.path, result.out, tif

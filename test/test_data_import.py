@@ -12,9 +12,9 @@ import rasterio
 import torch
 from conftest import shared
 
-from jzi_ros.data import bags
+from jzi_ros.data import DataError, bags
 from jzi_ros.data.geotagged import load_geotagged
-from jzi_ros.data.importers import import_benchmark, import_exif, parse_sequence
+from jzi_ros.data.importers import import_bag, import_benchmark, import_exif, parse_sequence
 from jzi_ros.geo import ZoomGrid, read_info
 from jzi_ros.geo.tiles import stitch_tiles
 from jzi_ros.model import EncoderConfig
@@ -94,6 +94,45 @@ def test_bag_import_matches_frames_to_fixes_by_time(tmp_path, capsys):
     mid = next(r for r in rows if int(r["stamp_ns"]) == t0 + 2_500_000_000)
     assert float(mid["latitude"]) == pytest.approx(47.0 + 2.5 * 9e-5)
     assert (tmp_path / "out" / rows[0]["image"]).is_file()
+
+
+def test_fix_track_keeps_valid_fixes_sorted_by_stamp(tmp_path):
+    bag = tmp_path / "fixes"
+    t0 = 1_700_000_000 * 10**9
+    with bags.BagWriter(bag, "mcap") as w:
+        for i, (lat, fix) in enumerate([(47.2, True), (47.0, True), (float("nan"), True), (47.3, False)]):
+            stamp = t0 + (2 - i) * 10**9  # written newest first
+            w.add("/gps", bags.navsatfix(stamp, "gps", lat, 8.0, 400.0, np.eye(3), fix=fix), stamp)
+        w.add("/bad", bags.navsatfix(t0, "gps", 47.0, 8.0, 400.0, np.eye(3), fix=False), t0)
+    with bags.BagReader(bag) as reader:
+        track = bags.read_fix_track(reader, "/gps")
+        assert track.t.tolist() == [t0 + 10**9, t0 + 2 * 10**9] and track.lat.tolist() == [47.0, 47.2]
+        with pytest.raises(bags.BagError, match="no valid ground-truth fix on /bad"):
+            bags.read_fix_track(reader, "/bad")
+        with pytest.raises(bags.BagError, match="has no topic /nowhere"):
+            bags.read_fix_track(reader, "/nowhere")
+
+
+def test_bag_import_takes_every_nth_frame_and_rejects_bad_options(tmp_path):
+    bag = tmp_path / "drive"
+    t0 = 1_700_000_000 * 10**9
+    rng = np.random.default_rng(0)
+    with bags.BagWriter(bag, "sqlite3") as w:
+        w.add("/gps", bags.navsatfix(t0, "gps", 47.0, 8.0, 400.0, np.eye(3)), t0)
+        w.add("/gps", bags.navsatfix(t0 + 10**9, "gps", 47.001, 8.0, 400.0, np.eye(3)), t0 + 10**9)
+        for i in range(6):
+            stamp = t0 + i * 200_000_000
+            w.add("/cam", bags.image(stamp, "cam", rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)), stamp)
+    report = import_bag(bag, "/cam", "/gps", tmp_path / "out", every=2, quiet=True)
+    assert [r["stamp_ns"] for r in report.rows] == [t0, t0 + 400_000_000, t0 + 800_000_000]
+    assert report.skipped["not every n-th frame"] == 3
+    assert all((tmp_path / "out" / "images" / f"{r['stamp_ns']}.jpg").is_file() for r in report.rows)
+    with pytest.raises(DataError, match="every must be an integer >= 1"):
+        import_bag(bag, "/cam", "/gps", tmp_path / "out", every=0)
+    with pytest.raises(DataError, match="max_gap_s must be zero or positive"):
+        import_bag(bag, "/cam", "/gps", tmp_path / "out", max_gap_s=-1.0)
+    with pytest.raises(bags.BagError, match="carries sensor_msgs/msg/NavSatFix"):
+        import_bag(bag, "/gps", "/gps", tmp_path / "out")
 
 
 def _benchmark(root, grid: ZoomGrid):

@@ -35,7 +35,7 @@ def frames(trained):
 
 
 def _error_m(fix: NavSatFix, lat: float, lon: float) -> float:
-    from jzi_ros.tools.metrics import geodesic_m
+    from jzi_ros.evaluation import geodesic_m
 
     return float(geodesic_m(fix.latitude, fix.longitude, lat, lon))
 

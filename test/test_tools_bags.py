@@ -11,11 +11,11 @@ import pytest
 
 from jzi_ros.data import CameraPose, Pinhole, bags, render_frame
 from jzi_ros.data.fixes import FixTrack
+from jzi_ros.evaluation import select_realtime
 from jzi_ros.geo import BoundsM, MapDir
 from jzi_ros.geo.ortho import LocalOrtho
-from jzi_ros.localizer.frames import decode_message
+from jzi_ros.images import decode_message
 from jzi_ros.tools.cli import main
-from jzi_ros.tools.eval_bag import select_realtime
 
 
 def test_ground_truth_is_interpolated_between_fixes_and_missing_beyond_the_gap():
@@ -132,8 +132,24 @@ def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
 def eval_bag(trained, bag, image_topic: str, out, *extra: str) -> int:
     """`jzi eval-bag` on the trained fixture's map and model."""
     map_dir, model, _ = trained
-    return main(["eval-bag", "--bag", str(bag), "--map", str(map_dir), "--model", str(model),
-                 "--image-topic", image_topic, "--gt-topic", "/gps/fix", "--out", str(out), *extra])
+    return main(
+        [
+            "eval-bag",
+            "--bag",
+            str(bag),
+            "--map",
+            str(map_dir),
+            "--model",
+            str(model),
+            "--image-topic",
+            image_topic,
+            "--gt-topic",
+            "/gps/fix",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +16,9 @@ import torch
 
 from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir
-from jzi_ros.model import load_checkpoint
+from jzi_ros.model import ZoomModel, load_checkpoint
 from jzi_ros.tools.cli import main, parse_args
+from jzi_ros.train import TrainConfig, TrainResult, train
 
 SMALL = "--image-px 64 --samples 300 --val-samples 60 --footprint-cells 1 2 --dim 32 --depth 1 --heads 4".split()
 SMALL += ["--batch", "32", "--quiet"]
@@ -177,9 +180,57 @@ def test_map_features_match_a_fresh_encoder_pass(trained):
     map_dir, model_path, _ = trained
     model, _ = load_checkpoint(model_path)
     mapdir = MapDir(map_dir)
-    stored = torch.from_numpy(np.asarray(mapdir.load_features(model.identity()))).float()
+    stored = torch.from_numpy(np.array(mapdir.load_features(model.identity()))).float()
     pooled, children = model.encode(list(np.asarray(mapdir.views)))
     fresh = torch.cat([pooled[:, None], children], 1)
     assert stored.shape == fresh.shape == (5, 1 + 4, 1280)
     assert torch.allclose(stored, fresh, rtol=2e-3, atol=2e-3)  # stored as float16
     assert not torch.allclose(stored[0], fresh[1], rtol=2e-3, atol=2e-3)
+
+
+def test_train_from_python_continues_a_run_and_returns_the_model_and_its_history(trained):
+    _, model_path, _ = trained
+    _, extra = load_checkpoint(model_path)
+    stored = TrainConfig.from_dict(extra["train_config"])
+    assert stored.max_steps == 400 and stored.footprint_cells == (1.0, 2.0)
+    out = model_path.with_name("continued.pt")  # beside the model: the encoded samples are cached there
+    shutil.copy(model_path, out)
+    config = dataclasses.replace(stored, out=out, resume=True, max_steps=410)
+    result = train(config)
+    assert isinstance(result, TrainResult) and isinstance(result.model, ZoomModel)
+    assert result.steps == 410 and result.out == out and not result.fine_tuned and result.rank == 0
+    assert result.history[: len(extra["train_state"]["history"])] == extra["train_state"]["history"]
+    assert result.history[-1]["step"] == 410
+    assert set(result.validation) == {"path_acc", "level_acc", "median_m"}
+    _, written = load_checkpoint(out)
+    assert written["train_state"]["step"] == 410
+    assert written["train_config"] == config.to_dict()
+
+
+def _weights(model: ZoomModel) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().float() for p in model.state_dict().values()])
+
+
+def test_fine_tuning_is_seeded_so_the_same_seed_gives_the_same_weights(trained, tmp_path):
+    tiny = dict(
+        map=trained[0],
+        aerial=True,
+        fine_tune_blocks=1,
+        max_steps=2,
+        workers=0,
+        batch=2,
+        samples=8,
+        val_samples=2,
+        image_px=64,
+        footprint_cells=(1.0, 2.0),
+        dim=32,
+        depth=1,
+        quiet=True,
+    )
+    a = train(TrainConfig(out=tmp_path / "a.pt", seed=5, **tiny))
+    b = train(TrainConfig(out=tmp_path / "b.pt", seed=5, **tiny))
+    c = train(TrainConfig(out=tmp_path / "c.pt", seed=6, **tiny))
+    assert a.steps == b.steps == 2 and a.fine_tuned
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    assert not torch.equal(_weights(a.model), _weights(c.model))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]

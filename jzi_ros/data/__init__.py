@@ -1,21 +1,35 @@
-"""Training and query data: camera rendering, aerial self-supervision, geotagged images."""
+"""Training and query data: camera rendering, aerial self-supervision, geotagged images, bags, flights."""
 
 from .aerial import AerialConfig, heldout_cells, in_heldout, pose_paths, render_samples, sample_poses
 from .camera import CameraPose, Pinhole, ground_footprint, ground_to_image, image_to_ground, render_frame
-from .errors import DataError
+from .errors import BagError, DataError
+from .fixes import FixTrack
+from .flight import FlightConfig, FlightReport, Trajectory, write_flight
+from .importers import ImportReport, import_bag, import_benchmark, import_exif, write_csv
 
 __all__ = [
     "AerialConfig",
+    "BagError",
     "CameraPose",
     "DataError",
+    "FixTrack",
+    "FlightConfig",
+    "FlightReport",
+    "ImportReport",
     "Pinhole",
+    "Trajectory",
     "ground_footprint",
     "ground_to_image",
     "heldout_cells",
-    "in_heldout",
     "image_to_ground",
+    "import_bag",
+    "import_benchmark",
+    "import_exif",
+    "in_heldout",
     "pose_paths",
     "render_frame",
     "render_samples",
     "sample_poses",
+    "write_csv",
+    "write_flight",
 ]

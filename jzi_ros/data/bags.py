@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from .errors import BagError
+from .fixes import FixTrack
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 IMAGE = "sensor_msgs/msg/Image"
@@ -27,10 +30,12 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
 def T(name: str):  # noqa: N802 - reads like the message type it returns
+    """The message class of a ROS 2 type name, e.g. ``T("sensor_msgs/msg/NavSatFix")``."""
     return TYPESTORE.types[name]
 
 
 def header(stamp_ns: int, frame_id: str):
+    """A ``std_msgs/Header`` with the stamp ``stamp_ns`` [ns]."""
     sec, nsec = divmod(int(stamp_ns), 10**9)
     return T("std_msgs/msg/Header")(stamp=T("builtin_interfaces/msg/Time")(sec=sec, nanosec=nsec), frame_id=frame_id)
 
@@ -52,6 +57,18 @@ def navsatfix(
     fix: bool = True,
     cov_type: int = 1,
 ):
+    """A ``sensor_msgs/NavSatFix`` at (lat, lon) [deg] and ``alt`` [m].
+
+    Args:
+        stamp_ns: header stamp [ns].
+        frame_id: header frame.
+        lat: latitude [deg].
+        lon: longitude [deg].
+        alt: altitude [m].
+        cov_m2: (3, 3) ENU position covariance [m²].
+        fix: whether the status is a fix (STATUS_FIX) or not (STATUS_NO_FIX).
+        cov_type: ``position_covariance_type`` (1 approximated, 2 diagonal known).
+    """
     status = T("sensor_msgs/msg/NavSatStatus")(status=0 if fix else -1, service=1)
     return T(NAVSATFIX)(
         header=header(stamp_ns, frame_id),
@@ -65,6 +82,7 @@ def navsatfix(
 
 
 def image(stamp_ns: int, frame_id: str, rgb: np.ndarray):
+    """A raw ``sensor_msgs/Image`` (rgb8) of an RGB uint8 array (H, W, 3)."""
     h, w = rgb.shape[:2]
     return T(IMAGE)(
         header=header(stamp_ns, frame_id),
@@ -78,6 +96,7 @@ def image(stamp_ns: int, frame_id: str, rgb: np.ndarray):
 
 
 def compressed(stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90):
+    """A JPEG ``sensor_msgs/CompressedImage`` of an RGB uint8 array (H, W, 3) at ``quality`` (0-100)."""
     import cv2
 
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -85,6 +104,7 @@ def compressed(stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90)
 
 
 def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.ndarray):
+    """A ``sensor_msgs/CameraInfo`` of a distortion-free pinhole with intrinsics ``k`` (3, 3) [px]."""
     p = np.zeros((3, 4))
     p[:, :3] = k
     roi = T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
@@ -113,7 +133,7 @@ class BagWriter:
         if self.path.exists():
             raise BagError(f"{self.path} exists; choose another output or remove it")
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
-        self._conns: dict[str, object] = {}
+        self._conns: dict[str, Connection] = {}
 
     def __enter__(self) -> BagWriter:
         try:
@@ -126,6 +146,7 @@ class BagWriter:
         self._writer.close()
 
     def add(self, topic: str, msg, stamp_ns: int) -> None:
+        """Write ``msg`` on ``topic`` with the bag time ``stamp_ns`` [ns]."""
         if topic not in self._conns:
             self._conns[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
         self._writer.write(self._conns[topic], int(stamp_ns), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
@@ -133,15 +154,20 @@ class BagWriter:
 
 @dataclass
 class BagMessage:
+    """One message of a bag: its topic, type, receive time ``bag_ns`` [ns] and deserialized message."""
+
     topic: str
     msgtype: str
     bag_ns: int
-    msg: object
+    msg: Any
 
 
 class BagReader:
-    """A rosbag2 (sqlite3 or MCAP) opened for the topics asked; clear errors
-    for a missing bag, a missing topic (with the bag's topics) or a wrong type."""
+    """A rosbag2 (sqlite3 or MCAP) opened for reading.
+
+    Errors are clear: a missing bag, a missing topic (with the bag's topics)
+    or a topic of the wrong type each raise a :class:`BagError` that says so.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -155,6 +181,7 @@ class BagReader:
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
 
     def close(self) -> None:
+        """Close the bag."""
         self._reader.close()
 
     def __enter__(self) -> BagReader:
@@ -164,6 +191,12 @@ class BagReader:
         self.close()
 
     def check(self, topic: str, allowed: tuple[str, ...], role: str) -> str:
+        """The message type of ``topic``, checked.
+
+        Raises:
+            BagError: naming ``role``, when the bag lacks the topic or it carries
+                none of the ``allowed`` types.
+        """
         if topic not in self.topics:
             have = ", ".join(f"{t} ({m})" for t, m in sorted(self.topics.items())) or "none"
             raise BagError(f"{self.path} has no topic {topic} for the {role}; its topics: {have}")
@@ -172,6 +205,7 @@ class BagReader:
         return self.topics[topic]
 
     def messages(self, topics: list[str]) -> Iterator[BagMessage]:
+        """The messages on ``topics`` in bag time order, deserialized."""
         conns = [c for c in self._reader.connections if c.topic in topics]
         for conn, bag_ns, raw in self._reader.messages(connections=conns):
             try:
@@ -183,4 +217,24 @@ class BagReader:
             yield BagMessage(conn.topic, conn.msgtype, bag_ns, msg)
 
     def count(self, topic: str) -> int:
+        """Number of messages on ``topic``."""
         return sum(c.msgcount for c in self._reader.connections if c.topic == topic)
+
+
+def read_fix_track(reader: BagReader, topic: str) -> FixTrack:
+    """The valid fixes (status >= STATUS_FIX, finite position) of a NavSatFix topic, sorted by stamp.
+
+    Raises:
+        BagError: the bag lacks the topic, it is not a NavSatFix topic, or it holds no valid fix.
+    """
+    reader.check(topic, (NAVSATFIX,), "ground truth")
+    rows = []
+    for m in reader.messages([topic]):
+        fix = m.msg
+        if fix.status.status >= 0 and np.isfinite(fix.latitude) and np.isfinite(fix.longitude):
+            rows.append((stamp_of(fix, m.bag_ns), fix.latitude, fix.longitude))
+    if not rows:
+        raise BagError(f"{reader.path} has no valid ground-truth fix on {topic}")
+    rows.sort()
+    t, lat, lon = (np.array(c) for c in zip(*rows, strict=True))
+    return FixTrack(t.astype(np.int64), lat, lon)

@@ -1,13 +1,14 @@
 """Importers of geotagged images into the training CSV (image, latitude, longitude).
 
 * a folder of photos with EXIF GPS (phones, action cameras);
+* a rosbag2 with a camera and a GPS ``NavSatFix`` topic (each frame with
+  the fix interpolated to its stamp, saved as JPEG);
 * the published Just Zoom In benchmark layout (metadata CSV with
   ``image_id, latitude, longitude, sequence``; street views named
   ``<image_id>_undistorted.jpg``).
 
-A rosbag2 with a camera and a GPS topic is imported by ``jzi import bag``
-(in :mod:`jzi_ros.tools.import_data`, which reads bags). Every importer
-reports what it took and what it skipped, and why.
+Every importer reports what it took and what it skipped, and why;
+:func:`write_csv` writes the rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import InputError
 from ..geo import ZoomGrid
+from ..images import decode_message, to_rgb
+from . import bags
 from .errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -34,6 +42,7 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line: how many rows were taken, and how many were skipped for each reason."""
         parts = [f"took {len(self.rows)}"]
         parts += [f"skipped {n} ({why})" for why, n in sorted(self.skipped.items())]
         return ", ".join(parts)
@@ -65,7 +74,10 @@ def _dms(value, ref: str) -> float:
 
 def exif_position(path: Path) -> tuple[float, float] | None:
     """(lat, lon) [deg] from a photo's EXIF GPS block, or None without one.
-    Raises :class:`DataError` for a file that is not a readable image."""
+
+    Raises:
+        DataError: the file is not a readable image.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -106,20 +118,86 @@ def import_exif(folder: str | Path, grid: ZoomGrid | None = None) -> ImportRepor
     return report
 
 
+def import_bag(
+    bag: str | Path,
+    image_topic: str,
+    gps_topic: str,
+    out_dir: str | Path,
+    max_gap_s: float = 1.0,
+    every: int = 1,
+    quiet: bool = False,
+) -> ImportReport:
+    """Camera frames of a rosbag2, each with the GPS fix interpolated to its stamp.
+
+    Frames are saved as JPEG under ``out_dir/images``, named by their stamp;
+    each row carries ``stamp_ns``. A tqdm bar shows progress unless ``quiet``.
+
+    Args:
+        bag: the rosbag2 (sqlite3 or MCAP) to read.
+        image_topic: its ``Image`` or ``CompressedImage`` topic.
+        gps_topic: its ``NavSatFix`` topic.
+        out_dir: the folder for ``images/``.
+        max_gap_s: largest gap between fixes to interpolate over [s].
+        every: take every n-th frame.
+        quiet: no progress bar.
+
+    Raises:
+        DataError: ``max_gap_s`` or ``every`` out of range;
+            :class:`~jzi_ros.data.errors.BagError` when the bag cannot be read,
+            lacks a topic or holds no valid fix.
+    """
+    if not (np.isfinite(max_gap_s) and max_gap_s >= 0):
+        raise DataError(f"max_gap_s must be zero or positive, not {max_gap_s}")
+    if int(every) != every or every < 1:
+        raise DataError(f"every must be an integer >= 1, not {every}")
+    report = ImportReport()
+    images = Path(out_dir) / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    with bags.BagReader(bag) as reader:
+        reader.check(image_topic, (bags.IMAGE, bags.COMPRESSED), "camera")
+        track = bags.read_fix_track(reader, gps_topic)
+        total = reader.count(image_topic)
+        for i, m in enumerate(
+            tqdm(reader.messages([image_topic]), total=total, desc="frames", unit="frame", disable=quiet)
+        ):
+            if i % every:
+                report.skipped["not every n-th frame"] += 1
+                continue
+            stamp_ns = bags.stamp_of(m.msg, m.bag_ns)
+            pos = track.at(stamp_ns, max_gap_s)
+            if pos is None:
+                report.skipped[f"no GPS fix within {max_gap_s} s"] += 1
+                continue
+            try:
+                rgb = to_rgb(*decode_message(m.msg))
+            except InputError:
+                report.skipped["undecodable frame"] += 1
+                continue
+            path = images / f"{stamp_ns}.jpg"
+            cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            report.rows.append({"image": str(path), "latitude": pos[0], "longitude": pos[1], "stamp_ns": stamp_ns})
+    return report
+
+
 BENCHMARK_GRID = {"size_m": 10_000.0, "grid": 4, "levels": 4}
 
 
 def parse_sequence(text: str) -> tuple[int, ...] | None:
-    """The benchmark's ``sequence`` column as actions: any list of integers
-    ("3 7 1 12", "[3, 7, 1, 12]", "3-7-1-12")."""
+    """The benchmark's ``sequence`` column as actions.
+
+    Any list of integers is read: "3 7 1 12", "[3, 7, 1, 12]", "3-7-1-12".
+    """
     numbers = re.findall(r"\d+", str(text))
     return tuple(int(n) for n in numbers) if numbers else None
 
 
 def import_benchmark(root: str | Path, grid: ZoomGrid | None = None) -> ImportReport:
-    """The Just Zoom In benchmark layout under ``root``: its metadata CSV and
-    street views; with ``grid``, our paths are checked against the dataset's
-    ``sequence`` column when the grid is the benchmark's (10 km, 4 x 4, 4 levels)."""
+    """The Just Zoom In benchmark layout under ``root``: its metadata CSV and street views.
+
+    With ``grid``, rows outside its region are skipped, and our paths are
+    checked against the dataset's ``sequence`` column when the grid is the
+    benchmark's (10 km, 4 x 4, 4 levels).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"no such folder: {root}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import JziError
+from ..errors import InputError
 
-
-class InputError(JziError):
-    """A frame or prior cannot be used: empty, corrupt, wrong type, not finite."""
+__all__ = ["InputError", "PriorError"]
 
 
 class PriorError(InputError):

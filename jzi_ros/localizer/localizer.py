@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from ..geo import MapDir, ZoomGrid
+from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
-from .errors import InputError, PriorError
+from .errors import PriorError
 from .estimate import Candidate, Estimate, covariance
 from .index import check_region
 
@@ -42,27 +43,6 @@ class Prior:
     lat: float
     lon: float
     covariance_m2: np.ndarray
-
-
-def to_rgb(image: np.ndarray, encoding: str = "rgb") -> np.ndarray:
-    """An image as contiguous RGB uint8 (H, W, 3).
-
-    ``encoding`` is rgb, bgr, rgba, bgra or mono; a clear :class:`InputError`
-    for anything else.
-    """
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"expected a numpy image, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InputError(f"expected an 8-bit image, got dtype {image.dtype}")
-    if image.size == 0 or image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
-        raise InputError(f"image of shape {image.shape} is empty or too small")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2))
-    channels = {"rgb": 3, "bgr": 3, "rgba": 4, "bgra": 4}
-    if encoding not in channels or image.shape[2] != channels[encoding]:
-        raise InputError(f"image of shape {image.shape} does not match encoding {encoding!r}")
-    rgb = image[..., :3] if encoding.startswith("rgb") else image[..., 2::-1]
-    return np.ascontiguousarray(rgb)
 
 
 class Localizer:

@@ -6,8 +6,8 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix, NavSatStatus
 
+from ..images import ENCODINGS, decode_compressed, decode_raw
 from ..localizer import Estimate, InputError, Prior
-from ..localizer.frames import ENCODINGS, decode_compressed, decode_raw
 
 try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
     from cv_bridge import CvBridge

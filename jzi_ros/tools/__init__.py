@@ -1,1 +1,1 @@
-"""Command-line front ends (`jzi ...`), evaluation, plots and simulation."""
+"""Command-line front ends (`jzi ...`): each module parses its options and calls the library."""

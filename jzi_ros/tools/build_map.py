@@ -13,6 +13,7 @@ from .common import bar
 
 
 def parse_center(text: str) -> tuple[float, float]:
+    """``--center LAT,LON`` [deg] as a (lat, lon) pair."""
     try:
         lat, lon = (float(v) for v in text.split(","))
     except ValueError:
@@ -70,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the map, then say what it holds and where it is."""
     rasters = list(args.geotiff)
     if not rasters and not args.tiles:
         raise JziError("give --geotiff and/or --tiles")

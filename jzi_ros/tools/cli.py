@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from .. import __version__
@@ -38,8 +39,11 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 def make_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
-    """The ``jzi`` parser with the full options of ``command`` only (the
-    others are listed with their help line); and that command's own parser."""
+    """The ``jzi`` parser, and the parser of ``command`` (None when no command is named).
+
+    Only ``command``'s module is imported and its options added; the other
+    commands are listed with their help line.
+    """
     parser = argparse.ArgumentParser(
         prog="jzi", description="jzi_ros: localize a robot without GPS by zooming in on an overhead map."
     )
@@ -67,10 +71,23 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
     return {a.dest for a in parser._actions if a.dest != "help"}
 
 
+def _in_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """A library message in the command line's words: ``max_gap_s must ...`` -> ``--max-gap-s must ...``."""
+    if parser is None:
+        return message
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            flag = max(action.option_strings, key=len)
+            message = re.sub(rf"(?<![\w-]){action.dest}(?= must\b)", flag, message)
+    return message
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Parse a command line. A ``--preset`` fills the defaults of the options
-    the command line does not give: parsed once for the preset's name, then
-    again with the preset's values as the command's defaults."""
+    """Parse a command line, with the defaults of its ``--preset`` if it names one.
+
+    The line is parsed once for the preset's name, then again with the
+    preset's values as the command's defaults, so options given on the line win.
+    """
     parser, chosen = make_parser(_command_in(argv))
     args = parser.parse_args(argv)
     preset = getattr(args, "preset", None)
@@ -84,6 +101,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise JziError(f"preset {preset}: unknown {section} option(s) {', '.join(unknown)}")
         chosen.set_defaults(**values)
         args = parser.parse_args(argv)
+    args.command_parser = chosen  # for messages in the command's own words
     return args
 
 
@@ -91,14 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``jzi`` with ``argv`` (default: the process's arguments); returns the exit code."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     verbose = "-v" in argv or "--verbose" in argv
+    chosen = None
     try:
         args = parse_args(argv)
+        chosen = args.command_parser
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
         return args.run(args)
     except JziError as exc:
         if verbose:
             raise
-        print(f"jzi: error: {exc}", file=sys.stderr)
+        print(f"jzi: error: {_in_flags(str(exc), chosen)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jzi: interrupted", file=sys.stderr)

@@ -1,24 +1,16 @@
-"""What the command-line front ends share: progress bars and configs from options."""
+"""What the command-line front ends share: configs from options (and the library's progress bars)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from tqdm import tqdm
+from ..progress import bar
+
+__all__ = ["bar", "config_from"]
 
 C = TypeVar("C")
-
-
-def bar(desc: str, quiet: bool = False, unit: str = "view") -> Callable[[Iterable, int], Iterable]:
-    """A ``progress(iterable, total)`` callable for the library's long loops (tqdm on stderr)."""
-
-    def progress(iterable: Iterable, total: int) -> Iterable:
-        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, dynamic_ncols=True)
-
-    return progress
 
 
 def config_from(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:

@@ -1,14 +1,14 @@
 """`jzi demo`: the whole chain on an embedded default, with no data from outside.
 
-1. draw a generated orthophoto (a GeoTIFF in UTM, see :mod:`.scene`);
+1. draw a generated orthophoto (a GeoTIFF in UTM, see :mod:`jzi_ros.data.scene`);
 2. build its map (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells);
-3. train a model on it with aerial self-supervision (`jzi train`, one token per view:
+3. train a model on it with aerial self-supervision (one token per view:
    the fast decoder for a CPU budget of minutes);
-4. fly a simulated camera over it into a rosbag2 (`jzi make-bag`);
-5. replay the bag through the localizer (`jzi eval-bag`): metrics and pictures.
+4. fly a simulated camera over it into a rosbag2;
+5. replay the bag through the localizer: metrics and pictures.
 
-Every step is the project's own command, run in-process; finished steps are
-reused by the next run (delete the output folder to start over).
+Each step is one call of the library, as a Python program would make it;
+finished steps are reused by the next run (delete the output folder to start over).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
+from ..data.flight import FlightConfig, write_flight
 from ..data.scene import SceneSpec, write_scene
+from ..evaluation import BagEvalConfig, draw_overview, evaluate_bag, format_summary
+from ..geo import MapDir, build_map
+from ..progress import bar
+from ..train import TrainConfig, train
+from .train import summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,9 +39,9 @@ def _step(n: int, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the five steps, reusing what an earlier run finished."""
     started = time.perf_counter()
-    out = args.out
-    quiet = ["--quiet"] if args.quiet else []
+    out, quiet = args.out, args.quiet
     spec = SceneSpec()
     tif = out / f"scene_seed{spec.seed}.tif"
     map_dir, model, bag = out / "map", out / "model.pt", out / "flight"
@@ -44,42 +50,69 @@ def run(args: argparse.Namespace) -> int:
     if tif.exists():
         print(f"reusing {tif}")
     else:
-        write_scene(tif, spec)
-        print(f"wrote {tif}")
+        print(f"wrote {write_scene(tif, spec)}")
 
     _step(2, "map: views of every cell of a 2-level zoom grid (16 x 16 terminal cells)")
     if (map_dir / "map.yaml").exists():
         print(f"reusing {map_dir}")
     else:
-        _jzi("build-map", "--geotiff", tif, "--levels", 2, "--out", map_dir, *quiet)
-    _jzi("show-map", map_dir, "--out", out / "overview.png")
+        built = build_map([tif], map_dir, levels=2, progress=bar("rendering views", quiet))
+        print(f"built {built.grid.describe()}")
+    print(f"wrote {draw_overview(MapDir(map_dir), out / 'overview.png')}")
 
     _step(3, f"model: aerial self-supervised training (10,000 frames, {args.steps} steps)")
     if model.exists():
         print(f"reusing {model}")
     else:
-        opts = "--image-px 128 --samples 10000 --val-samples 200 --footprint-cells 1 2 --holdout 0 --tokens cls"
-        budget = ["--max-steps", args.steps, "--minutes", 60]  # a fixed amount of work: the same model every time
-        _jzi("train", "--map", map_dir, "--aerial", "--out", model, *budget, *opts.split(), *quiet)
+        config = TrainConfig(
+            map=map_dir,
+            out=model,
+            aerial=True,
+            max_steps=args.steps,  # a fixed amount of work: the same model every time
+            minutes=60,
+            image_px=128,
+            samples=10000,
+            val_samples=200,
+            footprint_cells=(1.0, 2.0),
+            holdout=0.0,
+            tokens="cls",
+            quiet=quiet,
+        )
+        print(summary(train(config)))
 
     _step(4, "flight: a simulated drone camera over the scene, written as a rosbag2")
+    flight_config = FlightConfig(
+        out=bag,
+        map=map_dir,
+        trajectory="random",
+        duration_s=60,
+        camera_hz=4,
+        image_px=128,
+        altitude_m=80,
+        speed_mps=10,
+        compressed=True,
+        quiet=quiet,
+    )
     if bag.exists():
         print(f"reusing {bag}")
     else:
-        opts = "--trajectory random --duration-s 60 --camera-hz 4 --image-px 128 --altitude-m 80 --speed-mps 10"
-        _jzi("make-bag", "--map", map_dir, "--out", bag, *opts.split(), "--compressed", *quiet)
+        flight = write_flight(flight_config)
+        print(f"wrote {flight.path}: {flight.frames} frames on {flight.image_topic}, {flight.fixes} fixes")
 
     _step(5, "evaluation: the bag replayed through the localizer")
-    topics = "--image-topic /camera/image_raw/compressed --gt-topic /gps/fix"
-    _jzi("eval-bag", "--bag", bag, "--map", map_dir, "--model", model, "--out", out / "eval", *topics.split(), *quiet)
+    report = evaluate_bag(
+        BagEvalConfig(
+            bag=bag,
+            map=map_dir,
+            model=model,
+            image_topic=flight_config.frame_topic,
+            gt_topic=flight_config.gt_topic,
+            out=out / "eval",
+            quiet=quiet,
+        )
+    )
+    print(format_summary(report.metrics))
+    for path in (report.metrics_path, report.frames_path, *report.pictures):
+        print(f"wrote {path}")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; look at {out / 'eval' / 'trajectory.png'}")
     return 0
-
-
-def _jzi(*args) -> None:
-    """Run a `jzi` subcommand in this process; stop the demo if it fails."""
-    from .cli import main
-
-    code = main([str(a) for a in args])
-    if code != 0:
-        raise SystemExit(code)

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the model and say where the files are."""
     started = time.monotonic()
     model, _ = load_checkpoint(args.model)
     if args.format == "onnx":

@@ -5,51 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
-from tqdm import tqdm
-
-from ..data import bags
-from ..data.fixes import FixTrack
-from ..data.importers import ImportReport, import_benchmark, import_exif, write_csv
+from ..data.importers import ImportReport, import_bag, import_benchmark, import_exif, write_csv
 from ..geo import MapDir
-from ..localizer import InputError, to_rgb
-from ..localizer.frames import decode_message
-from .eval_bag import read_truth
-
-
-def import_bag(
-    bag: Path, image_topic: str, gps_topic: str, out_dir: Path, max_gap_s: float, every: int, quiet: bool = False
-) -> ImportReport:
-    """Camera frames of a bag, each with the GPS fix interpolated to its stamp
-    (fixes at most ``max_gap_s`` apart), saved as JPEG under ``out_dir/images``."""
-    report = ImportReport()
-    images = out_dir / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    with bags.BagReader(bag) as reader:
-        reader.check(image_topic, (bags.IMAGE, bags.COMPRESSED), "camera")
-        track: FixTrack = read_truth(reader, gps_topic)
-        total = reader.count(image_topic)
-        for i, m in enumerate(
-            tqdm(reader.messages([image_topic]), total=total, desc="frames", unit="frame", disable=quiet)
-        ):
-            if i % every:
-                report.skipped["not every n-th frame"] += 1
-                continue
-            stamp = bags.stamp_of(m.msg, m.bag_ns)
-            pos = track.at(stamp, max_gap_s)
-            if pos is None:
-                report.skipped[f"no GPS fix within {max_gap_s} s"] += 1
-                continue
-            try:
-                rgb = to_rgb(*decode_message(m.msg))
-            except InputError:
-                report.skipped["undecodable frame"] += 1
-                continue
-            path = images / f"{stamp}.jpg"
-            cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            report.rows.append({"image": str(path), "latitude": pos[0], "longitude": pos[1], "stamp_ns": stamp})
-    return report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _finish(report: ImportReport, out: Path) -> int:
+    """Write the rows and say what was taken and skipped; 1 when nothing was."""
     if not report.rows:
         print(f"nothing imported: {report.summary()}")
         return 1
@@ -89,11 +47,13 @@ def _finish(report: ImportReport, out: Path) -> int:
 
 
 def run_exif(args: argparse.Namespace) -> int:
+    """`jzi import exif`."""
     grid = MapDir(args.map).grid if args.map else None
     return _finish(import_exif(args.images, grid), args.out)
 
 
 def run_bag(args: argparse.Namespace) -> int:
+    """`jzi import bag`: frames into ``OUT_DIR/images``, rows into ``OUT_DIR/train.csv``."""
     report = import_bag(
         args.bag, args.image_topic, args.gps_topic, args.out_dir, args.max_gap_s, args.every, args.quiet
     )
@@ -101,5 +61,6 @@ def run_bag(args: argparse.Namespace) -> int:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    """`jzi import jzi-benchmark`."""
     grid = MapDir(args.map).grid if args.map else None
     return _finish(import_benchmark(args.root, grid), args.out)

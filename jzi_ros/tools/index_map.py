@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Index the map for the model and say where the features are."""
     started = time.monotonic()
     model, _ = load_checkpoint(args.model, args.device)
     mapdir = MapDir(args.map)

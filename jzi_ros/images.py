@@ -1,8 +1,9 @@
-"""Decoding camera frames from the fields of ROS image messages.
+"""Camera frames: decoding the fields of ROS image messages, and RGB conversion.
 
 Works on anything with the fields of ``sensor_msgs/Image`` or
 ``sensor_msgs/CompressedImage`` (rclpy messages, rosbags messages), so the
-node and the bag tools share one implementation.
+node, the bag tools and the importers share one implementation. Needs only
+NumPy and OpenCV.
 """
 
 from __future__ import annotations
@@ -51,3 +52,24 @@ def decode_message(msg) -> tuple[np.ndarray, str]:
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return decode_compressed(msg.data, msg.format)
     return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb") -> np.ndarray:
+    """An image as contiguous RGB uint8 (H, W, 3).
+
+    ``encoding`` is rgb, bgr, rgba, bgra or mono; a clear :class:`InputError`
+    for anything else.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy image, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"expected an 8-bit image, got dtype {image.dtype}")
+    if image.size == 0 or image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
+        raise InputError(f"image of shape {image.shape} is empty or too small")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2))
+    channels = {"rgb": 3, "bgr": 3, "rgba": 4, "bgra": 4}
+    if encoding not in channels or image.shape[2] != channels[encoding]:
+        raise InputError(f"image of shape {image.shape} does not match encoding {encoding!r}")
+    rgb = image[..., :3] if encoding.startswith("rgb") else image[..., 2::-1]
+    return np.ascontiguousarray(rgb)

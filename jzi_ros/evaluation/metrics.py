@@ -1,42 +1,78 @@
-"""Localization metrics shared by `jzi evaluate` and `jzi eval-bag` (numpy only)."""
+"""Localization metrics shared by `jzi evaluate` and `jzi eval-bag` (numpy only).
+
+An error is the geodesic distance [m] between an estimate and the truth. The
+recall R@X m is the share of queries within X metres; R@k cell the share
+within k terminal cell sides, the scale the zoom resolves. The calibration
+table compares the reported confidence with how often the best cell is the
+true one.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyproj
+from numpy.typing import ArrayLike
 
 from ..geo import ZoomGrid
 
 GEOD = pyproj.Geod(ellps="WGS84")
 RECALL_M = (40, 50, 100)
+"""Distances [m] of the recalls R@X m."""
 RECALL_CELLS = (1, 2, 4)
-CHI2_95_2DOF = 5.991
-"""Squared Mahalanobis radius of a 2-D Gaussian's 95 % ellipse."""
+"""Multiples of the terminal cell side of the recalls R@k cell."""
 
 
-def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Geodesic distance [m] between WGS84 points [deg], element-wise."""
+def geodesic_m(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> np.ndarray:
+    """Geodesic distance [m] between WGS84 points [deg], element-wise.
+
+    Args:
+        lat1: Latitudes [deg] of the first points.
+        lon1: Longitudes [deg] of the first points.
+        lat2: Latitudes [deg] of the second points.
+        lon2: Longitudes [deg] of the second points.
+
+    Returns:
+        The distances [m], broadcast over the inputs.
+    """
     _, _, dist = GEOD.inv(
         np.asarray(lon1, float), np.asarray(lat1, float), np.asarray(lon2, float), np.asarray(lat2, float)
     )
     return np.asarray(dist, float)
 
 
-def error_summary(errors_m: np.ndarray, cell_m: float) -> dict:
-    """R@X m, R@k cells, median / mean / p95 error [m] of per-query errors."""
+def error_summary(errors_m: ArrayLike, cell_m: float) -> dict:
+    """R@X m, R@k cells, median / mean / p95 error [m] of per-query errors.
+
+    Args:
+        errors_m: Per-query errors [m].
+        cell_m: Terminal cell side [m], the unit of R@k cell.
+
+    Returns:
+        ``count`` and, when there is at least one error, the recalls (shares
+        in 0..1) and ``median_m``, ``mean_m``, ``p95_m``.
+    """
     e = np.asarray(errors_m, float)
     if e.size == 0:
         return {"count": 0}
-    out = {"count": int(e.size)}
+    out: dict[str, float] = {"count": int(e.size)}
     out |= {f"R@{x}m": float((e <= x).mean()) for x in RECALL_M}
     out |= {f"R@{k}cell": float((e <= k * cell_m).mean()) for k in RECALL_CELLS}
     out |= {"median_m": float(np.median(e)), "mean_m": float(e.mean()), "p95_m": float(np.percentile(e, 95))}
     return out
 
 
-def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
-    """Reliability of the reported confidence: per-bin mean confidence vs
-    accuracy and the expected calibration error (ECE)."""
+def calibration(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> dict:
+    """Reliability of the reported confidence.
+
+    Args:
+        confidence: Reported confidence in 0..1, one per query.
+        correct: Whether each query's answer was right.
+        bins: Equal-width confidence bins.
+
+    Returns:
+        ``ece``, the expected calibration error, and ``bins``: per non-empty
+        bin its edges, count, mean confidence and accuracy.
+    """
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
@@ -61,8 +97,20 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> 
 def zoom_metrics(
     grid: ZoomGrid, paths: np.ndarray, probs: np.ndarray, true_latlon: np.ndarray, true_paths: np.ndarray
 ) -> dict:
-    """Metrics of a search's output: ``paths`` (N, K, L) best first, ``probs``
-    (N, K), the truth as (N, 2) lat/lon [deg] and (N, L) terminal paths."""
+    """Metrics of a search's output.
+
+    Args:
+        grid: The zoom grid searched.
+        paths: Terminal paths (N, K, L) of the K candidates, best first.
+        probs: Their probabilities (N, K).
+        true_latlon: Truth (N, 2) lat/lon [deg].
+        true_paths: Truth's terminal paths (N, L).
+
+    Returns:
+        :func:`error_summary` of the best cells' centres, ``path_accuracy``,
+        ``level_accuracy`` (one per level), ``top_k``, ``topk_recall``,
+        ``calibration`` of the best probability, and ``errors_m`` (N,).
+    """
     top = paths[:, 0]
     centres = np.array([grid.center_latlon(tuple(p)) for p in top]).reshape(-1, 2)
     errors = geodesic_m(centres[:, 0], centres[:, 1], true_latlon[:, 0], true_latlon[:, 1])
@@ -81,7 +129,15 @@ def zoom_metrics(
 
 
 def format_table(rows: dict[str, dict], cell_m: float) -> str:
-    """A readable table: one column per method (e.g. greedy, beam 4)."""
+    """A readable table: one column per method (e.g. greedy, beam 4).
+
+    Args:
+        rows: Method name -> its metrics (as :func:`zoom_metrics` returns).
+        cell_m: Terminal cell side [m], to spell out R@k cell in metres.
+
+    Returns:
+        The table's lines joined by newlines; a metric a method lacks is ``-``.
+    """
     keys = [f"R@{x}m" for x in RECALL_M] + [f"R@{k}cell" for k in RECALL_CELLS]
     names = list(rows)
     lines = [f"{'metric':<24}" + "".join(f"{n:>14}" for n in names)]
@@ -100,10 +156,13 @@ def format_table(rows: dict[str, dict], cell_m: float) -> str:
             line(k.replace("_", " "), [f"{100 * rows[n][k]:.1f} %" if k in rows[n] else "-" for n in names])
     if any("level_accuracy" in r for r in rows.values()):
         levels = max(len(r.get("level_accuracy", [])) for r in rows.values())
-        for k in range(levels):
+        for level in range(levels):
             line(
-                f"level {k + 1} accuracy",
-                [f"{100 * rows[n]['level_accuracy'][k]:.1f} %" if "level_accuracy" in rows[n] else "-" for n in names],
+                f"level {level + 1} accuracy",
+                [
+                    f"{100 * rows[n]['level_accuracy'][level]:.1f} %" if "level_accuracy" in rows[n] else "-"
+                    for n in names
+                ],
             )
     if any("calibration" in r for r in rows.values()):
         line(

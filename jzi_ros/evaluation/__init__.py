@@ -1,0 +1,100 @@
+"""Evaluation: queries, metrics, ellipse tests, replayed bags, reports and pictures.
+
+:func:`evaluate_zoom` measures how well a model zooms in on queries it never
+saw (`jzi evaluate`); :func:`evaluate_bag` replays a rosbag2 through the
+localizer against its ground truth (`jzi eval-bag`). Both take a frozen
+config, write their files and return the numbers; printing is the caller's.
+
+Submodules load on first use, so that ``jzi show-map`` (pictures only) starts
+without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bag import (
+        BagEvalConfig,
+        BagReport,
+        evaluate_bag,
+        format_summary,
+        frame_row,
+        frame_statistics,
+        select_realtime,
+        write_estimates_bag,
+        write_frames_csv,
+    )
+    from .errors import EvaluationError
+    from .metrics import calibration, error_summary, format_table, geodesic_m, zoom_metrics
+    from .plots import draw_overview, plot_eval
+    from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
+    from .zoom import EvalConfig, ZoomReport, ellipse_coverage, encode_queries, evaluate_zoom, load_queries
+
+_LAZY = {
+    "BagEvalConfig": "bag",
+    "BagReport": "bag",
+    "EvalConfig": "zoom",
+    "EvaluationError": "errors",
+    "Queries": "queries",
+    "ZoomReport": "zoom",
+    "aerial_queries": "queries",
+    "calibration": "metrics",
+    "draw_overview": "plots",
+    "ellipse_coverage": "zoom",
+    "encode_queries": "zoom",
+    "error_summary": "metrics",
+    "evaluate_bag": "bag",
+    "evaluate_zoom": "zoom",
+    "format_summary": "bag",
+    "format_table": "metrics",
+    "frame_row": "bag",
+    "frame_statistics": "bag",
+    "geodesic_m": "metrics",
+    "geotagged_queries": "queries",
+    "load_queries": "zoom",
+    "plot_eval": "plots",
+    "select_realtime": "bag",
+    "training_aerial_config": "queries",
+    "write_estimates_bag": "bag",
+    "write_frames_csv": "bag",
+    "zoom_metrics": "metrics",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "BagEvalConfig",
+    "BagReport",
+    "EvalConfig",
+    "EvaluationError",
+    "Queries",
+    "ZoomReport",
+    "aerial_queries",
+    "calibration",
+    "draw_overview",
+    "ellipse_coverage",
+    "encode_queries",
+    "error_summary",
+    "evaluate_bag",
+    "evaluate_zoom",
+    "format_summary",
+    "format_table",
+    "frame_row",
+    "frame_statistics",
+    "geodesic_m",
+    "geotagged_queries",
+    "load_queries",
+    "plot_eval",
+    "select_realtime",
+    "training_aerial_config",
+    "write_estimates_bag",
+    "write_frames_csv",
+    "zoom_metrics",
+]

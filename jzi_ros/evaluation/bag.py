@@ -1,0 +1,336 @@
+"""Replaying a rosbag2 through the localizer and measuring it: :func:`evaluate_bag`.
+
+Every camera frame (or every n-th, or those a real-time node would have
+taken: :func:`select_realtime`) is localized; ground truth (``NavSatFix``,
+read by :func:`jzi_ros.data.bags.read_fix_track`) is interpolated to the
+frame's stamp, at most over ``max_gap_s``. Each frame with truth gives a row (:func:`frame_row`): its
+stamp (``stamp_ns``, and ``t_s`` since the first frame), truth and estimate,
+error [m], confidence, whether the truth lies inside the 95 % ellipse, the
+covariance and the timings [ms]. Written to ``out``: ``metrics.json``,
+``frames.csv``, pictures (:func:`.plots.plot_eval`) and a bag of the
+estimates as ``NavSatFix`` on ``/jzi/fix`` to play beside the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data import bags
+from ..data.errors import BagError
+from ..data.fixes import FixTrack
+from ..geo import ZoomGrid
+from ..images import decode_message
+from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
+from .errors import EvaluationError
+from .metrics import error_summary, geodesic_m
+from .plots import plot_eval
+
+log = logging.getLogger(__name__)
+
+FIX_TOPIC = "/jzi/fix"
+FIX_FRAME_ID = "jzi_camera"
+WARMUP_FRAMES = 5
+"""Frames localized to measure the per-frame cost of a real-time replay."""
+LATENCY_STAGES = ("decode", "encode", "search", "total")
+
+
+@dataclass(frozen=True)
+class BagEvalConfig:
+    """What `jzi eval-bag` replays and where it writes.
+
+    ``bag``: rosbag2 directory (sqlite3 or MCAP) with camera frames on
+    ``image_topic`` (Image or CompressedImage) and ground truth on
+    ``gt_topic`` (NavSatFix); ``map`` and ``model``: the map, indexed for the
+    model, and its checkpoint; ``out``: folder for the results. ``every``:
+    localize every n-th frame; ``realtime``: instead drop frames as the node
+    would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
+    to interpolate over. ``beam``, ``top_k``, ``min_confidence``: the
+    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``backend``,
+    ``device``: where it runs; ``storage``: format of the estimates bag;
+    ``quiet``: no progress bar.
+    """
+
+    bag: Path
+    map: Path
+    model: Path
+    image_topic: str
+    gt_topic: str
+    out: Path = Path("eval_out")
+    every: int = 1
+    realtime: bool = False
+    max_gap_s: float = 1.0
+    beam: int = 4
+    top_k: int = 5
+    min_confidence: float = LocalizerConfig.min_confidence
+    backend: str = "torch"
+    device: str = "cpu"
+    storage: str = "mcap"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise EvaluationError(f"every must be 1 or more, not {self.every}")
+        if not self.max_gap_s >= 0:
+            raise EvaluationError(f"max_gap_s must be 0 or more, not {self.max_gap_s}")
+        if self.storage not in bags.STORAGES:
+            raise EvaluationError(f"storage must be one of {', '.join(bags.STORAGES)}, not {self.storage!r}")
+
+
+@dataclass(frozen=True)
+class BagReport:
+    """What :func:`evaluate_bag` measured and wrote.
+
+    ``metrics``: the content of ``metrics.json``; ``rows``: the frames with
+    ground truth, as in ``frames.csv``; the paths of ``metrics.json``,
+    ``frames.csv``, the estimates bag and the pictures.
+    """
+
+    metrics: dict
+    rows: list[dict]
+    metrics_path: Path
+    frames_path: Path
+    estimates_path: Path
+    pictures: list[Path]
+
+
+class _Replay(NamedTuple):
+    """The outcome of localizing a bag's frames."""
+
+    rows: list[dict]  # one per frame with ground truth (see frame_row)
+    estimates: list[tuple[int, Estimate]]  # (stamp [ns], estimate) of every frame localized
+    without_truth: int  # frames localized without ground truth within max_gap_s
+    rejected: int  # frames the localizer refused (InputError)
+
+
+def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
+    """The frames a node localizes when each takes ``cost_s``.
+
+    Whenever the node is free it takes the newest frame that has arrived; the
+    frames replaced in between are dropped.
+
+    Args:
+        stamps_ns: Sorted frame stamps [ns].
+        cost_s: Time [s] to localize one frame.
+
+    Returns:
+        Indices into ``stamps_ns`` of the frames taken, ascending.
+    """
+    t = np.asarray(stamps_ns, np.int64) / 1e9
+    picked, i, free_at = [], 0, -np.inf
+    while i < len(t):
+        j = max(i, int(np.searchsorted(t, free_at, side="right")) - 1)
+        picked.append(j)
+        free_at = max(free_at, t[j]) + cost_s
+        i = j + 1
+    return np.array(picked, int)
+
+
+def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth_latlon: tuple[float, float]) -> dict:
+    """One line of ``frames.csv``: a frame's estimate against its ground truth.
+
+    Args:
+        grid: The map's zoom grid (its local frame).
+        stamp_ns: The frame's stamp [ns].
+        start_ns: The first frame's stamp [ns], the origin of ``t_s``.
+        est: The frame's estimate.
+        truth_latlon: Ground truth (lat, lon) [deg] at ``stamp_ns``.
+
+    Returns:
+        ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
+        ``confidence``, ``trusted``, ``inside_95``, the covariance entries
+        [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
+    """
+    true_lat, true_lon = truth_latlon
+    east_m, north_m = (float(v) for v in grid.frame.to_local(true_lat, true_lon))
+    return {
+        "stamp_ns": stamp_ns,
+        "t_s": (stamp_ns - start_ns) / 1e9,
+        "true_lat": true_lat,
+        "true_lon": true_lon,
+        "est_lat": est.lat,
+        "est_lon": est.lon,
+        "error_m": float(geodesic_m(est.lat, est.lon, true_lat, true_lon)),
+        "confidence": est.confidence,
+        "trusted": est.trusted,
+        "inside_95": est.contains(east_m, north_m),
+        "cov_ee_m2": est.covariance_m2[0, 0],
+        "cov_en_m2": est.covariance_m2[0, 1],
+        "cov_nn_m2": est.covariance_m2[1, 1],
+        "path": "".join(f"{a:x}" for a in est.path),
+        **{f"{k}_ms": v for k, v in est.timings_ms.items()},
+    }
+
+
+def frame_statistics(rows: list[dict]) -> dict:
+    """``ellipse95_coverage``, ``trusted_share`` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
+    return {
+        "ellipse95_coverage": float(np.mean([r["inside_95"] for r in rows])),
+        "trusted_share": float(np.mean([r["trusted"] for r in rows])),
+        "latency_ms": {
+            k: {
+                "p50": float(np.percentile([r[f"{k}_ms"] for r in rows], 50)),
+                "p95": float(np.percentile([r[f"{k}_ms"] for r in rows], 95)),
+            }
+            for k in LATENCY_STAGES
+        },
+    }
+
+
+def write_frames_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write frame rows (:func:`frame_row`) as a CSV with a header line; returns its path."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_estimates_bag(estimates: list[tuple[int, Estimate]], path: str | Path, storage: str = "mcap") -> Path:
+    """Write estimates as ``NavSatFix`` on ``/jzi/fix``, replacing an older bag there.
+
+    Args:
+        estimates: (stamp [ns], estimate) pairs; the stamp is the header's
+            and the record's.
+        path: The bag directory.
+        storage: ``"mcap"`` or ``"sqlite3"``.
+
+    Returns:
+        ``path``. An untrusted estimate has status NO_FIX; the covariance is
+        :meth:`~jzi_ros.localizer.Estimate.fix_covariance_m2`.
+    """
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    with bags.BagWriter(path, storage) as bag:
+        for stamp_ns, est in estimates:
+            cov = est.fix_covariance_m2()
+            fix = bags.navsatfix(stamp_ns, FIX_FRAME_ID, est.lat, est.lon, 0.0, cov, fix=est.trusted)
+            bag.add(FIX_TOPIC, fix, stamp_ns)
+    return path
+
+
+def format_summary(m: dict) -> str:
+    """A few lines for people: frame counts, recalls, errors, ellipse coverage, latency.
+
+    Args:
+        m: The metrics of :func:`evaluate_bag` (``BagReport.metrics``).
+
+    Returns:
+        The lines joined by newlines.
+    """
+    lines = [
+        f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
+        f"{m['frames_without_truth']} without ground truth, {m['frames_rejected']} rejected",
+        f"{'R@40m':>8}{'R@50m':>8}{'R@100m':>8}{'R@1cell':>9}{'R@2cell':>9}{'R@4cell':>9}"
+        f"{'median':>9}{'mean':>9}{'p95':>9}{'in 95%':>9}",
+        f"{100 * m['R@40m']:>7.1f}%{100 * m['R@50m']:>7.1f}%{100 * m['R@100m']:>7.1f}%{100 * m['R@1cell']:>8.1f}%"
+        f"{100 * m['R@2cell']:>8.1f}%{100 * m['R@4cell']:>8.1f}%{m['median_m']:>7.1f} m{m['mean_m']:>7.1f} m"
+        f"{m['p95_m']:>7.1f} m{100 * m['ellipse95_coverage']:>8.1f}%",
+        "latency p50/p95 [ms]: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["latency_ms"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]]:
+    """Ground truth and the camera messages (stamp [ns], message), sorted by stamp."""
+    with bags.BagReader(config.bag) as reader:
+        reader.check(config.image_topic, (bags.IMAGE, bags.COMPRESSED), "camera")
+        truth = bags.read_fix_track(reader, config.gt_topic)
+        frames = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([config.image_topic])]
+    if not frames:
+        raise BagError(f"{config.bag} has no message on {config.image_topic}")
+    frames.sort(key=lambda f: f[0])
+    return truth, frames
+
+
+def _replay(
+    loc: Localizer, frames: list[tuple[int, object]], chosen: np.ndarray, truth: FixTrack, config: BagEvalConfig
+) -> _Replay:
+    """Localize the ``chosen`` frames; rows for those with ground truth."""
+    rows: list[dict] = []
+    estimates: list[tuple[int, Estimate]] = []
+    without_truth = rejected = 0
+    for i in tqdm(chosen, desc="localizing frames", unit="frame", disable=config.quiet, dynamic_ncols=True):
+        stamp_ns, msg = frames[i]
+        gt = truth.at(stamp_ns, config.max_gap_s)
+        try:
+            est = loc.localize(*decode_message(msg))
+        except InputError as exc:
+            rejected += 1
+            log.warning("frame at %d ns skipped: %s", stamp_ns, exc)
+            continue
+        estimates.append((stamp_ns, est))
+        if gt is None:
+            without_truth += 1
+            continue
+        rows.append(frame_row(loc.grid, stamp_ns, frames[0][0], est, gt))
+    return _Replay(rows, estimates, without_truth, rejected)
+
+
+def evaluate_bag(config: BagEvalConfig) -> BagReport:
+    """Replay a bag through the localizer; write metrics, frames, pictures and the estimates bag.
+
+    Args:
+        config: What to replay and where to write.
+
+    Returns:
+        The metrics, the frame rows and the paths written.
+
+    Raises:
+        BagError: The bag, a topic or the ground truth is missing or unusable.
+    """
+    started = time.monotonic()
+    truth, frames = _read_bag(config)
+    loc = Localizer(
+        config.map,
+        config.model,
+        backend=config.backend,
+        device=config.device,
+        config=LocalizerConfig(beam=config.beam, top_k=config.top_k, min_confidence=config.min_confidence),
+    )
+    stamps_ns = np.array([f[0] for f in frames], np.int64)
+    chosen = np.arange(0, len(frames), config.every)
+    if config.realtime:  # measure the per-frame cost on a few frames, then replay as the node would
+        warm_ms = [loc.localize(*decode_message(frames[i][1])).timings_ms["total"] for i in chosen[:WARMUP_FRAMES]]
+        log.info("real-time replay at %.1f ms per frame", np.median(warm_ms))
+        chosen = chosen[select_realtime(stamps_ns[chosen], np.median(warm_ms) / 1e3)]
+    replay = _replay(loc, frames, chosen, truth, config)
+    if not replay.rows:
+        raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = error_summary([r["error_m"] for r in replay.rows], loc.grid.terminal_size_m)
+    metrics |= {
+        "frames_in_bag": len(frames),
+        "frames_localized": len(replay.estimates),
+        "frames_dropped": int(len(frames) - len(chosen)),
+        "frames_without_truth": replay.without_truth,
+        "frames_rejected": replay.rejected,
+        **frame_statistics(replay.rows),
+        "terminal_size_m": loc.grid.terminal_size_m,
+        "bag": str(config.bag),
+        "model": str(config.model),
+        "map": str(config.map),
+        "mode": "realtime" if config.realtime else f"every {config.every}",
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return BagReport(
+        metrics,
+        replay.rows,
+        out / "metrics.json",
+        write_frames_csv(replay.rows, out / "frames.csv"),
+        write_estimates_bag(replay.estimates, out / "estimates", config.storage),
+        plot_eval(replay.rows, loc.map, out),
+    )

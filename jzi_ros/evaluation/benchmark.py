@@ -1,0 +1,399 @@
+"""How fast and how big: latency, throughput, memory and scaling, measured.
+
+1. Per-frame latency of the localizer for each backend asked (image decode,
+   encode, search, message), p50/p95 after warm-up, on JPEG frames rendered
+   from the map; encoder throughput with batching; peak resident memory.
+2. Encoder latency of named backbones at their input size (random weights:
+   speed does not depend on them).
+3. Scaling: regions of growing side at a fixed terminal cell (39.0625 m, as in
+   the paper), zoom search (beam 1 and 4) against flat retrieval over every
+   terminal cell (exhaustive cosine similarity as Sample4Geo does it, and
+   FAISS's exact inner-product index when faiss is installed): per-query
+   search time, map memory, overhead views to encode to build the map.
+   Feature values are random there: it measures cost, not accuracy.
+
+:func:`run_benchmark` returns the report (a JSON-ready dict), :func:`markdown`
+renders it and :func:`write_report` writes both. Times are in milliseconds
+(keys and columns ending in ``ms``), memory in MiB (``mb``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import cast
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data import bags
+from ..data.aerial import frames_over_map
+from ..geo import MapDir
+from ..images import decode_compressed
+from ..localizer import Localizer, LocalizerConfig
+from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search, load_checkpoint
+from .errors import EvaluationError
+
+log = logging.getLogger(__name__)
+
+CELL_M = 39.0625
+"""Terminal cell side of the scaling study [m] (the paper's)."""
+JPEG_PX = 640
+"""Side of the JPEG frames fed to the localizer [px]."""
+LATENCY_STAGES = ("decode", "encode", "search", "message", "total")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `jzi bench` measures.
+
+    ``map`` and ``model`` (together): time the localizer per frame for each
+    of ``backends`` over ``frames`` frames after ``warmup`` ones, searching
+    with ``beam``, and the model's encoder throughput. ``encoders``: backbones
+    (timm names) to time alone. ``sizes_km``: region sides [km] of the
+    scaling study, with features ``feat_dim`` wide and ``queries`` queries
+    per measurement. ``threads``: torch CPU threads (None: torch's choice).
+    ``quick``: a reduced run of seconds (CI). ``quiet``: no progress bar.
+    """
+
+    map: Path | None = None
+    model: Path | None = None
+    backends: tuple[str, ...] = ("torch", "onnxruntime")
+    frames: int = 300
+    warmup: int = 20
+    beam: int = 4
+    encoders: tuple[str, ...] = ("vit_small_patch14_dinov2", "tf_efficientnet_lite0")
+    sizes_km: tuple[float, ...] = (1.0, 10.0, 30.0, 100.0)
+    feat_dim: int = 384
+    queries: int = 20
+    threads: int | None = None
+    quick: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backends", tuple(self.backends))
+        object.__setattr__(self, "encoders", tuple(self.encoders))
+        object.__setattr__(self, "sizes_km", tuple(float(s) for s in self.sizes_km))
+        for name, least in (("frames", 1), ("warmup", 0), ("beam", 1), ("feat_dim", 1), ("queries", 1)):
+            value = getattr(self, name)
+            if int(value) != value or value < least:
+                raise EvaluationError(f"{name} must be an integer >= {least}, not {value}")
+        if self.threads is not None and self.threads < 1:
+            raise EvaluationError(f"threads must be 1 or more, not {self.threads}")
+        if not all(math.isfinite(s) and s > 0 for s in self.sizes_km):
+            raise EvaluationError(f"sizes_km must be positive, not {list(self.sizes_km)}")
+
+
+def _pct(values: list[float]) -> dict:
+    """p50, p95 and mean of a list of times."""
+    v = np.asarray(values, float)
+    return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "mean": float(v.mean())}
+
+
+def _jpeg_frames(mapdir: MapDir, image_px: int, count: int, seed: int = 0) -> list[bytes]:
+    """``count`` JPEG payloads of frames over the map (at most 64 distinct ones, repeated)."""
+    frames = frames_over_map(mapdir, image_px, min(count, 64), seed=seed)
+    out = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in frames]
+    return [out[i % len(out)] for i in range(count)]
+
+
+def frame_latency(
+    map_dir: Path, model: Path, backend: str, frames: int, warmup: int, beam: int, quiet: bool = False
+) -> dict:
+    """Per-stage latency [ms] of localizing JPEG frames, from bytes to a serialized NavSatFix.
+
+    Returns:
+        For each of :data:`LATENCY_STAGES`, ``{"p50", "p95", "mean"}`` [ms] over
+        the ``frames`` frames after ``warmup``; and ``frames``, ``beam``, ``jpeg_px``.
+    """
+    loc = Localizer(map_dir, model, backend=backend, config=LocalizerConfig(beam=beam))
+    jpegs = _jpeg_frames(loc.map, JPEG_PX, frames + warmup)
+    stages: dict[str, list[float]] = {k: [] for k in LATENCY_STAGES}
+    for i, jpeg in enumerate(tqdm(jpegs, desc=f"frames ({backend})", unit="frame", disable=quiet)):
+        t0 = time.perf_counter()
+        array, order = decode_compressed(jpeg, "jpeg")
+        t1 = time.perf_counter()
+        est = loc.localize(array, order)
+        t2 = time.perf_counter()
+        msg = bags.navsatfix(i, "camera", est.lat, est.lon, 0.0, est.fix_covariance_m2())
+        bags.TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
+        t3 = time.perf_counter()
+        if i < warmup:
+            continue
+        stages["decode"].append((t1 - t0 + est.timings_ms["decode"] / 1e3) * 1e3)
+        stages["encode"].append(est.timings_ms["encode"])
+        stages["search"].append(est.timings_ms["search"])
+        stages["message"].append((t3 - t2) * 1e3)
+        stages["total"].append((t3 - t0) * 1e3)
+    return {k: _pct(v) for k, v in stages.items()} | {"frames": frames, "beam": beam, "jpeg_px": JPEG_PX}
+
+
+def encoder_throughput(model_path: Path, batches: tuple[int, ...], repeats: int) -> dict:
+    """Images per second of a checkpoint's encoder for each batch size (after one warm-up batch).
+
+    Returns:
+        ``{"images_per_s": {str(batch): images/s}, "image_px": input side [px]}``.
+    """
+    model, _ = load_checkpoint(model_path)
+    s = model.cfg.encoder.image_px
+    out = {}
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.rand(b, 3, s, s) * 255
+            model.encoder(x)
+            t = time.perf_counter()
+            for _ in range(repeats):
+                model.encoder(x)
+            out[str(b)] = b * repeats / (time.perf_counter() - t)
+    return {"images_per_s": out, "image_px": s}
+
+
+def encoder_latency(names: list[str] | tuple[str, ...], repeats: int) -> dict:
+    """Batch-1 latency [ms] of named backbones with random weights, after 3 warm-up passes.
+
+    Returns:
+        Per name: ``{"p50", "p95", "mean"}`` [ms], ``image_px`` and ``feat_dim``.
+    """
+    out = {}
+    for name in names:
+        enc = Encoder(EncoderConfig(name=name, pooling="cls" if "vit" in name else "mean")).eval()
+        x = torch.rand(1, 3, enc.cfg.image_px, enc.cfg.image_px) * 255
+        times = []
+        with torch.inference_mode():
+            for i in range(repeats + 3):
+                t = time.perf_counter()
+                enc(x)
+                if i >= 3:
+                    times.append((time.perf_counter() - t) * 1e3)
+        out[name] = _pct(times) | {"image_px": enc.cfg.image_px, "feat_dim": enc.dim}
+    return out
+
+
+def _zoom_views(side_m: float, levels: int) -> int:
+    """Overhead views of a zoom grid whose cells intersect a side_m square."""
+    return sum(math.ceil(side_m / (CELL_M * 4 ** (levels - k))) ** 2 for k in range(levels))
+
+
+class _WrappedTable:
+    """A feature table that answers any view index from a smaller random one.
+
+    Indices wrap modulo its size: the search's cost does not depend on the
+    table size, and a full table of a 100 km grid would not fit in memory.
+    """
+
+    def __init__(self, feats: torch.Tensor) -> None:
+        self.feats = feats
+
+    def __getitem__(self, idx):
+        if isinstance(idx, tuple):
+            return _WrappedTable(self.feats[idx])
+        return self.feats[idx % self.feats.shape[0]]
+
+    def to(self, dtype) -> _WrappedTable:
+        return _WrappedTable(self.feats.to(dtype))
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median time [ms] of ``repeats`` calls of ``fn`` after ``warmup`` ones."""
+    times = []
+    for i in range(repeats + warmup):
+        t = time.perf_counter()
+        fn()
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def scaling(sizes_km: list[float] | tuple[float, ...], feat_dim: int, queries: int, block_rows: int) -> list[dict]:
+    """Zoom vs flat retrieval per region side, one row per side (see the module docstring).
+
+    Flat search runs over N rows by reusing one random block of ``block_rows``
+    normalized features.
+    """
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((block_rows, feat_dim)).astype(np.float32)
+    block /= np.linalg.norm(block, axis=1, keepdims=True)
+    query = rng.standard_normal((1, feat_dim)).astype(np.float32)
+    return [_scaling_row(km, block, query, queries) for km in sizes_km]
+
+
+def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int) -> dict:
+    """Sizes, map memory and search times of zoom and flat retrieval over a ``km`` square."""
+    feat_dim = block.shape[1]
+    side = km * 1000.0
+    levels = max(1, math.ceil(math.log(side / CELL_M, 4) - 1e-9))
+    cells = math.ceil(side / CELL_M) ** 2
+    views = _zoom_views(side, levels)
+    row = {
+        "side_km": km,
+        "terminal_m": CELL_M,
+        "levels": levels,
+        "terminal_cells": cells,
+        "zoom_views": views,
+        "zoom_cls_map_mb": views * feat_dim * 2 / 2**20,
+        "zoom_children_map_mb": views * 17 * feat_dim * 2 / 2**20,
+        "flat_views": cells,
+        "flat_map_mb": cells * feat_dim * 2 / 2**20,
+    }
+    dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels)).eval()
+    table = cast(torch.Tensor, _WrappedTable(torch.randn(4096, 17, feat_dim)))  # indexed like the view features
+    query_t = torch.from_numpy(query)
+    with torch.inference_mode():
+        for beam in (1, 4):
+            row[f"zoom_b{beam}_ms"] = _median_ms(partial(beam_search, dec, query_t, table, beam, 1), queries)
+    full, rest = divmod(cells, len(block))
+
+    def cosine() -> None:
+        for _ in range(full):
+            (block @ query[0]).argmax()
+        if rest:
+            (block[:rest] @ query[0]).argmax()
+
+    row["flat_cosine_ms"] = _median_ms(cosine, max(1, queries // 4), warmup=1)
+    try:
+        import faiss
+    except ImportError:
+        return row
+    whole, part = faiss.IndexFlatIP(feat_dim), faiss.IndexFlatIP(feat_dim)
+    if full:
+        whole.add(block)
+    if rest:
+        part.add(block[:rest])
+
+    def flat_faiss() -> None:
+        for _ in range(full):
+            whole.search(query, 1)
+        if rest:
+            part.search(query, 1)
+
+    row["flat_faiss_ms"] = _median_ms(flat_faiss, max(1, queries // 4), warmup=1)
+    return row
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far [MiB] (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _machine() -> str:
+    """CPU architecture, torch threads, processor and software versions, in one line."""
+    return (
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or ''}"
+        f" python {platform.python_version()}, torch {torch.__version__}".replace(" ,", ",")
+    )
+
+
+def run_benchmark(config: BenchConfig) -> dict:
+    """Run the measurements asked for; sets torch's thread count when ``config.threads`` is given.
+
+    Returns:
+        The report: ``machine``; ``latency`` (backend -> :func:`frame_latency`,
+        empty without map and model); ``throughput`` (with map and model);
+        ``peak_rss_mb`` (before the scaling study); ``encoders`` (when any);
+        ``scaling`` (when any size); ``peak_rss_mb_with_scaling``.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.quick:
+        config = replace(
+            config, frames=min(config.frames, 10), warmup=min(config.warmup, 2), queries=min(config.queries, 3)
+        )
+    report: dict = {"machine": _machine(), "latency": {}}
+    if config.map and config.model:
+        for backend in config.backends:
+            log.info("timing backend %s over %d frames ...", backend, config.frames)
+            report["latency"][backend] = frame_latency(
+                config.map, config.model, backend, config.frames, config.warmup, config.beam, config.quiet
+            )
+        report["throughput"] = encoder_throughput(
+            config.model, (1, 4, 16) if not config.quick else (1, 4), 5 if not config.quick else 1
+        )
+    # the localizer's peak memory, before the scaling study allocates its large random tables
+    report["peak_rss_mb"] = _peak_rss_mb()
+    if config.encoders:
+        log.info("timing encoders %s ...", ", ".join(config.encoders))
+        report["encoders"] = encoder_latency(config.encoders, 20 if not config.quick else 2)
+    if config.sizes_km:
+        log.info("scaling study for %s ...", ", ".join(f"{s:g} km" for s in config.sizes_km))
+        block_rows = 1_000_000 if not config.quick else 20_000
+        report["scaling"] = scaling(config.sizes_km, config.feat_dim, config.queries, block_rows)
+    report["peak_rss_mb_with_scaling"] = _peak_rss_mb()
+    return report
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown document: one section or table per measurement."""
+    lines = [f"# jzi bench ({report['machine']})", ""]
+    for backend, lat in report.get("latency", {}).items():
+        lines += [
+            f"## Per-frame latency, backend {backend} (beam {lat['beam']}, {lat['frames']} frames, "
+            f"{lat['jpeg_px']} px JPEG input)",
+            "",
+            "| stage | p50 ms | p95 ms |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {k} | {lat[k]['p50']:.1f} | {lat[k]['p95']:.1f} |" for k in LATENCY_STAGES]
+        lines.append("")
+    if "throughput" in report:
+        tp = report["throughput"]
+        lines += [
+            f"Encoder throughput at {tp['image_px']} px: "
+            + ", ".join(f"batch {b}: {v:.1f} img/s" for b, v in tp["images_per_s"].items()),
+            "",
+        ]
+    lines += [
+        f"Peak resident memory of the localizing process: {report['peak_rss_mb']:.0f} MB "
+        f"(with the scaling study's tables: {report['peak_rss_mb_with_scaling']:.0f} MB)",
+        "",
+    ]
+    if report.get("encoders"):
+        lines += [
+            "## Encoder latency (batch 1, CPU)",
+            "",
+            "| backbone | input | p50 ms | p95 ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {e['image_px']} px | {e['p50']:.1f} | {e['p95']:.1f} |" for n, e in report["encoders"].items()
+        ]
+        lines.append("")
+    if report.get("scaling"):
+        lines += [
+            "## Zoom search vs flat retrieval (random features, terminal cell 39.06 m)",
+            "",
+            "Map memory in float16: the CLS decoder needs one token per view, the children decoder 17 (g=4).",
+            "",
+            "| side | terminal cells | zoom L | zoom b1 ms | zoom b4 ms | flat cosine ms | flat FAISS ms | "
+            "zoom map MB (CLS / children) | flat map MB | zoom views | flat views |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in report["scaling"]:
+            faiss_ms = f"{r['flat_faiss_ms']:.1f}" if "flat_faiss_ms" in r else "-"
+            lines.append(
+                f"| {r['side_km']:g} km | {r['terminal_cells']:,} | {r['levels']} | {r['zoom_b1_ms']:.1f} | "
+                f"{r['zoom_b4_ms']:.1f} | {r['flat_cosine_ms']:.1f} | {faiss_ms} | "
+                f"{r['zoom_cls_map_mb']:.1f} / {r['zoom_children_map_mb']:.1f} | "
+                f"{r['flat_map_mb']:.1f} | {r['zoom_views']:,} | {r['flat_views']:,} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``bench.json`` (the report) and ``bench.md`` (:func:`markdown`) into ``out_dir``; their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "bench.json", out_dir / "bench.md"
+    json_path.write_text(json.dumps(report, indent=2))
+    md_path.write_text(markdown(report))
+    return json_path, md_path

@@ -1,0 +1,184 @@
+"""Pictures of maps and evaluations (matplotlib, written as PNG).
+
+:func:`draw_overview` draws a map's region with the cell borders of its first
+levels; :func:`plot_eval` draws a replayed flight: the trajectory with the
+95 % ellipses of the estimates on the map, the error CDF, and error and
+confidence over time. matplotlib is imported when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..geo import MapDir
+from ..localizer import ellipse_95
+
+ELLIPSES_DRAWN = 40
+"""About how many 95 % ellipses the trajectory shows (every n-th frame's)."""
+
+
+def _plt():
+    """The pyplot module of matplotlib, on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_overview(mapdir: MapDir, out: str | Path, levels: int = 2) -> Path:
+    """Save a PNG of a map's region with its grid.
+
+    Args:
+        mapdir: The map.
+        out: The PNG to write (its folder is made).
+        levels: Draw the cell borders of levels 1..``levels`` (at most 2).
+
+    Returns:
+        ``out``. The picture is the finest mosaic up to level 1, with the
+        actions of level 1 written in each cell (red where the map's rasters
+        do not cover the cell).
+    """
+    plt = _plt()
+
+    grid = mapdir.grid
+    image = mapdir.mosaic(min(1, grid.levels - 1))
+    half = grid.size_m / 2
+    fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
+    ax.imshow(image, extent=(-half, half, -half, half), interpolation="lanczos")
+    uncovered: np.ndarray | list[int] = (
+        np.where(mapdir.coverage_fraction[grid.level_offset(1) : grid.level_offset(2)] < 0.999)[0]
+        if grid.levels > 1
+        else []
+    )
+    styles = [("yellow", 1.6), ("white", 0.5)]
+    for level in range(1, min(levels, grid.levels, len(styles)) + 1):
+        colour, width = styles[level - 1]
+        n = grid.grid**level
+        for k in range(n + 1):
+            t = -half + k * grid.size_m / n
+            ax.plot([t, t], [-half, half], color=colour, lw=width, alpha=0.9)
+            ax.plot([-half, half], [t, t], color=colour, lw=width, alpha=0.9)
+    if grid.levels > 1:
+        for action in range(grid.actions):
+            east, north = grid.center_m((action,))
+            low = action in uncovered
+            ax.text(
+                east,
+                north,
+                str(action),
+                color="red" if low else "yellow",
+                ha="center",
+                va="center",
+                fontsize=13,
+                weight="bold",
+                alpha=0.85,
+            )
+    nw = grid.corners_latlon(())[0]
+    se = grid.corners_latlon(())[2]
+    ax.set_title(
+        f"{mapdir.name}: {grid.describe()}\nNW ({nw[0]:.6f}, {nw[1]:.6f})  SE ({se[0]:.6f}, {se[1]:.6f})", fontsize=9
+    )
+    ax.set_xlabel("east [m] (local transverse Mercator)")
+    ax.set_ylabel("north [m]")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
+    """Save the pictures of a replayed flight.
+
+    Args:
+        rows: The frames with ground truth, as :func:`.bag.frame_row` makes them.
+        mapdir: The map they were localized on.
+        out: The folder to write into (it exists).
+
+    Returns:
+        The paths of ``trajectory.png`` (truth vs estimates with 95 %
+        ellipses on the map), ``error_cdf.png`` and ``error_time.png``.
+    """
+    plt = _plt()
+    from matplotlib.patches import Ellipse
+
+    out = Path(out)
+    grid = mapdir.grid
+    half = grid.size_m / 2
+    true = np.array([grid.frame.to_local(r["true_lat"], r["true_lon"]) for r in rows], float)
+    est = np.array([grid.frame.to_local(r["est_lat"], r["est_lon"]) for r in rows], float)
+    err = np.array([r["error_m"] for r in rows])
+    t_s = np.array([r["t_s"] for r in rows])
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
+    ax.imshow(mapdir.mosaic(min(1, grid.levels - 1)), extent=(-half, half, -half, half))
+    ax.plot(true[:, 0], true[:, 1], "-", color="white", lw=2.0, label="ground truth")
+    sc = ax.scatter(
+        est[:, 0],
+        est[:, 1],
+        c=err,
+        cmap="plasma",
+        s=14,
+        zorder=3,
+        vmin=0,
+        vmax=max(4 * grid.terminal_size_m, np.percentile(err, 95)),
+        label="estimates",
+    )
+    step = max(1, len(rows) // ELLIPSES_DRAWN)
+    for r, (e, n) in list(zip(rows, est, strict=True))[::step]:
+        cov = np.array([[r["cov_ee_m2"], r["cov_en_m2"]], [r["cov_en_m2"], r["cov_nn_m2"]]])
+        width_m, height_m, angle_deg = ellipse_95(cov)
+        ax.add_patch(Ellipse((e, n), width_m, height_m, angle=angle_deg, fill=False, color="cyan", lw=0.8, alpha=0.8))
+    ax.set_xlim(-half, half)
+    ax.set_ylim(-half, half)
+    fig.colorbar(sc, ax=ax, fraction=0.04, label="error [m]")
+    ax.set_title(f"{mapdir.name}: truth (white), estimates (by error), 95 % ellipses (cyan)", fontsize=9)
+    ax.set_xlabel("east [m]")
+    ax.set_ylabel("north [m]")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "trajectory.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    xs = np.sort(err)
+    ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), lw=2)
+    for x in (40, 50, 100):
+        ax.axvline(x, color="grey", ls=":", lw=1)
+    ax.axvline(
+        grid.terminal_size_m, color="tab:red", ls="--", lw=1, label=f"terminal cell {grid.terminal_size_m:.1f} m"
+    )
+    ax.set_xscale("symlog", linthresh=max(1.0, grid.terminal_size_m / 4))
+    ax.set_xlabel("error [m]")
+    ax.set_ylabel("share of frames")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"error CDF ({len(err)} frames, median {np.median(err):.1f} m)")
+    fig.tight_layout()
+    paths.append(out / "error_cdf.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
+    ax.plot(t_s, err, ".-", lw=0.8, ms=3, label="error [m]")
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("error [m]")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(t_s, [r["confidence"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7, label="confidence")
+    ax2.set_ylabel("confidence")
+    ax2.set_ylim(0, 1)
+    ax.set_title("error and confidence over time")
+    fig.tight_layout()
+    paths.append(out / "error_time.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    return paths

@@ -1,0 +1,109 @@
+"""Query sources of `jzi evaluate`: frames with known positions the model never saw.
+
+Aerial queries are camera frames rendered from the map's own orthophoto with
+a random stream of their own (never the training one), by default in the
+terminal cells training held out; geotagged queries are images listed in a
+CSV with their latitude and longitude. Both come as :class:`Queries`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..data import AerialConfig, CameraPose, heldout_cells, pose_paths, render_samples, sample_poses
+from ..data.geotagged import load_geotagged, read_images
+from ..geo import MapDir, ZoomGrid
+from ..geo.ortho import LocalOrtho
+
+log = logging.getLogger(__name__)
+
+RENDER_BATCH = 64
+"""Poses rendered at a time."""
+
+
+class Queries(NamedTuple):
+    """Query images with where they were taken."""
+
+    images: list[np.ndarray]  # N images, RGB uint8 (H, W, 3)
+    latlon: np.ndarray  # (N, 2) true latitude, longitude [deg]
+    paths: np.ndarray  # (N, L) true terminal paths
+
+    @classmethod
+    def concat(cls, parts: list[Queries]) -> Queries:
+        """All queries of ``parts``, in order."""
+        return cls(
+            [image for part in parts for image in part.images],
+            np.concatenate([part.latlon for part in parts]),
+            np.concatenate([part.paths for part in parts]),
+        )
+
+
+def training_aerial_config(image_px: int, train_args: dict) -> AerialConfig:
+    """The aerial rendering a model was trained with.
+
+    Args:
+        image_px: The model's input side [px].
+        train_args: The training options stored in its checkpoint (``extra["train_config"]``).
+
+    Returns:
+        The footprints and held-out cells of training, the rest as default.
+    """
+    return AerialConfig(
+        image_px=image_px,
+        footprint_cells=tuple(train_args.get("footprint_cells", AerialConfig.footprint_cells)),
+        holdout_share=train_args.get("holdout", AerialConfig.holdout_share),
+        holdout_by_area=train_args.get("holdout_by_area", False),
+    )
+
+
+def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, split: str, holdout_seed: int) -> Queries:
+    """Frames rendered from the map's orthophoto.
+
+    Args:
+        mapdir: The map.
+        cfg: How frames are rendered (as in training: see :func:`training_aerial_config`).
+        count: Frames to render.
+        seed: Seed of the frames' positions, headings and colours.
+        split: ``"heldout"`` (in the cells training held out) or ``"all"``.
+        holdout_seed: The training's seed, which chose the held-out cells.
+
+    Returns:
+        ``count`` frames whose footprint lies (``cfg.min_coverage``) on the map.
+    """
+    grid = mapdir.grid
+    ortho = LocalOrtho.for_map(mapdir, pad_m=cfg.max_footprint_m(grid))
+    heldout = heldout_cells(grid, cfg.holdout_share, holdout_seed, cfg.holdout_by_area)
+    if split == "heldout" and not heldout.any():
+        log.info("the model was trained without held-out cells: aerial queries anywhere on the map")
+        split = "all"
+    rng = np.random.default_rng([seed, 4242])  # never the training stream
+    frames: list[np.ndarray] = []
+    poses: list[CameraPose] = []
+    while len(poses) < count:
+        batch = sample_poses(grid, min(RENDER_BATCH, count - len(poses)), rng, cfg, split, heldout)
+        imgs, covered = render_samples(ortho, batch, cfg, rng)
+        keep = covered >= cfg.min_coverage
+        frames += list(imgs[keep])
+        poses += [p for p, k in zip(batch, keep, strict=True) if k]
+    east = np.array([p.east_m for p in poses])
+    north = np.array([p.north_m for p in poses])
+    lat, lon = grid.frame.to_latlon(east, north)
+    return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses))
+
+
+def geotagged_queries(csv_path: str | Path, grid: ZoomGrid) -> Queries:
+    """Geotagged images of a CSV (image, latitude, longitude) inside the region.
+
+    Args:
+        csv_path: The CSV; image paths are relative to its folder.
+        grid: The map's zoom grid; images outside its region are left out.
+
+    Returns:
+        The images read, with their positions and terminal paths.
+    """
+    data = load_geotagged(csv_path, grid)
+    return Queries(read_images(data.images), data.latlon, data.paths)

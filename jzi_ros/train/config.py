@@ -1,0 +1,178 @@
+"""Every option of a training run, in one frozen, validated dataclass.
+
+The names are those of ``jzi train``'s options (``--max-steps`` is
+``max_steps``); the defaults are the command's. Sizes in pixels say ``_px``,
+times their unit (``minutes``, ``eval_every_s``); ``footprint_cells`` and
+``holdout`` count terminal cells of the map's grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model import PACKAGED_WEIGHTS
+from .errors import TrainError
+
+DEFAULT_ENCODER = "tf_efficientnet_lite0"
+DEFAULT_WEIGHTS = PACKAGED_WEIGHTS
+
+_CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls")}
+_POSITIVE = ("samples", "val_samples", "image_px", "dim", "depth", "heads", "batch")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, model, optimisation and where to write.
+
+    Attributes:
+        map: map directory (``jzi build-map``).
+        out: checkpoint to write (and to resume from).
+        aerial: train on frames rendered from the map's orthophoto.
+        data: CSV of geotagged images (image, latitude, longitude), or None.
+        minutes: wall-time budget of the whole run [min]; it ends the run only
+            when ``max_steps`` is None.
+        max_steps: optimiser steps to run; None: as many as the budget allows.
+        samples: aerial training frames.
+        val_samples: aerial validation frames (in held-out cells when there are some).
+        footprint_cells: (min, max) ground width an aerial frame sees [terminal cells].
+        augment: augmented copies of each geotagged training image.
+        holdout: share of terminal cells held out of training, in [0, 1).
+        holdout_by_area: hold out whole cells of the level above the terminal one.
+        encoder: timm backbone name.
+        weights: backbone weights (a file, ``PACKAGED_WEIGHTS`` or ``RANDOM_WEIGHTS``).
+        image_px: encoder input side [px].
+        pooling: global feature of a view: "cls" or "mean".
+        query: frame encoding: "single" (centre square) or "halves" (two halves of S x 2S).
+        tokens: decoder tokens per view: "children" (one per child) or "cls".
+        fine_tune_blocks: also train the encoder's last N blocks (0: frozen encoder).
+        workers: data loader processes when fine-tuning.
+        dim: decoder width.
+        depth: decoder layers.
+        heads: decoder attention heads.
+        dropout: decoder dropout probability.
+        batch: samples per optimiser step, over all processes.
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: cross-entropy label smoothing.
+        eval_every_s: validate and save at most this often [s].
+        seed: seed of every random choice.
+        device: torch device ("cpu", "cuda", "cuda:N").
+        threads: torch CPU threads; None: torch's choice.
+        resume: continue the run saved at ``out``.
+        quiet: no progress bars.
+    """
+
+    map: Path
+    out: Path
+    aerial: bool = False
+    data: Path | None = None
+    minutes: float = 10.0
+    max_steps: int | None = None
+    samples: int = 12000
+    val_samples: int = 500
+    footprint_cells: tuple[float, float] = (4.0, 8.0)
+    augment: int = 2
+    holdout: float = 0.1
+    holdout_by_area: bool = False
+    encoder: str = DEFAULT_ENCODER
+    weights: str | None = DEFAULT_WEIGHTS
+    image_px: int = 224
+    pooling: str = "cls"
+    query: str = "single"
+    tokens: str = "children"
+    fine_tune_blocks: int = 0
+    workers: int = 2
+    dim: int = 128
+    depth: int = 3
+    heads: int = 4
+    dropout: float = 0.1
+    batch: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    eval_every_s: float = 60.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    resume: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalize the types once, here
+        set_(self, "map", Path(self.map))
+        set_(self, "out", Path(self.out))
+        if self.data is not None:
+            set_(self, "data", Path(self.data))
+        if self.weights is not None:
+            set_(self, "weights", str(self.weights))
+        try:
+            set_(self, "footprint_cells", tuple(float(v) for v in self.footprint_cells))
+        except (TypeError, ValueError):
+            raise TrainError(f"footprint_cells must be two numbers (min, max), not {self.footprint_cells!r}") from None
+        if not self.aerial and self.data is None:
+            raise TrainError("choose training data: aerial, data, or both")
+        if not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise TrainError(f"minutes must be positive, not {self.minutes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TrainError(f"max_steps must be positive (or None for the time budget), not {self.max_steps}")
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name} must be positive, not {getattr(self, name)}")
+        fp = self.footprint_cells
+        if len(fp) != 2 or not 0 < fp[0] <= fp[1]:
+            raise TrainError(f"footprint_cells must be (min, max) with 0 < min <= max, not {self.footprint_cells}")
+        for name in ("augment", "fine_tune_blocks", "workers"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        for name in ("holdout", "dropout", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TrainError(f"{name} must lie in [0, 1), not {getattr(self, name)}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise TrainError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.dim % self.heads:
+            raise TrainError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if not self.lr > 0:
+            raise TrainError(f"lr must be positive, not {self.lr}")
+        if self.weight_decay < 0:
+            raise TrainError(f"weight_decay must be 0 or more, not {self.weight_decay}")
+        if not self.eval_every_s > 0:
+            raise TrainError(f"eval_every_s must be positive, not {self.eval_every_s}")
+        if self.threads is not None and self.threads < 1:
+            raise TrainError(f"threads must be positive (or None for torch's choice), not {self.threads}")
+
+    @property
+    def budget_s(self) -> float:
+        """The wall-time budget [s]."""
+        return self.minutes * 60.0
+
+    def to_dict(self) -> dict:
+        """The options as JSON types (paths as strings, ``footprint_cells`` as a list)."""
+        d = dataclasses.asdict(self)
+        d.update(map=str(self.map), out=str(self.out), footprint_cells=list(self.footprint_cells))
+        d["data"] = None if self.data is None else str(self.data)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            TrainError: ``d`` names an option this config lacks, or lacks ``map`` or ``out``.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise TrainError(f"unknown training option(s) {', '.join(unknown)}")
+        missing = [n for n in ("map", "out") if n not in d]
+        if missing:
+            raise TrainError(f"a training config needs {' and '.join(missing)}")
+        return cls(**d)
+
+
+def checkpoint_entries(config: TrainConfig) -> dict:
+    """The run's record in a checkpoint's extra: ``train_config`` (:meth:`TrainConfig.to_dict`)."""
+    return {"train_config": config.to_dict()}

@@ -1,0 +1,253 @@
+"""Training samples for the decoder: frames encoded once by the frozen encoder.
+
+Two sources, alone or together: aerial frames rendered from the map's own
+orthophoto (labelled by the cell under the camera) and geotagged images from a
+CSV. Encoded samples are cached beside the checkpoint (``.jzi_cache/``) under
+a digest of everything they depend on, so a second run (or a resumed one)
+skips the encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data import AerialConfig, CameraPose, heldout_cells, in_heldout, pose_paths, render_samples, sample_poses
+from ..data.augment import street
+from ..data.geotagged import load_geotagged, read_images
+from ..geo import MapDir
+from ..geo.ortho import LocalOrtho
+from ..model import ZoomModel
+from .config import TrainConfig
+from .distributed import Dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Samples:
+    """Encoded training data.
+
+    Attributes:
+        x: query features (N, F), float16.
+        paths: terminal paths (N, L) [actions].
+        east_north: positions (N, 2) [m, the map's local frame].
+        val: whether each sample validates rather than trains (N,) bool.
+    """
+
+    x: np.ndarray
+    paths: np.ndarray
+    east_north: np.ndarray
+    val: np.ndarray
+
+    def save(self, path: Path) -> None:
+        """Write the samples to an ``.npz`` file, atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, x=self.x, paths=self.paths, east_north=self.east_north, val=self.val)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Samples:
+        """Read samples written by :meth:`save`."""
+        with np.load(path) as z:
+            return cls(z["x"], z["paths"], z["east_north"], z["val"])
+
+    @classmethod
+    def concat(cls, parts: list[Samples]) -> Samples:
+        """The samples of ``parts``, one after the other."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "paths", "east_north", "val")))
+
+    def split(self, val: bool) -> Samples:
+        """The validation samples (``val`` True) or the training ones."""
+        keep = self.val == val
+        return Samples(self.x[keep], self.paths[keep], self.east_north[keep], self.val[keep])
+
+
+def cache_path(out: Path, key: dict) -> Path:
+    """Where encoded samples described by ``key`` (JSON types) are cached for checkpoint ``out``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return out.parent / ".jzi_cache" / f"samples-{digest}.npz"
+
+
+def aerial_config(config: TrainConfig) -> AerialConfig:
+    """How aerial frames are rendered for a training run."""
+    return AerialConfig(
+        image_px=config.image_px,
+        footprint_cells=config.footprint_cells,
+        holdout_share=config.holdout,
+        holdout_by_area=config.holdout_by_area,
+    )
+
+
+def aerial_samples(
+    mapdir: MapDir,
+    model: ZoomModel,
+    cfg: AerialConfig,
+    n_train: int,
+    n_val: int,
+    seed: int,
+    deadline_s: float | None = None,
+    quiet: bool = False,
+) -> Samples:
+    """Render and encode aerial frames.
+
+    Args:
+        mapdir: the map whose orthophoto is rendered.
+        model: its encoder encodes the frames.
+        cfg: how frames are rendered and which cells are held out.
+        n_train: training frames, outside the held-out cells.
+        n_val: validation frames, inside the held-out cells (anywhere when none
+            is held out), at other positions, headings and altitudes.
+        seed: seed of the held-out cells and of every pose.
+        deadline_s: ``time.monotonic()`` [s] after which the training frames
+            stop early (once there are 256); None: never.
+        quiet: no progress bar.
+
+    Returns:
+        The validation samples, then the training ones.
+    """
+    grid = mapdir.grid
+    ortho = LocalOrtho.for_map(mapdir, pad_m=cfg.max_footprint_m(grid))
+    heldout = heldout_cells(grid, cfg.holdout_share, seed, cfg.holdout_by_area)
+    rng = np.random.default_rng(seed)
+    parts = []
+    val_split = "heldout" if cfg.holdout_share > 0 else "all"
+    for split, count in ((val_split, n_val), ("train", n_train)):
+        xs: list[np.ndarray] = []
+        poses_done: list[CameraPose] = []
+        chunk = 32
+        with tqdm(
+            total=count, desc=f"aerial frames ({split})", unit="frame", disable=quiet, dynamic_ncols=True
+        ) as pbar:
+            while len(poses_done) < count:
+                poses = sample_poses(grid, min(chunk, count - len(poses_done)), rng, cfg, split, heldout)
+                frames, covered = render_samples(ortho, poses, cfg, rng)
+                keep = covered >= cfg.min_coverage
+                poses = [p for p, k in zip(poses, keep, strict=True) if k]
+                if poses:
+                    xs.append(model.encode_queries(list(frames[keep])).cpu().numpy().astype(np.float16))
+                    poses_done += poses
+                    pbar.update(len(poses))
+                late = deadline_s is not None and time.monotonic() > deadline_s
+                if split == "train" and late and len(poses_done) >= 256:
+                    log.warning("time budget: stopping aerial frames at %d of %d", len(poses_done), count)
+                    break
+        east_north = np.array([[p.east_m, p.north_m] for p in poses_done])
+        parts.append(
+            Samples(
+                np.concatenate(xs), pose_paths(grid, poses_done), east_north, np.full(len(poses_done), split != "train")
+            )
+        )
+    return Samples.concat(parts)
+
+
+def geotagged_samples(
+    mapdir: MapDir,
+    model: ZoomModel,
+    csv: Path,
+    seed: int,
+    holdout_share: float,
+    by_area: bool,
+    copies: int,
+    quiet: bool = False,
+) -> Samples:
+    """Encode geotagged images; those in held-out cells validate.
+
+    Args:
+        mapdir: the map the images lie in.
+        model: its encoder encodes the images.
+        csv: the images and their positions (image, latitude, longitude).
+        seed: seed of the held-out cells and of the augmentation.
+        holdout_share: share of terminal cells held out.
+        by_area: hold out whole cells of the level above the terminal one.
+        copies: each training image is also encoded this many times augmented
+            (crop, colour, blur).
+        quiet: no progress bar.
+
+    Returns:
+        The images' samples, augmented copies after each batch.
+    """
+    grid = mapdir.grid
+    data = load_geotagged(csv, grid)
+    heldout = heldout_cells(grid, holdout_share, seed, by_area)
+    val = in_heldout(grid, heldout, data.east_north[:, 0], data.east_north[:, 1])
+    rng = np.random.default_rng(seed)
+    xs, keep = [], []
+    batch = 16
+    for i in tqdm(range(0, len(data.images), batch), desc="geotagged images", unit="batch", disable=quiet):
+        images = read_images(data.images[i : i + batch])
+        xs.append(model.encode_queries(images).cpu().numpy().astype(np.float16))
+        keep += list(range(i, i + len(images)))
+        for _ in range(copies):
+            train_idx = [j for j in range(len(images)) if not val[i + j]]
+            if train_idx:
+                aug = [street(images[j], rng) for j in train_idx]
+                xs.append(model.encode_queries(aug).cpu().numpy().astype(np.float16))
+                keep += [i + j for j in train_idx]
+    rows = np.array(keep)
+    return Samples(np.concatenate(xs), data.paths[rows], data.east_north[rows], val[rows])
+
+
+def encoded_samples(
+    config: TrainConfig, mapdir: MapDir, model: ZoomModel, dist: Dist, deadline_s: float | None
+) -> Samples:
+    """The run's samples: from the cache, or encoded by rank 0 and cached.
+
+    Args:
+        config: the run (its data, counts, seed and hold-out).
+        mapdir: the map.
+        model: the model whose frozen encoder encodes the samples.
+        dist: this process's place in the job; the other ranks wait for rank 0.
+        deadline_s: ``time.monotonic()`` [s] by which aerial frames should be
+            done (see :func:`aerial_samples`); None: no deadline.
+
+    Returns:
+        The samples, on every rank.
+    """
+    aerial = aerial_config(config)
+    key = {
+        "map": str(mapdir.path.resolve()),
+        "grid": mapdir.grid.to_dict(),
+        "identity": model.identity(),
+        "aerial": aerial.to_dict() if config.aerial else None,
+        "samples": config.samples,
+        "val": config.val_samples,
+        "seed": config.seed,
+        "data": str(config.data) if config.data else None,
+        "augment": config.augment if config.data else None,
+        "holdout": [config.holdout, config.holdout_by_area],
+        "query": config.query,
+    }
+    cache = cache_path(config.out, key)
+    if dist.main and not cache.exists():
+        parts = []
+        if config.aerial:
+            n_train, n_val = config.samples, config.val_samples
+            parts.append(aerial_samples(mapdir, model, aerial, n_train, n_val, config.seed, deadline_s, config.quiet))
+        if config.data:
+            parts.append(
+                geotagged_samples(
+                    mapdir,
+                    model,
+                    config.data,
+                    config.seed,
+                    config.holdout,
+                    config.holdout_by_area,
+                    config.augment,
+                    config.quiet,
+                )
+            )
+        Samples.concat(parts).save(cache)
+    elif dist.main:
+        log.info("reusing encoded samples %s", cache)
+    dist.barrier()
+    return Samples.load(cache)

@@ -1,0 +1,170 @@
+"""One training run, start to end: :func:`train` (what ``jzi train`` calls).
+
+A run builds a model for the map (or continues the one saved at ``out``),
+then either trains the decoder on features the frozen encoder computed once
+(:mod:`.decoder_loop`, the CPU default) or trains the encoder's last blocks
+with it (:mod:`.finetune`, a GPU job). Under torchrun every process calls
+:func:`train`; rank 0 encodes, validates and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..geo import MapDir
+from ..localizer.index import index_map
+from ..model import ZoomModel, load_checkpoint
+from ..model.search import as_features
+from ..progress import bar
+from .config import TrainConfig
+from .decoder_loop import build_model, train_decoder
+from .distributed import Dist
+from .errors import TrainError
+from .finetune import train_end_to_end
+from .samples import encoded_samples
+
+log = logging.getLogger(__name__)
+
+SAMPLES_SHARE = 0.45
+"""Share of the time budget that encoding aerial frames may take (runs without ``max_steps``)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run did.
+
+    Attributes:
+        model: the trained model, on the training device.
+        history: one dict per validation (step, loss and the metrics), oldest
+            first; empty on ranks other than 0.
+        steps: optimiser steps done in all (a resumed run counts on from its start).
+        out: the checkpoint written.
+        elapsed_s: wall time of the run [s].
+        fine_tuned: whether the encoder's last blocks trained (and the map was
+            re-indexed for them).
+        rank: this process's rank in a torchrun job (0 alone).
+        validation: the last validation's metrics (``path_acc``, ``level_acc``
+            and ``median_m`` [m] for the decoder; ``median_m`` and
+            ``within_cell`` when fine-tuning); empty when none ran.
+    """
+
+    model: ZoomModel
+    history: list[dict]
+    steps: int
+    out: Path
+    elapsed_s: float
+    fine_tuned: bool = False
+    rank: int = 0
+    validation: dict = field(default_factory=dict)
+
+
+def _device(name: str) -> torch.device:
+    """The torch device named ``name``, checked to exist."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainError(f"device {name!r} is not a torch device (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {name} was asked for but torch sees no CUDA device")
+    return device
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a zoom model for ``config.map`` and write it to ``config.out``.
+
+    Sets torch's CPU threads, joins the torchrun job if there is one, seeds
+    torch and NumPy with ``config.seed``, builds the model (or loads the one
+    to resume), then trains the decoder on cached features or, with
+    ``fine_tune_blocks``, the encoder's last blocks with it. The checkpoint
+    holds the model, ``train_config`` (``config.to_dict()``) and the history
+    (``train_state`` with the optimizer, for resuming, when the encoder is frozen).
+
+    Args:
+        config: the run.
+
+    Returns:
+        The model, its validation history and where it was written.
+
+    Raises:
+        TrainError: the device is missing, there is nothing to resume, or the
+            run cannot be set up as asked (other ``JziError`` subclasses come
+            from the map, the data and the weights).
+    """
+    started_s = time.monotonic()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dist = Dist.start(_device(config.device))
+    try:
+        if config.batch < dist.world:
+            raise TrainError(f"batch {config.batch} must be at least the number of processes ({dist.world})")
+        return _train(config, dist, started_s)
+    finally:
+        dist.stop()
+
+
+def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
+    """:func:`train` once the process knows its place in the job."""
+    deadline_s = started_s + config.budget_s
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    mapdir = MapDir(config.map)
+    state = None
+    if config.resume:
+        model, extra = load_checkpoint(config.out)
+        state = extra.get("train_state")
+        if state is None:
+            raise TrainError(f"{config.out} holds no training state to resume")
+        if dist.main:
+            log.info("resuming %s at step %d of %d", config.out, state["step"], state["total"])
+    else:
+        model = build_model(config, mapdir)
+    model.to(dist.device)
+    model.encoder.eval().requires_grad_(False)
+    if dist.main:
+        log.info("map: %s", mapdir.grid.describe())
+    fine_tuned = config.fine_tune_blocks > 0
+    if fine_tuned:
+        if dist.main:
+            log.info(
+                "fine-tuning the last %d blocks of %s with the decoder", config.fine_tune_blocks, model.cfg.encoder.name
+            )
+        steps, history = train_end_to_end(model, mapdir, config, dist, deadline_s)
+    else:
+        if dist.main:
+            dec = model.cfg.decoder
+            log.info(
+                "model: %s encoder (%d-d, frozen), decoder %dx%dx%d, %s tokens, %s parameters",
+                model.cfg.encoder.name,
+                model.encoder.dim,
+                dec.depth,
+                dec.heads,
+                dec.dim,
+                dec.tokens,
+                f"{sum(p.numel() for p in model.decoder.parameters()):,}",
+            )
+            index_map(mapdir, model, progress=bar("indexing map views", config.quiet, unit="batch"))
+        dist.barrier()
+        feats = as_features(index_map(mapdir, model), dist.device)
+        samples_deadline_s = started_s + SAMPLES_SHARE * config.budget_s if config.max_steps is None else None
+        samples = encoded_samples(config, mapdir, model, dist, samples_deadline_s)
+        if dist.main:
+            where = "held-out cells" if config.holdout > 0 else "new positions"
+            log.info("samples: %d training, %d validation (%s)", (~samples.val).sum(), samples.val.sum(), where)
+        steps, history = train_decoder(model, feats, samples, config, dist, deadline_s, state)
+    last = history[-1] if history else {}
+    return TrainResult(
+        model=model,
+        history=history,
+        steps=steps,
+        out=config.out,
+        elapsed_s=time.monotonic() - started_s,
+        fine_tuned=fine_tuned,
+        rank=dist.rank,
+        validation={k: v for k, v in last.items() if k not in ("step", "loss")},
+    )

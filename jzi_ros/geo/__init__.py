@@ -7,9 +7,9 @@ use the grid's arithmetic cheaply.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_attributes
 from .errors import GeoError, MapError, OutsideRegionError, RasterError
 from .frame import LocalFrame
 from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid, view_indices
@@ -27,11 +27,7 @@ _LAZY = {
     "read_info": "raster",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,10 +6,10 @@ localizer and map indexing (torch) load on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from ..images import to_rgb
+from ..lazy import lazy_attributes
 from .errors import InputError, PriorError
 from .estimate import CHI2_95_2DOF, VERTICAL_VARIANCE_M2, Candidate, Estimate, covariance, ellipse_95, inside_ellipse_95
 
@@ -25,11 +25,7 @@ _LAZY = {
     "index_map": "index",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -1,16 +1,7 @@
 """`jzi bench`: how fast and how big, measured, with a report.
 
-1. Per-frame latency of the localizer for each backend asked (image decode,
-   encode, search, message), p50/p95 after warm-up, on JPEG frames rendered
-   from the map; encoder throughput with batching; peak resident memory.
-2. Encoder latency of named backbones at their input size (random weights:
-   speed does not depend on them).
-3. Scaling: regions of growing side at a fixed terminal cell (39.0625 m, as in
-   the paper), zoom search (beam 1 and 4) against flat retrieval over every
-   terminal cell (exhaustive cosine similarity as Sample4Geo does it, and
-   FAISS's exact inner-product index when faiss is installed): per-query
-   search time, map memory, overhead views to encode to build the map.
-   Feature values are random there: it measures cost, not accuracy.
+Per-frame latency per backend, encoder throughput and latency, memory, and
+zoom against flat retrieval from 1 to 100 km (see :mod:`jzi_ros.evaluation.benchmark`).
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def test_the_command_line_defaults_are_the_configs_defaults():
 def test_every_option_of_the_command_is_a_field_of_the_config():
     args = parse_args(["train", "--map", "m", "--out", "o", "--aerial"])
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(vars(args)) - fields == {"run", "preset", "preset_section", "verbose"}
+    assert set(vars(args)) - fields == {"run", "preset", "preset_section", "verbose", "command_parser"}
 
 
 def test_lr_warms_up_linearly_then_decays_by_a_cosine_to_five_percent():

@@ -102,7 +102,7 @@ def test_a_written_flight_reads_back_as_frames_camera_info_and_truth(utm_tif, tm
         assert {t: reader.count(t) for t in reader.topics} == flight.topics
         track = bags.read_fix_track(reader, "/gps/fix")
         frames = [m.msg for m in reader.messages([flight.image_topic])]
-    assert track.t[0] == START_NS and np.all(np.diff(track.t) == 250_000_000)
+    assert track.t_ns[0] == START_NS and np.all(np.diff(track.t_ns) == 250_000_000)
     assert decode_message(frames[0])[0].shape == (32, 32, 3)
     assert bags.stamp_of(frames[1], 0) == START_NS + 500_000_000
     with pytest.raises(bags.BagError, match="exists"):  # never overwrites a bag

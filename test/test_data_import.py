@@ -106,7 +106,7 @@ def test_fix_track_keeps_valid_fixes_sorted_by_stamp(tmp_path):
         w.add("/bad", bags.navsatfix(t0, "gps", 47.0, 8.0, 400.0, np.eye(3), fix=False), t0)
     with bags.BagReader(bag) as reader:
         track = bags.read_fix_track(reader, "/gps")
-        assert track.t.tolist() == [t0 + 10**9, t0 + 2 * 10**9] and track.lat.tolist() == [47.0, 47.2]
+        assert track.t_ns.tolist() == [t0 + 10**9, t0 + 2 * 10**9] and track.lat.tolist() == [47.0, 47.2]
         with pytest.raises(bags.BagError, match="no valid ground-truth fix on /bad"):
             bags.read_fix_track(reader, "/bad")
         with pytest.raises(bags.BagError, match="has no topic /nowhere"):

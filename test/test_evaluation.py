@@ -168,7 +168,7 @@ def test_ground_truth_skips_invalid_fixes_and_sorts_them_by_stamp(tmp_path):
     )
     with bags.BagReader(bag) as reader:
         track = bags.read_fix_track(reader, "/gps/fix")
-    assert track.t.tolist() == [10**9, 2 * 10**9]
+    assert track.t_ns.tolist() == [10**9, 2 * 10**9]
     assert track.lat.tolist() == [47.1, 47.2] and track.lon.tolist() == [8.1, 8.2]
 
 

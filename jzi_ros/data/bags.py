@@ -236,5 +236,5 @@ def read_fix_track(reader: BagReader, topic: str) -> FixTrack:
     if not rows:
         raise BagError(f"{reader.path} has no valid ground-truth fix on {topic}")
     rows.sort()
-    t, lat, lon = (np.array(c) for c in zip(*rows, strict=True))
-    return FixTrack(t.astype(np.int64), lat, lon)
+    t_ns, lat, lon = (np.array(c) for c in zip(*rows, strict=True))
+    return FixTrack(t_ns.astype(np.int64), lat, lon)

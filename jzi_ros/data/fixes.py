@@ -9,9 +9,9 @@ import numpy as np
 
 @dataclass
 class FixTrack:
-    """Fixes sorted by stamp: t [ns], lat, lon [deg]."""
+    """Fixes sorted by stamp: ``t_ns`` [ns], ``lat``, ``lon`` [deg]."""
 
-    t: np.ndarray
+    t_ns: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
 
@@ -22,16 +22,16 @@ class FixTrack:
         are at most ``max_gap_s`` apart (or the nearer fix, when one is within
         half of it).
         """
-        i = int(np.searchsorted(self.t, stamp_ns))
+        i = int(np.searchsorted(self.t_ns, stamp_ns))
         gap = max_gap_s * 1e9
-        if 0 < i < len(self.t) and self.t[i] - self.t[i - 1] <= gap:
-            w = (stamp_ns - self.t[i - 1]) / max(self.t[i] - self.t[i - 1], 1)
+        if 0 < i < len(self.t_ns) and self.t_ns[i] - self.t_ns[i - 1] <= gap:
+            w = (stamp_ns - self.t_ns[i - 1]) / max(self.t_ns[i] - self.t_ns[i - 1], 1)
             return (
                 float(self.lat[i - 1] + w * (self.lat[i] - self.lat[i - 1])),
                 float(self.lon[i - 1] + w * (self.lon[i] - self.lon[i - 1])),
             )
-        near = [j for j in (i - 1, i) if 0 <= j < len(self.t) and abs(self.t[j] - stamp_ns) <= gap / 2]
+        near = [j for j in (i - 1, i) if 0 <= j < len(self.t_ns) and abs(self.t_ns[j] - stamp_ns) <= gap / 2]
         if near:
-            j = min(near, key=lambda j: abs(self.t[j] - stamp_ns))
+            j = min(near, key=lambda j: abs(self.t_ns[j] - stamp_ns))
             return float(self.lat[j]), float(self.lon[j])
         return None

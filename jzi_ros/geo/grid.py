@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import yaml
@@ -23,10 +23,8 @@ import yaml
 from .errors import GeoError, OutsideRegionError
 from .frame import LocalFrame
 
-if TYPE_CHECKING:  # the grid's arithmetic also serves the model's tensors; geo never imports torch
-    import torch
-
-ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+ArrayT = TypeVar("ArrayT", bound=Any)
+"""An integer array: a NumPy array or a torch tensor (geo never imports torch, so it cannot name it)."""
 
 CellPath = tuple[int, ...]
 

@@ -129,3 +129,19 @@ def test_each_command_loads_its_own_options_only_when_it_runs():
         chosen = make_parser(name)[1]
         assert chosen is not None and chosen.prog.endswith(name)
         assert callable(chosen.get_default("run")) or name == "import"  # import's sources set their own run
+
+
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (["train", "--map", "m", "--out", "o.pt"], "jzi: error: --aerial or --data must be given (or both)"),
+        (["evaluate", "--map", "m", "--model", "m.pt", "--out", "o"], "jzi: error: --aerial or --data must be given"),
+        (["train", "--map", "m", "--out", "o.pt", "--aerial", "--batch", "0"], "jzi: error: --batch must be"),
+    ],
+)
+def test_library_errors_reach_the_command_line_in_its_flags(argv, expect, capsys):
+    from jzi_ros.tools.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expect) and err.count("\n") == 1

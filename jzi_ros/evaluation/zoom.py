@@ -65,7 +65,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if not self.aerial and self.data is None:
-            raise EvaluationError("choose queries: aerial=True, data=<CSV>, or both")
+            raise EvaluationError("aerial or data must be given (or both): the queries")
         if self.split not in SPLITS:
             raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if self.samples < 1 or self.beam < 1 or self.top_k < 1:

@@ -72,13 +72,17 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def _in_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
-    """A library message in the command line's words: ``max_gap_s must ...`` -> ``--max-gap-s must ...``."""
+    """A library message in the command line's words.
+
+    ``max_gap_s must ...`` -> ``--max-gap-s must ...``; ``aerial or data must ...``
+    -> ``--aerial or --data must ...``.
+    """
     if parser is None:
         return message
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             flag = max(action.option_strings, key=len)
-            message = re.sub(rf"(?<![\w-]){action.dest}(?= must\b)", flag, message)
+            message = re.sub(rf"(?<![\w-]){action.dest}(?=(?: or \w+)* must\b)", flag, message)
     return message
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import JziError
 from ..evaluation import EvalConfig, evaluate_zoom, format_table
 from .common import config_from
 
@@ -37,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and where the metrics went."""
-    if not args.aerial and args.data is None:
-        raise JziError("choose queries: --aerial, --data CSV, or both")
     report = evaluate_zoom(config_from(EvalConfig, args))
     print(format_table(report.results, report.terminal_size_m))
     print(f"wrote {report.metrics_path}")

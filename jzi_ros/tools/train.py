@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import JziError
 from ..model import PACKAGED_WEIGHTS, RANDOM_WEIGHTS
 from ..train import DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig, TrainResult, train
 from .common import config_from
@@ -110,8 +109,6 @@ def summary(result: TrainResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train as the options say; print what was done and where it was written."""
-    if not args.aerial and args.data is None:
-        raise JziError("choose training data: --aerial, --data CSV, or both")
     result = train(config_from(TrainConfig, args))
     if result.rank == 0:
         print(summary(result))

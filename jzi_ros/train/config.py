@@ -113,7 +113,7 @@ class TrainConfig:
         except (TypeError, ValueError):
             raise TrainError(f"footprint_cells must be two numbers (min, max), not {self.footprint_cells!r}") from None
         if not self.aerial and self.data is None:
-            raise TrainError("choose training data: aerial, data, or both")
+            raise TrainError("aerial or data must be given (or both): the training data")
         if not (math.isfinite(self.minutes) and self.minutes > 0):
             raise TrainError(f"minutes must be positive, not {self.minutes}")
         if self.max_steps is not None and self.max_steps < 1:

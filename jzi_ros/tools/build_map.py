@@ -9,7 +9,7 @@ from ..errors import JziError
 from ..geo import build_map
 from ..geo.build import human_bytes
 from ..geo.tiles import read_layout, stitch_tiles
-from .common import bar
+from ..progress import bar
 
 
 def parse_center(text: str) -> tuple[float, float]:

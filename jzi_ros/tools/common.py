@@ -1,14 +1,10 @@
-"""What the command-line front ends share: configs from options (and the library's progress bars)."""
+"""What the command-line front ends share: configs from their options."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from typing import Any, TypeVar
-
-from ..progress import bar
-
-__all__ = ["bar", "config_from"]
 
 C = TypeVar("C")
 

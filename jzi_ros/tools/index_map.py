@@ -9,7 +9,7 @@ from pathlib import Path
 from ..geo import MapDir, feature_key
 from ..localizer import index_map
 from ..model import load_checkpoint
-from .common import bar
+from ..progress import bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

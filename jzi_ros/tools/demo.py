@@ -1,10 +1,15 @@
 """`jzi demo`: the whole chain on an embedded default, with no data from outside.
 
-1. draw a generated orthophoto (a GeoTIFF in UTM, see :mod:`jzi_ros.data.scene`);
-2. build its map (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells);
-3. train a model on it with aerial self-supervision (one token per view:
-   the fast decoder for a CPU budget of minutes);
-4. fly a simulated camera over it into a rosbag2;
+A real camera never sees the map's pixels: the orthophoto is of another date.
+So the demo draws one generated place on two dates and keeps them apart: the
+map and the training see only the summer, the camera flies over the autumn.
+
+1. draw a generated orthophoto of the same place in summer and in autumn
+   (two GeoTIFFs in UTM on one georeference, see :mod:`jzi_ros.data.scene`);
+2. build the map from the summer one (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells);
+3. train a model on that map with aerial self-supervision (one token per
+   view: the fast decoder for a CPU budget of minutes);
+4. fly a simulated camera over the autumn one, inside the map's region, into a rosbag2;
 5. replay the bag through the localizer: metrics and pictures.
 
 Each step is one call of the library, as a Python program would make it;
@@ -42,25 +47,29 @@ def run(args: argparse.Namespace) -> int:
     """Run the five steps, reusing what an earlier run finished."""
     started = time.perf_counter()
     out, quiet = args.out, args.quiet
-    spec = SceneSpec()
-    tif = out / f"scene_seed{spec.seed}.tif"
-    map_dir, model, bag = out / "map", out / "model.pt", out / "flight"
+    summer, autumn = SceneSpec(season="summer"), SceneSpec(season="autumn")
+    tifs = {spec.season: out / f"scene_seed{spec.seed}_{spec.season}.tif" for spec in (summer, autumn)}
+    map_dir, model, bag = out / "map", out / "model.pt", out / "flight_autumn"
 
-    _step(1, f"scene: a {spec.size_px * spec.gsd_m:.0f} m generated orthophoto")
-    if tif.exists():
-        print(f"reusing {tif}")
-    else:
-        print(f"wrote {write_scene(tif, spec)}")
+    side_m = summer.size_px * summer.gsd_m
+    _step(1, f"scene: a {side_m:.0f} m generated orthophoto in two seasons (map: summer, flight: autumn)")
+    for spec in (summer, autumn):
+        tif = tifs[spec.season]
+        if tif.exists():
+            print(f"reusing {tif}")
+        else:
+            print(f"wrote {write_scene(tif, spec)}")
 
-    _step(2, "map: views of every cell of a 2-level zoom grid (16 x 16 terminal cells)")
+    _step(2, "map: views of every cell of a 2-level zoom grid (16 x 16 terminal cells), from the summer orthophoto")
     if (map_dir / "map.yaml").exists():
-        print(f"reusing {map_dir}")
+        sources = ", ".join(Path(source["path"]).name for source in MapDir(map_dir).sources)
+        print(f"reusing {map_dir} (built from {sources})")
     else:
-        built = build_map([tif], map_dir, levels=2, progress=bar("rendering views", quiet))
+        built = build_map([tifs["summer"]], map_dir, levels=2, progress=bar("rendering views", quiet))
         print(f"built {built.grid.describe()}")
     print(f"wrote {draw_overview(MapDir(map_dir), out / 'overview.png')}")
 
-    _step(3, f"model: aerial self-supervised training (10,000 frames, {args.steps} steps)")
+    _step(3, f"model: aerial self-supervised training on the summer map (10,000 frames, {args.steps} steps)")
     if model.exists():
         print(f"reusing {model}")
     else:
@@ -80,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print(summary(train(config)))
 
-    _step(4, "flight: a simulated drone camera over the scene, written as a rosbag2")
+    _step(4, "flight: a simulated drone camera over the autumn orthophoto of the map's region, written as a rosbag2")
+    region = MapDir(map_dir).grid
     flight_config = FlightConfig(
         out=bag,
-        map=map_dir,
+        geotiff=(tifs["autumn"],),
+        center=(region.center_lat, region.center_lon),
+        size_m=region.size_m,
         trajectory="random",
         duration_s=60,
         camera_hz=4,

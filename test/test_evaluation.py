@@ -17,23 +17,23 @@ from jzi_ros.evaluation import (
     EvalConfig,
     EvaluationError,
     Queries,
-    calibration,
     draw_overview,
-    ellipse_coverage,
     error_summary,
+    fix_summary,
     format_summary,
     format_table,
     frame_row,
     frame_statistics,
     geodesic_m,
     plot_eval,
+    reliability,
     select_realtime,
     write_estimates_bag,
     write_frames_csv,
     zoom_metrics,
 )
 from jzi_ros.geo import ZoomGrid, build_map
-from jzi_ros.localizer import VERTICAL_VARIANCE_M2, Estimate
+from jzi_ros.localizer import VERTICAL_VARIANCE_M2, Calibration, Estimate
 
 GRID = ZoomGrid(center_lat=47.05, center_lon=8.54, size_m=400.0, grid=2, levels=2)
 """Terminal cells of 100 m."""
@@ -69,13 +69,13 @@ def test_error_summary_of_no_errors_only_counts_them():
     assert error_summary([], cell_m=50.0) == {"count": 0}
 
 
-def test_calibration_of_confidence_that_matches_accuracy_has_no_error():
+def test_reliability_of_confidence_that_matches_accuracy_has_no_error():
     confidence = np.array([0.25] * 4 + [0.75] * 4)
     correct = np.array([1, 0, 0, 0, 1, 1, 1, 0], bool)
-    result = calibration(confidence, correct)
+    result = reliability(confidence, correct)
     assert result["ece"] == pytest.approx(0.0)
     assert [b["count"] for b in result["bins"]] == [4, 4]
-    overconfident = calibration(np.full(4, 0.95), np.zeros(4, bool))
+    overconfident = reliability(np.full(4, 0.95), np.zeros(4, bool))
     assert overconfident["ece"] == pytest.approx(0.95)
 
 
@@ -84,22 +84,24 @@ def test_zoom_metrics_of_a_search_that_finds_every_cell_are_perfect():
     true_latlon = np.array([GRID.center_latlon(tuple(p)) for p in true_paths])
     paths = np.stack([true_paths, np.roll(true_paths, 1, 0)], 1)  # (N, K=2, L)
     probs = np.tile([0.9, 0.1], (3, 1))
-    m = zoom_metrics(GRID, paths, probs, true_latlon, true_paths)
+    m = zoom_metrics(GRID, paths, probs, true_latlon, true_paths, Calibration(), 0.5)
     assert m["count"] == 3 and m["path_accuracy"] == 1.0 and m["topk_recall"] == 1.0
     assert m["level_accuracy"] == [1.0, 1.0] and m["top_k"] == 2
     assert m["errors_m"] == pytest.approx([0, 0, 0], abs=1e-6)
-    wrong = zoom_metrics(GRID, paths[:, ::-1], probs, true_latlon, true_paths)
+    assert m["fix_share"] == 1.0 and m["false_fix_rate"] == 0.0 and m["fix_ellipse95_coverage"] == 1.0
+    wrong = zoom_metrics(GRID, paths[:, ::-1], probs, true_latlon, true_paths, Calibration(), 0.5)
     assert wrong["path_accuracy"] == 0.0 and wrong["topk_recall"] == 1.0
     assert min(wrong["errors_m"]) >= GRID.terminal_size_m - 1e-6
 
 
 def test_format_table_has_one_column_per_method_and_dashes_for_what_a_method_lacks():
     rows = {"greedy": error_summary([10.0, 60.0], 50.0), "beam 4": {"count": 0}}
-    rows["greedy"]["ellipse95_coverage"] = 0.5
+    rows["greedy"] |= fix_summary([10.0, 60.0], [True, False], [True, False], [0.95, 0.5], 50.0)
     table = format_table(rows, 50.0)
     lines = table.splitlines()
     assert "greedy" in lines[0] and "beam 4" in lines[0]
-    assert "R@1cell (50.0 m)" in table and "ellipse95 coverage" in table
+    assert "R@1cell (50.0 m)" in table and "all in 95 % ellipse" in table
+    assert next(line for line in lines if line.startswith("published as FIX")).split()[3:5] == ["50.0", "%"]
     r40 = next(line for line in lines if line.startswith("R@40m"))
     assert "50.0 %" in r40 and r40.rstrip().endswith("-")
 
@@ -112,12 +114,31 @@ def test_ellipse_coverage_uses_the_covariance_the_localizer_would_report():
     95 % radius about 71 m); truth at the cell centre is inside, 2 cells off is not."""
     paths = np.array([[[0, 0], [1, 1]], [[0, 0], [1, 1]]])  # (N=2, K=2, L)
     probs = np.array([[1.0, 0.0], [1.0, 0.0]])
-    centre = GRID.center_latlon((0, 0))
-    far = GRID.center_latlon((1, 1))  # 300 m east of (0, 0)
-    assert ellipse_coverage(GRID, paths, probs, np.array([centre, far])) == 0.5
+    truth = np.array([GRID.center_latlon((0, 0)), GRID.center_latlon((1, 1))])  # (1, 1): 300 m east of (0, 0)
+    true_paths = np.array([[0, 0], [1, 1]])
+
+    def coverage(probs: np.ndarray, cal: Calibration = Calibration()) -> float:
+        return zoom_metrics(GRID, paths, probs, truth, true_paths, cal, 0.5)["ellipse95_coverage"]
+
+    assert coverage(probs) == 0.5
     # an unsure search spreads the ellipse over its candidates and covers the far truth too
-    unsure = np.array([[0.5, 0.5], [0.5, 0.5]])
-    assert ellipse_coverage(GRID, paths, unsure, np.array([centre, far])) == 1.0
+    assert coverage(np.array([[0.5, 0.5], [0.5, 0.5]])) == 1.0
+    # so does a calibration that scales the covariance up enough (300 m at 2.45 sigma: a scale of 18 or more)
+    assert coverage(probs, Calibration(covariance_scale=20.0)) == 1.0
+
+
+def test_fix_summary_counts_false_fixes_among_fix_frames_only():
+    errors = [10.0, 20.0, 250.0, 500.0, 30.0]  # 100 m cells: 250 and 500 m are more than 2 cells off
+    fix = [True, True, True, False, False]
+    inside = [True, True, False, False, True]
+    m = fix_summary(errors, fix, inside, [0.99, 0.95, 0.9, 0.2, 0.5], cell_m=100.0)
+    assert m["fix_share"] == pytest.approx(0.6) and m["fix_count"] == 3
+    assert m["false_fix_rate"] == pytest.approx(1 / 3)
+    assert m["fix_median_m"] == 20.0 and m["fix_ellipse95_coverage"] == pytest.approx(2 / 3)
+    assert m["ellipse95_coverage"] == pytest.approx(0.6)
+    assert m["confidence_reliability"]["ece"] > 0
+    none = fix_summary(errors, [False] * 5, inside, [0.1] * 5, cell_m=100.0)
+    assert none["fix_share"] == 0.0 and "false_fix_rate" not in none
 
 
 def test_frame_row_holds_the_error_and_whether_the_truth_is_inside_the_95_percent_ellipse():
@@ -136,8 +157,11 @@ def test_frame_statistics_give_coverage_trust_and_latency_percentiles():
     est = estimate_at((1, 2))
     truth = GRID.center_latlon((1, 2))
     rows = [frame_row(GRID, i, 0, est, truth) for i in range(4)]
-    stats = frame_statistics(rows)
-    assert stats["ellipse95_coverage"] == 1.0 and stats["trusted_share"] == 1.0
+    rows[0]["error_m"], rows[0]["trusted"] = 500.0, True  # a false fix: more than 2 cells of 100 m off
+    rows[1]["trusted"] = False
+    stats = frame_statistics(rows, GRID.terminal_size_m)
+    assert stats["ellipse95_coverage"] == 1.0 and stats["trusted_share"] == 0.75
+    assert stats["fix_share"] == 0.75 and stats["false_fix_rate"] == pytest.approx(1 / 3)
     assert stats["latency_ms"]["total"] == {"p50": 6.0, "p95": 6.0}
     assert set(stats["latency_ms"]) == {"decode", "encode", "search", "total"}
 
@@ -188,6 +212,7 @@ def test_frames_csv_has_a_header_and_one_line_per_frame(tmp_path):
     with path.open() as f:
         read = list(csv.DictReader(f))
     assert len(read) == 3 and list(read[0])[:2] == ["stamp_ns", "t_s"]
+    assert [r["status"] for r in read] == ["FIX"] * 3
     assert [int(r["stamp_ns"]) for r in read] == [0, 10**9, 2 * 10**9] and read[2]["t_s"] == "2.0"
 
 
@@ -212,11 +237,14 @@ def test_estimates_bag_round_trips_fixes_with_their_covariance_and_status(tmp_pa
 
 def test_summary_names_frame_counts_recalls_and_latency():
     rows = [frame_row(GRID, i, 0, estimate_at((0, 0)), GRID.center_latlon((0, 0))) for i in range(2)]
-    metrics = error_summary([r["error_m"] for r in rows], GRID.terminal_size_m) | frame_statistics(rows)
+    metrics = error_summary([r["error_m"] for r in rows], GRID.terminal_size_m)
+    metrics |= frame_statistics(rows, GRID.terminal_size_m)
     metrics |= {"frames_in_bag": 5, "frames_localized": 2, "frames_dropped": 3, "frames_without_truth": 0}
     text = format_summary(metrics | {"frames_rejected": 0})
     assert text.splitlines()[0] == "frames: 5 in bag, 2 localized, 3 dropped, 0 without ground truth, 0 rejected"
     assert "R@40m" in text and "100.0%" in text and "total 6.0/6.0" in text
+    assert "published as FIX: 100.0 % of frames" in text and "false fixes (>2 cells) 0.0 %" in text
+    assert "holds no calibration" in text
 
 
 # configs and queries

@@ -10,32 +10,41 @@ from jzi_ros.geo import MapDir, MapError, build_map
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer import (
     CHI2_95_2DOF,
+    Calibration,
     Estimate,
     InputError,
     Localizer,
     LocalizerConfig,
     Prior,
     PriorError,
-    covariance,
     ellipse_95,
     inside_ellipse_95,
     to_rgb,
 )
 
 
+def covariance(centres: np.ndarray, probs: np.ndarray, cell_m: float, cal: Calibration = Calibration()) -> np.ndarray:
+    """The covariance [m²] the calibration reports for one frame's candidates."""
+    return cal.covariances(centres[None], probs[None], cell_m)[0]
+
+
 def test_covariance_of_one_sure_cell_is_the_uniform_cells_variance():
-    cov = covariance(np.zeros(2), np.zeros((1, 2)), np.array([1.0]), cell_m=39.0)
+    cov = covariance(np.zeros((1, 2)), np.array([1.0]), cell_m=39.0)
     assert np.allclose(cov, np.eye(2) * 39.0**2 / 12)
 
 
 def test_covariance_grows_with_the_spread_of_likely_candidates():
     centres = np.array([[0.0, 0.0], [100.0, 0.0]])
-    cov = covariance(centres[0], centres, np.array([0.3, 0.3]), cell_m=10.0)
+    cov = covariance(centres, np.array([0.3, 0.3]), cell_m=10.0)
     assert cov[0, 0] == pytest.approx(100 / 12 + 0.5 * 100.0**2)
     assert cov[1, 1] == pytest.approx(100 / 12)
     assert cov[0, 1] == pytest.approx(0.0)
-    sure = covariance(centres[0], centres, np.array([0.99, 0.01]), cell_m=10.0)
+    sure = covariance(centres, np.array([0.99, 0.01]), cell_m=10.0)
     assert sure[0, 0] < cov[0, 0] / 10
+    # a temperature above 1 flattens the probabilities: the sure search spreads further
+    warm = covariance(centres, np.array([0.99, 0.01]), cell_m=10.0, cal=Calibration(temperature=4.0))
+    assert warm[0, 0] > 10 * sure[0, 0]
+    assert covariance(centres, np.array([0.3, 0.3]), 10.0, Calibration(covariance_scale=2.0)) == pytest.approx(2 * cov)
 
 
 def _estimate(cov: np.ndarray) -> Estimate:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from jzi_ros.data.scene import SceneSpec, write_scene
 from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir
 from jzi_ros.model import ZoomModel, load_checkpoint
@@ -35,36 +36,48 @@ def test_training_drives_the_loss_down_and_localizes_its_own_views(trained):
     assert history[-1]["level_acc"][0] >= history[-1]["path_acc"]
 
 
-def test_evaluate_in_its_documented_form_writes_metrics(trained, tmp_path, capsys):
+def test_evaluate_in_its_documented_form_reports_each_query_source_apart(trained, tmp_path, capsys):
     map_dir, model_path, _ = trained
+    autumn = write_scene(tmp_path / "autumn.tif", SceneSpec(size_px=512, seed=11, season="autumn"))
     out = tmp_path / "eval"
-    assert main(["evaluate", "--map", str(map_dir), "--model", str(model_path), "--aerial", "--out", str(out)]) == 0
+    args = ["evaluate", "--map", str(map_dir), "--model", str(model_path), "--aerial", "--out", str(out)]
+    assert main([*args, "--samples", "200", "--query-rasters", str(autumn)]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    greedy, beam = report["results"]["greedy"], report["results"]["beam 4"]
-    for r in (greedy, beam):
-        assert r["count"] == 500
-        for key in (
-            "R@40m",
-            "R@50m",
-            "R@100m",
-            "R@1cell",
-            "R@2cell",
-            "R@4cell",
-            "median_m",
-            "mean_m",
-            "path_accuracy",
-            "level_accuracy",
-            "topk_recall",
-            "top_k",
-            "calibration",
-        ):
-            assert key in r
-        assert 0.0 <= r["calibration"]["ece"] <= 1.0
-        assert 0.0 < r["ellipse95_coverage"] <= 1.0
-        assert r["topk_recall"] >= r["path_accuracy"]
-    assert greedy["path_accuracy"] > 0.5
-    table = capsys.readouterr().out
-    assert "R@40m" in table and "beam 4" in table and "calibration ECE" in table
+    assert list(report["results"]) == ["map", "autumn.tif"]
+    assert report["calibration"]["frames"] >= 50 and report["min_confidence"] == 0.9
+    for source in report["results"].values():
+        greedy, beam = source["greedy"], source["beam 4"]
+        for r in (greedy, beam):
+            assert r["count"] == 200
+            for key in (
+                "R@40m",
+                "R@50m",
+                "R@100m",
+                "R@1cell",
+                "R@2cell",
+                "R@4cell",
+                "median_m",
+                "mean_m",
+                "path_accuracy",
+                "level_accuracy",
+                "topk_recall",
+                "top_k",
+                "fix_share",
+                "confidence_reliability",
+            ):
+                assert key in r
+            assert 0.0 <= r["confidence_reliability"]["ece"] <= 1.0
+            assert 0.0 < r["ellipse95_coverage"] <= 1.0
+            assert r["topk_recall"] >= r["path_accuracy"]
+            if r["fix_count"]:
+                assert 0.0 <= r["false_fix_rate"] <= 1.0 and 0.0 <= r["fix_ellipse95_coverage"] <= 1.0
+    own, other = report["results"]["map"]["greedy"], report["results"]["autumn.tif"]["greedy"]
+    assert own["path_accuracy"] > 0.5
+    assert other["path_accuracy"] < own["path_accuracy"]  # another season is harder than the map's own pixels
+    text = capsys.readouterr().out
+    assert "queries from the map's own raster:" in text and "queries from autumn.tif:" in text
+    assert "R@40m" in text and "beam 4" in text and "false fixes (>2 cells)" in text
+    assert "calibration of the model" in text
 
 
 def test_training_resumes_where_it_stopped(trained, tmp_path):

@@ -1,6 +1,15 @@
 """Training and query data: camera rendering, aerial self-supervision, geotagged images, bags, flights."""
 
-from .aerial import AerialConfig, heldout_cells, in_heldout, pose_paths, render_samples, sample_poses
+from .aerial import (
+    AerialConfig,
+    covered_frames,
+    heldout_cells,
+    in_heldout,
+    pose_paths,
+    render_samples,
+    sample_poses,
+    source_ortho,
+)
 from .camera import CameraPose, Pinhole, ground_footprint, ground_to_image, image_to_ground, render_frame
 from .errors import BagError, DataError
 from .fixes import FixTrack
@@ -18,6 +27,7 @@ __all__ = [
     "ImportReport",
     "Pinhole",
     "Trajectory",
+    "covered_frames",
     "ground_footprint",
     "ground_to_image",
     "heldout_cells",
@@ -30,6 +40,7 @@ __all__ = [
     "render_frame",
     "render_samples",
     "sample_poses",
+    "source_ortho",
     "write_csv",
     "write_flight",
 ]

@@ -1,21 +1,28 @@
-"""Aerial self-supervision: camera frames rendered from the map's own orthophoto.
+"""Aerial self-supervision: camera frames rendered from orthophotos of the map's region.
 
 A drone user can train for their area from nothing but a GeoTIFF: frames of a
 downward-looking camera at random positions, headings, altitudes and small
 tilts, with photometric changes, each labelled by the path of the cell under
 the camera. A share of the terminal cells is held out from training so that
 validation measures frames in places the model never saw a frame of.
+
+A real camera never sees the map's pixels, so frames may also come from
+other rasters of the same place (another date or sensor: :func:`source_ortho`)
+and carry domain changes (:func:`jzi_ros.data.augment.domain`) that stand in
+for the gap when no other raster exists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..geo import ZoomGrid
 from ..geo.ortho import LocalOrtho
-from .augment import photometric
+from .augment import domain, photometric
 from .camera import CameraPose, Pinhole, render_frame
 from .errors import DataError
 
@@ -27,6 +34,8 @@ class AerialConfig:
     ``footprint_cells``: range of the ground width a frame sees, in terminal
     cell sides (altitude follows from it and ``hfov_deg``); ``max_tilt_deg``:
     largest pitch and roll; ``photometric``: strength of colour changes (0 = none);
+    ``domain_ops``: domain changes of :func:`~jzi_ros.data.augment.domain`,
+    each applied to a frame with probability ``domain_p``;
     ``holdout_share``: share of terminal cells kept out of training.
     """
 
@@ -35,13 +44,15 @@ class AerialConfig:
     footprint_cells: tuple[float, float] = (3.0, 6.0)
     max_tilt_deg: float = 8.0
     photometric: float = 1.0
+    domain_ops: tuple[str, ...] = ()
+    domain_p: float = 0.3
     holdout_share: float = 0.1
     holdout_by_area: bool = False
     min_coverage: float = 0.9
 
     def to_dict(self) -> dict:
         """The config in plain YAML/JSON types (``footprint_cells`` as a list)."""
-        return asdict(self) | {"footprint_cells": list(self.footprint_cells)}
+        return asdict(self) | {"footprint_cells": list(self.footprint_cells), "domain_ops": list(self.domain_ops)}
 
     @property
     def camera(self) -> Pinhole:
@@ -112,17 +123,94 @@ def sample_poses(
     return poses
 
 
+MIN_SOURCE_COVERAGE = 0.5
+"""Least share of the map's region a raster must cover to render frames from it."""
+MAX_EMPTY_BATCHES = 50
+"""Batches in a row without one covered frame before :func:`covered_frames` gives up."""
+
+
+def source_ortho(mapdir, pad_m: float, raster: str | Path | None = None) -> LocalOrtho:
+    """The map's region grown by ``pad_m`` [m] as an orthophoto, from its own rasters or from ``raster``.
+
+    ``raster`` shows the same place at another date or from another sensor.
+
+    Raises:
+        DataError: ``raster`` covers less than :data:`MIN_SOURCE_COVERAGE` of the map's region.
+    """
+    if raster is None:
+        return LocalOrtho.for_map(mapdir, pad_m=pad_m)
+    ortho = LocalOrtho.for_map(mapdir, pad_m=pad_m, rasters=[raster])
+    pad_px = int(pad_m / ortho.gsd_m)
+    h, w = ortho.valid.shape
+    share = float(ortho.valid[pad_px : h - pad_px, pad_px : w - pad_px].mean())
+    if not share >= MIN_SOURCE_COVERAGE:
+        raise DataError(
+            f"{raster} covers {100 * np.nan_to_num(share):.0f} % of the map's region (at least "
+            f"{100 * MIN_SOURCE_COVERAGE:.0f} % needed): it must show the same place as the map"
+        )
+    return ortho
+
+
 def render_samples(
-    ortho: LocalOrtho, poses: list[CameraPose], cfg: AerialConfig, rng: np.random.Generator
+    orthos: LocalOrtho | Sequence[LocalOrtho],
+    poses: list[CameraPose],
+    cfg: AerialConfig,
+    rng: np.random.Generator,
+    sources: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (N, S, S, 3) uint8 and their covered share (N,)."""
+    """Frames (N, S, S, 3) uint8 and their covered share (N,).
+
+    Frame i is rendered from ``orthos[sources[i]]`` (the first when
+    ``sources`` is None), then changed photometrically and by ``cfg.domain_ops``.
+    """
+    orthos = [orthos] if isinstance(orthos, LocalOrtho) else list(orthos)
+    sources = np.zeros(len(poses), int) if sources is None else sources
     camera = cfg.camera
     frames = np.empty((len(poses), camera.height_px, camera.width_px, 3), np.uint8)
     covered = np.empty(len(poses), np.float32)
     for i, pose in enumerate(poses):
-        frame, covered[i] = render_frame(ortho, camera, pose)
-        frames[i] = photometric(frame, rng, cfg.photometric)
+        frame, covered[i] = render_frame(orthos[sources[i]], camera, pose)
+        frame = photometric(frame, rng, cfg.photometric)
+        frames[i] = domain(frame, rng, cfg.domain_ops, cfg.domain_p) if cfg.domain_ops else frame
     return frames, covered
+
+
+def covered_frames(
+    orthos: Sequence[LocalOrtho],
+    grid: ZoomGrid,
+    count: int,
+    rng: np.random.Generator,
+    cfg: AerialConfig,
+    split: str,
+    heldout: np.ndarray,
+    batch: int = 32,
+) -> Iterator[tuple[np.ndarray, list[CameraPose], np.ndarray]]:
+    """Batches of frames whose footprint the orthophotos cover, ``count`` frames in all.
+
+    Each pose (:func:`sample_poses`) is rendered from one of ``orthos`` drawn
+    at random; frames covered less than ``cfg.min_coverage`` are dropped.
+
+    Yields:
+        (frames (B, S, S, 3) uint8, their poses, their source indices (B,)).
+
+    Raises:
+        DataError: :data:`MAX_EMPTY_BATCHES` batches in a row had no covered frame.
+    """
+    done = empty = 0
+    while done < count:
+        poses = sample_poses(grid, min(batch, count - done), rng, cfg, split, heldout)
+        sources = rng.integers(len(orthos), size=len(poses))
+        frames, covered = render_samples(orthos, poses, cfg, rng, sources)
+        keep = covered >= cfg.min_coverage
+        empty = 0 if keep.any() else empty + 1
+        if empty >= MAX_EMPTY_BATCHES:
+            raise DataError(
+                f"no frame of {MAX_EMPTY_BATCHES * batch} in the {split} cells was covered by the rasters "
+                f"(at least {100 * cfg.min_coverage:.0f} % of its footprint): the rasters miss that part of the map"
+            )
+        if keep.any():
+            done += int(keep.sum())
+            yield frames[keep], [p for p, k in zip(poses, keep, strict=True) if k], sources[keep]
 
 
 def pose_paths(grid: ZoomGrid, poses: list[CameraPose]) -> np.ndarray:

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
         write_frames_csv,
     )
     from .errors import EvaluationError
-    from .metrics import calibration, error_summary, format_table, geodesic_m, zoom_metrics
+    from .metrics import error_summary, fix_summary, format_table, geodesic_m, reliability, zoom_metrics
     from .plots import draw_overview, plot_eval
     from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
-    from .zoom import EvalConfig, ZoomReport, ellipse_coverage, encode_queries, evaluate_zoom, load_queries
+    from .zoom import EvalConfig, ZoomReport, encode_queries, evaluate_zoom, load_queries
 
 _LAZY = {
     "BagEvalConfig": "bag",
@@ -41,13 +41,12 @@ _LAZY = {
     "Queries": "queries",
     "ZoomReport": "zoom",
     "aerial_queries": "queries",
-    "calibration": "metrics",
     "draw_overview": "plots",
-    "ellipse_coverage": "zoom",
     "encode_queries": "zoom",
     "error_summary": "metrics",
     "evaluate_bag": "bag",
     "evaluate_zoom": "zoom",
+    "fix_summary": "metrics",
     "format_summary": "bag",
     "format_table": "metrics",
     "frame_row": "bag",
@@ -56,6 +55,7 @@ _LAZY = {
     "geotagged_queries": "queries",
     "load_queries": "zoom",
     "plot_eval": "plots",
+    "reliability": "metrics",
     "select_realtime": "bag",
     "training_aerial_config": "queries",
     "write_estimates_bag": "bag",
@@ -74,13 +74,12 @@ __all__ = [
     "Queries",
     "ZoomReport",
     "aerial_queries",
-    "calibration",
     "draw_overview",
-    "ellipse_coverage",
     "encode_queries",
     "error_summary",
     "evaluate_bag",
     "evaluate_zoom",
+    "fix_summary",
     "format_summary",
     "format_table",
     "frame_row",
@@ -89,6 +88,7 @@ __all__ = [
     "geotagged_queries",
     "load_queries",
     "plot_eval",
+    "reliability",
     "select_realtime",
     "training_aerial_config",
     "write_estimates_bag",

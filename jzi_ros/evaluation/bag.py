@@ -3,10 +3,12 @@
 Every camera frame (or every n-th, or those a real-time node would have
 taken: :func:`select_realtime`) is localized; ground truth (``NavSatFix``,
 read by :func:`jzi_ros.data.bags.read_fix_track`) is interpolated to the
-frame's stamp, at most over ``max_gap_s``. Each frame with truth gives a row (:func:`frame_row`): its
-stamp (``stamp_ns``, and ``t_s`` since the first frame), truth and estimate,
-error [m], confidence, whether the truth lies inside the 95 % ellipse, the
-covariance and the timings [ms]. Written to ``out``: ``metrics.json``,
+frame's stamp, at most over ``max_gap_s``. Each frame with truth gives a row
+(:func:`frame_row`): its stamp (``stamp_ns``, and ``t_s`` since the first
+frame), truth and estimate, error [m], confidence, the status published (FIX
+or NO_FIX), whether the truth lies inside the 95 % ellipse, the covariance
+and the timings [ms]. The metrics add what the fixes are worth to a robot
+(:func:`.metrics.fix_summary`) and the checkpoint's calibration. Written to ``out``: ``metrics.json``,
 ``frames.csv``, pictures (:func:`.plots.plot_eval`) and a bag of the
 estimates as ``NavSatFix`` on ``/jzi/fix`` to play beside the input.
 """
@@ -32,7 +34,7 @@ from ..geo import ZoomGrid
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from .errors import EvaluationError
-from .metrics import error_summary, geodesic_m
+from .metrics import error_summary, fix_summary, geodesic_m
 from .plots import plot_eval
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,8 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
 
     Returns:
         ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
-        ``confidence``, ``trusted``, ``inside_95``, the covariance entries
+        ``confidence``, ``trusted``, ``status`` (FIX or NO_FIX, as
+        published), ``inside_95``, the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
     """
     true_lat, true_lon = truth_latlon
@@ -162,6 +165,7 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "error_m": float(geodesic_m(est.lat, est.lon, true_lat, true_lon)),
         "confidence": est.confidence,
         "trusted": est.trusted,
+        "status": "FIX" if est.trusted else "NO_FIX",
         "inside_95": est.contains(east_m, north_m),
         "cov_ee_m2": est.covariance_m2[0, 0],
         "cov_en_m2": est.covariance_m2[0, 1],
@@ -171,10 +175,16 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
     }
 
 
-def frame_statistics(rows: list[dict]) -> dict:
-    """``ellipse95_coverage``, ``trusted_share`` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
+def frame_statistics(rows: list[dict], cell_m: float) -> dict:
+    """:func:`.metrics.fix_summary`, ``trusted_share`` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
     return {
-        "ellipse95_coverage": float(np.mean([r["inside_95"] for r in rows])),
+        **fix_summary(
+            [r["error_m"] for r in rows],
+            [r["trusted"] for r in rows],
+            [r["inside_95"] for r in rows],
+            [r["confidence"] for r in rows],
+            cell_m,
+        ),
         "trusted_share": float(np.mean([r["trusted"] for r in rows])),
         "latency_ms": {
             k: {
@@ -221,7 +231,7 @@ def write_estimates_bag(estimates: list[tuple[int, Estimate]], path: str | Path,
 
 
 def format_summary(m: dict) -> str:
-    """A few lines for people: frame counts, recalls, errors, ellipse coverage, latency.
+    """A few lines for people: frame counts, recalls, errors, the published fixes, ellipse coverage, latency.
 
     Args:
         m: The metrics of :func:`evaluate_bag` (``BagReport.metrics``).
@@ -229,6 +239,14 @@ def format_summary(m: dict) -> str:
     Returns:
         The lines joined by newlines.
     """
+    fix = (
+        f"published as FIX: {100 * m['fix_share']:.1f} % of frames; their median {m['fix_median_m']:.1f} m, "
+        f"p95 {m['fix_p95_m']:.1f} m, false fixes (>2 cells) {100 * m['false_fix_rate']:.1f} %, "
+        f"truth in 95 % ellipse {100 * m['fix_ellipse95_coverage']:.1f} %"
+        if m.get("fix_count")
+        else "published as FIX: no frame"
+    )
+    cal = m.get("calibration", {})
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
         f"{m['frames_without_truth']} without ground truth, {m['frames_rejected']} rejected",
@@ -237,6 +255,13 @@ def format_summary(m: dict) -> str:
         f"{100 * m['R@40m']:>7.1f}%{100 * m['R@50m']:>7.1f}%{100 * m['R@100m']:>7.1f}%{100 * m['R@1cell']:>8.1f}%"
         f"{100 * m['R@2cell']:>8.1f}%{100 * m['R@4cell']:>8.1f}%{m['median_m']:>7.1f} m{m['mean_m']:>7.1f} m"
         f"{m['p95_m']:>7.1f} m{100 * m['ellipse95_coverage']:>8.1f}%",
+        fix,
+        f"confidence (P within 2 cells) ECE {m['confidence_reliability']['ece']:.3f}; "
+        + (
+            f"calibration fit on {cal['frames']} frames"
+            if cal.get("frames")
+            else "the model holds no calibration (the search's own probabilities)"
+        ),
         "latency p50/p95 [ms]: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["latency_ms"].items()),
     ]
     return "\n".join(lines)
@@ -317,7 +342,9 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "frames_dropped": int(len(frames) - len(chosen)),
         "frames_without_truth": replay.without_truth,
         "frames_rejected": replay.rejected,
-        **frame_statistics(replay.rows),
+        **frame_statistics(replay.rows, loc.grid.terminal_size_m),
+        "min_confidence": config.min_confidence,
+        "calibration": loc.calibration.to_dict(),
         "terminal_size_m": loc.grid.terminal_size_m,
         "bag": str(config.bag),
         "model": str(config.model),

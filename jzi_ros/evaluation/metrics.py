@@ -2,9 +2,12 @@
 
 An error is the geodesic distance [m] between an estimate and the truth. The
 recall R@X m is the share of queries within X metres; R@k cell the share
-within k terminal cell sides, the scale the zoom resolves. The calibration
-table compares the reported confidence with how often the best cell is the
-true one.
+within k terminal cell sides, the scale the zoom resolves. What a robot
+fusing the fixes feels (:func:`fix_summary`): the share of frames published
+as FIX, their errors, the false-fix rate (FIX frames more than two terminal
+cells off) and how often their 95 % ellipse holds the truth. The reliability
+table compares the reported confidence (the probability of being within two
+cells) with how often that is so.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pyproj
 from numpy.typing import ArrayLike
 
 from ..geo import ZoomGrid
+from ..localizer.calibration import WITHIN_CELLS, Calibration, ellipse_hits
 
 GEOD = pyproj.Geod(ellps="WGS84")
 RECALL_M = (40, 50, 100)
@@ -61,7 +65,7 @@ def error_summary(errors_m: ArrayLike, cell_m: float) -> dict:
     return out
 
 
-def calibration(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> dict:
+def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> dict:
     """Reliability of the reported confidence.
 
     Args:
@@ -94,10 +98,57 @@ def calibration(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> di
     return {"ece": float(ece), "bins": table}
 
 
-def zoom_metrics(
-    grid: ZoomGrid, paths: np.ndarray, probs: np.ndarray, true_latlon: np.ndarray, true_paths: np.ndarray
+def fix_summary(
+    errors_m: ArrayLike, fix: ArrayLike, inside_95: ArrayLike, confidence: ArrayLike, cell_m: float
 ) -> dict:
-    """Metrics of a search's output.
+    """What the published fixes are worth to a robot.
+
+    Args:
+        errors_m: Per-frame errors [m].
+        fix: Whether each frame was published as FIX (else NO_FIX).
+        inside_95: Whether each frame's truth lies inside its 95 % ellipse.
+        confidence: Each frame's confidence (probability of being within
+            ``WITHIN_CELLS`` terminal cells).
+        cell_m: Terminal cell side [m].
+
+    Returns:
+        ``fix_share``, ``fix_count``, ``ellipse95_coverage`` (all frames),
+        ``confidence_reliability`` (:func:`reliability` of the confidence
+        against "within two cells") and, when some frame is FIX, ``fix_median_m``,
+        ``fix_p95_m``, ``false_fix_rate`` (share of FIX frames more than two
+        cells off) and ``fix_ellipse95_coverage``.
+    """
+    e = np.asarray(errors_m, float)
+    fix, inside = np.asarray(fix, bool), np.asarray(inside_95, bool)
+    if e.size == 0:
+        return {"fix_share": 0.0, "fix_count": 0}
+    right = e <= WITHIN_CELLS * cell_m
+    out: dict = {
+        "fix_share": float(fix.mean()),
+        "fix_count": int(fix.sum()),
+        "ellipse95_coverage": float(inside.mean()),
+        "confidence_reliability": reliability(confidence, right),
+    }
+    if fix.any():
+        out |= {
+            "fix_median_m": float(np.median(e[fix])),
+            "fix_p95_m": float(np.percentile(e[fix], 95)),
+            "false_fix_rate": float((~right[fix]).mean()),
+            "fix_ellipse95_coverage": float(inside[fix].mean()),
+        }
+    return out
+
+
+def zoom_metrics(
+    grid: ZoomGrid,
+    paths: np.ndarray,
+    probs: np.ndarray,
+    true_latlon: np.ndarray,
+    true_paths: np.ndarray,
+    calibration: Calibration,
+    min_confidence: float,
+) -> dict:
+    """Metrics of a search's output, with the covariance and status the localizer would publish.
 
     Args:
         grid: The zoom grid searched.
@@ -105,27 +156,38 @@ def zoom_metrics(
         probs: Their probabilities (N, K).
         true_latlon: Truth (N, 2) lat/lon [deg].
         true_paths: Truth's terminal paths (N, L).
+        calibration: The model's calibration (covariance and confidence).
+        min_confidence: The confidence from which a frame is published as FIX.
 
     Returns:
-        :func:`error_summary` of the best cells' centres, ``path_accuracy``,
-        ``level_accuracy`` (one per level), ``top_k``, ``topk_recall``,
-        ``calibration`` of the best probability, and ``errors_m`` (N,).
+        :func:`error_summary` of the best cells' centres, :func:`fix_summary`,
+        ``path_accuracy``, ``level_accuracy`` (one per level), ``top_k``,
+        ``topk_recall``, and per query ``errors_m``, ``confidence`` and ``fix`` (N,).
     """
+    cell_m = grid.terminal_size_m
     top = paths[:, 0]
     centres = np.array([grid.center_latlon(tuple(p)) for p in top]).reshape(-1, 2)
     errors = geodesic_m(centres[:, 0], centres[:, 1], true_latlon[:, 0], true_latlon[:, 1])
+    centres_m = np.array([[grid.center_m(tuple(int(a) for a in p)) for p in q] for q in paths]).reshape(*probs.shape, 2)
+    truth_m = np.stack(grid.frame.to_local(true_latlon[:, 0], true_latlon[:, 1]), 1)
+    confidence = calibration.confidences(centres_m, probs, cell_m)
+    fix = confidence >= min_confidence
+    inside = ellipse_hits(calibration, centres_m, probs, truth_m, cell_m)
     level_acc = [float((top[:, : k + 1] == true_paths[:, : k + 1]).all(1).mean()) for k in range(grid.levels)]
     exact = (top == true_paths).all(1)
     in_topk = (paths == true_paths[:, None]).all(2).any(1)
-    out = error_summary(errors, grid.terminal_size_m)
+    out = error_summary(errors, cell_m) | fix_summary(errors, fix, inside, confidence, cell_m)
     out |= {
         "path_accuracy": float(exact.mean()),
         "level_accuracy": level_acc,
         "top_k": int(paths.shape[1]),
         "topk_recall": float(in_topk.mean()),
-        "calibration": calibration(probs[:, 0], exact),
     }
-    return out | {"errors_m": errors}
+    return out | {"errors_m": errors, "confidence": confidence, "fix": fix}
+
+
+PER_QUERY = ("errors_m", "confidence", "fix")
+"""Per-query arrays of :func:`zoom_metrics`, which ``metrics.json`` leaves out."""
 
 
 def format_table(rows: dict[str, dict], cell_m: float) -> str:
@@ -138,35 +200,41 @@ def format_table(rows: dict[str, dict], cell_m: float) -> str:
     Returns:
         The table's lines joined by newlines; a metric a method lacks is ``-``.
     """
-    keys = [f"R@{x}m" for x in RECALL_M] + [f"R@{k}cell" for k in RECALL_CELLS]
     names = list(rows)
-    lines = [f"{'metric':<24}" + "".join(f"{n:>14}" for n in names)]
+    lines = [f"{'metric':<26}" + "".join(f"{n:>14}" for n in names)]
 
-    def line(label: str, values: list[str]) -> None:
-        lines.append(f"{label:<24}" + "".join(f"{v:>14}" for v in values))
+    def line(label: str, key: str, fmt) -> None:
+        if any(key in r for r in rows.values()):
+            values = [fmt(rows[n][key]) if key in rows[n] else "-" for n in names]
+            lines.append(f"{label:<26}" + "".join(f"{v:>14}" for v in values))
 
-    line("queries", [str(rows[n].get("count", 0)) for n in names])
-    for k in keys:
-        label = k if "cell" not in k else f"{k} ({int(k[2]) * cell_m:.1f} m)"
-        line(label, [f"{100 * rows[n][k]:.1f} %" if k in rows[n] else "-" for n in names])
-    for k, label in (("median_m", "median error"), ("mean_m", "mean error"), ("p95_m", "p95 error")):
-        line(label, [f"{rows[n][k]:.1f} m" if k in rows[n] else "-" for n in names])
-    for k in ["path_accuracy", "topk_recall", "ellipse95_coverage"]:
-        if any(k in r for r in rows.values()):
-            line(k.replace("_", " "), [f"{100 * rows[n][k]:.1f} %" if k in rows[n] else "-" for n in names])
-    if any("level_accuracy" in r for r in rows.values()):
-        levels = max(len(r.get("level_accuracy", [])) for r in rows.values())
-        for level in range(levels):
-            line(
-                f"level {level + 1} accuracy",
-                [
-                    f"{100 * rows[n]['level_accuracy'][level]:.1f} %" if "level_accuracy" in rows[n] else "-"
-                    for n in names
-                ],
-            )
-    if any("calibration" in r for r in rows.values()):
-        line(
-            "calibration ECE",
-            [f"{rows[n]['calibration']['ece']:.3f}" if "calibration" in rows[n] else "-" for n in names],
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %"
+
+    def metres(v: float) -> str:
+        return f"{v:.1f} m"
+
+    line("queries", "count", str)
+    for x in RECALL_M:
+        line(f"R@{x}m", f"R@{x}m", pct)
+    for k in RECALL_CELLS:
+        line(f"R@{k}cell ({k * cell_m:.1f} m)", f"R@{k}cell", pct)
+    for key, label in (("median_m", "median error"), ("mean_m", "mean error"), ("p95_m", "p95 error")):
+        line(label, key, metres)
+    line("path accuracy", "path_accuracy", pct)
+    line("top-k recall", "topk_recall", pct)
+    levels = max((len(r.get("level_accuracy", [])) for r in rows.values()), default=0)
+    for level in range(levels):
+        values = {n: r["level_accuracy"][level] for n, r in rows.items() if "level_accuracy" in r}
+        lines.append(
+            f"{f'level {level + 1} accuracy':<26}"
+            + "".join(f"{pct(values[n]) if n in values else '-':>14}" for n in names)
         )
+    line("published as FIX", "fix_share", pct)
+    line("FIX median error", "fix_median_m", metres)
+    line("FIX p95 error", "fix_p95_m", metres)
+    line(f"false fixes (>{WITHIN_CELLS:g} cells)", "false_fix_rate", pct)
+    line("FIX in 95 % ellipse", "fix_ellipse95_coverage", pct)
+    line("all in 95 % ellipse", "ellipse95_coverage", pct)
+    line("confidence ECE", "confidence_reliability", lambda v: f"{v['ece']:.3f}")
     return "\n".join(lines)

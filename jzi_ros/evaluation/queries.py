@@ -1,9 +1,11 @@
 """Query sources of `jzi evaluate`: frames with known positions the model never saw.
 
-Aerial queries are camera frames rendered from the map's own orthophoto with
-a random stream of their own (never the training one), by default in the
-terminal cells training held out; geotagged queries are images listed in a
-CSV with their latitude and longitude. Both come as :class:`Queries`.
+Aerial queries are camera frames rendered from the map's own orthophoto, or
+from another raster of the same place (another date or sensor: the gap a
+real camera has), with a random stream of their own (never the training
+one), by default in the terminal cells training held out; geotagged queries
+are images listed in a CSV with their latitude and longitude. Both come as
+:class:`Queries`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..data import AerialConfig, CameraPose, heldout_cells, pose_paths, render_samples, sample_poses
+from ..data import AerialConfig, CameraPose, covered_frames, heldout_cells, pose_paths, source_ortho
 from ..data.geotagged import load_geotagged, read_images
 from ..geo import MapDir, ZoomGrid
-from ..geo.ortho import LocalOrtho
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,16 @@ def training_aerial_config(image_px: int, train_args: dict) -> AerialConfig:
     )
 
 
-def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, split: str, holdout_seed: int) -> Queries:
-    """Frames rendered from the map's orthophoto.
+def aerial_queries(
+    mapdir: MapDir,
+    cfg: AerialConfig,
+    count: int,
+    seed: int,
+    split: str,
+    holdout_seed: int,
+    raster: str | Path | None = None,
+) -> Queries:
+    """Frames rendered from the map's orthophoto, or from ``raster`` (the same place).
 
     Args:
         mapdir: The map.
@@ -70,12 +79,13 @@ def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, spl
         seed: Seed of the frames' positions, headings and colours.
         split: ``"heldout"`` (in the cells training held out) or ``"all"``.
         holdout_seed: The training's seed, which chose the held-out cells.
+        raster: Render from this instead of the map's own rasters.
 
     Returns:
-        ``count`` frames whose footprint lies (``cfg.min_coverage``) on the map.
+        ``count`` frames whose footprint lies (``cfg.min_coverage``) on the raster.
     """
     grid = mapdir.grid
-    ortho = LocalOrtho.for_map(mapdir, pad_m=cfg.max_footprint_m(grid))
+    ortho = source_ortho(mapdir, cfg.max_footprint_m(grid), raster)
     heldout = heldout_cells(grid, cfg.holdout_share, holdout_seed, cfg.holdout_by_area)
     if split == "heldout" and not heldout.any():
         log.info("the model was trained without held-out cells: aerial queries anywhere on the map")
@@ -83,12 +93,9 @@ def aerial_queries(mapdir: MapDir, cfg: AerialConfig, count: int, seed: int, spl
     rng = np.random.default_rng([seed, 4242])  # never the training stream
     frames: list[np.ndarray] = []
     poses: list[CameraPose] = []
-    while len(poses) < count:
-        batch = sample_poses(grid, min(RENDER_BATCH, count - len(poses)), rng, cfg, split, heldout)
-        imgs, covered = render_samples(ortho, batch, cfg, rng)
-        keep = covered >= cfg.min_coverage
-        frames += list(imgs[keep])
-        poses += [p for p, k in zip(batch, keep, strict=True) if k]
+    for imgs, kept, _ in covered_frames([ortho], grid, count, rng, cfg, split, heldout, RENDER_BATCH):
+        frames += list(imgs)
+        poses += kept
     east = np.array([p.east_m for p in poses])
     north = np.array([p.north_m for p in poses])
     lat, lon = grid.frame.to_latlon(east, north)

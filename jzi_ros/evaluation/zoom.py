@@ -3,10 +3,11 @@
 The model's encoder indexes the map (features reused when the map has them),
 the queries (:mod:`.queries`) are encoded once and searched twice, greedily
 and with a beam, each keeping ``top_k`` candidates. Per search the metrics of
-:func:`.metrics.zoom_metrics` are computed, and the share of queries whose
-true position lies inside the 95 % ellipse of the covariance the localizer
-would report for them (its formula, :func:`jzi_ros.localizer.covariance`, on
-the same candidates). The report goes to ``metrics.json`` in ``out``.
+:func:`.metrics.zoom_metrics` are computed with the covariance, confidence
+and FIX status the localizer would publish (the checkpoint's calibration).
+Aerial queries come from the map's own raster ("map") and from every
+``query_rasters`` raster (another date or sensor of the place), each
+reported on its own; the report goes to ``metrics.json`` in ``out``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..geo import MapDir, ZoomGrid
-from ..localizer import covariance, index_map, inside_ellipse_95
+from ..geo import MapDir
+from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import as_features
 from ..progress import bar
 from .errors import EvaluationError
-from .metrics import zoom_metrics
+from .metrics import PER_QUERY, zoom_metrics
 from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,13 @@ class EvalConfig:
 
     ``map`` and ``model``: the map directory and the checkpoint trained for
     it; ``out``: folder for ``metrics.json``. Queries: ``aerial`` renders
-    ``samples`` frames from the map's orthophoto (``seed``; ``split`` "heldout"
-    keeps them in the cells training held out, "all" anywhere), ``data`` a CSV
-    of geotagged images; one or both. ``beam``: the beam width compared with
-    greedy search; ``top_k``: candidates kept per query; ``device``: torch
-    device; ``quiet``: no progress bars.
+    ``samples`` frames from the map's orthophoto and as many from each of
+    ``query_rasters`` (the same place from another date or sensor; ``seed``;
+    ``split`` "heldout" keeps them in the cells training held out, "all"
+    anywhere), ``data`` a CSV of geotagged images; one or both. ``beam``: the
+    beam width compared with greedy search; ``top_k``: candidates kept per
+    query; ``min_confidence``: the localizer's FIX threshold; ``device``:
+    torch device; ``quiet``: no progress bars.
     """
 
     map: Path
@@ -55,17 +58,25 @@ class EvalConfig:
     out: Path
     aerial: bool = False
     data: Path | None = None
+    query_rasters: tuple[Path, ...] = ()
     samples: int = 500
     split: str = "heldout"
     beam: int = 4
     top_k: int = 5
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     seed: int = 1
     device: str = "cpu"
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
         if not self.aerial and self.data is None:
             raise EvaluationError("aerial or data must be given (or both): the queries")
+        if self.query_rasters and not self.aerial:
+            raise EvaluationError("query_rasters needs aerial: they are rendered into aerial query frames")
+        missing = [str(p) for p in self.query_rasters if not p.is_file()]
+        if missing:
+            raise EvaluationError(f"query_rasters: no such raster {', '.join(missing)}")
         if self.split not in SPLITS:
             raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if self.samples < 1 or self.beam < 1 or self.top_k < 1:
@@ -78,43 +89,23 @@ class EvalConfig:
 class ZoomReport:
     """What :func:`evaluate_zoom` measured and wrote.
 
-    ``results``: per search ("greedy", "beam B") its :func:`.metrics.zoom_metrics`
-    with ``ellipse95_coverage`` added (``errors_m`` (N,) [m] included, which
-    ``metrics.json`` leaves out); ``terminal_size_m``: the map's terminal cell
-    side [m]; ``metrics_path``: the ``metrics.json`` written; ``seconds``: the
-    evaluation's wall time [s].
+    ``results``: per query source ("map" for frames of the map's own raster,
+    a query raster's file name, "geotagged") and per search ("greedy", "beam
+    B") its :func:`.metrics.zoom_metrics` (the per-query arrays included,
+    which ``metrics.json`` leaves out); ``calibration``: the model's, applied;
+    ``terminal_size_m``: the map's terminal cell side [m]; ``metrics_path``:
+    the ``metrics.json`` written; ``seconds``: the evaluation's wall time [s].
     """
 
-    results: dict[str, dict]
+    results: dict[str, dict[str, dict]]
+    calibration: Calibration
     terminal_size_m: float
     metrics_path: Path
     seconds: float
 
 
-def ellipse_coverage(grid: ZoomGrid, paths: np.ndarray, probs: np.ndarray, true_latlon: np.ndarray) -> float:
-    """Share of queries whose true position is inside their 95 % ellipse.
-
-    Args:
-        grid: The zoom grid searched.
-        paths: Terminal paths (N, K, L) of the K candidates, best first.
-        probs: Their probabilities (N, K).
-        true_latlon: Truth (N, 2) lat/lon [deg].
-
-    Returns:
-        The share in 0..1, with the covariance the localizer would report
-        about the best cell's centre.
-    """
-    east, north = grid.frame.to_local(true_latlon[:, 0], true_latlon[:, 1])
-    centres = np.array([[grid.center_m(tuple(int(a) for a in p)) for p in q] for q in paths])  # (N, K, 2)
-    cov = np.stack(
-        [covariance(c[0], c, p, grid.terminal_size_m) for c, p in zip(centres, probs, strict=True)]
-    )  # (N, 2, 2)
-    offsets = np.stack([east, north], 1) - centres[:, 0]  # (N, 2)
-    return float(inside_ellipse_95(offsets, cov).mean())
-
-
-def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: dict) -> Queries:
-    """The queries ``config`` asks for, aerial first.
+def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: dict) -> dict[str, Queries]:
+    """The queries ``config`` asks for, per source: "map", each query raster's name, "geotagged".
 
     Args:
         config: The evaluation.
@@ -123,16 +114,17 @@ def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: 
         train_args: The training options stored in the checkpoint (held-out cells, footprints).
 
     Returns:
-        The aerial and geotagged queries together.
+        Source name -> its queries, in that order.
     """
-    parts = []
+    sources: dict[str, Queries] = {}
     if config.aerial:
         cfg = training_aerial_config(image_px, train_args)
         holdout_seed = train_args.get("seed", 0)
-        parts.append(aerial_queries(mapdir, cfg, config.samples, config.seed, config.split, holdout_seed))
+        for name, raster in [("map", None), *((p.name, p) for p in config.query_rasters)]:
+            sources[name] = aerial_queries(mapdir, cfg, config.samples, config.seed, config.split, holdout_seed, raster)
     if config.data is not None:
-        parts.append(geotagged_queries(config.data, mapdir.grid))
-    return Queries.concat(parts)
+        sources["geotagged"] = geotagged_queries(config.data, mapdir.grid)
+    return sources
 
 
 def encode_queries(model: ZoomModel, images: list[np.ndarray], quiet: bool = False) -> torch.Tensor:
@@ -160,16 +152,22 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     feats = as_features(index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch")))
     feats = feats.float().to(config.device)
     train_args = extra.get("train_config") or extra.get("args", {})  # "args": checkpoints of before train_config
-    queries = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)
-    log.info("%d queries on %s", len(queries.images), mapdir.grid.describe())
-    query = encode_queries(model, queries.images, config.quiet)
-    results = {}
-    for name, beam in (("greedy", 1), (f"beam {config.beam}", config.beam)):
-        with torch.inference_mode():
-            res = beam_search(model.decoder, query, feats, beam=beam, top_k=config.top_k)
-        paths, probs = res.paths.cpu().numpy(), res.probs.cpu().numpy()
-        results[name] = zoom_metrics(mapdir.grid, paths, probs, queries.latlon, queries.paths)
-        results[name]["ellipse95_coverage"] = ellipse_coverage(mapdir.grid, paths, probs, queries.latlon)
+    calibration = Calibration.from_dict(extra.get("calibration"))
+    if not calibration.fitted:
+        log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
+    sources = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)
+    results: dict[str, dict[str, dict]] = {}
+    for source, queries in sources.items():
+        log.info("%d queries (%s) on %s", len(queries.images), source, mapdir.grid.describe())
+        query = encode_queries(model, queries.images, config.quiet)
+        results[source] = {}
+        for name, beam in (("greedy", 1), (f"beam {config.beam}", config.beam)):
+            with torch.inference_mode():
+                res = beam_search(model.decoder, query, feats, beam=beam, top_k=config.top_k)
+            paths, probs = res.paths.cpu().numpy(), res.probs.float().cpu().numpy()
+            results[source][name] = zoom_metrics(
+                mapdir.grid, paths, probs, queries.latlon, queries.paths, calibration, config.min_confidence
+            )
     seconds = round(time.monotonic() - started, 1)
     report = {
         "map": str(mapdir.path),
@@ -178,13 +176,19 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         "terminal_size_m": mapdir.grid.terminal_size_m,
         "queries": {
             "aerial": config.samples if config.aerial else 0,
+            "query_rasters": [str(p) for p in config.query_rasters],
             "split": config.split,
             "geotagged": str(config.data) if config.data else None,
         },
-        "results": {n: {k: v for k, v in r.items() if k != "errors_m"} for n, r in results.items()},
+        "calibration": calibration.to_dict(),
+        "min_confidence": config.min_confidence,
+        "results": {
+            source: {n: {k: v for k, v in r.items() if k not in PER_QUERY} for n, r in searches.items()}
+            for source, searches in results.items()
+        },
         "seconds": seconds,
     }
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    return ZoomReport(results, mapdir.grid.terminal_size_m, out / "metrics.json", seconds)
+    return ZoomReport(results, calibration, mapdir.grid.terminal_size_m, out / "metrics.json", seconds)

@@ -57,18 +57,28 @@ class LocalOrtho:
         return cls(image, valid, bounds, gsd_m, frame)
 
     @classmethod
-    def for_map(cls, mapdir: MapDir, gsd_m: float | None = None, pad_m: float = 0.0) -> LocalOrtho:
+    def for_map(
+        cls, mapdir: MapDir, gsd_m: float | None = None, pad_m: float = 0.0, rasters: list[str | Path] | None = None
+    ) -> LocalOrtho:
         """The region of a map (grown by ``pad_m`` on every side) as an orthophoto.
 
-        Rendered from the rasters the map was built from, at ``gsd_m`` (default:
-        the finest source).
+        Rendered from the rasters the map was built from or, given ``rasters``,
+        from those (another date or sensor of the same place), at ``gsd_m``
+        (default: the finest of the rasters rendered).
         """
-        paths = [s["path"] for s in mapdir.sources]
-        missing = [p for p in paths if not Path(p).is_file()]
-        if missing:
-            raise MapError(f"the map's source raster {missing[0]} is gone; it is needed to render camera views")
+        if rasters is None:
+            paths = [s["path"] for s in mapdir.sources]
+            missing = [p for p in paths if not Path(p).is_file()]
+            if missing:
+                raise MapError(f"the map's source raster {missing[0]} is gone; it is needed to render camera views")
+        else:
+            paths = [str(p) for p in rasters]
         if gsd_m is None:
-            gsd_m = min(s["resolution_m"] for s in mapdir.sources)
+            if rasters is None:
+                gsd_m = min(s["resolution_m"] for s in mapdir.sources)
+            else:
+                with RasterMosaic(paths) as mosaic:
+                    gsd_m = mosaic.infos[0].resolution_m
         half = mapdir.grid.size_m / 2 + pad_m
         return cls.render(paths, mapdir.grid.frame, BoundsM(-half, -half, half, half), gsd_m)
 

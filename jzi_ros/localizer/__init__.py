@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING
 
 from ..images import to_rgb
 from ..lazy import lazy_attributes
+from .calibration import WITHIN_CELLS, Calibration, fit_calibration
 from .errors import InputError, PriorError
-from .estimate import CHI2_95_2DOF, VERTICAL_VARIANCE_M2, Candidate, Estimate, covariance, ellipse_95, inside_ellipse_95
+from .estimate import CHI2_95_2DOF, VERTICAL_VARIANCE_M2, Candidate, Estimate, ellipse_95, inside_ellipse_95
 
 if TYPE_CHECKING:
     from .index import check_region, index_map
-    from .localizer import Localizer, LocalizerConfig, Prior
+    from .localizer import DEFAULT_MIN_CONFIDENCE, Localizer, LocalizerConfig, Prior
 
 _LAZY = {
+    "DEFAULT_MIN_CONFIDENCE": "localizer",
     "Localizer": "localizer",
     "LocalizerConfig": "localizer",
     "Prior": "localizer",
@@ -30,7 +32,10 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "CHI2_95_2DOF",
+    "DEFAULT_MIN_CONFIDENCE",
     "VERTICAL_VARIANCE_M2",
+    "WITHIN_CELLS",
+    "Calibration",
     "Candidate",
     "Estimate",
     "InputError",
@@ -39,7 +44,7 @@ __all__ = [
     "Prior",
     "PriorError",
     "check_region",
-    "covariance",
+    "fit_calibration",
     "ellipse_95",
     "index_map",
     "inside_ellipse_95",

@@ -1,17 +1,9 @@
-"""Where the camera is, with its uncertainty: :class:`Estimate` and its covariance.
+"""Where the camera is, with its uncertainty: :class:`Estimate`.
 
-Covariance of an estimate (east/north, m²). The reported position ``mu`` is
-the centre of the best terminal cell, of side ``w``. A position uniformly
-distributed over that cell has variance ``w²/12`` per axis. The search also
-returns K candidate cells ``c_k`` with probabilities ``p_k``; their spread
-about ``mu``, weighted by the probabilities renormalized over the K
-candidates, is added::
-
-    Sigma = (w² / 12) I + sum_k pi_k (c_k - mu)(c_k - mu)^T,   pi_k = p_k / sum_j p_j
-
-A confident frame reports about one cell's variance; an ambiguous one, whose
-candidates lie far apart, reports a large ellipse. ``confidence`` is ``p_1``,
-the best cell's probability; an estimate below ``min_confidence`` is still
+The reported position is the centre of the best terminal cell. Its covariance
+(east/north, m²) and its confidence come from the search's candidate cells
+through the model's :class:`~jzi_ros.localizer.calibration.Calibration`, which
+documents the formulas; an estimate below ``min_confidence`` is still
 returned, with ``trusted`` False.
 """
 
@@ -49,8 +41,8 @@ class Candidate:
 class Estimate:
     """Where the camera is: WGS84 (lat, lon) [deg] and local (east, north) [m].
 
-    Also its covariance (2x2, m², east/north), confidence (the best cell's
-    probability), whether it is trusted, the best path, the candidates, the
+    Also its covariance (2x2, m², east/north), confidence (the probability
+    that it lies within two terminal cells of the truth), whether it is trusted, the best path, the candidates, the
     terminal cell side [m] and timings [ms] of each stage.
     """
 
@@ -80,13 +72,6 @@ class Estimate:
         """Whether a position [m, local frame] lies inside the 95 % ellipse."""
         offset = np.array([[east_m - self.east_m, north_m - self.north_m]])
         return bool(inside_ellipse_95(offset, self.covariance_m2[None])[0])
-
-
-def covariance(mu: np.ndarray, centres: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:
-    """The module docstring's formula: (2, 2) [m²]."""
-    pi = probs / probs.sum() if probs.sum() > 0 else np.full(len(probs), 1 / len(probs))
-    d = centres - mu  # (K, 2)
-    return np.eye(2) * cell_m**2 / 12 + (pi[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0)
 
 
 def inside_ellipse_95(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> np.ndarray:

@@ -13,9 +13,13 @@ from ..geo import MapDir, ZoomGrid
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
+from .calibration import Calibration
 from .errors import PriorError
-from .estimate import Candidate, Estimate, covariance
+from .estimate import Candidate, Estimate
 from .index import check_region
+
+DEFAULT_MIN_CONFIDENCE = 0.9
+"""Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,8 @@ class LocalizerConfig:
     """Search and filter settings of a :class:`Localizer`.
 
     ``beam``: beam width (1 = greedy); ``top_k``: candidates kept;
-    ``min_confidence``: below it an estimate is flagged untrusted;
+    ``min_confidence``: below this probability of lying within two terminal
+    cells of the truth an estimate is flagged untrusted (NO_FIX);
     ``smoothing_noise_m2_s``: process noise [m²/s] of the optional temporal
     filter (0 = off, the default); ``prior_sigmas``: half-width of a prior's
     box, in standard deviations.
@@ -31,7 +36,7 @@ class LocalizerConfig:
 
     beam: int = 4
     top_k: int = 5
-    min_confidence: float = 0.2
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     smoothing_noise_m2_s: float = 0.0
     prior_sigmas: float = 3.0
 
@@ -49,7 +54,10 @@ class Localizer:
     """Loads a map and a model once; :meth:`localize` turns frames into estimates.
 
     The map's views stay memory-mapped; only its encoder features are read,
-    after checking that they were computed for this model's encoder.
+    after checking that they were computed for this model's encoder. The
+    covariance and confidence follow the checkpoint's calibration (``jzi
+    train`` fits one); ``calibration`` overrides it (a model given as an
+    object has none of its own: the identity).
     """
 
     def __init__(
@@ -59,9 +67,15 @@ class Localizer:
         backend: str = "torch",
         config: LocalizerConfig = LocalizerConfig(),
         device: str = "cpu",
+        calibration: Calibration | None = None,
     ) -> None:
         self.map = mapdir if isinstance(mapdir, MapDir) else MapDir(mapdir)
-        self.model = model if isinstance(model, ZoomModel) else load_checkpoint(model)[0]
+        extra: dict = {}
+        if isinstance(model, ZoomModel):
+            self.model = model
+        else:
+            self.model, extra = load_checkpoint(model)
+        self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
         check_region(self.map, self.model)
         self.grid: ZoomGrid = self.map.grid
         self.config = config
@@ -108,11 +122,11 @@ class Localizer:
             Candidate(tuple(int(a) for a in p), float(la), float(lo), float(c[0]), float(c[1]), float(pr))
             for p, la, lo, c, pr in zip(paths, lat, lon, centres, probs, strict=True)
         ]
-        mu = centres[0]
-        cov = covariance(mu, centres, probs, self.grid.terminal_size_m)
-        mu, cov = self._smooth(mu, cov, stamp_s)
+        cell_m = self.grid.terminal_size_m
+        cov = self.calibration.covariances(centres[None], probs[None], cell_m)[0]
+        confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
+        mu, cov = self._smooth(centres[0], cov, stamp_s)
         lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
-        confidence = float(probs[0])
         t4 = time.perf_counter()
         timings = {
             "decode": (t1 - t0) * 1e3,

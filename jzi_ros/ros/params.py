@@ -37,7 +37,10 @@ class NodeParams:
     )
     beam_width: int = _param(4, "beam width of the zoom search (1 = greedy)")
     top_k: int = _param(5, "candidate cells kept per frame")
-    min_confidence: float = _param(0.2, "below this best-cell probability a fix is published with status NO_FIX")
+    min_confidence: float = _param(
+        LocalizerConfig.min_confidence,
+        "below this probability of lying within 2 terminal cells of the truth a fix is published as NO_FIX",
+    )
     max_rate_hz: float = _param(0.0, "most frames localized per second (0 = as fast as possible)")
     prior_topic: str = _param("", "optional NavSatFix topic of a prior position that narrows the search ('' = none)")
     prior_max_age_s: float = _param(5.0, "a prior older than this [s] is ignored")

@@ -1,9 +1,12 @@
 """`jzi evaluate`: how well a model localizes frames it never saw.
 
 Queries are aerial frames rendered in the held-out cells of training (other
-positions, headings, altitudes and colours than any training frame) and/or
+positions, headings, altitudes and colours than any training frame), from
+the map's own raster and from each ``--query-rasters`` raster (the same place
+at another date or from another sensor, the gap a real camera has), and/or
 geotagged images from a CSV. Each is zoomed greedily and with a beam; the
-metrics go to ``metrics.json`` and a table.
+metrics, with the fixes the localizer would publish, go to ``metrics.json``
+and one table per query source.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluation import EvalConfig, evaluate_zoom, format_table
+from ..localizer import DEFAULT_MIN_CONFIDENCE
 from .common import config_from
 
 
@@ -22,12 +26,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     p.add_argument("--aerial", action="store_true", help="render aerial query frames from the map's orthophoto")
     p.add_argument("--data", type=Path, help="CSV of geotagged query images: image, latitude, longitude")
+    p.add_argument(
+        "--query-rasters",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="TIF",
+        help="other rasters of the map's region (other dates or sensors): aerial queries from each, reported apart",
+    )
     p.add_argument("--samples", type=int, default=500, help="aerial query frames (default 500)")
     p.add_argument(
         "--split", choices=["heldout", "all"], default="heldout", help="aerial queries in held-out cells or anywhere"
     )
     p.add_argument("--beam", type=int, default=4, help="beam width compared with greedy (default 4)")
     p.add_argument("--top-k", type=int, default=5, help="candidates kept per query (default 5)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help=f"confidence from which a fix is published as FIX (default {DEFAULT_MIN_CONFIDENCE})",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the query frames (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -37,6 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and where the metrics went."""
     report = evaluate_zoom(config_from(EvalConfig, args))
-    print(format_table(report.results, report.terminal_size_m))
+    for source, results in report.results.items():
+        label = "the map's own raster" if source == "map" else source
+        print(f"\nqueries from {label}:")
+        print(format_table(results, report.terminal_size_m))
+    cal = report.calibration
+    print(
+        f"\ncalibration of the model: fit on {cal.frames} frames (temperature {cal.temperature:g}, "
+        f"covariance x {cal.covariance_scale:.2f})"
+        if cal.fitted
+        else "\nthe model holds no calibration: covariance and confidence are the search's own"
+    )
     print(f"wrote {report.metrics_path}")
     return 0

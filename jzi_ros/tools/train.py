@@ -3,13 +3,17 @@
 Two kinds of training data, alone or together:
 
 * ``--aerial``: frames of a downward camera rendered from the map's own
-  orthophoto (aerial self-supervision), labelled by the cell under the camera;
+  orthophoto (aerial self-supervision), labelled by the cell under the camera,
+  and from ``--query-rasters`` (other dates or sensors of the same place),
+  with domain changes (``--domain-ops``) for the gap a real camera has;
 * ``--data CSV``: geotagged images (columns image, latitude, longitude).
 
 With a frozen encoder (the default; ``--fine-tune-blocks 0``) every frame and
 every view is encoded once and the decoder trains on cached features: fast,
-and the CPU default. ``--fine-tune-blocks N`` trains the encoder's last N
-blocks too, encoding frames and views at every step (a GPU job).
+and the CPU default. At the end a calibration of the covariance and the
+confidence is fit on the validation frames and stored in the checkpoint.
+``--fine-tune-blocks N`` trains the encoder's last N blocks too, encoding
+frames and views at every step (a GPU job).
 Multi-GPU: ``torchrun --nproc_per_node K -m jzi_ros.tools.cli train ...``.
 
 The training itself is :func:`jzi_ros.train.train`; this module parses the options.
@@ -20,8 +24,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.augment import DOMAIN_OPS
 from ..model import PACKAGED_WEIGHTS, RANDOM_WEIGHTS
-from ..train import DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig, TrainResult, train
+from ..train import DEFAULT_DOMAIN_OPS, DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig, TrainResult, train
 from .common import config_from
 
 
@@ -31,6 +36,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. model.pt")
     p.add_argument("--aerial", action="store_true", help="train on frames rendered from the map's orthophoto")
     p.add_argument("--data", type=Path, help="CSV of geotagged images: image, latitude, longitude")
+    p.add_argument(
+        "--query-rasters",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="TIF",
+        help="other rasters of the map's region (other dates or sensors) to render aerial frames from as well",
+    )
+    p.add_argument(
+        "--domain-ops",
+        nargs="*",
+        default=DEFAULT_DOMAIN_OPS,
+        choices=list(DOMAIN_OPS),
+        metavar="OP",
+        help=f"domain changes of aerial frames (default all: {' '.join(DOMAIN_OPS)}; none: give the flag alone)",
+    )
     p.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of the whole run (default 10)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead of the budget")
     p.add_argument("--samples", type=int, default=12000, help="aerial training frames (default 12000)")
@@ -92,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def summary(result: TrainResult) -> str:
-    """What a run did, in a line."""
+    """What a run did, in a few lines: steps, frames, their rates, validation and calibration."""
     model, val = result.model, result.validation
     nan = float("nan")
     done = f"trained {result.steps} steps in {result.elapsed_s / 60:.1f} min"
@@ -101,10 +122,24 @@ def summary(result: TrainResult) -> str:
             f"{done}, the last {model.cfg.encoder.name} blocks with the decoder; map re-indexed for the "
             f"fine-tuned encoder; validation: median error {val.get('median_m', nan):.1f} m"
         )
-    return (
+    lines = [
         f"{done}; validation: path accuracy {val.get('path_acc', nan):.3f}, "
         f"median error {val.get('median_m', nan):.1f} m"
-    )
+    ]
+    if result.encode_s > 1:
+        train_min = max(result.elapsed_s - result.encode_s, 1e-9) / 60
+        lines.append(
+            f"{result.frames} frames rendered and encoded in {result.encode_s / 60:.1f} min "
+            f"({result.frames / (result.encode_s / 60):.0f} frames/min); about {result.steps / train_min:.0f} steps/min"
+        )
+    cal = result.calibration
+    if cal is not None:
+        lines.append(
+            f"calibration on {cal.frames} validation frames: temperature {cal.temperature:g}, "
+            f"covariance x {cal.covariance_scale:.2f}, confidence curve {cal.confidence_weight:.2f} "
+            f"logit + {cal.confidence_bias:.2f}"
+        )
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,13 @@
 The pieces are usable on their own: sample sources (:func:`aerial_samples`,
 :func:`geotagged_samples`), the decoder loop on cached features
 (:func:`train_decoder`), the end-to-end fine-tuning loop
-(:func:`train_end_to_end`), validation (:func:`evaluate_features`) and the
-learning-rate schedule (:func:`lr_at`). No argparse here.
+(:func:`train_end_to_end`), validation (:func:`evaluate_features`), the
+localizer's calibration (:func:`calibrate`) and the learning-rate schedule
+(:func:`lr_at`). No argparse here.
 """
 
-from .config import DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig
+from .calibrate import calibrate
+from .config import DEFAULT_DOMAIN_OPS, DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig
 from .decoder_loop import build_model, evaluate_features, lr_at, train_decoder
 from .distributed import Dist
 from .errors import TrainError
@@ -17,6 +19,7 @@ from .samples import Samples, aerial_config, aerial_samples, cache_path, encoded
 from .trainer import TrainResult, train
 
 __all__ = [
+    "DEFAULT_DOMAIN_OPS",
     "DEFAULT_ENCODER",
     "DEFAULT_WEIGHTS",
     "Dist",
@@ -29,6 +32,7 @@ __all__ = [
     "aerial_config",
     "aerial_samples",
     "build_model",
+    "calibrate",
     "cache_path",
     "encoded_samples",
     "evaluate_features",

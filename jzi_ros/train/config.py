@@ -13,11 +13,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.augment import DOMAIN_OPS
 from ..model import PACKAGED_WEIGHTS
 from .errors import TrainError
 
 DEFAULT_ENCODER = "tf_efficientnet_lite0"
 DEFAULT_WEIGHTS = PACKAGED_WEIGHTS
+DEFAULT_DOMAIN_OPS = tuple(DOMAIN_OPS)
+"""Domain changes of aerial training frames by default (see the ablation in the README)."""
 
 _CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls")}
 _POSITIVE = ("samples", "val_samples", "image_px", "dim", "depth", "heads", "batch")
@@ -32,6 +35,9 @@ class TrainConfig:
         out: checkpoint to write (and to resume from).
         aerial: train on frames rendered from the map's orthophoto.
         data: CSV of geotagged images (image, latitude, longitude), or None.
+        query_rasters: other rasters of the map's region (other dates or
+            sensors) that aerial frames are also rendered from.
+        domain_ops: domain changes of aerial frames (:data:`jzi_ros.data.augment.DOMAIN_OPS`).
         minutes: wall-time budget of the whole run [min]; it ends the run only
             when ``max_steps`` is None.
         max_steps: optimiser steps to run; None: as many as the budget allows.
@@ -69,6 +75,8 @@ class TrainConfig:
     out: Path
     aerial: bool = False
     data: Path | None = None
+    query_rasters: tuple[Path, ...] = ()
+    domain_ops: tuple[str, ...] = DEFAULT_DOMAIN_OPS
     minutes: float = 10.0
     max_steps: int | None = None
     samples: int = 12000
@@ -108,12 +116,22 @@ class TrainConfig:
             set_(self, "data", Path(self.data))
         if self.weights is not None:
             set_(self, "weights", str(self.weights))
+        set_(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
+        set_(self, "domain_ops", tuple(str(op) for op in self.domain_ops))
         try:
             set_(self, "footprint_cells", tuple(float(v) for v in self.footprint_cells))
         except (TypeError, ValueError):
             raise TrainError(f"footprint_cells must be two numbers (min, max), not {self.footprint_cells!r}") from None
         if not self.aerial and self.data is None:
             raise TrainError("aerial or data must be given (or both): the training data")
+        if self.query_rasters and not self.aerial:
+            raise TrainError("query_rasters needs aerial: aerial frames are rendered from them")
+        missing = [str(p) for p in self.query_rasters if not p.is_file()]
+        if missing:
+            raise TrainError(f"query_rasters: no such raster {', '.join(missing)}")
+        unknown = [op for op in self.domain_ops if op not in DOMAIN_OPS]
+        if unknown:
+            raise TrainError(f"domain_ops: unknown {', '.join(unknown)} (known: {', '.join(DOMAIN_OPS)})")
         if not (math.isfinite(self.minutes) and self.minutes > 0):
             raise TrainError(f"minutes must be positive, not {self.minutes}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -154,6 +172,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d.update(map=str(self.map), out=str(self.out), footprint_cells=list(self.footprint_cells))
         d["data"] = None if self.data is None else str(self.data)
+        d.update(query_rasters=[str(p) for p in self.query_rasters], domain_ops=list(self.domain_ops))
         return d
 
     @classmethod

@@ -4,7 +4,8 @@ Every frame and every map view is encoded once; each step then teaches the
 decoder (teacher forcing) to pick the true child at every level of a batch of
 terminal paths. The learning rate warms up linearly and decays by a cosine to
 5 % of its peak. With ``max_steps`` the run is exactly that many steps; without,
-the steps are budgeted from the speed of the first 30 and the time left.
+the steps are budgeted from the speed of the first 30, then of the next 300,
+and the time left.
 Under torchrun the batch is split over the ranks and DistributedDataParallel
 averages the gradients, so K processes take the same steps as one.
 """
@@ -37,6 +38,10 @@ from .config import TrainConfig, checkpoint_entries
 from .distributed import Dist
 from .errors import TrainError
 from .samples import Samples
+
+BUDGET_AT = (30, 300)
+"""Without ``max_steps``, the steps that fit the time left are estimated after these many steps, each count
+since the last estimate."""
 
 
 def build_model(config: TrainConfig, mapdir: MapDir) -> ZoomModel:
@@ -149,10 +154,10 @@ def train_decoder(
     """
     dev = feats.device
     decoder = model.decoder
-    train = ~samples.val
-    x_all = torch.from_numpy(samples.x[train]).float()
-    p_all = torch.from_numpy(samples.paths[train]).long()
-    val = samples.split(val=True)
+    train = samples.part("train")
+    x_all = torch.from_numpy(train.x).float()
+    p_all = torch.from_numpy(train.paths).long()
+    val = samples.part("val")
     net: torch.nn.Module = decoder
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(decoder)
@@ -167,7 +172,8 @@ def train_decoder(
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
     )
-    calibrated = bool(config.max_steps) or state is not None
+    calibrated = fixed_total = bool(config.max_steps) or state is not None
+    budgets = 0
     t0_s, s0 = time.monotonic(), step
     pbar = tqdm(
         total=None if not calibrated else total,
@@ -180,13 +186,15 @@ def train_decoder(
     perm, pos = torch.randperm(len(x_all), generator=gen), 0
     last_eval_s = time.monotonic()
     while step < total:
-        if not calibrated and step - s0 == 30:  # budget the steps from the measured speed
-            per_step_s = (time.monotonic() - t0_s) / 30
-            total = max(step + 1, step + int((deadline_s - time.monotonic() - 10) / (per_step_s * 1.1)))
+        if not fixed_total and step - s0 == BUDGET_AT[budgets]:  # budget the steps from the measured speed
+            per_step_s = (time.monotonic() - t0_s) / (step - s0)
+            total = max(step + 1, step + int((deadline_s - time.monotonic() - 10) / (per_step_s * 1.05)))
             total = dist.agree(total)  # every rank runs the same number of steps
             pbar.total = total
             pbar.refresh()
-            calibrated = True
+            calibrated, budgets = True, budgets + 1
+            fixed_total = budgets == len(BUDGET_AT)
+            t0_s, s0 = time.monotonic(), step  # the next estimate leaves the first steps' overhead out
         if pos + config.batch > len(perm):
             perm, pos = torch.randperm(len(x_all), generator=gen), 0
         idx = perm[pos + dist.rank * per_rank : pos + (dist.rank + 1) * per_rank]

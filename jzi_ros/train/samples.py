@@ -1,9 +1,11 @@
 """Training samples for the decoder: frames encoded once by the frozen encoder.
 
-Two sources, alone or together: aerial frames rendered from the map's own
-orthophoto (labelled by the cell under the camera) and geotagged images from a
-CSV. Encoded samples are cached beside the checkpoint (``.jzi_cache/``) under
-a digest of everything they depend on, so a second run (or a resumed one)
+Two sources, alone or together: aerial frames (labelled by the cell under the
+camera) rendered from the map's own orthophoto and from ``query_rasters``,
+other rasters of the same place, with domain changes; and geotagged images
+from a CSV. Frames are rendered on a second thread while the encoder works.
+Encoded samples are cached beside the checkpoint (``.jzi_cache/``) under a
+digest of everything they depend on, so a second run (or a resumed one)
 skips the encoding.
 """
 
@@ -13,23 +15,29 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data import AerialConfig, CameraPose, heldout_cells, in_heldout, pose_paths, render_samples, sample_poses
+from ..data import AerialConfig, CameraPose, covered_frames, heldout_cells, in_heldout, pose_paths, source_ortho
 from ..data.augment import street
 from ..data.geotagged import load_geotagged, read_images
 from ..geo import MapDir
-from ..geo.ortho import LocalOrtho
 from ..model import ZoomModel
 from .config import TrainConfig
 from .distributed import Dist
 
 log = logging.getLogger(__name__)
+
+
+ROLES = ("train", "val", "calib")
+"""What a sample is for: training, validation (held-out cells), or the calibration fit (new poses anywhere)."""
 
 
 @dataclass
@@ -40,36 +48,40 @@ class Samples:
         x: query features (N, F), float16.
         paths: terminal paths (N, L) [actions].
         east_north: positions (N, 2) [m, the map's local frame].
-        val: whether each sample validates rather than trains (N,) bool.
+        role: index into :data:`ROLES` of each sample (N,) int8.
     """
 
     x: np.ndarray
     paths: np.ndarray
     east_north: np.ndarray
-    val: np.ndarray
+    role: np.ndarray
 
     def save(self, path: Path) -> None:
         """Write the samples to an ``.npz`` file, atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, x=self.x, paths=self.paths, east_north=self.east_north, val=self.val)
+        np.savez(tmp, x=self.x, paths=self.paths, east_north=self.east_north, role=self.role)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> Samples:
         """Read samples written by :meth:`save`."""
         with np.load(path) as z:
-            return cls(z["x"], z["paths"], z["east_north"], z["val"])
+            return cls(z["x"], z["paths"], z["east_north"], z["role"])
 
     @classmethod
     def concat(cls, parts: list[Samples]) -> Samples:
         """The samples of ``parts``, one after the other."""
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "paths", "east_north", "val")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "paths", "east_north", "role")))
 
-    def split(self, val: bool) -> Samples:
-        """The validation samples (``val`` True) or the training ones."""
-        keep = self.val == val
-        return Samples(self.x[keep], self.paths[keep], self.east_north[keep], self.val[keep])
+    def count(self, role: str) -> int:
+        """How many samples have ``role`` (one of :data:`ROLES`)."""
+        return int((self.role == ROLES.index(role)).sum())
+
+    def part(self, role: str) -> Samples:
+        """The samples with ``role`` (one of :data:`ROLES`)."""
+        keep = self.role == ROLES.index(role)
+        return Samples(self.x[keep], self.paths[keep], self.east_north[keep], self.role[keep])
 
 
 def cache_path(out: Path, key: dict) -> Path:
@@ -83,9 +95,45 @@ def aerial_config(config: TrainConfig) -> AerialConfig:
     return AerialConfig(
         image_px=config.image_px,
         footprint_cells=config.footprint_cells,
+        domain_ops=config.domain_ops,
         holdout_share=config.holdout,
         holdout_by_area=config.holdout_by_area,
     )
+
+
+def prefetched(items: Iterator, depth: int = 2) -> Generator:
+    """The items of ``items``, produced on a second thread up to ``depth`` ahead (its errors re-raised here).
+
+    Rendering (OpenCV, which releases the GIL) then overlaps with encoding.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
 
 
 def aerial_samples(
@@ -97,56 +145,55 @@ def aerial_samples(
     seed: int,
     deadline_s: float | None = None,
     quiet: bool = False,
+    query_rasters: Sequence[str | Path] = (),
 ) -> Samples:
     """Render and encode aerial frames.
 
+    Each frame is rendered from the map's own orthophoto or from one of
+    ``query_rasters`` (drawn at random), then changed photometrically and by
+    ``cfg.domain_ops``; its label is the cell under the camera in the map's grid.
+
     Args:
-        mapdir: the map whose orthophoto is rendered.
+        mapdir: the map whose region is rendered.
         model: its encoder encodes the frames.
         cfg: how frames are rendered and which cells are held out.
         n_train: training frames, outside the held-out cells.
         n_val: validation frames, inside the held-out cells (anywhere when none
-            is held out), at other positions, headings and altitudes.
+            is held out), at other positions, headings and altitudes; as many
+            calibration frames at new poses anywhere (where a robot flies).
         seed: seed of the held-out cells and of every pose.
         deadline_s: ``time.monotonic()`` [s] after which the training frames
             stop early (once there are 256); None: never.
         quiet: no progress bar.
+        query_rasters: other rasters of the map's region (dates, sensors).
 
     Returns:
-        The validation samples, then the training ones.
+        The validation samples, the calibration ones, then the training ones.
     """
     grid = mapdir.grid
-    ortho = LocalOrtho.for_map(mapdir, pad_m=cfg.max_footprint_m(grid))
+    pad_m = cfg.max_footprint_m(grid)
+    orthos = [source_ortho(mapdir, pad_m)] + [source_ortho(mapdir, pad_m, r) for r in query_rasters]
     heldout = heldout_cells(grid, cfg.holdout_share, seed, cfg.holdout_by_area)
     rng = np.random.default_rng(seed)
     parts = []
     val_split = "heldout" if cfg.holdout_share > 0 else "all"
-    for split, count in ((val_split, n_val), ("train", n_train)):
+    for role, split, count in (("val", val_split, n_val), ("calib", "all", n_val), ("train", "train", n_train)):
         xs: list[np.ndarray] = []
         poses_done: list[CameraPose] = []
-        chunk = 32
-        with tqdm(
-            total=count, desc=f"aerial frames ({split})", unit="frame", disable=quiet, dynamic_ncols=True
-        ) as pbar:
-            while len(poses_done) < count:
-                poses = sample_poses(grid, min(chunk, count - len(poses_done)), rng, cfg, split, heldout)
-                frames, covered = render_samples(ortho, poses, cfg, rng)
-                keep = covered >= cfg.min_coverage
-                poses = [p for p, k in zip(poses, keep, strict=True) if k]
-                if poses:
-                    xs.append(model.encode_queries(list(frames[keep])).cpu().numpy().astype(np.float16))
-                    poses_done += poses
-                    pbar.update(len(poses))
+        batches = prefetched(covered_frames(orthos, grid, count, rng, cfg, split, heldout))
+        with tqdm(total=count, desc=f"aerial frames ({role})", unit="frame", disable=quiet, dynamic_ncols=True) as pbar:
+            for frames, poses, _ in batches:
+                xs.append(model.encode_queries(list(frames)).cpu().numpy().astype(np.float16))
+                poses_done += poses
+                pbar.update(len(poses))
                 late = deadline_s is not None and time.monotonic() > deadline_s
-                if split == "train" and late and len(poses_done) >= 256:
+                if role == "train" and late and len(poses_done) >= 256:
                     log.warning("time budget: stopping aerial frames at %d of %d", len(poses_done), count)
                     break
+        batches.close()
         east_north = np.array([[p.east_m, p.north_m] for p in poses_done])
-        parts.append(
-            Samples(
-                np.concatenate(xs), pose_paths(grid, poses_done), east_north, np.full(len(poses_done), split != "train")
-            )
-        )
+        roles = np.full(len(poses_done), ROLES.index(role), np.int8)
+        parts.append(Samples(np.concatenate(xs), pose_paths(grid, poses_done), east_north, roles))
     return Samples.concat(parts)
 
 
@@ -174,7 +221,8 @@ def geotagged_samples(
         quiet: no progress bar.
 
     Returns:
-        The images' samples, augmented copies after each batch.
+        The images' samples, augmented copies after each batch; those in
+        held-out cells validate (and calibrate: there are no others).
     """
     grid = mapdir.grid
     data = load_geotagged(csv, grid)
@@ -194,7 +242,8 @@ def geotagged_samples(
                 xs.append(model.encode_queries(aug).cpu().numpy().astype(np.float16))
                 keep += [i + j for j in train_idx]
     rows = np.array(keep)
-    return Samples(np.concatenate(xs), data.paths[rows], data.east_north[rows], val[rows])
+    roles = np.where(val[rows], ROLES.index("val"), ROLES.index("train")).astype(np.int8)
+    return Samples(np.concatenate(xs), data.paths[rows], data.east_north[rows], roles)
 
 
 def encoded_samples(
@@ -215,10 +264,12 @@ def encoded_samples(
     """
     aerial = aerial_config(config)
     key = {
+        "format": 2,  # samples with roles (train, val, calib)
         "map": str(mapdir.path.resolve()),
         "grid": mapdir.grid.to_dict(),
         "identity": model.identity(),
         "aerial": aerial.to_dict() if config.aerial else None,
+        "query_rasters": [str(Path(p).resolve()) for p in config.query_rasters],
         "samples": config.samples,
         "val": config.val_samples,
         "seed": config.seed,
@@ -232,7 +283,11 @@ def encoded_samples(
         parts = []
         if config.aerial:
             n_train, n_val = config.samples, config.val_samples
-            parts.append(aerial_samples(mapdir, model, aerial, n_train, n_val, config.seed, deadline_s, config.quiet))
+            parts.append(
+                aerial_samples(
+                    mapdir, model, aerial, n_train, n_val, config.seed, deadline_s, config.quiet, config.query_rasters
+                )
+            )
         if config.data:
             parts.append(
                 geotagged_samples(

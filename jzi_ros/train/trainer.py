@@ -18,10 +18,13 @@ import numpy as np
 import torch
 
 from ..geo import MapDir
+from ..localizer import Calibration
 from ..localizer.index import index_map
-from ..model import ZoomModel, load_checkpoint
+from ..model import ZoomModel, load_checkpoint, save_checkpoint
 from ..model.search import as_features
+from ..model.zoom import read_checkpoint
 from ..progress import bar
+from .calibrate import calibrate
 from .config import TrainConfig
 from .decoder_loop import build_model, train_decoder
 from .distributed import Dist
@@ -52,6 +55,10 @@ class TrainResult:
         validation: the last validation's metrics (``path_acc``, ``level_acc``
             and ``median_m`` [m] for the decoder; ``median_m`` and
             ``within_cell`` when fine-tuning); empty when none ran.
+        calibration: the calibration fit on the validation frames and stored
+            in the checkpoint, or None (too few frames, fine-tuning, rank > 0).
+        frames: encoded training and validation samples (frozen encoder).
+        encode_s: wall time spent rendering and encoding them [s] (0 when cached).
     """
 
     model: ZoomModel
@@ -62,6 +69,9 @@ class TrainResult:
     fine_tuned: bool = False
     rank: int = 0
     validation: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+    frames: int = 0
+    encode_s: float = 0.0
 
 
 def _device(name: str) -> torch.device:
@@ -129,6 +139,7 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
     if dist.main:
         log.info("map: %s", mapdir.grid.describe())
     fine_tuned = config.fine_tune_blocks > 0
+    calibration, frames, encode_s = None, 0, 0.0
     if fine_tuned:
         if dist.main:
             log.info(
@@ -152,11 +163,25 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         dist.barrier()
         feats = as_features(index_map(mapdir, model), dist.device)
         samples_deadline_s = started_s + SAMPLES_SHARE * config.budget_s if config.max_steps is None else None
+        encode_started_s = time.monotonic()
         samples = encoded_samples(config, mapdir, model, dist, samples_deadline_s)
+        frames, encode_s = len(samples.x), time.monotonic() - encode_started_s
         if dist.main:
             where = "held-out cells" if config.holdout > 0 else "new positions"
-            log.info("samples: %d training, %d validation (%s)", (~samples.val).sum(), samples.val.sum(), where)
+            log.info(
+                "samples: %d training, %d validation (%s), %d for the calibration",
+                samples.count("train"),
+                samples.count("val"),
+                where,
+                samples.count("calib"),
+            )
         steps, history = train_decoder(model, feats, samples, config, dist, deadline_s, state)
+        if dist.main:
+            calib = samples.part("calib") if samples.count("calib") else samples.part("val")
+            calibration = calibrate(model, feats, calib, mapdir.grid)
+            if calibration is not None:
+                extra = read_checkpoint(config.out).get("extra", {})
+                save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})
     last = history[-1] if history else {}
     return TrainResult(
         model=model,
@@ -167,4 +192,7 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         fine_tuned=fine_tuned,
         rank=dist.rank,
         validation={k: v for k, v in last.items() if k not in ("step", "loss")},
+        calibration=calibration,
+        frames=frames,
+        encode_s=encode_s,
     )

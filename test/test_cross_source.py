@@ -9,9 +9,21 @@ import cv2
 import numpy as np
 import pytest
 
-from jzi_ros.data import AerialConfig, CameraPose, DataError, covered_frames, pose_paths, render_frame, source_ortho
+from jzi_ros.data import (
+    AerialConfig,
+    CameraPose,
+    DataError,
+    FlightConfig,
+    bags,
+    covered_frames,
+    pose_paths,
+    render_frame,
+    source_ortho,
+    write_flight,
+)
 from jzi_ros.data.scene import SceneSpec, write_scene
 from jzi_ros.geo import MapDir, build_map
+from jzi_ros.images import decode_message
 from jzi_ros.localizer import Calibration, Localizer, fit_calibration
 from jzi_ros.localizer.calibration import ellipse_hits, raw_confidence
 from jzi_ros.train import TrainConfig, TrainError
@@ -86,6 +98,27 @@ def test_a_raster_of_another_place_is_refused_as_a_frame_source(seasons, utm_tif
     mapdir, _ = seasons
     with pytest.raises(DataError, match="covers 0 % of the map's region"):
         source_ortho(mapdir, 10.0, utm_tif)
+
+
+def test_a_flight_over_the_maps_region_can_be_rendered_from_another_raster(seasons, tmp_path):
+    mapdir, autumn = seasons
+    common = dict(
+        map=mapdir.path, trajectory="random", duration_s=4, camera_hz=2, image_px=64, altitude_m=60, quiet=True
+    )
+    own = write_flight(FlightConfig(out=tmp_path / "own", **common))
+    other = write_flight(FlightConfig(out=tmp_path / "other", geotiff=(autumn,), **common))
+
+    def read(path: Path) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+        with bags.BagReader(path) as reader:
+            frames = [decode_message(m.msg)[0] for m in reader.messages(["/camera/image_raw"])]
+            fixes = [(m.msg.latitude, m.msg.longitude) for m in reader.messages(["/gps/fix"])]
+        return frames, fixes
+
+    (own_frames, own_fixes), (other_frames, other_fixes) = read(own.path), read(other.path)
+    assert own_fixes == other_fixes and len(own_frames) == len(other_frames) == 8  # the same flight ...
+    for a, b in zip(own_frames, other_frames, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # ... over another season
+        assert ncc(a, b) > 0.2  # of the same place
 
 
 def test_training_options_for_other_rasters_are_checked(tmp_path, seasons):

@@ -60,8 +60,7 @@ def test_trajectory_position_is_interpolated_in_time():
         ({"storage": "zip"}, "storage must be one of mcap, sqlite3"),
         ({"tilt_deg": -1.0}, "tilt_deg must be zero or positive"),
         ({"image_px": 4}, "image_px must be an integer >= 8"),
-        ({"geotiff": ()}, "either geotiff"),
-        ({"map": "somewhere"}, "either geotiff"),
+        ({"geotiff": ()}, "give geotiff \\(rasters\\) or map"),
     ],
 )
 def test_flight_config_names_the_parameter_it_rejects(tmp_path, options, message):

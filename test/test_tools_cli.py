@@ -137,6 +137,10 @@ def test_each_command_loads_its_own_options_only_when_it_runs():
         (["train", "--map", "m", "--out", "o.pt"], "jzi: error: --aerial or --data must be given (or both)"),
         (["evaluate", "--map", "m", "--model", "m.pt", "--out", "o"], "jzi: error: --aerial or --data must be given"),
         (["train", "--map", "m", "--out", "o.pt", "--aerial", "--batch", "0"], "jzi: error: --batch must be"),
+        (
+            ["train", "--map", "m", "--out", "o.pt", "--data", "d.csv", "--query-rasters", "b.tif"],
+            "jzi: error: --query-rasters needs --aerial",
+        ),
     ],
 )
 def test_library_errors_reach_the_command_line_in_its_flags(argv, expect, capsys):

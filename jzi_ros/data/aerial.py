@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geo import ZoomGrid
+from ..geo import MapDir, ZoomGrid
 from ..geo.ortho import LocalOrtho
 from .augment import domain, photometric
 from .camera import CameraPose, Pinhole, render_frame
@@ -129,7 +129,7 @@ MAX_EMPTY_BATCHES = 50
 """Batches in a row without one covered frame before :func:`covered_frames` gives up."""
 
 
-def source_ortho(mapdir, pad_m: float, raster: str | Path | None = None) -> LocalOrtho:
+def source_ortho(mapdir: MapDir, pad_m: float, raster: str | Path | None = None) -> LocalOrtho:
     """The map's region grown by ``pad_m`` [m] as an orthophoto, from its own rasters or from ``raster``.
 
     ``raster`` shows the same place at another date or from another sensor.

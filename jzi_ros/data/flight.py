@@ -132,7 +132,9 @@ class FlightConfig:
 
     What to fly over: ``geotiff`` (rasters; the area is the square of side
     ``size_m`` around ``center`` (lat, lon) [deg], by default the largest
-    square they cover) or ``map`` (a map directory: its region and rasters).
+    square they cover) or ``map`` (a map directory: its region and rasters),
+    or both: the map's region rendered from ``geotiff`` (the same place at
+    another date or from another sensor, as a real camera sees it).
     ``trajectory``: "lawnmower", "random" or the path of a CSV of waypoints.
     ``altitude_m`` defaults to the height at which a frame sees a tenth of
     the area; ``duration_s`` to the whole pattern (random walk: 120 s).
@@ -166,8 +168,8 @@ class FlightConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "geotiff", tuple(Path(p) for p in self.geotiff or ()))
-        if bool(self.geotiff) == (self.map is not None):
-            raise DataError("give either geotiff (rasters) or map (a map directory) to fly over")
+        if not self.geotiff and self.map is None:
+            raise DataError("give geotiff (rasters) or map (a map directory), or both, to fly over")
         if self.storage not in bags.STORAGES:
             raise DataError(f"storage must be one of {', '.join(sorted(bags.STORAGES))}, not {self.storage!r}")
         if not self.trajectory:
@@ -237,10 +239,10 @@ class FlightReport:
 
 def _flight_area(config: FlightConfig) -> tuple[ZoomGrid, list[str | Path]]:
     """The square to fly over (as a one-level grid) and the rasters to render it from."""
+    rasters: list[str | Path] = [str(p) for p in config.geotiff]
     if config.map is not None:
         mapdir = MapDir(config.map)
-        return mapdir.grid, [s["path"] for s in mapdir.sources]
-    rasters: list[str | Path] = [str(p) for p in config.geotiff]
+        return mapdir.grid, rasters or [s["path"] for s in mapdir.sources]
     with RasterMosaic(rasters) as mosaic:
         auto = largest_square_region(mosaic, levels=1)
     center = config.center or (auto.center_lat, auto.center_lon)

@@ -203,7 +203,9 @@ def fit_calibration(
     return Calibration(best[1], best[2], weight, bias, n, int(fix.sum()), float(min_confidence))
 
 
-def ellipse_hits(cal: Calibration, centres_m: np.ndarray, probs: np.ndarray, truth_m: np.ndarray, cell_m: float):
+def ellipse_hits(
+    cal: Calibration, centres_m: np.ndarray, probs: np.ndarray, truth_m: np.ndarray, cell_m: float
+) -> np.ndarray:
     """(N,) bool: whether each truth [m] lies inside the 95 % ellipse ``cal`` reports about the best centre."""
     centres_m = np.asarray(centres_m, float)
     offsets = np.asarray(truth_m, float) - centres_m[:, 0]

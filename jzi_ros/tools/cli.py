@@ -75,14 +75,16 @@ def _in_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
     """A library message in the command line's words.
 
     ``max_gap_s must ...`` -> ``--max-gap-s must ...``; ``aerial or data must ...``
-    -> ``--aerial or --data must ...``.
+    -> ``--aerial or --data must ...``; ``query_rasters needs aerial`` ->
+    ``--query-rasters needs --aerial``.
     """
     if parser is None:
         return message
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             flag = max(action.option_strings, key=len)
-            message = re.sub(rf"(?<![\w-]){action.dest}(?=(?: or \w+)* must\b)", flag, message)
+            subject = rf"(?<![\w-]){action.dest}(?=(?: or \w+)* (?:must|needs)\b)"
+            message = re.sub(rf"{subject}|(?<=needs ){action.dest}\b", flag, message)
     return message
 
 

@@ -21,9 +21,8 @@ from .common import config_from
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--geotiff", nargs="+", type=Path, help="rasters to fly over")
-    src.add_argument("--map", type=Path, help="fly over the region (and rasters) of a map")
+    p.add_argument("--geotiff", nargs="+", type=Path, help="rasters to fly over (with --map: over the map's region)")
+    p.add_argument("--map", type=Path, help="fly over the region (and, without --geotiff, the rasters) of a map")
     p.add_argument("--out", required=True, type=Path, help="bag directory to write")
     p.add_argument("--storage", choices=sorted(bags.STORAGES), default="mcap", help="bag format (default mcap)")
     p.add_argument("--center", type=parse_center, help="centre LAT,LON of the flight area (with --geotiff)")

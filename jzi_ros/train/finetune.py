@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ..data import AerialConfig, heldout_cells, render_frame, sample_poses
-from ..data.augment import photometric, street
+from ..data import AerialConfig, heldout_cells, render_frame, render_samples, sample_poses, source_ortho
+from ..data.augment import street
 from ..data.geotagged import load_geotagged, read_image
 from ..geo import MapDir
 from ..geo.ortho import LocalOrtho
@@ -74,7 +74,8 @@ class TrainItems(Dataset):
     Item: query input (n, 3, S, S), views along the path (L, 3, S, S), path (L,).
 
     Items ``0 .. aerial_count - 1`` are aerial frames rendered on the fly from
-    ``ortho`` (shared with the workers) at a new pose every epoch; the
+    one of ``orthos`` (the map's own and the query rasters', shared with the
+    workers) at a new pose every epoch, with the domain changes; the
     following ones are the geotagged images of ``csv``, read from disk and
     augmented anew every epoch.
     """
@@ -86,12 +87,12 @@ class TrainItems(Dataset):
         seed: int,
         aerial: AerialConfig | None = None,
         aerial_count: int = 0,
-        ortho: LocalOrtho | None = None,
+        orthos: list[LocalOrtho] | None = None,
         heldout: np.ndarray | None = None,
         csv: Path | None = None,
     ) -> None:
         self.map_path, self.cfg, self.seed = map_path, model_cfg, seed
-        self.aerial, self.aerial_count, self.ortho, self.heldout = aerial, aerial_count, ortho, heldout
+        self.aerial, self.aerial_count, self.orthos, self.heldout = aerial, aerial_count, orthos, heldout
         self._map: MapDir | None = None
         self.grid = MapDir(map_path).grid
         self.images: list[Path] = []
@@ -109,9 +110,10 @@ class TrainItems(Dataset):
             self._map = MapDir(self.map_path)  # opened per worker: memory-mapped views
         rng = np.random.default_rng([self.seed, epoch, i])
         if i < self.aerial_count:
-            assert self.aerial is not None and self.ortho is not None and self.heldout is not None  # aerial items exist
+            assert self.aerial is not None and self.orthos and self.heldout is not None  # aerial items exist
             pose = sample_poses(self.grid, 1, rng, self.aerial, "train", self.heldout)[0]
-            frame = photometric(render_frame(self.ortho, self.aerial.camera, pose)[0], rng, self.aerial.photometric)
+            source = rng.integers(len(self.orthos), size=1)
+            frame = render_samples(self.orthos, [pose], self.aerial, rng, source)[0][0]
             path = self.grid.paths_at_m(pose.east_m, pose.north_m)[0][0]
         else:
             frame = street(read_image(self.images[i - self.aerial_count]), rng)
@@ -250,14 +252,15 @@ def train_end_to_end(
     model.decoder.requires_grad_(True)
     aerial = aerial_config(config)
     heldout = heldout_cells(mapdir.grid, config.holdout, config.seed, config.holdout_by_area)
-    ortho = LocalOrtho.for_map(mapdir, pad_m=aerial.max_footprint_m(mapdir.grid)) if config.aerial else None
+    pad_m = aerial.max_footprint_m(mapdir.grid)
+    orthos = [source_ortho(mapdir, pad_m, r) for r in (None, *config.query_rasters)] if config.aerial else []
     items = TrainItems(
         mapdir.path,
         model.cfg,
         config.seed,
         aerial,
         config.samples if config.aerial else 0,
-        ortho,
+        orthos,
         heldout,
         config.data,
     )
@@ -282,9 +285,9 @@ def train_end_to_end(
     )
     val_frames: list[np.ndarray] = []
     val_en = np.zeros((0, 2))
-    if ortho is not None and dist.main:
+    if config.aerial and dist.main:
         val_frames, val_en = validation_frames(
-            mapdir, aerial, ortho, heldout, min(config.val_samples, 200), config.seed
+            mapdir, aerial, orthos[0], heldout, min(config.val_samples, 200), config.seed
         )
     log.info("fine-tuning items: %d training, %d validation frames", len(items), len(val_frames))
     total = config.max_steps or 10**9

@@ -172,7 +172,7 @@ def aerial_samples(
     """
     grid = mapdir.grid
     pad_m = cfg.max_footprint_m(grid)
-    orthos = [source_ortho(mapdir, pad_m)] + [source_ortho(mapdir, pad_m, r) for r in query_rasters]
+    orthos = [source_ortho(mapdir, pad_m, r) for r in (None, *query_rasters)]
     heldout = heldout_cells(grid, cfg.holdout_share, seed, cfg.holdout_by_area)
     rng = np.random.default_rng(seed)
     parts = []

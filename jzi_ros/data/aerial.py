@@ -129,6 +129,17 @@ MAX_EMPTY_BATCHES = 50
 """Batches in a row without one covered frame before :func:`covered_frames` gives up."""
 
 
+def query_raster_problem(rasters: Sequence[Path], aerial: bool) -> str | None:
+    """What is wrong with a run's ``query_rasters`` (other rasters of the map's place), or None.
+
+    They need ``aerial`` (they are rendered into aerial frames) and must exist.
+    """
+    if rasters and not aerial:
+        return "query_rasters needs aerial: they are rendered into aerial frames"
+    missing = [str(p) for p in rasters if not Path(p).is_file()]
+    return f"query_rasters: no such raster {', '.join(missing)}" if missing else None
+
+
 def source_ortho(mapdir: MapDir, pad_m: float, raster: str | Path | None = None) -> LocalOrtho:
     """The map's region grown by ``pad_m`` [m] as an orthophoto, from its own rasters or from ``raster``.
 

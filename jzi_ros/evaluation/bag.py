@@ -176,7 +176,7 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
 
 
 def frame_statistics(rows: list[dict], cell_m: float) -> dict:
-    """:func:`.metrics.fix_summary`, ``trusted_share`` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
+    """:func:`.metrics.fix_summary` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
     return {
         **fix_summary(
             [r["error_m"] for r in rows],
@@ -185,7 +185,6 @@ def frame_statistics(rows: list[dict], cell_m: float) -> dict:
             [r["confidence"] for r in rows],
             cell_m,
         ),
-        "trusted_share": float(np.mean([r["trusted"] for r in rows])),
         "latency_ms": {
             k: {
                 "p50": float(np.percentile([r[f"{k}_ms"] for r in rows], 50)),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data import query_raster_problem
 from ..geo import MapDir
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..model import ZoomModel, beam_search, load_checkpoint
@@ -72,11 +73,9 @@ class EvalConfig:
         object.__setattr__(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
         if not self.aerial and self.data is None:
             raise EvaluationError("aerial or data must be given (or both): the queries")
-        if self.query_rasters and not self.aerial:
-            raise EvaluationError("query_rasters needs aerial: they are rendered into aerial query frames")
-        missing = [str(p) for p in self.query_rasters if not p.is_file()]
-        if missing:
-            raise EvaluationError(f"query_rasters: no such raster {', '.join(missing)}")
+        problem = query_raster_problem(self.query_rasters, self.aerial)
+        if problem:
+            raise EvaluationError(problem)
         if self.split not in SPLITS:
             raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if self.samples < 1 or self.beam < 1 or self.top_k < 1:

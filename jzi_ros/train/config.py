@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.aerial import query_raster_problem
 from ..data.augment import DOMAIN_OPS
 from ..model import PACKAGED_WEIGHTS
 from .errors import TrainError
@@ -124,11 +125,9 @@ class TrainConfig:
             raise TrainError(f"footprint_cells must be two numbers (min, max), not {self.footprint_cells!r}") from None
         if not self.aerial and self.data is None:
             raise TrainError("aerial or data must be given (or both): the training data")
-        if self.query_rasters and not self.aerial:
-            raise TrainError("query_rasters needs aerial: aerial frames are rendered from them")
-        missing = [str(p) for p in self.query_rasters if not p.is_file()]
-        if missing:
-            raise TrainError(f"query_rasters: no such raster {', '.join(missing)}")
+        problem = query_raster_problem(self.query_rasters, self.aerial)
+        if problem:
+            raise TrainError(problem)
         unknown = [op for op in self.domain_ops if op not in DOMAIN_OPS]
         if unknown:
             raise TrainError(f"domain_ops: unknown {', '.join(unknown)} (known: {', '.join(DOMAIN_OPS)})")

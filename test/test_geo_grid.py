@@ -212,3 +212,15 @@ def test_bounds_latlon_encloses_all_corners():
     corners = grid.corners_latlon(())
     assert (corners[:, 0] >= box.south).all() and (corners[:, 0] <= box.north).all()
     assert (corners[:, 1] >= box.west).all() and (corners[:, 1] <= box.east).all()
+
+
+def test_centers_of_many_paths_at_once_are_each_paths_center():
+    grid = ZoomGrid(center_lat=47.0, center_lon=8.0, size_m=1000.0, grid=3, levels=3)
+    paths = np.random.default_rng(0).integers(0, 9, (4, 5, 3))  # N searches x K candidates x L levels
+    centres = grid.centers_m(paths)
+    assert centres.shape == (4, 5, 2)
+    for path, centre in zip(paths.reshape(-1, 3), centres.reshape(-1, 2), strict=True):
+        assert centre == pytest.approx(grid.center_m(tuple(int(a) for a in path)), abs=1e-9)
+    assert grid.centers_m(np.array([4])) == pytest.approx(grid.center_m((4,)))  # a shorter path: a coarser cell
+    with pytest.raises(GeoError, match="actions in 0..8"):
+        grid.centers_m(np.array([[0, 9, 1]]))

@@ -163,19 +163,17 @@ def source_ortho(mapdir: MapDir, pad_m: float, raster: str | Path | None = None)
 
 
 def render_samples(
-    orthos: LocalOrtho | Sequence[LocalOrtho],
+    orthos: Sequence[LocalOrtho],
     poses: list[CameraPose],
     cfg: AerialConfig,
     rng: np.random.Generator,
-    sources: np.ndarray | None = None,
+    sources: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames (N, S, S, 3) uint8 and their covered share (N,).
 
-    Frame i is rendered from ``orthos[sources[i]]`` (the first when
-    ``sources`` is None), then changed photometrically and by ``cfg.domain_ops``.
+    Frame i is rendered from ``orthos[sources[i]]``, then changed
+    photometrically and by ``cfg.domain_ops``.
     """
-    orthos = [orthos] if isinstance(orthos, LocalOrtho) else list(orthos)
-    sources = np.zeros(len(poses), int) if sources is None else sources
     camera = cfg.camera
     frames = np.empty((len(poses), camera.height_px, camera.width_px, 3), np.uint8)
     covered = np.empty(len(poses), np.float32)

@@ -168,7 +168,7 @@ def zoom_metrics(
     top = paths[:, 0]
     centres = np.array([grid.center_latlon(tuple(p)) for p in top]).reshape(-1, 2)
     errors = geodesic_m(centres[:, 0], centres[:, 1], true_latlon[:, 0], true_latlon[:, 1])
-    centres_m = np.array([[grid.center_m(tuple(int(a) for a in p)) for p in q] for q in paths]).reshape(*probs.shape, 2)
+    centres_m = grid.centers_m(paths)
     truth_m = np.stack(grid.frame.to_local(true_latlon[:, 0], true_latlon[:, 1]), 1)
     confidence = calibration.confidences(centres_m, probs, cell_m)
     fix = confidence >= min_confidence

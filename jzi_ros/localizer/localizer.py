@@ -116,7 +116,7 @@ class Localizer:
         t3 = time.perf_counter()
         paths = res.paths[0].cpu().numpy()
         probs = res.probs[0].float().cpu().numpy()
-        centres = np.array([self.grid.center_m(tuple(int(a) for a in p)) for p in paths])
+        centres = self.grid.centers_m(paths)
         lat, lon = self.grid.frame.to_latlon(centres[:, 0], centres[:, 1])
         cands = [
             Candidate(tuple(int(a) for a in p), float(la), float(lo), float(c[0]), float(c[1]), float(pr))

@@ -3,7 +3,7 @@
 from .decoder import DecoderConfig, ZoomDecoder
 from .encoder import PACKAGED_WEIGHTS, RANDOM_WEIGHTS, Encoder, EncoderConfig, load_backbone_weights
 from .errors import CheckpointError, ModelError, WeightsError
-from .search import SearchResult, StepDecoder, beam_search, path_log_probs, teacher_inputs
+from .search import SearchResult, StepDecoder, beam_search, path_log_probs, search_features, teacher_inputs
 from .zoom import ModelConfig, ZoomModel, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "load_checkpoint",
     "path_log_probs",
     "save_checkpoint",
+    "search_features",
     "teacher_inputs",
 ]

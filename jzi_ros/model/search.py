@@ -110,6 +110,24 @@ def beam_search(
     return SearchResult(torch.cat([_take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top)
 
 
+@torch.no_grad()
+def search_features(
+    decoder: StepDecoder, queries: np.ndarray, view_feats: torch.Tensor, beam: int, top_k: int, batch: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`beam_search` over encoded queries (N, F) in batches of ``batch``, on ``view_feats``' device.
+
+    Returns:
+        Terminal paths (N, K, L) and their probabilities (N, K), as NumPy arrays.
+    """
+    paths, probs = [], []
+    for i in range(0, len(queries), batch):
+        x = torch.from_numpy(np.asarray(queries[i : i + batch])).float().to(view_feats.device)
+        res = beam_search(decoder, x, view_feats, beam=beam, top_k=top_k)
+        paths.append(res.paths.cpu().numpy())
+        probs.append(res.probs.float().cpu().numpy())
+    return np.concatenate(paths), np.concatenate(probs)
+
+
 def teacher_inputs(
     view_feats: torch.Tensor, paths: torch.Tensor, cfg: DecoderConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:

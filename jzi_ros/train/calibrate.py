@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from ..geo import ZoomGrid
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
-from ..model import ZoomModel, beam_search
+from ..model import ZoomModel, search_features
 from .samples import Samples
 
 log = logging.getLogger(__name__)
 
 MIN_FRAMES = 50
 """Fewer validation frames than this fit no calibration."""
-BATCH = 512
 
 
 @torch.no_grad()
@@ -52,12 +50,5 @@ def calibrate(
         log.warning("%d validation frames: too few to calibrate (%d needed); none stored", len(val.x), MIN_FRAMES)
         return None
     model.decoder.eval()
-    paths, probs = [], []
-    for i in range(0, len(val.x), BATCH):
-        x = torch.from_numpy(val.x[i : i + BATCH]).float().to(feats.device)
-        res = beam_search(model.decoder, x, feats, beam=search.beam, top_k=search.top_k)
-        paths.append(res.paths.cpu().numpy())
-        probs.append(res.probs.float().cpu().numpy())
-    all_paths, all_probs = np.concatenate(paths), np.concatenate(probs)
-    centres = np.array([[grid.center_m(tuple(int(a) for a in p)) for p in q] for q in all_paths])
-    return fit_calibration(centres, all_probs, val.east_north, grid.terminal_size_m, min_confidence)
+    paths, probs = search_features(model.decoder, val.x, feats, search.beam, search.top_k)
+    return fit_calibration(grid.centers_m(paths), probs, val.east_north, grid.terminal_size_m, min_confidence)

@@ -29,9 +29,9 @@ from ..model import (
     EncoderConfig,
     ModelConfig,
     ZoomModel,
-    beam_search,
     load_backbone_weights,
     save_checkpoint,
+    search_features,
     teacher_inputs,
 )
 from .config import TrainConfig, checkpoint_entries
@@ -104,15 +104,9 @@ def evaluate_features(model: ZoomModel, feats: torch.Tensor, samples: Samples, b
         distance of the chosen cell's centre to the true position.
     """
     model.decoder.eval()
-    dev = feats.device
-    paths = []
-    for i in range(0, len(samples.x), 512):
-        x = torch.from_numpy(samples.x[i : i + 512]).float().to(dev)
-        paths.append(beam_search(model.decoder, x, feats, beam=beam, top_k=1).paths[:, 0].cpu().numpy())
-    pred = np.concatenate(paths)
+    pred = search_features(model.decoder, samples.x, feats, beam, top_k=1)[0][:, 0]
     grid = ZoomGrid.from_dict(model.cfg.region)
-    centres = np.array([grid.center_m(tuple(p)) for p in pred])
-    err = np.hypot(*(centres - samples.east_north).T)
+    err = np.hypot(*(grid.centers_m(pred) - samples.east_north).T)
     level_acc = [(pred[:, : k + 1] == samples.paths[:, : k + 1]).all(1).mean() for k in range(grid.levels)]
     return {
         "path_acc": float(level_acc[-1]),

@@ -201,7 +201,7 @@ def validate(model: ZoomModel, mapdir: MapDir, frames: list[np.ndarray], east_no
     dev = next(model.parameters()).device
     query = model.encode_queries(frames)
     pred = beam_search(model.decoder, query.to(dev), as_features(feats, dev), 1, 1)
-    centres = np.array([mapdir.grid.center_m(tuple(p)) for p in pred.paths[:, 0].cpu().numpy()])
+    centres = mapdir.grid.centers_m(pred.paths[:, 0].cpu().numpy())
     err = np.hypot(*(centres - east_north).T)
     return {"median_m": float(np.median(err)), "within_cell": float((err <= mapdir.grid.terminal_size_m).mean())}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_attributes
+from .camera import CameraPose, Pinhole, ground_footprint, ground_to_image, image_to_ground
 from .errors import GeoError, MapError, OutsideRegionError, RasterError
 from .frame import LocalFrame
 from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid, view_indices
@@ -32,6 +33,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "BoundsM",
+    "CameraPose",
     "CellPath",
     "GeoError",
     "LatLonBounds",
@@ -40,12 +42,16 @@ __all__ = [
     "MapError",
     "MapWriter",
     "OutsideRegionError",
+    "Pinhole",
     "RasterError",
     "RasterInfo",
     "RasterMosaic",
     "ZoomGrid",
     "build_map",
     "feature_key",
+    "ground_footprint",
+    "ground_to_image",
+    "image_to_ground",
     "largest_square_region",
     "read_info",
     "view_indices",

@@ -1,7 +1,7 @@
 """Geometry of the zoom grid, GeoTIFF rendering and the map directory (no torch here).
 
 The grid and the map directory import without rasterio; the raster readers and
-the map builder (which need it) load on first use, so that the model layer can
+the map builder and the orthophoto pyramid (which need it) load on first use, so that the model layer can
 use the grid's arithmetic cheaply.
 """
 
@@ -18,11 +18,15 @@ from .mapdir import MapDir, MapWriter, feature_key
 
 if TYPE_CHECKING:
     from .build import build_map, largest_square_region
+    from .pyramid import Pyramid, add_pyramid, write_pyramid
     from .raster import RasterInfo, RasterMosaic, read_info
 
 _LAZY = {
     "build_map": "build",
     "largest_square_region": "build",
+    "Pyramid": "pyramid",
+    "add_pyramid": "pyramid",
+    "write_pyramid": "pyramid",
     "RasterInfo": "raster",
     "RasterMosaic": "raster",
     "read_info": "raster",
@@ -43,10 +47,12 @@ __all__ = [
     "MapWriter",
     "OutsideRegionError",
     "Pinhole",
+    "Pyramid",
     "RasterError",
     "RasterInfo",
     "RasterMosaic",
     "ZoomGrid",
+    "add_pyramid",
     "build_map",
     "feature_key",
     "ground_footprint",
@@ -55,4 +61,5 @@ __all__ = [
     "largest_square_region",
     "read_info",
     "view_indices",
+    "write_pyramid",
 ]

@@ -1,4 +1,4 @@
-"""Building a map: choose the region, render every view, write the directory."""
+"""Building a map: choose the region, render every view and the orthophoto pyramid, write the directory."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from .. import __version__
 from .errors import MapError, RasterError
 from .frame import LocalFrame
 from .grid import BoundsM, ZoomGrid
-from .mapdir import MapDir, MapWriter, view_bounds_m, view_bytes
+from .mapdir import PYRAMID_FILE, MapDir, MapWriter, view_bounds_m, view_bytes
+from .pyramid import PyramidPlan, plan_pyramid, write_pyramid
 from .raster import COARSE_MASK_PX, RasterMosaic
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,20 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_disk(grid: ZoomGrid, view_px: int, out_dir: Path) -> int:
-    """Bytes the map's views will take; raise if the disk cannot hold them."""
-    need = view_bytes(grid, view_px)
+def check_disk(grid: ZoomGrid, view_px: int, out_dir: Path, pyramid: PyramidPlan | None = None) -> int:
+    """Bytes the map's views (and its orthophoto pyramid while written) take; raise if the disk cannot hold them."""
+    need = view_bytes(grid, view_px) + (pyramid.disk_bytes if pyramid is not None else 0)
     free = _free_bytes(out_dir.resolve())
     if need * 1.02 + 64 * 2**20 > free:
+        ortho = (
+            f" and an orthophoto pyramid of {pyramid.width_px}x{pyramid.height_px} px at {pyramid.gsd_m:.3g} m/px"
+            if pyramid is not None
+            else ""
+        )
         raise MapError(
-            f"this map needs {human_bytes(need)} on disk ({grid.num_views:,} views of {view_px}x{view_px} px) "
+            f"this map needs {human_bytes(need)} on disk ({grid.num_views:,} views of {view_px}x{view_px} px{ortho}) "
             f"but {out_dir.resolve().parent} has {human_bytes(free)} free; use fewer --levels, a smaller "
-            f"--view-px or another --out"
+            f"--view-px, a coarser --pyramid-gsd-m or another --out"
         )
     return need
 
@@ -127,20 +133,27 @@ def build_map(
     view_px: int = 224,
     margin: float = 0.0,
     overwrite: bool = False,
+    pyramid_gsd_m: float | None = None,
     progress: Progress | None = None,
+    pyramid_progress: Progress | None = None,
 ) -> MapDir:
-    """Render the views of every non-terminal cell of a region from GeoTIFFs.
+    """Render the views of every non-terminal cell of a region, and its orthophoto pyramid, from GeoTIFFs.
 
     ``center`` (lat, lon) [deg] and ``size_m`` [m] default to the largest
     square the rasters cover. ``margin`` grows each view by that share of its
-    cell's side on every side (context). ``progress(iterable, total)`` wraps
-    the render loop (a tqdm bar in the CLI).
+    cell's side on every side (context). The pyramid (``ortho.tif``, see
+    ``geo.pyramid``) has ``pyramid_gsd_m`` [m/px], default the finest
+    raster's. ``progress(iterable, total)`` wraps the render loop of the views
+    (a tqdm bar in the CLI), ``pyramid_progress`` (default ``progress``) that
+    of the pyramid's blocks.
     """
     out_dir = Path(out_dir)
     if view_px < 8:
         raise MapError(f"--view-px {view_px} is too small (8 or more)")
     if not 0.0 <= margin <= 1.0:
         raise MapError(f"--margin {margin} must be within 0..1 (a share of the cell side)")
+    if pyramid_gsd_m is not None and not pyramid_gsd_m > 0:
+        raise MapError(f"pyramid_gsd_m must be a positive number of metres per pixel, got {pyramid_gsd_m}")
     if out_dir.exists() and not overwrite:
         raise MapError(f"{out_dir} exists; choose another --out or pass --overwrite")
     started = time.perf_counter()
@@ -163,7 +176,8 @@ def build_map(
                 "and marked in the coverage mask",
                 100 * covered,
             )
-        check_disk(region, view_px, out_dir)
+        ortho = plan_pyramid(mosaic, region, pyramid_gsd_m)
+        check_disk(region, view_px, out_dir, ortho)
         iterate = progress or (lambda it, total: it)
         with MapWriter(out_dir, region, view_px, margin, overwrite=overwrite) as writer:
             frame = region.frame
@@ -171,6 +185,13 @@ def build_map(
                 bounds = view_bounds_m(region, region.path_of_view(i), margin)
                 rgb, valid = mosaic.render(frame, bounds, view_px)
                 writer.write_view(i, rgb, valid)
+            pyramid = write_pyramid(
+                mosaic,
+                region,
+                writer.tmp_dir / PYRAMID_FILE,
+                gsd_m=ortho.gsd_m,
+                progress=pyramid_progress or progress,
+            )
             build = {
                 "jzi_ros": __version__,
                 "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -182,4 +203,4 @@ def build_map(
                 "proj": pyproj.proj_version_str,
                 "region_coverage": round(covered, 6),
             }
-            return writer.finish([info.to_dict() for info in mosaic.infos], build)
+            return writer.finish([info.to_dict() for info in mosaic.infos], build, pyramid)

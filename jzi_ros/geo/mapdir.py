@@ -11,6 +11,9 @@ Layout (every file is plain YAML or a NumPy ``.npy`` that memory-maps)::
       features/KEY/         one folder per encoder the map was indexed for
         identity.yaml       the encoder's identity (name, weights digest, input size, ...)
         features.npy        float (N, ...) encoder output for every view
+      ortho.tif             the orthophoto pyramid: the region (grown by 2 terminal cells) in its local
+                            frame, a cloud-optimized GeoTIFF (JPEG, 256 px tiles, overviews, coverage
+                            mask) that the registration reads crops of (``MapDir.pyramid()``)
 
 Features of several encoders live side by side; a model asks for the folder of
 its own identity and is refused, with the list of what the map has, when the
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -31,8 +36,14 @@ import yaml
 from .errors import MapError
 from .grid import BoundsM, CellPath, ZoomGrid
 
+if TYPE_CHECKING:
+    from .pyramid import Pyramid
+
 FORMAT = "jzi-map"
 VERSION = 1
+
+PYRAMID_FILE = "ortho.tif"
+"""File name of the orthophoto pyramid in a map directory (see ``geo.pyramid``)."""
 
 
 def feature_key(identity: dict) -> str:
@@ -99,8 +110,12 @@ class MapWriter:
         self.views = self.coverage = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
-    def finish(self, sources: list[dict], build: dict) -> MapDir:
-        """Write the rest of the map and move it to ``out_dir``; the finished map."""
+    def finish(self, sources: list[dict], build: dict, pyramid: dict | None = None) -> MapDir:
+        """Write the rest of the map and move it to ``out_dir``; the finished map.
+
+        ``pyramid`` is the record of the orthophoto pyramid written into
+        ``tmp_dir`` (``write_pyramid``'s result), kept in map.yaml.
+        """
         assert self.views is not None and self.coverage is not None, "the writer is finished or aborted"
         self.views.flush()
         self.coverage.flush()
@@ -118,6 +133,8 @@ class MapWriter:
             "sources": sources,
             "build": build,
         }
+        if pyramid is not None:
+            doc["pyramid"] = pyramid
         (self.tmp_dir / "map.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         if self.out_dir.exists():
             shutil.rmtree(self.out_dir)
@@ -169,6 +186,34 @@ class MapDir:
     def sources(self) -> list[dict]:
         """Records of the source rasters the map was built from (``RasterInfo.to_dict``), finest first."""
         return list(self.meta.get("sources", []))
+
+    @property
+    def has_pyramid(self) -> bool:
+        """Whether the map has its orthophoto pyramid (maps built before it existed have none)."""
+        return "pyramid" in self.meta and (self.path / PYRAMID_FILE).is_file()
+
+    def pyramid(self) -> Pyramid:
+        """Open the map's orthophoto pyramid (a new reader per call: one per thread).
+
+        Raises:
+            MapError: The map has none; the message says how to add it.
+        """
+        if not self.has_pyramid:
+            raise MapError(
+                f"map {self.path} has no orthophoto pyramid (built before it existed); "
+                f"add one with `jzi build-pyramid --map {self.path}`"
+            )
+        from .pyramid import Pyramid
+
+        return Pyramid(self.path / PYRAMID_FILE)
+
+    def record_pyramid(self, record: dict) -> None:
+        """Keep the record of a newly written pyramid in map.yaml (replaced atomically)."""
+        meta = dict(self.meta, pyramid=record)
+        tmp = self.path / "map.yaml.partial"
+        tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
+        os.replace(tmp, self.path / "map.yaml")
+        self.meta = meta
 
     def coverage(self, index: int) -> np.ndarray:
         """(P, P) bool: pixels of view ``index`` that some raster covered."""

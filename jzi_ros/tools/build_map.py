@@ -1,4 +1,4 @@
-"""`jzi build-map`: render the views of a zoom grid from GeoTIFFs into a map directory."""
+"""`jzi build-map`: render the views of a zoom grid and its orthophoto pyramid from GeoTIFFs into a map directory."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 from ..errors import JziError
 from ..geo import build_map
 from ..geo.build import human_bytes
+from ..geo.grid import BoundsM
+from ..geo.mapdir import MapDir
+from ..geo.pyramid import source_bytes_in
 from ..geo.tiles import read_layout, stitch_tiles
 from ..progress import bar
 
@@ -63,6 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="context around each cell, as a share of its side per edge (default 0)",
     )
+    p.add_argument(
+        "--pyramid-gsd-m",
+        type=float,
+        default=None,
+        metavar="M",
+        help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; coarser "
+        "for huge regions)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     p.add_argument("--preset", help="defaults from config/presets/NAME.yaml (its map section) or a YAML path")
     p.set_defaults(preset_section="map")
@@ -90,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         view_px=args.view_px,
         margin=args.margin,
         overwrite=args.overwrite,
+        pyramid_gsd_m=args.pyramid_gsd_m,
         progress=bar("rendering views", args.quiet),
+        pyramid_progress=bar("rendering orthophoto", args.quiet, unit="block"),
     )
     build = mapdir.meta["build"]
     size = sum(f.stat().st_size for f in mapdir.path.iterdir() if f.is_file())
@@ -100,5 +113,21 @@ def run(args: argparse.Namespace) -> int:
         f"  {mapdir.grid.num_views} views of {mapdir.view_px} px in {build['seconds']:.1f} s, "
         f"{human_bytes(size)} on disk"
     )
+    print(f"  {describe_pyramid(mapdir)}")
     print(f"wrote {mapdir.path}  (check it with: jzi show-map {mapdir.path})")
     return 0
+
+
+def describe_pyramid(mapdir: MapDir) -> str:
+    """One line on a map's orthophoto pyramid: file, size, resolution, and its size against its sources'."""
+    p = mapdir.meta["pyramid"]
+    line = (
+        f"orthophoto pyramid: {p['file']} {human_bytes(p['bytes'])} ({p['width_px']}x{p['height_px']} px at "
+        f"{p['gsd_m']:.3g} m/px, {len(p['overviews'])} overviews)"
+    )
+    # rendered from other rasters than the map's (build-pyramid --geotiff): no comparison
+    sources = [] if "sources" in p else [s for s in mapdir.sources if s.get("size_bytes") and s.get("bounds_latlon")]
+    source_bytes = source_bytes_in(sources, mapdir.grid.frame, BoundsM(*p["bounds_m"]))
+    if source_bytes > 0:
+        line += f", {p['bytes'] / source_bytes:.2f}x the bytes of the source pixels it covers"
+    return line

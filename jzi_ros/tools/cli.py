@@ -19,6 +19,7 @@ from ..errors import JziError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-map": ("build_map", "render a map directory from GeoTIFFs"),
+    "build-pyramid": ("build_pyramid", "add the orthophoto pyramid to a map built without one"),
     "show-map": ("show_map", "draw a map's region and grid into a PNG"),
     "import": ("import_data", "geotagged images (EXIF, rosbag, benchmark) into a training CSV"),
     "train": ("train", "train a zoom model for a map"),

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from conftest import UTM_ORIGIN
+from pyproj import Transformer
 
-from jzi_ros.data import DataError, bags
+from jzi_ros.data import DataError, bags, render_frame
 from jzi_ros.data.flight import START_NS, FlightConfig, Trajectory, lawnmower, random_walk, waypoints, write_flight
-from jzi_ros.geo import ZoomGrid
+from jzi_ros.data.sensors import height_above_ground, read_attitude_track, read_height_track
+from jzi_ros.geo import BoundsM, ZoomGrid
+from jzi_ros.geo.camera import CameraPose, Pinhole, camera_pose_from_body, heading_deg
+from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.images import decode_message
+from jzi_ros.tools.cli import main
 
 
 def test_lawnmower_flies_lanes_west_east_and_back_from_north_to_south():
@@ -61,6 +69,11 @@ def test_trajectory_position_is_interpolated_in_time():
         ({"tilt_deg": -1.0}, "tilt_deg must be zero or positive"),
         ({"image_px": 4}, "image_px must be an integer >= 8"),
         ({"geotiff": ()}, "give geotiff \\(rasters\\) or map"),
+        ({"imu_hz": 0.0}, "imu_hz must be positive"),
+        ({"imu_yaw_noise_deg": -1.0}, "imu_yaw_noise_deg must be zero or positive"),
+        ({"height_noise_m": float("inf")}, "height_noise_m must be zero or positive"),
+        ({"imu_yaw_bias_deg": float("nan")}, "imu_yaw_bias_deg must be a finite angle"),
+        ({"height_topic": "/gps/fix"}, "each sensor needs its own topic"),
     ],
 )
 def test_flight_config_names_the_parameter_it_rejects(tmp_path, options, message):
@@ -73,6 +86,14 @@ def test_flight_config_defaults_are_the_command_lines():
     assert (cfg.storage, cfg.trajectory, cfg.speed_mps, cfg.camera_hz, cfg.gps_hz) == ("mcap", "lawnmower", 8, 5, 10)
     assert (cfg.image_px, cfg.hfov_deg, cfg.tilt_deg, cfg.exposure_s) == (224, 60.0, 3.0, 0.004)
     assert cfg.frame_topic == "/camera/image_raw"
+    assert (cfg.imu_topic, cfg.imu_hz, cfg.imu_yaw_noise_deg, cfg.imu_yaw_bias_deg, cfg.imu_tilt_noise_deg) == (
+        "/imu/data",
+        50.0,
+        3.0,
+        0.0,
+        0.5,
+    )
+    assert (cfg.height_topic, cfg.height_hz, cfg.height_noise_m) == ("/rangefinder/range", 20.0, None)
     assert FlightConfig(out="bag", geotiff=["a.tif"], compressed=True).frame_topic == "/camera/image_raw/compressed"
 
 
@@ -97,6 +118,8 @@ def test_a_written_flight_reads_back_as_frames_camera_info_and_truth(utm_tif, tm
             flight.image_topic: bags.COMPRESSED,
             "/camera/camera_info": bags.CAMERA_INFO,
             "/gps/fix": bags.NAVSATFIX,
+            "/imu/data": bags.IMU,
+            "/rangefinder/range": bags.RANGE,
         }
         assert {t: reader.count(t) for t in reader.topics} == flight.topics
         track = bags.read_fix_track(reader, "/gps/fix")
@@ -113,3 +136,124 @@ def test_a_camera_that_sees_more_than_the_area_is_refused(utm_tif, tmp_path):
     with pytest.raises(DataError, match="more than the 50 m area"):
         write_flight(config)
     assert not (tmp_path / "flight").exists()
+
+
+# the robot's own sensors
+
+
+def sensor_flight(utm_tif, out, **options):
+    """A 4 s random flight at 30 m over the tiny raster: 4 frames, 200 IMU messages, 80 ranges."""
+    config = dict(
+        geotiff=(utm_tif,),
+        trajectory="random",
+        duration_s=4.0,
+        camera_hz=1.0,
+        gps_hz=2.0,
+        image_px=32,
+        altitude_m=30.0,
+        quiet=True,
+    )
+    return write_flight(FlightConfig(out=out, **{**config, **options}))
+
+
+def heading_errors_deg(flight) -> np.ndarray:
+    """Heading of the image top from each IMU message minus the true heading (the direction of motion) [deg]."""
+    with bags.BagReader(flight.path) as reader:
+        track = read_attitude_track(reader, flight.imu_topic)
+    true = [flight.trajectory.at((t - START_NS) / 1e9)[2] for t in track.stamps_ns]
+    measured = [heading_deg(q) for q in track.quaternions]
+    return (np.array(measured) - true + 180.0) % 360.0 - 180.0
+
+
+def test_a_flight_carries_imu_attitude_and_rangefinder_height_at_their_rates(utm_tif, tmp_path):
+    flight = sensor_flight(utm_tif, tmp_path / "flight")
+    assert (flight.attitudes, flight.ranges) == (200, 80)
+    with bags.BagReader(flight.path) as reader:
+        assert (reader.topics["/imu/data"], reader.topics["/rangefinder/range"]) == (bags.IMU, bags.RANGE)
+        assert {t: reader.count(t) for t in reader.topics} == flight.topics
+        attitude = read_attitude_track(reader, "/imu/data")
+        heights = read_height_track(reader, "/rangefinder/range")
+        imu = next(reader.messages(["/imu/data"])).msg
+    assert attitude.stamps_ns[0] == START_NS and np.all(np.diff(attitude.stamps_ns) == 20_000_000)
+    assert heights.stamps_ns[0] == START_NS and np.all(np.diff(heights.stamps_ns) == 50_000_000)
+    assert imu.orientation_covariance[8] == pytest.approx(math.radians(3.0) ** 2)  # the heading's variance
+    # the heading errs by a slowly varying 3 degrees (standard deviation)
+    errors = heading_errors_deg(flight)
+    assert np.abs(errors).max() < 4 * 3.0
+    assert np.abs(np.diff(errors)).max() < 1.0  # slowly: no jumps between messages 20 ms apart
+    # the camera tilts smoothly (standard deviation 3 degrees), and the IMU sees it
+    tilts = np.array(
+        [[p.pitch_deg, p.roll_deg] for p in (camera_pose_from_body(0, 0, 30, q) for q in attitude.quaternions)]
+    )
+    assert 0.3 < tilts.std() < 4 * 3.0 and np.abs(np.diff(tilts, axis=0)).max() < 3.0
+    # the range, made vertical with the IMU's attitude, is the altitude (within 2 %) up to its noise (0.15 m)
+    height_m = [height_above_ground(heights.at(t), attitude.at(t)) for t in heights.stamps_ns]
+    assert np.abs(np.array(height_m) - 30.0).max() < 0.02 * 30.0 + 4 * 0.15
+    slant_m = heights.ranges_m
+    assert (slant_m >= np.array(height_m) - 1e-3).all()  # slant, never shorter than the vertical
+
+
+def test_a_yaw_bias_turns_every_heading_by_it(utm_tif, tmp_path):
+    plain = heading_errors_deg(sensor_flight(utm_tif, tmp_path / "plain"))
+    biased = heading_errors_deg(sensor_flight(utm_tif, tmp_path / "biased", imu_yaw_bias_deg=10.0))
+    # the bias is added to the REP-103 yaw (counter-clockwise); headings are clockwise: they read 10 degrees less
+    np.testing.assert_allclose(biased - plain, -10.0, atol=1e-6)
+    quiet = heading_errors_deg(sensor_flight(utm_tif, tmp_path / "quiet", imu_yaw_bias_deg=10.0, imu_yaw_noise_deg=0.5))
+    assert quiet.mean() == pytest.approx(-10.0, abs=4 * 0.5)
+
+
+def test_sensors_left_out_write_no_topic_and_change_nothing_else(utm_tif, tmp_path):
+    full = sensor_flight(utm_tif, tmp_path / "full")
+    bare = sensor_flight(utm_tif, tmp_path / "bare", imu_topic="", height_topic="")
+    assert set(bare.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix"}
+    assert (bare.attitudes, bare.ranges) == (0, 0)
+
+    def read(path):
+        with bags.BagReader(path) as reader:
+            frames = [decode_message(m.msg)[0] for m in reader.messages(["/camera/image_raw"])]
+            return reader.topics, frames
+
+    (bare_topics, bare_frames), (_, full_frames) = read(bare.path), read(full.path)
+    assert set(bare_topics) == set(bare.topics)
+    assert all(np.array_equal(a, b) for a, b in zip(bare_frames, full_frames, strict=True))  # the same flight
+    again = sensor_flight(utm_tif, tmp_path / "again")
+    assert all(np.array_equal(a, b) for a, b in zip(read(again.path)[1], full_frames, strict=True))
+
+
+def test_the_imu_and_the_rangefinder_see_the_pose_each_frame_was_taken_from(utm_tif, tmp_path):
+    """With noise-free sensors, each frame rendered anew from the IMU's attitude and the range's height
+    at its stamp matches; rendered level (no tilt), it matches worse."""
+    lat, lon = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True).transform(
+        UTM_ORIGIN[0] + 200, UTM_ORIGIN[1] - 200
+    )[::-1]
+    options = dict(center=(lat, lon), size_m=300.0, image_px=64, tilt_deg=10.0, exposure_s=0.0)
+    sensors = dict(imu_yaw_noise_deg=0.0, imu_tilt_noise_deg=0.0, height_noise_m=0.0)
+    flight = sensor_flight(utm_tif, tmp_path / "flight", **options, **sensors)
+    frame = ZoomGrid(lat, lon, 300.0, 4, 1).frame
+    ortho = LocalOrtho.render([utm_tif], frame, BoundsM(-150, -150, 150, 150), 0.25)
+    cam = Pinhole(64, 64, 60.0)
+    with bags.BagReader(flight.path) as reader:
+        attitude = read_attitude_track(reader, "/imu/data")
+        heights = read_height_track(reader, "/rangefinder/range")
+        frames = [(bags.stamp_of(m.msg, 0), decode_message(m.msg)[0]) for m in reader.messages(["/camera/image_raw"])]
+    good, level = [], []
+    for stamp, image in frames:
+        q = attitude.at(stamp, max_age_ns=0)
+        e, n, heading = flight.trajectory.at((stamp - START_NS) / 1e9)
+        pose = camera_pose_from_body(e, n, height_above_ground(heights.at(stamp, max_age_ns=0), q), q)
+        assert pose.yaw_deg == pytest.approx(heading)
+        flat = CameraPose(e, n, pose.altitude_m, heading)
+        good.append(np.corrcoef(image.ravel(), render_frame(ortho, cam, pose)[0].ravel())[0, 1])
+        level.append(np.corrcoef(image.ravel(), render_frame(ortho, cam, flat)[0].ravel())[0, 1])
+    assert min(good) > 0.95 and all(g > f for g, f in zip(good, level, strict=True))
+    assert np.mean(level) < np.mean(good) - 0.1
+
+
+def test_make_bag_names_its_topics_with_their_message_counts(utm_tif, tmp_path, capsys):
+    args = ["make-bag", "--geotiff", str(utm_tif), "--out", str(tmp_path / "bag"), "--trajectory", "random"]
+    args += ["--duration-s", "2", "--camera-hz", "1", "--image-px", "16", "--altitude-m", "30", "--quiet"]
+    assert main([*args, "--imu-topic", "", "--height-topic", "/alt", "--imu-yaw-bias-deg", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "  /gps/fix: 20 messages" in out and "  /alt: 40 messages" in out and "/imu" not in out
+    with bags.BagReader(tmp_path / "bag") as reader:
+        assert reader.topics["/alt"] == bags.RANGE and "/imu/data" not in reader.topics

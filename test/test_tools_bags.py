@@ -74,7 +74,7 @@ def flight(trained, tmp_path_factory):
     return out
 
 
-def test_make_bag_writes_frames_camera_info_and_truth_in_both_formats(flight):
+def test_make_bag_writes_frames_camera_info_imu_range_and_truth_in_both_formats(flight):
     for storage, bag in flight.items():
         with bags.BagReader(bag) as reader:
             image_topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
@@ -82,8 +82,11 @@ def test_make_bag_writes_frames_camera_info_and_truth_in_both_formats(flight):
                 image_topic: bags.IMAGE if storage == "mcap" else bags.COMPRESSED,
                 "/camera/camera_info": bags.CAMERA_INFO,
                 "/gps/fix": bags.NAVSATFIX,
+                "/imu/data": bags.IMU,
+                "/rangefinder/range": bags.RANGE,
             }
             assert reader.count(image_topic) == 24 and reader.count("/gps/fix") == 120
+            assert reader.count("/imu/data") == 600 and reader.count("/rangefinder/range") == 240
             frame = next(reader.messages([image_topic])).msg
             array, _ = decode_message(frame)
             assert array.shape == (64, 64, 3)
@@ -156,15 +159,22 @@ def eval_bag(trained, bag, image_topic: str, out, *extra: str) -> int:
 def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_path, storage, capsys):
     topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
     out = tmp_path / "eval"
-    assert eval_bag(trained, flight[storage], topic, out, "--quiet") == 0
+    sensors = ["--imu-topic", "/imu/data", "--height-topic", "/rangefinder/range"]
+    sensors += ["--camera-info-topic", "/camera/camera_info"]
+    assert eval_bag(trained, flight[storage], topic, out, "--quiet", *sensors) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames_in_bag"] == 24 and metrics["frames_localized"] == 24
     assert metrics["count"] == 24 and metrics["frames_without_truth"] == 0
-    assert metrics["median_m"] < MapDir(trained[0]).grid.terminal_size_m
+    assert metrics["frames_without_attitude"] == 0 and metrics["frames_without_height"] == 0
+    cell_m = MapDir(trained[0]).grid.terminal_size_m
+    assert metrics["median_m"] < cell_m
     assert 0.0 <= metrics["ellipse95_coverage"] <= 1.0
-    assert set(metrics["latency_ms"]) == {"decode", "encode", "search", "total"}
+    # frames from the map's own raster with the IMU's attitude register against the map's pyramid
+    assert metrics["refinement"]["on"] and metrics["verified_share"] >= 0.9, metrics["refusals"]
+    assert metrics["false_accept_rate"] == 0 and metrics["verified_median_m"] < 0.25 * cell_m
+    assert set(metrics["latency_ms"]) == {"decode", "encode", "search", "refine", "total"}
     lines = (out / "frames.csv").read_text().splitlines()
-    assert len(lines) == 25 and "error_m" in lines[0]
+    assert len(lines) == 25 and "error_m" in lines[0] and "verified" in lines[0]
     for png in ("trajectory.png", "error_cdf.png", "error_time.png"):
         assert (out / png).stat().st_size > 10_000
     printed = capsys.readouterr().out

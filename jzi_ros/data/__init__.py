@@ -1,4 +1,4 @@
-"""Training and query data: camera rendering, aerial self-supervision, geotagged images, bags, flights."""
+"""Training and query data: camera rendering, aerial self-supervision, geotagged images, bags, flights, sensors."""
 
 from .aerial import (
     AerialConfig,
@@ -16,21 +16,25 @@ from .errors import BagError, DataError
 from .fixes import FixTrack
 from .flight import FlightConfig, FlightReport, Trajectory, write_flight
 from .importers import ImportReport, import_bag, import_benchmark, import_exif, write_csv
+from .sensors import AttitudeTrack, HeightTrack, height_above_ground, read_attitude_track, read_height_track
 
 __all__ = [
     "AerialConfig",
+    "AttitudeTrack",
     "BagError",
     "CameraPose",
     "DataError",
     "FixTrack",
     "FlightConfig",
     "FlightReport",
+    "HeightTrack",
     "ImportReport",
     "Pinhole",
     "Trajectory",
     "covered_frames",
     "ground_footprint",
     "ground_to_image",
+    "height_above_ground",
     "heldout_cells",
     "image_to_ground",
     "import_bag",
@@ -39,6 +43,8 @@ __all__ = [
     "in_heldout",
     "pose_paths",
     "query_raster_problem",
+    "read_attitude_track",
+    "read_height_track",
     "render_frame",
     "render_samples",
     "sample_poses",

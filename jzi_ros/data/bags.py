@@ -18,7 +18,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
-from .errors import BagError
+from .errors import BagError, DataError
 from .fixes import FixTrack
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -26,6 +26,12 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMU = "sensor_msgs/msg/Imu"
+RANGE = "sensor_msgs/msg/Range"
+ULTRASOUND = 0
+"""``sensor_msgs/Range`` radiation type of a sonar."""
+INFRARED = 1
+"""``sensor_msgs/Range`` radiation type of an infrared or laser rangefinder."""
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
@@ -120,6 +126,84 @@ def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.nda
         binning_x=0,
         binning_y=0,
         roi=roi,
+    )
+
+
+def _covariance3(variance) -> np.ndarray:
+    """A (9,) row-major 3x3 covariance from a variance, three variances (diagonal) or a (3, 3) matrix."""
+    v = np.asarray(variance, np.float64)
+    if v.ndim == 0:
+        v = np.full(3, float(v))
+    if v.shape == (3,):
+        v = np.diag(v)
+    if v.shape != (3, 3):
+        raise DataError(f"a covariance needs one variance, three or a 3x3 matrix, not shape {v.shape}")
+    return v.reshape(9)
+
+
+def imu(stamp_ns: int, frame_id: str, quaternion_xyzw, orientation_variance_rad2):
+    """A ``sensor_msgs/Imu`` that carries an orientation only.
+
+    Angular velocity and linear acceleration are zero with element 0 of their
+    covariances at -1, which the message definition reads as "not provided".
+
+    Args:
+        stamp_ns: header stamp [ns].
+        frame_id: header frame (the IMU's).
+        quaternion_xyzw: world-from-body orientation (x, y, z, w) in ENU (REP-103).
+        orientation_variance_rad2: orientation covariance about the x, y, z axes [rad²]:
+            one variance, three (a diagonal) or a (3, 3) matrix.
+
+    Raises:
+        DataError: the variance has another shape.
+    """
+    x, y, z, w = (float(c) for c in np.asarray(quaternion_xyzw, np.float64).reshape(4))
+    vector = T("geometry_msgs/msg/Vector3")
+    not_provided = np.zeros(9)
+    not_provided[0] = -1.0
+    return T(IMU)(
+        header=header(stamp_ns, frame_id),
+        orientation=T("geometry_msgs/msg/Quaternion")(x=x, y=y, z=z, w=w),
+        orientation_covariance=_covariance3(orientation_variance_rad2),
+        angular_velocity=vector(x=0.0, y=0.0, z=0.0),
+        angular_velocity_covariance=not_provided.copy(),
+        linear_acceleration=vector(x=0.0, y=0.0, z=0.0),
+        linear_acceleration_covariance=not_provided.copy(),
+    )
+
+
+def range_msg(
+    stamp_ns: int,
+    frame_id: str,
+    range_m: float,
+    min_m: float,
+    max_m: float,
+    fov_rad: float,
+    radiation_type: int = INFRARED,
+):
+    """A ``sensor_msgs/Range`` of one distance measurement.
+
+    Args:
+        stamp_ns: header stamp [ns].
+        frame_id: header frame (the rangefinder's; it measures along its x axis).
+        range_m: measured distance [m]; below ``min_m`` or above ``max_m`` means no valid reading.
+        min_m: shortest distance the sensor measures [m].
+        max_m: longest distance the sensor measures [m].
+        fov_rad: the arc the distance reading is valid for [rad].
+        radiation_type: :data:`INFRARED` (also laser) or :data:`ULTRASOUND`.
+
+    Raises:
+        DataError: another radiation type.
+    """
+    if radiation_type not in (ULTRASOUND, INFRARED):
+        raise DataError(f"radiation_type must be ULTRASOUND (0) or INFRARED (1), not {radiation_type}")
+    return T(RANGE)(
+        header=header(stamp_ns, frame_id),
+        radiation_type=radiation_type,
+        field_of_view=float(fov_rad),
+        min_range=float(min_m),
+        max_range=float(max_m),
+        range=float(range_m),
     )
 
 

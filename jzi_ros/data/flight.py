@@ -6,9 +6,32 @@ its frames are rendered from the orthophoto with motion blur, noise and
 slowly drifting exposure, and written with the camera info and the
 ground-truth position (``sensor_msgs/NavSatFix``) at their own rates.
 
+The robot also carries the sensors a robot without GPS has, each at its own
+rate: an IMU (``sensor_msgs/Imu``, orientation only) and a downward
+rangefinder (``sensor_msgs/Range``).
+
+- The true motion: the image top points along the direction of motion; the
+  camera's pitch and roll (:class:`~jzi_ros.geo.camera.CameraPose` angles)
+  are smooth random processes (Ornstein-Uhlenbeck, standard deviation
+  ``tilt_deg``, time constant :data:`TILT_TAU_S`), and so is the altitude
+  (within ±:data:`ALTITUDE_JITTER` of ``altitude_m``), so that frames and the
+  faster sensors see the same motion at the same stamps.
+- The IMU reports the body attitude that carries the camera (the default
+  :class:`~jzi_ros.geo.camera.Mount`: straight down, image top forward; see
+  :func:`~jzi_ros.geo.camera.body_quaternion`) in ENU per REP-103, rotated by
+  an error about the vertical (a constant ``imu_yaw_bias_deg`` added to the
+  REP-103 yaw, i.e. counter-clockwise, plus a slowly varying error of
+  standard deviation ``imu_yaw_noise_deg``, time constant
+  :data:`IMU_YAW_TAU_S`, as a compass or an estimator has) and about the
+  horizontal axes (``imu_tilt_noise_deg``, time constant :data:`IMU_TILT_TAU_S`).
+- The rangefinder measures the slant range along the body's -z,
+  ``height / (cos roll cos pitch)``, plus white noise ``height_noise_m``.
+
 Positions are (east, north) [m] in the flight area's local frame, headings
-[deg] clockwise from north. Stamps start at :data:`START_NS`, so the same
-configuration writes the same bag.
+[deg] clockwise from north. Stamps start at :data:`START_NS`, and every
+random process draws from its own stream of the seed, so the same
+configuration writes the same bag (and leaving a sensor out changes nothing
+else).
 """
 
 from __future__ import annotations
@@ -23,11 +46,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..geo import BoundsM, MapDir, ZoomGrid, largest_square_region, read_info
+from ..geo.camera import CameraPose, body_quaternion, quaternion_from_rotation, rotation_from_quaternion
 from ..geo.ortho import LocalOrtho
 from ..geo.raster import RasterMosaic
 from . import bags
 from .augment import motion_blur, photometric
-from .camera import CameraPose, Pinhole, render_frame
+from .camera import Pinhole, render_frame
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -41,6 +65,26 @@ TRAJECTORIES = ("lawnmower", "random")
 """Named patterns; any other ``trajectory`` is a CSV of waypoints."""
 RANDOM_DURATION_S = 120.0
 """Length of a random walk when no duration is given [s]."""
+MOTION_DT_S = 0.01
+"""Time step [s] of the simulated tilt and altitude processes (linearly interpolated between steps)."""
+TILT_TAU_S = 1.0
+"""Time constant [s] of the camera's tilt."""
+ALTITUDE_TAU_S = 3.0
+"""Time constant [s] of the altitude's variation."""
+ALTITUDE_JITTER = 0.02
+"""Largest relative deviation of the altitude from ``altitude_m`` (its standard deviation is half of it)."""
+IMU_YAW_TAU_S = 5.0
+"""Time constant [s] of the IMU's heading error."""
+IMU_TILT_TAU_S = 1.0
+"""Time constant [s] of the IMU's tilt error."""
+IMU_MIN_STD_DEG = 0.1
+"""Smallest orientation standard deviation [deg] an IMU message claims (all-zero covariance reads as unknown)."""
+RANGE_MIN_M = 0.1
+"""Shortest distance [m] the simulated rangefinder measures; it reaches twice the flight altitude."""
+RANGE_FOV_RAD = 0.05
+"""Field of view [rad] of the simulated (laser) rangefinder."""
+IMU_FRAME = "imu"
+RANGE_FRAME = "rangefinder"
 
 
 @dataclass(frozen=True)
@@ -141,6 +185,15 @@ class FlightConfig:
     ``tilt_deg`` is the standard deviation of pitch and roll; ``exposure_s``
     sets the motion blur. ``compressed`` writes JPEG ``CompressedImage``
     (on ``image_topic`` + "/compressed") instead of raw ``Image``.
+
+    The robot's own sensors (the module docstring says how they err): an
+    IMU on ``imu_topic`` at ``imu_hz`` with a heading error of standard
+    deviation ``imu_yaw_noise_deg``, a constant ``imu_yaw_bias_deg`` (added
+    to the REP-103 yaw, counter-clockwise) and a tilt error of standard
+    deviation ``imu_tilt_noise_deg``; a rangefinder on ``height_topic`` at
+    ``height_hz`` with noise ``height_noise_m`` (standard deviation [m];
+    default 0.5 % of the altitude, at least 0.02 m). An empty topic leaves
+    the sensor out.
     """
 
     out: Path
@@ -162,6 +215,14 @@ class FlightConfig:
     compressed: bool = False
     image_topic: str = "/camera/image_raw"
     gt_topic: str = "/gps/fix"
+    imu_topic: str = "/imu/data"
+    imu_hz: float = 50.0
+    imu_yaw_noise_deg: float = 3.0
+    imu_yaw_bias_deg: float = 0.0
+    imu_tilt_noise_deg: float = 0.5
+    height_topic: str = "/rangefinder/range"
+    height_hz: float = 20.0
+    height_noise_m: float | None = None
     seed: int = 0
     quiet: bool = False
 
@@ -174,7 +235,7 @@ class FlightConfig:
             raise DataError(f"storage must be one of {', '.join(sorted(bags.STORAGES))}, not {self.storage!r}")
         if not self.trajectory:
             raise DataError(f"trajectory must be {' or '.join(TRAJECTORIES)} or a CSV of waypoints")
-        for name in ("speed_mps", "camera_hz", "gps_hz", "hfov_deg"):
+        for name in ("speed_mps", "camera_hz", "gps_hz", "hfov_deg", "imu_hz", "height_hz"):
             _check_positive(name, getattr(self, name))
         for name in ("size_m", "altitude_m", "duration_s"):
             if getattr(self, name) is not None:
@@ -183,11 +244,18 @@ class FlightConfig:
             raise DataError(f"hfov_deg must be below 180, not {self.hfov_deg}")
         if int(self.image_px) != self.image_px or self.image_px < 8:
             raise DataError(f"image_px must be an integer >= 8, not {self.image_px}")
-        for name in ("tilt_deg", "exposure_s"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise DataError(f"{name} must be zero or positive, not {getattr(self, name)}")
+        for name in ("tilt_deg", "exposure_s", "imu_yaw_noise_deg", "imu_tilt_noise_deg", "height_noise_m"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise DataError(f"{name} must be zero or positive, not {value}")
+        if not math.isfinite(self.imu_yaw_bias_deg):
+            raise DataError(f"imu_yaw_bias_deg must be a finite angle, not {self.imu_yaw_bias_deg}")
         if not (self.image_topic and self.gt_topic):
             raise DataError("image_topic and gt_topic must be topic names")
+        topics = [self.frame_topic, CAMERA_INFO_TOPIC, self.gt_topic, self.imu_topic, self.height_topic]
+        named = [t for t in topics if t]
+        if len(set(named)) < len(named):
+            raise DataError(f"each sensor needs its own topic, not {', '.join(named)}")
 
     @property
     def camera(self) -> Pinhole:
@@ -212,10 +280,13 @@ class FlightReport:
     """What :func:`write_flight` wrote.
 
     The bag at ``path`` (``storage``) holds ``frames`` frames on
-    ``image_topic``, each with its camera info on ``camera_info_topic``, and
-    ``fixes`` ground-truth fixes on ``gt_topic``. The camera flew for
-    ``duration_s`` [s] at ``altitude_m`` [m] (a view ``footprint_m`` [m]
-    wide) and ``speed_mps`` [m/s] over a square of side ``area_m`` [m].
+    ``image_topic``, each with its camera info on ``camera_info_topic``,
+    ``fixes`` ground-truth fixes on ``gt_topic``, ``attitudes`` IMU messages
+    on ``imu_topic`` and ``ranges`` rangefinder messages on ``height_topic``
+    (a sensor left out has an empty topic and no messages). The camera flew
+    ``trajectory`` (the flight area's local frame) for ``duration_s`` [s] at
+    ``altitude_m`` [m] (a view ``footprint_m`` [m] wide) and ``speed_mps``
+    [m/s] over a square of side ``area_m`` [m].
     """
 
     path: Path
@@ -230,11 +301,120 @@ class FlightReport:
     image_topic: str
     camera_info_topic: str
     gt_topic: str
+    imu_topic: str
+    attitudes: int
+    height_topic: str
+    ranges: int
+    trajectory: Trajectory
 
     @property
     def topics(self) -> dict[str, int]:
-        """Messages written per topic."""
-        return {self.image_topic: self.frames, self.camera_info_topic: self.frames, self.gt_topic: self.fixes}
+        """Messages written per topic (the sensors left out are not listed)."""
+        counts = {self.image_topic: self.frames, self.camera_info_topic: self.frames, self.gt_topic: self.fixes}
+        if self.imu_topic:
+            counts[self.imu_topic] = self.attitudes
+        if self.height_topic:
+            counts[self.height_topic] = self.ranges
+        return counts
+
+
+def ou_process(n: int, dt_s: float, std: float, tau_s: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples, ``dt_s`` [s] apart, of a stationary Ornstein-Uhlenbeck process.
+
+    Zero mean, standard deviation ``std`` and time constant ``tau_s`` [s]
+    (correlation ``exp(-dt / tau_s)``); it draws ``n`` normals whatever ``std``.
+    """
+    a = math.exp(-dt_s / tau_s)
+    b = math.sqrt(1.0 - a * a)
+    z = (rng.standard_normal(n) * std).tolist()
+    for k in range(1, n):  # z[0] is drawn from the stationary distribution
+        z[k] = a * z[k - 1] + b * z[k]
+    return np.array(z, np.float64)
+
+
+@dataclass(frozen=True)
+class _Motion:
+    """The camera's true pose over time: position and heading from the trajectory, tilt and altitude sampled."""
+
+    trajectory: Trajectory
+    t_s: np.ndarray
+    altitude_m: np.ndarray
+    pitch_deg: np.ndarray
+    roll_deg: np.ndarray
+
+    @classmethod
+    def simulate(
+        cls, trajectory: Trajectory, duration_s: float, altitude_m: float, tilt_deg: float, rng: np.random.Generator
+    ) -> _Motion:
+        n = int(math.ceil(duration_s / MOTION_DT_S)) + 2
+        jitter = ou_process(n, MOTION_DT_S, ALTITUDE_JITTER / 2, ALTITUDE_TAU_S, rng)
+        return cls(
+            trajectory,
+            np.arange(n) * MOTION_DT_S,
+            altitude_m * (1 + np.clip(jitter, -ALTITUDE_JITTER, ALTITUDE_JITTER)),
+            ou_process(n, MOTION_DT_S, tilt_deg, TILT_TAU_S, rng),
+            ou_process(n, MOTION_DT_S, tilt_deg, TILT_TAU_S, rng),
+        )
+
+    def pose(self, t_s: float) -> CameraPose:
+        """The camera's pose at ``t_s`` [s] after the start."""
+        e, n, heading = self.trajectory.at(t_s)
+        return CameraPose(
+            e,
+            n,
+            float(np.interp(t_s, self.t_s, self.altitude_m)),
+            heading,
+            float(np.interp(t_s, self.t_s, self.pitch_deg)),
+            float(np.interp(t_s, self.t_s, self.roll_deg)),
+        )
+
+
+def _axis_rotation(axis: int, angle_rad: float) -> np.ndarray:
+    """Rotation (3x3) by ``angle_rad`` about the x (0), y (1) or z (2) axis, counter-clockwise."""
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def _write_imu(bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times_s: np.ndarray, rng) -> None:
+    """The body attitude at ``times_s`` [s], rotated by the IMU's heading and tilt errors, on ``imu_topic``."""
+    dt_s = 1.0 / config.imu_hz
+    n = len(times_s)
+    yaw_err = config.imu_yaw_bias_deg + ou_process(n, dt_s, config.imu_yaw_noise_deg, IMU_YAW_TAU_S, rng)
+    east_err = ou_process(n, dt_s, config.imu_tilt_noise_deg, IMU_TILT_TAU_S, rng)
+    north_err = ou_process(n, dt_s, config.imu_tilt_noise_deg, IMU_TILT_TAU_S, rng)
+    tilt_var = math.radians(max(config.imu_tilt_noise_deg, IMU_MIN_STD_DEG)) ** 2
+    yaw_var = math.radians(max(config.imu_yaw_noise_deg, IMU_MIN_STD_DEG)) ** 2
+    variance_rad2 = (tilt_var, tilt_var, yaw_var)
+    for k, t_s in enumerate(times_s):
+        truth = rotation_from_quaternion(body_quaternion(motion.pose(t_s)))
+        error = (
+            _axis_rotation(2, math.radians(yaw_err[k]))
+            @ _axis_rotation(0, math.radians(east_err[k]))
+            @ _axis_rotation(1, math.radians(north_err[k]))
+        )  # about the world's up, east and north axes
+        quaternion = quaternion_from_rotation(error @ truth)
+        stamp_ns = START_NS + int(t_s * 1e9)
+        bag.add(config.imu_topic, bags.imu(stamp_ns, IMU_FRAME, quaternion, variance_rad2), stamp_ns)
+
+
+def _write_ranges(
+    bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times_s: np.ndarray, noise_m: float, rng
+) -> None:
+    """The slant range along the body's -z at ``times_s`` [s], with noise, on ``height_topic``."""
+    max_m = 2 * float(motion.altitude_m.max(initial=0.0))
+    noise = rng.standard_normal(len(times_s)) * noise_m
+    for k, t_s in enumerate(times_s):
+        pose = motion.pose(t_s)
+        down = rotation_from_quaternion(body_quaternion(pose))[2, 2]  # cos(roll) cos(pitch)
+        range_m = pose.altitude_m / max(down, 1e-6) + noise[k]
+        if not RANGE_MIN_M <= range_m <= max_m:  # REP-117: -inf too close, +inf nothing within reach
+            range_m = math.inf if range_m > max_m else -math.inf
+        stamp_ns = START_NS + int(t_s * 1e9)
+        msg = bags.range_msg(stamp_ns, RANGE_FRAME, range_m, RANGE_MIN_M, max_m, RANGE_FOV_RAD)
+        bag.add(config.height_topic, msg, stamp_ns)
 
 
 def _flight_area(config: FlightConfig) -> tuple[ZoomGrid, list[str | Path]]:
@@ -261,7 +441,7 @@ def _trajectory(
 
 
 def write_flight(config: FlightConfig) -> FlightReport:
-    """Fly the configured camera and write its frames, camera info and ground truth as a rosbag2.
+    """Fly the configured camera and write its frames, camera info, ground truth, IMU and ranges as a rosbag2.
 
     Raises:
         DataError: the camera sees more than the area at that altitude, or the
@@ -269,6 +449,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
             when the bag exists or cannot be written.
     """
     rng = np.random.default_rng(config.seed)
+    motion_rng, imu_rng, range_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
     area, rasters = _flight_area(config)
     cam = config.camera
     altitude_m = config.altitude_m or cam.altitude_for_footprint(area.size_m / 10)
@@ -289,8 +470,15 @@ def write_flight(config: FlightConfig) -> FlightReport:
         BoundsM(-half_area_m, -half_area_m, half_area_m, half_area_m),
         gsd_m=max(footprint_m / config.image_px / 2, finest_m / 2),
     )
+    motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
     frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
     gps_times_s = np.arange(0.0, duration_s, 1.0 / config.gps_hz)
+    imu_times_s = np.arange(0.0, duration_s, 1.0 / config.imu_hz) if config.imu_topic else np.zeros(0)
+    range_times_s = np.arange(0.0, duration_s, 1.0 / config.height_hz) if config.height_topic else np.zeros(0)
+    if config.height_noise_m is None:
+        height_noise_m = max(0.005 * altitude_m, 0.02)
+    else:
+        height_noise_m = config.height_noise_m
     blur_px = config.speed_mps * config.exposure_s / (altitude_m / cam.focal_px)
     topic = config.frame_topic
     to_message = bags.compressed if config.compressed else bags.image
@@ -304,17 +492,12 @@ def write_flight(config: FlightConfig) -> FlightReport:
                 stamp_ns, "gps", float(lat), float(lon), altitude_m, np.diag(GT_VARIANCES_M2), cov_type=2
             )
             bag.add(config.gt_topic, fix, stamp_ns)
+        if config.imu_topic:
+            _write_imu(bag, config, motion, imu_times_s, imu_rng)
+        if config.height_topic:
+            _write_ranges(bag, config, motion, range_times_s, height_noise_m, range_rng)
         for t_s in tqdm(frame_times_s, desc="rendering frames", unit="frame", disable=config.quiet):
-            e, n, heading = traj.at(t_s)
-            pose = CameraPose(
-                e,
-                n,
-                altitude_m * rng.uniform(0.98, 1.02),
-                heading,
-                rng.normal(0, config.tilt_deg),
-                rng.normal(0, config.tilt_deg),
-            )
-            frame, _ = render_frame(ortho, cam, pose)
+            frame, _ = render_frame(ortho, cam, motion.pose(t_s))
             frame = motion_blur(frame, blur_px, -90.0)  # the camera moves towards the image top
             gain = float(np.clip(gain * math.exp(rng.normal(0, 0.02)), 0.7, 1.3))  # slow exposure drift
             frame = photometric(np.clip(frame * gain, 0, 255).astype(np.uint8), rng, 0.3)
@@ -335,4 +518,9 @@ def write_flight(config: FlightConfig) -> FlightReport:
         image_topic=topic,
         camera_info_topic=CAMERA_INFO_TOPIC,
         gt_topic=config.gt_topic,
+        imu_topic=config.imu_topic,
+        attitudes=len(imu_times_s),
+        height_topic=config.height_topic,
+        ranges=len(range_times_s),
+        trajectory=traj,
     )

@@ -1,10 +1,23 @@
-"""A downward-looking pinhole camera over a flat ground: poses and projection.
+"""A downward-looking pinhole camera over a flat ground: poses, projection, and the body it is mounted on.
 
 World frame: a region's local frame, east/north/up [m], ground at up = 0.
 Camera frame: x right, y down, z along the optical axis. With no tilt the
 camera looks straight down and the top of its image points to ``yaw_deg``
 (clockwise from north, 0 = north up). ``pitch_deg`` tilts the view towards
 the top of the image, ``roll_deg`` towards its right.
+
+Body frame (the robot's, as its IMU reports it; REP-103): x forward, y left,
+z up, its attitude a world-from-body rotation in ENU, as a quaternion
+(x, y, z, w). Body yaw 0 faces east and grows counter-clockwise (90 = north);
+positive pitch puts the nose down, positive roll the right side down.
+
+The camera is mounted (:class:`Mount`) looking along the body's -z with the
+top of its image towards the body's +x (forward): on a level body facing
+north the image is north up (camera yaw 0), facing east its top is east
+(camera yaw 90). :func:`camera_pose_from_body` and :func:`body_quaternion`
+convert between a body attitude and a :class:`CameraPose`;
+:func:`heading_deg` is the image top's heading, which equals
+``CameraPose.yaw_deg``.
 """
 
 from __future__ import annotations
@@ -95,3 +108,120 @@ def ground_footprint(camera: Pinhole, pose: CameraPose) -> np.ndarray:
     if (g[2] <= 0).any():
         raise GeoError("the camera sees the horizon; tilt and field of view are too large")
     return (g[:2] / g[2]).T
+
+
+@dataclass(frozen=True)
+class Mount:
+    """How the camera sits on the body.
+
+    By default the camera looks straight down the body's -z with the top of
+    its image towards the body's +x (forward). ``pitch_deg`` tilts the optical
+    axis forward (towards +x) from nadir; ``image_rotation_deg`` turns the
+    image about the optical axis, its top ``image_rotation_deg`` clockwise
+    from forward as seen from above (90: the image top points to the body's
+    right).
+    """
+
+    pitch_deg: float = 0.0
+    image_rotation_deg: float = 0.0
+
+    def body_from_camera(self) -> np.ndarray:
+        """Body-from-camera rotation (3x3): its columns are the camera's x, y, z axes in the body frame."""
+        nadir = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # x right, y back, z down
+        t = math.radians(self.pitch_deg)
+        tilt = np.array([[math.cos(t), 0.0, -math.sin(t)], [0.0, 1.0, 0.0], [math.sin(t), 0.0, math.cos(t)]])
+        g = math.radians(self.image_rotation_deg)
+        turn = np.array([[math.cos(g), -math.sin(g), 0.0], [math.sin(g), math.cos(g), 0.0], [0.0, 0.0, 1.0]])
+        return tilt @ nadir @ turn  # turn about the optical axis, then tilt about the body's y
+
+
+def rotation_from_quaternion(quaternion_xyzw) -> np.ndarray:
+    """Rotation matrix (3x3) of a quaternion (x, y, z, w), normalized first.
+
+    Raises:
+        GeoError: the quaternion is not finite or has zero length.
+    """
+    q = np.asarray(quaternion_xyzw, np.float64).reshape(-1)
+    norm = float(np.linalg.norm(q)) if q.shape == (4,) else 0.0
+    if not (math.isfinite(norm) and norm > 1e-12):
+        raise GeoError(f"a quaternion (x, y, z, w) needs four finite numbers, not all zero: {quaternion_xyzw}")
+    x, y, z, w = q / norm
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) with w >= 0 of a rotation matrix (3x3)."""
+    m = np.asarray(rotation, np.float64)
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:  # Shepperd: divide by the largest of w, x, y, z
+        s = 2 * math.sqrt(1 + tr)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+    elif m[0, 0] >= m[1, 1] and m[0, 0] >= m[2, 2]:
+        s = 2 * math.sqrt(max(1 + m[0, 0] - m[1, 1] - m[2, 2], 0.0))
+        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] >= m[2, 2]:
+        s = 2 * math.sqrt(max(1 + m[1, 1] - m[0, 0] - m[2, 2], 0.0))
+        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2 * math.sqrt(max(1 + m[2, 2] - m[0, 0] - m[1, 1], 0.0))
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
+    out = np.array(q) / np.linalg.norm(q)
+    return -out if out[3] < 0 else out
+
+
+def _camera_angles_deg(world_from_camera: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) [deg] of :class:`CameraPose` whose ``rotation()`` is ``world_from_camera``."""
+    r = world_from_camera
+    # yaw: the image top (camera -y) projected on the ground, clockwise from north
+    psi = math.atan2(-r[0, 1], -r[1, 1])
+    b0 = np.array([math.cos(psi), -math.sin(psi), 0.0])  # camera x of the untilted pose
+    b1 = np.array([-math.sin(psi), -math.cos(psi), 0.0])  # camera y of the untilted pose
+    b2 = np.array([0.0, 0.0, -1.0])
+    m = np.stack([b0, b1, b2]) @ r  # = Rx(pitch) @ Ry(roll)
+    pitch = math.atan2(m[2, 1], m[1, 1])
+    roll = math.atan2(m[0, 2], m[0, 0])
+    return math.degrees(psi) % 360.0, math.degrees(pitch), math.degrees(roll)
+
+
+def camera_pose_from_body(
+    east_m: float, north_m: float, height_m: float, quaternion_xyzw, mount: Mount = Mount()
+) -> CameraPose:
+    """The pose of a camera on ``mount`` at (east, north, height) [m] on a body of attitude ``quaternion_xyzw``.
+
+    Args:
+        east_m: camera position east [m] in the local frame.
+        north_m: camera position north [m].
+        height_m: height above the ground [m].
+        quaternion_xyzw: the body's world-from-body attitude (x, y, z, w) in ENU (REP-103).
+        mount: how the camera sits on the body.
+
+    Returns:
+        The :class:`CameraPose` whose ``rotation()`` is the body's rotation times the mount's.
+    """
+    world_from_camera = rotation_from_quaternion(quaternion_xyzw) @ mount.body_from_camera()
+    yaw, pitch, roll = _camera_angles_deg(world_from_camera)
+    return CameraPose(float(east_m), float(north_m), float(height_m), yaw, pitch, roll)
+
+
+def body_quaternion(pose: CameraPose, mount: Mount = Mount()) -> np.ndarray:
+    """The body attitude (x, y, z, w) in ENU (REP-103) that puts a camera on ``mount`` at ``pose``'s orientation.
+
+    The inverse of :func:`camera_pose_from_body`; w >= 0.
+    """
+    return quaternion_from_rotation(pose.rotation() @ mount.body_from_camera().T)
+
+
+def heading_deg(quaternion_xyzw, mount: Mount = Mount()) -> float:
+    """Heading [deg, clockwise from north, 0-360] of the image top of a camera on ``mount`` on a body of this attitude.
+
+    This is the ``yaw_deg`` of the camera's :class:`CameraPose`; for a level body
+    and the default mount it is 90 minus the body's REP-103 yaw.
+    """
+    world_from_camera = rotation_from_quaternion(quaternion_xyzw) @ mount.body_from_camera()
+    return _camera_angles_deg(world_from_camera)[0]

@@ -3,8 +3,10 @@
 A downward-looking (optionally tilted) pinhole camera flies a lawn-mower
 pattern, a random walk or a CSV of waypoints at a given altitude and speed;
 its frames are rendered from the orthophoto with motion blur, noise and
-slowly drifting exposure, and written with the camera info and the
-ground-truth position (``sensor_msgs/NavSatFix``) at their own rates.
+slowly drifting exposure, and written with the camera info, the
+ground-truth position (``sensor_msgs/NavSatFix``), the IMU attitude
+(``sensor_msgs/Imu``) and the rangefinder's height (``sensor_msgs/Range``)
+at their own rates.
 """
 
 from __future__ import annotations
@@ -40,6 +42,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compressed", action="store_true", help="write CompressedImage (JPEG) instead of Image")
     p.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default /camera/image_raw)")
     p.add_argument("--gt-topic", default="/gps/fix", help="ground-truth topic (default /gps/fix)")
+    p.add_argument("--imu-topic", default="/imu/data", help='IMU attitude topic (default /imu/data; "" for none)')
+    p.add_argument("--imu-hz", type=float, default=50.0, help="IMU rate (default 50)")
+    p.add_argument(
+        "--imu-yaw-noise-deg", type=float, default=3.0, help="IMU heading error, slowly varying, std (default 3)"
+    )
+    p.add_argument(
+        "--imu-yaw-bias-deg", type=float, default=0.0, help="constant error of the IMU's yaw, CCW (default 0)"
+    )
+    p.add_argument("--imu-tilt-noise-deg", type=float, default=0.5, help="IMU roll/pitch error, std (default 0.5)")
+    p.add_argument(
+        "--height-topic",
+        default="/rangefinder/range",
+        help='rangefinder topic (default /rangefinder/range; "" for none)',
+    )
+    p.add_argument("--height-hz", type=float, default=20.0, help="rangefinder rate (default 20)")
+    p.add_argument(
+        "--height-noise-m", type=float, default=None, help="rangefinder noise, std [m] (default 0.5 %% of altitude)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
@@ -51,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     flight = write_flight(config_from(FlightConfig, args))
     print(
         f"flew {flight.duration_s:.0f} s at {flight.altitude_m:.0f} m ({flight.footprint_m:.0f} m footprint), "
-        f"{flight.speed_mps:g} m/s: {flight.frames} frames on {flight.image_topic}, "
-        f"{flight.fixes} fixes on {flight.gt_topic}"
+        f"{flight.speed_mps:g} m/s"
     )
-    print(f"wrote {flight.path} ({flight.storage}) in {time.monotonic() - started:.1f} s")
+    print(f"wrote {flight.path} ({flight.storage}) in {time.monotonic() - started:.1f} s:")
+    for topic, count in flight.topics.items():
+        print(f"  {topic}: {count} messages")
     return 0

@@ -1,0 +1,172 @@
+"""The robot's own sensors, read back from a bag: IMU attitude and rangefinder height over time.
+
+Attitudes are world-from-body quaternions (x, y, z, w) in ENU per REP-103
+(body x forward, y left, z up); :mod:`jzi_ros.geo.camera` turns one into the
+camera's heading or pose. Ranges are slant distances [m] along the
+rangefinder's axis, the body's -z; :func:`height_above_ground` makes them
+vertical. Both tracks answer "what did the sensor say at this stamp", and
+say nothing (None) when their newest word is too old.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geo.camera import rotation_from_quaternion
+from . import bags
+from .errors import BagError
+
+
+def _neighbours(stamps_ns: np.ndarray, stamp_ns: int, max_age_ns: int) -> list[int]:
+    """Indices of the messages on either side of ``stamp_ns`` within ``max_age_ns`` of it, nearest first."""
+    i = int(np.searchsorted(stamps_ns, stamp_ns))
+    near = [j for j in (i - 1, i) if 0 <= j < len(stamps_ns) and abs(int(stamps_ns[j]) - stamp_ns) <= max_age_ns]
+    return sorted(near, key=lambda j: abs(int(stamps_ns[j]) - stamp_ns))
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, w: float) -> np.ndarray:
+    """Spherical linear interpolation of unit quaternions (x, y, z, w): ``q0`` at ``w`` = 0, ``q1`` at 1.
+
+    The shorter arc is taken; the result has w >= 0.
+    """
+    q0, q1 = np.asarray(q0, np.float64), np.asarray(q1, np.float64)
+    dot = float(q0 @ q1)
+    if dot < 0:  # q and -q are the same rotation
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly the same: linear is exact enough and stable
+        q = q0 + w * (q1 - q0)
+    else:
+        theta = math.acos(min(dot, 1.0))
+        q = (math.sin((1 - w) * theta) * q0 + math.sin(w * theta) * q1) / math.sin(theta)
+    q = q / np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+@dataclass(frozen=True)
+class AttitudeTrack:
+    """Orientations sorted by stamp: ``stamps_ns`` (N,) [ns] and unit ``quaternions`` (N, 4).
+
+    Each quaternion is (x, y, z, w), world-from-body in ENU (REP-103), as the
+    IMU reported it.
+    """
+
+    stamps_ns: np.ndarray
+    quaternions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.stamps_ns)
+
+    def at(self, stamp_ns: int, max_age_ns: int = 200_000_000) -> np.ndarray | None:
+        """The attitude (x, y, z, w) at ``stamp_ns`` [ns]; None when no message is within ``max_age_ns`` [ns].
+
+        Slerped between the messages before and after ``stamp_ns`` when both
+        are within ``max_age_ns``; otherwise the nearer one.
+        """
+        stamp_ns = int(stamp_ns)
+        near = _neighbours(self.stamps_ns, stamp_ns, max_age_ns)
+        if not near:
+            return None
+        if len(near) == 2:
+            a, b = sorted(near)
+            t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
+            w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+            return slerp(self.quaternions[a], self.quaternions[b], w)
+        return self.quaternions[near[0]].copy()
+
+
+@dataclass(frozen=True)
+class HeightTrack:
+    """Rangefinder readings sorted by stamp: ``stamps_ns`` (N,) [ns], ``ranges_m`` (N,) [m].
+
+    ``min_m`` and ``max_m`` (N,) [m] are each message's valid interval; a
+    reading outside it (REP-117: -inf too close, +inf nothing in reach)
+    measured nothing.
+    """
+
+    stamps_ns: np.ndarray
+    ranges_m: np.ndarray
+    min_m: np.ndarray
+    max_m: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.stamps_ns)
+
+    def valid(self, i: int) -> bool:
+        """Whether message ``i`` measured a distance (finite, within its min and max)."""
+        r = float(self.ranges_m[i])
+        return math.isfinite(r) and float(self.min_m[i]) <= r <= float(self.max_m[i])
+
+    def at(self, stamp_ns: int, max_age_ns: int = 500_000_000) -> float | None:
+        """The range [m] at ``stamp_ns`` [ns]; None when no message is within ``max_age_ns`` [ns] or it is invalid.
+
+        The nearest message answers; when the one on the other side of
+        ``stamp_ns`` is also near and valid, the two are interpolated linearly.
+        """
+        stamp_ns = int(stamp_ns)
+        near = _neighbours(self.stamps_ns, stamp_ns, max_age_ns)
+        if not near or not self.valid(near[0]):
+            return None
+        if len(near) == 2 and self.valid(near[1]):
+            a, b = sorted(near)
+            t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
+            w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+            return float(self.ranges_m[a] + w * (self.ranges_m[b] - self.ranges_m[a]))
+        return float(self.ranges_m[near[0]])
+
+
+def height_above_ground(range_m: float, quaternion_xyzw: np.ndarray | None) -> float:
+    """Vertical height [m] from a slant range [m] along the body's -z, given the body attitude.
+
+    Over flat ground the height is ``range_m * cos(roll) * cos(pitch)``;
+    without an attitude (None) the range is taken as vertical.
+    """
+    if quaternion_xyzw is None:
+        return float(range_m)
+    return float(range_m) * float(rotation_from_quaternion(quaternion_xyzw)[2, 2])
+
+
+def read_attitude_track(reader: bags.BagReader, topic: str) -> AttitudeTrack:
+    """The orientations of a ``sensor_msgs/Imu`` topic, sorted by stamp.
+
+    Messages that provide no orientation (element 0 of its covariance -1, or
+    a quaternion that is not finite or zero) are skipped.
+
+    Raises:
+        BagError: the bag lacks the topic, it is not an Imu topic, or none of
+            its messages carries an orientation.
+    """
+    reader.check(topic, (bags.IMU,), "IMU attitude")
+    rows = []
+    for m in reader.messages([topic]):
+        o = m.msg.orientation
+        q = np.array([o.x, o.y, o.z, o.w], np.float64)
+        norm = float(np.linalg.norm(q))
+        if m.msg.orientation_covariance[0] == -1 or not (math.isfinite(norm) and norm > 1e-9):
+            continue
+        q = q / norm
+        rows.append((bags.stamp_of(m.msg, m.bag_ns), -q if q[3] < 0 else q))
+    if not rows:
+        raise BagError(f"{reader.path} has no orientation on {topic}: its Imu messages provide none")
+    rows.sort(key=lambda r: r[0])
+    return AttitudeTrack(np.array([r[0] for r in rows], np.int64), np.stack([r[1] for r in rows]))
+
+
+def read_height_track(reader: bags.BagReader, topic: str) -> HeightTrack:
+    """The readings of a ``sensor_msgs/Range`` topic, sorted by stamp (invalid ones kept; they answer None).
+
+    Raises:
+        BagError: the bag lacks the topic, it is not a Range topic, or it holds no message.
+    """
+    reader.check(topic, (bags.RANGE,), "rangefinder height")
+    rows = [
+        (bags.stamp_of(m.msg, m.bag_ns), m.msg.range, m.msg.min_range, m.msg.max_range)
+        for m in reader.messages([topic])
+    ]
+    if not rows:
+        raise BagError(f"{reader.path} has no message on {topic}")
+    rows.sort(key=lambda r: r[0])
+    t_ns, r_m, lo_m, hi_m = (np.array(c) for c in zip(*rows, strict=True))
+    return HeightTrack(t_ns.astype(np.int64), r_m.astype(np.float64), lo_m.astype(np.float64), hi_m.astype(np.float64))

@@ -18,8 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -30,9 +32,11 @@ from tqdm import tqdm
 from ..data import bags
 from ..data.errors import BagError
 from ..data.fixes import FixTrack
-from ..geo import ZoomGrid
+from ..data.sensors import AttitudeTrack, HeightTrack, height_above_ground, read_attitude_track, read_height_track
+from ..geo import Pinhole, ZoomGrid
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
+from ..localizer.refine import Attitude
 from .errors import EvaluationError
 from .metrics import error_summary, fix_summary, geodesic_m
 from .plots import plot_eval
@@ -43,7 +47,7 @@ FIX_TOPIC = "/jzi/fix"
 FIX_FRAME_ID = "jzi_camera"
 WARMUP_FRAMES = 5
 """Frames localized to measure the per-frame cost of a real-time replay."""
-LATENCY_STAGES = ("decode", "encode", "search", "total")
+LATENCY_STAGES = ("decode", "encode", "search", "refine", "total")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ class BagEvalConfig:
     to interpolate over. ``beam``, ``top_k``, ``min_confidence``: the
     localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
-    ``quiet``: no progress bar.
+    ``quiet``: no progress bar. What the robot knows, as the node uses it:
+    ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
+    ``imu_heading`` False keeps only its tilt), ``height_topic``
+    (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
+    (``sensor_msgs/CameraInfo``: intrinsics); "" for none.
     """
 
     bag: Path
@@ -78,6 +86,10 @@ class BagEvalConfig:
     device: str = "cpu"
     storage: str = "mcap"
     quiet: bool = False
+    imu_topic: str = ""
+    imu_heading: bool = True
+    height_topic: str = ""
+    camera_info_topic: str = ""
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -112,6 +124,33 @@ class _Replay(NamedTuple):
     estimates: list[tuple[int, Estimate]]  # (stamp [ns], estimate) of every frame localized
     without_truth: int  # frames localized without ground truth within max_gap_s
     rejected: int  # frames the localizer refused (InputError)
+    without_attitude: int  # frames without a fresh IMU message (when an IMU topic is given)
+    without_height: int  # frames without a fresh, valid height (when a height topic is given)
+
+
+class _Sensors(NamedTuple):
+    """What the robot knows besides its frames, read from the bag."""
+
+    attitude: AttitudeTrack | None
+    height: HeightTrack | None
+    camera: Pinhole | None
+
+    def at(self, stamp_ns: int) -> tuple[np.ndarray | None, float | None]:
+        """The attitude's quaternion and the height [m] at a frame's stamp (None: none or stale)."""
+        q = self.attitude.at(stamp_ns) if self.attitude is not None else None
+        r = self.height.at(stamp_ns) if self.height is not None else None
+        return q, (height_above_ground(r, q) if r is not None else None)
+
+
+def camera_from_info(msg) -> Pinhole:
+    """A pinhole camera from a ``sensor_msgs/CameraInfo``: its size and the field of view of its focal length.
+
+    The principal point is taken at the image centre and fx for fy.
+    """
+    k = np.asarray(msg.k, float).reshape(3, 3)
+    if not (msg.width > 0 and msg.height > 0 and k[0, 0] > 0):
+        raise BagError(f"camera info without a size or a focal length: {msg.width}x{msg.height}, fx {k[0, 0]}")
+    return Pinhole(int(msg.width), int(msg.height), float(np.degrees(2 * np.arctan(msg.width / 2 / k[0, 0]))))
 
 
 def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
@@ -150,7 +189,8 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
     Returns:
         ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
         ``confidence``, ``trusted``, ``status`` (FIX or NO_FIX, as
-        published), ``inside_95``, the covariance entries
+        published), ``verified`` (registered against the map), its
+        ``verdict`` and ``inliers``, ``inside_95``, the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
     """
     true_lat, true_lon = truth_latlon
@@ -166,6 +206,9 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "confidence": est.confidence,
         "trusted": est.trusted,
         "status": "FIX" if est.trusted else "NO_FIX",
+        "verified": est.verified,
+        "verdict": est.verdict,
+        "inliers": est.inliers,
         "inside_95": est.contains(east_m, north_m),
         "cov_ee_m2": est.covariance_m2[0, 0],
         "cov_en_m2": est.covariance_m2[0, 1],
@@ -173,6 +216,12 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "path": "".join(f"{a:x}" for a in est.path),
         **{f"{k}_ms": v for k, v in est.timings_ms.items()},
     }
+
+
+def refusals(rows: list[dict], most: int = 5) -> dict[str, int]:
+    """The commonest reasons frames were not verified (numbers replaced by N), with their counts."""
+    counts = Counter(re.sub(r"\d+(\.\d+)?", "N", r["verdict"]) for r in rows if not r["verified"])
+    return dict(counts.most_common(most))
 
 
 def frame_statistics(rows: list[dict], cell_m: float) -> dict:
@@ -184,6 +233,7 @@ def frame_statistics(rows: list[dict], cell_m: float) -> dict:
             [r["inside_95"] for r in rows],
             [r["confidence"] for r in rows],
             cell_m,
+            [r["verified"] for r in rows],
         ),
         "latency_ms": {
             k: {
@@ -191,6 +241,7 @@ def frame_statistics(rows: list[dict], cell_m: float) -> dict:
                 "p95": float(np.percentile([r[f"{k}_ms"] for r in rows], 95)),
             }
             for k in LATENCY_STAGES
+            if f"{k}_ms" in rows[0]
         },
     }
 
@@ -245,6 +296,15 @@ def format_summary(m: dict) -> str:
         if m.get("fix_count")
         else "published as FIX: no frame"
     )
+    verified = (
+        f"verified against the map: {100 * m['verified_share']:.1f} % of frames; their median "
+        f"{m['verified_median_m']:.2f} m ({m['verified_median_m'] / m['terminal_size_m']:.3f} cells), "
+        f"p95 {m['verified_p95_m']:.1f} m, false accepts (>2 cells) {100 * m['false_accept_rate']:.1f} %, "
+        f"truth in 95 % ellipse {100 * m['verified_ellipse95_coverage']:.1f} %"
+        if m.get("verified_median_m") is not None
+        else "verified against the map: no frame"
+        + ("" if m.get("refinement", {}).get("on", True) else f" ({m['refinement']['why']})")
+    )
     cal = m.get("calibration", {})
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
@@ -255,6 +315,7 @@ def format_summary(m: dict) -> str:
         f"{100 * m['R@2cell']:>8.1f}%{100 * m['R@4cell']:>8.1f}%{m['median_m']:>7.1f} m{m['mean_m']:>7.1f} m"
         f"{m['p95_m']:>7.1f} m{100 * m['ellipse95_coverage']:>8.1f}%",
         fix,
+        verified,
         f"confidence (P within 2 cells) ECE {m['confidence_reliability']['ece']:.3f}; "
         + (
             f"calibration fit on {cal['frames']} frames"
@@ -266,30 +327,57 @@ def format_summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]]:
-    """Ground truth and the camera messages (stamp [ns], message), sorted by stamp."""
+def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]], _Sensors]:
+    """Ground truth, the camera messages (stamp [ns], message), sorted by stamp, and the robot's sensors."""
     with bags.BagReader(config.bag) as reader:
         reader.check(config.image_topic, (bags.IMAGE, bags.COMPRESSED), "camera")
         truth = bags.read_fix_track(reader, config.gt_topic)
+        sensors = _Sensors(
+            read_attitude_track(reader, config.imu_topic) if config.imu_topic else None,
+            read_height_track(reader, config.height_topic) if config.height_topic else None,
+            None,
+        )
+        if config.camera_info_topic:
+            reader.check(config.camera_info_topic, (bags.CAMERA_INFO,), "camera info")
+            info = next(reader.messages([config.camera_info_topic]), None)
+            if info is None:
+                raise BagError(f"{config.bag} has no message on {config.camera_info_topic}")
+            sensors = sensors._replace(camera=camera_from_info(info.msg))
         frames = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([config.image_topic])]
     if not frames:
         raise BagError(f"{config.bag} has no message on {config.image_topic}")
     frames.sort(key=lambda f: f[0])
-    return truth, frames
+    return truth, frames, sensors
+
+
+def _localize(loc: Localizer, stamp_ns: int, msg, sensors: _Sensors, config: BagEvalConfig) -> Estimate:
+    """One frame through the localizer with what the robot knew at its stamp."""
+    q, height_m = sensors.at(stamp_ns)
+    attitude = Attitude.from_body(q, heading=config.imu_heading) if q is not None else None
+    image, encoding = decode_message(msg)
+    return loc.localize(image, encoding, camera=sensors.camera, attitude=attitude, height_m=height_m)
 
 
 def _replay(
-    loc: Localizer, frames: list[tuple[int, object]], chosen: np.ndarray, truth: FixTrack, config: BagEvalConfig
+    loc: Localizer,
+    frames: list[tuple[int, object]],
+    chosen: np.ndarray,
+    truth: FixTrack,
+    sensors: _Sensors,
+    config: BagEvalConfig,
 ) -> _Replay:
     """Localize the ``chosen`` frames; rows for those with ground truth."""
     rows: list[dict] = []
     estimates: list[tuple[int, Estimate]] = []
-    without_truth = rejected = 0
+    without_truth = rejected = without_attitude = without_height = 0
     for i in tqdm(chosen, desc="localizing frames", unit="frame", disable=config.quiet, dynamic_ncols=True):
         stamp_ns, msg = frames[i]
         gt = truth.at(stamp_ns, config.max_gap_s)
+        q, height_m = sensors.at(stamp_ns)
+        without_attitude += sensors.attitude is not None and q is None
+        without_height += sensors.height is not None and height_m is None
         try:
-            est = loc.localize(*decode_message(msg))
+            est = _localize(loc, stamp_ns, msg, sensors, config)
         except InputError as exc:
             rejected += 1
             log.warning("frame at %d ns skipped: %s", stamp_ns, exc)
@@ -299,7 +387,7 @@ def _replay(
             without_truth += 1
             continue
         rows.append(frame_row(loc.grid, stamp_ns, frames[0][0], est, gt))
-    return _Replay(rows, estimates, without_truth, rejected)
+    return _Replay(rows, estimates, without_truth, rejected, without_attitude, without_height)
 
 
 def evaluate_bag(config: BagEvalConfig) -> BagReport:
@@ -315,7 +403,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         BagError: The bag, a topic or the ground truth is missing or unusable.
     """
     started = time.monotonic()
-    truth, frames = _read_bag(config)
+    truth, frames, sensors = _read_bag(config)
     loc = Localizer(
         config.map,
         config.model,
@@ -326,10 +414,13 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     stamps_ns = np.array([f[0] for f in frames], np.int64)
     chosen = np.arange(0, len(frames), config.every)
     if config.realtime:  # measure the per-frame cost on a few frames, then replay as the node would
-        warm_ms = [loc.localize(*decode_message(frames[i][1])).timings_ms["total"] for i in chosen[:WARMUP_FRAMES]]
+        warm_ms = [
+            _localize(loc, frames[i][0], frames[i][1], sensors, config).timings_ms["total"]
+            for i in chosen[:WARMUP_FRAMES]
+        ]
         log.info("real-time replay at %.1f ms per frame", np.median(warm_ms))
         chosen = chosen[select_realtime(stamps_ns[chosen], np.median(warm_ms) / 1e3)]
-    replay = _replay(loc, frames, chosen, truth, config)
+    replay = _replay(loc, frames, chosen, truth, sensors, config)
     if not replay.rows:
         raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
     out = Path(config.out)
@@ -341,6 +432,16 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "frames_dropped": int(len(frames) - len(chosen)),
         "frames_without_truth": replay.without_truth,
         "frames_rejected": replay.rejected,
+        "frames_without_attitude": replay.without_attitude,
+        "frames_without_height": replay.without_height,
+        "sensors": {
+            "imu_topic": config.imu_topic,
+            "imu_heading": config.imu_heading,
+            "height_topic": config.height_topic,
+            "camera_info_topic": config.camera_info_topic,
+        },
+        "refinement": loc.refine_summary(),
+        "refusals": refusals(replay.rows),
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
         "calibration": loc.calibration.to_dict(),

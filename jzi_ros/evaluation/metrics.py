@@ -99,7 +99,12 @@ def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> di
 
 
 def fix_summary(
-    errors_m: ArrayLike, fix: ArrayLike, inside_95: ArrayLike, confidence: ArrayLike, cell_m: float
+    errors_m: ArrayLike,
+    fix: ArrayLike,
+    inside_95: ArrayLike,
+    confidence: ArrayLike,
+    cell_m: float,
+    verified: ArrayLike | None = None,
 ) -> dict:
     """What the published fixes are worth to a robot.
 
@@ -110,13 +115,18 @@ def fix_summary(
         confidence: Each frame's confidence (probability of being within
             ``WITHIN_CELLS`` terminal cells).
         cell_m: Terminal cell side [m].
+        verified: Whether each frame was verified by registration against the map.
 
     Returns:
         ``fix_share``, ``fix_count``, ``ellipse95_coverage`` (all frames),
         ``confidence_reliability`` (:func:`reliability` of the confidence
         against "within two cells") and, when some frame is FIX, ``fix_median_m``,
         ``fix_p95_m``, ``false_fix_rate`` (share of FIX frames more than two
-        cells off) and ``fix_ellipse95_coverage``.
+        cells off) and ``fix_ellipse95_coverage``. With ``verified``:
+        ``verified_share`` and, when some frame is verified,
+        ``verified_median_m``, ``verified_p95_m``, ``false_accept_rate``
+        (share of verified frames more than two cells off) and
+        ``verified_ellipse95_coverage``.
     """
     e = np.asarray(errors_m, float)
     fix, inside = np.asarray(fix, bool), np.asarray(inside_95, bool)
@@ -136,6 +146,16 @@ def fix_summary(
             "false_fix_rate": float((~right[fix]).mean()),
             "fix_ellipse95_coverage": float(inside[fix].mean()),
         }
+    if verified is not None:
+        ver = np.asarray(verified, bool)
+        out["verified_share"] = float(ver.mean())
+        if ver.any():
+            out |= {
+                "verified_median_m": float(np.median(e[ver])),
+                "verified_p95_m": float(np.percentile(e[ver], 95)),
+                "false_accept_rate": float((~right[ver]).mean()),
+                "verified_ellipse95_coverage": float(inside[ver].mean()),
+            }
     return out
 
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import MapError
@@ -94,6 +95,29 @@ class LocalOrtho:
             self._pyramid.append(_half(self._pyramid[-1]))
         k = min(k, len(self._pyramid) - 1)
         return self._pyramid[k], self.gsd_m * 2**k
+
+    def read(self, bounds: BoundsM, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (H, W, 3) uint8 and valid (H, W) bool of ``bounds`` [m] at ``gsd_m`` [m/px].
+
+        The same contract as the map's pyramid (:class:`~jzi_ros.geo.pyramid.Pyramid`):
+        W and H are the bounds' width and height over ``gsd_m``, rounded; pixel
+        (r, c) has its centre at (west + (c + 0.5) gsd, north - (r + 0.5) gsd);
+        outside the orthophoto 0 and False.
+        """
+        width = max(1, round((bounds.east_m - bounds.west_m) / gsd_m))
+        height = max(1, round((bounds.north_m - bounds.south_m) / gsd_m))
+        out_px = np.array(
+            [[gsd_m, 0.0, bounds.west_m + gsd_m / 2], [0.0, -gsd_m, bounds.north_m - gsd_m / 2], [0.0, 0.0, 1.0]]
+        )
+        image, level_gsd = self.level(gsd_m)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        m = (self.pixel_matrix(level_gsd) @ out_px)[:2]
+        rgb = cv2.warpAffine(image, m, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        m = (self.pixel_matrix(self.gsd_m) @ out_px)[:2]
+        valid = cv2.warpAffine(
+            self.valid.astype(np.uint8), m, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        )
+        return rgb, valid > 0
 
     def pixel_matrix(self, gsd_m: float) -> np.ndarray:
         """3x3 matrix: local (east, north, 1) [m] -> pixel (col, row, 1) of the level with ``gsd_m``.

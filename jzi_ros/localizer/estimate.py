@@ -1,10 +1,13 @@
 """Where the camera is, with its uncertainty: :class:`Estimate`.
 
-The reported position is the centre of the best terminal cell. Its covariance
-(east/north, m²) and its confidence come from the search's candidate cells
-through the model's :class:`~jzi_ros.localizer.calibration.Calibration`, which
-documents the formulas; an estimate below ``min_confidence`` is still
-returned, with ``trusted`` False.
+A *verified* estimate is the camera's position registered against the map
+(:mod:`jzi_ros.localizer.refine`, which documents its covariance), with the
+confidence :data:`VERIFIED_CONFIDENCE`. Otherwise the reported position is the
+centre of the best terminal cell; its covariance (east/north, m²) and its
+confidence come from the search's candidate cells through the model's
+:class:`~jzi_ros.localizer.calibration.Calibration`, which documents the
+formulas. An estimate below ``min_confidence`` is still returned, with
+``trusted`` False.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import numpy as np
 CHI2_95_2DOF = 5.991464547107979
 """The 95 % quantile of the chi-square distribution with 2 degrees of freedom:
 a 2-D Gaussian puts 95 % of its mass inside ``d^T Sigma^-1 d <= CHI2_95_2DOF``."""
+
+VERIFIED_CONFIDENCE = 0.99
+"""Confidence of a verified fix: on the shared cross-source data at most 1 % of
+verified fixes lie more than two terminal cells off (README, "Refinement")."""
 
 VERTICAL_VARIANCE_M2 = 1.0e4
 """Default variance [m²] of a fix's altitude, which the localizer does not measure."""
@@ -42,8 +49,12 @@ class Estimate:
     """Where the camera is: WGS84 (lat, lon) [deg] and local (east, north) [m].
 
     Also its covariance (2x2, m², east/north), confidence (the probability
-    that it lies within two terminal cells of the truth), whether it is trusted, the best path, the candidates, the
-    terminal cell side [m] and timings [ms] of each stage.
+    that it lies within two terminal cells of the truth), whether it is trusted, the best path, the candidates
+    (the registered one first), the terminal cell side [m] and timings [ms] of each stage.
+    ``verified``: the frame was registered against the map around a candidate
+    and passed every check; ``verdict``: "ok", or why it was not verified
+    ("" when no refinement ran); ``inliers``: the registration's agreeing
+    correspondences.
     """
 
     lat: float
@@ -57,6 +68,9 @@ class Estimate:
     candidates: list[Candidate]
     cell_size_m: float
     timings_ms: dict = field(default_factory=dict)
+    verified: bool = False
+    verdict: str = ""
+    inliers: int = 0
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geo import MapDir, ZoomGrid
+from ..geo import MapDir, Pinhole, ZoomGrid
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
 from .calibration import Calibration
-from .errors import PriorError
-from .estimate import Candidate, Estimate
+from .errors import LocalizerError, PriorError
+from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
+from .refine import Attitude, RefineConfig, Refiner
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -31,7 +32,9 @@ class LocalizerConfig:
     cells of the truth an estimate is flagged untrusted (NO_FIX);
     ``smoothing_noise_m2_s``: process noise [m²/s] of the optional temporal
     filter (0 = off, the default); ``prior_sigmas``: half-width of a prior's
-    box, in standard deviations.
+    box, in standard deviations; ``hfov_deg``: the camera's horizontal field
+    of view when no intrinsics are given; ``refine``: the registration
+    against the map (on by default where the map has its orthophoto pyramid).
     """
 
     beam: int = 4
@@ -39,6 +42,8 @@ class LocalizerConfig:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     smoothing_noise_m2_s: float = 0.0
     prior_sigmas: float = 3.0
+    hfov_deg: float = 60.0
+    refine: RefineConfig = RefineConfig()
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,33 @@ class Localizer:
         feats = self.map.load_features(self.model.identity())
         self.backend: Backend = make_backend(backend, self.model, feats, device, beam=config.beam)
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
+        self.refiner: Refiner | None = None
+        self.refine_off = "refinement is off"
+        if config.refine.enabled:
+            if self.map.has_pyramid:
+                self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine)
+            else:
+                self.refine_off = "the map has no orthophoto pyramid"
+        footprint = extra.get("train_config", {}).get("footprint_cells", (4.0, 8.0))
+        self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
+        """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
+
+    def refine_summary(self) -> dict:
+        """How the registration against the map runs: ``on``, and the matcher or why it is off."""
+        if self.refiner is None:
+            return {"on": False, "why": self.refine_off}
+        return {"on": True, "matcher": self.config.refine.matcher, "candidates": self.config.refine.candidates}
+
+    def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
+        """The frame's camera: ``camera`` when given, else a pinhole of ``hfov_deg`` the size of the image."""
+        if camera is not None:
+            if (camera.height_px, camera.width_px) != image.shape[:2]:
+                raise LocalizerError(
+                    f"the camera's intrinsics are for {camera.width_px}x{camera.height_px} px "
+                    f"but the frame is {image.shape[1]}x{image.shape[0]} px"
+                )
+            return camera
+        return Pinhole(image.shape[1], image.shape[0], self.config.hfov_deg)
 
     def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
         """Deepest cell (shorter than terminal) that holds the prior's box."""
@@ -103,9 +135,23 @@ class Localizer:
         return prefix
 
     def localize(
-        self, image: np.ndarray, encoding: str = "rgb", prior: Prior | None = None, stamp_s: float | None = None
+        self,
+        image: np.ndarray,
+        encoding: str = "rgb",
+        prior: Prior | None = None,
+        stamp_s: float | None = None,
+        *,
+        camera: Pinhole | None = None,
+        attitude: Attitude | None = None,
+        height_m: float | None = None,
     ) -> Estimate:
-        """Localize one frame. ``stamp_s`` [s] feeds the optional temporal filter."""
+        """Localize one frame. ``stamp_s`` [s] feeds the optional temporal filter.
+
+        What the robot knows improves the registration against the map:
+        ``camera`` (intrinsics; default a pinhole of ``hfov_deg``), ``attitude``
+        (heading and tilt of the camera) and ``height_m`` (above ground [m];
+        default the height at which the model was trained to see the ground).
+        """
         t0 = time.perf_counter()
         rgb = to_rgb(image, encoding)
         t1 = time.perf_counter()
@@ -125,14 +171,30 @@ class Localizer:
         cell_m = self.grid.terminal_size_m
         cov = self.calibration.covariances(centres[None], probs[None], cell_m)[0]
         confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
-        mu, cov = self._smooth(centres[0], cov, stamp_s)
-        lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
+        position, path = centres[0], cands[0].path
+        verified, verdict, inliers = False, self.refine_off, 0
         t4 = time.perf_counter()
+        if self.refiner is not None:
+            cam = self.camera(rgb, camera)
+            assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
+            reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m)
+            verified, verdict, inliers = reg.verified, reg.verdict, reg.inliers
+            if reg.verified:
+                position = np.array([reg.east_m, reg.north_m])
+                cov, confidence = reg.covariance_m2, VERIFIED_CONFIDENCE
+                paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
+                if inside[0]:
+                    path = tuple(int(a) for a in paths_in[0])
+                cands.insert(0, cands.pop(reg.candidate))
+        mu, cov = self._smooth(position, cov, stamp_s)
+        lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
+        t5 = time.perf_counter()
         timings = {
             "decode": (t1 - t0) * 1e3,
             "encode": (t2 - t1) * 1e3,
             "search": (t3 - t2) * 1e3,
-            "total": (t4 - t0) * 1e3,
+            "refine": (t5 - t4) * 1e3,
+            "total": (t5 - t0) * 1e3,
         }
         return Estimate(
             lat0,
@@ -141,11 +203,14 @@ class Localizer:
             float(mu[1]),
             cov,
             confidence,
-            confidence >= self.config.min_confidence,
-            cands[0].path,
+            verified or confidence >= self.config.min_confidence,
+            path,
             cands,
             self.grid.terminal_size_m,
             timings,
+            verified,
+            verdict,
+            inliers,
         )
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:

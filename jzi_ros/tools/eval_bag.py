@@ -34,6 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")
+    p.add_argument("--imu-topic", default="", help="sensor_msgs/Imu topic: the camera's attitude (default none)")
+    p.add_argument(
+        "--no-imu-heading",
+        dest="imu_heading",
+        action="store_false",
+        help="use only the IMU's roll and pitch; search the heading",
+    )
+    p.add_argument("--height-topic", default="", help="sensor_msgs/Range topic: height above ground (default none)")
+    p.add_argument("--camera-info-topic", default="", help="sensor_msgs/CameraInfo topic: intrinsics (default none)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
 

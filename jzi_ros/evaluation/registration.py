@@ -1,0 +1,241 @@
+"""Choosing the matcher by measurement: registration rate, error, false accepts and time.
+
+Frames are rendered at random poses over a map's region from the map's own
+raster and from each other raster of the place (another sensor or year), as
+:mod:`jzi_ros.data.camera` renders a flight: a downward camera of 60° at the
+height where it sees ``footprint_cells`` terminal cells, any heading, tilted
+by a few degrees. Each frame is registered twice:
+
+- around a candidate up to half a footprint from the truth (as a right zoom
+  candidate is): it should verify, and its error counts;
+- around a candidate one and a half to three footprints away (a wrong zoom
+  candidate): it should be refused.
+
+A *false accept* is a verified registration more than two terminal cells from
+the truth, counted over all verified registrations. The robot's attitude is
+either known as an IMU gives it (heading ±3°, roll and pitch ±0.5°, as
+standard deviations) or known without the heading (searched). The study
+uses the map's in-memory orthophoto, not its pyramid file, so it runs on
+maps of any age.
+
+Besides the matchers of :mod:`jzi_ros.localizer.matchers`, ``encoder``
+measures the model's own encoder patch features as the dense descriptor (the
+backbone's stride-8 feature map of the upsampled images, in place of CFOG).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.camera import render_frame
+from ..geo import CameraPose, MapDir, Pinhole
+from ..geo.ortho import LocalOrtho
+from ..localizer.calibration import WITHIN_CELLS
+from ..localizer.matchers import MATCHERS, DenseMatcher, Matcher, make_matcher
+from ..localizer.refine import Attitude, RefineConfig, Refiner
+from .errors import EvaluationError
+
+HEADINGS = ("imu", "none")
+"""What the robot knows: ``imu`` (heading and tilt, with an IMU's noise) or ``none`` (tilt only)."""
+IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
+"""Standard deviations [deg] of the simulated IMU's heading, pitch and roll."""
+
+
+@dataclass(frozen=True)
+class RegistrationStudyConfig:
+    """What :func:`registration_study` measures.
+
+    ``map``: the map; ``rasters``: the rasters to render frames from (empty:
+    the map's own); ``matchers``: names of :data:`~jzi_ros.localizer.matchers.MATCHERS`
+    or ``encoder`` (needs ``model``); ``headings``: of :data:`HEADINGS`;
+    ``frames``: frames per raster; ``image_px``: frame side; ``footprint_cells``:
+    ground width a frame sees [terminal cells]; ``tilt_deg``: standard
+    deviation of the camera's pitch and roll.
+    """
+
+    map: Path
+    rasters: tuple[Path, ...] = ()
+    matchers: tuple[str, ...] = ("cfog", "sift", "akaze", "orb", "sift-grad")
+    headings: tuple[str, ...] = HEADINGS
+    frames: int = 40
+    image_px: int = 224
+    footprint_cells: float = 4.5
+    tilt_deg: float = 3.0
+    model: Path | None = None
+    seed: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rasters", tuple(Path(r) for r in self.rasters))
+        unknown = [m for m in self.matchers if m not in MATCHERS and m != "encoder"]
+        if unknown:
+            raise EvaluationError(f"unknown matcher {unknown[0]!r}; choose from {', '.join(MATCHERS)}, encoder")
+        if "encoder" in self.matchers and self.model is None:
+            raise EvaluationError("the encoder matcher needs --model")
+        bad = [h for h in self.headings if h not in HEADINGS]
+        if bad:
+            raise EvaluationError(f"unknown heading mode {bad[0]!r}; choose from {', '.join(HEADINGS)}")
+        if self.frames < 1:
+            raise EvaluationError(f"frames must be 1 or more, not {self.frames}")
+
+
+def encoder_matcher(model_path: Path) -> Matcher:
+    """A dense matcher on the model's encoder patch features (measurement only)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812 - the usual alias
+
+    from ..model import load_checkpoint
+
+    model, _ = load_checkpoint(model_path)
+    backbone = model.encoder.backbone.eval()
+    cfg = model.encoder.cfg
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+
+    def describe(grey: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(grey, np.float32))[None, None].expand(1, 3, *grey.shape)
+        x = F.interpolate((x - mean) / std, scale_factor=4, mode="bilinear", align_corners=False)
+        with torch.inference_mode():
+            feats = backbone.forward_intermediates(x, indices=[2], intermediates_only=True)[0]
+            feats = F.interpolate(feats, size=grey.shape, mode="bilinear", align_corners=False)[0]
+        f = feats.permute(1, 2, 0).numpy()
+        return (f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
+
+    return DenseMatcher(describe=describe, name="encoder")
+
+
+def _imu(pose: CameraPose, mode: str, rng: np.random.Generator) -> Attitude:
+    noise = rng.normal(0, IMU_SIGMAS_DEG)
+    pitch, roll = pose.pitch_deg + noise[1], pose.roll_deg + noise[2]
+    return Attitude(pose.yaw_deg + noise[0] if mode == "imu" else None, pitch, roll)
+
+
+def registration_study(config: RegistrationStudyConfig) -> list[dict]:
+    """One row per (source raster, matcher, heading mode); the module docstring says what is measured.
+
+    Each row: ``source``, ``cross_source`` (the raster is not the map's),
+    ``matcher``, ``heading``, ``frames``, ``verified_share`` (right
+    candidates verified), ``median_m``, ``median_cells``, ``p90_m`` (verified
+    right candidates), ``wrong_refused_share``, ``false_accept_rate``,
+    ``false_accepts`` and ``refine_ms_p50``.
+    """
+    mapdir = MapDir(config.map)
+    grid = mapdir.grid
+    cell = grid.terminal_size_m
+    cam = Pinhole(config.image_px, config.image_px, 60.0)
+    footprint = config.footprint_cells * cell
+    height = cam.altitude_for_footprint(footprint)
+    reference = LocalOrtho.for_map(mapdir, pad_m=2 * cell)
+    own = [str(s["path"]) for s in mapdir.sources]
+    sources: list[tuple[str, list[str | Path] | None]] = [("map's own", None)]
+    sources += [(Path(r).name, [str(r)]) for r in config.rasters if str(r) not in own]
+    half = grid.size_m / 2 - footprint / 2
+    if half <= 0:
+        raise EvaluationError(f"a footprint of {footprint:.0f} m does not fit in the {grid.size_m:.0f} m region")
+    rows = []
+    for name, rasters in sources:
+        ortho = LocalOrtho.for_map(mapdir, gsd_m=footprint / config.image_px / 2, rasters=rasters)
+        rng = np.random.default_rng(config.seed)
+        cases = []
+        for _ in range(config.frames):
+            e, n = rng.uniform(-half, half, 2)
+            tilt = rng.normal(0, config.tilt_deg, 2)
+            pose = CameraPose(e, n, height * rng.uniform(0.98, 1.02), rng.uniform(0, 360), tilt[0], tilt[1])
+            frame, _ = render_frame(ortho, cam, pose)
+            angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
+            right = np.array([e, n]) + dist * np.array([np.cos(angle), np.sin(angle)])
+            wrong = None
+            for _ in range(20):
+                w = np.array([e, n]) + rng.uniform(1.5, 3.0) * footprint * np.array(
+                    [math.cos(a := rng.uniform(0, 2 * np.pi)), math.sin(a)]
+                )
+                if (np.abs(w) <= grid.size_m / 2).all():
+                    wrong = w
+                    break
+            cases.append((pose, frame, right, wrong, int(rng.integers(2**31))))
+        for matcher_name in config.matchers:
+            if matcher_name == "encoder":
+                assert config.model is not None  # checked in the config
+                matcher = encoder_matcher(config.model)
+            else:
+                matcher = make_matcher(matcher_name)
+            refiner = Refiner(grid, reference, RefineConfig(candidates=1))
+            refiner.matcher = matcher
+            for mode in config.headings:
+                rows.append(_measure(refiner, cases, cam, mode, cell, name, rasters is not None, matcher_name, config))
+    return rows
+
+
+def _measure(
+    refiner: Refiner,
+    cases: list,
+    cam: Pinhole,
+    mode: str,
+    cell: float,
+    source: str,
+    cross: bool,
+    matcher: str,
+    config: RegistrationStudyConfig,
+) -> dict:
+    errors: list[float] = []
+    times: list[float] = []
+    verified = wrong_verified = false_accepts = n_wrong = 0
+    desc = f"{source}: {matcher}, heading {mode}"
+    for pose, frame, right, wrong, seed in tqdm(cases, desc=desc, unit="frame", disable=config.quiet):
+        rng = np.random.default_rng(seed)
+        att = _imu(pose, mode, rng)
+        t0 = time.perf_counter()
+        reg = refiner.refine(frame, cam, right[None], att, height_m=pose.altitude_m)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if reg.verified:
+            verified += 1
+            err = math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m)
+            errors.append(err)
+            false_accepts += err > WITHIN_CELLS * cell
+        if wrong is not None:
+            n_wrong += 1
+            reg = refiner.refine(frame, cam, wrong[None], att, height_m=pose.altitude_m)
+            if reg.verified:
+                wrong_verified += 1
+                false_accepts += math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) > WITHIN_CELLS * cell
+    e = np.array(errors)
+    accepted = verified + wrong_verified
+    return {
+        "source": source,
+        "cross_source": cross,
+        "matcher": matcher,
+        "heading": mode,
+        "frames": len(cases),
+        "verified_share": verified / len(cases),
+        "median_m": float(np.median(e)) if len(e) else math.nan,
+        "median_cells": float(np.median(e)) / cell if len(e) else math.nan,
+        "p90_m": float(np.percentile(e, 90)) if len(e) else math.nan,
+        "wrong_refused_share": 1 - wrong_verified / n_wrong if n_wrong else math.nan,
+        "false_accepts": int(false_accepts),
+        "false_accept_rate": false_accepts / accepted if accepted else 0.0,
+        "refine_ms_p50": float(np.median(times)),
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The study's rows as a Markdown table."""
+    lines = [
+        "| frames from | matcher | heading | verified | median m (cells) | p90 m | wrong place refused | "
+        "false accepts | ms p50 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        src = r["source"] + (" (cross-source)" if r["cross_source"] else "")
+        lines.append(
+            f"| {src} | {r['matcher']} | {r['heading']} | {100 * r['verified_share']:.0f} % | "
+            f"{r['median_m']:.2f} ({r['median_cells']:.3f}) | {r['p90_m']:.2f} | "
+            f"{100 * r['wrong_refused_share']:.0f} % | {r['false_accepts']} ({100 * r['false_accept_rate']:.1f} %) | "
+            f"{r['refine_ms_p50']:.1f} |"
+        )
+    return "\n".join(lines)

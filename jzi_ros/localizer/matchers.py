@@ -1,0 +1,313 @@
+"""Matchers: point correspondences between a camera frame and a crop of the map.
+
+A matcher sees two grey images of the ground at the same resolution and,
+when the robot's heading is known, with the same orientation (north up):
+the *query* (the camera frame projected onto the ground) and the
+*reference* (a crop of the map's orthophoto pyramid). It returns points of
+the query and where they lie in the reference; the geometry (pose,
+verification, covariance) is common to all matchers and lives in
+:mod:`jzi_ros.localizer.refine`.
+
+Two kinds are built in, chosen by measurement (``jzi bench register``):
+
+- :class:`DenseMatcher` (the default, ``"cfog"``): channel features of
+  oriented gradients (CFOG; Ye et al., 2019). Nine channels ``|cos t gx + sin
+  t gy|`` for t in [0°, 180°), smoothed in space and across orientation and
+  normalized per pixel, are insensitive to the contrast, colour and sign
+  changes between sensors, seasons and years. The whole query is correlated
+  over all translations of the reference by FFT; the peak gives the offset and
+  its distinctiveness, the ratio of the best peak to the best one outside its
+  neighbourhood. Then a grid of query patches is correlated around the offset,
+  each giving one correspondence (sub-pixel, by a parabola through the peak).
+  With an unknown heading the global stage tries :attr:`MatcherConfig.headings`
+  rotations of the query.
+- :class:`KeypointMatcher` (``"sift"``, ``"akaze"``, ``"orb"``, on the
+  intensity or, with ``"-grad"``, on the gradient magnitude): OpenCV
+  detectors, ratio test, rotation-invariant.
+
+A learned matcher plugs in by implementing :class:`Matcher` (one method).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from .errors import LocalizerError
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Correspondences: ``query_px`` (N, 2) and ``reference_px`` (N, 2) as (col, row) pixel centres.
+
+    ``score`` (N,) is each match's strength (higher is better); ``rotation_deg``
+    the rotation of the query about its centre (counter-clockwise in the
+    image) under which the points were found (0 when the matcher needs no
+    rotation or is rotation invariant); ``distinctiveness`` the ratio of the
+    best global match to the runner-up (``inf`` when not measured); ``peak``
+    the best global match's normalized correlation (``nan`` when not measured).
+    """
+
+    query_px: np.ndarray
+    reference_px: np.ndarray
+    score: np.ndarray
+    rotation_deg: float = 0.0
+    distinctiveness: float = math.inf
+    peak: float = math.nan
+
+    def __len__(self) -> int:
+        return len(self.query_px)
+
+
+class Matcher(Protocol):
+    """Finds correspondences between a ground-projected frame and a map crop."""
+
+    @property
+    def name(self) -> str:
+        """The matcher's name (as :func:`make_matcher` knows it)."""
+        ...
+
+    def match(self, query: np.ndarray, query_valid: np.ndarray, reference: np.ndarray, heading_known: bool) -> Matches:
+        """Points of ``query`` (grey float32) and where they lie in ``reference`` (grey float32).
+
+        ``query_valid`` marks the query's pixels that the camera saw. When
+        ``heading_known`` is False the query may be rotated by any angle
+        against the reference.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Settings of the dense matcher.
+
+    ``bins``: orientation channels; ``sigma_px``: spatial smoothing [px];
+    ``patches``: the fine stage's grid (``patches`` x ``patches`` patches of
+    the query); ``search_px``: how far [px] each patch looks around the global
+    offset; ``headings``: rotations tried when the heading is unknown;
+    ``exclusion``: radius of the peak's neighbourhood for the
+    distinctiveness, as a share of the query's side.
+    """
+
+    bins: int = 9
+    sigma_px: float = 1.0
+    patches: int = 4
+    search_px: int = 4
+    headings: int = 24
+    exclusion: float = 0.15
+    min_patch_valid: float = 0.9
+    stride: float = 0.5
+
+
+def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0) -> np.ndarray:
+    """(H, W, bins) float32 channel features of oriented gradients of a grey image.
+
+    Each pixel's vector is L2-normalized (flat areas stay near zero).
+    """
+    g = grey.astype(np.float32)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    angles = np.arange(bins) * math.pi / bins
+    chans = np.abs(gx[..., None] * np.cos(angles) + gy[..., None] * np.sin(angles)).astype(np.float32)
+    chans = np.stack([cv2.GaussianBlur(chans[..., k], (0, 0), sigma_px) for k in range(bins)], -1)
+    # smooth across orientation (circular [1, 2, 1])
+    chans = (np.roll(chans, 1, -1) + 2 * chans + np.roll(chans, -1, -1)) / 4
+    norm = np.sqrt((chans * chans).sum(-1, keepdims=True))
+    eps = max(float(np.percentile(norm, 50)) * 0.1, 1e-3)
+    return (chans / (norm + eps)).astype(np.float32)
+
+
+def _parabola(left: float, mid: float, right: float) -> float:
+    """Offset of the vertex of a parabola through three equally spaced values (in -0.5..0.5)."""
+    den = left - 2 * mid + right
+    if den >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+
+
+def rotate(image: np.ndarray, angle_deg: float, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+    """``image`` turned by ``angle_deg`` counter-clockwise about its centre (same size)."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle_deg, 1.0)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
+
+
+class DenseMatcher:
+    """The CFOG matcher described in the module docstring."""
+
+    def __init__(
+        self,
+        config: MatcherConfig = MatcherConfig(),
+        describe: Callable[[np.ndarray], np.ndarray] | None = None,
+        name: str = "cfog",
+    ) -> None:
+        """``describe`` turns a grey image into (H, W, C) per-pixel descriptors (default :func:`cfog`)."""
+        self.config, self.name = config, name
+        self.describe = describe or (lambda g: cfog(g, config.bins, config.sigma_px))
+
+    def _correlate(self, q: np.ndarray, qmask: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Normalized correlation of query features over every offset of the reference (valid part only).
+
+        Returns (H_r - H_q + 1, W_r - W_q + 1): entry (y, x) scores the query's
+        top-left at reference pixel (x, y).
+        """
+        hq, wq = qmask.shape
+        hr, wr = ref.shape[:2]
+        qz = (q - q[qmask].mean(0)) * qmask[..., None]
+        qn = math.sqrt(float((qz * qz).sum())) + 1e-6
+        fh, fw = cv2.getOptimalDFTSize(hr), cv2.getOptimalDFTSize(wr)
+        acc = np.zeros((fh, fw), np.float32)
+        # correlation = IFFT(FFT(ref) * conj(FFT(q))), summed over channels
+        spec = np.zeros((fh, fw // 2 + 1), np.complex64)
+        for k in range(q.shape[-1]):
+            fr = np.fft.rfft2(ref[..., k], (fh, fw))
+            fq = np.fft.rfft2(qz[..., k], (fh, fw))
+            spec += fr * np.conj(fq)
+        acc = np.fft.irfft2(spec, (fh, fw)).astype(np.float32)
+        # local energy of the reference under the query's mask, for normalization
+        e = (ref * ref).sum(-1)
+        fe = np.fft.rfft2(e, (fh, fw)) * np.conj(np.fft.rfft2(qmask.astype(np.float32), (fh, fw)))
+        energy = np.fft.irfft2(fe, (fh, fw)).astype(np.float32)
+        out = acc[: hr - hq + 1, : wr - wq + 1]
+        energy = energy[: hr - hq + 1, : wr - wq + 1]
+        # a floor on the reference's energy: flat ground (water, fields) must not win by having none
+        en = np.sqrt(np.maximum(energy, max(0.5 * float(np.median(energy)), 1e-6)))
+        return out / (qn * en)
+
+    def _peak(self, score: np.ndarray, radius: int) -> tuple[int, int, float, float]:
+        """(x, y, best, distinctiveness) of a score map."""
+        y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+        best = float(score[y, x])
+        masked = score.copy()
+        masked[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1] = -np.inf
+        second = float(masked.max()) if np.isfinite(masked).any() else -np.inf
+        ratio = best / second if second > 1e-6 else math.inf
+        return int(x), int(y), best, ratio
+
+    def match(self, query: np.ndarray, query_valid: np.ndarray, reference: np.ndarray, heading_known: bool) -> Matches:
+        """Global offset (and rotation) by FFT correlation, then one correspondence per query patch."""
+        c = self.config
+        hq, wq = query.shape
+        hr, wr = reference.shape
+        empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0.0, 0.0)
+        if hr < hq or wr < wq or query_valid.mean() < 0.3:
+            return empty
+        ref = self.describe(reference)
+        angles = [0.0] if heading_known else list(np.arange(c.headings) * 360.0 / c.headings)
+        radius = max(2, int(c.exclusion * max(hq, wq)))
+        best = None
+        for angle in angles:
+            q_img = query if angle == 0 else rotate(query, angle, cv2.BORDER_REPLICATE)
+            mask = query_valid if angle == 0 else rotate(query_valid.astype(np.uint8), angle) > 0
+            mask = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            q = self.describe(q_img)
+            score = self._correlate(q, mask, ref)
+            x, y, val, ratio = self._peak(score, radius)
+            if best is None or val > best[2]:
+                best = (x, y, val, ratio, angle, q, mask)
+        assert best is not None
+        x0, y0, peak, ratio, angle, q, mask = best
+        # the fine stage: each patch of the query, searched within ±search_px of the global offset
+        s = c.search_px
+        ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
+        qpts, rpts, scores = [], [], []
+        for r0 in range(0, hq - ph + 1, max(1, round(ph * c.stride))):
+            for c0 in range(0, wq - pw + 1, max(1, round(pw * c.stride))):
+                pm = mask[r0 : r0 + ph, c0 : c0 + pw]
+                if pm.mean() < c.min_patch_valid:
+                    continue
+                patch = q[r0 : r0 + ph, c0 : c0 + pw]
+                ry, rx = y0 + r0 - s, x0 + c0 - s
+                if ry < 0 or rx < 0 or ry + ph + 2 * s > hr or rx + pw + 2 * s > wr:
+                    continue
+                window = ref[ry : ry + ph + 2 * s, rx : rx + pw + 2 * s]
+                pz = patch - patch.mean((0, 1))
+                sc = np.zeros((2 * s + 1, 2 * s + 1), np.float32)
+                for k in range(q.shape[-1]):
+                    sc += cv2.matchTemplate(window[..., k], pz[..., k], cv2.TM_CCORR)
+                yy, xx = np.unravel_index(int(np.argmax(sc)), sc.shape)
+                if not (0 < yy < 2 * s and 0 < xx < 2 * s):
+                    continue  # the peak is on the window's edge: no reliable correspondence
+                dy = _parabola(sc[yy - 1, xx], sc[yy, xx], sc[yy + 1, xx])
+                dx = _parabola(sc[yy, xx - 1], sc[yy, xx], sc[yy, xx + 1])
+                centre = np.array([c0 + (pw - 1) / 2, r0 + (ph - 1) / 2])
+                qpts.append(centre)
+                rpts.append(centre + np.array([x0 - s + xx + dx, y0 - s + yy + dy]))
+                scores.append(float(sc[yy, xx]) / (np.sqrt((pz * pz).sum()) + 1e-6))
+        if not qpts:
+            return Matches(empty.query_px, empty.reference_px, empty.score, angle, ratio, peak)
+        qarr = np.array(qpts, float)
+        if angle:
+            # back from the rotated query to the query's own pixels
+            m = cv2.getRotationMatrix2D(((wq - 1) / 2, (hq - 1) / 2), angle, 1.0)
+            inv = cv2.invertAffineTransform(m)
+            qarr = qarr @ inv[:, :2].T + inv[:, 2]
+        return Matches(qarr, np.array(rpts, float), np.array(scores), angle, ratio, peak)
+
+
+@dataclass
+class KeypointMatcher:
+    """OpenCV keypoints and descriptors with Lowe's ratio test (``detector``: sift, akaze or orb).
+
+    ``gradient``: detect on the gradient magnitude instead of the intensity.
+    """
+
+    detector: str = "sift"
+    gradient: bool = False
+    ratio: float = 0.8
+
+    @property
+    def name(self) -> str:
+        """The matcher's name as ``jzi bench register`` lists it."""
+        return self.detector + ("-grad" if self.gradient else "")
+
+    def _features(self, grey: np.ndarray, mask: np.ndarray | None):
+        img = grey.astype(np.float32)
+        if self.gradient:
+            img = np.hypot(cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1))
+        lo, hi = float(img.min()), float(img.max())
+        img8 = ((img - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
+        factories: dict[str, Callable[[], Any]] = {
+            "sift": cv2.SIFT.create,
+            "akaze": cv2.AKAZE.create,
+            "orb": lambda: cv2.ORB.create(1000),
+        }
+        det = factories[self.detector]()
+        m8 = None if mask is None else mask.astype(np.uint8) * 255
+        return det.detectAndCompute(img8, m8)
+
+    def match(self, query: np.ndarray, query_valid: np.ndarray, reference: np.ndarray, heading_known: bool) -> Matches:
+        """Keypoints of both images, matched by descriptor with the ratio test."""
+        kq, dq = self._features(query, cv2.erode(query_valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        kr, dr = self._features(reference, None)
+        empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+        if dq is None or dr is None or len(kq) < 2 or len(kr) < 2:
+            return empty
+        norm = cv2.NORM_HAMMING if self.detector in ("orb", "akaze") else cv2.NORM_L2
+        pairs = cv2.BFMatcher(norm).knnMatch(dq, dr, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        if not good:
+            return empty
+        qp = np.array([kq[m.queryIdx].pt for m in good], float)
+        rp = np.array([kr[m.trainIdx].pt for m in good], float)
+        sc = np.array([1.0 - m.distance / (pairs[0][0].distance + m.distance + 1e-6) for m in good])
+        return Matches(qp, rp, sc)
+
+
+MATCHERS = ("cfog", "sift", "sift-grad", "akaze", "akaze-grad", "orb", "orb-grad")
+"""Names :func:`make_matcher` knows; ``cfog`` is the default."""
+
+
+def make_matcher(name: str) -> Matcher:
+    """The matcher called ``name`` (one of :data:`MATCHERS`)."""
+    if name == "cfog":
+        return DenseMatcher()
+    base, _, grad = name.partition("-")
+    if base in ("sift", "akaze", "orb") and grad in ("", "grad"):
+        return KeypointMatcher(base, gradient=grad == "grad")
+    raise LocalizerError(f"unknown matcher {name!r}; choose one of {', '.join(MATCHERS)}")

@@ -1,0 +1,516 @@
+"""Refine and verify: register the frame against the map around the zoom's candidates.
+
+The zoom ends in a terminal cell; this stage makes the fix metric and checks
+it. For each candidate (best first) the frame is projected onto the ground
+(:func:`ground_view`: the camera's intrinsics, its heading when known, its
+tilt when known and its height), a crop of the map's orthophoto pyramid is
+read around the candidate (the cell grown by the camera's footprint on every
+side), and a :class:`~jzi_ros.localizer.matchers.Matcher` finds
+correspondences between the two. The first candidate whose registration
+passes every check (:class:`RefineConfig`) is the fix; the others are not
+tried. The fix is the camera's position on the ground, not the image
+centre's, so a tilted camera's fix is not biased by its tilt:
+
+- **Attitude known** (the IMU's roll and pitch; heading known or searched):
+  the view is already corrected for tilt and centred on the camera's nadir
+  point, so a similarity ``ground = s R(a) rel + t`` fitted to the inliers
+  (MAGSAC-like RANSAC, then least squares: :func:`fit_similarity`) gives the
+  position ``t``, the height's error ``s`` and the heading's ``a``.
+  Covariance: ``s² (Xᵀ X)⁻¹`` of the linear fit, ``s²`` the residuals'
+  variance ``Σ r² / (2n - 4)`` (at least ``(min_sigma_px · gsd)²``); its
+  translation block.
+- **Tilt unknown**: planar PnP from the image points and the ground points
+  they match (OpenCV's IPPE, then Levenberg-Marquardt) gives the camera's
+  position, height and tilt. Covariance: the parameters (rotation vector r,
+  translation t) have ``s² (Jᵀ J)⁻¹``, J the Jacobian of the inliers'
+  reprojections and ``s² = Σ e² / (2n - 6)`` (at least ``min_sigma_px²``);
+  the centre ``C = -R(r)ᵀ t`` carries it through ``A = ∂C/∂(r, t)``
+  (numerical): ``Σ_C = A Cov Aᵀ``. A nadir view determines tilt and position
+  together poorly, and this covariance says so.
+
+Either covariance gets a floor of ``(floor_px · gsd)²`` per axis, gsd being
+the registration's ground resolution [m/px]: correspondences between two
+images of different dates or sensors are not independent, and the map's own
+georeferencing is not exact.
+
+Checks, each with the reason it gives when it fails (:attr:`Registration.verdict`):
+enough inliers, and a share of the matches; inliers spread over the image
+(the bounding box of the inliers covers ``min_spread`` of the image in both
+directions); the best global match distinct from the runner-up
+(``min_distinctiveness``); a plausible height (within ``height_tolerance`` of
+the known height, or of the searched range); a tilt below ``max_tilt_deg``; a
+heading within ``max_heading_error_deg`` of the known one; small residuals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from ..geo import BoundsM, CameraPose, Pinhole, ZoomGrid, image_to_ground
+from ..geo.camera import Mount, camera_pose_from_body
+from .errors import LocalizerError
+from .matchers import Matcher, Matches, make_matcher
+
+
+class OrthoReader(Protocol):
+    """Anything that reads a crop of a region's orthophoto: the map's pyramid, an in-memory orthophoto."""
+
+    gsd_m: float
+
+    def read(self, bounds: BoundsM, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (H, W, 3) uint8 and valid (H, W) bool of ``bounds`` [m] at ``gsd_m`` [m/px]."""
+        ...
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Settings of the refinement and its checks (the module docstring explains each check).
+
+    ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`;
+    ``candidates``: how many of the zoom's candidates may be registered;
+    ``work_px``: side of the ground-projected frame [px] (its ground
+    resolution is the footprint over ``work_px``, never finer than the map);
+    ``search_footprints``: how far around a candidate's cell the crop reaches,
+    in camera footprints; ``heights``: relative heights tried when the height
+    is unknown (times ``assumed_height_m``).
+    """
+
+    enabled: bool = True
+    matcher: str = "cfog"
+    candidates: int = 3
+    work_px: int = 64
+    search_footprints: float = 0.5
+    min_inliers: int = 10
+    min_inlier_share: float = 0.6
+    min_spread: float = 0.4
+    min_distinctiveness: float = 1.15
+    height_tolerance: float = 0.1
+    max_tilt_deg: float = 30.0
+    max_heading_error_deg: float = 10.0
+    max_reprojection_px: float = 2.0
+    min_sigma_px: float = 0.3
+    floor_px: float = 0.5
+    heights: tuple[float, ...] = (0.75, 1.0, 1.33)
+
+    def __post_init__(self) -> None:
+        make_matcher(self.matcher)  # raises for an unknown name
+        if self.candidates < 1 or self.work_px < 16 or self.min_inliers < 4:
+            raise LocalizerError(
+                f"refinement needs candidates >= 1, work_px >= 16 and min_inliers >= 4, "
+                f"not {self.candidates}, {self.work_px}, {self.min_inliers}"
+            )
+
+
+@dataclass(frozen=True)
+class Attitude:
+    """What the robot knows of its camera's orientation, in :class:`~jzi_ros.geo.CameraPose`'s convention.
+
+    ``yaw_deg``: heading of the image's top, clockwise from north (None:
+    unknown, searched); ``pitch_deg``/``roll_deg``: the tilt (None: assumed
+    level; the PnP recovers it).
+    """
+
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    roll_deg: float | None = None
+
+    @classmethod
+    def from_body(cls, quaternion_xyzw, mount: Mount = Mount(), heading: bool = True) -> Attitude:
+        """The camera's attitude from the body's (an IMU's ``orientation``, ENU per REP-103) and the mounting.
+
+        ``heading`` False keeps only the tilt (a yaw that cannot be trusted).
+        """
+        pose = camera_pose_from_body(0.0, 0.0, 1.0, quaternion_xyzw, mount)
+        return cls(pose.yaw_deg if heading else None, pose.pitch_deg, pose.roll_deg)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of registering a frame around one candidate.
+
+    ``verified``: every check passed; ``verdict``: "ok" or why it was refused;
+    the camera's ``east_m``/``north_m`` [m, local frame] and ``height_m`` [m],
+    its ``yaw_deg`` and ``tilt_deg``; ``covariance_m2`` (2x2); ``inliers`` of
+    ``matches``; ``gsd_m`` the ground resolution it worked at; ``candidate``
+    the index of the zoom's candidate it started from.
+    """
+
+    verified: bool
+    verdict: str
+    candidate: int = -1
+    east_m: float = math.nan
+    north_m: float = math.nan
+    height_m: float = math.nan
+    yaw_deg: float = math.nan
+    tilt_deg: float = math.nan
+    covariance_m2: np.ndarray = field(default_factory=lambda: np.full((2, 2), np.nan))
+    inliers: int = 0
+    matches: int = 0
+    reprojection_px: float = math.nan
+    distinctiveness: float = math.nan
+    peak: float = math.nan
+    scale: float = math.nan
+    heading_error_deg: float = math.nan
+    gsd_m: float = math.nan
+    timings_ms: dict = field(default_factory=dict)
+
+
+REFUSED_NO_MAP = "no orthophoto pyramid"
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """A frame as float32 grey (the mean of its channels, robust to any colour balance)."""
+    img = rgb.astype(np.float32)
+    return img.mean(-1) if img.ndim == 3 else img
+
+
+@dataclass(frozen=True)
+class GroundView:
+    """A frame projected onto the ground, north up: ``image`` (grey) and ``valid``, ``gsd_m`` [m/px].
+
+    ``bounds`` [m] relative to the camera's nadir point; ``to_frame`` maps a
+    pixel (col, row, 1) of the view to a pixel of the original frame.
+    """
+
+    image: np.ndarray
+    valid: np.ndarray
+    gsd_m: float
+    bounds: BoundsM
+    to_frame: np.ndarray
+
+
+def ground_view(frame_grey: np.ndarray, camera: Pinhole, pose: CameraPose, gsd_m: float) -> GroundView:
+    """Project a frame onto the ground at ``gsd_m`` [m/px] as a camera at ``pose`` (at east = north = 0) sees it."""
+    h_ig = image_to_ground(camera, pose)
+    w, h = camera.width_px - 1, camera.height_px - 1
+    corners = h_ig @ np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float).T
+    if (corners[2] <= 0).any():
+        raise LocalizerError("the camera sees the horizon; it cannot be registered against the map")
+    ground = corners[:2] / corners[2]
+    west, east = ground[0].min(), ground[0].max()
+    south, north = ground[1].min(), ground[1].max()
+    width = max(8, int(math.ceil((east - west) / gsd_m)))
+    height = max(8, int(math.ceil((north - south) / gsd_m)))
+    bounds = BoundsM(west, north - height * gsd_m, west + width * gsd_m, north)
+    view_to_ground = np.array([[gsd_m, 0, west + gsd_m / 2], [0, -gsd_m, north - gsd_m / 2], [0, 0, 1.0]])
+    to_frame = np.linalg.inv(h_ig) @ view_to_ground
+    # shrink the frame first so that the warp does not alias (a pixel of the view covers several of the frame)
+    frame_gsd = pose.altitude_m / camera.focal_px
+    shrink = min(1.0, 2 * frame_gsd / gsd_m)
+    src = frame_grey
+    to_src = to_frame
+    if shrink < 0.75:
+        src = cv2.resize(frame_grey, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        s = np.diag([shrink, shrink, 1.0])
+        s[:2, 2] = (shrink - 1) / 2  # pixel centres at integers
+        to_src = s @ to_frame
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    image = cv2.warpPerspective(src, to_src, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    ones = np.ones(src.shape[:2], np.uint8)
+    valid = cv2.warpPerspective(ones, to_src, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+    return GroundView(image, valid, gsd_m, bounds, to_frame)
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.c_[pts, np.ones(len(pts))] @ m.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def _centre(rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    r, _ = cv2.Rodrigues(rvec)
+    return (-r.T @ tvec.reshape(3, 1)).ravel()
+
+
+def fit_similarity(rel_m: np.ndarray, ground_m: np.ndarray, min_sigma_m: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least-squares similarity ``ground = [[a, -b], [b, a]] rel + (e, n)`` and its covariance.
+
+    Args:
+        rel_m: (N, 2) points of the tilt-corrected view [m] relative to the camera's nadir point.
+        ground_m: (N, 2) where they lie on the map [m, local frame].
+        min_sigma_m: Floor of the residuals' standard deviation [m].
+
+    Returns:
+        The parameters (a, b, e, n), their covariance ``s² (Xᵀ X)⁻¹`` (4x4) with
+        ``s² = max(Σ r² / (2N - 4), min_sigma_m²)``, and the residuals' RMS
+        distance [m]. ``(e, n)`` is the camera's position; its covariance is
+        the lower-right 2x2 block.
+    """
+    n = len(rel_m)
+    x = np.zeros((2 * n, 4))
+    x[0::2] = np.c_[rel_m[:, 0], -rel_m[:, 1], np.ones(n), np.zeros(n)]
+    x[1::2] = np.c_[rel_m[:, 1], rel_m[:, 0], np.zeros(n), np.ones(n)]
+    y = np.asarray(ground_m, float).ravel()
+    params, *_ = np.linalg.lstsq(x, y, rcond=None)
+    res = y - x @ params
+    sigma2 = max(float(res @ res) / max(2 * n - 4, 1), min_sigma_m**2)
+    cov = sigma2 * np.linalg.inv(x.T @ x)
+    return params, cov, float(np.sqrt(np.mean(res.reshape(-1, 2) ** 2) * 2))
+
+
+def pose_covariance(
+    obj: np.ndarray, img: np.ndarray, k: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, min_sigma_px: float
+) -> tuple[np.ndarray, float]:
+    """Covariance (3x3) [m²] of the camera centre from the PnP fit, and the residuals' RMS [px].
+
+    The formula is in the module docstring.
+    """
+    proj, jac = cv2.projectPoints(obj, rvec, tvec, k, None)
+    res = (proj.reshape(-1, 2) - img).ravel()
+    n = len(obj)
+    dof = max(2 * n - 6, 1)
+    sigma2 = max(float(res @ res) / dof, min_sigma_px**2)
+    j = jac[:, :6]
+    cov_params = sigma2 * np.linalg.pinv(j.T @ j)
+    a = np.zeros((3, 6))
+    params = np.r_[rvec.ravel(), tvec.ravel()]
+    for i in range(6):
+        d = np.zeros(6)
+        d[i] = 1e-6 * max(1.0, abs(params[i]))
+        a[:, i] = (_centre(*np.split(params + d, 2)) - _centre(*np.split(params - d, 2))) / (2 * d[i])
+    return a @ cov_params @ a.T, float(np.sqrt(np.mean(res.reshape(-1, 2) ** 2) * 2))
+
+
+class Refiner:
+    """Registers frames against a map's orthophoto (see the module docstring)."""
+
+    def __init__(self, grid: ZoomGrid, ortho: OrthoReader, config: RefineConfig = RefineConfig()) -> None:
+        self.grid, self.ortho, self.config = grid, ortho, config
+        self.matcher: Matcher = make_matcher(config.matcher)
+
+    def refine(
+        self,
+        frame_rgb: np.ndarray,
+        camera: Pinhole,
+        candidates_m: np.ndarray,
+        attitude: Attitude = Attitude(),
+        height_m: float | None = None,
+        assumed_height_m: float | None = None,
+    ) -> Registration:
+        """Register the frame around the candidates (N, 2) [m] in order; the first verified one, else the best refusal.
+
+        ``height_m``: the camera's known height above ground [m]; without it
+        the heights :attr:`RefineConfig.heights` x ``assumed_height_m`` are tried.
+        """
+        t0 = time.perf_counter()
+        c = self.config
+        if height_m is None and assumed_height_m is None:
+            raise LocalizerError("registration needs the camera's height (height_m) or an assumed height")
+        heights = [float(height_m)] if height_m is not None else [assumed_height_m * f for f in c.heights]  # type: ignore[operator]
+        g = grey(frame_rgb)
+        cell = self.grid.terminal_size_m
+        searched: list[tuple[np.ndarray, float]] = []
+        best: Registration | None = None
+        for idx, centre in enumerate(np.asarray(candidates_m, float)[: c.candidates]):
+            if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
+                continue  # an earlier crop already covered this candidate's cell
+            for h in heights:
+                reg = self._register(g, camera, centre, attitude, h, height_m is not None)
+                reg = replace(reg, candidate=idx)
+                if best is None or _better(reg, best):
+                    best = reg
+                if reg.verified:
+                    break
+            searched.append((centre, cell / 2 + self._reach_m(camera, heights[-1])))
+            if best is not None and best.verified:
+                break
+        assert best is not None
+        timings = dict(best.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
+        return replace(best, timings_ms=timings)
+
+    def _reach_m(self, camera: Pinhole, height_m: float) -> float:
+        footprint = 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2)
+        return self.config.search_footprints * footprint
+
+    def _register(
+        self,
+        frame_grey: np.ndarray,
+        camera: Pinhole,
+        centre_m: np.ndarray,
+        attitude: Attitude,
+        height_m: float,
+        height_known: bool,
+    ) -> Registration:
+        c = self.config
+        pose = CameraPose(
+            0.0, 0.0, height_m, attitude.yaw_deg or 0.0, attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0
+        )
+        footprint = 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2)
+        gsd = max(self.ortho.gsd_m, footprint / c.work_px)
+        t0 = time.perf_counter()
+        view = ground_view(frame_grey, camera, pose, gsd)
+        reach = self._reach_m(camera, height_m) + self.grid.terminal_size_m / 2
+        b = view.bounds
+        crop = BoundsM(
+            centre_m[0] + b.west_m - reach,
+            centre_m[1] + b.south_m - reach,
+            centre_m[0] + b.east_m + reach,
+            centre_m[1] + b.north_m + reach,
+        )
+        rgb, valid = self.ortho.read(crop, gsd)
+        t1 = time.perf_counter()
+        timings = {"read": (t1 - t0) * 1e3}
+        if valid.mean() < 0.2:
+            return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
+        ref = grey(rgb)
+        ref[~valid] = float(ref[valid].mean()) if valid.any() else 0.0
+        m = self.matcher.match(view.image, view.valid, ref, attitude.yaw_deg is not None)
+        t2 = time.perf_counter()
+        timings["match"] = (t2 - t1) * 1e3
+        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, height_known)
+        timings["pose"] = (time.perf_counter() - t2) * 1e3
+        return replace(reg, timings_ms=timings)
+
+    def _pose(
+        self,
+        m: Matches,
+        view: GroundView,
+        crop: BoundsM,
+        gsd: float,
+        camera: Pinhole,
+        attitude: Attitude,
+        height_m: float,
+        height_known: bool,
+    ) -> Registration:
+        c = self.config
+        base: dict[str, Any] = {"matches": len(m), "distinctiveness": m.distinctiveness, "peak": m.peak, "gsd_m": gsd}
+        if len(m) < c.min_inliers:
+            return Registration(False, f"{len(m)} matches, fewer than {c.min_inliers}", **base)
+        ground = np.c_[
+            crop.west_m + (m.reference_px[:, 0] + 0.5) * gsd, crop.north_m - (m.reference_px[:, 1] + 0.5) * gsd
+        ]
+        rel = np.c_[
+            view.bounds.west_m + (m.query_px[:, 0] + 0.5) * gsd, view.bounds.north_m - (m.query_px[:, 1] + 0.5) * gsd
+        ]
+        sim, mask = cv2.estimateAffinePartial2D(
+            rel, ground, method=cv2.RANSAC, ransacReprojThreshold=1.5 * gsd, maxIters=500, confidence=0.999
+        )
+        if sim is None or mask is None:
+            return Registration(False, "no consistent geometry among the matches", **base)
+        inl = mask.ravel().astype(bool)
+        n_in = int(inl.sum())
+        base["inliers"] = n_in
+        if n_in < c.min_inliers or n_in < c.min_inlier_share * len(m):
+            return Registration(False, f"{n_in} of {len(m)} matches agree, fewer than {c.min_inliers}", **base)
+        img_pts = _apply(view.to_frame, m.query_px)
+        span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
+        if span.min() < c.min_spread:
+            return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
+        if m.distinctiveness < c.min_distinctiveness:
+            return Registration(
+                False, f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up", **base
+            )
+        if attitude.pitch_deg is not None and attitude.roll_deg is not None:
+            return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, height_known)
+        origin = ground.mean(0)
+        obj = np.c_[ground - origin, np.zeros(len(ground))]
+        px_per_m = camera.focal_px / height_m
+        thr = max(1.5 * gsd * px_per_m, 1.0)
+        k = camera.K
+        obj_in, img_in = obj[inl].astype(np.float64), img_pts[inl].astype(np.float64)
+        ok, rvecs, tvecs, _ = cv2.solvePnPGeneric(obj_in, img_in, k, None, flags=cv2.SOLVEPNP_IPPE)
+        if not ok:
+            return Registration(False, "no camera pose fits the matches", **base)
+        sols = []
+        for rvec, tvec in zip(rvecs, tvecs, strict=True):
+            rvec, tvec = cv2.solvePnPRefineLM(obj_in, img_in, k, None, rvec.copy(), tvec.copy())
+            centre = _centre(rvec, tvec)
+            if centre[2] > 0:
+                sols.append((rvec, tvec, centre))
+        if not sols:
+            return Registration(False, "no camera pose above the ground fits the matches", **base)
+        rvec, tvec, centre = min(sols, key=lambda s: _tilt_deg(s[0]))
+        cov, rms = pose_covariance(obj_in, img_in, k, rvec, tvec, c.min_sigma_px)
+        r_wc = cv2.Rodrigues(rvec)[0].T
+        top = -r_wc[:, 1]
+        yaw = math.degrees(math.atan2(top[0], top[1])) % 360
+        tilt = _tilt_deg(rvec)
+        east, north = float(centre[0] + origin[0]), float(centre[1] + origin[1])
+        cov2 = cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2
+        found = dict(
+            base,
+            east_m=east,
+            north_m=north,
+            height_m=float(centre[2]),
+            yaw_deg=yaw,
+            tilt_deg=tilt,
+            covariance_m2=cov2,
+            reprojection_px=rms,
+        )
+        return self._verdict(found, rms / thr, attitude, height_m, height_known)
+
+    def _similarity(
+        self,
+        rel: np.ndarray,
+        ground: np.ndarray,
+        base: dict,
+        gsd: float,
+        attitude: Attitude,
+        height_m: float,
+        height_known: bool,
+    ) -> Registration:
+        """The camera's nadir point from a similarity between the tilt-corrected view and the map (attitude known).
+
+        ``ground = s R(a) rel + t``: the view is the ground around the nadir
+        point, so ``t`` is the camera's position, ``s`` its height's error and
+        ``a`` (counter-clockwise) its heading's.
+        """
+        c = self.config
+        params, cov, rms_m = fit_similarity(rel, ground, c.min_sigma_px * gsd)
+        a, b, east, north = (float(v) for v in params)
+        turn_deg = math.degrees(math.atan2(b, a))
+        rms_px = rms_m / gsd
+        found = dict(
+            base,
+            east_m=east,
+            north_m=north,
+            height_m=height_m * math.hypot(a, b),
+            scale=math.hypot(a, b),
+            yaw_deg=((attitude.yaw_deg or 0.0) - turn_deg) % 360,
+            tilt_deg=float(math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)),
+            covariance_m2=cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
+            reprojection_px=rms_px,
+        )
+        return self._verdict(found, rms_px / 1.5, attitude, height_m, height_known)
+
+    def _verdict(
+        self, found: dict, rms_rel: float, attitude: Attitude, height_m: float, height_known: bool
+    ) -> Registration:
+        """The checks of the module docstring on a pose; ``rms_rel``: residual RMS over the inlier threshold."""
+        c = self.config
+        h = found["height_m"]
+        lo, hi = height_m * (1 - c.height_tolerance), height_m * (1 + c.height_tolerance)
+        if not height_known:
+            lo = height_m * min(c.heights) / (1 + c.height_tolerance)
+            hi = height_m * max(c.heights) * (1 + c.height_tolerance)
+        if not lo <= h <= hi:
+            return Registration(False, f"implausible height {h:.1f} m (expected {lo:.1f}..{hi:.1f} m)", **found)
+        if found["tilt_deg"] > c.max_tilt_deg:
+            return Registration(
+                False, f"implausible tilt {found['tilt_deg']:.0f}° (at most {c.max_tilt_deg:.0f}°)", **found
+            )
+        if attitude.yaw_deg is not None:
+            off = abs((found["yaw_deg"] - attitude.yaw_deg + 180) % 360 - 180)
+            if off > c.max_heading_error_deg:
+                return Registration(False, f"heading {off:.0f}° off the attitude's", **found)
+        if rms_rel > c.max_reprojection_px:
+            return Registration(
+                False, f"residuals {rms_rel:.1f}x the inlier threshold, above {c.max_reprojection_px:.1f}x", **found
+            )
+        return Registration(True, "ok", **found)
+
+
+def _tilt_deg(rvec: np.ndarray) -> float:
+    """Angle [deg] between the camera's optical axis and straight down."""
+    axis = cv2.Rodrigues(rvec)[0].T[:, 2]
+    return float(math.degrees(math.acos(float(np.clip(-axis[2], -1.0, 1.0)))))
+
+
+def _better(a: Registration, b: Registration) -> bool:
+    """Whether registration ``a`` is preferable to ``b``: verified first, then more inliers."""
+    return (a.verified, a.inliers, a.matches) > (b.verified, b.inliers, b.matches)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,7 @@ from jzi_ros.localizer import (
     inside_ellipse_95,
     to_rgb,
 )
+from jzi_ros.localizer.refine import Attitude, RefineConfig
 
 
 def covariance(centres: np.ndarray, probs: np.ndarray, cell_m: float, cal: Calibration = Calibration()) -> np.ndarray:
@@ -111,8 +114,9 @@ def test_bad_images_are_refused_clearly(image, encoding, message):
 
 @pytest.fixture(scope="module")
 def setup(trained):
+    """The zoom alone: the registration against the map is tested below and in test_refine."""
     map_dir, model, _ = trained
-    loc = Localizer(map_dir, model, config=LocalizerConfig(beam=4, top_k=5))
+    loc = Localizer(map_dir, model, config=LocalizerConfig(beam=4, top_k=5, refine=RefineConfig(enabled=False)))
     ortho = LocalOrtho.for_map(loc.map, pad_m=loc.grid.terminal_size_m * 2)
     return loc, ortho
 
@@ -141,7 +145,8 @@ def test_localizer_finds_frames_of_the_map_it_was_trained_for(setup):
         assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
         d = np.array([est.east_m - e, est.north_m - n])
         inside.append(d @ np.linalg.solve(cov, d) <= 5.991)  # chi-square 95 %, 2 dof
-        assert set(est.timings_ms) == {"decode", "encode", "search", "total"}
+        assert set(est.timings_ms) == {"decode", "encode", "search", "refine", "total"}
+        assert not est.verified and est.verdict == "refinement is off"
         assert len(est.candidates) == 5 and est.candidates[0].path == est.path
         lat, lon = loc.grid.frame.to_latlon(est.east_m, est.north_m)
         assert (est.lat, est.lon) == pytest.approx((float(lat), float(lon)))
@@ -177,7 +182,7 @@ def test_temporal_smoothing_is_off_by_default_and_pulls_towards_the_track(traine
     loc, ortho = setup
     frames = _frames(loc, ortho, count=6, seed=5)
     raw = [loc.localize(f, stamp_s=i * 0.1) for i, (f, _, _) in enumerate(frames)]
-    smooth = Localizer(*trained[:2], config=LocalizerConfig(smoothing_noise_m2_s=1.0))
+    smooth = Localizer(*trained[:2], config=replace(loc.config, smoothing_noise_m2_s=1.0))
     filtered = [smooth.localize(f, stamp_s=i * 0.1) for i, (f, _, _) in enumerate(frames)]
     assert (filtered[0].east_m, filtered[0].north_m) == (raw[0].east_m, raw[0].north_m)
     jumps_raw = np.hypot(np.diff([r.east_m for r in raw]), np.diff([r.north_m for r in raw]))
@@ -215,3 +220,46 @@ def test_a_map_of_another_region_or_not_indexed_is_refused(trained, tmp_path):
     shutil.copytree(map_dir, copy, ignore=shutil.ignore_patterns("features"))
     with pytest.raises(MapError, match="jzi index-map"):
         Localizer(MapDir(copy), model)
+
+
+def test_verified_fixes_are_the_registered_camera_position_with_the_candidate_first(trained):
+    map_dir, model, _ = trained
+    loc = Localizer(map_dir, model)
+    assert loc.refiner is not None and loc.refine_summary()["matcher"] == "cfog"
+    ortho = LocalOrtho.for_map(loc.map, pad_m=loc.grid.terminal_size_m * 2)
+    cam = Pinhole(64, 64, 60.0)
+    cell = loc.grid.terminal_size_m
+    rng = np.random.default_rng(4)
+    verified = 0
+    for _ in range(8):
+        e, n = rng.uniform(-0.3, 0.3, 2) * loc.grid.size_m
+        pose = CameraPose(e, n, cam.altitude_for_footprint(1.5 * cell), rng.uniform(0, 360), 4.0, -3.0)
+        frame = render_frame(ortho, cam, pose)[0]
+        attitude = Attitude(pose.yaw_deg, pose.pitch_deg, pose.roll_deg)
+        est = loc.localize(frame, camera=cam, attitude=attitude, height_m=pose.altitude_m)
+        if not est.verified:
+            assert est.verdict and est.verdict != "ok"
+            continue
+        verified += 1
+        assert est.trusted and est.verdict == "ok" and est.inliers >= loc.config.refine.min_inliers
+        assert np.hypot(est.east_m - e, est.north_m - n) < 0.1 * cell
+        assert est.path == loc.grid.path_at(est.lat, est.lon)
+        # the registered candidate comes first, the others keep their order
+        assert len(est.candidates) == 5 and len({c.path for c in est.candidates}) == 5
+        assert est.timings_ms["refine"] > 0
+    assert verified >= 6
+
+
+def test_without_a_pyramid_refinement_is_off_and_says_why(trained, tmp_path):
+    import shutil
+
+    map_dir, model, _ = trained
+    old = tmp_path / "old_map"
+    shutil.copytree(map_dir, old)
+    (old / "ortho.tif").unlink()
+    loc = Localizer(old, model)
+    assert loc.refiner is None and loc.refine_summary() == {"on": False, "why": "the map has no orthophoto pyramid"}
+    ortho = LocalOrtho.for_map(loc.map)
+    frame = render_frame(ortho, Pinhole(64, 64, 60.0), CameraPose(0.0, 0.0, 20.0))[0]
+    est = loc.localize(frame)
+    assert not est.verified and est.verdict == "the map has no orthophoto pyramid"

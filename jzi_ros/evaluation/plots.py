@@ -102,7 +102,8 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
 
     Returns:
         The paths of ``trajectory.png`` (truth vs estimates with 95 %
-        ellipses on the map), ``error_cdf.png`` and ``error_time.png``.
+        ellipses on the map, verified fixes marked), ``error_cdf.png`` and
+        ``error_time.png``.
     """
     plt = _plt()
     from matplotlib.patches import Ellipse
@@ -119,16 +120,20 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
     ax.imshow(mapdir.mosaic(min(1, grid.levels - 1)), extent=(-half, half, -half, half))
     ax.plot(true[:, 0], true[:, 1], "-", color="white", lw=2.0, label="ground truth")
+    verified = np.array([bool(r.get("verified", False)) for r in rows])
+    style = {"c": err, "cmap": "plasma", "zorder": 3, "vmin": 0}
+    style["vmax"] = max(4 * grid.terminal_size_m, np.percentile(err, 95))
     sc = ax.scatter(
-        est[:, 0],
-        est[:, 1],
-        c=err,
-        cmap="plasma",
-        s=14,
-        zorder=3,
-        vmin=0,
-        vmax=max(4 * grid.terminal_size_m, np.percentile(err, 95)),
-        label="estimates",
+        est[~verified, 0], est[~verified, 1], s=14, marker="x", label="zoom only", **style | {"c": err[~verified]}
+    )
+    ax.scatter(
+        est[verified, 0],
+        est[verified, 1],
+        s=16,
+        edgecolors="lime",
+        linewidths=0.8,
+        label=f"verified against the map ({verified.sum()} of {len(rows)})",
+        **style | {"c": err[verified], "zorder": 4},
     )
     step = max(1, len(rows) // ELLIPSES_DRAWN)
     for r, (e, n) in list(zip(rows, est, strict=True))[::step]:
@@ -138,7 +143,10 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     ax.set_xlim(-half, half)
     ax.set_ylim(-half, half)
     fig.colorbar(sc, ax=ax, fraction=0.04, label="error [m]")
-    ax.set_title(f"{mapdir.name}: truth (white), estimates (by error), 95 % ellipses (cyan)", fontsize=9)
+    ax.set_title(
+        f"{mapdir.name}: truth (white), estimates coloured by error (verified: green rim), 95 % ellipses (cyan)",
+        fontsize=9,
+    )
     ax.set_xlabel("east [m]")
     ax.set_ylabel("north [m]")
     ax.legend(loc="lower right", fontsize=8)
@@ -169,6 +177,9 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
     ax.plot(t_s, err, ".-", lw=0.8, ms=3, label="error [m]")
+    ax.plot(t_s[verified], err[verified], "o", color="tab:green", ms=3, label="verified")
+    ax.set_yscale("symlog", linthresh=max(1.0, grid.terminal_size_m / 4))
+    ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("time [s]")
     ax.set_ylabel("error [m]")
     ax.grid(alpha=0.3)
@@ -176,7 +187,7 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     ax2.plot(t_s, [r["confidence"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7, label="confidence")
     ax2.set_ylabel("confidence")
     ax2.set_ylim(0, 1)
-    ax.set_title("error and confidence over time")
+    ax.set_title("error (verified frames in green) and confidence over time")
     fig.tight_layout()
     paths.append(out / "error_time.png")
     fig.savefig(paths[-1])

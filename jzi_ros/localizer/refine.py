@@ -28,7 +28,10 @@ centre's, so a tilted camera's fix is not biased by its tilt:
   (numerical): ``Σ_C = A Cov Aᵀ``. A nadir view determines tilt and position
   together poorly, and this covariance says so.
 
-Either covariance gets a floor of ``(floor_px · gsd)²`` per axis, gsd being
+Either covariance is multiplied by the matches' overlap (a dense matcher's
+patches overlap, so their residuals are not independent: with a stride of
+half a patch each pixel is in four) and gets a floor of ``(floor_px · gsd)²``
+per axis, gsd being
 the registration's ground resolution [m/px]: correspondences between two
 images of different dates or sensors are not independent, and the map's own
 georeferencing is not exact.
@@ -83,9 +86,9 @@ class RefineConfig:
 
     enabled: bool = True
     matcher: str = "cfog"
-    candidates: int = 3
+    candidates: int = 5
     work_px: int = 64
-    search_footprints: float = 0.5
+    search_footprints: float = 1.0
     min_inliers: int = 10
     min_inlier_share: float = 0.6
     min_spread: float = 0.4
@@ -387,10 +390,14 @@ class Refiner:
         rel = np.c_[
             view.bounds.west_m + (m.query_px[:, 0] + 0.5) * gsd, view.bounds.north_m - (m.query_px[:, 1] + 0.5) * gsd
         ]
-        sim, mask = cv2.estimateAffinePartial2D(
-            rel, ground, method=cv2.RANSAC, ransacReprojThreshold=1.5 * gsd, maxIters=500, confidence=0.999
-        )
-        if sim is None or mask is None:
+        tilt_known = attitude.pitch_deg is not None and attitude.roll_deg is not None
+        if tilt_known:  # the view is tilt-corrected: the map and the view differ by a similarity
+            model, mask = cv2.estimateAffinePartial2D(
+                rel, ground, method=cv2.RANSAC, ransacReprojThreshold=1.5 * gsd, maxIters=500, confidence=0.999
+            )
+        else:  # an unknown tilt makes the view a projective image of the ground
+            model, mask = cv2.findHomography(rel, ground, cv2.RANSAC, 1.5 * gsd, maxIters=500, confidence=0.999)
+        if model is None or mask is None:
             return Registration(False, "no consistent geometry among the matches", **base)
         inl = mask.ravel().astype(bool)
         n_in = int(inl.sum())
@@ -405,8 +412,8 @@ class Refiner:
             return Registration(
                 False, f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up", **base
             )
-        if attitude.pitch_deg is not None and attitude.roll_deg is not None:
-            return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, height_known)
+        if tilt_known:
+            return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, height_known, m.overlap)
         origin = ground.mean(0)
         obj = np.c_[ground - origin, np.zeros(len(ground))]
         px_per_m = camera.focal_px / height_m
@@ -431,7 +438,7 @@ class Refiner:
         yaw = math.degrees(math.atan2(top[0], top[1])) % 360
         tilt = _tilt_deg(rvec)
         east, north = float(centre[0] + origin[0]), float(centre[1] + origin[1])
-        cov2 = cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2
+        cov2 = m.overlap * cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2
         found = dict(
             base,
             east_m=east,
@@ -453,6 +460,7 @@ class Refiner:
         attitude: Attitude,
         height_m: float,
         height_known: bool,
+        overlap: float,
     ) -> Registration:
         """The camera's nadir point from a similarity between the tilt-corrected view and the map (attitude known).
 
@@ -473,7 +481,7 @@ class Refiner:
             scale=math.hypot(a, b),
             yaw_deg=((attitude.yaw_deg or 0.0) - turn_deg) % 360,
             tilt_deg=float(math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)),
-            covariance_m2=cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
+            covariance_m2=overlap * cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_px,
         )
         return self._verdict(found, rms_px / 1.5, attitude, height_m, height_known)

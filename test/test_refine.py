@@ -1,0 +1,162 @@
+"""Refinement and verification: a frame registered against the map's orthophoto."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from jzi_ros.data.camera import render_frame
+from jzi_ros.geo import BoundsM, CameraPose, LocalFrame, Pinhole, ZoomGrid, image_to_ground
+from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.localizer.errors import LocalizerError
+from jzi_ros.localizer.matchers import cfog, make_matcher
+from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, fit_similarity
+
+SIDE_M = 240.0
+GSD_M = 0.5
+CAMERA = Pinhole(224, 224, 60.0)
+HEIGHT_M = CAMERA.altitude_for_footprint(50.0)
+
+
+def _town(seed: int) -> np.ndarray:
+    """A synthetic orthophoto: blocks, roads and trees of many sizes and tones."""
+    rng = np.random.default_rng(seed)
+    n = int(SIDE_M / GSD_M)
+    img = np.full((n, n, 3), 110, np.uint8)
+    for _ in range(900):
+        x, y = rng.integers(0, n, 2)
+        w, h = rng.integers(4, 40, 2)
+        colour = tuple(int(v) for v in rng.integers(30, 230, 3))
+        if rng.uniform() < 0.7:
+            cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), colour, -1)
+        else:
+            cv2.circle(img, (int(x), int(y)), int(w // 2 + 2), colour, -1)
+    for _ in range(12):  # roads
+        p = rng.integers(0, n, 4)
+        cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), (60, 60, 60), 5)
+    noise = rng.normal(0, 6, img.shape)
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 0.8) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A region with its grid (terminal cells of 15 m) and an orthophoto, as the map's pyramid would give it."""
+    frame = LocalFrame(47.0, 8.0)
+    half = SIDE_M / 2
+    image = _town(0)
+    ortho = LocalOrtho(image, np.ones(image.shape[:2], bool), BoundsM(-half, -half, half, half), GSD_M, frame)
+    grid = ZoomGrid(47.0, 8.0, SIDE_M, 4, 2)
+    return grid, ortho
+
+
+def _register(scene, pose: CameraPose, candidate, attitude: Attitude, config=RefineConfig()):
+    grid, ortho = scene
+    frame, covered = render_frame(ortho, CAMERA, pose)
+    assert covered == 1.0
+    refiner = Refiner(grid, ortho, config)
+    return refiner.refine(frame, CAMERA, np.array([candidate], float), attitude, height_m=pose.altitude_m)
+
+
+def test_a_frame_rendered_at_a_known_pose_registers_within_a_pixel_of_the_map(scene):
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 30.0)
+    reg = _register(scene, pose, (25.0, -8.0), Attitude(30.0, 0.0, 0.0))
+    assert reg.verified and reg.verdict == "ok"
+    assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < GSD_M
+    assert abs(reg.height_m - HEIGHT_M) < 0.02 * HEIGHT_M
+    assert reg.inliers >= RefineConfig().min_inliers
+
+
+def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
+    pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
+    reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))
+    assert not reg.verified
+    assert reg.verdict and reg.verdict != "ok"
+
+
+def test_a_frame_of_another_town_is_refused_everywhere(scene):
+    grid, ortho = scene
+    other = LocalOrtho(_town(7), ortho.valid, ortho.bounds, GSD_M, ortho.frame)
+    refiner = Refiner(grid, ortho)
+    for e, n in [(-40.0, -40.0), (0.0, 30.0), (45.0, 10.0)]:
+        frame, _ = render_frame(other, CAMERA, CameraPose(e, n, HEIGHT_M, 0.0))
+        reg = refiner.refine(frame, CAMERA, np.array([[e, n]]), Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M)
+        assert not reg.verified, reg
+
+
+def test_a_tilted_cameras_position_not_its_image_centre_is_recovered(scene):
+    pose = CameraPose(-10.0, 15.0, HEIGHT_M, 75.0, 12.0, -8.0)
+    centre = image_to_ground(CAMERA, pose) @ np.array([(CAMERA.width_px - 1) / 2, (CAMERA.height_px - 1) / 2, 1.0])
+    image_centre = centre[:2] / centre[2]
+    assert math.hypot(image_centre[0] - pose.east_m, image_centre[1] - pose.north_m) > 8.0
+    reg = _register(scene, pose, tuple(image_centre), Attitude(75.0, 12.0, -8.0))
+    assert reg.verified, reg.verdict
+    assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < GSD_M
+
+
+def test_without_the_tilt_planar_pnp_recovers_position_height_and_tilt(scene):
+    pose = CameraPose(5.0, 5.0, HEIGHT_M, 140.0, 10.0, 5.0)
+    reg = _register(scene, pose, (0.0, 0.0), Attitude(140.0))
+    assert reg.verified, reg.verdict
+    # the covariance says how well a narrow view pins the position; the error stays within it
+    err = np.array([reg.east_m - pose.east_m, reg.north_m - pose.north_m])
+    assert err @ np.linalg.solve(reg.covariance_m2, err) < 13.8  # chi-square 2 dof, 99.9 %
+    assert abs(reg.tilt_deg - math.hypot(10.0, 5.0)) < 3.0
+    assert abs(reg.height_m - HEIGHT_M) < 0.05 * HEIGHT_M
+
+
+def test_an_unknown_heading_is_searched_and_recovered(scene):
+    pose = CameraPose(30.0, 20.0, HEIGHT_M, 233.0)
+    reg = _register(scene, pose, (20.0, 30.0), Attitude(None, 0.0, 0.0))
+    assert reg.verified, reg.verdict
+    assert abs((reg.yaw_deg - 233.0 + 180) % 360 - 180) < 2.0
+    assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M
+
+
+def test_a_wrong_heading_from_the_imu_is_refused(scene):
+    pose = CameraPose(30.0, 20.0, HEIGHT_M, 60.0)
+    reg = _register(scene, pose, (30.0, 20.0), Attitude(150.0, 0.0, 0.0))
+    assert not reg.verified
+
+
+def test_similarity_covariance_formula_on_known_values():
+    # points symmetric about the nadir point: X^T X is diagonal with n on the translation entries
+    rel = np.array([[-10.0, -10.0], [10.0, -10.0], [10.0, 10.0], [-10.0, 10.0], [0.0, 0.0]] * 4)
+    residual = np.random.default_rng(0).normal(0, 0.3, rel.shape)
+    ground = rel + np.array([100.0, -50.0]) + residual
+    params, cov, rms_m = fit_similarity(rel, ground, 0.01)
+    a, b, e, n = params
+    assert a == pytest.approx(1.0, abs=0.02) and b == pytest.approx(0.0, abs=0.02)
+    assert (e, n) == pytest.approx((100.0, -50.0), abs=0.2)
+    fitted = np.c_[a * rel[:, 0] - b * rel[:, 1] + e, b * rel[:, 0] + a * rel[:, 1] + n]
+    res = (ground - fitted).ravel()
+    sigma2 = res @ res / (2 * len(rel) - 4)
+    assert cov[2:, 2:] == pytest.approx(np.eye(2) * sigma2 / len(rel), rel=1e-6)
+    assert rms_m == pytest.approx(np.sqrt(2 * np.mean(res**2)), rel=1e-6)
+    # the floor on the residuals' standard deviation
+    _, floored, _ = fit_similarity(rel, rel + 5.0, 0.5)
+    assert floored[2:, 2:] == pytest.approx(np.eye(2) * 0.25 / len(rel), rel=1e-6)
+
+
+def test_cfog_is_blind_to_contrast_inversion_and_gain():
+    img = _town(3)[..., 0].astype(np.float32)
+    a, b = cfog(img), cfog(255 - 0.5 * img)
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_matchers_by_name():
+    assert make_matcher("cfog").name == "cfog"
+    assert make_matcher("sift-grad").name == "sift-grad"
+    with pytest.raises(LocalizerError, match="unknown matcher"):
+        make_matcher("loftr")
+    with pytest.raises(LocalizerError, match="unknown matcher"):
+        RefineConfig(matcher="nope")
+
+
+def test_sift_registers_frames_of_the_maps_own_raster(scene):
+    pose = CameraPose(0.0, -30.0, HEIGHT_M, 10.0)
+    reg = _register(scene, pose, (5.0, -25.0), Attitude(10.0, 0.0, 0.0), RefineConfig(matcher="sift"))
+    assert reg.verified, reg.verdict
+    assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M

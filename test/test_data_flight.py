@@ -11,9 +11,9 @@ from pyproj import Transformer
 
 from jzi_ros.data import DataError, bags, render_frame
 from jzi_ros.data.flight import START_NS, FlightConfig, Trajectory, lawnmower, random_walk, waypoints, write_flight
-from jzi_ros.data.sensors import height_above_ground, read_attitude_track, read_height_track
+from jzi_ros.data.sensors import read_attitude_track, read_height_track
 from jzi_ros.geo import BoundsM, ZoomGrid
-from jzi_ros.geo.camera import CameraPose, Pinhole, camera_pose_from_body, heading_deg
+from jzi_ros.geo.camera import CameraPose, Pinhole, camera_pose_from_body, heading_deg, height_above_ground
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.images import decode_message
 from jzi_ros.tools.cli import main

@@ -30,7 +30,7 @@ def frames(trained):
         e, n = rng.uniform(-0.45, 0.45, 2) * grid.size_m
         pose = CameraPose(e, n, cam.altitude_for_footprint(1.5 * grid.terminal_size_m), rng.uniform(0, 360))
         lat, lon = grid.frame.to_latlon(e, n)
-        out.append((render_frame(ortho, cam, pose)[0], float(lat), float(lon)))
+        out.append((render_frame(ortho, cam, pose)[0], float(lat), float(lon), pose))
     return out, grid
 
 
@@ -40,10 +40,35 @@ def _error_m(fix: NavSatFix, lat: float, lon: float) -> float:
     return float(geodesic_m(fix.latitude, fix.longitude, lat, lon))
 
 
+def _sensors(client, pose, stamp: int, width: int) -> None:
+    """Publish what the robot knows at a frame's stamp: IMU attitude, rangefinder height, camera info."""
+    from sensor_msgs.msg import CameraInfo, Imu, Range
+
+    from jzi_ros.geo.camera import body_quaternion
+
+    imu, rng, info = Imu(), Range(), CameraInfo()
+    for m in (imu, rng, info):
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, 10**9)
+    imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = (
+        float(v) for v in body_quaternion(pose)
+    )
+    rng.range, rng.min_range, rng.max_range = float(pose.altitude_m), 0.1, 1000.0
+    info.width = info.height = width
+    info.k = [float(v) for v in Pinhole(width, width, 60.0).K.ravel()]
+    for topic, msg in (("/test/imu", imu), ("/test/range", rng), ("/test/camera_info", info)):
+        client.publishers[topic].publish(msg)
+
+
 @pytest.mark.parametrize("transport", ["raw", "compressed"])
 def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
+    """Raw frames come with the robot's IMU, rangefinder and camera info (and verify against the map);
+    compressed ones come alone (the registration searches the heading)."""
+    from sensor_msgs.msg import CameraInfo, Imu, Range
+
     map_dir, model, _ = trained
     domain = random.randint(1, 200)
+    knows = transport == "raw"
+    sensors = {"imu_topic": "/test/imu", "height_topic": "/test/range", "camera_info_topic": "/test/camera_info"}
     proc = start_node(
         domain,
         map_path=map_dir,
@@ -53,14 +78,22 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         frame_id="test_cam",
         altitude_m=42.5,
         beam_width=4,
+        **(sensors if knows else {}),
     )
     client = Client(domain, "/test/image", compressed=transport == "compressed")
+    client.publishers = {
+        t: client.node.create_publisher(m, t, 10)
+        for t, m in (("/test/imu", Imu), ("/test/range", Range), ("/test/camera_info", CameraInfo))
+    }
     try:
         client.wait_for_node(proc)
         shots, grid = frames
         sent = {}
-        for i, (frame, lat, lon) in enumerate(shots):
+        for i, (frame, lat, lon, pose) in enumerate(shots):
             stamp = 1_700_000_000 * 10**9 + i * 200_000_000
+            if knows:
+                _sensors(client, pose, stamp, frame.shape[1])
+                client.spin(0.05)
             if transport == "raw" and i == 3:  # a corrupt frame: the node logs it and goes on
                 bad = image_msg(frame, stamp)
                 bad.data = bytes(10)
@@ -92,8 +125,13 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         values = client.diagnostic_values()
         assert values, "diagnostics are published"
         assert {"frames_processed", "frames_dropped", "latency_p95_ms", "last_confidence"} <= set(values)
+        assert values["refinement"] == "on"
         if transport == "raw":
             assert values["frames_rejected"] == "1"
+            assert values["stale_attitude"] == "0" and values["stale_height"] == "0"
+            # the node's own frames of the map's raster, with the robot's attitude: verified and metric
+            assert int(values["frames_verified"]) >= 9, values
+            assert np.median(errors) < 0.25 * grid.terminal_size_m
     finally:
         client.close()
         proc.terminate()

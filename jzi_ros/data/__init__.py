@@ -16,7 +16,7 @@ from .errors import BagError, DataError
 from .fixes import FixTrack
 from .flight import FlightConfig, FlightReport, Trajectory, write_flight
 from .importers import ImportReport, import_bag, import_benchmark, import_exif, write_csv
-from .sensors import AttitudeTrack, HeightTrack, height_above_ground, read_attitude_track, read_height_track
+from .sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
 
 __all__ = [
     "AerialConfig",
@@ -34,7 +34,6 @@ __all__ = [
     "covered_frames",
     "ground_footprint",
     "ground_to_image",
-    "height_above_ground",
     "heldout_cells",
     "image_to_ground",
     "import_bag",

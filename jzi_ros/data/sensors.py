@@ -3,7 +3,7 @@
 Attitudes are world-from-body quaternions (x, y, z, w) in ENU per REP-103
 (body x forward, y left, z up); :mod:`jzi_ros.geo.camera` turns one into the
 camera's heading or pose. Ranges are slant distances [m] along the
-rangefinder's axis, the body's -z; :func:`height_above_ground` makes them
+rangefinder's axis, the body's -z; :func:`~jzi_ros.geo.camera.height_above_ground` makes them
 vertical. Both tracks answer "what did the sensor say at this stamp", and
 say nothing (None) when their newest word is too old.
 """
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geo.camera import rotation_from_quaternion
 from . import bags
 from .errors import BagError
 
@@ -115,17 +114,6 @@ class HeightTrack:
             w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
             return float(self.ranges_m[a] + w * (self.ranges_m[b] - self.ranges_m[a]))
         return float(self.ranges_m[near[0]])
-
-
-def height_above_ground(range_m: float, quaternion_xyzw: np.ndarray | None) -> float:
-    """Vertical height [m] from a slant range [m] along the body's -z, given the body attitude.
-
-    Over flat ground the height is ``range_m * cos(roll) * cos(pitch)``;
-    without an attitude (None) the range is taken as vertical.
-    """
-    if quaternion_xyzw is None:
-        return float(range_m)
-    return float(range_m) * float(rotation_from_quaternion(quaternion_xyzw)[2, 2])
 
 
 def read_attitude_track(reader: bags.BagReader, topic: str) -> AttitudeTrack:

@@ -32,8 +32,9 @@ from tqdm import tqdm
 from ..data import bags
 from ..data.errors import BagError
 from ..data.fixes import FixTrack
-from ..data.sensors import AttitudeTrack, HeightTrack, height_above_ground, read_attitude_track, read_height_track
+from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
 from ..geo import Pinhole, ZoomGrid
+from ..geo.camera import height_above_ground
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from ..localizer.refine import Attitude
@@ -140,17 +141,6 @@ class _Sensors(NamedTuple):
         q = self.attitude.at(stamp_ns) if self.attitude is not None else None
         r = self.height.at(stamp_ns) if self.height is not None else None
         return q, (height_above_ground(r, q) if r is not None else None)
-
-
-def camera_from_info(msg) -> Pinhole:
-    """A pinhole camera from a ``sensor_msgs/CameraInfo``: its size and the field of view of its focal length.
-
-    The principal point is taken at the image centre and fx for fy.
-    """
-    k = np.asarray(msg.k, float).reshape(3, 3)
-    if not (msg.width > 0 and msg.height > 0 and k[0, 0] > 0):
-        raise BagError(f"camera info without a size or a focal length: {msg.width}x{msg.height}, fx {k[0, 0]}")
-    return Pinhole(int(msg.width), int(msg.height), float(np.degrees(2 * np.arctan(msg.width / 2 / k[0, 0]))))
 
 
 def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
@@ -342,7 +332,7 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
             info = next(reader.messages([config.camera_info_topic]), None)
             if info is None:
                 raise BagError(f"{config.bag} has no message on {config.camera_info_topic}")
-            sensors = sensors._replace(camera=camera_from_info(info.msg))
+            sensors = sensors._replace(camera=Pinhole.from_focal(info.msg.width, info.msg.height, info.msg.k[0]))
         frames = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([config.image_topic])]
     if not frames:
         raise BagError(f"{config.bag} has no message on {config.image_topic}")

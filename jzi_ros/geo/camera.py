@@ -49,6 +49,13 @@ class Pinhole:
         f = self.focal_px
         return np.array([[f, 0, (self.width_px - 1) / 2], [0, f, (self.height_px - 1) / 2], [0, 0, 1.0]])
 
+    @classmethod
+    def from_focal(cls, width_px: int, height_px: int, focal_px: float) -> Pinhole:
+        """The camera of a calibrated focal length [px] (``sensor_msgs/CameraInfo``'s fx); principal point centred."""
+        if not (width_px > 0 and height_px > 0 and focal_px > 0 and math.isfinite(focal_px)):
+            raise GeoError(f"intrinsics need a size and a focal length: {width_px}x{height_px} px, fx {focal_px}")
+        return cls(int(width_px), int(height_px), math.degrees(2 * math.atan(width_px / 2 / focal_px)))
+
     def altitude_for_footprint(self, width_m: float) -> float:
         """Altitude [m] at which a nadir view is ``width_m`` metres wide on the ground."""
         return width_m / 2 / math.tan(math.radians(self.hfov_deg) / 2)
@@ -225,3 +232,14 @@ def heading_deg(quaternion_xyzw, mount: Mount = Mount()) -> float:
     """
     world_from_camera = rotation_from_quaternion(quaternion_xyzw) @ mount.body_from_camera()
     return _camera_angles_deg(world_from_camera)[0]
+
+
+def height_above_ground(range_m: float, quaternion_xyzw=None) -> float:
+    """Vertical height [m] from a slant range [m] along the body's -z, given the body attitude.
+
+    Over flat ground the height is ``range_m * cos(roll) * cos(pitch)``;
+    without an attitude (None) the range is taken as vertical.
+    """
+    if quaternion_xyzw is None:
+        return float(range_m)
+    return float(range_m) * float(rotation_from_quaternion(quaternion_xyzw)[2, 2])

@@ -37,7 +37,9 @@ images of different dates or sensors are not independent, and the map's own
 georeferencing is not exact.
 
 Checks, each with the reason it gives when it fails (:attr:`Registration.verdict`):
-enough inliers, and a share of the matches; inliers spread over the image
+enough inliers, and a share of the matches (``min_inlier_share``, or
+``sure_inlier_share`` when the best global match is ``sure_distinctiveness``
+times the runner-up: a distinct match on ground that changed); inliers spread over the image
 (the bounding box of the inliers covers ``min_spread`` of the image in both
 directions); the best global match distinct from the runner-up
 (``min_distinctiveness``); a plausible height (within ``height_tolerance`` of
@@ -56,7 +58,7 @@ import cv2
 import numpy as np
 
 from ..geo import BoundsM, CameraPose, Pinhole, ZoomGrid, image_to_ground
-from ..geo.camera import Mount, camera_pose_from_body
+from ..geo.camera import Mount, camera_pose_from_body, quaternion_from_rotation, rotation_from_quaternion
 from .errors import LocalizerError
 from .matchers import Matcher, Matches, make_matcher
 
@@ -93,6 +95,8 @@ class RefineConfig:
     min_inlier_share: float = 0.6
     min_spread: float = 0.4
     min_distinctiveness: float = 1.15
+    sure_distinctiveness: float = 2.0
+    sure_inlier_share: float = 0.4
     height_tolerance: float = 0.1
     max_tilt_deg: float = 30.0
     max_heading_error_deg: float = 10.0
@@ -124,11 +128,19 @@ class Attitude:
     roll_deg: float | None = None
 
     @classmethod
-    def from_body(cls, quaternion_xyzw, mount: Mount = Mount(), heading: bool = True) -> Attitude:
+    def from_body(
+        cls, quaternion_xyzw, mount: Mount = Mount(), heading: bool = True, yaw_offset_deg: float = 0.0
+    ) -> Attitude:
         """The camera's attitude from the body's (an IMU's ``orientation``, ENU per REP-103) and the mounting.
 
-        ``heading`` False keeps only the tilt (a yaw that cannot be trusted).
+        ``heading`` False keeps only the tilt (a yaw that cannot be trusted);
+        ``yaw_offset_deg`` is added to the body's yaw (counter-clockwise), for
+        sources whose yaw is not ENU's.
         """
+        if yaw_offset_deg:
+            a = math.radians(yaw_offset_deg)
+            turn = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+            quaternion_xyzw = quaternion_from_rotation(turn @ rotation_from_quaternion(quaternion_xyzw))
         pose = camera_pose_from_body(0.0, 0.0, 1.0, quaternion_xyzw, mount)
         return cls(pose.yaw_deg if heading else None, pose.pitch_deg, pose.roll_deg)
 
@@ -402,8 +414,10 @@ class Refiner:
         inl = mask.ravel().astype(bool)
         n_in = int(inl.sum())
         base["inliers"] = n_in
-        if n_in < c.min_inliers or n_in < c.min_inlier_share * len(m):
-            return Registration(False, f"{n_in} of {len(m)} matches agree, fewer than {c.min_inliers}", **base)
+        share = c.sure_inlier_share if m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
+        need = max(c.min_inliers, math.ceil(share * len(m)))
+        if n_in < need:
+            return Registration(False, f"{n_in} of {len(m)} matches agree; {need} needed", **base)
         img_pts = _apply(view.to_frame, m.query_px)
         span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
         if span.min() < c.min_spread:

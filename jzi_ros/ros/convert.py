@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
-from sensor_msgs.msg import CompressedImage, Image, NavSatFix, NavSatStatus
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
+from ..geo import Pinhole
 from ..images import ENCODINGS, decode_compressed, decode_raw
 from ..localizer import Estimate, InputError, Prior
 
@@ -46,6 +49,32 @@ def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_
     fix.position_covariance = [float(v) for v in est.fix_covariance_m2(vertical_variance_m2).ravel()]
     fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_APPROXIMATED
     return fix
+
+
+def imu_orientation(msg: Imu) -> np.ndarray | None:
+    """The body's attitude (x, y, z, w) of a ``sensor_msgs/Imu``; None when it carries no orientation.
+
+    The message says so with -1 as the first element of its orientation
+    covariance; a quaternion that is not finite or has no length is none too.
+    """
+    if msg.orientation_covariance[0] == -1.0:
+        return None
+    o = msg.orientation
+    q = np.array([o.x, o.y, o.z, o.w], float)
+    if not np.isfinite(q).all() or np.linalg.norm(q) < 1e-6:
+        return None
+    return q / np.linalg.norm(q)
+
+
+def range_height(msg: Range) -> float | None:
+    """The range [m] of a ``sensor_msgs/Range``; None outside its own min..max (REP-117's ±inf included)."""
+    r = float(msg.range)
+    return r if math.isfinite(r) and msg.min_range <= r <= msg.max_range else None
+
+
+def camera_info_to_pinhole(msg: CameraInfo) -> Pinhole:
+    """The camera of a ``sensor_msgs/CameraInfo``: its size and the field of view of its fx."""
+    return Pinhole.from_focal(msg.width, msg.height, float(msg.k[0]))
 
 
 def fix_to_prior(msg: NavSatFix) -> Prior:

@@ -2,7 +2,12 @@
 
 Frames arrive with sensor-data QoS; a worker thread localizes the newest one
 while the executor keeps spinning, and a frame that arrives while another
-is being processed replaces the one waiting (counted as dropped).
+is being processed replaces the one waiting (counted as dropped). What the
+robot knows besides its frames (optional): the camera's intrinsics
+(``CameraInfo``), the body's attitude (``Imu``) and its height above ground
+(``Range`` or a fixed ``height_m``). The newest message of each is used when
+its stamp is within ``sensor_max_age_s`` of the frame's; otherwise the frame
+is localized without it and the stale message is counted.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..errors import JziError
-from ..localizer import InputError, Localizer, PriorError
-from .convert import candidates_to_poses, compressed_to_array, estimate_to_fix, fix_to_prior, image_to_array
+from ..geo import Pinhole
+from ..geo.camera import height_above_ground
+from ..localizer import Estimate, InputError, Localizer, PriorError
+from ..localizer.refine import Attitude
+from .convert import (
+    camera_info_to_pinhole,
+    candidates_to_poses,
+    compressed_to_array,
+    estimate_to_fix,
+    fix_to_prior,
+    image_to_array,
+    imu_orientation,
+    range_height,
+)
 from .params import PARAMETERS, NodeParams
 
 
@@ -71,16 +88,24 @@ class NodeStats:
 
     processed: int = 0
     rejected: int = 0
+    verified: int = 0
+    stale_attitude: int = 0
+    stale_height: int = 0
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     done_at_s: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+    recent_verified: deque[bool] = field(default_factory=lambda: deque(maxlen=50))
     confidence: float = float("nan")
+    verdict: str = ""
 
-    def record(self, received_s: float, done_s: float, confidence: float) -> None:
+    def record(self, received_s: float, done_s: float, est: Estimate) -> None:
         """Count one localized frame, received and done at these monotonic times [s]."""
         self.processed += 1
+        self.verified += est.verified
+        self.recent_verified.append(est.verified)
         self.latency_ms.append((done_s - received_s) * 1e3)
         self.done_at_s.append(done_s)
-        self.confidence = confidence
+        self.confidence = est.confidence
+        self.verdict = est.verdict
 
     @property
     def rate_hz(self) -> float:
@@ -110,6 +135,15 @@ class LocalizerNode(Node):
         self.prior: tuple[NavSatFix, float] | None = None
         if p.prior_topic:
             self.create_subscription(NavSatFix, p.prior_topic, self.on_prior, 10)
+        self.attitude: tuple[int, np.ndarray] | None = None  # (stamp [ns], body quaternion)
+        self.range: tuple[int, float] | None = None  # (stamp [ns], range [m])
+        self.camera: Pinhole | None = None
+        if p.imu_topic:
+            self.create_subscription(Imu, p.imu_topic, self.on_imu, qos_profile_sensor_data)
+        if p.height_topic:
+            self.create_subscription(Range, p.height_topic, self.on_range, qos_profile_sensor_data)
+        if p.camera_info_topic:
+            self.create_subscription(CameraInfo, p.camera_info_topic, self.on_camera_info, qos_profile_sensor_data)
         self.create_timer(1.0, self.publish_diagnostics)
         self.localizer: Localizer | None = None
         self.worker: threading.Thread | None = None
@@ -154,6 +188,47 @@ class LocalizerNode(Node):
         """Prior callback: keep the newest, with its arrival time."""
         self.prior = (msg, time.monotonic())
 
+    def on_imu(self, msg: Imu) -> None:
+        """IMU callback: keep the newest orientation with its stamp."""
+        q = imu_orientation(msg)
+        if q is not None:
+            self.attitude = (_stamp_ns(msg.header), q)
+
+    def on_range(self, msg: Range) -> None:
+        """Rangefinder callback: keep the newest valid range with its stamp."""
+        r = range_height(msg)
+        if r is not None:
+            self.range = (_stamp_ns(msg.header), r)
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        """Camera info callback: keep the intrinsics; one that cannot be used is reported."""
+        try:
+            self.camera = camera_info_to_pinhole(msg)
+        except JziError as exc:
+            self.get_logger().warning(f"camera info ignored: {exc}", throttle_duration_sec=10.0)
+
+    def knowledge(self, stamp_ns: int, image_shape: tuple[int, ...]) -> tuple[Pinhole, Attitude | None, float | None]:
+        """What the robot knows at a frame's stamp: its camera, attitude and height (None: unknown or stale)."""
+        p = self.params
+        max_ns = p.sensor_max_age_s * 1e9
+        hfov = self.camera.hfov_deg if self.camera is not None else p.hfov_deg
+        camera = Pinhole(image_shape[1], image_shape[0], hfov)  # intrinsics scale with the image
+        q = None
+        if p.imu_topic:
+            if self.attitude is not None and abs(stamp_ns - self.attitude[0]) <= max_ns:
+                q = self.attitude[1]
+            else:
+                self.stats.stale_attitude += 1
+        attitude = Attitude.from_body(q, p.mount, p.imu_heading, p.yaw_offset_deg) if q is not None else None
+        height = p.height_m if p.height_m > 0 else None
+        if p.height_topic:
+            height = None
+            if self.range is not None and abs(stamp_ns - self.range[0]) <= max_ns:
+                height = height_above_ground(self.range[1], q)
+            else:
+                self.stats.stale_height += 1
+        return camera, attitude, height
+
     def work(self) -> None:
         """The worker thread's loop: take the newest frame, localize it, at most ``max_rate_hz``."""
         min_period = self.params.min_period_s
@@ -177,11 +252,13 @@ class LocalizerNode(Node):
             if self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s:
                 prior = fix_to_prior(self.prior[0])
             stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            camera, attitude, height = self.knowledge(_stamp_ns(msg.header), array.shape)
+            known = {"stamp_s": stamp_s, "camera": camera, "attitude": attitude, "height_m": height}
             try:
-                est = self.localizer.localize(array, order, prior=prior, stamp_s=stamp_s)
+                est = self.localizer.localize(array, order, prior=prior, **known)
             except PriorError as exc:
                 self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
-                est = self.localizer.localize(array, order, stamp_s=stamp_s)
+                est = self.localizer.localize(array, order, **known)
         except InputError as exc:
             self.stats.rejected += 1
             self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=2.0)
@@ -191,7 +268,7 @@ class LocalizerNode(Node):
         self.fix_pub.publish(fix)
         if self.cand_pub is not None:
             self.cand_pub.publish(candidates_to_poses(est, fix.header))
-        self.stats.record(received_s, time.monotonic(), est.confidence)
+        self.stats.record(received_s, time.monotonic(), est)
 
     def publish_diagnostics(self) -> None:
         """Publish rate, latency, drops and confidence on /diagnostics."""
@@ -205,6 +282,8 @@ class LocalizerNode(Node):
             status.level, status.message = DiagnosticStatus.WARN, "no frames localized in the last 2 s"
         elif s.confidence < self.params.min_confidence:
             status.level, status.message = DiagnosticStatus.WARN, "low confidence"
+        elif s.recent_verified and s.recent_verified[-1]:
+            status.level, status.message = DiagnosticStatus.OK, "localizing, verified against the map"
         else:
             status.level, status.message = DiagnosticStatus.OK, "localizing"
         values = {
@@ -215,12 +294,22 @@ class LocalizerNode(Node):
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}",
             "last_confidence": f"{s.confidence:.3f}",
+            "frames_verified": s.verified,
+            "verified_share_recent": f"{np.mean(s.recent_verified) if s.recent_verified else 0.0:.2f}",
+            "last_verdict": s.verdict,
+            "refinement": "on" if self.localizer is not None and self.localizer.refiner is not None else "off",
+            "stale_attitude": s.stale_attitude,
+            "stale_height": s.stale_height,
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]
         self.diag_pub.publish(msg)
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import JziError
+from ..geo.camera import Mount
 from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig
+from ..localizer.refine import RefineConfig
 
 
 def _param(default: Any, doc: str) -> Any:
@@ -50,6 +52,21 @@ class NodeParams:
         "/jzi/candidates", "PoseArray topic (x east, y north [m] in the map frame, z = probability)"
     )
 
+    refine: bool = _param(True, "register each frame against the map's orthophoto pyramid to verify and refine the fix")
+    matcher: str = _param(
+        "cfog", "registration matcher: cfog (dense; robust across sensors and years), sift, akaze or orb"
+    )
+    hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
+    camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")
+    imu_topic: str = _param("", "sensor_msgs/Imu topic: orientation of the robot's body, ENU per REP-103 ('' = none)")
+    imu_heading: bool = _param(True, "trust the IMU's yaw (false: use its roll and pitch only and search the heading)")
+    yaw_offset_deg: float = _param(0.0, "added to the IMU's yaw [deg, counter-clockwise] for sources that are not ENU")
+    height_topic: str = _param("", "sensor_msgs/Range topic of the height above ground along the body's -z ('' = none)")
+    height_m: float = _param(0.0, "fixed camera height above ground [m] when height_topic is '' (0 = unknown)")
+    mount_pitch_deg: float = _param(0.0, "camera tilt forward from straight down [deg]")
+    mount_image_rotation_deg: float = _param(0.0, "image top's angle clockwise from the body's forward axis [deg]")
+    sensor_max_age_s: float = _param(0.2, "IMU and height messages more than this [s] from a frame's stamp are stale")
+
     def __post_init__(self) -> None:
         if self.transport not in ("raw", "compressed"):
             raise JziError(f"transport must be raw or compressed, not {self.transport!r}")
@@ -66,7 +83,14 @@ class NodeParams:
             top_k=self.top_k,
             min_confidence=self.min_confidence,
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,
+            hfov_deg=self.hfov_deg,
+            refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
         )
+
+    @property
+    def mount(self) -> Mount:
+        """How the camera sits on the body."""
+        return Mount(self.mount_pitch_deg, self.mount_image_rotation_deg)
 
 
 PARAMETERS: dict[str, tuple[Any, str]] = {f.name: (f.default, f.metadata["doc"]) for f in fields(NodeParams)}

@@ -13,7 +13,6 @@ from jzi_ros.data import BagError, bags
 from jzi_ros.data.sensors import (
     AttitudeTrack,
     HeightTrack,
-    height_above_ground,
     read_attitude_track,
     read_height_track,
     slerp,
@@ -25,6 +24,7 @@ from jzi_ros.geo.camera import (
     body_quaternion,
     camera_pose_from_body,
     heading_deg,
+    height_above_ground,
     image_to_ground,
     quaternion_from_rotation,
     rotation_from_quaternion,

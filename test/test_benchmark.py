@@ -55,8 +55,9 @@ def test_markdown_renders_latency_throughput_and_encoder_tables():
     report = {
         "machine": "test machine",
         "latency": {
-            "torch": {k: stage for k in ("decode", "encode", "search", "message", "total")}
-            | {"frames": 10, "beam": 4, "jpeg_px": 640}
+            "torch": {k: stage for k in ("decode", "encode", "search", "refine", "message", "total")}
+            | {"frames": 10, "beam": 4, "jpeg_px": 640, "search_per_encode": 0.25, "refine_per_encode": 0.75}
+            | {"refinement": {"on": True, "matcher": "cfog", "candidates": 5}, "verified_share": 0.9}
         },
         "throughput": {"images_per_s": {"1": 12.0, "4": 30.5}, "image_px": 224},
         "peak_rss_mb": 500.0,
@@ -65,7 +66,8 @@ def test_markdown_renders_latency_throughput_and_encoder_tables():
     }
     md = markdown(report)
     assert "## Per-frame latency, backend torch (beam 4, 10 frames, 640 px JPEG input)" in md
-    assert "| total | 1.5 | 2.5 |" in md
+    assert "| total | 1.5 | 2.5 |" in md and "| refine | 1.5 | 2.5 |" in md
+    assert "search / encoder 0.25; refinement / encoder 0.75 (cfog, heading and height known, 90 % of frames" in md
     assert "batch 1: 12.0 img/s, batch 4: 30.5 img/s" in md
     assert "500 MB (with the scaling study's tables: 600 MB)" in md
     assert "| tf_efficientnet_lite0 | 224 px | " in md

@@ -105,6 +105,9 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
             "tf_efficientnet_lite0",
             "--sizes-km",
             "1,10",
+            "--register",
+            "--matchers",
+            "cfog,sift,encoder",
             "--out",
             str(tmp_path),
         ]
@@ -114,6 +117,15 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
     assert set(report["latency"]) == {"torch", "onnxruntime"}
     for lat in report["latency"].values():
         assert lat["total"]["p50"] > 0 and lat["encode"]["p50"] > 0
+        # the registration against the map's pyramid is a stage of its own, with its ratio to the encoder
+        assert lat["refinement"]["on"] and lat["refine"]["p50"] > 0
+        assert lat["refine_per_encode"] == pytest.approx(lat["refine"]["p50"] / lat["encode"]["p50"])
+    rows = report["registration"]
+    assert {(r["matcher"], r["heading"]) for r in rows} == {
+        (m, h) for m in ("cfog", "sift", "encoder") for h in ("imu", "none")
+    }
+    assert all(r["source"] == "map's own" and 0 <= r["verified_share"] <= 1 for r in rows)
+    assert "Registration against the map: matchers compared" in (tmp_path / "bench.md").read_text()
     rows = {r["side_km"]: r for r in report["scaling"]}
     assert rows[10.0]["levels"] == 4 and rows[10.0]["terminal_cells"] == 256**2
     assert rows[10.0]["zoom_views"] == 1 + 16 + 256 + 4096

@@ -235,15 +235,22 @@ def pose_paths(grid: ZoomGrid, poses: list[CameraPose]) -> np.ndarray:
 def frames_over_map(mapdir, image_px: int, count: int, footprint_cells: float = 4.0, seed: int = 0) -> list[np.ndarray]:
     """``count`` nadir frames at random positions and headings over a map, for benchmarks and checks.
 
-    RGB, ``image_px`` square, 60° field of view.
+    RGB, ``image_px`` square, 60° field of view; :func:`posed_frames_over_map` gives their poses too.
     """
+    return [frame for frame, _ in posed_frames_over_map(mapdir, image_px, count, footprint_cells, seed)]
+
+
+def posed_frames_over_map(
+    mapdir, image_px: int, count: int, footprint_cells: float = 4.0, seed: int = 0
+) -> list[tuple[np.ndarray, CameraPose]]:
+    """(frame, camera pose) pairs as :func:`frames_over_map` renders them."""
     grid = mapdir.grid
     ortho = LocalOrtho.for_map(mapdir, pad_m=footprint_cells * grid.terminal_size_m)
     cam = Pinhole(image_px, image_px, 60.0)
     rng = np.random.default_rng(seed)
-    frames = []
+    out = []
     for _ in range(count):
         e, n = rng.uniform(-0.45, 0.45, 2) * grid.size_m
         pose = CameraPose(e, n, cam.altitude_for_footprint(footprint_cells * grid.terminal_size_m), rng.uniform(0, 360))
-        frames.append(render_frame(ortho, cam, pose)[0])
-    return frames
+        out.append((render_frame(ortho, cam, pose)[0], pose))
+    return out

@@ -37,12 +37,15 @@ import torch
 from tqdm import tqdm
 
 from ..data import bags
-from ..data.aerial import frames_over_map
-from ..geo import MapDir
+from ..data.aerial import posed_frames_over_map
+from ..geo import CameraPose, MapDir
 from ..images import decode_compressed
 from ..localizer import Localizer, LocalizerConfig
+from ..localizer.refine import Attitude
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search, load_checkpoint
 from .errors import EvaluationError
+from .registration import RegistrationStudyConfig, registration_study
+from .registration import markdown_table as registration_table
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ CELL_M = 39.0625
 """Terminal cell side of the scaling study [m] (the paper's)."""
 JPEG_PX = 640
 """Side of the JPEG frames fed to the localizer [px]."""
-LATENCY_STAGES = ("decode", "encode", "search", "message", "total")
+LATENCY_STAGES = ("decode", "encode", "search", "refine", "message", "total")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class BenchConfig:
     (timm names) to time alone. ``sizes_km``: region sides [km] of the
     scaling study, with features ``feat_dim`` wide and ``queries`` queries
     per measurement. ``threads``: torch CPU threads (None: torch's choice).
+    ``register``: compare ``matchers`` on ``register_frames`` frames per
+    raster, rendered from the map's own raster and ``register_rasters``
+    (:mod:`jzi_ros.evaluation.registration`; ``encoder`` needs ``model``).
     ``quick``: a reduced run of seconds (CI). ``quiet``: no progress bar.
     """
 
@@ -77,11 +83,19 @@ class BenchConfig:
     feat_dim: int = 384
     queries: int = 20
     threads: int | None = None
+    register: bool = False
+    register_rasters: tuple[Path, ...] = ()
+    matchers: tuple[str, ...] = ("cfog", "sift", "sift-grad", "akaze", "orb", "encoder")
+    register_frames: int = 40
     quick: bool = False
     quiet: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backends", tuple(self.backends))
+        object.__setattr__(self, "register_rasters", tuple(Path(r) for r in self.register_rasters))
+        object.__setattr__(self, "matchers", tuple(self.matchers))
+        if self.register and self.map is None:
+            raise EvaluationError("the matcher comparison (register) needs a map")
         object.__setattr__(self, "encoders", tuple(self.encoders))
         object.__setattr__(self, "sizes_km", tuple(float(s) for s in self.sizes_km))
         for name, least in (("frames", 1), ("warmup", 0), ("beam", 1), ("feat_dim", 1), ("queries", 1)):
@@ -100,10 +114,10 @@ def _pct(values: list[float]) -> dict:
     return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "mean": float(v.mean())}
 
 
-def _jpeg_frames(mapdir: MapDir, image_px: int, count: int, seed: int = 0) -> list[bytes]:
-    """``count`` JPEG payloads of frames over the map (at most 64 distinct ones, repeated)."""
-    frames = frames_over_map(mapdir, image_px, min(count, 64), seed=seed)
-    out = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in frames]
+def _jpeg_frames(mapdir: MapDir, image_px: int, count: int, seed: int = 0) -> list[tuple[bytes, CameraPose]]:
+    """``count`` JPEG payloads of frames over the map with their poses (at most 64 distinct ones, repeated)."""
+    frames = posed_frames_over_map(mapdir, image_px, min(count, 64), seed=seed)
+    out = [(cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), p) for f, p in frames]
     return [out[i % len(out)] for i in range(count)]
 
 
@@ -112,18 +126,25 @@ def frame_latency(
 ) -> dict:
     """Per-stage latency [ms] of localizing JPEG frames, from bytes to a serialized NavSatFix.
 
+    The robot's attitude (heading and level) and height are given, as an IMU
+    and a rangefinder would, so the registration against the map (where the
+    map has its pyramid) runs as it does on a drone.
+
     Returns:
         For each of :data:`LATENCY_STAGES`, ``{"p50", "p95", "mean"}`` [ms] over
-        the ``frames`` frames after ``warmup``; and ``frames``, ``beam``, ``jpeg_px``.
+        the ``frames`` frames after ``warmup``; ``frames``, ``beam``,
+        ``jpeg_px``, ``verified_share`` and the ratios ``search_per_encode`` and
+        ``refine_per_encode`` of the p50s.
     """
     loc = Localizer(map_dir, model, backend=backend, config=LocalizerConfig(beam=beam))
     jpegs = _jpeg_frames(loc.map, JPEG_PX, frames + warmup)
     stages: dict[str, list[float]] = {k: [] for k in LATENCY_STAGES}
-    for i, jpeg in enumerate(tqdm(jpegs, desc=f"frames ({backend})", unit="frame", disable=quiet)):
+    verified = []
+    for i, (jpeg, pose) in enumerate(tqdm(jpegs, desc=f"frames ({backend})", unit="frame", disable=quiet)):
         t0 = time.perf_counter()
         array, order = decode_compressed(jpeg, "jpeg")
         t1 = time.perf_counter()
-        est = loc.localize(array, order)
+        est = loc.localize(array, order, attitude=Attitude(pose.yaw_deg, 0.0, 0.0), height_m=pose.altitude_m)
         t2 = time.perf_counter()
         msg = bags.navsatfix(i, "camera", est.lat, est.lon, 0.0, est.fix_covariance_m2())
         bags.TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
@@ -133,9 +154,21 @@ def frame_latency(
         stages["decode"].append((t1 - t0 + est.timings_ms["decode"] / 1e3) * 1e3)
         stages["encode"].append(est.timings_ms["encode"])
         stages["search"].append(est.timings_ms["search"])
+        stages["refine"].append(est.timings_ms["refine"])
         stages["message"].append((t3 - t2) * 1e3)
         stages["total"].append((t3 - t0) * 1e3)
-    return {k: _pct(v) for k, v in stages.items()} | {"frames": frames, "beam": beam, "jpeg_px": JPEG_PX}
+        verified.append(est.verified)
+    out = {k: _pct(v) for k, v in stages.items()}
+    encode = out["encode"]["p50"]
+    return out | {
+        "frames": frames,
+        "beam": beam,
+        "jpeg_px": JPEG_PX,
+        "refinement": loc.refine_summary(),
+        "verified_share": float(np.mean(verified)),
+        "search_per_encode": out["search"]["p50"] / encode,
+        "refine_per_encode": out["refine"]["p50"] / encode,
+    }
 
 
 def encoder_throughput(model_path: Path, batches: tuple[int, ...], repeats: int) -> dict:
@@ -300,7 +333,8 @@ def run_benchmark(config: BenchConfig) -> dict:
         The report: ``machine``; ``latency`` (backend -> :func:`frame_latency`,
         empty without map and model); ``throughput`` (with map and model);
         ``peak_rss_mb`` (before the scaling study); ``encoders`` (when any);
-        ``scaling`` (when any size); ``peak_rss_mb_with_scaling``.
+        ``scaling`` (when any size); ``peak_rss_mb_with_scaling``;
+        ``registration`` (the matcher comparison's rows, when asked).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -328,6 +362,18 @@ def run_benchmark(config: BenchConfig) -> dict:
         block_rows = 1_000_000 if not config.quick else 20_000
         report["scaling"] = scaling(config.sizes_km, config.feat_dim, config.queries, block_rows)
     report["peak_rss_mb_with_scaling"] = _peak_rss_mb()
+    if config.register and config.map is not None:
+        matchers = tuple(m for m in config.matchers if m != "encoder" or config.model is not None)
+        log.info("comparing matchers %s ...", ", ".join(matchers))
+        study = RegistrationStudyConfig(
+            map=config.map,
+            rasters=config.register_rasters,
+            matchers=matchers,
+            frames=config.register_frames if not config.quick else 3,
+            model=config.model,
+            quiet=config.quiet,
+        )
+        report["registration"] = registration_study(study)
     return report
 
 
@@ -343,6 +389,16 @@ def markdown(report: dict) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {k} | {lat[k]['p50']:.1f} | {lat[k]['p95']:.1f} |" for k in LATENCY_STAGES]
+        ref = lat["refinement"]
+        lines += [
+            "",
+            f"search / encoder {lat['search_per_encode']:.2f}; refinement / encoder {lat['refine_per_encode']:.2f} "
+            + (
+                f"({ref['matcher']}, heading and height known, {100 * lat['verified_share']:.0f} % of frames verified)"
+                if ref["on"]
+                else f"(refinement off: {ref['why']})"
+            ),
+        ]
         lines.append("")
     if "throughput" in report:
         tp = report["throughput"]
@@ -386,6 +442,16 @@ def markdown(report: dict) -> str:
                 f"{r['flat_map_mb']:.1f} | {r['zoom_views']:,} | {r['flat_views']:,} |"
             )
         lines.append("")
+    if report.get("registration"):
+        lines += [
+            "## Registration against the map: matchers compared",
+            "",
+            "Right candidate: up to half a footprint from the truth; wrong place: 1.5 to 3 footprints away. "
+            "Heading imu: known to ±3° (tilt ±0.5°); none: searched.",
+            "",
+            registration_table(report["registration"]),
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """`jzi bench`: how fast and how big, measured, with a report.
 
-Per-frame latency per backend, encoder throughput and latency, memory, and
-zoom against flat retrieval from 1 to 100 km (see :mod:`jzi_ros.evaluation.benchmark`).
+Per-frame latency per backend (with the registration against the map as a
+stage), encoder throughput and latency, memory, zoom against flat retrieval
+from 1 to 100 km, and the registration matchers compared
+(see :mod:`jzi_ros.evaluation.benchmark`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feat-dim", type=int, default=384, help="feature width for the scaling study (ViT-S: 384)")
     p.add_argument("--queries", type=int, default=20, help="queries per scaling measurement")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--register", action="store_true", help="compare the registration matchers on frames over --map")
+    p.add_argument(
+        "--register-rasters",
+        nargs="+",
+        type=Path,
+        default=(),
+        metavar="TIF",
+        help="other rasters of the map's place to render the compared frames from (another sensor or year)",
+    )
+    p.add_argument(
+        "--matchers",
+        type=_names,
+        default="cfog,sift,sift-grad,akaze,orb,encoder",
+        help="matchers to compare (encoder: the model's own patch features, needs --model)",
+    )
+    p.add_argument("--register-frames", type=int, default=40, help="frames per raster in the comparison")
     p.add_argument("--quick", action="store_true", help="a reduced run of seconds (CI)")
     p.add_argument("--out", type=Path, default=Path("bench_out"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -71,12 +71,18 @@ def test_evaluate_in_its_documented_form_reports_each_query_source_apart(trained
             assert r["topk_recall"] >= r["path_accuracy"]
             if r["fix_count"]:
                 assert 0.0 <= r["false_fix_rate"] <= 1.0 and 0.0 <= r["fix_ellipse95_coverage"] <= 1.0
+    # the beam's candidates are registered against the map's pyramid (the greedy column is the zoom alone)
+    own_beam = report["results"]["map"]["beam 4"]
+    assert "verified_share" not in report["results"]["map"]["greedy"]
+    assert own_beam["verified_share"] > 0.5 and own_beam["false_accept_rate"] == 0.0
+    assert own_beam["verified_median_m"] < 0.25 * report["terminal_size_m"] and own_beam["refine_ms_p50"] > 0
     own, other = report["results"]["map"]["greedy"], report["results"]["autumn.tif"]["greedy"]
     assert own["path_accuracy"] > 0.5
     assert other["path_accuracy"] < own["path_accuracy"]  # another season is harder than the map's own pixels
     text = capsys.readouterr().out
     assert "queries from the map's own raster:" in text and "queries from autumn.tif:" in text
     assert "R@40m" in text and "beam 4" in text and "false fixes (>2 cells)" in text
+    assert "verified against the map" in text and "false accepts (>2 cells)" in text
     assert "calibration of the model" in text
 
 

@@ -32,14 +32,17 @@ class Queries(NamedTuple):
     images: list[np.ndarray]  # N images, RGB uint8 (H, W, 3)
     latlon: np.ndarray  # (N, 2) true latitude, longitude [deg]
     paths: np.ndarray  # (N, L) true terminal paths
+    poses: list[CameraPose] | None = None  # the cameras of rendered frames (None: geotagged images)
 
     @classmethod
     def concat(cls, parts: list[Queries]) -> Queries:
-        """All queries of ``parts``, in order."""
+        """All queries of ``parts``, in order (poses only when every part has them)."""
+        poses = [p for part in parts for p in part.poses or []] if all(part.poses for part in parts) else None
         return cls(
             [image for part in parts for image in part.images],
             np.concatenate([part.latlon for part in parts]),
             np.concatenate([part.paths for part in parts]),
+            poses,
         )
 
 
@@ -99,7 +102,7 @@ def aerial_queries(
     east = np.array([p.east_m for p in poses])
     north = np.array([p.north_m for p in poses])
     lat, lon = grid.frame.to_latlon(east, north)
-    return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses))
+    return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses), poses)
 
 
 def geotagged_queries(csv_path: str | Path, grid: ZoomGrid) -> Queries:

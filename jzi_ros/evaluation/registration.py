@@ -37,6 +37,7 @@ from ..data.camera import render_frame
 from ..geo import CameraPose, MapDir, Pinhole
 from ..geo.ortho import LocalOrtho
 from ..localizer.calibration import WITHIN_CELLS
+from ..localizer.estimate import inside_ellipse_95
 from ..localizer.matchers import MATCHERS, DenseMatcher, Matcher, make_matcher
 from ..localizer.refine import Attitude, RefineConfig, Refiner
 from .errors import EvaluationError
@@ -219,6 +220,46 @@ def _measure(
         "false_accept_rate": false_accepts / accepted if accepted else 0.0,
         "refine_ms_p50": float(np.median(times)),
     }
+
+
+def refined_metrics(
+    refiner: Refiner, camera: Pinhole, frames: list[np.ndarray], poses: list[CameraPose], candidates_m: np.ndarray
+) -> dict:
+    """The registration of rendered frames around their zoom candidates, as a robot with an IMU and a rangefinder.
+
+    Args:
+        refiner: Registers against the map.
+        camera: The frames' camera.
+        frames: RGB frames.
+        poses: Their cameras' poses (the truth; the attitude is given with an
+            IMU's noise, :data:`IMU_SIGMAS_DEG`, and the height as a rangefinder's).
+        candidates_m: (N, K, 2) centres [m] of each frame's candidate cells, best first.
+
+    Returns:
+        ``verified_share`` and, when some frame verified, ``verified_median_m``,
+        ``verified_p95_m``, ``false_accept_rate`` (verified more than two
+        terminal cells off), ``verified_ellipse95_coverage``; ``refine_ms_p50``.
+    """
+    cell = refiner.grid.terminal_size_m
+    rng = np.random.default_rng(7)
+    errors, inside, times = [], [], []
+    for frame, pose, cands in zip(frames, poses, candidates_m, strict=True):
+        reg = refiner.refine(frame, camera, cands, _imu(pose, "imu", rng), height_m=pose.altitude_m)
+        times.append(reg.timings_ms["refine"])
+        if reg.verified:
+            d = np.array([reg.east_m - pose.east_m, reg.north_m - pose.north_m])
+            errors.append(float(np.hypot(*d)))
+            inside.append(bool(inside_ellipse_95(d[None], reg.covariance_m2[None])[0]))
+    out: dict = {"verified_share": len(errors) / len(frames), "refine_ms_p50": float(np.median(times))}
+    if errors:
+        e = np.array(errors)
+        out |= {
+            "verified_median_m": float(np.median(e)),
+            "verified_p95_m": float(np.percentile(e, 95)),
+            "false_accept_rate": float((e > WITHIN_CELLS * cell).mean()),
+            "verified_ellipse95_coverage": float(np.mean(inside)),
+        }
+    return out
 
 
 def markdown_table(rows: list[dict]) -> str:

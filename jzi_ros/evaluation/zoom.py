@@ -22,15 +22,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import query_raster_problem
-from ..geo import MapDir
+from ..data import AerialConfig, query_raster_problem
+from ..geo import MapDir, Pinhole
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
+from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import as_features
 from ..progress import bar
 from .errors import EvaluationError
 from .metrics import PER_QUERY, zoom_metrics
 from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
+from .registration import refined_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,11 @@ class EvalConfig:
     ``split`` "heldout" keeps them in the cells training held out, "all"
     anywhere), ``data`` a CSV of geotagged images; one or both. ``beam``: the
     beam width compared with greedy search; ``top_k``: candidates kept per
-    query; ``min_confidence``: the localizer's FIX threshold; ``device``:
-    torch device; ``quiet``: no progress bars.
+    query; ``min_confidence``: the localizer's FIX threshold; ``refine``:
+    register the beam's candidates of aerial queries against the map's
+    pyramid (:func:`.registration.refined_metrics`: heading and tilt as an IMU
+    gives them, height as a rangefinder does); ``device``: torch device;
+    ``quiet``: no progress bars.
     """
 
     map: Path
@@ -65,6 +70,7 @@ class EvalConfig:
     beam: int = 4
     top_k: int = 5
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    refine: bool = True
     seed: int = 1
     device: str = "cpu"
     quiet: bool = False
@@ -155,6 +161,9 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     if not calibration.fitted:
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
     sources = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)
+    refiner = Refiner(mapdir.grid, mapdir.pyramid()) if config.refine and mapdir.has_pyramid else None
+    if config.refine and refiner is None:
+        log.warning("%s has no orthophoto pyramid: no registration (add one with jzi build-pyramid)", mapdir.path)
     results: dict[str, dict[str, dict]] = {}
     for source, queries in sources.items():
         log.info("%d queries (%s) on %s", len(queries.images), source, mapdir.grid.describe())
@@ -167,6 +176,11 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
             results[source][name] = zoom_metrics(
                 mapdir.grid, paths, probs, queries.latlon, queries.paths, calibration, config.min_confidence
             )
+        if refiner is not None and queries.poses:  # the beam's candidates, registered against the map
+            centres = mapdir.grid.centers_m(paths.reshape(-1, paths.shape[-1])).reshape(*paths.shape[:2], 2)
+            camera = Pinhole(queries.images[0].shape[1], queries.images[0].shape[0], AerialConfig.hfov_deg)
+            log.info("registering %d queries (%s) against the map", len(queries.images), source)
+            results[source][name] |= refined_metrics(refiner, camera, queries.images, queries.poses, centres)
     seconds = round(time.monotonic() - started, 1)
     report = {
         "map": str(mapdir.path),

@@ -9,8 +9,11 @@ map and the training see only the summer, the camera flies over the autumn.
 2. build the map from the summer one (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells);
 3. train a model on that map with aerial self-supervision (one token per
    view: the fast decoder for a CPU budget of minutes);
-4. fly a simulated camera over the autumn one, inside the map's region, into a rosbag2;
-5. replay the bag through the localizer: metrics and pictures.
+4. fly a simulated camera over the autumn one, inside the map's region, into
+   a rosbag2, with the drone's IMU attitude and rangefinder height;
+5. replay the bag through the localizer, which registers each frame against
+   the map's orthophoto pyramid to verify and refine the zoom's fix: metrics
+   and pictures.
 
 Each step is one call of the library, as a Python program would make it;
 finished steps are reused by the next run (delete the output folder to start over).
@@ -19,13 +22,16 @@ finished steps are reused by the next run (delete the output folder to start ove
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
-from ..data.flight import FlightConfig, write_flight
+from ..data.bags import BagReader
+from ..data.flight import CAMERA_INFO_TOPIC, FlightConfig, write_flight
 from ..data.scene import SceneSpec, write_scene
+from ..errors import JziError
 from ..evaluation import BagEvalConfig, draw_overview, evaluate_bag, format_summary
-from ..geo import MapDir, build_map
+from ..geo import MapDir, add_pyramid, build_map
 from ..progress import bar
 from ..train import TrainConfig, train
 from .train import summary
@@ -37,6 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=2500, help="training steps (default 2500; the result is seeded)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
+
+
+def _has_topic(bag: Path, topic: str) -> bool:
+    """Whether a rosbag2 has ``topic`` (False when it cannot be read)."""
+    try:
+        with BagReader(bag) as reader:
+            return topic in reader.topics
+    except JziError:
+        return False
 
 
 def _step(n: int, text: str) -> None:
@@ -64,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if (map_dir / "map.yaml").exists():
         sources = ", ".join(Path(source["path"]).name for source in MapDir(map_dir).sources)
         print(f"reusing {map_dir} (built from {sources})")
+        if not MapDir(map_dir).has_pyramid:  # a map of an older demo
+            add_pyramid(MapDir(map_dir), progress=bar("orthophoto pyramid", quiet))
+            print(f"added the orthophoto pyramid to {map_dir}")
     else:
         built = build_map([tifs["summer"]], map_dir, levels=2, progress=bar("rendering views", quiet))
         print(f"built {built.grid.describe()}")
@@ -89,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(summary(train(config)))
 
-    _step(4, "flight: a simulated drone camera over the autumn orthophoto of the map's region, written as a rosbag2")
+    _step(4, "flight: a simulated drone over the autumn orthophoto of the map's region (camera, IMU, rangefinder)")
     region = MapDir(map_dir).grid
     flight_config = FlightConfig(
         out=bag,
@@ -105,13 +123,14 @@ def run(args: argparse.Namespace) -> int:
         compressed=True,
         quiet=quiet,
     )
-    if bag.exists():
+    if bag.exists() and _has_topic(bag, flight_config.imu_topic):
         print(f"reusing {bag}")
     else:
+        shutil.rmtree(bag, ignore_errors=True)  # none, or an older demo's flight without the IMU
         flight = write_flight(flight_config)
         print(f"wrote {flight.path}: {flight.frames} frames on {flight.image_topic}, {flight.fixes} fixes")
 
-    _step(5, "evaluation: the bag replayed through the localizer")
+    _step(5, "evaluation: the bag replayed through the localizer (zoom, then registration against the map)")
     report = evaluate_bag(
         BagEvalConfig(
             bag=bag,
@@ -121,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
             gt_topic=flight_config.gt_topic,
             out=out / "eval",
             quiet=quiet,
+            imu_topic=flight_config.imu_topic,
+            height_topic=flight_config.height_topic,
+            camera_info_topic=CAMERA_INFO_TOPIC,
         )
     )
     print(format_summary(report.metrics))

@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MIN_CONFIDENCE,
         help=f"confidence from which a fix is published as FIX (default {DEFAULT_MIN_CONFIDENCE})",
     )
+    p.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="skip registering the beam's candidates of aerial queries against the map's pyramid",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the query frames (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")

@@ -225,6 +225,7 @@ def test_a_map_of_another_region_or_not_indexed_is_refused(trained, tmp_path):
 def test_verified_fixes_are_the_registered_camera_position_with_the_candidate_first(trained):
     map_dir, model, _ = trained
     loc = Localizer(map_dir, model)
+    zoom = Localizer(map_dir, model, config=LocalizerConfig(refine=RefineConfig(enabled=False)))
     assert loc.refiner is not None and loc.refine_summary()["matcher"] == "cfog"
     ortho = LocalOrtho.for_map(loc.map, pad_m=loc.grid.terminal_size_m * 2)
     cam = Pinhole(64, 64, 60.0)
@@ -244,8 +245,10 @@ def test_verified_fixes_are_the_registered_camera_position_with_the_candidate_fi
         assert est.trusted and est.verdict == "ok" and est.inliers >= loc.config.refine.min_inliers
         assert np.hypot(est.east_m - e, est.north_m - n) < 0.1 * cell
         assert est.path == loc.grid.path_at(est.lat, est.lon)
-        # the registered candidate comes first, the others keep their order
-        assert len(est.candidates) == 5 and len({c.path for c in est.candidates}) == 5
+        # the registered candidate comes first, the others keep the zoom's order
+        before = [c.path for c in zoom.localize(frame).candidates]
+        after = [c.path for c in est.candidates]
+        assert sorted(after) == sorted(before) and after[1:] == [p for p in before if p != after[0]]
         assert est.timings_ms["refine"] > 0
     assert verified >= 6
 
@@ -263,3 +266,16 @@ def test_without_a_pyramid_refinement_is_off_and_says_why(trained, tmp_path):
     frame = render_frame(ortho, Pinhole(64, 64, 60.0), CameraPose(0.0, 0.0, 20.0))[0]
     est = loc.localize(frame)
     assert not est.verified and est.verdict == "the map has no orthophoto pyramid"
+
+
+def test_bad_knowledge_is_refused_and_a_registration_that_cannot_run_leaves_the_zooms_fix(trained):
+    map_dir, model, _ = trained
+    loc = Localizer(map_dir, model)
+    ortho = LocalOrtho.for_map(loc.map)
+    frame = render_frame(ortho, Pinhole(64, 64, 60.0), CameraPose(0.0, 0.0, 20.0))[0]
+    for bad in ({"height_m": float("nan")}, {"height_m": 0.0}, {"attitude": Attitude(float("nan"), 0.0, 0.0)}):
+        with pytest.raises(InputError, match="finite"):
+            loc.localize(frame, **bad)
+    est = loc.localize(frame, attitude=Attitude(0.0, 80.0, 0.0), height_m=20.0)  # looking at the horizon
+    assert not est.verified and "tilted" in est.verdict
+    assert est.path == est.candidates[0].path and np.isfinite(est.covariance_m2).all()

@@ -114,8 +114,8 @@ def test_a_feature_at_a_known_position_appears_at_the_pixel_read_says(ortho_map)
             # pixel (r, c) has its centre at (west + (c + 0.5) gsd, north - (r + 0.5) gsd)
             expect_col = (east - box.west_m) / gsd - 0.5
             expect_row = (box.north_m - north) / gsd - 0.5
-            assert cols.mean() == pytest.approx(expect_col, abs=1.0)
-            assert rows.mean() == pytest.approx(expect_row, abs=1.0)
+            assert cols.mean() == pytest.approx(expect_col, abs=0.5)
+            assert rows.mean() == pytest.approx(expect_row, abs=0.5)
 
 
 def test_a_read_of_the_whole_extent_at_its_resolution_is_the_stored_image(ortho_map):

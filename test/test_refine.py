@@ -115,10 +115,13 @@ def test_an_unknown_heading_is_searched_and_recovered(scene):
     assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M
 
 
-def test_a_wrong_heading_from_the_imu_is_refused(scene):
+def test_a_heading_off_the_imus_is_refused(scene):
+    # a rotation-invariant matcher finds the frame's true heading; 30° from the IMU's it is refused
+    sift = RefineConfig(matcher="sift")
     pose = CameraPose(30.0, 20.0, HEIGHT_M, 60.0)
-    reg = _register(scene, pose, (30.0, 20.0), Attitude(150.0, 0.0, 0.0))
-    assert not reg.verified
+    assert _register(scene, pose, (30.0, 20.0), Attitude(60.0, 0.0, 0.0), sift).verified
+    reg = _register(scene, pose, (30.0, 20.0), Attitude(90.0, 0.0, 0.0), sift)
+    assert not reg.verified and "heading" in reg.verdict, reg.verdict
 
 
 def test_similarity_covariance_formula_on_known_values():
@@ -160,3 +163,22 @@ def test_sift_registers_frames_of_the_maps_own_raster(scene):
     reg = _register(scene, pose, (5.0, -25.0), Attitude(10.0, 0.0, 0.0), RefineConfig(matcher="sift"))
     assert reg.verified, reg.verdict
     assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M
+
+
+def test_a_frame_registers_against_the_maps_pyramid_file_within_a_pixel(tmp_path):
+    """The pyramid's pixel grid, the ground view and the matcher agree: no half-pixel shift anywhere."""
+    from conftest import write_tif
+    from rasterio.transform import from_origin
+
+    from jzi_ros.geo import build_map
+
+    tif = write_tif(tmp_path / "town.tif", _town(5), "EPSG:32632", from_origin(465000.0, 5212000.0, GSD_M, GSD_M))
+    mapdir = build_map([tif], tmp_path / "map", grid=4, levels=2, view_px=32)
+    ortho = LocalOrtho.for_map(mapdir, pad_m=30.0)
+    refiner = Refiner(mapdir.grid, mapdir.pyramid())
+    for e, n, yaw in [(-30.0, 25.0, 10.0), (20.0, -15.0, 200.0)]:
+        pose = CameraPose(e, n, HEIGHT_M, yaw, 3.0, -2.0)
+        frame, _ = render_frame(ortho, CAMERA, pose)
+        reg = refiner.refine(frame, CAMERA, np.array([[e + 8, n - 5]]), Attitude(yaw, 3.0, -2.0), height_m=HEIGHT_M)
+        assert reg.verified, reg.verdict
+        assert math.hypot(reg.east_m - e, reg.north_m - n) < GSD_M

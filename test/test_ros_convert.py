@@ -106,11 +106,57 @@ def test_node_parameters_are_read_into_a_frozen_config_that_checks_them():
 
 
 def test_node_statistics_count_frames_and_measure_rate_and_latency():
+    from dataclasses import replace
+
     from jzi_ros.ros.node import NodeStats
 
     stats = NodeStats()
     assert stats.rate_hz == 0.0
     for i in range(5):
-        stats.record(received_s=i * 0.5, done_s=i * 0.5 + 0.1, confidence=0.5 + i / 10)
+        verified = i % 2 == 0
+        est = replace(_estimate(True), confidence=0.5 + i / 10, verified=verified, verdict="ok" if verified else "no")
+        stats.record(received_s=i * 0.5, done_s=i * 0.5 + 0.1, est=est)
     assert stats.processed == 5 and stats.rate_hz == pytest.approx(2.0)
     assert list(stats.latency_ms) == pytest.approx([100.0] * 5) and stats.confidence == pytest.approx(0.9)
+    assert stats.verified == 3 and list(stats.recent_verified) == [True, False, True, False, True]
+    assert stats.verdict == "ok"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hfov_deg": 0.0}, "hfov_deg"),
+        ({"sensor_max_age_s": -1.0}, "sensor_max_age_s"),
+        ({"height_m": -5.0}, "height_m"),
+        ({"yaw_offset_deg": float("nan")}, "yaw_offset_deg"),
+        ({"mount_pitch_deg": 95.0}, "mount_pitch_deg"),
+        ({"matcher": "loftr"}, "unknown matcher"),
+    ],
+)
+def test_node_parameters_out_of_range_are_refused_by_name(params, message):
+    from jzi_ros.errors import JziError
+    from jzi_ros.ros.params import NodeParams
+
+    with pytest.raises(JziError, match=message):
+        NodeParams(**params).localizer_config()
+
+
+def test_imu_range_and_camera_info_messages_convert():
+    from sensor_msgs.msg import CameraInfo, Imu, Range
+
+    from jzi_ros.ros.convert import camera_info_to_pinhole, imu_orientation, range_height
+
+    imu = Imu()
+    imu.orientation.z, imu.orientation.w = np.sin(np.pi / 4), np.cos(np.pi / 4)  # facing north
+    assert imu_orientation(imu) == pytest.approx([0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)])
+    imu.orientation_covariance[0] = -1.0  # "no orientation"
+    assert imu_orientation(imu) is None
+    r = Range()
+    r.range, r.min_range, r.max_range = 12.5, 0.1, 40.0
+    assert range_height(r) == 12.5
+    r.range = float("inf")  # REP-117: nothing in range
+    assert range_height(r) is None
+    info = CameraInfo()
+    info.width, info.height = 640, 480
+    info.k = [320.0, 0.0, 319.5, 0.0, 320.0, 239.5, 0.0, 0.0, 1.0]
+    assert camera_info_to_pinhole(info).hfov_deg == pytest.approx(90.0)

@@ -68,7 +68,9 @@ class BagEvalConfig:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
     ``imu_heading`` False keeps only its tilt), ``height_topic``
     (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
-    (``sensor_msgs/CameraInfo``: intrinsics); "" for none.
+    (``sensor_msgs/CameraInfo``: intrinsics); "" for none; a message more
+    than ``sensor_max_age_s`` from a frame's stamp is stale (the node's
+    parameter of that name).
     """
 
     bag: Path
@@ -91,6 +93,7 @@ class BagEvalConfig:
     imu_heading: bool = True
     height_topic: str = ""
     camera_info_topic: str = ""
+    sensor_max_age_s: float = 0.2
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -136,11 +139,14 @@ class _Sensors(NamedTuple):
     height: HeightTrack | None
     camera: Pinhole | None
 
+    max_age_ns: int
+
     def at(self, stamp_ns: int) -> tuple[np.ndarray | None, float | None]:
-        """The attitude's quaternion and the height [m] at a frame's stamp (None: none or stale)."""
-        q = self.attitude.at(stamp_ns) if self.attitude is not None else None
-        r = self.height.at(stamp_ns) if self.height is not None else None
-        return q, (height_above_ground(r, q) if r is not None else None)
+        """The attitude's quaternion and the height [m] at a frame's stamp (None: none, stale or not positive)."""
+        q = self.attitude.at(stamp_ns, self.max_age_ns) if self.attitude is not None else None
+        r = self.height.at(stamp_ns, self.max_age_ns) if self.height is not None else None
+        height = height_above_ground(r, q) if r is not None else None
+        return q, (height if height is not None and height > 0 else None)
 
 
 def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
@@ -326,6 +332,7 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
             read_attitude_track(reader, config.imu_topic) if config.imu_topic else None,
             read_height_track(reader, config.height_topic) if config.height_topic else None,
             None,
+            int(config.sensor_max_age_s * 1e9),
         )
         if config.camera_info_topic:
             reader.check(config.camera_info_topic, (bags.CAMERA_INFO,), "camera info")

@@ -12,7 +12,9 @@ by a few degrees. Each frame is registered twice:
   candidate): it should be refused.
 
 A *false accept* is a verified registration more than two terminal cells from
-the truth, counted over all verified registrations. The robot's attitude is
+the truth, counted over all verified registrations. Dense matchers work on
+the frame projected at 64 px across (the localizer's default), keypoint
+matchers at the map's own resolution, which they need. The robot's attitude is
 either known as an IMU gives it (heading ±3°, roll and pitch ±0.5°, as
 standard deviations) or known without the heading (searched). The study
 uses the map's in-memory orthophoto, not its pyramid file, so it runs on
@@ -44,6 +46,8 @@ from .errors import EvaluationError
 
 HEADINGS = ("imu", "none")
 """What the robot knows: ``imu`` (heading and tilt, with an IMU's noise) or ``none`` (tilt only)."""
+KEYPOINT_WORK_PX = 1024
+"""Side of the ground-projected frame for keypoint matchers: never coarser than the map (its resolution rules)."""
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
 """Standard deviations [deg] of the simulated IMU's heading, pitch and roll."""
 
@@ -164,7 +168,9 @@ def registration_study(config: RegistrationStudyConfig) -> list[dict]:
                 matcher = encoder_matcher(config.model)
             else:
                 matcher = make_matcher(matcher_name)
-            refiner = Refiner(grid, reference, RefineConfig(candidates=1))
+            # keypoints need detail: they work at the map's own resolution, the dense matchers at 64 px
+            work_px = 64 if isinstance(matcher, DenseMatcher) else KEYPOINT_WORK_PX
+            refiner = Refiner(grid, reference, RefineConfig(candidates=1, work_px=work_px))
             refiner.matcher = matcher
             for mode in config.headings:
                 rows.append(_measure(refiner, cases, cam, mode, cell, name, rasters is not None, matcher_name, config))

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import AerialConfig, query_raster_problem
-from ..geo import MapDir, Pinhole
+from ..data import query_raster_problem
+from ..geo import MapDir
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
@@ -169,18 +169,19 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         log.info("%d queries (%s) on %s", len(queries.images), source, mapdir.grid.describe())
         query = encode_queries(model, queries.images, config.quiet)
         results[source] = {}
-        for name, beam in (("greedy", 1), (f"beam {config.beam}", config.beam)):
+        beam_name = f"beam {config.beam}"
+        for name, beam in (("greedy", 1), (beam_name, config.beam)):
             with torch.inference_mode():
                 res = beam_search(model.decoder, query, feats, beam=beam, top_k=config.top_k)
             paths, probs = res.paths.cpu().numpy(), res.probs.float().cpu().numpy()
             results[source][name] = zoom_metrics(
                 mapdir.grid, paths, probs, queries.latlon, queries.paths, calibration, config.min_confidence
             )
-        if refiner is not None and queries.poses:  # the beam's candidates, registered against the map
-            centres = mapdir.grid.centers_m(paths.reshape(-1, paths.shape[-1])).reshape(*paths.shape[:2], 2)
-            camera = Pinhole(queries.images[0].shape[1], queries.images[0].shape[0], AerialConfig.hfov_deg)
-            log.info("registering %d queries (%s) against the map", len(queries.images), source)
-            results[source][name] |= refined_metrics(refiner, camera, queries.images, queries.poses, centres)
+            if name == beam_name and refiner is not None and queries.poses:  # its candidates, registered
+                centres = mapdir.grid.centers_m(paths.reshape(-1, paths.shape[-1])).reshape(*paths.shape[:2], 2)
+                camera = training_aerial_config(model.cfg.encoder.image_px, train_args).camera
+                log.info("registering %d queries (%s) against the map", len(queries.images), source)
+                results[source][name] |= refined_metrics(refiner, camera, queries.images, queries.poses, centres)
     seconds = round(time.monotonic() - started, 1)
     report = {
         "map": str(mapdir.path),

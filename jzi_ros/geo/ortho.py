@@ -99,10 +99,11 @@ class LocalOrtho:
     def read(self, bounds: BoundsM, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8 and valid (H, W) bool of ``bounds`` [m] at ``gsd_m`` [m/px].
 
-        The same contract as the map's pyramid (:class:`~jzi_ros.geo.pyramid.Pyramid`):
+        The pixel grid of the map's pyramid (:class:`~jzi_ros.geo.pyramid.Pyramid`):
         W and H are the bounds' width and height over ``gsd_m``, rounded; pixel
         (r, c) has its centre at (west + (c + 0.5) gsd, north - (r + 0.5) gsd);
-        outside the orthophoto 0 and False.
+        outside the orthophoto 0 and False. Unlike the pyramid, it samples the
+        nearest pyramid level bilinearly and marks a pixel valid by its centre.
         """
         width = max(1, round((bounds.east_m - bounds.west_m) / gsd_m))
         height = max(1, round((bounds.north_m - bounds.south_m) / gsd_m))

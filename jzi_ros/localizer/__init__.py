@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..geo.camera import Mount, Pinhole, height_above_ground
 from ..images import to_rgb
 from ..lazy import lazy_attributes
 from .calibration import WITHIN_CELLS, Calibration, fit_calibration
@@ -39,12 +40,15 @@ __all__ = [
     "Candidate",
     "Estimate",
     "InputError",
+    "Mount",
+    "Pinhole",
     "Localizer",
     "LocalizerConfig",
     "Prior",
     "PriorError",
     "check_region",
     "fit_calibration",
+    "height_above_ground",
     "ellipse_95",
     "index_map",
     "inside_ellipse_95",

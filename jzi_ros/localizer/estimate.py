@@ -21,8 +21,9 @@ CHI2_95_2DOF = 5.991464547107979
 a 2-D Gaussian puts 95 % of its mass inside ``d^T Sigma^-1 d <= CHI2_95_2DOF``."""
 
 VERIFIED_CONFIDENCE = 0.99
-"""Confidence of a verified fix: on the shared cross-source data at most 1 % of
-verified fixes lie more than two terminal cells off (README, "Refinement")."""
+"""Confidence of a verified fix: on the cross-source flights of the README's
+Results ("Verified against the map") at most 1 % of verified fixes with the
+IMU's heading lie more than two terminal cells off."""
 
 VERTICAL_VARIANCE_M2 = 1.0e4
 """Default variance [m²] of a fix's altitude, which the localizer does not measure."""
@@ -53,7 +54,8 @@ class Estimate:
     (the registered one first), the terminal cell side [m] and timings [ms] of each stage.
     ``verified``: the frame was registered against the map around a candidate
     and passed every check; ``verdict``: "ok", or why it was not verified
-    ("" when no refinement ran); ``inliers``: the registration's agreeing
+    (also why no registration ran: "refinement is off", "the map has no
+    orthophoto pyramid"); ``inliers``: the registration's agreeing
     correspondences.
     """
 

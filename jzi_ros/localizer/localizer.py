@@ -7,17 +7,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from ..errors import JziError
 from ..geo import MapDir, Pinhole, ZoomGrid
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
 from .calibration import Calibration
-from .errors import LocalizerError, PriorError
+from .errors import InputError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
-from .refine import Attitude, RefineConfig, Refiner
+from .refine import Attitude, RefineConfig, Refiner, Registration
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -53,6 +55,16 @@ class Prior:
     lat: float
     lon: float
     covariance_m2: np.ndarray
+
+
+def _check_knowledge(attitude: Attitude | None, height_m: float | None) -> None:
+    """InputError unless the attitude's angles are finite and the height finite and positive."""
+    if height_m is not None and not (math.isfinite(height_m) and height_m > 0):
+        raise InputError(f"the height above ground must be finite and positive, not {height_m}")
+    if attitude is not None:
+        angles = (attitude.yaw_deg, attitude.pitch_deg, attitude.roll_deg)
+        if not all(a is None or math.isfinite(a) for a in angles):
+            raise InputError(f"the attitude's angles must be finite, not {angles}")
 
 
 class Localizer:
@@ -105,15 +117,13 @@ class Localizer:
         return {"on": True, "matcher": self.config.refine.matcher, "candidates": self.config.refine.candidates}
 
     def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
-        """The frame's camera: ``camera`` when given, else a pinhole of ``hfov_deg`` the size of the image."""
-        if camera is not None:
-            if (camera.height_px, camera.width_px) != image.shape[:2]:
-                raise LocalizerError(
-                    f"the camera's intrinsics are for {camera.width_px}x{camera.height_px} px "
-                    f"but the frame is {image.shape[1]}x{image.shape[0]} px"
-                )
-            return camera
-        return Pinhole(image.shape[1], image.shape[0], self.config.hfov_deg)
+        """The frame's camera: the field of view of ``camera`` (else ``hfov_deg``) at the image's size.
+
+        Intrinsics scale with the image, so a camera info of the full-size
+        image serves a resized or compressed stream too.
+        """
+        hfov_deg = camera.hfov_deg if camera is not None else self.config.hfov_deg
+        return Pinhole(image.shape[1], image.shape[0], hfov_deg)
 
     def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
         """Deepest cell (shorter than terminal) that holds the prior's box."""
@@ -150,9 +160,16 @@ class Localizer:
         What the robot knows improves the registration against the map:
         ``camera`` (intrinsics; default a pinhole of ``hfov_deg``), ``attitude``
         (heading and tilt of the camera) and ``height_m`` (above ground [m];
-        default the height at which the model was trained to see the ground).
+        without it three heights around the one at which the model was trained
+        to see the ground are tried).
+
+        Raises:
+            InputError: the image cannot be used, or the attitude or height is
+                not finite (or the height not positive).
+            PriorError: the prior cannot be used.
         """
         t0 = time.perf_counter()
+        _check_knowledge(attitude, height_m)
         rgb = to_rgb(image, encoding)
         t1 = time.perf_counter()
         query = self.backend.encode([rgb])
@@ -177,14 +194,18 @@ class Localizer:
         if self.refiner is not None:
             cam = self.camera(rgb, camera)
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
-            reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m)
+            try:
+                reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m)
+            except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
+                # the zoom's estimate stands; the reason goes with it
+                reg = Registration(False, f"registration failed: {exc}")
             verified, verdict, inliers = reg.verified, reg.verdict, reg.inliers
             if reg.verified:
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2, VERIFIED_CONFIDENCE
                 paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
-                if inside[0]:
-                    path = tuple(int(a) for a in paths_in[0])
+                # outside the region (the pyramid's margin) the registered candidate's cell names it
+                path = tuple(int(a) for a in paths_in[0]) if inside[0] else cands[reg.candidate].path
                 cands.insert(0, cands.pop(reg.candidate))
         mu, cov = self._smooth(position, cov, stamp_s)
         lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))

@@ -301,12 +301,13 @@ class KeypointMatcher:
             return empty
         norm = cv2.NORM_HAMMING if self.detector in ("orb", "akaze") else cv2.NORM_L2
         pairs = cv2.BFMatcher(norm).knnMatch(dq, dr, k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        kept = [p for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        good = [p[0] for p in kept]
         if not good:
             return empty
         qp = np.array([kq[m.queryIdx].pt for m in good], float)
         rp = np.array([kr[m.trainIdx].pt for m in good], float)
-        sc = np.array([1.0 - m.distance / (pairs[0][0].distance + m.distance + 1e-6) for m in good])
+        sc = np.array([1.0 - p[0].distance / (p[1].distance + 1e-6) for p in kept])  # the ratio test's margin
         return Matches(qp, rp, sc)
 
 

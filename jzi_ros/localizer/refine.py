@@ -14,7 +14,7 @@ centre's, so a tilted camera's fix is not biased by its tilt:
 - **Attitude known** (the IMU's roll and pitch; heading known or searched):
   the view is already corrected for tilt and centred on the camera's nadir
   point, so a similarity ``ground = s R(a) rel + t`` fitted to the inliers
-  (MAGSAC-like RANSAC, then least squares: :func:`fit_similarity`) gives the
+  (RANSAC, then least squares: :func:`fit_similarity`) gives the
   position ``t``, the height's error ``s`` and the heading's ``a``.
   Covariance: ``s² (Xᵀ X)⁻¹`` of the linear fit, ``s²`` the residuals'
   variance ``Σ r² / (2n - 4)`` (at least ``(min_sigma_px · gsd)²``); its
@@ -44,7 +44,7 @@ times the runner-up: a distinct match on ground that changed); inliers spread ov
 directions); the best global match distinct from the runner-up
 (``min_distinctiveness``); a plausible height (within ``height_tolerance`` of
 the known height, or of the searched range); a tilt below ``max_tilt_deg``; a
-heading within ``max_heading_error_deg`` of the known one; small residuals.
+heading within ``max_heading_error_deg`` of the known one.
 """
 
 from __future__ import annotations
@@ -95,12 +95,12 @@ class RefineConfig:
     min_inlier_share: float = 0.6
     min_spread: float = 0.4
     min_distinctiveness: float = 1.15
+    min_distinctiveness_searched: float = 1.5
     sure_distinctiveness: float = 2.0
     sure_inlier_share: float = 0.4
     height_tolerance: float = 0.1
     max_tilt_deg: float = 30.0
     max_heading_error_deg: float = 10.0
-    max_reprojection_px: float = 2.0
     min_sigma_px: float = 0.3
     floor_px: float = 0.5
     heights: tuple[float, ...] = (0.75, 1.0, 1.33)
@@ -176,7 +176,8 @@ class Registration:
     timings_ms: dict = field(default_factory=dict)
 
 
-REFUSED_NO_MAP = "no orthophoto pyramid"
+MAX_VIEW_FOOTPRINTS = 4.0
+"""A frame whose ground footprint is this many times longer than wide is too oblique to register."""
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -208,6 +209,8 @@ def ground_view(frame_grey: np.ndarray, camera: Pinhole, pose: CameraPose, gsd_m
     if (corners[2] <= 0).any():
         raise LocalizerError("the camera sees the horizon; it cannot be registered against the map")
     ground = corners[:2] / corners[2]
+    if np.ptp(ground, axis=1).max() > MAX_VIEW_FOOTPRINTS * np.ptp(ground, axis=1).min():
+        raise LocalizerError("the view is too oblique to register against the map")
     west, east = ground[0].min(), ground[0].max()
     south, north = ground[1].min(), ground[1].max()
     width = max(8, int(math.ceil((east - west) / gsd_m)))
@@ -316,7 +319,13 @@ class Refiner:
         c = self.config
         if height_m is None and assumed_height_m is None:
             raise LocalizerError("registration needs the camera's height (height_m) or an assumed height")
-        heights = [float(height_m)] if height_m is not None else [assumed_height_m * f for f in c.heights]  # type: ignore[operator]
+        if height_m is not None:
+            heights = [float(height_m)]
+            band = (height_m * (1 - c.height_tolerance), height_m * (1 + c.height_tolerance))
+        else:
+            assumed = float(assumed_height_m)  # type: ignore[arg-type]
+            heights = [assumed * f for f in c.heights]
+            band = (min(heights) / (1 + c.height_tolerance), max(heights) * (1 + c.height_tolerance))
         g = grey(frame_rgb)
         cell = self.grid.terminal_size_m
         searched: list[tuple[np.ndarray, float]] = []
@@ -325,7 +334,7 @@ class Refiner:
             if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
                 continue  # an earlier crop already covered this candidate's cell
             for h in heights:
-                reg = self._register(g, camera, centre, attitude, h, height_m is not None)
+                reg = self._register(g, camera, centre, attitude, h, band)
                 reg = replace(reg, candidate=idx)
                 if best is None or _better(reg, best):
                     best = reg
@@ -349,9 +358,12 @@ class Refiner:
         centre_m: np.ndarray,
         attitude: Attitude,
         height_m: float,
-        height_known: bool,
+        band: tuple[float, float],
     ) -> Registration:
         c = self.config
+        tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
+        if tilt > c.max_tilt_deg:
+            return Registration(False, f"the camera is tilted {tilt:.0f}°, more than {c.max_tilt_deg:.0f}°")
         pose = CameraPose(
             0.0, 0.0, height_m, attitude.yaw_deg or 0.0, attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0
         )
@@ -377,7 +389,7 @@ class Refiner:
         m = self.matcher.match(view.image, view.valid, ref, attitude.yaw_deg is not None)
         t2 = time.perf_counter()
         timings["match"] = (t2 - t1) * 1e3
-        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, height_known)
+        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band)
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         return replace(reg, timings_ms=timings)
 
@@ -390,7 +402,7 @@ class Refiner:
         camera: Pinhole,
         attitude: Attitude,
         height_m: float,
-        height_known: bool,
+        band: tuple[float, float],
     ) -> Registration:
         c = self.config
         base: dict[str, Any] = {"matches": len(m), "distinctiveness": m.distinctiveness, "peak": m.peak, "gsd_m": gsd}
@@ -414,7 +426,8 @@ class Refiner:
         inl = mask.ravel().astype(bool)
         n_in = int(inl.sum())
         base["inliers"] = n_in
-        share = c.sure_inlier_share if m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
+        measured = math.isfinite(m.distinctiveness)  # keypoint matchers do not measure it
+        share = c.sure_inlier_share if measured and m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
         need = max(c.min_inliers, math.ceil(share * len(m)))
         if n_in < need:
             return Registration(False, f"{n_in} of {len(m)} matches agree; {need} needed", **base)
@@ -422,16 +435,15 @@ class Refiner:
         span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
         if span.min() < c.min_spread:
             return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
-        if m.distinctiveness < c.min_distinctiveness:
+        least = c.min_distinctiveness if attitude.yaw_deg is not None else c.min_distinctiveness_searched
+        if measured and m.distinctiveness < least:
             return Registration(
                 False, f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up", **base
             )
         if tilt_known:
-            return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, height_known, m.overlap)
+            return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, band, m.overlap)
         origin = ground.mean(0)
         obj = np.c_[ground - origin, np.zeros(len(ground))]
-        px_per_m = camera.focal_px / height_m
-        thr = max(1.5 * gsd * px_per_m, 1.0)
         k = camera.K
         obj_in, img_in = obj[inl].astype(np.float64), img_pts[inl].astype(np.float64)
         ok, rvecs, tvecs, _ = cv2.solvePnPGeneric(obj_in, img_in, k, None, flags=cv2.SOLVEPNP_IPPE)
@@ -463,7 +475,7 @@ class Refiner:
             covariance_m2=cov2,
             reprojection_px=rms,
         )
-        return self._verdict(found, rms / thr, attitude, height_m, height_known)
+        return self._verdict(found, attitude, band)
 
     def _similarity(
         self,
@@ -473,7 +485,7 @@ class Refiner:
         gsd: float,
         attitude: Attitude,
         height_m: float,
-        height_known: bool,
+        band: tuple[float, float],
         overlap: float,
     ) -> Registration:
         """The camera's nadir point from a similarity between the tilt-corrected view and the map (attitude known).
@@ -498,20 +510,16 @@ class Refiner:
             covariance_m2=overlap * cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_px,
         )
-        return self._verdict(found, rms_px / 1.5, attitude, height_m, height_known)
+        return self._verdict(found, attitude, band)
 
-    def _verdict(
-        self, found: dict, rms_rel: float, attitude: Attitude, height_m: float, height_known: bool
-    ) -> Registration:
-        """The checks of the module docstring on a pose; ``rms_rel``: residual RMS over the inlier threshold."""
+    def _verdict(self, found: dict, attitude: Attitude, band: tuple[float, float]) -> Registration:
+        """The checks of the module docstring on a pose; ``band``: the plausible heights [m]."""
         c = self.config
         h = found["height_m"]
-        lo, hi = height_m * (1 - c.height_tolerance), height_m * (1 + c.height_tolerance)
-        if not height_known:
-            lo = height_m * min(c.heights) / (1 + c.height_tolerance)
-            hi = height_m * max(c.heights) * (1 + c.height_tolerance)
-        if not lo <= h <= hi:
-            return Registration(False, f"implausible height {h:.1f} m (expected {lo:.1f}..{hi:.1f} m)", **found)
+        if not band[0] <= h <= band[1]:
+            return Registration(
+                False, f"implausible height {h:.1f} m (expected {band[0]:.1f}..{band[1]:.1f} m)", **found
+            )
         if found["tilt_deg"] > c.max_tilt_deg:
             return Registration(
                 False, f"implausible tilt {found['tilt_deg']:.0f}° (at most {c.max_tilt_deg:.0f}°)", **found
@@ -520,10 +528,6 @@ class Refiner:
             off = abs((found["yaw_deg"] - attitude.yaw_deg + 180) % 360 - 180)
             if off > c.max_heading_error_deg:
                 return Registration(False, f"heading {off:.0f}° off the attitude's", **found)
-        if rms_rel > c.max_reprojection_px:
-            return Registration(
-                False, f"residuals {rms_rel:.1f}x the inlier threshold, above {c.max_reprojection_px:.1f}x", **found
-            )
         return Registration(True, "ok", **found)
 
 

@@ -8,9 +8,8 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
-from ..geo import Pinhole
 from ..images import ENCODINGS, decode_compressed, decode_raw
-from ..localizer import Estimate, InputError, Prior
+from ..localizer import Estimate, InputError, Pinhole, Prior
 
 try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
     from cv_bridge import CvBridge

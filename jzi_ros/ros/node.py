@@ -29,9 +29,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..errors import JziError
-from ..geo import Pinhole
-from ..geo.camera import height_above_ground
-from ..localizer import Estimate, InputError, Localizer, PriorError
+from ..localizer import Estimate, InputError, Localizer, Pinhole, PriorError, height_above_ground
 from ..localizer.refine import Attitude
 from .convert import (
     camera_info_to_pinhole,
@@ -44,6 +42,9 @@ from .convert import (
     range_height,
 )
 from .params import PARAMETERS, NodeParams
+
+SENSOR_HISTORY = 200
+"""IMU and height messages kept to be looked up at a frame's stamp (4 s of a 50 Hz IMU)."""
 
 
 class LatestFrame:
@@ -88,6 +89,7 @@ class NodeStats:
 
     processed: int = 0
     rejected: int = 0
+    failed: int = 0
     verified: int = 0
     stale_attitude: int = 0
     stale_height: int = 0
@@ -135,8 +137,9 @@ class LocalizerNode(Node):
         self.prior: tuple[NavSatFix, float] | None = None
         if p.prior_topic:
             self.create_subscription(NavSatFix, p.prior_topic, self.on_prior, 10)
-        self.attitude: tuple[int, np.ndarray] | None = None  # (stamp [ns], body quaternion)
-        self.range: tuple[int, float] | None = None  # (stamp [ns], range [m])
+        # recent (stamp [ns], body quaternion) and (stamp [ns], range [m]): looked up at each frame's stamp
+        self.attitudes: deque[tuple[int, np.ndarray]] = deque(maxlen=SENSOR_HISTORY)
+        self.ranges: deque[tuple[int, float]] = deque(maxlen=SENSOR_HISTORY)
         self.camera: Pinhole | None = None
         if p.imu_topic:
             self.create_subscription(Imu, p.imu_topic, self.on_imu, qos_profile_sensor_data)
@@ -192,13 +195,13 @@ class LocalizerNode(Node):
         """IMU callback: keep the newest orientation with its stamp."""
         q = imu_orientation(msg)
         if q is not None:
-            self.attitude = (_stamp_ns(msg.header), q)
+            self.attitudes.append((_stamp_ns(msg.header), q))
 
     def on_range(self, msg: Range) -> None:
         """Rangefinder callback: keep the newest valid range with its stamp."""
         r = range_height(msg)
         if r is not None:
-            self.range = (_stamp_ns(msg.header), r)
+            self.ranges.append((_stamp_ns(msg.header), r))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Camera info callback: keep the intrinsics; one that cannot be used is reported."""
@@ -213,20 +216,16 @@ class LocalizerNode(Node):
         max_ns = p.sensor_max_age_s * 1e9
         hfov = self.camera.hfov_deg if self.camera is not None else p.hfov_deg
         camera = Pinhole(image_shape[1], image_shape[0], hfov)  # intrinsics scale with the image
-        q = None
-        if p.imu_topic:
-            if self.attitude is not None and abs(stamp_ns - self.attitude[0]) <= max_ns:
-                q = self.attitude[1]
-            else:
-                self.stats.stale_attitude += 1
+        q = _nearest(self.attitudes, stamp_ns, max_ns) if p.imu_topic else None
+        self.stats.stale_attitude += bool(p.imu_topic) and q is None
         attitude = Attitude.from_body(q, p.mount, p.imu_heading, p.yaw_offset_deg) if q is not None else None
         height = p.height_m if p.height_m > 0 else None
         if p.height_topic:
-            height = None
-            if self.range is not None and abs(stamp_ns - self.range[0]) <= max_ns:
-                height = height_above_ground(self.range[1], q)
-            else:
-                self.stats.stale_height += 1
+            r = _nearest(self.ranges, stamp_ns, max_ns)
+            height = height_above_ground(r, q) if r is not None else None
+            if height is not None and height <= 0:  # a body upside down or a bogus range
+                height = None
+            self.stats.stale_height += height is None
         return camera, attitude, height
 
     def work(self) -> None:
@@ -241,7 +240,11 @@ class LocalizerNode(Node):
             if item is None:
                 continue
             last_start = time.monotonic()
-            self.process(*item)
+            try:
+                self.process(*item)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
+                self.stats.failed += 1
+                self.get_logger().error(f"frame failed ({type(exc).__name__}): {exc}", throttle_duration_sec=2.0)
 
     def process(self, msg: Image | CompressedImage, received_s: float) -> None:
         """Localize one frame and publish its fix; a frame that cannot be used is counted and skipped."""
@@ -290,6 +293,7 @@ class LocalizerNode(Node):
             "frames_processed": s.processed,
             "frames_dropped": self.mailbox.dropped,
             "frames_rejected": s.rejected,
+            "frames_failed": s.failed,
             "rate_hz": f"{s.rate_hz:.2f}",
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}",
@@ -306,6 +310,14 @@ class LocalizerNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]
         self.diag_pub.publish(msg)
+
+
+def _nearest(history: deque, stamp_ns: int, max_ns: float):
+    """The value of the (stamp [ns], value) pair nearest in time to ``stamp_ns``; None beyond ``max_ns``."""
+    if not history:
+        return None
+    stamp, value = min(history, key=lambda item: abs(item[0] - stamp_ns))
+    return value if abs(stamp - stamp_ns) <= max_ns else None
 
 
 def _stamp_ns(header) -> int:

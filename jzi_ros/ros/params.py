@@ -7,12 +7,12 @@ in ``config/localize.yaml``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import JziError
-from ..geo.camera import Mount
-from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig
+from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount
 from ..localizer.refine import RefineConfig
 
 
@@ -70,6 +70,16 @@ class NodeParams:
     def __post_init__(self) -> None:
         if self.transport not in ("raw", "compressed"):
             raise JziError(f"transport must be raw or compressed, not {self.transport!r}")
+        if not 0 < self.hfov_deg < 180:
+            raise JziError(f"hfov_deg must be within 0..180 (exclusive), not {self.hfov_deg}")
+        if not (math.isfinite(self.sensor_max_age_s) and self.sensor_max_age_s >= 0):
+            raise JziError(f"sensor_max_age_s must be 0 or more, not {self.sensor_max_age_s}")
+        if not (math.isfinite(self.height_m) and self.height_m >= 0):
+            raise JziError(f"height_m must be 0 (unknown) or a height above ground, not {self.height_m}")
+        if not all(math.isfinite(v) for v in (self.yaw_offset_deg, self.mount_image_rotation_deg)):
+            raise JziError("yaw_offset_deg and mount_image_rotation_deg must be finite")
+        if not -90 < self.mount_pitch_deg < 90:
+            raise JziError(f"mount_pitch_deg must be within -90..90 (exclusive), not {self.mount_pitch_deg}")
 
     @property
     def min_period_s(self) -> float:

@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--height-topic", default="", help="sensor_msgs/Range topic: height above ground (default none)")
     p.add_argument("--camera-info-topic", default="", help="sensor_msgs/CameraInfo topic: intrinsics (default none)")
+    p.add_argument(
+        "--sensor-max-age-s",
+        type=float,
+        default=0.2,
+        help="IMU and height messages more than this from a frame's stamp are stale (default 0.2, the node's)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
 

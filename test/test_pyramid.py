@@ -146,7 +146,38 @@ def test_a_read_at_4x_the_gsd_matches_a_downsampled_full_resolution_read(ortho_m
         assert np.corrcoef(coarse.mean(-1).ravel(), pooled.mean(-1).ravel())[0, 1] > 0.95
 
 
-def test_outside_the_pyramid_is_black_and_invalid_and_a_crop_across_its_edge_partly_valid(ortho_map):
+@pytest.fixture
+def from_file(monkeypatch):
+    """Read through GDAL (the path of pyramids too large to keep in memory), not from the decoded copy."""
+    import jzi_ros.geo.pyramid as pyramid_module
+
+    monkeypatch.setattr(pyramid_module, "MEMORY_PIXELS", 0)
+
+
+def test_a_small_pyramid_is_read_from_memory_as_from_the_file(ortho_map, monkeypatch):
+    import jzi_ros.geo.pyramid as pyramid_module
+
+    grid = ortho_map.grid
+    half = grid.size_m / 2
+    boxes = [BoundsM(-half / 2, -half / 3, half / 4, half / 2), BoundsM(-half, -half, half, half)]
+    for box in boxes:
+        for gsd in (0.7, 1.3, 3.1):
+            with ortho_map.pyramid() as pyr:
+                mem_rgb, mem_valid = pyr.read(box, gsd)
+                assert pyr._memory is not None
+            monkeypatch.setattr(pyramid_module, "MEMORY_PIXELS", 0)
+            with ortho_map.pyramid() as pyr:
+                file_rgb, file_valid = pyr.read(box, gsd)
+                assert pyr._memory is None
+            monkeypatch.undo()
+            assert mem_rgb.shape == file_rgb.shape
+            both = mem_valid & file_valid
+            assert both.sum() >= 0.9 * file_valid.sum()  # they may differ on edge pixels only
+            diff = np.abs(mem_rgb[both].astype(int) - file_rgb[both].astype(int))
+            assert diff.mean() < 8.0, (box, gsd, diff.mean())
+
+
+def test_outside_the_pyramid_is_black_and_invalid_and_a_crop_across_its_edge_partly_valid(ortho_map, from_file):
     with ortho_map.pyramid() as pyr:
         b = pyr.bounds
         rgb, valid = pyr.read(BoundsM(b.east_m + 10, 0.0, b.east_m + 50, 20.0), 0.5)
@@ -261,7 +292,7 @@ def test_a_missing_or_corrupt_pyramid_file_is_refused_with_the_fix(tmp_path):
 # -- the real Zürich orthophoto (SWISSIMAGE, EPSG:2056, 0.5 m/px) -------------------------------------
 
 
-def test_zurich_pyramid_crops_match_the_rasters_own_pixels(tmp_path):
+def test_zurich_pyramid_crops_match_the_rasters_own_pixels(tmp_path, from_file):
     tif = shared("zurich", "zurich_altstetten_0p5m.tif")
     to_wgs84 = pyproj.Transformer.from_crs("EPSG:2056", "EPSG:4326", always_xy=True)
     to_lv95 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:2056", always_xy=True)

@@ -133,6 +133,18 @@ def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0) -> np.ndarray:
     return chans / (norm + np.float32(eps))
 
 
+def _integral(image: np.ndarray) -> np.ndarray:
+    """(H + 1, W + 1, C) sums of an (H, W, C) image over every top-left rectangle."""
+    out = np.zeros((image.shape[0] + 1, image.shape[1] + 1, image.shape[2]), np.float64)
+    out[1:, 1:] = image.cumsum(0).cumsum(1)
+    return out
+
+
+def _box(integral: np.ndarray, r0: int, c0: int, h: int, w: int):
+    """The sum over the box of ``h`` x ``w`` pixels from (r0, c0), from an integral image."""
+    return integral[r0 + h, c0 + w] - integral[r0, c0 + w] - integral[r0 + h, c0] + integral[r0, c0]
+
+
 def _parabola(left: float, mid: float, right: float) -> float:
     """Offset of the vertex of a parabola through three equally spaced values (in -0.5..0.5)."""
     den = left - 2 * mid + right
@@ -169,23 +181,26 @@ class DenseMatcher:
         """
         hq, wq = qmask.shape
         hr, wr = ref.shape[:2]
-        qz = (q - q[qmask].mean(0)) * qmask[..., None]
-        qn = math.sqrt(float((qz * qz).sum())) + 1e-6
+        maskf = qmask.astype(np.float32)
+        qz = (q - np.einsum("hwc,hw->c", q, maskf) / max(float(maskf.sum()), 1.0)) * maskf[..., None]
+        qn = math.sqrt(float(np.einsum("hwc,hwc->", qz, qz))) + 1e-6
         fh, fw = cv2.getOptimalDFTSize(hr), cv2.getOptimalDFTSize(wr)
-        acc = np.zeros((fh, fw), np.float32)
-        # correlation = IFFT(FFT(ref) * conj(FFT(q))), summed over channels
-        spec = np.zeros((fh, fw // 2 + 1), np.complex64)
-        ref_c = np.ascontiguousarray(ref.transpose(2, 0, 1))
-        q_c = np.ascontiguousarray(qz.transpose(2, 0, 1))
-        for k in range(q.shape[-1]):  # per channel: faster than one batched transform here
-            spec += np.fft.rfft2(ref_c[k], (fh, fw)) * np.conj(np.fft.rfft2(q_c[k], (fh, fw)))
-        acc = np.fft.irfft2(spec, (fh, fw)).astype(np.float32)
+
+        def spectrum(image: np.ndarray) -> np.ndarray:  # OpenCV's packed real spectrum, zero-padded
+            h, w = image.shape
+            padded = cv2.copyMakeBorder(image, 0, fh - h, 0, fw - w, cv2.BORDER_CONSTANT, value=0)
+            return cv2.dft(padded)
+
+        # correlation = IDFT(DFT(ref) * conj(DFT(q))), summed over channels
+        spec = np.zeros((fh, fw), np.float32)
+        for k in range(q.shape[-1]):
+            r_k, q_k = np.ascontiguousarray(ref[..., k]), np.ascontiguousarray(qz[..., k])
+            spec += cv2.mulSpectrums(spectrum(r_k), spectrum(q_k), 0, conjB=True)
+        out = cv2.idft(spec, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)[: hr - hq + 1, : wr - wq + 1]
         # local energy of the reference under the query's mask, for normalization
-        e = (ref * ref).sum(-1)
-        fe = np.fft.rfft2(e, (fh, fw)) * np.conj(np.fft.rfft2(qmask.astype(np.float32), (fh, fw)))
-        energy = np.fft.irfft2(fe, (fh, fw)).astype(np.float32)
-        out = acc[: hr - hq + 1, : wr - wq + 1]
-        energy = energy[: hr - hq + 1, : wr - wq + 1]
+        e = np.ascontiguousarray(np.einsum("hwc,hwc->hw", ref, ref))
+        fe = cv2.mulSpectrums(spectrum(e), spectrum(maskf), 0, conjB=True)
+        energy = cv2.idft(fe, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)[: hr - hq + 1, : wr - wq + 1]
         # a floor on the reference's energy: flat ground (water, fields) must not win by having none
         en = np.sqrt(np.maximum(energy, max(0.5 * float(np.median(energy)), 1e-6)))
         return out / (qn * en)
@@ -227,18 +242,19 @@ class DenseMatcher:
         # the fine stage: each patch of the query, searched within ±search_px of the global offset
         s = c.search_px
         ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
+        mask_sum = _integral(mask.astype(np.float32)[..., None])[..., 0]
+        q_sum = _integral(q)
         qpts, rpts, scores = [], [], []
         for r0 in range(0, hq - ph + 1, max(1, round(ph * c.stride))):
             for c0 in range(0, wq - pw + 1, max(1, round(pw * c.stride))):
-                pm = mask[r0 : r0 + ph, c0 : c0 + pw]
-                if pm.mean() < c.min_patch_valid:
+                if _box(mask_sum, r0, c0, ph, pw) < c.min_patch_valid * ph * pw:
                     continue
                 patch = q[r0 : r0 + ph, c0 : c0 + pw]
                 ry, rx = y0 + r0 - s, x0 + c0 - s
                 if ry < 0 or rx < 0 or ry + ph + 2 * s > hr or rx + pw + 2 * s > wr:
                     continue
                 window = ref[ry : ry + ph + 2 * s, rx : rx + pw + 2 * s]
-                pz = patch - patch.mean((0, 1))
+                pz = (patch - _box(q_sum, r0, c0, ph, pw) / (ph * pw)).astype(np.float32)
                 sc = cv2.matchTemplate(window, pz, cv2.TM_CCORR)  # summed over the channels
                 yy, xx = np.unravel_index(int(np.argmax(sc)), sc.shape)
                 if not (0 < yy < 2 * s and 0 < xx < 2 * s):
@@ -248,7 +264,7 @@ class DenseMatcher:
                 centre = np.array([c0 + (pw - 1) / 2, r0 + (ph - 1) / 2])
                 qpts.append(centre)
                 rpts.append(centre + np.array([x0 - s + xx + dx, y0 - s + yy + dy]))
-                scores.append(float(sc[yy, xx]) / (np.sqrt((pz * pz).sum()) + 1e-6))
+                scores.append(float(sc[yy, xx]) / (math.sqrt(float(np.einsum("hwc,hwc->", pz, pz))) + 1e-6))
         if not qpts:
             return Matches(empty.query_px, empty.reference_px, empty.score, angle, ratio, peak, (x0, y0), edge)
         qarr = np.array(qpts, float)

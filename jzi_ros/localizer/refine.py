@@ -182,8 +182,9 @@ MAX_VIEW_FOOTPRINTS = 4.0
 
 def grey(rgb: np.ndarray) -> np.ndarray:
     """A frame as float32 grey (the mean of its channels, robust to any colour balance)."""
-    img = rgb.astype(np.float32)
-    return img.mean(-1) if img.ndim == 3 else img
+    if rgb.ndim == 3:
+        rgb = cv2.transform(np.ascontiguousarray(rgb), np.full((1, rgb.shape[2]), 1 / rgb.shape[2], np.float32))
+    return rgb.astype(np.float32)
 
 
 @dataclass(frozen=True)

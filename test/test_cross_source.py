@@ -24,8 +24,9 @@ from jzi_ros.data import (
 from jzi_ros.data.scene import SceneSpec, write_scene
 from jzi_ros.geo import MapDir, build_map
 from jzi_ros.images import decode_message
-from jzi_ros.localizer import Calibration, Localizer, fit_calibration
+from jzi_ros.localizer import Calibration, Localizer, LocalizerConfig, fit_calibration
 from jzi_ros.localizer.calibration import ellipse_hits, raw_confidence
+from jzi_ros.localizer.refine import RefineConfig
 from jzi_ros.train import TrainConfig, TrainError
 
 SPEC = SceneSpec(size_px=512, seed=11)
@@ -184,9 +185,12 @@ def test_the_localizer_applies_the_checkpoints_calibration_and_its_ellipse_misse
     map_path, model_path, _ = trained
     mapdir = MapDir(map_path)
     autumn = write_scene(tmp_path / "autumn.tif", SceneSpec(size_px=512, seed=11, season="autumn"))
-    fitted = Localizer(mapdir, model_path)
+    zoom_only = LocalizerConfig(refine=RefineConfig(enabled=False))  # the zoom's calibration is under test
+    fitted = Localizer(mapdir, model_path, config=zoom_only)
     assert fitted.calibration.fitted and fitted.calibration.frames >= 50
-    identity = Localizer(mapdir, model_path, calibration=Calibration())
+    # training also fit the registration's covariance on frames registered against the map's pyramid
+    assert fitted.calibration.registration_frames >= 30 and fitted.calibration.registration_scale > 0
+    identity = Localizer(mapdir, model_path, calibration=Calibration(), config=zoom_only)
     cfg = AerialConfig(image_px=64, footprint_cells=(1.0, 2.0))
     ortho = source_ortho(mapdir, cfg.max_footprint_m(mapdir.grid), autumn)
     rng = np.random.default_rng(8)

@@ -182,3 +182,16 @@ def test_a_frame_registers_against_the_maps_pyramid_file_within_a_pixel(tmp_path
         reg = refiner.refine(frame, CAMERA, np.array([[e + 8, n - 5]]), Attitude(yaw, 3.0, -2.0), height_m=HEIGHT_M)
         assert reg.verified, reg.verdict
         assert math.hypot(reg.east_m - e, reg.north_m - n) < GSD_M
+
+
+def test_the_registration_scale_puts_95_percent_of_truths_inside_the_ellipses():
+    from jzi_ros.localizer.calibration import MIN_REGISTRATION_FRAMES, fit_registration_scale
+
+    rng = np.random.default_rng(3)
+    cov = np.array([[0.5, 0.1], [0.1, 0.3]])
+    offsets = rng.multivariate_normal([0, 0], 4.0 * cov, size=4000)  # errors four times the claimed covariance
+    scale = fit_registration_scale(offsets, np.repeat(cov[None], len(offsets), 0))
+    assert scale == pytest.approx(4.0, rel=0.1)
+    d2 = np.einsum("ni,ij,nj->n", offsets, np.linalg.inv(scale * cov), offsets)
+    assert np.mean(d2 <= 5.991) == pytest.approx(0.95, abs=0.01)
+    assert fit_registration_scale(offsets[: MIN_REGISTRATION_FRAMES - 1], np.repeat(cov[None], 29, 0)) is None

@@ -48,8 +48,6 @@ HEADINGS = ("imu", "none")
 """What the robot knows: ``imu`` (heading and tilt, with an IMU's noise) or ``none`` (tilt only)."""
 KEYPOINT_WORK_PX = 1024
 """Side of the ground-projected frame for keypoint matchers: never coarser than the map (its resolution rules)."""
-IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
-"""Standard deviations [deg] of the simulated IMU's heading, pitch and roll."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +114,7 @@ def encoder_matcher(model_path: Path) -> Matcher:
 
 
 def _imu(pose: CameraPose, mode: str, rng: np.random.Generator) -> Attitude:
-    noise = rng.normal(0, IMU_SIGMAS_DEG)
-    pitch, roll = pose.pitch_deg + noise[1], pose.roll_deg + noise[2]
-    return Attitude(pose.yaw_deg + noise[0] if mode == "imu" else None, pitch, roll)
+    return Attitude.imu_like(pose, rng, heading=mode == "imu")
 
 
 def registration_study(config: RegistrationStudyConfig) -> list[dict]:

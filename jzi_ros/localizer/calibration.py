@@ -59,6 +59,11 @@ class Calibration:
         frames: held-out frames it was fit on (0: the identity, not fit).
         fix_frames: of those, the frames above ``min_confidence`` the covariance was fit on.
         min_confidence: the confidence threshold it was fit for.
+        registration_scale: the factor of a verified fix's covariance (the
+            registration's own, :mod:`jzi_ros.localizer.refine`), fit so that
+            the truth lies inside the 95 % ellipse of 95 % of the verified
+            held-out frames (:func:`fit_registration_scale`).
+        registration_frames: the verified frames it was fit on (0: not fit).
     """
 
     temperature: float = 1.0
@@ -68,6 +73,8 @@ class Calibration:
     frames: int = 0
     fix_frames: int = 0
     min_confidence: float = 0.0
+    registration_scale: float = 1.0
+    registration_frames: int = 0
 
     @property
     def fitted(self) -> bool:
@@ -107,6 +114,32 @@ class Calibration:
     def from_dict(cls, d: dict | None) -> Calibration:
         """The inverse of :meth:`to_dict`; None or an empty dict: the identity."""
         return cls(**d) if d else cls()
+
+
+MIN_REGISTRATION_FRAMES = 30
+"""Fewer verified held-out frames than this fit no registration scale."""
+REGISTRATION_SCALE_RANGE = (0.5, 100.0)
+"""A fitted registration scale is kept within these bounds."""
+
+
+def fit_registration_scale(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> float | None:
+    """The factor s that puts 95 % of the truths inside the 95 % ellipses of ``s`` x the covariances.
+
+    Args:
+        offsets_m: (N, 2) truth minus verified fix [m].
+        covariances_m2: (N, 2, 2) the registration's covariances.
+
+    Returns:
+        ``q95(d² ) / chi2_95(2)`` of the Mahalanobis distances d, within
+        :data:`REGISTRATION_SCALE_RANGE`; None for fewer than
+        :data:`MIN_REGISTRATION_FRAMES` frames.
+    """
+    offsets_m = np.asarray(offsets_m, float)
+    if len(offsets_m) < MIN_REGISTRATION_FRAMES:
+        return None
+    solved = np.linalg.solve(np.asarray(covariances_m2, float), offsets_m[..., None])[..., 0]
+    d2 = (offsets_m * solved).sum(-1)
+    return float(np.clip(np.quantile(d2, 0.95) / CHI2_95_2DOF, *REGISTRATION_SCALE_RANGE))
 
 
 def raw_confidence(centres_m: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:

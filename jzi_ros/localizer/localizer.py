@@ -202,7 +202,7 @@ class Localizer:
             verified, verdict, inliers = reg.verified, reg.verdict, reg.inliers
             if reg.verified:
                 position = np.array([reg.east_m, reg.north_m])
-                cov, confidence = reg.covariance_m2, VERIFIED_CONFIDENCE
+                cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
                 # outside the region (the pyramid's margin) the registered candidate's cell names it
                 path = tuple(int(a) for a in paths_in[0]) if inside[0] else cands[reg.candidate].path

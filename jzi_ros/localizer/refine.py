@@ -144,6 +144,13 @@ class Attitude:
         pose = camera_pose_from_body(0.0, 0.0, 1.0, quaternion_xyzw, mount)
         return cls(pose.yaw_deg if heading else None, pose.pitch_deg, pose.roll_deg)
 
+    @classmethod
+    def imu_like(cls, pose: CameraPose, rng: np.random.Generator, heading: bool = True) -> Attitude:
+        """A camera pose's attitude as an IMU reports it, with :data:`IMU_SIGMAS_DEG` of noise."""
+        noise = rng.normal(0, IMU_SIGMAS_DEG)
+        yaw = pose.yaw_deg + noise[0] if heading else None
+        return cls(yaw, pose.pitch_deg + noise[1], pose.roll_deg + noise[2])
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -175,6 +182,10 @@ class Registration:
     gsd_m: float = math.nan
     timings_ms: dict = field(default_factory=dict)
 
+
+IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
+"""Standard deviations [deg] of the heading, pitch and roll of a flight controller's IMU: the attitude noise
+with which registration is calibrated (:func:`jzi_ros.train.calibrate.calibrate_registration`) and measured."""
 
 MAX_VIEW_FOOTPRINTS = 4.0
 """A frame whose ground footprint is this many times longer than wide is too oblique to register."""

@@ -10,11 +10,17 @@ checkpoint as ``calibration``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..geo import ZoomGrid
+from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
+from ..geo import MapDir, ZoomGrid
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
+from ..localizer.calibration import fit_registration_scale
+from ..localizer.refine import Attitude, Refiner
 from ..model import ZoomModel, search_features
 from .samples import Samples
 
@@ -52,3 +58,52 @@ def calibrate(
     model.decoder.eval()
     paths, probs = search_features(model.decoder, val.x, feats, search.beam, search.top_k)
     return fit_calibration(grid.centers_m(paths), probs, val.east_north, grid.terminal_size_m, min_confidence)
+
+
+REGISTRATION_FRAMES = 200
+"""Frames registered to fit the registration's covariance scale."""
+
+
+def calibrate_registration(
+    mapdir: MapDir,
+    cfg: AerialConfig,
+    query_rasters: tuple[Path, ...] = (),
+    frames: int = REGISTRATION_FRAMES,
+    seed: int = 0,
+) -> tuple[float, int] | None:
+    """Fit the factor of verified fixes' covariances on frames with the training's domain gap.
+
+    Frames are rendered at new poses anywhere on the map from the map's raster
+    and each of ``query_rasters``, with ``cfg``'s domain changes, and
+    registered against the map's pyramid around a candidate up to half a
+    footprint from the truth, with an IMU's attitude and the true height (a
+    rangefinder's); :func:`~jzi_ros.localizer.calibration.fit_registration_scale`
+    on the verified ones.
+
+    Returns:
+        (scale, verified frames), or None without a pyramid or with too few verified frames.
+    """
+    if not mapdir.has_pyramid:
+        log.info("the map has no orthophoto pyramid: no registration to calibrate")
+        return None
+    grid = mapdir.grid
+    refiner = Refiner(grid, mapdir.pyramid())
+    orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), r) for r in (None, *query_rasters)]
+    rng = np.random.default_rng([seed, 77])
+    heldout = heldout_cells(grid, 0.0)
+    camera = cfg.camera
+    offsets, covariances = [], []
+    for images, poses, _ in covered_frames(orthos, grid, frames, rng, replace(cfg, holdout_share=0.0), "all", heldout):
+        for image, pose in zip(images, poses, strict=True):
+            footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
+            angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
+            candidate = np.array([[pose.east_m + dist * np.cos(angle), pose.north_m + dist * np.sin(angle)]])
+            reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=pose.altitude_m)
+            if reg.verified:
+                offsets.append((pose.east_m - reg.east_m, pose.north_m - reg.north_m))
+                covariances.append(reg.covariance_m2)
+    scale = fit_registration_scale(np.array(offsets).reshape(-1, 2), np.array(covariances).reshape(-1, 2, 2))
+    if scale is None:
+        log.warning("%d of %d frames verified: too few to calibrate the registration", len(offsets), frames)
+        return None
+    return scale, len(offsets)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,13 @@ from ..model import ZoomModel, load_checkpoint, save_checkpoint
 from ..model.search import as_features
 from ..model.zoom import read_checkpoint
 from ..progress import bar
-from .calibrate import calibrate
+from .calibrate import calibrate, calibrate_registration
 from .config import TrainConfig
 from .decoder_loop import build_model, train_decoder
 from .distributed import Dist
 from .errors import TrainError
 from .finetune import train_end_to_end
-from .samples import encoded_samples
+from .samples import aerial_config, encoded_samples
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,10 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         if dist.main:
             calib = samples.part("calib") if samples.count("calib") else samples.part("val")
             calibration = calibrate(model, feats, calib, mapdir.grid)
+            if calibration is not None and config.aerial:
+                fitted = calibrate_registration(mapdir, aerial_config(config), config.query_rasters, seed=config.seed)
+                if fitted is not None:
+                    calibration = replace(calibration, registration_scale=fitted[0], registration_frames=fitted[1])
             if calibration is not None:
                 extra = read_checkpoint(config.out).get("extra", {})
                 save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})

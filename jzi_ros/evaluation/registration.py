@@ -234,7 +234,7 @@ def refined_metrics(
         camera: The frames' camera.
         frames: RGB frames.
         poses: Their cameras' poses (the truth; the attitude is given with an
-            IMU's noise, :data:`IMU_SIGMAS_DEG`, and the height as a rangefinder's).
+            IMU's noise, :data:`~jzi_ros.localizer.refine.IMU_SIGMAS_DEG`, and the height as a rangefinder's).
         candidates_m: (N, K, 2) centres [m] of each frame's candidate cells, best first.
 
     Returns:

@@ -50,10 +50,7 @@ class Matches:
     image) under which the points were found (0 when the matcher needs no
     rotation or is rotation invariant); ``distinctiveness`` the ratio of the
     best global match to the runner-up (``inf`` when not measured); ``peak``
-    the best global match's normalized correlation (``nan`` when not measured);
-    ``offset_px`` where the (rotated) query's top-left pixel lies in the
-    reference at that match; ``on_edge``: the match is on the border of the
-    offsets searched (the camera may be outside the reference); ``overlap``:
+    the best global match's normalized correlation (``nan`` when not measured); ``overlap``:
     how many matches share each pixel (overlapping patches are not
     independent: a fit's covariance grows by this factor).
     """
@@ -64,8 +61,6 @@ class Matches:
     rotation_deg: float = 0.0
     distinctiveness: float = math.inf
     peak: float = math.nan
-    offset_px: tuple[float, float] | None = None
-    on_edge: bool = False
     overlap: float = 1.0
 
     def __len__(self) -> int:
@@ -235,10 +230,9 @@ class DenseMatcher:
             score = self._correlate(q, mask, ref)
             x, y, val, ratio = self._peak(score, radius)
             if best is None or val > best[2]:
-                edge = not (0 < x < score.shape[1] - 1 and 0 < y < score.shape[0] - 1)
-                best = (x, y, val, ratio, angle, q, mask, edge)
+                best = (x, y, val, ratio, angle, q, mask)
         assert best is not None
-        x0, y0, peak, ratio, angle, q, mask, edge = best
+        x0, y0, peak, ratio, angle, q, mask = best
         # the fine stage: each patch of the query, searched within ±search_px of the global offset
         s = c.search_px
         ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
@@ -266,7 +260,7 @@ class DenseMatcher:
                 rpts.append(centre + np.array([x0 - s + xx + dx, y0 - s + yy + dy]))
                 scores.append(float(sc[yy, xx]) / (math.sqrt(float(np.einsum("hwc,hwc->", pz, pz))) + 1e-6))
         if not qpts:
-            return Matches(empty.query_px, empty.reference_px, empty.score, angle, ratio, peak, (x0, y0), edge)
+            return Matches(empty.query_px, empty.reference_px, empty.score, angle, ratio, peak)
         qarr = np.array(qpts, float)
         if angle:
             # back from the rotated query to the query's own pixels
@@ -274,7 +268,7 @@ class DenseMatcher:
             inv = cv2.invertAffineTransform(m)
             qarr = qarr @ inv[:, :2].T + inv[:, 2]
         overlap = 1.0 / min(1.0, c.stride) ** 2
-        return Matches(qarr, np.array(rpts, float), np.array(scores), angle, ratio, peak, (x0, y0), edge, overlap)
+        return Matches(qarr, np.array(rpts, float), np.array(scores), angle, ratio, peak, overlap)
 
 
 @dataclass

@@ -42,7 +42,8 @@ enough inliers, and a share of the matches (``min_inlier_share``, or
 times the runner-up: a distinct match on ground that changed); inliers spread over the image
 (the bounding box of the inliers covers ``min_spread`` of the image in both
 directions); the best global match distinct from the runner-up
-(``min_distinctiveness``); a plausible height (within ``height_tolerance`` of
+(``min_distinctiveness``; ``min_distinctiveness_searched`` when the heading
+is searched, whose 24 tries make a chance match likelier); a plausible height (within ``height_tolerance`` of
 the known height, or of the searched range); a tilt below ``max_tilt_deg``; a
 heading within ``max_heading_error_deg`` of the known one.
 """

@@ -356,7 +356,8 @@ class Refiner:
             searched.append((centre, cell / 2 + self._reach_m(camera, heights[-1])))
             if best is not None and best.verified:
                 break
-        assert best is not None
+        if best is None:
+            best = Registration(False, "no candidate to register around")
         timings = dict(best.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
         return replace(best, timings_ms=timings)
 

@@ -207,6 +207,14 @@ def test_a_prior_that_cannot_be_used_raises_a_prior_error(setup):
         loc.localize(frame, prior=Prior(float("nan"), lon, np.eye(2)))
     with pytest.raises(PriorError, match="covariance"):
         loc.localize(frame, prior=Prior(lat, lon, np.diag([-1.0, 1.0])))
+    with pytest.raises(PriorError, match="latitude"):
+        loc.localize(frame, prior=Prior(200.0, lon, np.eye(2)))
+    with pytest.raises(PriorError, match="2x2"):
+        loc.localize(frame, prior=Prior(lat, lon, np.eye(4)))
+    with pytest.raises(PriorError, match="semi-definite"):
+        loc.localize(frame, prior=Prior(lat, lon, np.array([[1.0, 3.0], [3.0, 1.0]])))
+    # the 3x3 ENU covariance a NavSatFix carries is taken as it comes
+    assert loc.prior_prefix(Prior(lat, lon, np.diag([1.0, 1.0, 1e4]))) == loc.prior_prefix(Prior(lat, lon, np.eye(2)))
 
 
 def test_a_map_of_another_region_or_not_indexed_is_refused(trained, tmp_path):

@@ -82,6 +82,15 @@ def test_estimates_become_navsatfix_with_stamp_status_and_enu_covariance():
     assert estimate_to_fix(_estimate(False), header, 0.0, 1.0).status.status == NavSatStatus.STATUS_NO_FIX
     prior = fix_to_prior(fix)
     assert (prior.lat, prior.lon) == (47.0, 8.0) and np.allclose(prior.covariance_m2, [[30, 4], [4, 20]])
+    # a GPS in outage: a NO_FIX prior, or one whose covariance is unknown, must not pin the search
+    from jzi_ros.localizer import PriorError
+
+    lost = estimate_to_fix(_estimate(False), header, 0.0, 1.0)
+    with pytest.raises(PriorError, match="NO_FIX"):
+        fix_to_prior(lost)
+    fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
+    with pytest.raises(PriorError, match="unknown"):
+        fix_to_prior(fix)
 
 
 def test_candidates_become_poses_in_the_map_frame():

@@ -208,3 +208,10 @@ def test_eval_bag_realtime_mode_drops_frames_like_the_node(trained, flight, tmp_
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["mode"] == "realtime"
     assert metrics["frames_localized"] + metrics["frames_dropped"] == 24
+
+
+def test_eval_bag_refuses_an_unwritable_out_before_localizing(trained, flight, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code = eval_bag(trained, flight["mcap"], "/camera/image_raw", tmp_path / "afile" / "eval", "--quiet")
+    err = capsys.readouterr().err
+    assert code != 0 and "cannot write" in err and "Traceback" not in err

@@ -38,6 +38,7 @@ from ..geo.camera import height_above_ground
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from ..localizer.refine import Attitude
+from ..outputs import check_replaceable, check_writable
 from .errors import EvaluationError
 from .metrics import error_summary, fix_summary, geodesic_m
 from .plots import plot_eval
@@ -267,6 +268,7 @@ def write_estimates_bag(estimates: list[tuple[int, Estimate]], path: str | Path,
     """
     path = Path(path)
     if path.exists():
+        check_replaceable(path, "metadata.yaml", "rosbag2 bag")
         shutil.rmtree(path)
     with bags.BagWriter(path, storage) as bag:
         for stamp_ns, est in estimates:
@@ -400,6 +402,8 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         BagError: The bag, a topic or the ground truth is missing or unusable.
     """
     started = time.monotonic()
+    out = Path(config.out)
+    check_writable(out)  # before the work, not after it
     truth, frames, sensors = _read_bag(config)
     loc = Localizer(
         config.map,
@@ -420,7 +424,6 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     replay = _replay(loc, frames, chosen, truth, sensors, config)
     if not replay.rows:
         raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
-    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = error_summary([r["error_m"] for r in replay.rows], loc.grid.terminal_size_m)
     metrics |= {

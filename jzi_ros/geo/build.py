@@ -16,6 +16,7 @@ import pyproj
 import rasterio
 
 from .. import __version__
+from ..outputs import check_replaceable, check_writable
 from .errors import MapError, RasterError
 from .frame import LocalFrame
 from .grid import BoundsM, ZoomGrid
@@ -156,6 +157,8 @@ def build_map(
         raise MapError(f"pyramid_gsd_m must be a positive number of metres per pixel, got {pyramid_gsd_m}")
     if out_dir.exists() and not overwrite:
         raise MapError(f"{out_dir} exists; choose another --out or pass --overwrite")
+    check_replaceable(out_dir, "map.yaml", "map", inputs=geotiffs)  # before any work, and before any loss
+    check_writable(out_dir)
     started = time.perf_counter()
     with RasterMosaic(list(geotiffs)) as mosaic:
         if center is None or size_m is None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from ..outputs import PARTIAL_MARKER, check_replaceable, start_partial
 from .errors import MapError
 from .grid import BoundsM, CellPath, ZoomGrid
 
@@ -79,9 +80,7 @@ class MapWriter:
         if self.out_dir.exists() and not overwrite:
             raise MapError(f"{self.out_dir} exists; choose another --out or pass --overwrite")
         self.grid, self.view_px, self.margin = grid, view_px, margin
-        self.tmp_dir = self.out_dir.with_name(self.out_dir.name + ".partial")
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        self.tmp_dir.mkdir(parents=True)
+        self.tmp_dir = start_partial(self.out_dir.with_name(self.out_dir.name + ".partial"))
         n, p = grid.num_views, view_px
         self.views: np.memmap | None = np.lib.format.open_memmap(
             self.tmp_dir / "views.npy", "w+", np.uint8, (n, p, p, 3)
@@ -136,7 +135,9 @@ class MapWriter:
         if pyramid is not None:
             doc["pyramid"] = pyramid
         (self.tmp_dir / "map.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        (self.tmp_dir / PARTIAL_MARKER).unlink()
         if self.out_dir.exists():
+            check_replaceable(self.out_dir, "map.yaml", "map")
             shutil.rmtree(self.out_dir)
         self.tmp_dir.rename(self.out_dir)
         return MapDir(self.out_dir)

@@ -24,6 +24,7 @@ import yaml
 from torch import nn
 
 from ..model import ZoomModel
+from ..outputs import PARTIAL_MARKER, check_replaceable, start_partial
 from .errors import BackendError
 
 OPSET = 17
@@ -86,7 +87,9 @@ def read_meta(folder: Path) -> dict | None:
 
 def _finish(tmp: Path, out: Path, meta: dict) -> Path:
     (tmp / "export.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    (tmp / PARTIAL_MARKER).unlink()
     if out.exists():
+        check_replaceable(out, "export.yaml", "model export")
         shutil.rmtree(out)
     tmp.rename(out)
     return out
@@ -99,9 +102,7 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
     if model.cfg.decoder.levels < 2:
         raise BackendError("export needs a grid of at least 2 levels")
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = start_partial(out.with_name(out.name + ".partial"))
     model = model.cpu().float().eval()
     images, dec_inputs = example_inputs(model, beam)
     with torch.no_grad():
@@ -151,8 +152,7 @@ def export_tensorrt(model: ZoomModel, out: str | Path, beam: int = 4, fp16: bool
         raise BackendError("TensorRT export needs a CUDA GPU")
     folder = Path(out) / tensorrt_key(fp16)
     tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    start_partial(tmp)
     dtype = torch.float16 if fp16 else torch.float32
     model = model.cuda().eval().to(dtype)
     images, dec_inputs = example_inputs(model, beam, "cuda", dtype)

@@ -50,7 +50,11 @@ class LocalizerConfig:
 
 @dataclass(frozen=True)
 class Prior:
-    """A position known beforehand (a previous fix, an odometry guess) with its covariance [m²] in east/north."""
+    """A position known beforehand (a previous fix, an odometry guess) with its covariance [m²].
+
+    ``covariance_m2`` is 2x2 (east, north) or 3x3 (ENU, as a ``NavSatFix``
+    carries it; its horizontal block is used).
+    """
 
     lat: float
     lon: float
@@ -129,9 +133,14 @@ class Localizer:
         """Deepest cell (shorter than terminal) that holds the prior's box."""
         if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)):
             raise PriorError("prior position is not finite")
-        cov = np.asarray(prior.covariance_m2, float).reshape(2, 2)
-        if not np.isfinite(cov).all() or (np.diag(cov) < 0).any():
-            raise PriorError("prior covariance is not finite and non-negative")
+        if not (-90 <= prior.lat <= 90 and -180 <= prior.lon <= 180):
+            raise PriorError(f"prior position ({prior.lat}, {prior.lon}) is not a latitude and longitude")
+        cov = np.asarray(prior.covariance_m2, float)
+        if cov.shape not in ((2, 2), (3, 3)):
+            raise PriorError(f"prior covariance must be 2x2 (east, north) or 3x3 (ENU), not {cov.shape}")
+        cov = cov[:2, :2]
+        if not np.isfinite(cov).all() or (np.diag(cov) < 0).any() or np.linalg.eigvalsh((cov + cov.T) / 2)[0] < -1e-9:
+            raise PriorError("prior covariance is not finite and positive semi-definite")
         east, north = (float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon))
         r = self.config.prior_sigmas * np.sqrt(np.diag(cov))
         corners_e = np.array([east - r[0], east + r[0], east - r[0], east + r[0]])

@@ -9,7 +9,7 @@ from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
 from ..images import ENCODINGS, decode_compressed, decode_raw
-from ..localizer import Estimate, InputError, Pinhole, Prior
+from ..localizer import Estimate, InputError, Pinhole, Prior, PriorError
 
 try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
     from cv_bridge import CvBridge
@@ -77,7 +77,16 @@ def camera_info_to_pinhole(msg: CameraInfo) -> Pinhole:
 
 
 def fix_to_prior(msg: NavSatFix) -> Prior:
-    """A prior from a ``NavSatFix`` (its horizontal covariance block)."""
+    """A prior from a ``NavSatFix`` (its horizontal covariance block).
+
+    Raises:
+        PriorError: The fix says it is no fix (status NO_FIX) or that its
+            covariance is unknown: such a position must not narrow the search.
+    """
+    if msg.status.status < NavSatStatus.STATUS_FIX:
+        raise PriorError("the prior's status is NO_FIX")
+    if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_UNKNOWN:
+        raise PriorError("the prior's covariance is unknown (COVARIANCE_TYPE_UNKNOWN)")
     cov = np.asarray(msg.position_covariance, float).reshape(3, 3)[:2, :2]
     return Prior(float(msg.latitude), float(msg.longitude), cov)
 

@@ -253,7 +253,10 @@ class LocalizerNode(Node):
             array, order = compressed_to_array(msg) if isinstance(msg, CompressedImage) else image_to_array(msg)
             prior = None
             if self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s:
-                prior = fix_to_prior(self.prior[0])
+                try:
+                    prior = fix_to_prior(self.prior[0])
+                except PriorError as exc:
+                    self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
             stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             camera, attitude, height = self.knowledge(_stamp_ns(msg.header), array.shape)
             known = {"stamp_s": stamp_s, "camera": camera, "attitude": attitude, "height_m": height}

@@ -1,0 +1,86 @@
+"""Never delete what the project did not write: the one check before an output folder is replaced.
+
+Every command that replaces a folder (``jzi build-map --overwrite``, a
+leftover ``NAME.partial``, an export, an estimates bag) asks
+:func:`check_replaceable` first. A folder is replaced only when the project
+recognizes it as its own output by a file only it writes there (a map's
+``map.yaml``, an export's ``export.yaml``, a bag's ``metadata.yaml``, the
+``.jzi-partial`` marker of an unfinished output), and never when it is ``/``,
+the home folder, the working directory or one of its parents, or a folder
+that holds one of the command's inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import JziError
+
+PARTIAL_MARKER = ".jzi-partial"
+"""The file inside every ``NAME.partial`` folder the project writes, so that a leftover one may be removed."""
+
+
+class OutputError(JziError):
+    """An output folder may not be replaced, or cannot be written."""
+
+
+def check_replaceable(path: str | Path, marker: str, what: str, inputs: Iterable[str | Path] = ()) -> None:
+    """Raise :class:`OutputError` unless the existing folder ``path`` may be deleted and written anew.
+
+    Args:
+        path: The output folder (nothing is checked when it does not exist).
+        marker: A file the project writes into every such output (``map.yaml``).
+        what: What the output is, for the message ("map", "export").
+        inputs: The command's inputs; a folder that holds one is never replaced.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    real = path.resolve()
+    cwd = Path.cwd().resolve()
+    if real == Path(real.anchor) or real == Path.home().resolve() or real == cwd or real in cwd.parents:
+        raise OutputError(
+            f"refusing to replace {path}: it is /, the home folder, the working directory or one of its parents"
+        )
+    for item in inputs:
+        item = Path(item).resolve()
+        if item == real or real in item.parents:
+            raise OutputError(f"refusing to replace {path}: it holds the input {item}; choose another --out")
+    if not real.is_dir():
+        raise OutputError(f"{path} is a file, not a {what} folder; choose another --out")
+    if not (real / marker).is_file() and any(real.iterdir()):
+        raise OutputError(
+            f"refusing to replace {path}: it is not a {what} this project wrote (it has no {marker}); "
+            f"choose another --out"
+        )
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`OutputError` unless ``path`` (a folder to write, existing or not) can be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file; choose another --out")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {parent} is not a writable folder")
+
+
+def remove_partial(path: str | Path) -> None:
+    """Delete a leftover ``NAME.partial`` folder of an unfinished output, if the project wrote it."""
+    check_replaceable(path, PARTIAL_MARKER, "partial output")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_partial(path: str | Path) -> Path:
+    """Make the folder ``NAME.partial`` (removing a leftover of an earlier run) with its marker; its path."""
+    path = Path(path)
+    remove_partial(path)
+    try:
+        path.mkdir(parents=True)
+        (path / PARTIAL_MARKER).touch()
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

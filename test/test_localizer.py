@@ -23,6 +23,7 @@ from jzi_ros.localizer import (
     inside_ellipse_95,
     to_rgb,
 )
+from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.refine import Attitude, RefineConfig
 
 
@@ -201,7 +202,7 @@ def test_corrupt_input_raises_a_clear_error(setup):
 
 def test_a_prior_that_cannot_be_used_raises_a_prior_error(setup):
     loc, _ = setup
-    frame = np.zeros((64, 64, 3), np.uint8)
+    frame = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     lat, lon = loc.grid.frame.to_latlon(0.0, 0.0)
     with pytest.raises(PriorError, match="position"):
         loc.localize(frame, prior=Prior(float("nan"), lon, np.eye(2)))
@@ -287,3 +288,16 @@ def test_bad_knowledge_is_refused_and_a_registration_that_cannot_run_leaves_the_
     est = loc.localize(frame, attitude=Attitude(0.0, 80.0, 0.0), height_m=20.0)  # looking at the horizon
     assert not est.verified and "tilted" in est.verdict
     assert est.path == est.candidates[0].path and np.isfinite(est.covariance_m2).all()
+
+
+def test_frames_without_an_image_settings_out_of_range_and_nan_stamps_are_refused(setup, trained):
+    loc, _ = setup
+    for blank in (np.zeros((8, 8, 3), np.uint8), np.full((64, 64, 3), 128, np.uint8), np.full((64, 64), 3, np.uint8)):
+        with pytest.raises(InputError, match="no image"):
+            loc.localize(blank)
+    frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="stamp"):
+        loc.localize(frame, stamp_s=float("nan"))
+    for bad in ({"beam": 0}, {"top_k": 0}, {"min_confidence": 1.5}, {"smoothing_noise_m2_s": -1.0}):
+        with pytest.raises(LocalizerError, match=next(iter(bad))):
+            LocalizerConfig(**bad)

@@ -215,3 +215,31 @@ def test_eval_bag_refuses_an_unwritable_out_before_localizing(trained, flight, t
     code = eval_bag(trained, flight["mcap"], "/camera/image_raw", tmp_path / "afile" / "eval", "--quiet")
     err = capsys.readouterr().err
     assert code != 0 and "cannot write" in err and "Traceback" not in err
+
+
+def _copy_with_corrupt_frames(src, dst, topic: str, corrupt) -> None:
+    """``src`` rewritten to ``dst`` with the frames whose index ``corrupt(i)`` holds replaced by garbage bytes."""
+    with bags.BagReader(src) as reader, bags.BagWriter(dst) as writer:
+        frame_i = 0
+        for m in reader.messages(list(reader.topics)):
+            msg = m.msg
+            if m.topic == topic:
+                if corrupt(frame_i):
+                    msg = bags.compressed(bags.stamp_of(msg, m.bag_ns), "camera", np.zeros((8, 8, 3), np.uint8))
+                    msg.data = np.frombuffer(b"not a jpeg at all", np.uint8)
+                frame_i += 1
+            writer.add(m.topic, msg, m.bag_ns)
+
+
+def test_a_bag_of_corrupt_frames_says_so_and_one_corrupt_frame_spoils_nothing(trained, flight, tmp_path, capsys):
+    topic = "/camera/image_raw/compressed"
+    _copy_with_corrupt_frames(flight["sqlite3"], tmp_path / "all_bad", topic, lambda i: True)
+    assert eval_bag(trained, tmp_path / "all_bad", topic, tmp_path / "eval_bad", "--quiet") != 0
+    err = capsys.readouterr().err
+    assert "every frame" in err and "refused" in err and "ground truth" not in err and "Traceback" not in err
+    # a rosbag2 folder named *.bag (as `jzi make-bag --out sim.bag` writes it) reads back, and --realtime
+    # measures its speed past a corrupt first frame
+    _copy_with_corrupt_frames(flight["sqlite3"], tmp_path / "sim.bag", topic, lambda i: i == 0)
+    assert eval_bag(trained, tmp_path / "sim.bag", topic, tmp_path / "eval_rt", "--quiet", "--realtime") == 0
+    metrics = json.loads((tmp_path / "eval_rt" / "metrics.json").read_text())
+    assert metrics["mode"] == "realtime" and metrics["frames_localized"] >= 1

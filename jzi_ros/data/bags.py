@@ -246,6 +246,15 @@ class BagMessage:
     msg: Any
 
 
+class _Rosbag2Folder(type(Path())):  # type: ignore[misc]
+    """A rosbag2 folder's path that does not look like a ROS 1 bag file to rosbags (no ``.bag`` suffix)."""
+
+    @property
+    def suffix(self) -> str:
+        """No suffix: the folder is a rosbag2, whatever its name ends in."""
+        return ""
+
+
 class BagReader:
     """A rosbag2 (sqlite3 or MCAP) opened for reading.
 
@@ -257,8 +266,10 @@ class BagReader:
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"no such bag: {self.path}")
+        # rosbags takes any path named *.bag for a ROS 1 bag; a rosbag2 folder may be named so too
+        path = _Rosbag2Folder(self.path) if self.path.is_dir() and self.path.suffix == ".bag" else self.path
         try:
-            self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
+            self._reader = AnyReader([path], default_typestore=TYPESTORE)
             self._reader.open()
         except (AnyReaderError, Exception) as exc:  # noqa: BLE001 - rosbags raises several types
             raise BagError(f"cannot open {self.path} as a rosbag2: {exc}") from None

@@ -131,6 +131,7 @@ class _Replay(NamedTuple):
     rejected: int  # frames the localizer refused (InputError)
     without_attitude: int  # frames without a fresh IMU message (when an IMU topic is given)
     without_height: int  # frames without a fresh, valid height (when a height topic is given)
+    first_rejection: str  # why the first refused frame was refused ("" when none was)
 
 
 class _Sensors(NamedTuple):
@@ -369,6 +370,7 @@ def _replay(
     rows: list[dict] = []
     estimates: list[tuple[int, Estimate]] = []
     without_truth = rejected = without_attitude = without_height = 0
+    first_rejection = ""
     for i in tqdm(chosen, desc="localizing frames", unit="frame", disable=config.quiet, dynamic_ncols=True):
         stamp_ns, msg = frames[i]
         gt = truth.at(stamp_ns, config.max_gap_s)
@@ -379,6 +381,7 @@ def _replay(
             est = _localize(loc, stamp_ns, msg, sensors, config)
         except InputError as exc:
             rejected += 1
+            first_rejection = first_rejection or str(exc)
             log.warning("frame at %d ns skipped: %s", stamp_ns, exc)
             continue
         estimates.append((stamp_ns, est))
@@ -386,7 +389,7 @@ def _replay(
             without_truth += 1
             continue
         rows.append(frame_row(loc.grid, stamp_ns, frames[0][0], est, gt))
-    return _Replay(rows, estimates, without_truth, rejected, without_attitude, without_height)
+    return _Replay(rows, estimates, without_truth, rejected, without_attitude, without_height, first_rejection)
 
 
 def evaluate_bag(config: BagEvalConfig) -> BagReport:
@@ -415,13 +418,24 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     stamps_ns = np.array([f[0] for f in frames], np.int64)
     chosen = np.arange(0, len(frames), config.every)
     if config.realtime:  # measure the per-frame cost on a few frames, then replay as the node would
-        warm_ms = [
-            _localize(loc, frames[i][0], frames[i][1], sensors, config).timings_ms["total"]
-            for i in chosen[:WARMUP_FRAMES]
-        ]
+        warm_ms = []
+        for i in chosen[: 4 * WARMUP_FRAMES]:  # a corrupt frame does not stop the measurement
+            try:
+                warm_ms.append(_localize(loc, frames[i][0], frames[i][1], sensors, config).timings_ms["total"])
+            except InputError:
+                continue
+            if len(warm_ms) == WARMUP_FRAMES:
+                break
+        if not warm_ms:
+            raise BagError(f"the first {4 * WARMUP_FRAMES} frames of {config.bag} cannot be localized")
         log.info("real-time replay at %.1f ms per frame", np.median(warm_ms))
         chosen = chosen[select_realtime(stamps_ns[chosen], np.median(warm_ms) / 1e3)]
     replay = _replay(loc, frames, chosen, truth, sensors, config)
+    if not replay.estimates:
+        raise BagError(
+            f"every frame of {config.bag} on {config.image_topic} was refused ({replay.rejected}); "
+            f"the first: {replay.first_rejection}"
+        )
     if not replay.rows:
         raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
 from .calibration import Calibration
-from .errors import InputError, PriorError
+from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
 from .refine import Attitude, RefineConfig, Refiner, Registration
@@ -47,6 +47,25 @@ class LocalizerConfig:
     hfov_deg: float = 60.0
     refine: RefineConfig = RefineConfig()
 
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} {value}"
+            for name, value, ok in (
+                ("beam", self.beam, isinstance(self.beam, int) and self.beam >= 1),
+                ("top_k", self.top_k, isinstance(self.top_k, int) and self.top_k >= 1),
+                ("min_confidence", self.min_confidence, 0.0 <= self.min_confidence <= 1.0),
+                ("smoothing_noise_m2_s", self.smoothing_noise_m2_s, self.smoothing_noise_m2_s >= 0.0),
+                ("prior_sigmas", self.prior_sigmas, self.prior_sigmas > 0.0),
+                ("hfov_deg", self.hfov_deg, 0.0 < self.hfov_deg < 180.0),
+            )
+            if not ok
+        ]
+        if problems:
+            raise LocalizerError(
+                f"invalid localizer settings: {', '.join(problems)} (beam and top_k at least 1, min_confidence "
+                f"within 0..1, smoothing noise 0 or more, prior_sigmas above 0, hfov_deg within 0..180)"
+            )
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -59,6 +78,22 @@ class Prior:
     lat: float
     lon: float
     covariance_m2: np.ndarray
+
+
+MIN_FRAME_STD = 2.0
+"""Grey-level standard deviation below which a frame holds no image (a lens cap, night, a blank frame)."""
+MIN_FRAME_MEAN = 6.0
+"""Mean grey level below which a frame is taken as black."""
+
+
+def _check_information(rgb: np.ndarray) -> None:
+    """InputError for a frame with nothing to localize by: uniform, or nearly black."""
+    sample = rgb[::4, ::4].astype(np.float32)
+    if float(sample.std()) < MIN_FRAME_STD or float(sample.mean()) < MIN_FRAME_MEAN:
+        raise InputError(
+            f"the frame holds no image (mean grey {sample.mean():.1f}, spread {sample.std():.1f}): "
+            f"uniform or nearly black"
+        )
 
 
 def _check_knowledge(attitude: Attitude | None, height_m: float | None) -> None:
@@ -164,7 +199,7 @@ class Localizer:
         attitude: Attitude | None = None,
         height_m: float | None = None,
     ) -> Estimate:
-        """Localize one frame. ``stamp_s`` [s] feeds the optional temporal filter.
+        """Localize one frame. ``stamp_s`` [s] (finite) feeds the optional temporal filter.
 
         What the robot knows improves the registration against the map:
         ``camera`` (intrinsics; default a pinhole of ``hfov_deg``), ``attitude``
@@ -179,7 +214,10 @@ class Localizer:
         """
         t0 = time.perf_counter()
         _check_knowledge(attitude, height_m)
+        if stamp_s is not None and not math.isfinite(stamp_s):
+            raise InputError(f"the frame's stamp {stamp_s} is not finite")
         rgb = to_rgb(image, encoding)
+        _check_information(rgb)
         t1 = time.perf_counter()
         query = self.backend.encode([rgb])
         t2 = time.perf_counter()

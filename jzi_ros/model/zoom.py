@@ -112,7 +112,10 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"cannot read model {path}: {exc}") from None
+        raise CheckpointError(
+            f"not a jzi checkpoint: {path} cannot be read as a PyTorch file ({type(exc).__name__}: {exc}); "
+            f"give a model written by `jzi train`"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a jzi_ros model checkpoint (train one with `jzi train`)")
     if state.get("version") != VERSION:

@@ -205,3 +205,15 @@ def test_street_views_are_encoded_as_two_halves_of_a_wide_resize():
     assert pool_queries(pooled, n).tolist() == [[2.0, 4.0], [1.0, 1.0]]
     single, one = prepare_queries([img], EncoderConfig(name="tf_efficientnet_lite0", image_px=32))
     assert one == 1 and single.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("where, names", [("folder", "is a folder"), ("below_a_file", "afile is a file")])
+def test_import_exif_refuses_an_out_it_cannot_write_before_reading_anything(tmp_path, capsys, where, names):
+    from jzi_ros.tools.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "afile" / "train.csv"
+    code = main(["import", "exif", "--images", str(tmp_path / "nothing_here"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code != 0 and names in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "x"

@@ -129,6 +129,27 @@ def test_node_statistics_count_frames_and_measure_rate_and_latency():
     assert list(stats.latency_ms) == pytest.approx([100.0] * 5) and stats.confidence == pytest.approx(0.9)
     assert stats.verified == 3 and list(stats.recent_verified) == [True, False, True, False, True]
     assert stats.verdict == "ok"
+    # failures are counted by kind; ten in a row are what the diagnostics call an error
+    for _ in range(4):
+        stats.fail("rejected", "the frame holds no image")
+    stats.fail("ValueError", "bad")
+    assert stats.rejected == 4 and stats.failed == 1
+    assert stats.failures == {"rejected": 4, "ValueError": 1} and stats.last_failure == "bad"
+    assert any(stats.recent_ok) and len(stats.recent_ok) == 10
+
+
+def test_the_node_warns_once_per_kind_of_message_not_once_per_period():
+    from types import SimpleNamespace
+
+    from jzi_ros.ros.node import LocalizerNode
+
+    said: list[str] = []
+    logger = SimpleNamespace(warning=said.append, error=said.append)
+    node = SimpleNamespace(_warned={}, get_logger=lambda: logger)
+    for text in ("frame skipped: image of shape (4, 4) is empty", "frame skipped: image of shape (2, 2) is empty"):
+        LocalizerNode.warn_once_per_kind(node, text)
+    LocalizerNode.warn_once_per_kind(node, "frame skipped: the frame holds no image")
+    assert said == ["frame skipped: image of shape (4, 4) is empty", "frame skipped: the frame holds no image"]
 
 
 @pytest.mark.parametrize(

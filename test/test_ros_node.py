@@ -78,7 +78,7 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         frame_id="test_cam",
         altitude_m=42.5,
         beam_width=4,
-        **(sensors if knows else {}),
+        **(sensors if knows else {"min_confidence": 1}),  # an integer for a float parameter is taken
     )
     client = Client(domain, "/test/image", compressed=transport == "compressed")
     client.publishers = {
@@ -147,3 +147,30 @@ def test_node_with_a_bad_map_logs_one_error_and_exits_non_zero(trained, tmp_path
     errors = [line for line in out.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "not a jzi map" in errors[0]
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "params, names",
+    [
+        ({"beam_width": 0}, "beam 0"),
+        ({"min_confidence": "high"}, "parameter min_confidence must be a float"),
+        ({"hfov_deg": 200.0}, "hfov_deg"),
+        ({"matcher": "loftr"}, "unknown matcher"),
+    ],
+)
+def test_node_with_bad_parameters_says_which_and_exits_non_zero(trained, params, names):
+    proc = start_node(random.randint(1, 200), map_path=trained[0], model_path=trained[1], **params)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0 and "Traceback" not in out
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and names in errors[0], out
+
+
+def test_the_localizer_executable_without_ros_says_where_rclpy_comes_from():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['rclpy'] = None; from jzi_ros.ros.entry import main; sys.exit(main([]))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "rclpy is missing" in proc.stderr and "Source a ROS 2 installation" in proc.stderr

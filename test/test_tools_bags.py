@@ -243,3 +243,30 @@ def test_a_bag_of_corrupt_frames_says_so_and_one_corrupt_frame_spoils_nothing(tr
     assert eval_bag(trained, tmp_path / "sim.bag", topic, tmp_path / "eval_rt", "--quiet", "--realtime") == 0
     metrics = json.loads((tmp_path / "eval_rt" / "metrics.json").read_text())
     assert metrics["mode"] == "realtime" and metrics["frames_localized"] >= 1
+
+
+@pytest.mark.parametrize(
+    "extra, names",
+    [
+        (["--beam", "0"], "beam 0"),
+        (["--top-k", "0"], "top_k 0"),
+        (["--min-confidence", "1.5"], "min_confidence 1.5"),
+        (["--model-text"], "not a jzi checkpoint"),
+        (["--image-topic", "/gps/fix"], "carries sensor_msgs/msg/NavSatFix"),
+    ],
+)
+def test_bad_eval_bag_inputs_give_one_clear_line_and_touch_nothing(trained, flight, tmp_path, capsys, extra, names):
+    map_dir, model, _ = trained
+    if extra == ["--model-text"]:
+        model = tmp_path / "model.pt"
+        model.write_text("a text file, not a model")
+        extra = []
+    before = {p: p.stat().st_mtime_ns for p in [*map_dir.rglob("*"), *flight["mcap"].rglob("*")]}
+    argv = ["eval-bag", "--bag", str(flight["mcap"]), "--map", str(map_dir), "--model", str(model)]
+    argv += ["--gt-topic", "/gps/fix", "--out", str(tmp_path / "eval"), "--quiet"]
+    argv += extra if "--image-topic" in extra else ["--image-topic", "/camera/image_raw", *extra]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and names in err, err
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # the inputs are untouched
+    assert not (tmp_path / "eval" / "metrics.json").exists()

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..geo import ZoomGrid
 from ..images import decode_message, to_rgb
+from ..outputs import OutputError, check_writable
 from . import bags
 from .errors import DataError
 
@@ -48,9 +49,29 @@ class ImportReport:
         return ", ".join(parts)
 
 
-def write_csv(rows: list[dict], out: Path, columns: tuple[str, ...] = ("image", "latitude", "longitude")) -> Path:
-    """Write rows with image paths relative to the CSV's folder."""
+def check_csv_path(out: str | Path) -> Path:
+    """``out`` as a CSV to write, checked before any work: not a folder, in a folder that can be written.
+
+    Raises:
+        DataError: naming the problem.
+    """
     out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; --out names the CSV file to write")
+    try:
+        check_writable(out.parent)
+    except OutputError as exc:
+        raise DataError(str(exc)) from None
+    return out
+
+
+def write_csv(rows: list[dict], out: Path, columns: tuple[str, ...] = ("image", "latitude", "longitude")) -> Path:
+    """Write rows with image paths relative to the CSV's folder.
+
+    Raises:
+        DataError: ``out`` is a folder, or its folder cannot be written.
+    """
+    out = check_csv_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = [c for c in (rows[0] if rows else {}) if c not in columns]
     with out.open("w", newline="") as f:

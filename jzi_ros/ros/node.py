@@ -12,10 +12,12 @@ is localized without it and the stale message is counted.
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +45,8 @@ from .convert import (
 )
 from .params import PARAMETERS, NodeParams
 
+FAILED_IN_A_ROW = 10
+"""Diagnostics turn ERROR when this many frames in a row could not be localized."""
 SENSOR_HISTORY = 200
 """IMU and height messages kept to be looked up at a frame's stamp (4 s of a 50 Hz IMU)."""
 
@@ -90,6 +94,9 @@ class NodeStats:
     processed: int = 0
     rejected: int = 0
     failed: int = 0
+    failures: Counter = field(default_factory=Counter)
+    recent_ok: deque[bool] = field(default_factory=lambda: deque(maxlen=FAILED_IN_A_ROW))
+    last_failure: str = ""
     verified: int = 0
     stale_attitude: int = 0
     stale_height: int = 0
@@ -108,6 +115,17 @@ class NodeStats:
         self.done_at_s.append(done_s)
         self.confidence = est.confidence
         self.verdict = est.verdict
+        self.recent_ok.append(True)
+
+    def fail(self, kind: str, reason: str) -> None:
+        """Count a frame that could not be localized: ``rejected`` (bad input) or an error's kind."""
+        if kind == "rejected":
+            self.rejected += 1
+        else:
+            self.failed += 1
+        self.failures[kind] += 1
+        self.recent_ok.append(False)
+        self.last_failure = reason
 
     @property
     def rate_hz(self) -> float:
@@ -125,7 +143,8 @@ class LocalizerNode(Node):
     def __init__(self) -> None:
         super().__init__("jzi_localizer")
         for name, (default, text) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+            # dynamic typing: `min_confidence:=1` (an integer) is read and checked by NodeParams, not refused by rclpy
+            self.declare_parameter(name, default, ParameterDescriptor(description=text, dynamic_typing=True))
         self.params = self.read_params()
         p = self.params
         self.mailbox = LatestFrame()
@@ -151,10 +170,11 @@ class LocalizerNode(Node):
         self.localizer: Localizer | None = None
         self.worker: threading.Thread | None = None
         self.stats = NodeStats()
+        self._warned: dict[str, float] = {}
 
     def read_params(self) -> NodeParams:
-        """The declared parameters' values, once, as a :class:`NodeParams`."""
-        return NodeParams(**{name: self.get_parameter(name).value for name in PARAMETERS})
+        """The declared parameters' values, once, as a :class:`NodeParams` (types and ranges checked)."""
+        return NodeParams.from_values({name: self.get_parameter(name).value for name in PARAMETERS})
 
     def load_localizer(self) -> Localizer:
         """Load map and model; raises JziError with a clear message."""
@@ -266,8 +286,8 @@ class LocalizerNode(Node):
                 self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
                 est = self.localizer.localize(array, order, **known)
         except InputError as exc:
-            self.stats.rejected += 1
-            self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=2.0)
+            self.stats.fail("rejected", str(exc))
+            self.warn_once_per_kind(f"frame skipped: {exc}")
             return
         fix = estimate_to_fix(est, msg.header, self.params.altitude_m, self.params.vertical_variance_m2)
         fix.header.frame_id = self.params.frame_id
@@ -275,6 +295,15 @@ class LocalizerNode(Node):
         if self.cand_pub is not None:
             self.cand_pub.publish(candidates_to_poses(est, fix.header))
         self.stats.record(received_s, time.monotonic(), est)
+
+    def warn_once_per_kind(self, text: str, error: bool = False, period_s: float = 2.0) -> None:
+        """Log ``text`` unless the same kind of message (its words without numbers) was logged within ``period_s``."""
+        kind = re.sub(r"[\d.]+", "N", text)[:80]
+        now = time.monotonic()
+        if now - self._warned.get(kind, -math.inf) < period_s:
+            return
+        self._warned[kind] = now
+        (self.get_logger().error if error else self.get_logger().warning)(text)
 
     def publish_diagnostics(self) -> None:
         """Publish rate, latency, drops and confidence on /diagnostics."""
@@ -284,6 +313,11 @@ class LocalizerNode(Node):
         status = DiagnosticStatus(name="jzi_localizer: localization", hardware_id="jzi_ros")
         if self.localizer is None:
             status.level, status.message = DiagnosticStatus.ERROR, "not loaded"
+        elif self.worker is not None and not self.worker.is_alive() and not self.mailbox.closed:
+            status.level, status.message = DiagnosticStatus.ERROR, "the localization worker has stopped"
+        elif len(s.recent_ok) == s.recent_ok.maxlen and not any(s.recent_ok):
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"the last {len(s.recent_ok)} frames all failed: {s.last_failure}"
         elif not done or time.monotonic() - done[-1] > 2.0:
             status.level, status.message = DiagnosticStatus.WARN, "no frames localized in the last 2 s"
         elif s.confidence < self.params.min_confidence:
@@ -297,6 +331,7 @@ class LocalizerNode(Node):
             "frames_dropped": self.mailbox.dropped,
             "frames_rejected": s.rejected,
             "frames_failed": s.failed,
+            "failures_by_kind": ", ".join(f"{k} {n}" for k, n in s.failures.most_common()),
             "rate_hz": f"{s.rate_hz:.2f}",
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}",
             "latency_p95_ms": f"{np.percentile(lat, 95):.1f}",

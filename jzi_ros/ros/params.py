@@ -80,6 +80,29 @@ class NodeParams:
             raise JziError("yaw_offset_deg and mount_image_rotation_deg must be finite")
         if not -90 < self.mount_pitch_deg < 90:
             raise JziError(f"mount_pitch_deg must be within -90..90 (exclusive), not {self.mount_pitch_deg}")
+        for name in ("max_rate_hz", "prior_max_age_s", "threads"):
+            if not getattr(self, name) >= 0:
+                raise JziError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        if not (self.vertical_variance_m2 > 0 and math.isfinite(self.altitude_m)):
+            raise JziError("vertical_variance_m2 must be positive and altitude_m finite")
+        self.localizer_config()  # beam_width, top_k, min_confidence, smoothing, matcher: checked there
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeParams:
+        """Parameters from ROS values, each of its default's type (an integer for a float is taken as such).
+
+        Raises:
+            JziError: A value of another type, naming the parameter.
+        """
+        typed: dict[str, Any] = {}
+        for f in fields(cls):
+            value, want = values.get(f.name, f.default), type(f.default)
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise JziError(f"parameter {f.name} must be a {want.__name__}, not {value!r}")
+            typed[f.name] = value
+        return cls(**typed)
 
     @property
     def min_period_s(self) -> float:

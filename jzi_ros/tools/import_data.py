@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.importers import ImportReport, import_bag, import_benchmark, import_exif, write_csv
+from ..data.importers import ImportReport, check_csv_path, import_bag, import_benchmark, import_exif, write_csv
 from ..geo import MapDir
 
 
@@ -49,6 +49,7 @@ def _finish(report: ImportReport, out: Path) -> int:
 def run_exif(args: argparse.Namespace) -> int:
     """`jzi import exif`."""
     grid = MapDir(args.map).grid if args.map else None
+    check_csv_path(args.out)  # before the work
     return _finish(import_exif(args.images, grid), args.out)
 
 
@@ -63,4 +64,5 @@ def run_bag(args: argparse.Namespace) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     """`jzi import jzi-benchmark`."""
     grid = MapDir(args.map).grid if args.map else None
+    check_csv_path(args.out)
     return _finish(import_benchmark(args.root, grid), args.out)

@@ -47,14 +47,13 @@ def check_replaceable(path: str | Path, marker: str, what: str, inputs: Iterable
         )
     for item in inputs:
         item = Path(item).resolve()
-        if item == real or real in item.parents:
+        if item.exists() and (item == real or real in item.parents):
             raise OutputError(f"refusing to replace {path}: it holds the input {item}; choose another --out")
     if not real.is_dir():
         raise OutputError(f"{path} is a file, not a {what} folder; choose another --out")
     if not (real / marker).is_file() and any(real.iterdir()):
         raise OutputError(
-            f"refusing to replace {path}: it is not a {what} this project wrote (it has no {marker}); "
-            f"choose another --out"
+            f"refusing to replace {path}: it is no {what} this project wrote (it has no {marker}); choose another --out"
         )
 
 
@@ -84,3 +83,16 @@ def start_partial(path: str | Path) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def finish_partial(
+    partial: str | Path, out: str | Path, marker: str, what: str, inputs: Iterable[str | Path] = ()
+) -> Path:
+    """Move a finished ``NAME.partial`` folder to ``out``, replacing an older output of the project there."""
+    partial, out = Path(partial), Path(out)
+    (partial / PARTIAL_MARKER).unlink(missing_ok=True)
+    if out.exists():
+        check_replaceable(out, marker, what, inputs)
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out

@@ -20,7 +20,7 @@ def test_only_the_projects_own_outputs_are_replaced(tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "holiday.jpg").write_bytes(b"precious")
-    with pytest.raises(OutputError, match="not a map this project wrote"):
+    with pytest.raises(OutputError, match="no map this project wrote"):
         check_replaceable(photos, "map.yaml", "map")
     for protected in (Path("."), Path(".."), Path("/"), Path.home()):
         with pytest.raises(OutputError, match="working directory|home|/"):
@@ -29,6 +29,8 @@ def test_only_the_projects_own_outputs_are_replaced(tmp_path, monkeypatch):
     mine.mkdir(parents=True)
     (mine / "map.yaml").write_text("format: jzi-map\n")
     check_replaceable(mine, "map.yaml", "map")  # ours: may go
+    check_replaceable(mine, "map.yaml", "map", inputs=[mine / "ortho_source.tif"])  # an input that is not there
+    (mine / "ortho_source.tif").write_bytes(b"raster")
     with pytest.raises(OutputError, match="holds the input"):
         check_replaceable(mine, "map.yaml", "map", inputs=[mine / "ortho_source.tif"])
     (tmp_path / "afile").write_text("x")
@@ -47,7 +49,7 @@ def test_a_leftover_partial_is_removed_only_when_the_project_wrote_it(tmp_path):
     foreign = tmp_path / "notes.partial"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("years of work")
-    with pytest.raises(OutputError, match="not a partial output this project wrote"):
+    with pytest.raises(OutputError, match="no partial output this project wrote"):
         start_partial(foreign)
     assert (foreign / "thesis.tex").exists()
 

@@ -270,3 +270,15 @@ def test_bad_eval_bag_inputs_give_one_clear_line_and_touch_nothing(trained, flig
     assert code != 0 and "Traceback" not in err and names in err, err
     assert {p: p.stat().st_mtime_ns for p in before} == before  # the inputs are untouched
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_eval_bag_never_replaces_its_input_or_a_folder_it_did_not_write(trained, flight, tmp_path, capsys):
+    for out, names in ((flight["mcap"], "holds the input"), (flight["mcap"].parent, "holds the input")):
+        assert eval_bag(trained, flight["mcap"], "/camera/image_raw", out, "--quiet") != 0
+        assert names in capsys.readouterr().err
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    assert eval_bag(trained, flight["mcap"], "/camera/image_raw", notes, "--quiet") != 0
+    assert "no evaluation output this project wrote" in capsys.readouterr().err
+    assert (notes / "todo.txt").read_text() == "keep me" and any(flight["mcap"].iterdir())

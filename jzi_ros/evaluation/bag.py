@@ -38,7 +38,7 @@ from ..geo.camera import height_above_ground
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
 from ..localizer.refine import Attitude
-from ..outputs import check_replaceable, check_writable
+from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from .errors import EvaluationError
 from .metrics import error_summary, fix_summary, geodesic_m
 from .plots import plot_eval
@@ -406,7 +406,9 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     """
     started = time.monotonic()
     out = Path(config.out)
-    check_writable(out)  # before the work, not after it
+    inputs = (config.bag, config.map, config.model)
+    check_replaceable(out, "metrics.json", "evaluation output", inputs)  # before the work, not after it
+    check_writable(out)
     truth, frames, sensors = _read_bag(config)
     loc = Localizer(
         config.map,
@@ -438,7 +440,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         )
     if not replay.rows:
         raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
-    out.mkdir(parents=True, exist_ok=True)
+    tmp = start_partial(out.with_name(out.name + ".partial"))
     metrics = error_summary([r["error_m"] for r in replay.rows], loc.grid.terminal_size_m)
     metrics |= {
         "frames_in_bag": len(frames),
@@ -466,12 +468,16 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "mode": "realtime" if config.realtime else f"every {config.every}",
         "seconds": round(time.monotonic() - started, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_frames_csv(replay.rows, tmp / "frames.csv")
+    write_estimates_bag(replay.estimates, tmp / "estimates", config.storage)
+    pictures = plot_eval(replay.rows, loc.map, tmp)
+    finish_partial(tmp, out, "metrics.json", "evaluation output", inputs)
     return BagReport(
         metrics,
         replay.rows,
         out / "metrics.json",
-        write_frames_csv(replay.rows, out / "frames.csv"),
-        write_estimates_bag(replay.estimates, out / "estimates", config.storage),
-        plot_eval(replay.rows, loc.map, out),
+        out / "frames.csv",
+        out / "estimates",
+        [out / p.name for p in pictures],
     )

@@ -28,6 +28,7 @@ from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import as_features
+from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from ..progress import bar
 from .errors import EvaluationError
 from .metrics import PER_QUERY, zoom_metrics
@@ -152,6 +153,8 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         The metrics per search and where they were written.
     """
     started = time.monotonic()
+    check_replaceable(config.out, "metrics.json", "evaluation output", (config.map, config.model))  # before the work
+    check_writable(config.out)
     model, extra = load_checkpoint(config.model, config.device)
     mapdir = MapDir(config.map)
     feats = as_features(index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch")))
@@ -203,6 +206,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         "seconds": seconds,
     }
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    tmp = start_partial(out.with_name(out.name + ".partial"))
+    (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
+    finish_partial(tmp, out, "metrics.json", "evaluation output", (config.map, config.model))
     return ZoomReport(results, calibration, mapdir.grid.terminal_size_m, out / "metrics.json", seconds)

@@ -185,7 +185,7 @@ def test_bad_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no such model"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="not a jzi checkpoint: .* cannot be read"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a jzi_ros model"):

@@ -78,7 +78,8 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         frame_id="test_cam",
         altitude_m=42.5,
         beam_width=4,
-        **(sensors if knows else {"min_confidence": 1}),  # an integer for a float parameter is taken
+        # compressed: an integer for a float parameter is taken, and a GPS in outage (NO_FIX) must not pin the search
+        **(sensors if knows else {"min_confidence": 1, "prior_topic": "/test/prior"}),
     )
     client = Client(domain, "/test/image", compressed=transport == "compressed")
     client.publishers = {
@@ -89,6 +90,15 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         client.wait_for_node(proc)
         shots, grid = frames
         sent = {}
+        if not knows:
+            lost = NavSatFix()
+            lost.status.status = NavSatFix().status.STATUS_NO_FIX
+            lost.latitude, lost.longitude = shots[0][1], shots[0][2]
+            lost.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
+            prior_pub = client.node.create_publisher(NavSatFix, "/test/prior", 10)
+            for _ in range(5):
+                prior_pub.publish(lost)
+                client.spin(0.1)
         for i, (frame, lat, lon, pose) in enumerate(shots):
             stamp = 1_700_000_000 * 10**9 + i * 200_000_000
             if knows:
@@ -138,6 +148,8 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         out = proc.communicate(timeout=20)[0]
     if transport == "raw":
         assert "frame skipped" in out
+    else:
+        assert "ignoring the prior: the prior's status is NO_FIX" in out
 
 
 def test_node_with_a_bad_map_logs_one_error_and_exits_non_zero(trained, tmp_path):

@@ -350,9 +350,10 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
     return truth, frames, sensors
 
 
-def _localize(loc: Localizer, stamp_ns: int, msg, sensors: _Sensors, config: BagEvalConfig) -> Estimate:
-    """One frame through the localizer with what the robot knew at its stamp."""
-    q, height_m = sensors.at(stamp_ns)
+def _localize(
+    loc: Localizer, msg, q: np.ndarray | None, height_m: float | None, sensors: _Sensors, config: BagEvalConfig
+) -> Estimate:
+    """One frame through the localizer with what the robot knew at its stamp (``sensors.at`` gives q and height)."""
     attitude = Attitude.from_body(q, heading=config.imu_heading) if q is not None else None
     image, encoding = decode_message(msg)
     return loc.localize(image, encoding, camera=sensors.camera, attitude=attitude, height_m=height_m)
@@ -378,7 +379,7 @@ def _replay(
         without_attitude += sensors.attitude is not None and q is None
         without_height += sensors.height is not None and height_m is None
         try:
-            est = _localize(loc, stamp_ns, msg, sensors, config)
+            est = _localize(loc, msg, q, height_m, sensors, config)
         except InputError as exc:
             rejected += 1
             first_rejection = first_rejection or str(exc)
@@ -423,7 +424,9 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         warm_ms = []
         for i in chosen[: 4 * WARMUP_FRAMES]:  # a corrupt frame does not stop the measurement
             try:
-                warm_ms.append(_localize(loc, frames[i][0], frames[i][1], sensors, config).timings_ms["total"])
+                stamp_ns, msg = frames[i]
+                est = _localize(loc, msg, *sensors.at(stamp_ns), sensors, config)
+                warm_ms.append(est.timings_ms["total"])
             except InputError:
                 continue
             if len(warm_ms) == WARMUP_FRAMES:

@@ -113,10 +113,6 @@ def encoder_matcher(model_path: Path) -> Matcher:
     return DenseMatcher(describe=describe, name="encoder")
 
 
-def _imu(pose: CameraPose, mode: str, rng: np.random.Generator) -> Attitude:
-    return Attitude.imu_like(pose, rng, heading=mode == "imu")
-
-
 def registration_study(config: RegistrationStudyConfig) -> list[dict]:
     """One row per (source raster, matcher, heading mode); the module docstring says what is measured.
 
@@ -190,7 +186,7 @@ def _measure(
     desc = f"{source}: {matcher}, heading {mode}"
     for pose, frame, right, wrong, seed in tqdm(cases, desc=desc, unit="frame", disable=config.quiet):
         rng = np.random.default_rng(seed)
-        att = _imu(pose, mode, rng)
+        att = Attitude.imu_like(pose, rng, heading=mode == "imu")
         t0 = time.perf_counter()
         reg = refiner.refine(frame, cam, right[None], att, height_m=pose.altitude_m)
         times.append((time.perf_counter() - t0) * 1e3)
@@ -246,7 +242,7 @@ def refined_metrics(
     rng = np.random.default_rng(7)
     errors, inside, times = [], [], []
     for frame, pose, cands in zip(frames, poses, candidates_m, strict=True):
-        reg = refiner.refine(frame, camera, cands, _imu(pose, "imu", rng), height_m=pose.altitude_m)
+        reg = refiner.refine(frame, camera, cands, Attitude.imu_like(pose, rng), height_m=pose.altitude_m)
         times.append(reg.timings_ms["refine"])
         if reg.verified:
             d = np.array([reg.east_m - pose.east_m, reg.north_m - pose.north_m])

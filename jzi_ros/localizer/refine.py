@@ -179,7 +179,6 @@ class Registration:
     distinctiveness: float = math.nan
     peak: float = math.nan
     scale: float = math.nan
-    heading_error_deg: float = math.nan
     gsd_m: float = math.nan
     timings_ms: dict = field(default_factory=dict)
 

@@ -230,12 +230,10 @@ class LocalizerNode(Node):
         except JziError as exc:
             self.get_logger().warning(f"camera info ignored: {exc}", throttle_duration_sec=10.0)
 
-    def knowledge(self, stamp_ns: int, image_shape: tuple[int, ...]) -> tuple[Pinhole, Attitude | None, float | None]:
-        """What the robot knows at a frame's stamp: its camera, attitude and height (None: unknown or stale)."""
+    def knowledge(self, stamp_ns: int) -> tuple[Attitude | None, float | None]:
+        """What the robot knows at a frame's stamp besides its camera: attitude and height (None: unknown or stale)."""
         p = self.params
         max_ns = p.sensor_max_age_s * 1e9
-        hfov = self.camera.hfov_deg if self.camera is not None else p.hfov_deg
-        camera = Pinhole(image_shape[1], image_shape[0], hfov)  # intrinsics scale with the image
         q = _nearest(self.attitudes, stamp_ns, max_ns) if p.imu_topic else None
         self.stats.stale_attitude += bool(p.imu_topic) and q is None
         attitude = Attitude.from_body(q, p.mount, p.imu_heading, p.yaw_offset_deg) if q is not None else None
@@ -246,7 +244,7 @@ class LocalizerNode(Node):
             if height is not None and height <= 0:  # a body upside down or a bogus range
                 height = None
             self.stats.stale_height += height is None
-        return camera, attitude, height
+        return attitude, height
 
     def work(self) -> None:
         """The worker thread's loop: take the newest frame, localize it, at most ``max_rate_hz``."""
@@ -278,8 +276,9 @@ class LocalizerNode(Node):
                 except PriorError as exc:
                     self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
             stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            camera, attitude, height = self.knowledge(_stamp_ns(msg.header), array.shape)
-            known = {"stamp_s": stamp_s, "camera": camera, "attitude": attitude, "height_m": height}
+            attitude, height = self.knowledge(_stamp_ns(msg.header))
+            # the camera info's field of view (the localizer scales it to the frame), else hfov_deg
+            known = {"stamp_s": stamp_s, "camera": self.camera, "attitude": attitude, "height_m": height}
             try:
                 est = self.localizer.localize(array, order, prior=prior, **known)
             except PriorError as exc:

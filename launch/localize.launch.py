@@ -1,37 +1,76 @@
-"""Start the jzi_ros localizer: ros2 launch jzi_ros localize.launch.py map:=DIR model:=CKPT image_topic:=T"""
+"""Start the jzi_ros localizer node with config/localize.yaml (or params_file) and per-robot launch arguments.
+
+    ros2 launch jzi_ros localize.launch.py map:=DIR model:=CKPT image_topic:=T [NAME:=VALUE ...]
+
+Arguments (each sets the node parameter in brackets; see config/localize.yaml):
+  map [map_path], model [model_path], image_topic, transport (raw or
+  compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
+  height_m [m], backend (torch, onnxruntime, tensorrt), device (cpu, cuda:N),
+  tracking (true/false), max_speed_mps [m/s], reacquire_after (frames);
+  params_file: the parameter YAML (default: the installed config/localize.yaml).
+
+An argument left unset ("", its default) passes nothing, so the params file's
+value stands; a set one overrides it, converted to the parameter's type
+(height_m:=30 becomes the double 30.0, tracking:=false a bool), by
+jzi_ros.launch_args.parameter_overrides. A string parameter cannot be cleared
+to "" from here: clear it in the params file.
+
+A drone with an IMU and a rangefinder:
+    ros2 launch jzi_ros localize.launch.py map:=maps/city model:=model.pt \
+        image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
+        imu_topic:=/imu/data height_topic:=/rangefinder max_speed_mps:=20.0
+A ground robot with a camera on a 2 m mast, JPEG frames, on a GPU:
+    ros2 launch jzi_ros localize.launch.py map:=maps/campus model:=model.pt \
+        image_topic:=/mast_camera/image_raw/compressed transport:=compressed \
+        height_m:=2.0 max_speed_mps:=3.0 device:=cuda:0
+"""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from jzi_ros.launch_args import LAUNCH_ARGUMENTS, parameter_overrides
 from launch import LaunchDescription
 
 
-def generate_launch_description() -> LaunchDescription:
-    default_params = os.path.join(get_package_share_directory("jzi_ros"), "config", "localize.yaml")
-    args = [
-        DeclareLaunchArgument("map", description="map directory (jzi build-map, indexed for the model)"),
-        DeclareLaunchArgument("model", description="model checkpoint (jzi train)"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera topic"),
-        DeclareLaunchArgument("transport", default_value="raw", description="raw or compressed"),
-        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
-    ]
+def _node(context):
+    """The localizer node, with the params file and the launch arguments that were set."""
+    values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    params_file = LaunchConfiguration("params_file").perform(context)
+    overrides = parameter_overrides(values)
     node = Node(
         package="jzi_ros",
         executable="localizer",
         name="jzi_localizer",
         output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "map_path": LaunchConfiguration("map"),
-                "model_path": LaunchConfiguration("model"),
-                "image_topic": LaunchConfiguration("image_topic"),
-                "transport": LaunchConfiguration("transport"),
-            },
-        ],
+        parameters=[params_file, overrides] if overrides else [params_file],
     )
-    return LaunchDescription([*args, node])
+    return [node]
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_params = os.path.join(get_package_share_directory("jzi_ros"), "config", "localize.yaml")
+
+    described = {name: a.description for name, a in LAUNCH_ARGUMENTS.items()}
+    args = [
+        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
+        # the rest default to "": unset, the params file's value stands
+        DeclareLaunchArgument("map", default_value="", description=described["map"]),
+        DeclareLaunchArgument("model", default_value="", description=described["model"]),
+        DeclareLaunchArgument("image_topic", default_value="", description=described["image_topic"]),
+        DeclareLaunchArgument("transport", default_value="", description=described["transport"]),
+        DeclareLaunchArgument("camera_info_topic", default_value="", description=described["camera_info_topic"]),
+        DeclareLaunchArgument("imu_topic", default_value="", description=described["imu_topic"]),
+        DeclareLaunchArgument("height_topic", default_value="", description=described["height_topic"]),
+        DeclareLaunchArgument("prior_topic", default_value="", description=described["prior_topic"]),
+        DeclareLaunchArgument("height_m", default_value="", description=described["height_m"]),
+        DeclareLaunchArgument("backend", default_value="", description=described["backend"]),
+        DeclareLaunchArgument("device", default_value="", description=described["device"]),
+        DeclareLaunchArgument("tracking", default_value="", description=described["tracking"]),
+        DeclareLaunchArgument("max_speed_mps", default_value="", description=described["max_speed_mps"]),
+        DeclareLaunchArgument("reacquire_after", default_value="", description=described["reacquire_after"]),
+    ]
+    return LaunchDescription([*args, OpaqueFunction(function=_node)])

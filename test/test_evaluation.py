@@ -28,12 +28,11 @@ from jzi_ros.evaluation import (
     plot_eval,
     reliability,
     select_realtime,
-    write_estimates_bag,
     write_frames_csv,
     zoom_metrics,
 )
 from jzi_ros.geo import ZoomGrid, build_map
-from jzi_ros.localizer import VERTICAL_VARIANCE_M2, Calibration, Estimate
+from jzi_ros.localizer import Calibration, Estimate
 
 GRID = ZoomGrid(center_lat=47.05, center_lon=8.54, size_m=400.0, grid=2, levels=2)
 """Terminal cells of 100 m."""
@@ -214,25 +213,6 @@ def test_frames_csv_has_a_header_and_one_line_per_frame(tmp_path):
     assert len(read) == 3 and list(read[0])[:2] == ["stamp_ns", "t_s"]
     assert [r["status"] for r in read] == ["FIX"] * 3
     assert [int(r["stamp_ns"]) for r in read] == [0, 10**9, 2 * 10**9] and read[2]["t_s"] == "2.0"
-
-
-def test_estimates_bag_round_trips_fixes_with_their_covariance_and_status(tmp_path):
-    estimates = [(10**9, estimate_at((0, 0), 10.0)), (2 * 10**9, estimate_at((3, 3), 20.0, trusted=False))]
-    path = tmp_path / "estimates"
-    path.mkdir()  # an older bag there is replaced
-    for storage in ("mcap", "sqlite3"):
-        assert write_estimates_bag(estimates, path, storage) == path
-        with bags.BagReader(path) as reader:
-            assert reader.topics == {"/jzi/fix": bags.NAVSATFIX}
-            fixes = [(m.bag_ns, m.msg) for m in reader.messages(["/jzi/fix"])]
-        assert [stamp for stamp, _ in fixes] == [10**9, 2 * 10**9]
-        for (stamp, est), (_, fix) in zip(estimates, fixes, strict=True):
-            assert bags.stamp_of(fix, 0) == stamp and fix.header.frame_id == "jzi_camera"
-            assert (fix.latitude, fix.longitude) == (est.lat, est.lon) and math.isfinite(fix.altitude)
-            cov = np.asarray(fix.position_covariance).reshape(3, 3)
-            assert cov[2, 2] == VERTICAL_VARIANCE_M2
-            np.testing.assert_allclose(cov[:2, :2], est.covariance_m2)
-            assert fix.status.status == (0 if est.trusted else -1)
 
 
 def test_summary_names_frame_counts_recalls_and_latency():

@@ -78,6 +78,7 @@ def test_node_publishes_fixes_for_camera_frames(trained, frames, transport):
         frame_id="test_cam",
         altitude_m=42.5,
         beam_width=4,
+        tracking=False,  # the frames jump across the map: no robot flies so
         # compressed: an integer for a float parameter is taken, and a GPS in outage (NO_FIX) must not pin the search
         **(sensors if knows else {"min_confidence": 1, "prior_topic": "/test/prior"}),
     )
@@ -168,6 +169,7 @@ def test_node_with_a_bad_map_logs_one_error_and_exits_non_zero(trained, tmp_path
         ({"min_confidence": "high"}, "parameter min_confidence must be a float"),
         ({"hfov_deg": 200.0}, "hfov_deg"),
         ({"matcher": "loftr"}, "unknown matcher"),
+        ({"max_speed_mps": 0.0}, "max_speed_mps"),
     ],
 )
 def test_node_with_bad_parameters_says_which_and_exits_non_zero(trained, params, names):
@@ -176,6 +178,88 @@ def test_node_with_bad_parameters_says_which_and_exits_non_zero(trained, params,
     assert proc.returncode != 0 and "Traceback" not in out
     errors = [line for line in out.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and names in errors[0], out
+
+
+def test_node_tracks_a_flight_with_its_imu_turns_frames_by_its_yaw_and_outlives_a_silent_imu(trained):
+    """A continuous flight with IMU, rangefinder and camera info: tracked after the first verified fix; the
+    same view turned by 90 degrees with the IMU's yaw turned too gives the same fix; frames without IMU
+    messages are counted as stale and still localized."""
+    from dataclasses import replace
+
+    from sensor_msgs.msg import CameraInfo, Imu, Range
+
+    map_dir, model, _ = trained
+    mapdir = MapDir(map_dir)
+    grid, cell = mapdir.grid, mapdir.grid.terminal_size_m
+    ortho = LocalOrtho.for_map(mapdir, pad_m=2 * cell)
+    cam = Pinhole(64, 64, 60.0)
+    poses = [
+        CameraPose(-0.2 * grid.size_m + 0.1 * cell * i, 0.1 * grid.size_m, cam.altitude_for_footprint(1.5 * cell), 30.0)
+        for i in range(8)
+    ]
+    frames = [render_frame(ortho, cam, p)[0] for p in poses]
+    # the last view again, the camera turned 90 degrees clockwise: its image turns counter-clockwise
+    poses.append(replace(poses[-1], yaw_deg=120.0))
+    frames.append(np.ascontiguousarray(np.rot90(frames[-1])))
+    domain = random.randint(1, 200)
+    proc = start_node(
+        domain,
+        map_path=map_dir,
+        model_path=model,
+        image_topic="/test/image",
+        imu_topic="/test/imu",
+        height_topic="/test/range",
+        camera_info_topic="/test/camera_info",
+    )
+    client = Client(domain, "/test/image", compressed=False)
+    client.publishers = {
+        t: client.node.create_publisher(m, t, 10)
+        for t, m in (("/test/imu", Imu), ("/test/range", Range), ("/test/camera_info", CameraInfo))
+    }
+    try:
+        client.wait_for_node(proc)
+        stamps = []
+        for i, (frame, pose) in enumerate(zip(frames + frames[:2], poses + poses[:2], strict=True)):
+            stamp = 1_700_000_000 * 10**9 + i * 200_000_000 + (i >= len(frames)) * 10**9
+            if i < len(frames):  # the last two frames come a second later without any IMU message near them
+                _sensors(client, pose, stamp, frame.shape[1])
+                client.spin(0.05)
+            client.send_and_wait(image_msg(frame, stamp))
+            stamps.append(stamp)
+        client.spin(1.5)
+        assert proc.poll() is None
+        got = {stamp_ns_of(f): f for f, _ in client.fixes}
+        assert set(got) == set(stamps), "every frame is localized, the two without IMU messages too"
+        fixes = [got[s] for s in stamps]
+        errors = [_error_m(f, *grid.frame.to_latlon(p.east_m, p.north_m)) for f, p in zip(fixes, poses, strict=False)]
+        assert np.median(errors) < 0.25 * cell, errors
+        turned, upright = fixes[8], fixes[7]
+        assert turned.status.status == upright.status.status == NavSatFix().status.STATUS_FIX
+        assert _error_m(turned, upright.latitude, upright.longitude) < 0.1 * cell
+        values = client.diagnostic_values()
+        assert values["stale_attitude"] == "2", values
+        assert int(values["frames_verified"]) >= 8, values
+        assert values["search_mode"] in ("tracking", "global")
+        by_mode = dict(item.rsplit(" ", 1) for item in values["frames_by_mode"].split(", "))
+        assert int(by_mode["tracking"]) >= 7, values
+    finally:
+        client.close()
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_node_refuses_a_heading_known_model_without_an_imu_heading(trained, tmp_path):
+    import torch
+
+    state = torch.load(trained[1], map_location="cpu", weights_only=True)
+    state["extra"].setdefault("train_config", {})["heading_known"] = True
+    torch.save(state, tmp_path / "north_up.pt")
+    for extra in ({}, {"imu_topic": "/imu", "imu_heading": False}):
+        proc = start_node(random.randint(1, 200), map_path=trained[0], model_path=tmp_path / "north_up.pt", **extra)
+        out = proc.communicate(timeout=60)[0]
+        assert proc.returncode != 0 and "Traceback" not in out
+        errors = [line for line in out.splitlines() if "ERROR" in line]
+        assert len(errors) == 1 and "--heading-known" in errors[0], out
 
 
 def test_the_localizer_executable_without_ros_says_where_rclpy_comes_from():

@@ -191,6 +191,37 @@ def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_p
     with mcap_file.open("rb") as f:
         msgs = list(make_reader(f).iter_messages(topics=["/jzi/fix"]))
     assert len(msgs) == 24 and msgs[0][0].name == "sensor_msgs/msg/NavSatFix"
+    # a continuous flight is tracked after its first verified fix; the camera frames ride along for a bag viewer
+    assert metrics["search_modes"].get("tracking", 0) >= 20 and metrics["recoveries"] == []
+    assert "searched: global" in printed and "tracking" in printed
+    with bags.BagReader(out / "estimates") as reader:
+        assert reader.count(topic) == reader.count("/jzi/candidates") == 24
+    geo = json.loads((out / "flight.geojson").read_text())
+    assert sum(f["properties"]["kind"] == "estimate" for f in geo["features"]) == 24
+
+
+def test_after_a_camera_blackout_tracking_recovers_and_eval_bag_says_how_fast(trained, tmp_path, capsys):
+    map_dir = trained[0]
+    bag = tmp_path / "blackout"
+    altitude = Pinhole(64, 64, 60).altitude_for_footprint(1.5 * MapDir(map_dir).grid.terminal_size_m)
+    args = ["make-bag", "--map", str(map_dir), "--out", str(bag), "--trajectory", "random", "--duration-s", "12"]
+    args += ["--camera-hz", "2", "--image-px", "64", "--speed-mps", "6", "--tilt-deg", "0", "--seed", "5"]
+    assert main([*args, "--altitude-m", str(altitude), "--blackout", "4:3", "--quiet"]) == 0
+    with bags.BagReader(bag) as reader:
+        assert reader.count("/camera/image_raw") == 24 - 6, "no frame within the 3 s blackout"
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "x"), "--blackout", "4"])
+    assert "START_S:DURATION_S" in capsys.readouterr().err
+    sensors = ["--imu-topic", "/imu/data", "--height-topic", "/rangefinder/range", "--quiet"]
+    assert eval_bag(trained, bag, "/camera/image_raw", tmp_path / "eval", *sensors) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    (gap,) = metrics["recoveries"]
+    assert gap["at_s"] == pytest.approx(3.5) and gap["length_s"] == pytest.approx(3.5)
+    assert gap["frames_to_verified"] is not None and gap["frames_to_verified"] <= 5
+    assert "after the 3.5 s gap at 3.5 s: verified again at frame" in capsys.readouterr().out
+    assert eval_bag(trained, bag, "/camera/image_raw", tmp_path / "off", *sensors, "--no-tracking") == 0
+    metrics = json.loads((tmp_path / "off" / "metrics.json").read_text())
+    assert metrics["search_modes"] == {"global": 18} and not metrics["tracking"]["on"]
 
 
 def test_eval_bag_without_the_topic_lists_the_topics_it_has(trained, flight, tmp_path, capsys):

@@ -28,6 +28,7 @@ NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMU = "sensor_msgs/msg/Imu"
 RANGE = "sensor_msgs/msg/Range"
+POSE_ARRAY = "geometry_msgs/msg/PoseArray"
 ULTRASOUND = 0
 """``sensor_msgs/Range`` radiation type of a sonar."""
 INFRARED = 1
@@ -127,6 +128,33 @@ def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.nda
         binning_y=0,
         roi=roi,
     )
+
+
+def pose_array(stamp_ns: int, frame_id: str, positions_m: np.ndarray):
+    """A ``geometry_msgs/PoseArray`` of poses at ``positions_m`` (N, 3) [m] with identity orientations.
+
+    Args:
+        stamp_ns: header stamp [ns].
+        frame_id: header frame (the frame the positions are in).
+        positions_m: (N, 3) x, y, z of each pose [m]; N may be 0.
+
+    Raises:
+        DataError: ``positions_m`` has another shape.
+    """
+    xyz = np.asarray(positions_m, np.float64)
+    xyz = xyz.reshape(0, 3) if xyz.size == 0 else xyz
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise DataError(f"positions need the shape (N, 3), not {xyz.shape}")
+    point, quaternion, pose = (
+        T("geometry_msgs/msg/Point"),
+        T("geometry_msgs/msg/Quaternion"),
+        T("geometry_msgs/msg/Pose"),
+    )
+    poses = [
+        pose(position=point(x=float(x), y=float(y), z=float(z)), orientation=quaternion(x=0.0, y=0.0, z=0.0, w=1.0))
+        for x, y, z in xyz
+    ]
+    return T(POSE_ARRAY)(header=header(stamp_ns, frame_id), poses=poses)
 
 
 def _covariance3(variance) -> np.ndarray:

@@ -193,7 +193,8 @@ class FlightConfig:
     deviation ``imu_tilt_noise_deg``; a rangefinder on ``height_topic`` at
     ``height_hz`` with noise ``height_noise_m`` (standard deviation [m];
     default 0.5 % of the altitude, at least 0.02 m). An empty topic leaves
-    the sensor out.
+    the sensor out. ``blackouts``: (start, duration) [s] windows in which the
+    camera publishes nothing (a stalled driver, a cable), as robots see them.
     """
 
     out: Path
@@ -223,12 +224,16 @@ class FlightConfig:
     height_topic: str = "/rangefinder/range"
     height_hz: float = 20.0
     height_noise_m: float | None = None
+    blackouts: tuple[tuple[float, float], ...] = ()
     seed: int = 0
     quiet: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "geotiff", tuple(Path(p) for p in self.geotiff or ()))
+        object.__setattr__(self, "blackouts", tuple((float(a), float(b)) for a, b in self.blackouts))
+        if any(not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b > 0) for a, b in self.blackouts):
+            raise DataError(f"a blackout is a start of 0 s or more and a duration above 0 s, not {self.blackouts}")
         if not self.geotiff and self.map is None:
             raise DataError("give geotiff (rasters) or map (a map directory), or both, to fly over")
         if self.storage not in bags.STORAGES:
@@ -472,6 +477,8 @@ def write_flight(config: FlightConfig) -> FlightReport:
     )
     motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
     frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
+    for start_s, length_s in config.blackouts:
+        frame_times_s = frame_times_s[(frame_times_s < start_s) | (frame_times_s >= start_s + length_s)]
     gps_times_s = np.arange(0.0, duration_s, 1.0 / config.gps_hz)
     imu_times_s = np.arange(0.0, duration_s, 1.0 / config.imu_hz) if config.imu_topic else np.zeros(0)
     range_times_s = np.arange(0.0, duration_s, 1.0 / config.height_hz) if config.height_topic else np.zeros(0)

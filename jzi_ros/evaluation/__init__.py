@@ -24,10 +24,10 @@ if TYPE_CHECKING:
         frame_row,
         frame_statistics,
         select_realtime,
-        write_estimates_bag,
         write_frames_csv,
     )
     from .errors import EvaluationError
+    from .flight_outputs import write_geojson, write_replay_bag
     from .metrics import error_summary, fix_summary, format_table, geodesic_m, reliability, zoom_metrics
     from .plots import draw_overview, plot_eval
     from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
@@ -58,7 +58,8 @@ _LAZY = {
     "reliability": "metrics",
     "select_realtime": "bag",
     "training_aerial_config": "queries",
-    "write_estimates_bag": "bag",
+    "write_geojson": "flight_outputs",
+    "write_replay_bag": "flight_outputs",
     "write_frames_csv": "bag",
     "zoom_metrics": "metrics",
 }
@@ -91,7 +92,8 @@ __all__ = [
     "reliability",
     "select_realtime",
     "training_aerial_config",
-    "write_estimates_bag",
+    "write_geojson",
+    "write_replay_bag",
     "write_frames_csv",
     "zoom_metrics",
 ]

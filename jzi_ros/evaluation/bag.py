@@ -8,9 +8,15 @@ frame's stamp, at most over ``max_gap_s``. Each frame with truth gives a row
 frame), truth and estimate, error [m], confidence, the status published (FIX
 or NO_FIX), whether the truth lies inside the 95 % ellipse, the covariance
 and the timings [ms]. The metrics add what the fixes are worth to a robot
-(:func:`.metrics.fix_summary`) and the checkpoint's calibration. Written to ``out``: ``metrics.json``,
-``frames.csv``, pictures (:func:`.plots.plot_eval`) and a bag of the
-estimates as ``NavSatFix`` on ``/jzi/fix`` to play beside the input.
+(:func:`.metrics.fix_summary`), the checkpoint's calibration, how frames were
+searched (tracking, :mod:`jzi_ros.localizer.tracking`, runs as in the node)
+and how fast the fixes came back after each gap in the camera's stream
+(:func:`recoveries`). Written to ``out``: ``metrics.json``,
+``frames.csv``, pictures (:func:`.plots.plot_eval`), ``flight.geojson``
+(truth, fixes, errors and ellipses for QGIS or a web map) and a bag that
+holds the localized camera frames with their fixes (``NavSatFix`` on
+``/jzi/fix``) and candidates (``PoseArray`` on ``/jzi/candidates``) to scrub
+through in a bag viewer (:mod:`.flight_outputs`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import csv
 import json
 import logging
 import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -36,20 +41,21 @@ from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read
 from ..geo import Pinhole, ZoomGrid
 from ..geo.camera import height_above_ground
 from ..images import decode_message
-from ..localizer import Estimate, InputError, Localizer, LocalizerConfig
+from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
 from ..localizer.refine import Attitude
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from .errors import EvaluationError
+from .flight_outputs import write_geojson, write_replay_bag
 from .metrics import error_summary, fix_summary, geodesic_m
 from .plots import plot_eval
 
 log = logging.getLogger(__name__)
 
-FIX_TOPIC = "/jzi/fix"
-FIX_FRAME_ID = "jzi_camera"
 WARMUP_FRAMES = 5
 """Frames localized to measure the per-frame cost of a real-time replay."""
 LATENCY_STAGES = ("decode", "encode", "search", "refine", "total")
+GAP_S = 2.0
+"""A pause of the camera's stream longer than this [s] is a gap after which :func:`recoveries` counts frames."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ class BagEvalConfig:
     (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
     (``sensor_msgs/CameraInfo``: intrinsics); "" for none; a message more
     than ``sensor_max_age_s`` from a frame's stamp is stale (the node's
-    parameter of that name).
+    parameter of that name). ``tracking``, ``max_speed_mps`` and
+    ``reacquire_after``: the search near the last verified fix, as the
+    node's parameters of those names.
     """
 
     bag: Path
@@ -95,6 +103,9 @@ class BagEvalConfig:
     height_topic: str = ""
     camera_info_topic: str = ""
     sensor_max_age_s: float = 0.2
+    tracking: bool = True
+    max_speed_mps: float = TrackingConfig.max_speed_mps
+    reacquire_after: int = TrackingConfig.reacquire_after
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -111,7 +122,7 @@ class BagReport:
 
     ``metrics``: the content of ``metrics.json``; ``rows``: the frames with
     ground truth, as in ``frames.csv``; the paths of ``metrics.json``,
-    ``frames.csv``, the estimates bag and the pictures.
+    ``frames.csv``, the bag of frames and estimates, ``flight.geojson`` and the pictures.
     """
 
     metrics: dict
@@ -119,6 +130,7 @@ class BagReport:
     metrics_path: Path
     frames_path: Path
     estimates_path: Path
+    geojson_path: Path
     pictures: list[Path]
 
 
@@ -190,6 +202,7 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         published), ``verified`` (registered against the map), its
         ``verdict`` and ``inliers``, ``inside_95``, the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
+        ``mode``: how the frame was searched (global, tracking or prior).
     """
     true_lat, true_lon = truth_latlon
     east_m, north_m = (float(v) for v in grid.frame.to_local(true_lat, true_lon))
@@ -207,6 +220,7 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "verified": est.verified,
         "verdict": est.verdict,
         "inliers": est.inliers,
+        "mode": est.mode,
         "inside_95": est.contains(east_m, north_m),
         "cov_ee_m2": est.covariance_m2[0, 0],
         "cov_en_m2": est.covariance_m2[0, 1],
@@ -214,6 +228,34 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "path": "".join(f"{a:x}" for a in est.path),
         **{f"{k}_ms": v for k, v in est.timings_ms.items()},
     }
+
+
+def recoveries(estimates: list[tuple[int, Estimate]], gap_s: float = GAP_S) -> list[dict]:
+    """After each pause of more than ``gap_s`` [s] between localized frames: how soon a fix was verified again.
+
+    Args:
+        estimates: (stamp [ns], estimate) of the localized frames, in time order.
+        gap_s: The shortest pause that counts [s].
+
+    Returns:
+        One dict per gap: ``at_s`` (its start, since the first frame),
+        ``length_s``, and ``frames_to_verified`` (1: the first frame after the
+        gap was verified; None: no later frame was).
+    """
+    out = []
+    for i in range(1, len(estimates)):
+        pause_s = (estimates[i][0] - estimates[i - 1][0]) / 1e9
+        if pause_s <= gap_s:
+            continue
+        after = [est.verified for _, est in estimates[i:]]
+        out.append(
+            {
+                "at_s": (estimates[i - 1][0] - estimates[0][0]) / 1e9,
+                "length_s": pause_s,
+                "frames_to_verified": after.index(True) + 1 if True in after else None,
+            }
+        )
+    return out
 
 
 def refusals(rows: list[dict], most: int = 5) -> dict[str, int]:
@@ -251,31 +293,6 @@ def write_frames_csv(rows: list[dict], path: str | Path) -> Path:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return path
-
-
-def write_estimates_bag(estimates: list[tuple[int, Estimate]], path: str | Path, storage: str = "mcap") -> Path:
-    """Write estimates as ``NavSatFix`` on ``/jzi/fix``, replacing an older bag there.
-
-    Args:
-        estimates: (stamp [ns], estimate) pairs; the stamp is the header's
-            and the record's.
-        path: The bag directory.
-        storage: ``"mcap"`` or ``"sqlite3"``.
-
-    Returns:
-        ``path``. An untrusted estimate has status NO_FIX; the covariance is
-        :meth:`~jzi_ros.localizer.Estimate.fix_covariance_m2`.
-    """
-    path = Path(path)
-    if path.exists():
-        check_replaceable(path, "metadata.yaml", "rosbag2 bag")
-        shutil.rmtree(path)
-    with bags.BagWriter(path, storage) as bag:
-        for stamp_ns, est in estimates:
-            cov = est.fix_covariance_m2()
-            fix = bags.navsatfix(stamp_ns, FIX_FRAME_ID, est.lat, est.lon, 0.0, cov, fix=est.trusted)
-            bag.add(FIX_TOPIC, fix, stamp_ns)
     return path
 
 
@@ -323,6 +340,15 @@ def format_summary(m: dict) -> str:
         ),
         "latency p50/p95 [ms]: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["latency_ms"].items()),
     ]
+    if m.get("search_modes"):
+        modes = ", ".join(f"{k} {n}" for k, n in sorted(m["search_modes"].items()))
+        lines.append(f"searched: {modes} frames" + ("" if m["tracking"]["on"] else " (tracking off)"))
+    for gap in m.get("recoveries", []):
+        back = gap["frames_to_verified"]
+        lines.append(
+            f"after the {gap['length_s']:.1f} s gap at {gap['at_s']:.1f} s: "
+            + (f"verified again at frame {back}" if back else "never verified again")
+        )
     return "\n".join(lines)
 
 
@@ -351,12 +377,20 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
 
 
 def _localize(
-    loc: Localizer, msg, q: np.ndarray | None, height_m: float | None, sensors: _Sensors, config: BagEvalConfig
+    loc: Localizer,
+    stamp_ns: int,
+    msg,
+    q: np.ndarray | None,
+    height_m: float | None,
+    sensors: _Sensors,
+    config: BagEvalConfig,
 ) -> Estimate:
     """One frame through the localizer with what the robot knew at its stamp (``sensors.at`` gives q and height)."""
     attitude = Attitude.from_body(q, heading=config.imu_heading) if q is not None else None
     image, encoding = decode_message(msg)
-    return loc.localize(image, encoding, camera=sensors.camera, attitude=attitude, height_m=height_m)
+    return loc.localize(
+        image, encoding, stamp_s=stamp_ns / 1e9, camera=sensors.camera, attitude=attitude, height_m=height_m
+    )
 
 
 def _replay(
@@ -379,7 +413,7 @@ def _replay(
         without_attitude += sensors.attitude is not None and q is None
         without_height += sensors.height is not None and height_m is None
         try:
-            est = _localize(loc, msg, q, height_m, sensors, config)
+            est = _localize(loc, stamp_ns, msg, q, height_m, sensors, config)
         except InputError as exc:
             rejected += 1
             first_rejection = first_rejection or str(exc)
@@ -416,7 +450,12 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         config.model,
         backend=config.backend,
         device=config.device,
-        config=LocalizerConfig(beam=config.beam, top_k=config.top_k, min_confidence=config.min_confidence),
+        config=LocalizerConfig(
+            beam=config.beam,
+            top_k=config.top_k,
+            min_confidence=config.min_confidence,
+            tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
+        ),
     )
     stamps_ns = np.array([f[0] for f in frames], np.int64)
     chosen = np.arange(0, len(frames), config.every)
@@ -425,7 +464,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         for i in chosen[: 4 * WARMUP_FRAMES]:  # a corrupt frame does not stop the measurement
             try:
                 stamp_ns, msg = frames[i]
-                est = _localize(loc, msg, *sensors.at(stamp_ns), sensors, config)
+                est = _localize(loc, stamp_ns, msg, *sensors.at(stamp_ns), sensors, config)
                 warm_ms.append(est.timings_ms["total"])
             except InputError:
                 continue
@@ -434,6 +473,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         if not warm_ms:
             raise BagError(f"the first {4 * WARMUP_FRAMES} frames of {config.bag} cannot be localized")
         log.info("real-time replay at %.1f ms per frame", np.median(warm_ms))
+        loc.reset()  # the replay starts afresh, as the node does
         chosen = chosen[select_realtime(stamps_ns[chosen], np.median(warm_ms) / 1e3)]
     replay = _replay(loc, frames, chosen, truth, sensors, config)
     if not replay.estimates:
@@ -460,6 +500,13 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             "camera_info_topic": config.camera_info_topic,
         },
         "refinement": loc.refine_summary(),
+        "tracking": {
+            "on": config.tracking,
+            "max_speed_mps": config.max_speed_mps,
+            "reacquire_after": config.reacquire_after,
+        },
+        "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
+        "recoveries": recoveries(replay.estimates),
         "refusals": refusals(replay.rows),
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
@@ -473,7 +520,8 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     }
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_frames_csv(replay.rows, tmp / "frames.csv")
-    write_estimates_bag(replay.estimates, tmp / "estimates", config.storage)
+    write_replay_bag(replay.estimates, frames, tmp / "estimates", config.storage, image_topic=config.image_topic)
+    write_geojson(replay.rows, tmp / "flight.geojson")
     pictures = plot_eval(replay.rows, loc.map, tmp)
     finish_partial(tmp, out, "metrics.json", "evaluation output", inputs)
     return BagReport(
@@ -482,5 +530,6 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         out / "metrics.json",
         out / "frames.csv",
         out / "estimates",
+        out / "flight.geojson",
         [out / p.name for p in pictures],
     )

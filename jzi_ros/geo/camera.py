@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .errors import GeoError
@@ -105,6 +106,34 @@ def ground_to_image(camera: Pinhole, pose: CameraPose, east_m, north_m) -> tuple
     hom = np.linalg.inv(image_to_ground(camera, pose))
     pts = hom @ np.stack([np.asarray(east_m, float), np.asarray(north_m, float), np.ones_like(east_m, float)])
     return pts[0] / pts[2], pts[1] / pts[2]
+
+
+def north_up_homography(camera: Pinhole, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
+    """Homography (3x3): pixel of a frame taken at this orientation -> pixel of the same camera turned north up, nadir.
+
+    The camera only turns about its centre, so the warp needs neither the
+    height nor a flat ground.
+    """
+    actual = CameraPose(0.0, 0.0, 1.0, yaw_deg, pitch_deg, roll_deg).rotation()
+    nadir = CameraPose(0.0, 0.0, 1.0).rotation()
+    k = camera.K
+    return k @ nadir.T @ actual @ np.linalg.inv(k)
+
+
+def north_up(
+    image: np.ndarray, camera: Pinhole, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0
+) -> np.ndarray:
+    """The frame as its camera would see it looking straight down with the image's top to the north.
+
+    Same size and intrinsics as ``image`` (whose size ``camera`` describes);
+    what the original frame does not show is black. A model trained with
+    ``jzi train --heading-known`` sees every frame this way.
+    """
+    if image.shape[:2] != (camera.height_px, camera.width_px):
+        raise GeoError(f"a {image.shape[1]}x{image.shape[0]} frame for a {camera.width_px}x{camera.height_px} camera")
+    hom = north_up_homography(camera, yaw_deg, pitch_deg, roll_deg)
+    size = (camera.width_px, camera.height_px)
+    return cv2.warpPerspective(image, hom, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def ground_footprint(camera: Pinhole, pose: CameraPose) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..lazy import lazy_attributes
 from .calibration import WITHIN_CELLS, Calibration, fit_calibration
 from .errors import InputError, PriorError
 from .estimate import CHI2_95_2DOF, VERTICAL_VARIANCE_M2, Candidate, Estimate, ellipse_95, inside_ellipse_95
+from .tracking import MODES, Tracker, TrackingConfig
 
 if TYPE_CHECKING:
     from .index import check_region, index_map
@@ -44,6 +45,7 @@ __all__ = [
     "Pinhole",
     "Localizer",
     "LocalizerConfig",
+    "MODES",
     "Prior",
     "PriorError",
     "check_region",
@@ -53,4 +55,6 @@ __all__ = [
     "index_map",
     "inside_ellipse_95",
     "to_rgb",
+    "Tracker",
+    "TrackingConfig",
 ]

@@ -56,7 +56,8 @@ class Estimate:
     and passed every check; ``verdict``: "ok", or why it was not verified
     (also why no registration ran: "refinement is off", "the map has no
     orthophoto pyramid"); ``inliers``: the registration's agreeing
-    correspondences.
+    correspondences; ``mode``: how the frame was searched, one of
+    :data:`~jzi_ros.localizer.tracking.MODES` (global, tracking, prior).
     """
 
     lat: float
@@ -73,6 +74,7 @@ class Estimate:
     verified: bool = False
     verdict: str = ""
     inliers: int = 0
+    mode: str = "global"
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import JziError
 from ..geo import MapDir, Pinhole, ZoomGrid
+from ..geo.camera import north_up
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
@@ -20,6 +21,7 @@ from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
 from .refine import Attitude, RefineConfig, Refiner, Registration
+from .tracking import GLOBAL, PRIOR, TRACKING, Tracker, TrackingConfig
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -36,7 +38,8 @@ class LocalizerConfig:
     filter (0 = off, the default); ``prior_sigmas``: half-width of a prior's
     box, in standard deviations; ``hfov_deg``: the camera's horizontal field
     of view when no intrinsics are given; ``refine``: the registration
-    against the map (on by default where the map has its orthophoto pyramid).
+    against the map (on by default where the map has its orthophoto pyramid);
+    ``tracking``: search near the last verified fix (:mod:`.tracking`).
     """
 
     beam: int = 4
@@ -46,6 +49,7 @@ class LocalizerConfig:
     prior_sigmas: float = 3.0
     hfov_deg: float = 60.0
     refine: RefineConfig = RefineConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     def __post_init__(self) -> None:
         problems = [
@@ -94,6 +98,12 @@ def _check_information(rgb: np.ndarray) -> None:
             f"the frame holds no image (mean grey {sample.mean():.1f}, spread {sample.std():.1f}): "
             f"uniform or nearly black"
         )
+
+
+HEADING_NEEDED = (
+    "the model was trained for north-up frames (jzi train --heading-known) and needs the camera's heading "
+    "for every frame: give an attitude with a yaw (the node: imu_topic with imu_heading true)"
+)
 
 
 def _check_knowledge(attitude: Attitude | None, height_m: float | None) -> None:
@@ -145,7 +155,11 @@ class Localizer:
                 self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine)
             else:
                 self.refine_off = "the map has no orthophoto pyramid"
-        footprint = extra.get("train_config", {}).get("footprint_cells", (4.0, 8.0))
+        self.tracker = Tracker(config.tracking)
+        train_config = extra.get("train_config", {})
+        self.heading_known = bool(train_config.get("heading_known", False))
+        """The model sees frames turned north up (``jzi train --heading-known``): every frame needs a heading."""
+        footprint = train_config.get("footprint_cells", (4.0, 8.0))
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
 
@@ -165,7 +179,7 @@ class Localizer:
         return Pinhole(image.shape[1], image.shape[0], hfov_deg)
 
     def prior_prefix(self, prior: Prior) -> tuple[int, ...]:
-        """Deepest cell (shorter than terminal) that holds the prior's box."""
+        """Deepest cell (shorter than terminal) that holds the prior's box of ``prior_sigmas`` standard deviations."""
         if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)):
             raise PriorError("prior position is not finite")
         if not (-90 <= prior.lat <= 90 and -180 <= prior.lon <= 180):
@@ -177,7 +191,11 @@ class Localizer:
         if not np.isfinite(cov).all() or (np.diag(cov) < 0).any() or np.linalg.eigvalsh((cov + cov.T) / 2)[0] < -1e-9:
             raise PriorError("prior covariance is not finite and positive semi-definite")
         east, north = (float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon))
-        r = self.config.prior_sigmas * np.sqrt(np.diag(cov))
+        return self.box_prefix(east, north, *(self.config.prior_sigmas * np.sqrt(np.diag(cov))))
+
+    def box_prefix(self, east_m: float, north_m: float, half_east_m: float, half_north_m: float) -> tuple[int, ...]:
+        """Deepest cell (shorter than terminal) that holds a box [m] of these half-widths around (east, north)."""
+        east, north, r = east_m, north_m, (half_east_m, half_north_m)
         corners_e = np.array([east - r[0], east + r[0], east - r[0], east + r[0]])
         corners_n = np.array([north - r[1], north - r[1], north + r[1], north + r[1]])
         prefix: tuple[int, ...] = ()
@@ -205,23 +223,42 @@ class Localizer:
         ``camera`` (intrinsics; default a pinhole of ``hfov_deg``), ``attitude``
         (heading and tilt of the camera) and ``height_m`` (above ground [m];
         without it three heights around the one at which the model was trained
-        to see the ground are tried).
+        to see the ground are tried). A model trained with ``--heading-known``
+        sees the frame turned north up with the attitude, which must then hold
+        a heading.
+
+        With tracking on (:mod:`.tracking`) and no ``prior``, a frame after a
+        verified one is searched near it; that needs ``stamp_s``.
 
         Raises:
             InputError: the image cannot be used, or the attitude or height is
-                not finite (or the height not positive).
+                not finite (or the height not positive), or a heading-known
+                model gets no heading.
             PriorError: the prior cannot be used.
         """
         t0 = time.perf_counter()
         _check_knowledge(attitude, height_m)
         if stamp_s is not None and not math.isfinite(stamp_s):
             raise InputError(f"the frame's stamp {stamp_s} is not finite")
+        if self.heading_known and (attitude is None or attitude.yaw_deg is None):
+            raise InputError(HEADING_NEEDED)
         rgb = to_rgb(image, encoding)
         _check_information(rgb)
+        cam = self.camera(rgb, camera)
+        seen = rgb
+        if self.heading_known and attitude is not None and attitude.yaw_deg is not None:
+            seen = north_up(rgb, cam, attitude.yaw_deg, attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
         t1 = time.perf_counter()
-        query = self.backend.encode([rgb])
+        query = self.backend.encode([seen])
         t2 = time.perf_counter()
-        prefix = self.prior_prefix(prior) if prior is not None else ()
+        mode, tracked = GLOBAL, None
+        prefix: tuple[int, ...] = ()
+        region = self.tracker.region(stamp_s)
+        if prior is not None:
+            mode, prefix = PRIOR, self.prior_prefix(prior)
+        elif region is not None:
+            tracked, radius = region
+            mode, prefix = TRACKING, self.box_prefix(float(tracked[0]), float(tracked[1]), radius, radius)
         res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
         t3 = time.perf_counter()
         paths = res.paths[0].cpu().numpy()
@@ -239,10 +276,11 @@ class Localizer:
         verified, verdict, inliers = False, self.refine_off, 0
         t4 = time.perf_counter()
         if self.refiner is not None:
-            cam = self.camera(rgb, camera)
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
+            # tracking: the last verified fix first, then the zoom's candidates
+            starts = centres if tracked is None else np.vstack([tracked[None], centres])
             try:
-                reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m)
+                reg = self.refiner.refine(rgb, cam, starts, attitude or Attitude(), height_m, assumed_m)
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")
@@ -251,9 +289,16 @@ class Localizer:
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
-                # outside the region (the pyramid's margin) the registered candidate's cell names it
-                path = tuple(int(a) for a in paths_in[0]) if inside[0] else cands[reg.candidate].path
-                cands.insert(0, cands.pop(reg.candidate))
+                found = reg.candidate - (tracked is not None)  # the zoom candidate it started from (-1: tracked)
+                if inside[0]:
+                    path = tuple(int(a) for a in paths_in[0])
+                    if found < 0:  # started from the last fix: the zoom's candidate holding the fix, if any
+                        found = next((i for i, c in enumerate(cands) if c.path == path), 0)
+                else:  # outside the region (the pyramid's margin) the registered candidate's cell names it
+                    found = max(found, 0)
+                    path = cands[found].path
+                cands.insert(0, cands.pop(found))
+        self.tracker.update(stamp_s, verified, position, cov)
         mu, cov = self._smooth(position, cov, stamp_s)
         lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
         t5 = time.perf_counter()
@@ -279,6 +324,7 @@ class Localizer:
             verified,
             verdict,
             inliers,
+            mode,
         )
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -298,5 +344,6 @@ class Localizer:
         return x, p
 
     def reset(self) -> None:
-        """Forget the temporal filter's state (a new sequence)."""
+        """Forget the temporal filter's and the tracking's state (a new sequence)."""
         self._filter = None
+        self.tracker.reset()

@@ -7,7 +7,10 @@ robot knows besides its frames (optional): the camera's intrinsics
 (``CameraInfo``), the body's attitude (``Imu``) and its height above ground
 (``Range`` or a fixed ``height_m``). The newest message of each is used when
 its stamp is within ``sensor_max_age_s`` of the frame's; otherwise the frame
-is localized without it and the stale message is counted.
+is localized without it and the stale message is counted. After a verified
+fix the next frames are searched near it (``tracking``, see
+:mod:`jzi_ros.localizer.tracking`); diagnostics say how each frame was
+searched (``search_mode``: global, tracking or prior).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, 
 
 from ..errors import JziError
 from ..localizer import Estimate, InputError, Localizer, Pinhole, PriorError, height_above_ground
+from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from .convert import (
     camera_info_to_pinhole,
@@ -105,6 +109,8 @@ class NodeStats:
     recent_verified: deque[bool] = field(default_factory=lambda: deque(maxlen=50))
     confidence: float = float("nan")
     verdict: str = ""
+    mode: str = ""
+    modes: Counter = field(default_factory=Counter)
 
     def record(self, received_s: float, done_s: float, est: Estimate) -> None:
         """Count one localized frame, received and done at these monotonic times [s]."""
@@ -115,6 +121,8 @@ class NodeStats:
         self.done_at_s.append(done_s)
         self.confidence = est.confidence
         self.verdict = est.verdict
+        self.mode = est.mode
+        self.modes[est.mode] += 1
         self.recent_ok.append(True)
 
     def fail(self, kind: str, reason: str) -> None:
@@ -185,7 +193,10 @@ class LocalizerNode(Node):
             import torch
 
             torch.set_num_threads(p.threads)
-        return Localizer(p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device)
+        loc = Localizer(p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device)
+        if loc.heading_known and not (p.imu_topic and p.imu_heading):
+            raise JziError(f"{p.model_path}: {HEADING_NEEDED}")
+        return loc
 
     def start(self, localizer: Localizer) -> None:
         """Start localizing frames with ``localizer`` on the worker thread."""
@@ -322,9 +333,9 @@ class LocalizerNode(Node):
         elif s.confidence < self.params.min_confidence:
             status.level, status.message = DiagnosticStatus.WARN, "low confidence"
         elif s.recent_verified and s.recent_verified[-1]:
-            status.level, status.message = DiagnosticStatus.OK, "localizing, verified against the map"
+            status.level, status.message = DiagnosticStatus.OK, f"localizing ({s.mode}), verified against the map"
         else:
-            status.level, status.message = DiagnosticStatus.OK, "localizing"
+            status.level, status.message = DiagnosticStatus.OK, f"localizing ({s.mode})"
         values = {
             "frames_processed": s.processed,
             "frames_dropped": self.mailbox.dropped,
@@ -341,6 +352,8 @@ class LocalizerNode(Node):
             "refinement": "on" if self.localizer is not None and self.localizer.refiner is not None else "off",
             "stale_attitude": s.stale_attitude,
             "stale_height": s.stale_height,
+            "search_mode": s.mode,
+            "frames_by_mode": ", ".join(f"{k} {n}" for k, n in s.modes.most_common()),
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import JziError
-from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount
+from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount, TrackingConfig
 from ..localizer.refine import RefineConfig
 
 
@@ -66,6 +66,11 @@ class NodeParams:
     mount_pitch_deg: float = _param(0.0, "camera tilt forward from straight down [deg]")
     mount_image_rotation_deg: float = _param(0.0, "image top's angle clockwise from the body's forward axis [deg]")
     sensor_max_age_s: float = _param(0.2, "IMU and height messages more than this [s] from a frame's stamp are stale")
+    tracking: bool = _param(True, "after a verified fix search near it (within max_speed_mps), not over the whole map")
+    max_speed_mps: float = _param(TrackingConfig.max_speed_mps, "the robot's top ground speed [m/s], for tracking")
+    reacquire_after: int = _param(
+        TrackingConfig.reacquire_after, "frames in a row without a verified fix after which the search is global again"
+    )
 
     def __post_init__(self) -> None:
         if self.transport not in ("raw", "compressed"):
@@ -85,7 +90,7 @@ class NodeParams:
                 raise JziError(f"{name} must be 0 or more, not {getattr(self, name)}")
         if not (self.vertical_variance_m2 > 0 and math.isfinite(self.altitude_m)):
             raise JziError("vertical_variance_m2 must be positive and altitude_m finite")
-        self.localizer_config()  # beam_width, top_k, min_confidence, smoothing, matcher: checked there
+        self.localizer_config()  # beam_width, top_k, min_confidence, smoothing, matcher, tracking: checked there
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> NodeParams:
@@ -118,6 +123,7 @@ class NodeParams:
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,
             hfov_deg=self.hfov_deg,
             refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
+            tracking=TrackingConfig(self.tracking, self.max_speed_mps, self.reacquire_after),
         )
 
     @property

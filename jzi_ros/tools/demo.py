@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     print(format_summary(report.metrics))
-    for path in (report.metrics_path, report.frames_path, report.estimates_path, *report.pictures):
+    for path in (report.metrics_path, report.frames_path, report.estimates_path, report.geojson_path, *report.pictures):
         print(f"wrote {path}")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; look at {out / 'eval' / 'trajectory.png'}")
     return 0

@@ -2,8 +2,9 @@
 
 Every camera frame (or every n-th, or those a real-time node would have
 taken) is localized; ground truth (``NavSatFix``) is interpolated to the
-frame's stamp. Writes metrics.json, frames.csv, pictures, and a bag of the
-estimates on /jzi/fix to play beside the input.
+frame's stamp. Writes metrics.json, frames.csv, pictures, flight.geojson
+and a bag of the localized frames beside their fixes (/jzi/fix) and
+candidates (/jzi/candidates).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ..data.bags import STORAGES
 from ..evaluation import BagEvalConfig, evaluate_bag, format_summary
-from ..localizer import LocalizerConfig
+from ..localizer import LocalizerConfig, TrackingConfig
 from .common import config_from
 
 
@@ -49,6 +50,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.2,
         help="IMU and height messages more than this from a frame's stamp are stale (default 0.2, the node's)",
     )
+    p.add_argument(
+        "--no-tracking",
+        dest="tracking",
+        action="store_false",
+        help="search every frame over the whole map (default: near the last verified fix, as the node does)",
+    )
+    p.add_argument(
+        "--max-speed-mps",
+        type=float,
+        default=TrackingConfig.max_speed_mps,
+        help=f"the robot's top ground speed, for tracking (default {TrackingConfig.max_speed_mps:g})",
+    )
+    p.add_argument(
+        "--reacquire-after",
+        type=int,
+        default=TrackingConfig.reacquire_after,
+        help=f"frames without a verified fix before the search is global again (default "
+        f"{TrackingConfig.reacquire_after})",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
 
@@ -57,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary and what was written."""
     report = evaluate_bag(config_from(BagEvalConfig, args))
     print(format_summary(report.metrics))
-    print(f"wrote {report.metrics_path}, {report.frames_path}, {report.estimates_path} (/jzi/fix)")
+    print(f"wrote {report.metrics_path}, {report.frames_path}, {report.geojson_path}")
+    print(f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")
     for path in report.pictures:
         print(f"wrote {path}")
     return 0

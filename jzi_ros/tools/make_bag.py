@@ -60,9 +60,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--height-noise-m", type=float, default=None, help="rangefinder noise, std [m] (default 0.5 %% of altitude)"
     )
+    p.add_argument(
+        "--blackout",
+        dest="blackouts",
+        type=parse_blackout,
+        action="append",
+        default=[],
+        metavar="START_S:DURATION_S",
+        help="a window without camera frames, e.g. 60:10 (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
+
+
+def parse_blackout(text: str) -> tuple[float, float]:
+    """START_S:DURATION_S -> (start, duration) [s]."""
+    try:
+        start, length = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a blackout is START_S:DURATION_S (e.g. 60:10), not {text!r}") from None
+    return start, length
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,104 @@
+"""The launch arguments of ``localize.launch.py`` and the node parameters they set.
+
+A launch argument is a string; the node checks each parameter's type (a
+``height_m`` of ``"30"`` or ``30`` instead of ``30.0`` is refused), so
+:func:`parameter_overrides` converts every argument to its parameter's type.
+An argument left at its default ``""`` sets nothing: the value in the launch's
+``params_file`` stands (launch_ros lets parameters listed after the YAML win,
+so an unset argument must not be passed at all). A string parameter can
+therefore not be set to ``""`` from the command line; clear it in the params
+file.
+
+No ROS here: the launch file imports this module, and tests run it without
+launch_ros.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from .errors import JziError
+
+
+class LaunchArgument(NamedTuple):
+    """One launch argument: the node parameter it sets, that parameter's type and a description."""
+
+    parameter: str
+    type: type
+    description: str
+
+
+LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
+    "map": LaunchArgument("map_path", str, "map directory (jzi build-map, indexed for the model)"),
+    "model": LaunchArgument("model_path", str, "model checkpoint (jzi train)"),
+    "image_topic": LaunchArgument("image_topic", str, "camera topic"),
+    "transport": LaunchArgument("transport", str, "raw (sensor_msgs/Image) or compressed (CompressedImage)"),
+    "camera_info_topic": LaunchArgument("camera_info_topic", str, "sensor_msgs/CameraInfo topic of the intrinsics"),
+    "imu_topic": LaunchArgument("imu_topic", str, "sensor_msgs/Imu topic of the body's orientation (ENU)"),
+    "height_topic": LaunchArgument("height_topic", str, "sensor_msgs/Range topic of the height above ground"),
+    "prior_topic": LaunchArgument("prior_topic", str, "NavSatFix topic of a prior position that narrows the search"),
+    "height_m": LaunchArgument("height_m", float, "fixed camera height above ground [m] when there is no height topic"),
+    "backend": LaunchArgument("backend", str, "inference backend: torch, onnxruntime or tensorrt"),
+    "device": LaunchArgument("device", str, "device of the backend: cpu, cuda or cuda:N"),
+    "tracking": LaunchArgument("tracking", bool, "after a verified fix, search near it (true or false)"),
+    "max_speed_mps": LaunchArgument("max_speed_mps", float, "the robot's top ground speed [m/s], for tracking"),
+    "reacquire_after": LaunchArgument(
+        "reacquire_after", int, "frames without a verified fix after which the search is global again"
+    ),
+}
+"""Launch argument name -> the parameter it sets; every one defaults to "" (unset)."""
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class LaunchArgumentError(JziError):
+    """A launch argument's value cannot be converted to its parameter's type."""
+
+
+def _convert(name: str, value: str, want: type) -> Any:
+    """``value`` as a ``want``; raises :class:`LaunchArgumentError` naming the argument."""
+    if want is str:
+        return value
+    if want is bool:
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise LaunchArgumentError(f"launch argument {name} must be true or false, not {value!r}")
+    try:
+        number = want(value)
+    except ValueError:
+        kind = "an integer" if want is int else "a number"
+        raise LaunchArgumentError(f"launch argument {name} must be {kind}, not {value!r}") from None
+    if want is float and not math.isfinite(number):
+        raise LaunchArgumentError(f"launch argument {name} must be finite, not {value!r}")
+    return number
+
+
+def parameter_overrides(values: Mapping[str, str]) -> dict[str, Any]:
+    """The node parameters that the launch arguments set, each of its parameter's type.
+
+    Args:
+        values: Launch argument name -> its value as the launch gives it
+            (a string; "" or only spaces: not set).
+
+    Returns:
+        Parameter name -> value (str, bool, int or float) for every argument
+        that was set, in the order of :data:`LAUNCH_ARGUMENTS`.
+
+    Raises:
+        LaunchArgumentError: An unknown argument, or a value that is not of
+            its parameter's type (bool: true/false/1/0/yes/no/on/off, any case).
+    """
+    unknown = sorted(set(values) - set(LAUNCH_ARGUMENTS))
+    if unknown:
+        raise LaunchArgumentError(
+            f"unknown launch arguments {', '.join(unknown)}; known: {', '.join(LAUNCH_ARGUMENTS)}"
+        )
+    overrides: dict[str, Any] = {}
+    for name, arg in LAUNCH_ARGUMENTS.items():
+        value = str(values.get(name, "")).strip()
+        if value:
+            overrides[arg.parameter] = _convert(name, value, arg.type)
+    return overrides

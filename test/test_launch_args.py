@@ -1,0 +1,165 @@
+"""The launch arguments: only those set override the params file, each converted to its parameter's type."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jzi_ros.launch_args import LAUNCH_ARGUMENTS, LaunchArgumentError, parameter_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch" / "localize.launch.py"
+CONFIG = ROOT / "config" / "localize.yaml"
+PER_ROBOT = {
+    "camera_info_topic",
+    "imu_topic",
+    "height_topic",
+    "prior_topic",
+    "height_m",
+    "backend",
+    "device",
+    "tracking",
+    "max_speed_mps",
+    "reacquire_after",
+}
+
+
+def test_unset_arguments_set_nothing():
+    assert parameter_overrides({}) == {}
+    assert parameter_overrides({name: "" for name in LAUNCH_ARGUMENTS}) == {}
+    assert parameter_overrides({"imu_topic": "  "}) == {}
+
+
+def test_set_arguments_become_parameters_of_the_node_s_types():
+    got = parameter_overrides(
+        {
+            "map": "maps/city",
+            "imu_topic": "/imu/data",
+            "height_m": "30",
+            "tracking": "False",
+            "max_speed_mps": "12.5",
+            "reacquire_after": "7",
+            "device": "cuda:0",
+            "prior_topic": "",
+        }
+    )
+    assert got == {
+        "map_path": "maps/city",
+        "imu_topic": "/imu/data",
+        "height_m": 30.0,
+        "device": "cuda:0",
+        "tracking": False,
+        "max_speed_mps": 12.5,
+        "reacquire_after": 7,
+    }
+    assert [type(got[k]) for k in ("height_m", "tracking", "reacquire_after")] == [float, bool, int]
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("TRUE", True), ("1", True), ("on", True), ("no", False)])
+def test_booleans_are_read_in_every_common_spelling(text, value):
+    assert parameter_overrides({"tracking": text}) == {"tracking": value}
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("tracking", "maybe", "tracking must be true or false"),
+        ("height_m", "high", "height_m must be a number"),
+        ("height_m", "nan", "height_m must be finite"),
+        ("reacquire_after", "2.5", "reacquire_after must be an integer"),
+        ("imu", "/imu", "unknown launch arguments imu"),
+    ],
+)
+def test_bad_values_and_unknown_arguments_are_named(name, value, match):
+    with pytest.raises(LaunchArgumentError, match=match):
+        parameter_overrides({name: value})
+
+
+def test_every_argument_sets_a_declared_node_parameter_of_its_type():
+    from jzi_ros.ros.params import PARAMETERS
+
+    assert PER_ROBOT | {"map", "model", "image_topic", "transport"} == set(LAUNCH_ARGUMENTS)
+    for name, arg in LAUNCH_ARGUMENTS.items():
+        assert arg.parameter in PARAMETERS, name
+        assert type(PARAMETERS[arg.parameter][0]) is arg.type, name
+
+
+def test_the_launch_file_declares_every_argument_with_an_empty_default():
+    tree = ast.parse(LAUNCH.read_text())
+    declared = {
+        ast.literal_eval(c.args[0]): {k.arg: k.value for k in c.keywords}
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+    }
+    assert set(declared) == set(LAUNCH_ARGUMENTS) | {"params_file"}
+    for name in LAUNCH_ARGUMENTS:
+        assert ast.literal_eval(declared[name]["default_value"]) == "", name
+    doc = ast.get_docstring(tree)
+    assert all(name in doc for name in LAUNCH_ARGUMENTS)
+
+
+class _Call:
+    """Stands for a launch class: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration:
+    def __init__(self, name):
+        self.name = name
+
+    def perform(self, context):
+        return context[self.name]
+
+
+@pytest.fixture
+def launch_module(monkeypatch):
+    """The launch file loaded with stand-ins for launch, launch_ros and the ament index."""
+    stubs = {
+        "launch": {"LaunchDescription": _Call},
+        "launch.actions": {"DeclareLaunchArgument": _Call, "OpaqueFunction": _Call},
+        "launch.substitutions": {"LaunchConfiguration": _LaunchConfiguration},
+        "launch_ros": {},
+        "launch_ros.actions": {"Node": _Call},
+        "ament_index_python": {},
+        "ament_index_python.packages": {"get_package_share_directory": lambda name: f"/opt/share/{name}"},
+    }
+    for name, attrs in stubs.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    spec = importlib.util.spec_from_file_location("localize_launch_under_test", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _launch(module, **given) -> list:
+    """The node's ``parameters`` when the launch runs with the arguments ``given``."""
+    description = module.generate_launch_description()
+    (entities,) = description.args
+    declared = [e for e in entities if e.kwargs.get("default_value") is not None]
+    context = {e.args[0]: e.kwargs["default_value"] for e in declared} | given
+    (opaque,) = [e for e in entities if "function" in e.kwargs]
+    (node,) = opaque.kwargs["function"](context)
+    assert (node.kwargs["executable"], node.kwargs["name"]) == ("localizer", "jzi_localizer")
+    return node.kwargs["parameters"]
+
+
+def test_the_launch_passes_the_params_file_alone_when_no_argument_is_set(launch_module):
+    assert _launch(launch_module) == ["/opt/share/jzi_ros/config/localize.yaml"]
+
+
+def test_the_launch_passes_the_set_arguments_after_the_params_file_and_the_node_accepts_them(launch_module):
+    from jzi_ros.ros.params import NodeParams
+
+    params = _launch(launch_module, params_file=str(CONFIG), imu_topic="/imu", height_m="2", tracking="false")
+    assert params == [str(CONFIG), {"imu_topic": "/imu", "height_m": 2.0, "tracking": False}]
+    merged = yaml.safe_load(CONFIG.read_text())["jzi_localizer"]["ros__parameters"] | params[1]  # later wins
+    node = NodeParams.from_values(merged)
+    assert (node.imu_topic, node.height_m, node.tracking, node.image_topic) == ("/imu", 2.0, False, "/camera/image_raw")

@@ -1,0 +1,133 @@
+"""Tracking (search near the last verified fix) and heading-known models, on the shared trained model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from jzi_ros.data import CameraPose, Pinhole, render_frame
+from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Tracker, TrackingConfig
+from jzi_ros.localizer.errors import LocalizerError
+from jzi_ros.localizer.localizer import Prior
+from jzi_ros.localizer.refine import Attitude
+
+
+def test_the_tracked_region_grows_with_time_and_is_dropped_after_misses_or_when_time_runs_back():
+    t = Tracker(TrackingConfig(max_speed_mps=10.0, reacquire_after=3))
+    assert t.region(0.0) is None, "no lock before a verified fix"
+    t.update(1.0, True, np.array([5.0, -2.0]), np.diag([4.0, 1.0]))
+    centre, radius = t.region(1.5)
+    assert np.allclose(centre, [5.0, -2.0]) and radius == pytest.approx(10.0 * 0.5 + 3 * 2.0)
+    assert t.region(3.0)[1] == pytest.approx(10.0 * 2.0 + 6.0)
+    assert t.region(None) is None, "without a stamp the elapsed time is unknown"
+    t.update(1.5, False, np.zeros(2), np.eye(2))
+    t.update(2.0, False, np.zeros(2), np.eye(2))
+    assert t.region(2.1) is not None and t.misses == 2
+    t.update(2.5, False, np.zeros(2), np.eye(2))
+    assert t.region(2.6) is None, "global again after reacquire_after misses"
+    t.update(3.0, True, np.array([1.0, 1.0]), np.eye(2))
+    assert t.region(2.0) is None and t.lock is None, "a stamp before the last one starts a new sequence"
+    t.update(3.0, True, np.array([1.0, 1.0]), np.eye(2))
+    assert Tracker(TrackingConfig(enabled=False)).region(0.0) is None
+    t_off = Tracker(TrackingConfig(enabled=False))
+    t_off.update(0.0, True, np.zeros(2), np.eye(2))
+    assert t_off.region(0.1) is None
+    for bad in ({"max_speed_mps": 0.0}, {"max_speed_mps": float("inf")}, {"reacquire_after": 0}):
+        with pytest.raises(LocalizerError):
+            TrackingConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def flight(trained):
+    """Frames along a straight line over the trained map, 0.2 s apart, with their poses."""
+    loc = Localizer(trained[0], trained[1])
+    grid = loc.grid
+    ortho = LocalOrtho.for_map(loc.map, pad_m=2 * grid.terminal_size_m)
+    cam = Pinhole(64, 64, 60.0)
+    cell = grid.terminal_size_m
+    poses = [
+        CameraPose(-0.25 * grid.size_m + 0.08 * cell * i, -0.1 * grid.size_m + 0.05 * cell * i, 1.5 * cell, 30.0)
+        for i in range(8)
+    ]
+    poses = [replace(p, altitude_m=cam.altitude_for_footprint(1.5 * cell)) for p in poses]
+    return [render_frame(ortho, cam, p)[0] for p in poses], poses, cam
+
+
+def _knowing(pose: CameraPose, cam: Pinhole) -> dict:
+    return {
+        "camera": cam,
+        "attitude": Attitude(pose.yaw_deg, pose.pitch_deg, pose.roll_deg),
+        "height_m": pose.altitude_m,
+    }
+
+
+def _wrong_zoom(loc: Localizer) -> None:
+    """Make the zoom's candidates all the map's far corner cell (a zoom that is lost)."""
+    real = loc.backend.search
+    far = loc.grid.path_at(*loc.grid.frame.to_latlon(0.45 * loc.grid.size_m, 0.45 * loc.grid.size_m))
+
+    def search(query, beam, top_k, prefix=()):
+        res = real(query, beam, top_k, prefix)
+        return replace(res, paths=torch.tensor(far).expand_as(res.paths).clone())
+
+    loc.backend.search = search  # type: ignore[method-assign]
+
+
+def test_after_a_verified_fix_the_next_frames_are_tracked_and_registered_at_the_last_fix_first(trained, flight):
+    frames, poses, cam = flight
+    loc = Localizer(trained[0], trained[1])
+    cell = loc.grid.terminal_size_m
+    first = loc.localize(frames[0], stamp_s=0.0, **_knowing(poses[0], cam))
+    assert first.mode == "global" and first.verified
+    _wrong_zoom(loc)  # from here on only the tracking can find the camera
+    for i in range(1, len(frames)):
+        est = loc.localize(frames[i], stamp_s=0.2 * i, **_knowing(poses[i], cam))
+        assert est.mode == "tracking"
+        assert est.verified, est.verdict
+        assert np.hypot(est.east_m - poses[i].east_m, est.north_m - poses[i].north_m) < 0.1 * cell
+    # the same lost zoom without tracking: nothing verifies
+    lost = Localizer(trained[0], trained[1], config=LocalizerConfig(tracking=TrackingConfig(enabled=False)))
+    _wrong_zoom(lost)
+    est = lost.localize(frames[3], stamp_s=0.6, **_knowing(poses[3], cam))
+    assert est.mode == "global" and not est.verified
+
+
+def test_tracking_gives_way_to_a_prior_and_to_a_global_search_after_misses_or_a_new_sequence(trained, flight):
+    frames, poses, cam = flight
+    loc = Localizer(trained[0], trained[1], config=LocalizerConfig(tracking=TrackingConfig(reacquire_after=2)))
+    assert loc.localize(frames[0], stamp_s=0.0, **_knowing(poses[0], cam)).verified
+    lat, lon = loc.grid.frame.to_latlon(poses[1].east_m, poses[1].north_m)
+    prior = Prior(float(lat), float(lon), np.eye(2) * 25.0)
+    assert loc.localize(frames[1], prior=prior, stamp_s=0.2, **_knowing(poses[1], cam)).mode == "prior"
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # no place on the map
+    misses = [loc.localize(noise, stamp_s=0.4 + 0.2 * k, **_knowing(poses[2], cam)) for k in range(2)]
+    assert [m.mode for m in misses] == ["tracking", "tracking"] and not any(m.verified for m in misses)
+    assert loc.localize(frames[3], stamp_s=1.0, **_knowing(poses[3], cam)).mode == "global"
+    assert loc.localize(frames[4], stamp_s=1.2, **_knowing(poses[4], cam)).mode == "tracking"
+    assert loc.localize(frames[0], stamp_s=0.0, **_knowing(poses[0], cam)).mode == "global", "time ran backwards"
+    loc.reset()
+    assert loc.localize(frames[1], stamp_s=5.0, **_knowing(poses[1], cam)).mode == "global"
+
+
+def test_a_heading_known_model_sees_frames_north_up_and_refuses_frames_without_a_heading(trained, flight):
+    frames, poses, cam = flight
+    loc = Localizer(trained[0], trained[1], config=LocalizerConfig(tracking=TrackingConfig(enabled=False)))
+    loc.heading_known = True  # as a checkpoint of `jzi train --heading-known` sets it
+    for knowing in ({}, {"attitude": Attitude(None, 0.0, 0.0)}):
+        with pytest.raises(InputError, match="--heading-known"):
+            loc.localize(frames[0], **knowing)
+    north_up = replace(poses[2], yaw_deg=0.0)
+    ortho = LocalOrtho.for_map(loc.map, pad_m=2 * loc.grid.terminal_size_m)
+    frame = render_frame(ortho, cam, north_up)[0]
+    turned = np.ascontiguousarray(np.rot90(frame))  # the same view with the image's top to the east
+    a = loc.localize(frame, attitude=Attitude(0.0, 0.0, 0.0), camera=cam)
+    b = loc.localize(turned, attitude=Attitude(90.0, 0.0, 0.0), camera=cam)
+    assert [c.path for c in a.candidates] == [c.path for c in b.candidates]
+    assert np.allclose([c.prob for c in a.candidates], [c.prob for c in b.candidates], atol=1e-5)
+    assert (a.east_m, a.north_m) == pytest.approx((b.east_m, b.north_m), abs=0.05 * loc.grid.terminal_size_m)
+    wrong = loc.localize(turned, attitude=Attitude(0.0, 0.0, 0.0), camera=cam)
+    assert [c.prob for c in wrong.candidates] != pytest.approx([c.prob for c in a.candidates], abs=1e-3)

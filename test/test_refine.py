@@ -69,6 +69,25 @@ def test_a_frame_rendered_at_a_known_pose_registers_within_a_pixel_of_the_map(sc
     assert reg.inliers >= RefineConfig().min_inliers
 
 
+def test_the_motion_gate_forgives_a_short_agreement_inside_it_and_nowhere_else(scene):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 30.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    strict = Refiner(grid, ortho, RefineConfig(min_distinctiveness=50.0, min_inlier_share=0.99))  # unreachable
+    attitude = Attitude(30.0, 0.0, 0.0)
+    start = np.array([[25.0, -8.0]])
+    alone = strict.refine(frame, CAMERA, start, attitude, height_m=HEIGHT_M)
+    assert not alone.verified and ("agree" in alone.verdict or "ambiguous" in alone.verdict)
+    inside = strict.refine(frame, CAMERA, start, attitude, height_m=HEIGHT_M, gate=(np.array([14.0, -18.0]), 5.0))
+    assert inside.verified and inside.verdict == "ok" and inside.forgiven == alone.verdict
+    assert math.hypot(inside.east_m - pose.east_m, inside.north_m - pose.north_m) < GSD_M
+    outside = strict.refine(frame, CAMERA, start, attitude, height_m=HEIGHT_M, gate=(np.array([40.0, -18.0]), 5.0))
+    assert not outside.verified and outside.verdict == alone.verdict
+    # the gate never replaces a hard check: a heading far off the attitude's stays refused
+    turned = strict.refine(frame, CAMERA, start, Attitude(60.0, 0.0, 0.0), height_m=HEIGHT_M, gate=(start[0], 50.0))
+    assert not turned.verified
+
+
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
     pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
     reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))

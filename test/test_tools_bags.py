@@ -284,6 +284,8 @@ def test_a_bag_of_corrupt_frames_says_so_and_one_corrupt_frame_spoils_nothing(tr
         (["--min-confidence", "1.5"], "min_confidence 1.5"),
         (["--model-text"], "not a jzi checkpoint"),
         (["--image-topic", "/gps/fix"], "carries sensor_msgs/msg/NavSatFix"),
+        (["--model-north-up"], "--heading-known) and needs the camera's heading for every frame: give --imu-topic"),
+        (["--max-speed-mps", "-1"], "max_speed_mps must be finite and above 0"),
     ],
 )
 def test_bad_eval_bag_inputs_give_one_clear_line_and_touch_nothing(trained, flight, tmp_path, capsys, extra, names):
@@ -291,6 +293,14 @@ def test_bad_eval_bag_inputs_give_one_clear_line_and_touch_nothing(trained, flig
     if extra == ["--model-text"]:
         model = tmp_path / "model.pt"
         model.write_text("a text file, not a model")
+        extra = []
+    if extra == ["--model-north-up"]:  # a model of `jzi train --heading-known`, and no IMU given
+        import torch
+
+        state = torch.load(model, map_location="cpu", weights_only=True)
+        state["extra"].setdefault("train_config", {})["heading_known"] = True
+        model = tmp_path / "north_up.pt"
+        torch.save(state, model)
         extra = []
     before = {p: p.stat().st_mtime_ns for p in [*map_dir.rglob("*"), *flight["mcap"].rglob("*")]}
     argv = ["eval-bag", "--bag", str(flight["mcap"]), "--map", str(map_dir), "--model", str(model)]

@@ -42,6 +42,7 @@ from ..geo import Pinhole, ZoomGrid
 from ..geo.camera import height_above_ground
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
+from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from .errors import EvaluationError
@@ -457,6 +458,8 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
         ),
     )
+    if loc.heading_known and not (config.imu_topic and config.imu_heading):
+        raise EvaluationError(f"{config.model}: {HEADING_NEEDED}: give --imu-topic (without --no-imu-heading)")
     stamps_ns = np.array([f[0] for f in frames], np.int64)
     chosen = np.arange(0, len(frames), config.every)
     if config.realtime:  # measure the per-frame cost on a few frames, then replay as the node would

@@ -102,7 +102,7 @@ def _check_information(rgb: np.ndarray) -> None:
 
 HEADING_NEEDED = (
     "the model was trained for north-up frames (jzi train --heading-known) and needs the camera's heading "
-    "for every frame: give an attitude with a yaw (the node: imu_topic with imu_heading true)"
+    "for every frame"
 )
 
 
@@ -241,7 +241,7 @@ class Localizer:
         if stamp_s is not None and not math.isfinite(stamp_s):
             raise InputError(f"the frame's stamp {stamp_s} is not finite")
         if self.heading_known and (attitude is None or attitude.yaw_deg is None):
-            raise InputError(HEADING_NEEDED)
+            raise InputError(f"{HEADING_NEEDED}: give an attitude with a yaw")
         rgb = to_rgb(image, encoding)
         _check_information(rgb)
         cam = self.camera(rgb, camera)
@@ -251,12 +251,13 @@ class Localizer:
         t1 = time.perf_counter()
         query = self.backend.encode([seen])
         t2 = time.perf_counter()
-        mode, tracked = GLOBAL, None
+        mode, tracked, gate = GLOBAL, None, None
         prefix: tuple[int, ...] = ()
         region = self.tracker.region(stamp_s)
         if prior is not None:
             mode, prefix = PRIOR, self.prior_prefix(prior)
         elif region is not None:
+            gate = region
             tracked, radius = region
             mode, prefix = TRACKING, self.box_prefix(float(tracked[0]), float(tracked[1]), radius, radius)
         res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
@@ -280,7 +281,7 @@ class Localizer:
             # tracking: the last verified fix first, then the zoom's candidates
             starts = centres if tracked is None else np.vstack([tracked[None], centres])
             try:
-                reg = self.refiner.refine(rgb, cam, starts, attitude or Attitude(), height_m, assumed_m)
+                reg = self.refiner.refine(rgb, cam, starts, attitude or Attitude(), height_m, assumed_m, gate)
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")

@@ -46,6 +46,16 @@ directions); the best global match distinct from the runner-up
 is searched, whose 24 tries make a chance match likelier); a plausible height (within ``height_tolerance`` of
 the known height, or of the searched range); a tilt below ``max_tilt_deg``; a
 heading within ``max_heading_error_deg`` of the known one.
+
+**Gated by the robot's motion.** When tracking gives a *gate* (the last
+verified fix and how far the robot can have moved since,
+:mod:`.tracking`), a registration that lands inside it is also accepted
+when only the inlier share or the distinctiveness fell short (never the
+minimum of inliers, their spread, the height, tilt or heading): a wrong
+match lands inside a gate of radius r within a crop of side w with a
+probability of about π r² / w², a fraction of a percent, so the gate is
+independent evidence for the place. :attr:`Registration.forgiven` names
+the check it replaced.
 """
 
 from __future__ import annotations
@@ -161,7 +171,8 @@ class Registration:
     the camera's ``east_m``/``north_m`` [m, local frame] and ``height_m`` [m],
     its ``yaw_deg`` and ``tilt_deg``; ``covariance_m2`` (2x2); ``inliers`` of
     ``matches``; ``gsd_m`` the ground resolution it worked at; ``candidate``
-    the index of the zoom's candidate it started from.
+    the index of the zoom's candidate it started from; ``forgiven``: the
+    check that failed but the motion gate replaced ("" when none did).
     """
 
     verified: bool
@@ -181,6 +192,7 @@ class Registration:
     scale: float = math.nan
     gsd_m: float = math.nan
     timings_ms: dict = field(default_factory=dict)
+    forgiven: str = ""
 
 
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
@@ -321,11 +333,14 @@ class Refiner:
         attitude: Attitude = Attitude(),
         height_m: float | None = None,
         assumed_height_m: float | None = None,
+        gate: tuple[np.ndarray, float] | None = None,
     ) -> Registration:
         """Register the frame around the candidates (N, 2) [m] in order; the first verified one, else the best refusal.
 
         ``height_m``: the camera's known height above ground [m]; without it
         the heights :attr:`RefineConfig.heights` x ``assumed_height_m`` are tried.
+        ``gate``: (centre (2,) [m], radius [m]) where tracking says the camera
+        is (the module docstring says what it relaxes).
         """
         t0 = time.perf_counter()
         c = self.config
@@ -346,8 +361,7 @@ class Refiner:
             if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
                 continue  # an earlier crop already covered this candidate's cell
             for h in heights:
-                reg = self._register(g, camera, centre, attitude, h, band)
-                reg = replace(reg, candidate=idx)
+                reg = replace(self._register(g, camera, centre, attitude, h, band, gate), candidate=idx)
                 if best is None or _better(reg, best):
                     best = reg
                 if reg.verified:
@@ -372,6 +386,7 @@ class Refiner:
         attitude: Attitude,
         height_m: float,
         band: tuple[float, float],
+        gate: tuple[np.ndarray, float] | None = None,
     ) -> Registration:
         c = self.config
         tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
@@ -402,7 +417,11 @@ class Refiner:
         m = self.matcher.match(view.image, view.valid, ref, attitude.yaw_deg is not None)
         t2 = time.perf_counter()
         timings["match"] = (t2 - t1) * 1e3
-        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band)
+        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band, gate is not None)
+        if reg.forgiven and reg.verified:
+            assert gate is not None
+            if math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) > gate[1]:
+                reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         return replace(reg, timings_ms=timings)
 
@@ -416,7 +435,9 @@ class Refiner:
         attitude: Attitude,
         height_m: float,
         band: tuple[float, float],
+        gated: bool = False,
     ) -> Registration:
+        """The pose from the matches, and the checks; ``gated``: share and distinctiveness are left to the gate."""
         c = self.config
         base: dict[str, Any] = {"matches": len(m), "distinctiveness": m.distinctiveness, "peak": m.peak, "gsd_m": gsd}
         if len(m) < c.min_inliers:
@@ -443,16 +464,19 @@ class Refiner:
         share = c.sure_inlier_share if measured and m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
         need = max(c.min_inliers, math.ceil(share * len(m)))
         if n_in < need:
-            return Registration(False, f"{n_in} of {len(m)} matches agree; {need} needed", **base)
+            base["forgiven"] = f"{n_in} of {len(m)} matches agree; {need} needed"
+            if not gated or n_in < c.min_inliers:
+                return Registration(False, base.pop("forgiven"), **base)
         img_pts = _apply(view.to_frame, m.query_px)
         span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
         if span.min() < c.min_spread:
             return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
         least = c.min_distinctiveness if attitude.yaw_deg is not None else c.min_distinctiveness_searched
         if measured and m.distinctiveness < least:
-            return Registration(
-                False, f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up", **base
-            )
+            ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
+            if not gated:
+                return Registration(False, ambiguous, **base)
+            base["forgiven"] = base.get("forgiven") or ambiguous
         if tilt_known:
             return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, band, m.overlap)
         origin = ground.mean(0)

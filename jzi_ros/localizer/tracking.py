@@ -4,7 +4,8 @@ After a verified fix (:mod:`.refine`) the robot can only have moved
 ``max_speed_mps`` times the time since. The next frame is searched inside the
 deepest cell that holds that disc (the prior mechanism of
 :meth:`~jzi_ros.localizer.Localizer.localize`), and the registration tries the
-last fix's position before the zoom's candidates. After ``reacquire_after``
+last fix's position before the zoom's candidates, with the disc as its gate
+(:mod:`.refine`: a registration inside it needs less agreement). After ``reacquire_after``
 frames in a row that do not verify, or when time runs backwards (a bag
 replayed from its start), the search is global again. An external prior wins
 over tracking. The mode of each frame is one of :data:`MODES`.

@@ -195,7 +195,7 @@ class LocalizerNode(Node):
             torch.set_num_threads(p.threads)
         loc = Localizer(p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device)
         if loc.heading_known and not (p.imu_topic and p.imu_heading):
-            raise JziError(f"{p.model_path}: {HEADING_NEEDED}")
+            raise JziError(f"{p.model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")
         return loc
 
     def start(self, localizer: Localizer) -> None:

@@ -10,6 +10,11 @@ A real camera never sees the map's pixels, so frames may also come from
 other rasters of the same place (another date or sensor: :func:`source_ortho`)
 and carry domain changes (:func:`jzi_ros.data.augment.domain`) that stand in
 for the gap when no other raster exists.
+
+For a robot that knows its camera's heading and tilt (an IMU), frames may be
+turned north up and nadir (``AerialConfig.heading_known``:
+:func:`north_up_as_known`), with the attitude error such a robot has, so the
+model learns the frames the localizer will give it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geo import MapDir, ZoomGrid
+from ..geo.camera import north_up
 from ..geo.ortho import LocalOrtho
 from .augment import domain, photometric
 from .camera import CameraPose, Pinhole, render_frame
@@ -36,7 +42,10 @@ class AerialConfig:
     largest pitch and roll; ``photometric``: strength of colour changes (0 = none);
     ``domain_ops``: domain changes of :func:`~jzi_ros.data.augment.domain`,
     each applied to a frame with probability ``domain_p``;
-    ``holdout_share``: share of terminal cells kept out of training.
+    ``holdout_share``: share of terminal cells kept out of training;
+    ``heading_known``: turn each frame north up and nadir
+    (:func:`north_up_as_known`) with an attitude off by ``heading_error_deg``
+    (standard deviation of the heading [deg]) and :data:`TILT_ERROR_DEG`.
     """
 
     image_px: int = 224
@@ -49,6 +58,8 @@ class AerialConfig:
     holdout_share: float = 0.1
     holdout_by_area: bool = False
     min_coverage: float = 0.9
+    heading_known: bool = False
+    heading_error_deg: float = 10.0
 
     def to_dict(self) -> dict:
         """The config in plain YAML/JSON types (``footprint_cells`` as a list)."""
@@ -62,6 +73,23 @@ class AerialConfig:
     def max_footprint_m(self, grid: ZoomGrid) -> float:
         """Widest ground width [m] a frame sees over ``grid``: the upper ``footprint_cells`` bound."""
         return self.footprint_cells[1] * grid.terminal_size_m
+
+
+TILT_ERROR_DEG = 0.5
+"""Standard deviation [deg] of the pitch and roll a heading-known frame is turned by: an IMU's tilt error."""
+
+
+def north_up_as_known(
+    frame: np.ndarray, camera: Pinhole, pose: CameraPose, rng: np.random.Generator, heading_error_deg: float
+) -> np.ndarray:
+    """A frame turned north up and nadir (:func:`jzi_ros.geo.camera.north_up`) with a noisy attitude.
+
+    The attitude is ``pose``'s plus normal errors: ``heading_error_deg`` on the
+    heading, :data:`TILT_ERROR_DEG` on pitch and roll (three draws from ``rng``),
+    as the localizer turns a frame with the attitude an IMU reports.
+    """
+    dyaw, dpitch, droll = rng.normal(0.0, (heading_error_deg, TILT_ERROR_DEG, TILT_ERROR_DEG))
+    return north_up(frame, camera, pose.yaw_deg + dyaw, pose.pitch_deg + dpitch, pose.roll_deg + droll)
 
 
 def heldout_cells(grid: ZoomGrid, share: float, seed: int = 0, by_area: bool = False) -> np.ndarray:
@@ -172,7 +200,9 @@ def render_samples(
     """Frames (N, S, S, 3) uint8 and their covered share (N,).
 
     Frame i is rendered from ``orthos[sources[i]]``, then changed
-    photometrically and by ``cfg.domain_ops``.
+    photometrically and by ``cfg.domain_ops``, then, with ``cfg.heading_known``,
+    turned north up (:func:`north_up_as_known`). The covered share is that of
+    the rendered frame.
     """
     camera = cfg.camera
     frames = np.empty((len(poses), camera.height_px, camera.width_px, 3), np.uint8)
@@ -180,7 +210,12 @@ def render_samples(
     for i, pose in enumerate(poses):
         frame, covered[i] = render_frame(orthos[sources[i]], camera, pose)
         frame = photometric(frame, rng, cfg.photometric)
-        frames[i] = domain(frame, rng, cfg.domain_ops, cfg.domain_p) if cfg.domain_ops else frame
+        frame = domain(frame, rng, cfg.domain_ops, cfg.domain_p) if cfg.domain_ops else frame
+        # The photometric and domain changes stand for the camera and the world (sensor, season, haze,
+        # resolution, JPEG), so they act on the camera's frame; the north-up turn is software the
+        # localizer runs on that frame afterwards. In this order the corners the turn uncovers are pure
+        # black, as at inference, and not hazed, tinted or JPEG-smeared.
+        frames[i] = north_up_as_known(frame, camera, pose, rng, cfg.heading_error_deg) if cfg.heading_known else frame
     return frames, covered
 
 

@@ -5,7 +5,9 @@ from another raster of the same place (another date or sensor: the gap a
 real camera has), with a random stream of their own (never the training
 one), by default in the terminal cells training held out; geotagged queries
 are images listed in a CSV with their latitude and longitude. Both come as
-:class:`Queries`.
+:class:`Queries`. A heading-known model (``jzi train --heading-known``) is
+given aerial queries turned north up with an IMU's attitude
+(:func:`north_up_queries`), as the localizer turns a robot's frames.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import numpy as np
 
 from ..data import AerialConfig, CameraPose, covered_frames, heldout_cells, pose_paths, source_ortho
 from ..data.geotagged import load_geotagged, read_images
-from ..geo import MapDir, ZoomGrid
+from ..geo import MapDir, Pinhole, ZoomGrid
+from ..geo.camera import north_up
+from ..localizer.refine import Attitude
+from .errors import EvaluationError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,32 @@ def aerial_queries(
     north = np.array([p.north_m for p in poses])
     lat, lon = grid.frame.to_latlon(east, north)
     return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses), poses)
+
+
+def north_up_queries(queries: Queries, camera: Pinhole, seed: int) -> tuple[list[np.ndarray], list[Attitude]]:
+    """Rendered queries turned north up and nadir with an attitude as an IMU reports it.
+
+    Args:
+        queries: Rendered queries (with their poses).
+        camera: Their camera.
+        seed: Seed of the attitude noise.
+
+    Returns:
+        The turned frames (:func:`jzi_ros.geo.camera.north_up`) and the attitude
+        each was turned with (:meth:`~jzi_ros.localizer.refine.Attitude.imu_like`:
+        the truth with :data:`~jzi_ros.localizer.refine.IMU_SIGMAS_DEG` of noise),
+        which the registration is given too.
+    """
+    if queries.poses is None:
+        raise EvaluationError("only rendered queries (with their poses) can be turned north up")
+    rng = np.random.default_rng([seed, 5150])  # a stream of its own
+    frames, attitudes = [], []
+    for image, pose in zip(queries.images, queries.poses, strict=True):
+        a = Attitude.imu_like(pose, rng)
+        assert a.yaw_deg is not None and a.pitch_deg is not None and a.roll_deg is not None  # imu_like sets all
+        frames.append(north_up(image, camera, a.yaw_deg, a.pitch_deg, a.roll_deg))
+        attitudes.append(a)
+    return frames, attitudes
 
 
 def geotagged_queries(csv_path: str | Path, grid: ZoomGrid) -> Queries:

@@ -221,7 +221,12 @@ def _measure(
 
 
 def refined_metrics(
-    refiner: Refiner, camera: Pinhole, frames: list[np.ndarray], poses: list[CameraPose], candidates_m: np.ndarray
+    refiner: Refiner,
+    camera: Pinhole,
+    frames: list[np.ndarray],
+    poses: list[CameraPose],
+    candidates_m: np.ndarray,
+    attitudes: list[Attitude] | None = None,
 ) -> dict:
     """The registration of rendered frames around their zoom candidates, as a robot with an IMU and a rangefinder.
 
@@ -232,6 +237,9 @@ def refined_metrics(
         poses: Their cameras' poses (the truth; the attitude is given with an
             IMU's noise, :data:`~jzi_ros.localizer.refine.IMU_SIGMAS_DEG`, and the height as a rangefinder's).
         candidates_m: (N, K, 2) centres [m] of each frame's candidate cells, best first.
+        attitudes: The attitude each frame is registered with (the IMU's that
+            turned it north up for a heading-known model); None: drawn here
+            from the poses with an IMU's noise.
 
     Returns:
         ``verified_share`` and, when some frame verified, ``verified_median_m``,
@@ -241,8 +249,10 @@ def refined_metrics(
     cell = refiner.grid.terminal_size_m
     rng = np.random.default_rng(7)
     errors, inside, times = [], [], []
-    for frame, pose, cands in zip(frames, poses, candidates_m, strict=True):
-        reg = refiner.refine(frame, camera, cands, Attitude.imu_like(pose, rng), height_m=pose.altitude_m)
+    if attitudes is None:
+        attitudes = [Attitude.imu_like(pose, rng) for pose in poses]
+    for frame, pose, cands, attitude in zip(frames, poses, candidates_m, attitudes, strict=True):
+        reg = refiner.refine(frame, camera, cands, attitude, height_m=pose.altitude_m)
         times.append(reg.timings_ms["refine"])
         if reg.verified:
             d = np.array([reg.east_m - pose.east_m, reg.north_m - pose.north_m])

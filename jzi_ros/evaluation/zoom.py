@@ -8,6 +8,12 @@ and FIX status the localizer would publish (the checkpoint's calibration).
 Aerial queries come from the map's own raster ("map") and from every
 ``query_rasters`` raster (another date or sensor of the place), each
 reported on its own; the report goes to ``metrics.json`` in ``out``.
+
+A heading-known model (``train_config`` ``heading_known``: ``jzi train
+--heading-known``) encodes aerial queries turned north up with an IMU's
+attitude (:func:`.queries.north_up_queries`), as the localizer would; their
+registration gets the camera's frame and that same attitude. Geotagged
+queries have no attitude and are refused for such a model.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..outputs import check_replaceable, check_writable, finish_partial, start_p
 from ..progress import bar
 from .errors import EvaluationError
 from .metrics import PER_QUERY, zoom_metrics
-from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
+from .queries import Queries, aerial_queries, geotagged_queries, north_up_queries, training_aerial_config
 from .registration import refined_metrics
 
 log = logging.getLogger(__name__)
@@ -100,7 +106,9 @@ class ZoomReport:
     B") its :func:`.metrics.zoom_metrics` (the per-query arrays included,
     which ``metrics.json`` leaves out); ``calibration``: the model's, applied;
     ``terminal_size_m``: the map's terminal cell side [m]; ``metrics_path``:
-    the ``metrics.json`` written; ``seconds``: the evaluation's wall time [s].
+    the ``metrics.json`` written; ``seconds``: the evaluation's wall time [s];
+    ``heading_known``: the model was trained heading-known (its queries were
+    turned north up with an IMU's attitude).
     """
 
     results: dict[str, dict[str, dict]]
@@ -108,6 +116,7 @@ class ZoomReport:
     terminal_size_m: float
     metrics_path: Path
     seconds: float
+    heading_known: bool = False
 
 
 def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: dict) -> dict[str, Queries]:
@@ -156,10 +165,16 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     check_replaceable(config.out, "metrics.json", "evaluation output", (config.map, config.model))  # before the work
     check_writable(config.out)
     model, extra = load_checkpoint(config.model, config.device)
+    train_args = extra.get("train_config") or extra.get("args", {})  # "args": checkpoints of before train_config
+    heading_known = bool(train_args.get("heading_known", False))
+    if heading_known and config.data is not None:
+        raise EvaluationError(
+            f"{config.model} is heading-known (it sees frames turned north up with the camera's attitude): "
+            "geotagged images have no attitude; evaluate it on aerial queries"
+        )
     mapdir = MapDir(config.map)
     feats = as_features(index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch")))
     feats = feats.float().to(config.device)
-    train_args = extra.get("train_config") or extra.get("args", {})  # "args": checkpoints of before train_config
     calibration = Calibration.from_dict(extra.get("calibration"))
     if not calibration.fitted:
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
@@ -167,10 +182,14 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     refiner = Refiner(mapdir.grid, mapdir.pyramid()) if config.refine and mapdir.has_pyramid else None
     if config.refine and refiner is None:
         log.warning("%s has no orthophoto pyramid: no registration (add one with jzi build-pyramid)", mapdir.path)
+    camera = training_aerial_config(model.cfg.encoder.image_px, train_args).camera  # of the aerial queries
     results: dict[str, dict[str, dict]] = {}
     for source, queries in sources.items():
         log.info("%d queries (%s) on %s", len(queries.images), source, mapdir.grid.describe())
-        query = encode_queries(model, queries.images, config.quiet)
+        images, attitudes = queries.images, None
+        if heading_known:  # as the localizer turns a robot's frame with its IMU's attitude
+            images, attitudes = north_up_queries(queries, camera, config.seed)
+        query = encode_queries(model, images, config.quiet)
         results[source] = {}
         beam_name = f"beam {config.beam}"
         for name, beam in (("greedy", 1), (beam_name, config.beam)):
@@ -182,13 +201,15 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
             )
             if name == beam_name and refiner is not None and queries.poses:  # its candidates, registered
                 centres = mapdir.grid.centers_m(paths.reshape(-1, paths.shape[-1])).reshape(*paths.shape[:2], 2)
-                camera = training_aerial_config(model.cfg.encoder.image_px, train_args).camera
                 log.info("registering %d queries (%s) against the map", len(queries.images), source)
-                results[source][name] |= refined_metrics(refiner, camera, queries.images, queries.poses, centres)
+                results[source][name] |= refined_metrics(
+                    refiner, camera, queries.images, queries.poses, centres, attitudes
+                )
     seconds = round(time.monotonic() - started, 1)
     report = {
         "map": str(mapdir.path),
         "model": str(config.model),
+        "heading_known": heading_known,
         "grid": mapdir.grid.to_dict(),
         "terminal_size_m": mapdir.grid.terminal_size_m,
         "queries": {
@@ -209,4 +230,4 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     tmp = start_partial(out.with_name(out.name + ".partial"))
     (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
     finish_partial(tmp, out, "metrics.json", "evaluation output", (config.map, config.model))
-    return ZoomReport(results, calibration, mapdir.grid.terminal_size_m, out / "metrics.json", seconds)
+    return ZoomReport(results, calibration, mapdir.grid.terminal_size_m, out / "metrics.json", seconds, heading_known)

@@ -6,7 +6,9 @@ the map's own raster and from each ``--query-rasters`` raster (the same place
 at another date or from another sensor, the gap a real camera has), and/or
 geotagged images from a CSV. Each is zoomed greedily and with a beam; the
 metrics, with the fixes the localizer would publish, go to ``metrics.json``
-and one table per query source.
+and one table per query source. A heading-known model (``jzi train
+--heading-known``) is given its aerial queries turned north up with an IMU's
+noisy attitude, as the localizer would; it takes no geotagged queries.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from ..evaluation import EvalConfig, evaluate_zoom, format_table
 from ..localizer import DEFAULT_MIN_CONFIDENCE
+from ..localizer.refine import IMU_SIGMAS_DEG
 from .common import config_from
 
 
@@ -61,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and where the metrics went."""
     report = evaluate_zoom(config_from(EvalConfig, args))
+    if report.heading_known:
+        print(
+            "the model is heading-known: aerial queries turned north up with an IMU's attitude "
+            f"(heading ±{IMU_SIGMAS_DEG[0]:g}°, tilt ±{IMU_SIGMAS_DEG[1]:g}°, standard deviations)"
+        )
     for source, results in report.results.items():
         label = "the map's own raster" if source == "map" else source
         print(f"\nqueries from {label}:")

@@ -8,6 +8,11 @@ Two kinds of training data, alone or together:
   with domain changes (``--domain-ops``) for the gap a real camera has;
 * ``--data CSV``: geotagged images (columns image, latitude, longitude).
 
+``--heading-known`` trains a model for robots that know their camera's
+heading and tilt (an IMU): aerial frames are turned north up and nadir with
+an attitude off by ``--heading-error-deg`` (heading) and half a degree (tilt),
+and the localizer turns every frame the same way with the IMU's attitude.
+
 With a frozen encoder (the default; ``--fine-tune-blocks 0``) every frame and
 every view is encoded once and the decoder trains on cached features: fast,
 and the CPU default. At the end a calibration of the covariance and the
@@ -51,6 +56,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=list(DOMAIN_OPS),
         metavar="OP",
         help=f"domain changes of aerial frames (default all: {' '.join(DOMAIN_OPS)}; none: give the flag alone)",
+    )
+    p.add_argument(
+        "--heading-known",
+        action="store_true",
+        help="a model for robots with an IMU: every aerial frame is turned north up and nadir with a noisy "
+        "attitude, as the localizer then turns each frame with the IMU's (frames without a heading are "
+        "refused); aerial frames only, not with --data",
+    )
+    p.add_argument(
+        "--heading-error-deg",
+        type=float,
+        default=10.0,
+        help="standard deviation [deg] of the heading error a --heading-known run trains with, 0-90 (default 10)",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of the whole run (default 10)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead of the budget")
@@ -122,6 +140,8 @@ def summary(result: TrainResult) -> str:
             f"{done}, the last {model.cfg.encoder.name} blocks with the decoder; map re-indexed for the "
             f"fine-tuned encoder; validation: median error {val.get('median_m', nan):.1f} m"
         )
+    if result.heading_known:
+        done += " (heading known: frames north up)"
     lines = [
         f"{done}; validation: path accuracy {val.get('path_acc', nan):.3f}, "
         f"median error {val.get('median_m', nan):.1f} m"

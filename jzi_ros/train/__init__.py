@@ -15,7 +15,15 @@ from .decoder_loop import build_model, evaluate_features, lr_at, train_decoder
 from .distributed import Dist
 from .errors import TrainError
 from .finetune import EpochSampler, TrainItems, train_end_to_end, trainable_blocks
-from .samples import Samples, aerial_config, aerial_samples, cache_path, encoded_samples, geotagged_samples
+from .samples import (
+    Samples,
+    aerial_config,
+    aerial_samples,
+    cache_path,
+    encoded_samples,
+    geotagged_samples,
+    samples_key,
+)
 from .trainer import TrainResult, train
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "evaluate_features",
     "geotagged_samples",
     "lr_at",
+    "samples_key",
     "train",
     "train_decoder",
     "train_end_to_end",

@@ -4,7 +4,10 @@ The validation frames (held-out cells, and the domain gap training had: other
 rasters and domain changes) are searched as the localizer searches them, and
 :func:`jzi_ros.localizer.fit_calibration` makes the 95 % ellipse and the
 confidence of the fixes they would give honest. The result goes into the
-checkpoint as ``calibration``.
+checkpoint as ``calibration``. A heading-known model's validation frames are
+north up, as the localizer turns the frames it encodes for such a model; the
+registration's fit (:func:`calibrate_registration`) registers the frames as
+the camera took them, as the localizer's refinement does.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def calibrate_registration(
     registered against the map's pyramid around a candidate up to half a
     footprint from the truth, with an IMU's attitude and the true height (a
     rangefinder's); :func:`~jzi_ros.localizer.calibration.fit_registration_scale`
-    on the verified ones.
+    on the verified ones. The frames are never turned north up (whatever
+    ``cfg.heading_known`` says): the registration takes the camera's own
+    frame and its attitude, for every model.
 
     Returns:
         (scale, verified frames), or None without a pyramid or with too few verified frames.
@@ -93,7 +98,8 @@ def calibrate_registration(
     heldout = heldout_cells(grid, 0.0)
     camera = cfg.camera
     offsets, covariances = [], []
-    for images, poses, _ in covered_frames(orthos, grid, frames, rng, replace(cfg, holdout_share=0.0), "all", heldout):
+    raw = replace(cfg, holdout_share=0.0, heading_known=False)  # the refiner turns the frame itself
+    for images, poses, _ in covered_frames(orthos, grid, frames, rng, raw, "all", heldout):
         for image, pose in zip(images, poses, strict=True):
             footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
             angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2

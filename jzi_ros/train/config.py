@@ -24,6 +24,8 @@ DEFAULT_DOMAIN_OPS = tuple(DOMAIN_OPS)
 """Domain changes of aerial training frames by default (see the ablation in the README)."""
 
 _CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls")}
+MAX_HEADING_ERROR_DEG = 90.0
+"""Largest heading error [deg] a heading-known run may be trained with: beyond it the heading is not known."""
 _POSITIVE = ("samples", "val_samples", "image_px", "dim", "depth", "heads", "batch")
 
 
@@ -39,6 +41,14 @@ class TrainConfig:
         query_rasters: other rasters of the map's region (other dates or
             sensors) that aerial frames are also rendered from.
         domain_ops: domain changes of aerial frames (:data:`jzi_ros.data.augment.DOMAIN_OPS`).
+        heading_known: a model for robots that know their camera's heading
+            and tilt (an IMU): every aerial frame is turned north up and nadir
+            (:func:`jzi_ros.geo.camera.north_up`) with a noisy attitude, as the
+            localizer turns every frame it is given for such a model. Aerial
+            frames only (no ``data``).
+        heading_error_deg: standard deviation of the heading error [deg] the
+            frames of a ``heading_known`` run are turned with, in [0, 90]
+            (pitch and roll: :data:`jzi_ros.data.aerial.TILT_ERROR_DEG`).
         minutes: wall-time budget of the whole run [min]; it ends the run only
             when ``max_steps`` is None.
         max_steps: optimiser steps to run; None: as many as the budget allows.
@@ -78,6 +88,8 @@ class TrainConfig:
     data: Path | None = None
     query_rasters: tuple[Path, ...] = ()
     domain_ops: tuple[str, ...] = DEFAULT_DOMAIN_OPS
+    heading_known: bool = False
+    heading_error_deg: float = 10.0
     minutes: float = 10.0
     max_steps: int | None = None
     samples: int = 12000
@@ -131,6 +143,18 @@ class TrainConfig:
         unknown = [op for op in self.domain_ops if op not in DOMAIN_OPS]
         if unknown:
             raise TrainError(f"domain_ops: unknown {', '.join(unknown)} (known: {', '.join(DOMAIN_OPS)})")
+        if not (
+            isinstance(self.heading_error_deg, int | float) and 0.0 <= self.heading_error_deg <= MAX_HEADING_ERROR_DEG
+        ):
+            raise TrainError(
+                f"heading_error_deg must be a number of degrees in [0, {MAX_HEADING_ERROR_DEG:g}] (the IMU heading's "
+                f"standard deviation), not {self.heading_error_deg!r}"
+            )
+        if self.heading_known and self.data is not None:
+            raise TrainError(
+                "heading_known trains on aerial frames only: geotagged images (data) have no attitude to turn "
+                "them north up, and a north-up turn only suits a downward-looking camera; drop one of the two"
+            )
         if not (math.isfinite(self.minutes) and self.minutes > 0):
             raise TrainError(f"minutes must be positive, not {self.minutes}")
         if self.max_steps is not None and self.max_steps < 1:

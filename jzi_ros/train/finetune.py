@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..data import AerialConfig, heldout_cells, render_frame, render_samples, sample_poses, source_ortho
+from ..data.aerial import north_up_as_known
 from ..data.augment import street
 from ..data.geotagged import load_geotagged, read_image
 from ..geo import MapDir
@@ -211,6 +212,9 @@ def validation_frames(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Aerial validation frames, seeded.
 
+    With ``aerial.heading_known`` they are turned north up
+    (:func:`~jzi_ros.data.aerial.north_up_as_known`), as the training frames are.
+
     Returns:
         ``count`` frames in the held-out cells (anywhere when none is held
         out) and their positions (N, 2) [m, local frame].
@@ -218,7 +222,12 @@ def validation_frames(
     rng = np.random.default_rng([seed, 7])
     split = "heldout" if heldout.any() else "all"
     poses = sample_poses(mapdir.grid, count, rng, aerial, split, heldout)
-    frames = [render_frame(ortho, aerial.camera, p)[0] for p in poses]
+    camera = aerial.camera
+    frames = [render_frame(ortho, camera, p)[0] for p in poses]
+    if aerial.heading_known:
+        frames = [
+            north_up_as_known(f, camera, p, rng, aerial.heading_error_deg) for f, p in zip(frames, poses, strict=True)
+        ]
     return frames, np.array([[p.east_m, p.north_m] for p in poses]).reshape(-1, 2)
 
 

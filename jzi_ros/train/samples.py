@@ -98,6 +98,8 @@ def aerial_config(config: TrainConfig) -> AerialConfig:
         domain_ops=config.domain_ops,
         holdout_share=config.holdout,
         holdout_by_area=config.holdout_by_area,
+        heading_known=config.heading_known,
+        heading_error_deg=config.heading_error_deg,
     )
 
 
@@ -151,7 +153,9 @@ def aerial_samples(
 
     Each frame is rendered from the map's own orthophoto or from one of
     ``query_rasters`` (drawn at random), then changed photometrically and by
-    ``cfg.domain_ops``; its label is the cell under the camera in the map's grid.
+    ``cfg.domain_ops``, and turned north up when ``cfg.heading_known`` (the
+    validation and calibration frames too: they are seen as the localizer
+    will see frames); its label is the cell under the camera in the map's grid.
 
     Args:
         mapdir: the map whose region is rendered.
@@ -246,6 +250,38 @@ def geotagged_samples(
     return Samples(np.concatenate(xs), data.paths[rows], data.east_north[rows], roles)
 
 
+def samples_key(config: TrainConfig, mapdir: MapDir, identity: dict) -> dict:
+    """Everything a run's encoded samples depend on (JSON types): the key of their cache (:func:`cache_path`).
+
+    Args:
+        config: the run (its data, rendering, counts, seed and hold-out).
+        mapdir: the map.
+        identity: the encoder's (:meth:`~jzi_ros.model.ZoomModel.identity`).
+    """
+    aerial = None
+    if config.aerial:
+        aerial = aerial_config(config).to_dict()
+        del aerial["heading_known"], aerial["heading_error_deg"]  # in "north_up" below
+    key = {
+        "format": 2,  # samples with roles (train, val, calib)
+        "map": str(mapdir.path.resolve()),
+        "grid": mapdir.grid.to_dict(),
+        "identity": identity,
+        "aerial": aerial,
+        "query_rasters": [str(Path(p).resolve()) for p in config.query_rasters],
+        "samples": config.samples,
+        "val": config.val_samples,
+        "seed": config.seed,
+        "data": str(config.data) if config.data else None,
+        "augment": config.augment if config.data else None,
+        "holdout": [config.holdout, config.holdout_by_area],
+        "query": config.query,
+    }
+    if config.heading_known:  # north-up samples never mix with others; other runs keep the keys they had
+        key["north_up"] = {"heading_error_deg": config.heading_error_deg}
+    return key
+
+
 def encoded_samples(
     config: TrainConfig, mapdir: MapDir, model: ZoomModel, dist: Dist, deadline_s: float | None
 ) -> Samples:
@@ -263,22 +299,7 @@ def encoded_samples(
         The samples, on every rank.
     """
     aerial = aerial_config(config)
-    key = {
-        "format": 2,  # samples with roles (train, val, calib)
-        "map": str(mapdir.path.resolve()),
-        "grid": mapdir.grid.to_dict(),
-        "identity": model.identity(),
-        "aerial": aerial.to_dict() if config.aerial else None,
-        "query_rasters": [str(Path(p).resolve()) for p in config.query_rasters],
-        "samples": config.samples,
-        "val": config.val_samples,
-        "seed": config.seed,
-        "data": str(config.data) if config.data else None,
-        "augment": config.augment if config.data else None,
-        "holdout": [config.holdout, config.holdout_by_area],
-        "query": config.query,
-    }
-    cache = cache_path(config.out, key)
+    cache = cache_path(config.out, samples_key(config, mapdir, model.identity()))
     if dist.main and not cache.exists():
         parts = []
         if config.aerial:

@@ -59,6 +59,7 @@ class TrainResult:
             in the checkpoint, or None (too few frames, fine-tuning, rank > 0).
         frames: encoded training and validation samples (frozen encoder).
         encode_s: wall time spent rendering and encoding them [s] (0 when cached).
+        heading_known: the frames were turned north up (``TrainConfig.heading_known``).
     """
 
     model: ZoomModel
@@ -72,6 +73,7 @@ class TrainResult:
     calibration: Calibration | None = None
     frames: int = 0
     encode_s: float = 0.0
+    heading_known: bool = False
 
 
 def _device(name: str) -> torch.device:
@@ -92,7 +94,8 @@ def train(config: TrainConfig) -> TrainResult:
     torch and NumPy with ``config.seed``, builds the model (or loads the one
     to resume), then trains the decoder on cached features or, with
     ``fine_tune_blocks``, the encoder's last blocks with it. The checkpoint
-    holds the model, ``train_config`` (``config.to_dict()``) and the history
+    holds the model, ``train_config`` (``config.to_dict()``, whose
+    ``heading_known`` tells the localizer to turn frames north up) and the history
     (``train_state`` with the optimizer, for resuming, when the encoder is frozen).
 
     Args:
@@ -130,6 +133,12 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         state = extra.get("train_state")
         if state is None:
             raise TrainError(f"{config.out} holds no training state to resume")
+        was = bool(extra.get("train_config", {}).get("heading_known", False))
+        if was != config.heading_known:
+            raise TrainError(
+                f"{config.out} was trained {'with' if was else 'without'} heading_known: resume it "
+                f"{'with' if was else 'without'} --heading-known (its frames are {'' if was else 'not '}north up)"
+            )
         if dist.main:
             log.info("resuming %s at step %d of %d", config.out, state["step"], state["total"])
     else:
@@ -138,6 +147,8 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
     model.encoder.eval().requires_grad_(False)
     if dist.main:
         log.info("map: %s", mapdir.grid.describe())
+        if config.heading_known:
+            log.info("heading known: frames turned north up (heading error %g deg)", config.heading_error_deg)
     fine_tuned = config.fine_tune_blocks > 0
     calibration, frames, encode_s = None, 0, 0.0
     if fine_tuned:
@@ -199,4 +210,5 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         calibration=calibration,
         frames=frames,
         encode_s=encode_s,
+        heading_known=config.heading_known,
     )

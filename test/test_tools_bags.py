@@ -285,7 +285,7 @@ def test_a_bag_of_corrupt_frames_says_so_and_one_corrupt_frame_spoils_nothing(tr
         (["--model-text"], "not a jzi checkpoint"),
         (["--image-topic", "/gps/fix"], "carries sensor_msgs/msg/NavSatFix"),
         (["--model-north-up"], "--heading-known) and needs the camera's heading for every frame: give --imu-topic"),
-        (["--max-speed-mps", "-1"], "max_speed_mps must be finite and above 0"),
+        (["--max-speed-mps", "-1"], "max-speed-mps must be finite and above 0"),
     ],
 )
 def test_bad_eval_bag_inputs_give_one_clear_line_and_touch_nothing(trained, flight, tmp_path, capsys, extra, names):

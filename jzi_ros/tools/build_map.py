@@ -13,15 +13,10 @@ from ..geo.mapdir import MapDir
 from ..geo.pyramid import source_bytes_in
 from ..geo.tiles import read_layout, stitch_tiles
 from ..progress import bar
+from .common import number_pair
 
-
-def parse_center(text: str) -> tuple[float, float]:
-    """``--center LAT,LON`` [deg] as a (lat, lon) pair."""
-    try:
-        lat, lon = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LAT,LON in degrees, got {text!r}") from None
-    return lat, lon
+parse_center = number_pair(",", "LAT,LON in degrees", "47.38,8.54")
+"""``--center LAT,LON`` [deg] as a (lat, lon) pair."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,9 +1,10 @@
-"""What the command-line front ends share: configs from their options."""
+"""What the command-line front ends share: configs from their options, options of two numbers."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -14,3 +15,16 @@ def config_from(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = {k: v for k, v in vars(args).items() if k in names}
     return cls(**{**values, **overrides})
+
+
+def number_pair(sep: str, form: str, example: str) -> Callable[[str], tuple[float, float]]:
+    """An argparse ``type`` for an option of two numbers joined by ``sep`` (``form`` and ``example`` name it)."""
+
+    def parse(text: str) -> tuple[float, float]:
+        try:
+            a, b = (float(v) for v in text.split(sep))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {form} (e.g. {example}), not {text!r}") from None
+        return a, b
+
+    return parse

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..data import bags
 from ..data.flight import FlightConfig, write_flight
 from .build_map import parse_center
-from .common import config_from
+from .common import config_from, number_pair
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--blackout",
         dest="blackouts",
-        type=parse_blackout,
+        type=number_pair(":", "START_S:DURATION_S", "60:10"),
         action="append",
         default=[],
         metavar="START_S:DURATION_S",
@@ -72,15 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
-
-
-def parse_blackout(text: str) -> tuple[float, float]:
-    """START_S:DURATION_S -> (start, duration) [s]."""
-    try:
-        start, length = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a blackout is START_S:DURATION_S (e.g. 60:10), not {text!r}") from None
-    return start, length
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ def test_the_tracked_region_grows_with_time_and_is_dropped_after_misses_or_when_
     t.update(2.5, False, np.zeros(2), np.eye(2))
     assert t.region(2.6) is None, "global again after reacquire_after misses"
     t.update(3.0, True, np.array([1.0, 1.0]), np.eye(2))
-    assert t.region(2.0) is None and t.lock is None, "a stamp before the last one starts a new sequence"
+    assert t.region(2.5) is not None, "a frame half a second out of order keeps the lock"
+    assert t.region(1.5) is None and t.lock is None, "a stamp well before the last one starts a new sequence"
     t.update(3.0, True, np.array([1.0, 1.0]), np.eye(2))
     assert Tracker(TrackingConfig(enabled=False)).region(0.0) is None
     t_off = Tracker(TrackingConfig(enabled=False))

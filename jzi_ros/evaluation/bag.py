@@ -203,7 +203,8 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         published), ``verified`` (registered against the map), its
         ``verdict`` and ``inliers``, ``inside_95``, the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
-        ``mode``: how the frame was searched (global, tracking or prior).
+        ``mode``: how the frame was searched (global, tracking or prior);
+        ``gated``: verified only because it landed inside tracking's gate.
     """
     true_lat, true_lon = truth_latlon
     east_m, north_m = (float(v) for v in grid.frame.to_local(true_lat, true_lon))
@@ -222,6 +223,7 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "verdict": est.verdict,
         "inliers": est.inliers,
         "mode": est.mode,
+        "gated": est.gated,
         "inside_95": est.contains(east_m, north_m),
         "cov_ee_m2": est.covariance_m2[0, 0],
         "cov_en_m2": est.covariance_m2[0, 1],
@@ -231,29 +233,33 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
     }
 
 
-def recoveries(estimates: list[tuple[int, Estimate]], gap_s: float = GAP_S) -> list[dict]:
-    """After each pause of more than ``gap_s`` [s] between localized frames: how soon a fix was verified again.
+def recoveries(stamps_ns: np.ndarray, estimates: list[tuple[int, Estimate]], gap_s: float = GAP_S) -> list[dict]:
+    """After each pause of more than ``gap_s`` [s] in the camera's stream: how soon a fix was verified again.
 
     Args:
+        stamps_ns: Sorted stamps [ns] of every frame in the bag (the stream).
         estimates: (stamp [ns], estimate) of the localized frames, in time order.
         gap_s: The shortest pause that counts [s].
 
     Returns:
         One dict per gap: ``at_s`` (its start, since the first frame),
-        ``length_s``, and ``frames_to_verified`` (1: the first frame after the
-        gap was verified; None: no later frame was).
+        ``length_s``, and ``frames_to_verified``: localized frames after the
+        gap up to the first verified one (1: the first was verified; None:
+        none was before the next gap).
     """
+    stamps = np.asarray(stamps_ns, np.int64)
+    pauses = np.flatnonzero(np.diff(stamps) > gap_s * 1e9)
+    done = np.array([s for s, _ in estimates], np.int64)
+    verified = np.array([est.verified for _, est in estimates], bool)
     out = []
-    for i in range(1, len(estimates)):
-        pause_s = (estimates[i][0] - estimates[i - 1][0]) / 1e9
-        if pause_s <= gap_s:
-            continue
-        after = [est.verified for _, est in estimates[i:]]
+    for k, i in enumerate(pauses):
+        end = stamps[pauses[k + 1] + 1] if k + 1 < len(pauses) else np.iinfo(np.int64).max
+        window = verified[(done >= stamps[i + 1]) & (done < end)]
         out.append(
             {
-                "at_s": (estimates[i - 1][0] - estimates[0][0]) / 1e9,
-                "length_s": pause_s,
-                "frames_to_verified": after.index(True) + 1 if True in after else None,
+                "at_s": float(stamps[i] - stamps[0]) / 1e9,
+                "length_s": float(stamps[i + 1] - stamps[i]) / 1e9,
+                "frames_to_verified": int(np.argmax(window)) + 1 if window.any() else None,
             }
         )
     return out
@@ -467,6 +473,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         for i in chosen[: 4 * WARMUP_FRAMES]:  # a corrupt frame does not stop the measurement
             try:
                 stamp_ns, msg = frames[i]
+                loc.reset()  # each frame timed as a global search: the node's cost when it has no track
                 est = _localize(loc, stamp_ns, msg, *sensors.at(stamp_ns), sensors, config)
                 warm_ms.append(est.timings_ms["total"])
             except InputError:
@@ -509,7 +516,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             "reacquire_after": config.reacquire_after,
         },
         "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
-        "recoveries": recoveries(replay.estimates),
+        "recoveries": recoveries(stamps_ns, replay.estimates),
         "refusals": refusals(replay.rows),
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,

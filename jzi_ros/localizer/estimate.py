@@ -57,7 +57,9 @@ class Estimate:
     (also why no registration ran: "refinement is off", "the map has no
     orthophoto pyramid"); ``inliers``: the registration's agreeing
     correspondences; ``mode``: how the frame was searched, one of
-    :data:`~jzi_ros.localizer.tracking.MODES` (global, tracking, prior).
+    :data:`~jzi_ros.localizer.tracking.MODES` (global, tracking, prior);
+    ``gated``: verified only because it landed inside tracking's gate
+    (:mod:`~jzi_ros.localizer.refine`).
     """
 
     lat: float
@@ -75,6 +77,7 @@ class Estimate:
     verdict: str = ""
     inliers: int = 0
     mode: str = "global"
+    gated: bool = False
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

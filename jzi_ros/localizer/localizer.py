@@ -274,31 +274,37 @@ class Localizer:
         cov = self.calibration.covariances(centres[None], probs[None], cell_m)[0]
         confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
         position, path = centres[0], cands[0].path
-        verified, verdict, inliers = False, self.refine_off, 0
+        verified, verdict, inliers, gated = False, self.refine_off, 0, False
         t4 = time.perf_counter()
         if self.refiner is not None:
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
-            # tracking: the last verified fix first, then the zoom's candidates
-            starts = centres if tracked is None else np.vstack([tracked[None], centres])
-            try:
-                reg = self.refiner.refine(rgb, cam, starts, attitude or Attitude(), height_m, assumed_m, gate)
+            try:  # tracking: the gate's centre (the last verified fix) first, then the zoom's candidates
+                reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate)
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")
-            verified, verdict, inliers = reg.verified, reg.verdict, reg.inliers
+            verified, verdict, inliers, gated = reg.verified, reg.verdict, reg.inliers, bool(reg.forgiven)
             if reg.verified:
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
-                found = reg.candidate - (tracked is not None)  # the zoom candidate it started from (-1: tracked)
-                if inside[0]:
+                if reg.candidate >= 0 and not inside[0]:  # in the pyramid's margin: the candidate's cell names it
+                    path = cands[reg.candidate].path
+                else:  # the cell holding the fix (clamped into the region when it lies in the margin)
+                    half = self.grid.size_m / 2 - 1e-6
+                    paths_in, _ = self.grid.paths_at_m(*np.clip(position, -half, half)[:, None])
                     path = tuple(int(a) for a in paths_in[0])
-                    if found < 0:  # started from the last fix: the zoom's candidate holding the fix, if any
-                        found = next((i for i, c in enumerate(cands) if c.path == path), 0)
-                else:  # outside the region (the pyramid's margin) the registered candidate's cell names it
-                    found = max(found, 0)
-                    path = cands[found].path
-                cands.insert(0, cands.pop(found))
+                found = (
+                    reg.candidate
+                    if reg.candidate >= 0
+                    else next((i for i, c in enumerate(cands) if c.path == path), -1)
+                )
+                if found >= 0:
+                    cands.insert(0, cands.pop(found))
+                else:  # started from the last fix in a cell the zoom did not list: it comes first all the same
+                    e, n = (float(v) for v in self.grid.centers_m(np.array([path]))[0])
+                    la, lo = (float(v) for v in self.grid.frame.to_latlon(e, n))
+                    cands.insert(0, Candidate(path, la, lo, e, n, 0.0))
         self.tracker.update(stamp_s, verified, position, cov)
         mu, cov = self._smooth(position, cov, stamp_s)
         lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
@@ -326,6 +332,7 @@ class Localizer:
             verdict,
             inliers,
             mode,
+            gated,
         )
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:

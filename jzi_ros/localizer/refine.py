@@ -52,9 +52,10 @@ verified fix and how far the robot can have moved since,
 :mod:`.tracking`), a registration that lands inside it is also accepted
 when only the inlier share or the distinctiveness fell short (never the
 minimum of inliers, their spread, the height, tilt or heading): a wrong
-match lands inside a gate of radius r within a crop of side w with a
-probability of about π r² / w², a fraction of a percent, so the gate is
-independent evidence for the place. :attr:`Registration.forgiven` names
+match lands inside a gate of radius r within a crop of area A with a
+probability of about π r² / A, so the gate is independent evidence for
+the place while that share is small (at most ``max_gate_share``, 2 %; a
+gate grown larger by a long gap relaxes nothing). :attr:`Registration.forgiven` names
 the check it replaced.
 """
 
@@ -94,7 +95,8 @@ class RefineConfig:
     resolution is the footprint over ``work_px``, never finer than the map);
     ``search_footprints``: how far around a candidate's cell the crop reaches,
     in camera footprints; ``heights``: relative heights tried when the height
-    is unknown (times ``assumed_height_m``).
+    is unknown (times ``assumed_height_m``); ``max_gate_share``: the
+    largest share of the crop a tracking gate may cover to relax any check.
     """
 
     enabled: bool = True
@@ -115,6 +117,7 @@ class RefineConfig:
     min_sigma_px: float = 0.3
     floor_px: float = 0.5
     heights: tuple[float, ...] = (0.75, 1.0, 1.33)
+    max_gate_share: float = 0.02
 
     def __post_init__(self) -> None:
         make_matcher(self.matcher)  # raises for an unknown name
@@ -340,7 +343,9 @@ class Refiner:
         ``height_m``: the camera's known height above ground [m]; without it
         the heights :attr:`RefineConfig.heights` x ``assumed_height_m`` are tried.
         ``gate``: (centre (2,) [m], radius [m]) where tracking says the camera
-        is (the module docstring says what it relaxes).
+        is: its centre is tried first, before the candidates
+        (:attr:`Registration.candidate` -1), and the module docstring says
+        what it relaxes.
         """
         t0 = time.perf_counter()
         c = self.config
@@ -357,7 +362,10 @@ class Refiner:
         cell = self.grid.terminal_size_m
         searched: list[tuple[np.ndarray, float]] = []
         best: Registration | None = None
-        for idx, centre in enumerate(np.asarray(candidates_m, float)[: c.candidates]):
+        starts = list(enumerate(np.asarray(candidates_m, float).reshape(-1, 2)[: c.candidates]))
+        if gate is not None:
+            starts.insert(0, (-1, np.asarray(gate[0], float)))
+        for idx, centre in starts:
             if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
                 continue  # an earlier crop already covered this candidate's cell
             for h in heights:
@@ -417,11 +425,17 @@ class Refiner:
         m = self.matcher.match(view.image, view.valid, ref, attitude.yaw_deg is not None)
         t2 = time.perf_counter()
         timings["match"] = (t2 - t1) * 1e3
-        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band, gate is not None)
+        # a gate is evidence only while a chance match is unlikely to land in it
+        gated = gate is not None and math.pi * gate[1] ** 2 <= c.max_gate_share * (crop.east_m - crop.west_m) * (
+            crop.north_m - crop.south_m
+        )
+        reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band, gated)
         if reg.forgiven and reg.verified:
             assert gate is not None
             if math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) > gate[1]:
                 reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
+        if not reg.verified:
+            reg = replace(reg, forgiven="")
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         return replace(reg, timings_ms=timings)
 
@@ -476,7 +490,7 @@ class Refiner:
             ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
             if not gated:
                 return Registration(False, ambiguous, **base)
-            base["forgiven"] = base.get("forgiven") or ambiguous
+            base["forgiven"] = "; ".join(filter(None, (base.get("forgiven"), ambiguous)))
         if tilt_known:
             return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, band, m.overlap)
         origin = ground.mean(0)

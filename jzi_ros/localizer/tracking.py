@@ -6,8 +6,9 @@ deepest cell that holds that disc (the prior mechanism of
 :meth:`~jzi_ros.localizer.Localizer.localize`), and the registration tries the
 last fix's position before the zoom's candidates, with the disc as its gate
 (:mod:`.refine`: a registration inside it needs less agreement). After ``reacquire_after``
-frames in a row that do not verify, or when time runs backwards (a bag
-replayed from its start), the search is global again. An external prior wins
+frames in a row that do not verify, or when time runs backwards by more
+than :data:`BACKWARDS_S` (a bag replayed from its start), the search is
+global again. An external prior wins
 over tracking. The mode of each frame is one of :data:`MODES`.
 """
 
@@ -20,6 +21,8 @@ import numpy as np
 
 from .errors import LocalizerError
 
+BACKWARDS_S = 1.0
+"""A stamp this much [s] before the last one starts a new sequence; smaller steps back are frames out of order."""
 GLOBAL, TRACKING, PRIOR = "global", "tracking", "prior"
 MODES = (GLOBAL, TRACKING, PRIOR)
 """How a frame was searched: over the whole map, near the last verified fix, or inside an external prior."""
@@ -67,17 +70,17 @@ class Tracker:
         """Where the robot can be at ``stamp_s``: (centre (2,) [m], radius [m]); None when the search is global."""
         if not self.config.enabled or self.lock is None or stamp_s is None:
             return None
-        if stamp_s < self._last_stamp_s:  # time ran backwards: a new sequence
+        if stamp_s < self._last_stamp_s - BACKWARDS_S:  # time ran backwards: a new sequence
             self.reset()
             return None
         elapsed = max(0.0, stamp_s - self.lock.stamp_s)
         return self.lock.position_m, self.config.max_speed_mps * elapsed + 3.0 * self.lock.sigma_m
 
     def update(self, stamp_s: float | None, verified: bool, position_m: np.ndarray, covariance_m2: np.ndarray) -> None:
-        """Take a frame's outcome: a verified fix locks on it; misses beyond ``reacquire_after`` drop the lock."""
+        """Take a frame's outcome: a verified fix locks on it; ``reacquire_after`` misses in a row drop the lock."""
         if stamp_s is None:
             return
-        self._last_stamp_s = stamp_s
+        self._last_stamp_s = max(self._last_stamp_s, stamp_s)  # a frame out of order does not turn time back
         if verified:
             sigma = math.sqrt(max(float(np.linalg.eigvalsh(covariance_m2)[-1]), 0.0))
             self.lock, self.misses = Lock(np.asarray(position_m, float).copy(), sigma, stamp_s), 0

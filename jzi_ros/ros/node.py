@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -286,10 +287,16 @@ class LocalizerNode(Node):
                     prior = fix_to_prior(self.prior[0])
                 except PriorError as exc:
                     self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
-            stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            # an unstamped camera: the arrival time stands in (tracking needs the time between frames)
+            stamp_s: float = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or received_s
             attitude, height = self.knowledge(_stamp_ns(msg.header))
             # the camera info's field of view (the localizer scales it to the frame), else hfov_deg
-            known = {"stamp_s": stamp_s, "camera": self.camera, "attitude": attitude, "height_m": height}
+            known: dict[str, Any] = {
+                "stamp_s": stamp_s,
+                "camera": self.camera,
+                "attitude": attitude,
+                "height_m": height,
+            }
             try:
                 est = self.localizer.localize(array, order, prior=prior, **known)
             except PriorError as exc:

@@ -251,15 +251,14 @@ class Localizer:
         t1 = time.perf_counter()
         query = self.backend.encode([seen])
         t2 = time.perf_counter()
-        mode, tracked, gate = GLOBAL, None, None
+        mode, gate = GLOBAL, None
         prefix: tuple[int, ...] = ()
         region = self.tracker.region(stamp_s)
         if prior is not None:
             mode, prefix = PRIOR, self.prior_prefix(prior)
         elif region is not None:
-            gate = region
-            tracked, radius = region
-            mode, prefix = TRACKING, self.box_prefix(float(tracked[0]), float(tracked[1]), radius, radius)
+            (east, north), radius = gate = region
+            mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
         res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
         t3 = time.perf_counter()
         paths = res.paths[0].cpu().numpy()
@@ -287,11 +286,10 @@ class Localizer:
             if reg.verified:
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
-                paths_in, inside = self.grid.paths_at_m(position[:1], position[1:])
-                if reg.candidate >= 0 and not inside[0]:  # in the pyramid's margin: the candidate's cell names it
-                    path = cands[reg.candidate].path
-                else:  # the cell holding the fix (clamped into the region when it lies in the margin)
-                    half = self.grid.size_m / 2 - 1e-6
+                half = self.grid.size_m / 2 - 1e-6
+                if reg.candidate >= 0 and np.abs(position).max() > half:  # in the pyramid's margin
+                    path = cands[reg.candidate].path  # the registered candidate's cell names it
+                else:  # the cell holding the fix (the nearest one when a fix from the last position is in the margin)
                     paths_in, _ = self.grid.paths_at_m(*np.clip(position, -half, half)[:, None])
                     path = tuple(int(a) for a in paths_in[0])
                 found = (

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..data import bags
 from ..data.errors import BagError
-from ..localizer.estimate import CHI2_95_2DOF, Estimate
+from ..localizer.estimate import CHI2_95_2DOF, Estimate, ellipse_95
 from ..outputs import check_replaceable
 from .metrics import GEOD
 
@@ -77,14 +77,12 @@ def _covariance(row: dict) -> np.ndarray:
 
 
 def _axes(row: dict) -> tuple[float, float, float]:
-    """A row's 1-sigma semi-axes [m] (major, minor) and the major axis' azimuth [deg, clockwise from north, 0..180)."""
+    """A row's 95 % semi-axes [m] (major, minor) and the major axis' azimuth [deg, clockwise from north, 0..180)."""
     cov = _covariance(row)
     if not np.isfinite(cov).all():
         return math.nan, math.nan, math.nan
-    vals, vecs = np.linalg.eigh(cov)  # ascending
-    east, north = vecs[:, 1]
-    azimuth_deg = math.degrees(math.atan2(east, north)) % 180.0
-    return math.sqrt(max(vals[1], 0.0)), math.sqrt(max(vals[0], 0.0)), azimuth_deg
+    width, height, angle_deg = ellipse_95(cov)
+    return width / 2, height / 2, (90.0 - angle_deg) % 180.0
 
 
 def _ellipse_ring(lat: float, lon: float, row: dict) -> list[list[float]] | None:
@@ -140,7 +138,7 @@ def geojson_features(rows: list[dict]) -> list[dict]:
         lat, lon = float(r["est_lat"]), float(r["est_lon"])
         colour = _colour(r)
         common = {"frame": i, "stamp_ns": int(r["stamp_ns"]), "t_s": _number(r["t_s"]), "status": r["status"]}
-        sigma_major, sigma_minor, azimuth = _axes(r)
+        major, minor, azimuth = _axes(r)
         scale = math.sqrt(CHI2_95_2DOF)
         estimate = {
             "kind": "estimate",
@@ -152,10 +150,10 @@ def geojson_features(rows: list[dict]) -> list[dict]:
             "error_m": _number(r["error_m"]),
             "confidence": _number(r["confidence"]),
             "inside_95": bool(r["inside_95"]),
-            "sigma_major_m": _number(sigma_major),
-            "sigma_minor_m": _number(sigma_minor),
-            "ellipse95_major_m": _number(scale * sigma_major),
-            "ellipse95_minor_m": _number(scale * sigma_minor),
+            "sigma_major_m": _number(major / scale),
+            "sigma_minor_m": _number(minor / scale),
+            "ellipse95_major_m": _number(major),
+            "ellipse95_minor_m": _number(minor),
             "ellipse_azimuth_deg": _number(azimuth),
             "path": str(r["path"]),
             "marker-color": colour,

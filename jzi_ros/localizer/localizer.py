@@ -195,9 +195,8 @@ class Localizer:
 
     def box_prefix(self, east_m: float, north_m: float, half_east_m: float, half_north_m: float) -> tuple[int, ...]:
         """Deepest cell (shorter than terminal) that holds a box [m] of these half-widths around (east, north)."""
-        east, north, r = east_m, north_m, (half_east_m, half_north_m)
-        corners_e = np.array([east - r[0], east + r[0], east - r[0], east + r[0]])
-        corners_n = np.array([north - r[1], north - r[1], north + r[1], north + r[1]])
+        corners_e = east_m + np.array([-half_east_m, half_east_m, -half_east_m, half_east_m])
+        corners_n = north_m + np.array([-half_north_m, -half_north_m, half_north_m, half_north_m])
         prefix: tuple[int, ...] = ()
         for level in range(1, self.grid.levels):
             paths, inside = self.grid.paths_at_m(corners_e, corners_n, level)

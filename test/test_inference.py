@@ -26,17 +26,58 @@ def model_and_feats(trained):
     return model, feats
 
 
-def test_onnx_export_writes_two_checked_graphs_with_static_shapes(model_and_feats, tmp_path):
+def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_with_static_shapes(model_and_feats, tmp_path):
     import onnx
 
     model, _ = model_and_feats
     out = export_onnx(model, tmp_path / "onnx", beam=4)
     meta = read_meta(out)
     assert meta["identity"] == model.identity() and meta["opset"] >= 17 and meta["beam"] == 4
+    assert meta["decoder"] == "step"
+    dims = lambda values: [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in values]  # noqa: E731
     dec = onnx.load(str(out / "decoder.onnx"))
-    dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in dec.graph.input]
     cfg = model.cfg.decoder
-    assert dims == [[4, cfg.feat_dim], [4, cfg.levels, cfg.view_tokens, cfg.feat_dim], [4, cfg.levels - 1]]
+    cache = list(cfg.cache_shape(4))
+    assert [i.name for i in dec.graph.input] == ["level", "tokens", "keys", "values"]
+    assert dims(dec.graph.input) == [[], [4, 1 + cfg.view_tokens, cfg.dim], cache, cache]
+    assert dims(dec.graph.output) == [[4, cfg.actions], cache, cache]
+    enc = onnx.load(str(out / "encoder.onnx"))
+    s = model.cfg.encoder.image_px
+    assert dims(enc.graph.input) == [[meta["query_crops"], 3, s, s]] and dims(enc.graph.output) == [[1, cfg.feat_dim]]
+
+
+def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats):
+    from jzi_ros.model.search import ViewTokens
+
+    model, feats = model_and_feats
+    ort_b = make_backend("onnxruntime", model, feats, beam=4)
+    cfg = model.cfg.decoder
+    views = ViewTokens.project(model.decoder, feats)
+    first = model.decoder.query_token(torch.randn(4, cfg.feat_dim))
+    keys_a = keys_b = values_a = values_b = torch.zeros(cfg.cache_shape(4))
+    with torch.no_grad():
+        for level in range(cfg.levels):
+            block = views.take(torch.tensor([level, level + 1, level, 1]), torch.float32)
+            tokens = torch.cat([first[:, None], block], dim=1)
+            la, keys_a, values_a = model.decoder.step(torch.tensor(level), tokens, keys_a, values_a)
+            lb, keys_b, values_b = ort_b.decoder.step(torch.tensor(level), tokens, keys_b, values_b)
+            assert torch.allclose(la, lb, atol=1e-4) and torch.allclose(keys_a, keys_b, atol=1e-4)
+            if level + 1 < cfg.levels:
+                first = model.decoder.action_token(level + 1, torch.tensor([0, 1, 2, 3]) % cfg.actions)
+
+
+def test_an_export_of_the_full_sequence_decoder_is_stale(model_and_feats, tmp_path):
+    import yaml
+
+    from jzi_ros.inference.exported import is_stale
+
+    model, _ = model_and_feats
+    out = export_onnx(model, tmp_path / "onnx", beam=4)
+    assert not is_stale(out, model, 4)
+    meta = read_meta(out)
+    del meta["decoder"]  # written before the one-step decoder
+    (out / "export.yaml").write_text(yaml.safe_dump(meta))
+    assert is_stale(out, model, 4)
 
 
 def test_onnxruntime_matches_pytorch_features_and_search(model_and_feats, trained):
@@ -129,7 +170,15 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
     rows = {r["side_km"]: r for r in report["scaling"]}
     assert rows[10.0]["levels"] == 4 and rows[10.0]["terminal_cells"] == 256**2
     assert rows[10.0]["zoom_views"] == 1 + 16 + 256 + 4096
-    assert rows[10.0]["flat_map_mb"] == pytest.approx(256**2 * 384 * 2 / 2**20)  # one float16 row per cell
-    assert rows[10.0]["zoom_cls_map_mb"] == pytest.approx(4369 * 384 * 2 / 2**20)  # one per non-terminal cell
+    assert rows[10.0]["flat_map_mb"] == pytest.approx(256**2 * 1280 * 2 / 2**20)  # one float16 feature per cell
+    assert rows[10.0]["zoom_map_mb"] == pytest.approx(4369 * 17 * 128 * 2 / 2**20)  # 17 float16 tokens per view
+    assert rows[10.0]["zoom_cls_map_mb"] == pytest.approx(4369 * 128 * 2 / 2**20)  # one per non-terminal cell
+    ratios = report["ratios"]
+    assert ratios["onnxruntime_per_torch"]["total"] == pytest.approx(
+        report["latency"]["onnxruntime"]["total"]["p50"] / report["latency"]["torch"]["total"]["p50"]
+    )
+    assert ratios["flat_per_zoom"]["side_km"] == 10.0
+    assert ratios["flat_per_zoom"]["flat_map_per_zoom_map"] == pytest.approx(256**2 * 1280 / (4369 * 17 * 128))
+    assert "## Ratios (the same on any machine)" in (tmp_path / "bench.md").read_text()
     assert report["peak_rss_mb"] > 0
     assert "Zoom search vs flat retrieval" in (tmp_path / "bench.md").read_text()

@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+from jzi_ros.geo.grid import view_indices
 from jzi_ros.model import (
     PACKAGED_WEIGHTS,
     CheckpointError,
@@ -16,6 +17,7 @@ from jzi_ros.model import (
     Encoder,
     EncoderConfig,
     ModelConfig,
+    ModelError,
     WeightsError,
     ZoomDecoder,
     ZoomModel,
@@ -25,6 +27,7 @@ from jzi_ros.model import (
     path_log_probs,
     save_checkpoint,
 )
+from jzi_ros.model.search import ViewTokens
 
 TINY = dict(feat_dim=24, grid=2, levels=3, dim=32, depth=2, heads=4, dropout=0.0)
 
@@ -161,24 +164,142 @@ def test_checkpoints_written_before_the_query_rename_still_load(tmp_path):
 
 
 class _RecordingDecoder:
-    """A decoder that is no nn.Module: the search needs only its config and one call."""
+    """A decoder that is no nn.Module: the search needs only its config and one step."""
 
     def __init__(self, decoder: ZoomDecoder) -> None:
         self.cfg, self.decoder, self.calls = decoder.cfg, decoder, 0
 
-    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def query_token(self, query):
+        return self.decoder.query_token(query)
+
+    def action_token(self, level, action):
+        return self.decoder.action_token(level, action)
+
+    def step(self, *inputs):
         self.calls += 1
-        return self.decoder(query, views, actions)
+        return self.decoder.step(*inputs)
 
 
-def test_search_runs_any_decoder_with_a_config_and_a_call():
+def test_search_runs_any_decoder_with_a_config_and_a_step():
     dec = _decoder("children")
     feats = _map_feats(dec.cfg)
     query = _inputs(dec.cfg, batch=2)[0]
     wrapped = _RecordingDecoder(dec)
-    res = beam_search(wrapped, query, feats, beam=3, top_k=2)
+    res = beam_search(wrapped, query, ViewTokens.project(dec, feats), beam=3, top_k=2)
     assert wrapped.calls == dec.cfg.levels
     assert torch.equal(res.paths, beam_search(dec, query, feats, beam=3, top_k=2).paths)
+
+
+def full_sequence_search(dec: ZoomDecoder, query, feats, beam: int, top_k: int, prefix=()):
+    """The search as it was before the key/value cache: every level re-runs the whole fixed-length sequence."""
+    cfg = dec.cfg
+    levels, actions, v = cfg.levels, cfg.actions, cfg.view_tokens
+    feats = feats[:, :v]
+    q, f = query.shape
+    take = lambda x, parent: x[torch.arange(x.shape[0])[:, None], parent]  # noqa: E731
+    paths = torch.tensor(prefix, dtype=torch.long).view(1, 1, -1).expand(q, 1, len(prefix)).clone()
+    scores = torch.zeros(q, 1)
+    views = torch.zeros(q, 1, levels, v, f)
+    acts = torch.zeros(q, 1, levels - 1, dtype=torch.long)
+    for k, a in enumerate(prefix):
+        views[:, :, k] = feats[view_indices(paths[..., :k], actions)]
+        acts[:, :, k] = a
+    for k in range(len(prefix), levels):
+        nb = paths.shape[1]
+        views[:, :, k] = feats[view_indices(paths, actions)]
+        logits = dec(
+            query[:, None].expand(q, nb, f).reshape(q * nb, f),
+            views.reshape(q * nb, levels, v, f),
+            acts.reshape(q * nb, levels - 1),
+        )[:, k]
+        cand = (scores[..., None] + logits.log_softmax(-1).view(q, nb, actions)).reshape(q, nb * actions)
+        if k == levels - 1:
+            break
+        scores, idx = cand.topk(min(beam, nb * actions), dim=1)
+        parent, action = idx // actions, idx % actions
+        paths = torch.cat([take(paths, parent), action[..., None]], dim=2)
+        views, acts = take(views, parent), take(acts, parent)
+        acts[:, :, k] = action
+    probs = cand.softmax(-1)
+    top, idx = cand.topk(min(top_k, cand.shape[1]), dim=1)
+    parent, action = idx // actions, idx % actions
+    return torch.cat([take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top
+
+
+@pytest.mark.parametrize("tokens", ["cls", "children"])
+@pytest.mark.parametrize("beam", [1, 4])
+def test_incremental_search_gives_the_full_sequence_paths_and_probabilities(tokens, beam):
+    dec = _decoder(tokens)
+    feats = _map_feats(dec.cfg)
+    query = _inputs(dec.cfg, batch=16)[0]
+    for prefix in ((), (1,)):
+        res = beam_search(dec, query, ViewTokens.project(dec, feats), beam=beam, top_k=5, prefix=prefix)
+        paths, probs, log_probs = full_sequence_search(dec, query, feats, beam, 5, prefix)
+        assert torch.equal(res.paths, paths)
+        assert torch.allclose(res.probs, probs, atol=1e-5)
+        assert torch.allclose(res.log_probs, log_probs, atol=1e-5)
+
+
+def test_incremental_search_on_a_trained_model_gives_the_full_sequence_answer(trained):
+    """No accuracy change: the cache reproduces the full sequence's paths and probabilities to 1e-5."""
+    from jzi_ros.geo import MapDir
+    from jzi_ros.model.encoder import prepare_queries
+
+    map_dir, model_path, tif = trained
+    model, _ = load_checkpoint(model_path)
+    feats = torch.from_numpy(np.asarray(MapDir(map_dir).load_features(model.identity())))
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(32)]
+    with torch.no_grad():
+        x, n = prepare_queries(images, model.cfg.encoder)
+        query = model.encoder(x)[0].view(-1, n, model.cfg.decoder.feat_dim).mean(1)
+    views = ViewTokens.project(model.decoder, feats)
+    for beam in (1, 4):
+        res = beam_search(model.decoder, query, views, beam=beam, top_k=5)
+        paths, probs, _ = full_sequence_search(model.decoder, query, feats, beam, 5)
+        assert torch.equal(res.paths, paths)
+        assert torch.allclose(res.probs, probs, atol=1e-5), float((res.probs - probs).abs().max())
+
+
+def test_a_step_computes_only_its_level_and_leaves_the_rest_of_the_cache():
+    dec = _decoder("children")
+    cfg = dec.cfg
+    feats = _map_feats(cfg)
+    query = _inputs(cfg, batch=2)[0]
+    views = ViewTokens.project(dec, feats)
+    keys = torch.zeros(cfg.cache_shape(2))
+    block = views.take(torch.zeros(2, dtype=torch.long), torch.float32)
+    tokens = torch.cat([dec.query_token(query)[:, None], block], dim=1)
+    _, keys1, _ = dec.step(torch.tensor(0), tokens, keys, keys.clone())
+    written = keys1.abs().sum((0, 1, 2, 4)) > 0  # (T,) places with keys
+    assert written.tolist() == [t < cfg.step_len for t in range(cfg.seq_len)]
+    block = views.take(torch.tensor([1, 2]), torch.float32)
+    tokens = torch.cat([dec.action_token(1, torch.tensor([0, 1]))[:, None], block], dim=1)
+    _, keys2, _ = dec.step(torch.tensor(1), tokens, keys1, keys1.clone())
+    assert torch.equal(keys2[..., : cfg.step_len, :], keys1[..., : cfg.step_len, :])
+    assert (keys2.abs().sum((0, 1, 2, 4)) > 0).tolist() == [t < 2 * cfg.step_len for t in range(cfg.seq_len)]
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16", "int8"])
+def test_view_tokens_in_reduced_precision_are_smaller_and_close(precision):
+    dec = _decoder("children")
+    feats = _map_feats(dec.cfg)
+    full = ViewTokens.project(dec, feats)
+    small = ViewTokens.project(dec, feats, precision)
+    assert small.nbytes < full.nbytes * (0.6 if precision != "int8" else 0.3)
+    index = torch.arange(full.tokens.shape[0])
+    a, b = full.take(index, torch.float32), small.take(index, torch.float32)
+    assert a.shape == b.shape and b.dtype == torch.float32
+    assert (a - b).abs().max() <= 0.02 * a.abs().max()
+    assert not torch.equal(a, b)  # rounded, really stored smaller
+
+
+def test_view_tokens_refuse_a_map_of_another_grid_or_precision():
+    dec = _decoder("children")
+    with pytest.raises(ModelError, match="map views"):
+        ViewTokens.project(dec, _map_feats(dec.cfg)[:-1])
+    with pytest.raises(ModelError, match="precision"):
+        ViewTokens.project(dec, _map_feats(dec.cfg), "float8")
 
 
 def test_bad_checkpoints_are_refused(tmp_path):

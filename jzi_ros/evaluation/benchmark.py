@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import cast
 
 import cv2
 import numpy as np
@@ -43,6 +42,7 @@ from ..images import decode_compressed
 from ..localizer import Localizer, LocalizerConfig
 from ..localizer.refine import Attitude
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search, load_checkpoint
+from ..model.search import ViewTokens
 from .errors import EvaluationError
 from .registration import RegistrationStudyConfig, registration_study
 from .registration import markdown_table as registration_table
@@ -64,8 +64,8 @@ class BenchConfig:
     of ``backends`` over ``frames`` frames after ``warmup`` ones, searching
     with ``beam``, and the model's encoder throughput. ``encoders``: backbones
     (timm names) to time alone. ``sizes_km``: region sides [km] of the
-    scaling study, with features ``feat_dim`` wide and ``queries`` queries
-    per measurement. ``threads``: torch CPU threads (None: torch's choice).
+    scaling study, with features ``feat_dim`` wide (the default encoder's,
+    EfficientNet-Lite0) and ``queries`` queries per measurement. ``threads``: torch CPU threads (None: torch's choice).
     ``register``: compare ``matchers`` on ``register_frames`` frames per
     raster, rendered from the map's own raster and ``register_rasters``
     (:mod:`jzi_ros.evaluation.registration`; ``encoder`` needs ``model``).
@@ -80,7 +80,7 @@ class BenchConfig:
     beam: int = 4
     encoders: tuple[str, ...] = ("vit_small_patch14_dinov2", "tf_efficientnet_lite0")
     sizes_km: tuple[float, ...] = (1.0, 10.0, 30.0, 100.0)
-    feat_dim: int = 384
+    feat_dim: int = 1280
     queries: int = 20
     threads: int | None = None
     register: bool = False
@@ -217,23 +217,16 @@ def _zoom_views(side_m: float, levels: int) -> int:
     return sum(math.ceil(side_m / (CELL_M * 4 ** (levels - k))) ** 2 for k in range(levels))
 
 
-class _WrappedTable:
-    """A feature table that answers any view index from a smaller random one.
+class _WrappedTokens(ViewTokens):
+    """View tokens that answer any view index from a smaller random table.
 
     Indices wrap modulo its size: the search's cost does not depend on the
     table size, and a full table of a 100 km grid would not fit in memory.
     """
 
-    def __init__(self, feats: torch.Tensor) -> None:
-        self.feats = feats
-
-    def __getitem__(self, idx):
-        if isinstance(idx, tuple):
-            return _WrappedTable(self.feats[idx])
-        return self.feats[idx % self.feats.shape[0]]
-
-    def to(self, dtype) -> _WrappedTable:
-        return _WrappedTable(self.feats.to(dtype))
+    def take(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Rows ``index % rows`` in ``dtype``."""
+        return super().take(index % self.tokens.shape[0], dtype)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -247,20 +240,29 @@ def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float
     return float(np.median(times))
 
 
-def scaling(sizes_km: list[float] | tuple[float, ...], feat_dim: int, queries: int, block_rows: int) -> list[dict]:
+def scaling(
+    sizes_km: list[float] | tuple[float, ...], feat_dim: int, queries: int, block_rows: int, dim: int = 128
+) -> list[dict]:
     """Zoom vs flat retrieval per region side, one row per side (see the module docstring).
 
-    Flat search runs over N rows by reusing one random block of ``block_rows``
-    normalized features.
+    The zoom runs the default decoder (per-child tokens, ``dim`` wide) on its
+    map's view tokens; flat search runs over N rows by reusing one random
+    block of ``block_rows`` normalized features ``feat_dim`` wide.
     """
     rng = np.random.default_rng(0)
     block = rng.standard_normal((block_rows, feat_dim)).astype(np.float32)
     block /= np.linalg.norm(block, axis=1, keepdims=True)
     query = rng.standard_normal((1, feat_dim)).astype(np.float32)
-    return [_scaling_row(km, block, query, queries) for km in sizes_km]
+    return [_scaling_row(km, block, query, queries, dim) for km in sizes_km]
 
 
-def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int) -> dict:
+def _map_mb(tokens: int, width: int, precision: str) -> float:
+    """Memory [MiB] of ``tokens`` rows ``width`` wide in a :data:`~jzi_ros.model.search.PRECISIONS` storage."""
+    per_token = width + 4 if precision == "int8" else width * (4 if precision == "float32" else 2)
+    return tokens * per_token / 2**20
+
+
+def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int, dim: int) -> dict:
     """Sizes, map memory and search times of zoom and flat retrieval over a ``km`` square."""
     feat_dim = block.shape[1]
     side = km * 1000.0
@@ -273,13 +275,16 @@ def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int) 
         "levels": levels,
         "terminal_cells": cells,
         "zoom_views": views,
-        "zoom_cls_map_mb": views * feat_dim * 2 / 2**20,
-        "zoom_children_map_mb": views * 17 * feat_dim * 2 / 2**20,
+        "feat_dim": feat_dim,
+        "decoder_dim": dim,
+        "zoom_map_mb": _map_mb(views * 17, dim, "float16"),
+        "zoom_map_int8_mb": _map_mb(views * 17, dim, "int8"),
+        "zoom_cls_map_mb": _map_mb(views, dim, "float16"),
         "flat_views": cells,
-        "flat_map_mb": cells * feat_dim * 2 / 2**20,
+        "flat_map_mb": _map_mb(cells, feat_dim, "float16"),
     }
-    dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels)).eval()
-    table = cast(torch.Tensor, _WrappedTable(torch.randn(4096, 17, feat_dim)))  # indexed like the view features
+    dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels, dim=dim)).eval()
+    table = _WrappedTokens(torch.randn(4096, 17, dim).half(), "float16")
     query_t = torch.from_numpy(query)
     with torch.inference_mode():
         for beam in (1, 4):
@@ -293,6 +298,10 @@ def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int) 
             (block[:rest] @ query[0]).argmax()
 
     row["flat_cosine_ms"] = _median_ms(cosine, max(1, queries // 4), warmup=1)
+    row["flat_per_zoom_b1"] = row["flat_cosine_ms"] / row["zoom_b1_ms"]
+    row["flat_per_zoom_b4"] = row["flat_cosine_ms"] / row["zoom_b4_ms"]
+    row["flat_map_per_zoom_map"] = row["flat_map_mb"] / row["zoom_map_mb"]
+    row["flat_map_per_zoom_int8_map"] = row["flat_map_mb"] / row["zoom_map_int8_mb"]
     try:
         import faiss
     except ImportError:
@@ -359,7 +368,7 @@ def run_benchmark(config: BenchConfig) -> dict:
         report["encoders"] = encoder_latency(config.encoders, 20 if not config.quick else 2)
     if config.sizes_km:
         log.info("scaling study for %s ...", ", ".join(f"{s:g} km" for s in config.sizes_km))
-        block_rows = 1_000_000 if not config.quick else 20_000
+        block_rows = 250_000_000 // config.feat_dim if not config.quick else 20_000  # 1 GB of float32
         report["scaling"] = scaling(config.sizes_km, config.feat_dim, config.queries, block_rows)
     report["peak_rss_mb_with_scaling"] = _peak_rss_mb()
     if config.register and config.map is not None:
@@ -374,12 +383,70 @@ def run_benchmark(config: BenchConfig) -> dict:
             quiet=config.quiet,
         )
         report["registration"] = registration_study(study)
+    report["ratios"] = ratios(report)
     return report
 
 
+def ratios(report: dict) -> dict:
+    """The report's ratios that hold on any machine, from what it measured.
+
+    Per backend ``search_per_encode`` and ``refine_per_encode`` (p50s);
+    ``onnxruntime_per_torch`` (total, encode, search p50s) when both ran;
+    ``node_cpu_per_inprocess`` when the node was measured (``report["node"]``);
+    at the largest side of the scaling study, flat retrieval against the
+    zoom per query (greedy, beam 4) and per byte of map (float16, int8).
+    """
+    out: dict = {}
+    lat = report.get("latency", {})
+    for name, backend in lat.items():
+        out[name] = {k: backend[k] for k in ("search_per_encode", "refine_per_encode")}
+    if "torch" in lat and "onnxruntime" in lat:
+        out["onnxruntime_per_torch"] = {
+            k: lat["onnxruntime"][k]["p50"] / lat["torch"][k]["p50"] for k in ("total", "encode", "search")
+        }
+    if report.get("node"):
+        out["node_cpu_per_inprocess"] = report["node"]["node_cpu_per_inprocess"]
+    if report.get("scaling"):
+        r = max(report["scaling"], key=lambda row: row["side_km"])
+        out["flat_per_zoom"] = {"side_km": r["side_km"]} | {
+            k: r[k]
+            for k in ("flat_per_zoom_b1", "flat_per_zoom_b4", "flat_map_per_zoom_map", "flat_map_per_zoom_int8_map")
+        }
+    return out
+
+
+def _ratio_lines(r: dict) -> list[str]:
+    """The Markdown list of :func:`ratios`."""
+    lines = []
+    for name in ("torch", "onnxruntime", "tensorrt"):
+        if name in r:
+            lines.append(
+                f"- {name}: search / encoder {r[name]['search_per_encode']:.3f}, "
+                f"refinement / encoder {r[name]['refine_per_encode']:.2f}"
+            )
+    if "onnxruntime_per_torch" in r:
+        o = r["onnxruntime_per_torch"]
+        lines.append(
+            f"- ONNX Runtime / PyTorch: total {o['total']:.2f}, encode {o['encode']:.2f}, search {o['search']:.2f}"
+        )
+    if "node_cpu_per_inprocess" in r:
+        lines.append(f"- node CPU per fix / in-process CPU per frame: {r['node_cpu_per_inprocess']:.2f}")
+    if "flat_per_zoom" in r:
+        f = r["flat_per_zoom"]
+        lines.append(
+            f"- flat retrieval / zoom at {f['side_km']:g} km: per query {f['flat_per_zoom_b1']:.0f}x (greedy), "
+            f"{f['flat_per_zoom_b4']:.0f}x (beam 4); per byte of map {f['flat_map_per_zoom_map']:.1f}x (float16), "
+            f"{f['flat_map_per_zoom_int8_map']:.1f}x (int8)"
+        )
+    return lines
+
+
 def markdown(report: dict) -> str:
-    """The report as a Markdown document: one section or table per measurement."""
+    """The report as a Markdown document: the ratios, then one section or table per measurement."""
     lines = [f"# jzi bench ({report['machine']})", ""]
+    summary = _ratio_lines(ratios(report))
+    if summary:
+        lines += ["## Ratios (the same on any machine)", "", *summary, ""]
     for backend, lat in report.get("latency", {}).items():
         lines += [
             f"## Per-frame latency, backend {backend} (beam {lat['beam']}, {lat['frames']} frames, "
@@ -400,6 +467,21 @@ def markdown(report: dict) -> str:
             ),
         ]
         lines.append("")
+    if report.get("node"):
+        n = report["node"]
+        lat_ms = n["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
+        lines += [
+            f"## The node over DDS ({n['transport']} {n['image_px']} px frames at {n['rate_hz']:g} Hz from another "
+            f"process, backend {n['backend']}, beam {n['beam']})",
+            "",
+            "| fixes / frames | dropped | latency p50 / p95 | node CPU per fix | in-process CPU per frame | "
+            "node / in-process | node peak memory |",
+            "|---|---|---|---|---|---|---|",
+            f"| {n['fixes_received']} / {n['frames_sent']} | {n['frames_dropped']} | {lat_ms['p50']:.0f} / "
+            f"{lat_ms['p95']:.0f} ms | {n['cpu_ms_per_fix']:.1f} ms | {n['inprocess_cpu_ms_per_frame']:.1f} ms | "
+            f"{n['node_cpu_per_inprocess']:.2f} | {n['node_peak_rss_mb']:.0f} MB |",
+            "",
+        ]
     if "throughput" in report:
         tp = report["throughput"]
         lines += [
@@ -424,22 +506,28 @@ def markdown(report: dict) -> str:
         ]
         lines.append("")
     if report.get("scaling"):
+        r0 = report["scaling"][0]
         lines += [
-            "## Zoom search vs flat retrieval (random features, terminal cell 39.06 m)",
+            f"## Zoom search vs flat retrieval (random values, terminal cell {CELL_M:.2f} m)",
             "",
-            "Map memory in float16: the CLS decoder needs one token per view, the children decoder 17 (g=4).",
+            f"The zoom runs the default decoder (a token per child, {r0['decoder_dim']} wide) on its map's view "
+            f"tokens; flat retrieval is an exhaustive cosine search over one {r0['feat_dim']}-wide encoder feature "
+            "per terminal cell. Map memory: zoom in float16 / int8 (and the one-token CLS decoder's in "
+            "float16), flat in float16.",
             "",
-            "| side | terminal cells | zoom L | zoom b1 ms | zoom b4 ms | flat cosine ms | flat FAISS ms | "
-            "zoom map MB (CLS / children) | flat map MB | zoom views | flat views |",
+            "| side | terminal cells | zoom L | zoom b1 / b4 ms | flat cosine ms | flat FAISS ms | "
+            "flat / zoom per query (b1 / b4) | zoom map MB (fp16 / int8 / CLS) | flat map MB | flat / zoom per byte "
+            "(fp16 / int8) | views to encode: zoom / flat |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["scaling"]:
             faiss_ms = f"{r['flat_faiss_ms']:.1f}" if "flat_faiss_ms" in r else "-"
             lines.append(
-                f"| {r['side_km']:g} km | {r['terminal_cells']:,} | {r['levels']} | {r['zoom_b1_ms']:.1f} | "
-                f"{r['zoom_b4_ms']:.1f} | {r['flat_cosine_ms']:.1f} | {faiss_ms} | "
-                f"{r['zoom_cls_map_mb']:.1f} / {r['zoom_children_map_mb']:.1f} | "
-                f"{r['flat_map_mb']:.1f} | {r['zoom_views']:,} | {r['flat_views']:,} |"
+                f"| {r['side_km']:g} km | {r['terminal_cells']:,} | {r['levels']} | {r['zoom_b1_ms']:.2f} / "
+                f"{r['zoom_b4_ms']:.2f} | {r['flat_cosine_ms']:.1f} | {faiss_ms} | {r['flat_per_zoom_b1']:.1f}x / "
+                f"{r['flat_per_zoom_b4']:.1f}x | {r['zoom_map_mb']:.1f} / {r['zoom_map_int8_mb']:.1f} / "
+                f"{r['zoom_cls_map_mb']:.1f} | {r['flat_map_mb']:.1f} | {r['flat_map_per_zoom_map']:.1f}x / "
+                f"{r['flat_map_per_zoom_int8_map']:.1f}x | {r['zoom_views']:,} / {r['flat_views']:,} |"
             )
         lines.append("")
     if report.get("registration"):

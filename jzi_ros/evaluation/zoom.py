@@ -33,7 +33,7 @@ from ..geo import MapDir
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
-from ..model.search import as_features
+from ..model.search import ViewTokens
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from ..progress import bar
 from .errors import EvaluationError
@@ -173,8 +173,8 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
             "geotagged images have no attitude; evaluate it on aerial queries"
         )
     mapdir = MapDir(config.map)
-    feats = as_features(index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch")))
-    feats = feats.float().to(config.device)
+    feats = index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch"))
+    views = ViewTokens.project(model.decoder, feats, device=config.device)
     calibration = Calibration.from_dict(extra.get("calibration"))
     if not calibration.fitted:
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
@@ -194,7 +194,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         beam_name = f"beam {config.beam}"
         for name, beam in (("greedy", 1), (beam_name, config.beam)):
             with torch.inference_mode():
-                res = beam_search(model.decoder, query, feats, beam=beam, top_k=config.top_k)
+                res = beam_search(model.decoder, query, views, beam=beam, top_k=config.top_k)
             paths, probs = res.paths.cpu().numpy(), res.probs.float().cpu().numpy()
             results[source][name] = zoom_metrics(
                 mapdir.grid, paths, probs, queries.latlon, queries.paths, calibration, config.min_confidence

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from ..model import SearchResult, ZoomModel, beam_search
 from ..model.encoder import pool_queries, prepare_queries
-from ..model.search import as_features
+from ..model.search import ViewTokens
 from .errors import BackendError
 
 
@@ -31,7 +32,14 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: ZoomModel, view_feats: np.ndarray, device: str = "cpu", fp16: bool = False) -> None:
+    def __init__(
+        self,
+        model: ZoomModel,
+        view_feats: np.ndarray,
+        device: str = "cpu",
+        fp16: bool = False,
+        precision: str = "float16",
+    ) -> None:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {device} was asked for but torch sees no CUDA device")
@@ -41,7 +49,7 @@ class TorchBackend:
         self.model = model.to(dev).eval()
         if fp16:
             self.model.half()
-        self.feats = as_features(view_feats, dev, self.dtype)
+        self.views = ViewTokens.project(self.model.decoder, view_feats, precision, dev)
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -51,28 +59,55 @@ class TorchBackend:
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Beam search for query features (B, F) over the map features, on this backend's device and dtype."""
-        return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.feats, beam, top_k, prefix)
+        """Beam search for query features (B, F) over the map's view tokens, on this backend's device and dtype.
+
+        On the CPU it runs on one thread: the decoder's matrices are a few
+        rows each, and waking a second thread per operation costs more than
+        it saves (about 1.5x the search's time on two cores).
+        """
+        with one_cpu_thread(self.device.type == "cpu"):
+            return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.views, beam, top_k, prefix)
+
+
+@contextmanager
+def one_cpu_thread(on: bool = True):
+    """Run torch's CPU operations on one thread inside (when ``on``), as many as before afterwards."""
+    before = torch.get_num_threads()
+    if on and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def make_backend(
-    name: str, model: ZoomModel, view_feats: np.ndarray, device: str = "cpu", beam: int = 4, fp16: bool = False
+    name: str,
+    model: ZoomModel,
+    view_feats: np.ndarray,
+    device: str = "cpu",
+    beam: int = 4,
+    fp16: bool = False,
+    precision: str = "float16",
 ) -> Backend:
     """The backend called ``name``, chosen explicitly (no probing of accelerators).
 
-    ``beam`` fixes the decoder batch of exported backends.
+    ``beam`` fixes the decoder batch of exported backends; ``precision``: how
+    the map's view tokens are stored (:data:`~jzi_ros.model.search.PRECISIONS`).
     """
     if name == "torch":
-        return TorchBackend(model, view_feats, device, fp16)
+        return TorchBackend(model, view_feats, device, fp16, precision)
     if name == "onnxruntime":
         from .exported import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, view_feats, device, beam)
+        return OnnxRuntimeBackend(model, view_feats, device, beam, precision=precision)
     if name == "tensorrt":
         from .exported import TensorRTBackend
 
-        return TensorRTBackend(model, view_feats, "cuda" if device == "cpu" else device, beam, fp16)
+        dev = "cuda" if device == "cpu" else device
+        return TensorRTBackend(model, view_feats, dev, beam, fp16, precision=precision)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

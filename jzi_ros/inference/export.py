@@ -1,10 +1,13 @@
 """Export of a zoom model: encoder and decoder separately, static shapes.
 
-* ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one image
-  (1, 3, S, S) float in [0, 255] and returns the global feature (1, F) and the
-  child tokens (1, g*g, F); ``decoder.onnx`` takes ``beam`` rows at a time
-  (query (B, F), views (B, L, V, F), actions (B, L-1) int64) and returns the
-  logits (B, L, g*g) over the full, fixed-length sequence.
+* ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one
+  frame's n crops of the query encoding (n, 3, S, S) float in [0, 255] and
+  returns its global feature (1, F); ``decoder.onnx`` is one zoom step
+  (:meth:`~jzi_ros.model.decoder.ZoomDecoder.step`) for ``beam`` rows at a
+  time: level () int64, the step's tokens (B, 1 + V, D) and the key/value
+  cache (depth, B, heads, T, D/heads) in, logits (B, g*g) and the updated
+  cache out. The same graph serves every level; the tokens' embeddings (a
+  table lookup, one small projection of the query) stay in PyTorch.
 * TensorRT through torch-tensorrt: the same two modules compiled for this
   GPU, saved with torch-tensorrt's own serialization in a folder named by the
   GPU, the TensorRT version and the precision, so a stale engine is rebuilt
@@ -30,8 +33,13 @@ from .errors import BackendError
 OPSET = 17
 
 
-class EncoderExport(nn.Module):
-    """The encoder as exported: images -> (global, child tokens).
+def query_crops(model: ZoomModel) -> int:
+    """Crops n per frame of the model's query encoding: the exported encoder's batch."""
+    return 1 if model.cfg.encoder.query == "single" else 2
+
+
+class QueryEncoderExport(nn.Module):
+    """The encoder as exported: one frame's n crops -> its global feature (their mean).
 
     Build it with ``.eval()``: exporters restore the wrapper's own training
     mode afterwards, recursively, which would leave the encoder's batch norm
@@ -42,24 +50,40 @@ class EncoderExport(nn.Module):
         super().__init__()
         self.encoder = model.encoder
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 3, S, S) float in [0, 255] -> (global (B, F), child tokens (B, g*g, F))."""
-        return self.encoder(images)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Crops (n, 3, S, S) float in [0, 255] -> global feature (1, F)."""
+        return self.encoder(images)[0].mean(0, keepdim=True)  # as pool_queries, for one frame
+
+
+class DecoderStepExport(nn.Module):
+    """The decoder as exported: one zoom step (:meth:`~jzi_ros.model.decoder.ZoomDecoder.step`)."""
+
+    def __init__(self, model: ZoomModel) -> None:
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, level, tokens, keys, values):
+        """(level, tokens, keys, values) -> (logits, keys, values)."""
+        return self.decoder.step(level, tokens, keys, values)
+
+
+DECODER_INPUTS = ("level", "tokens", "keys", "values")
+DECODER_OUTPUTS = ("logits", "new_keys", "new_values")
 
 
 def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch.float32):
-    """Random inputs of the exported shapes, to trace with: ``(images, (query, views, actions))``.
+    """Inputs of the exported shapes, to trace with: ``(crops, (level, tokens, keys, values))``.
 
-    Images (1, 3, S, S) in [0, 255]; query (beam, F), views (beam, L, V, F)
-    and int64 actions (beam, L-1), all but the actions in ``dtype``.
+    Crops (n, 3, S, S) in [0, 255]; level 1 (int64 scalar), tokens (beam, 1 +
+    V, D) and a random key/value cache, all but the level in ``dtype``.
     """
     cfg = model.cfg.decoder
     s = model.cfg.encoder.image_px
-    images = torch.rand(1, 3, s, s, device=device, dtype=dtype) * 255
-    query = torch.randn(beam, cfg.feat_dim, device=device, dtype=dtype)
-    views = torch.randn(beam, cfg.levels, cfg.view_tokens, cfg.feat_dim, device=device, dtype=dtype)
-    actions = torch.randint(0, cfg.actions, (beam, cfg.levels - 1), device=device)
-    return images, (query, views, actions)
+    crops = torch.rand(query_crops(model), 3, s, s, device=device, dtype=dtype) * 255
+    level = torch.tensor(1, device=device)
+    tokens = torch.randn(beam, cfg.step_len, cfg.dim, device=device, dtype=dtype)
+    keys = torch.randn(cfg.cache_shape(beam), device=device, dtype=dtype)
+    return crops, (level, tokens, keys, torch.randn_like(keys))
 
 
 def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
@@ -74,6 +98,8 @@ def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
         "levels": cfg.levels,
         "view_tokens": cfg.view_tokens,
         "actions": cfg.actions,
+        "decoder": "step",
+        "query_crops": query_crops(model),
         "torch": str(torch.__version__),
         **extra,
     }
@@ -107,21 +133,21 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
     images, dec_inputs = example_inputs(model, beam)
     with torch.no_grad():
         torch.onnx.export(
-            EncoderExport(model).eval(),
+            QueryEncoderExport(model).eval(),
             (images,),
             tmp / "encoder.onnx",
             opset_version=opset,
-            input_names=["images"],
-            output_names=["pooled", "children"],
+            input_names=["crops"],
+            output_names=["query"],
             dynamo=False,
         )
         torch.onnx.export(
-            model.decoder,
+            DecoderStepExport(model).eval(),
             dec_inputs,
             tmp / "decoder.onnx",
             opset_version=opset,
-            input_names=["query", "views", "actions"],
-            output_names=["logits"],
+            input_names=list(DECODER_INPUTS),
+            output_names=list(DECODER_OUTPUTS),
             dynamo=False,
         )
     for name in ("encoder.onnx", "decoder.onnx"):
@@ -159,7 +185,7 @@ def export_tensorrt(model: ZoomModel, out: str | Path, beam: int = 4, fp16: bool
     precisions = {torch.float16, torch.float32} if fp16 else {torch.float32}
     with torch.no_grad():
         enc = torch_tensorrt.compile(
-            EncoderExport(model).eval(),
+            QueryEncoderExport(model).eval(),
             ir="dynamo",
             inputs=[images],
             enabled_precisions=precisions,
@@ -167,7 +193,7 @@ def export_tensorrt(model: ZoomModel, out: str | Path, beam: int = 4, fp16: bool
         )
         torch_tensorrt.save(enc, str(tmp / "encoder.ep"), inputs=[images])
         dec = torch_tensorrt.compile(
-            model.decoder,
+            DecoderStepExport(model).eval(),
             ir="dynamo",
             inputs=list(dec_inputs),
             enabled_precisions=precisions,

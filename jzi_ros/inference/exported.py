@@ -1,7 +1,9 @@
 """Backends that run exported models: ONNX Runtime and TensorRT (torch-tensorrt).
 
-Both run the encoder as exported and the decoder with a fixed batch (the
-beam width); the beam search itself is the same code as in PyTorch. The
+Both run the query encoder as exported (one frame's crops at a time) and the
+one-step decoder with a fixed batch (the beam width) and its key/value cache
+as inputs and outputs; the beam search itself is the same code as in
+PyTorch, on the map's view tokens projected to the decoder's width. The
 export is made next to the checkpoint on first use (``MODEL.onnx-bB`` or
 ``MODEL.trt-bB/<gpu>-sm<capability>-trt<version>-<precision>``) and rebuilt when it belongs to
 another model.
@@ -16,37 +18,53 @@ import numpy as np
 import torch
 
 from ..model import SearchResult, ZoomModel, beam_search
-from ..model.encoder import pool_queries, prepare_queries
-from ..model.search import as_features
+from ..model.encoder import prepare_queries
+from ..model.search import ViewTokens
 from .errors import BackendError
-from .export import export_onnx, export_tensorrt, read_meta, tensorrt_key
+from .export import DECODER_INPUTS, export_onnx, export_tensorrt, query_crops, read_meta, tensorrt_key
 
 log = logging.getLogger(__name__)
 
 
 class FixedBatchDecoder:
-    """Calls a fixed-batch decoder for any number of rows, padding the last chunk."""
+    """A :class:`~jzi_ros.model.search.StepDecoder` over a fixed-batch step graph, for any number of rows.
 
-    def __init__(self, cfg, beam: int, run) -> None:
-        self.cfg, self.beam, self.run = cfg, beam, run
+    ``run(level, tokens, keys, values) -> (logits, keys, values)`` takes and
+    returns ``beam`` rows (the cache's second axis); the last chunk repeats
+    its last row. The step's first tokens come from the PyTorch ``decoder``.
+    """
 
-    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, L, g*g) for any B rows, run ``beam`` rows at a time; the last chunk repeats its last row."""
-        out = []
-        for i in range(0, query.shape[0], self.beam):
-            g, v, a = query[i : i + self.beam], views[i : i + self.beam], actions[i : i + self.beam]
-            m = g.shape[0]
+    def __init__(self, decoder, beam: int, run) -> None:
+        self.cfg, self.beam, self.run = decoder.cfg, beam, run
+        self.query_token, self.action_token = decoder.query_token, decoder.action_token
+
+    def step(self, level, tokens, keys, values):
+        """:meth:`~jzi_ros.model.decoder.ZoomDecoder.step` for any B rows, ``beam`` rows per run."""
+        logits, new_keys, new_values = [], [], []
+        for i in range(0, tokens.shape[0], self.beam):
+            x, k, v = tokens[i : i + self.beam], keys[:, i : i + self.beam], values[:, i : i + self.beam]
+            m = x.shape[0]
             if m < self.beam:
                 pad = self.beam - m
-                g, v, a = (torch.cat([x, x[-1:].expand(pad, *x.shape[1:])]) for x in (g, v, a))
-            out.append(self.run(g, v, a)[:m])
-        return torch.cat(out)
+                x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
+                k, v = (torch.cat([c, c[:, -1:].expand(-1, pad, *c.shape[2:])], dim=1) for c in (k, v))
+            out = self.run(level, x, k, v)
+            logits.append(out[0][:m])
+            new_keys.append(out[1][:, :m])
+            new_values.append(out[2][:, :m])
+        return torch.cat(logits), torch.cat(new_keys, dim=1), torch.cat(new_values, dim=1)
 
 
 def is_stale(folder: Path, model: ZoomModel, beam: int) -> bool:
-    """True when ``folder`` holds no export of this model (identity) for this beam width."""
+    """True when ``folder`` holds no export of this model (identity) for this beam width and this export layout."""
     meta = read_meta(folder)
-    return meta is None or meta.get("identity") != model.identity() or meta.get("beam") != beam
+    return (
+        meta is None
+        or meta.get("identity") != model.identity()
+        or meta.get("beam") != beam
+        or meta.get("decoder") != "step"
+        or meta.get("query_crops") != query_crops(model)
+    )
 
 
 def _artifacts(model: ZoomModel, suffix: str) -> Path:
@@ -69,6 +87,7 @@ class OnnxRuntimeBackend:
         beam: int = 4,
         threads: int = 0,
         folder: Path | None = None,
+        precision: str = "float16",
     ) -> None:
         try:
             import onnxruntime as ort
@@ -90,24 +109,26 @@ class OnnxRuntimeBackend:
         if threads > 0:
             opts.intra_op_num_threads = threads
         self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), opts, providers=providers)
-        decoder = ort.InferenceSession(str(folder / "decoder.onnx"), opts, providers=providers)
+        step_opts = ort.SessionOptions()
+        step_opts.intra_op_num_threads = 1  # a step's matrices are a few rows: a second thread costs more than it saves
+        decoder = ort.InferenceSession(str(folder / "decoder.onnx"), step_opts, providers=providers)
 
-        def run(g, v, a):
-            out = decoder.run(None, {"query": g.numpy(), "views": v.numpy(), "actions": a.numpy()})[0]
-            return torch.from_numpy(out)
+        def run(*inputs):
+            feed = {name: x.numpy() for name, x in zip(DECODER_INPUTS, inputs, strict=True)}
+            return tuple(torch.from_numpy(x) for x in decoder.run(None, feed))
 
-        self.decoder = FixedBatchDecoder(model.cfg.decoder, beam, run)
-        self.feats = as_features(view_feats)
+        self.decoder = FixedBatchDecoder(model.decoder, beam, run)
+        self.views = ViewTokens.project(model.decoder, view_feats, precision)
 
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one encoder run per crop."""
+        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one encoder run per frame."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
-        rows = [self.encoder.run(["pooled"], {"images": x[i : i + 1].numpy()})[0] for i in range(len(x))]
-        return pool_queries(torch.from_numpy(np.concatenate(rows)), n)
+        rows = [self.encoder.run(None, {"crops": x[i : i + n].numpy()})[0] for i in range(0, len(x), n)]
+        return torch.from_numpy(np.concatenate(rows))
 
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Beam search for query features (B, F) with the ONNX decoder, in float32."""
-        return beam_search(self.decoder, query.float(), self.feats, beam, top_k, prefix)
+        """Beam search for query features (B, F) with the ONNX decoder step, in float32."""
+        return beam_search(self.decoder, query.float(), self.views, beam, top_k, prefix)
 
 
 class TensorRTBackend:
@@ -123,6 +144,7 @@ class TensorRTBackend:
         beam: int = 4,
         fp16: bool = False,
         folder: Path | None = None,
+        precision: str = "float16",
     ) -> None:
         try:
             import torch_tensorrt  # noqa: F401 - registers the TensorRT runtime ops
@@ -141,21 +163,17 @@ class TensorRTBackend:
         self.dtype = torch.float16 if fp16 else torch.float32
         self.encoder = torch.export.load(str(engine / "encoder.ep")).module()
         decoder = torch.export.load(str(engine / "decoder.ep")).module()
-        self.decoder = FixedBatchDecoder(
-            model.cfg.decoder,
-            beam,
-            lambda g, v, a: decoder(g.cuda().to(self.dtype), v.cuda().to(self.dtype), a.cuda()).float(),
-        )
-        self.feats = as_features(view_feats, "cuda", self.dtype)
+        self.decoder = FixedBatchDecoder(model.decoder, beam, decoder)
+        self.views = ViewTokens.project(model.decoder.cuda(), view_feats, precision, "cuda")
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one engine run per crop."""
+        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one engine run per frame."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
         x = x.cuda().to(self.dtype)
-        return pool_queries(torch.cat([self.encoder(x[i : i + 1])[0].float() for i in range(len(x))]), n).cpu()
+        return torch.cat([self.encoder(x[i : i + n]).float() for i in range(0, len(x), n)]).cpu()
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Beam search for query features (B, F) with the TensorRT decoder engine, on the GPU."""
-        return beam_search(self.decoder, query.cuda().to(self.dtype), self.feats, beam, top_k, prefix)
+        """Beam search for query features (B, F) with the TensorRT decoder step engine, on the GPU."""
+        return beam_search(self.decoder, query.cuda().to(self.dtype), self.views, beam, top_k, prefix)

@@ -12,14 +12,21 @@ it is a block of 1 + g*g tokens: the global feature, then one token per child
 the child's place in the grid); the logit of child c is read from its own
 token. Attention is causal between blocks and full inside a view's block.
 
-The decoder always runs on the full, fixed-length sequence: when zooming, the
-views and actions not yet chosen are zeros, which causality keeps from
-touching the logits of earlier levels. A fixed shape exports cleanly.
+Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
+forcing). Zooming runs one level per :meth:`ZoomDecoder.step`: the level's
+chunk of 1 + V tokens (the query or the action just taken, then the view
+block) attends to a key/value cache of the chunks before it, so each step
+computes only its new tokens. The cache has the full sequence's fixed length
+(unwritten places are masked), so the step has one static shape for every
+level and exports as one graph. The map's view tokens enter the decoder
+already projected to its width (:meth:`ZoomDecoder.view_embedding`, done
+once per map by :class:`~.search.ViewTokens`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -45,6 +52,22 @@ class SelfAttention(nn.Module):
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, C/H)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))  # (B, T, C)
+
+    def step(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], place: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Attend from new tokens x (B, n, C) over the cache with their own keys written in.
+
+        ``cache``: keys and values (B, H, T, C/H) of the whole sequence, zeros
+        where not yet written (so writing is adding); ``place`` (T, n):
+        one-hot, where each new token goes; ``mask`` (n, T): the full mask's
+        rows of the new tokens. Returns (B, n, C) and the updated cache.
+        """
+        b, n, c = x.shape
+        q, k, v = (z.view(b, n, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(x).split(c, dim=2))
+        keys, values = cache[0] + place @ k, cache[1] + place @ v  # (B, H, T, C/H)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c)), (keys, values)
 
 
 class MLP(nn.Module):
@@ -74,6 +97,14 @@ class Block(nn.Module):
         """Attention, then MLP, each residual: tokens x (B, T, C), mask (T, T) bool -> (B, T, C)."""
         x = x + self.attn(self.ln1(x), mask)
         return x + self.mlp(self.ln2(x))
+
+    def step(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], place: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`forward` for new tokens x (B, n, C) against a key/value cache (see :meth:`SelfAttention.step`)."""
+        y, cache = self.attn.step(self.ln1(x), mask, cache, place)
+        x = x + y
+        return x + self.mlp(self.ln2(x)), cache
 
 
 @dataclass(frozen=True)
@@ -111,13 +142,22 @@ class DecoderConfig:
         return 1 if self.tokens == "cls" else 1 + self.actions
 
     @property
+    def step_len(self) -> int:
+        """Tokens n added by one zoom step: the query or the action just taken, then a view block."""
+        return 1 + self.view_tokens
+
+    @property
     def seq_len(self) -> int:
         """Sequence length T: the query, L view blocks and the L-1 actions between them."""
         return 1 + self.levels * self.view_tokens + (self.levels - 1)
 
     def view_start(self, level: int) -> int:
         """Sequence position of the first token of level ``level``'s view block."""
-        return 1 + level * (self.view_tokens + 1)
+        return 1 + level * self.step_len
+
+    def cache_shape(self, batch: int) -> tuple[int, ...]:
+        """Shape of the key (or value) cache of :meth:`ZoomDecoder.step`: (depth, B, heads, T, dim / heads)."""
+        return (self.depth, batch, self.heads, self.seq_len, self.dim // self.heads)
 
     def to_dict(self) -> dict:
         """The config's fields as a plain dict, as a checkpoint stores them."""
@@ -151,28 +191,79 @@ class ZoomDecoder(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.actions if cfg.tokens == "cls" else 1)
-        self.register_buffer("mask", attention_mask(cfg), persistent=False)
+        mask = attention_mask(cfg)
+        self.register_buffer("mask", mask, persistent=False)
+        # per zoom step k: the sequence places of its n tokens, one-hot (T, n), and their mask rows (n, T)
+        places = torch.arange(cfg.levels)[:, None] * cfg.step_len + torch.arange(cfg.step_len)  # (L, n)
+        self.register_buffer("step_place", (torch.arange(cfg.seq_len)[:, None] == places[:, None]).float(), False)
+        self.register_buffer("step_mask", mask[places], persistent=False)
         nn.init.normal_(self.pos_emb, std=0.02)
+
+    def view_embedding(self, feats: torch.Tensor, level: int) -> torch.Tensor:
+        """Decoder input tokens (n, V, D) of level-``level`` views from their features (n, V, F).
+
+        The projection, the slot, level and position embeddings: what a view
+        contributes to the sequence before the first block, the same at every
+        query (so :class:`~.search.ViewTokens` computes it once per map).
+        """
+        s = self.cfg.view_start(level)
+        extra = self.slot_emb.weight + self.level_emb.weight[level] + self.pos_emb[0, s : s + self.cfg.view_tokens]
+        return self.view_in(feats) + extra
 
     def forward(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, g*g) over each level's children from query (B, F), views (B, L, V, F), actions (B, L-1)."""
         cfg = self.cfg
         b = query.shape[0]
-        slots = self.slot_emb.weight[None]  # (1, V, D)
-        parts = [self.query_in(query)[:, None]]  # (B, 1, D)
+        parts = [self.query_in(query)[:, None] + self.pos_emb[:, :1]]  # (B, 1, D)
         for k in range(cfg.levels):
-            parts.append(self.view_in(views[:, k]) + slots + self.level_emb.weight[k])  # (B, V, D)
+            parts.append(self.view_embedding(views[:, k], k))  # (B, V, D)
             if k < cfg.levels - 1:
-                parts.append(self.action_emb(actions[:, k])[:, None] + self.level_emb.weight[k])  # (B, 1, D)
-        x = torch.cat(parts, dim=1) + self.pos_emb  # (B, T, D)
+                p = cfg.view_start(k + 1) - 1
+                act = self.action_emb(actions[:, k : k + 1]) + self.level_emb.weight[k]  # taken at level k
+                parts.append(act + self.pos_emb[:, p : p + 1])  # (B, 1, D)
+        x = torch.cat(parts, dim=1)  # (B, T, D)
         for block in self.blocks:
             x = block(x, self.mask)
         x = self.ln_f(x)
-        logits = []
-        for k in range(cfg.levels):
-            s = cfg.view_start(k)
-            if cfg.tokens == "cls":
-                logits.append(self.head(x[:, s]))  # (B, g*g)
-            else:
-                logits.append(self.head(x[:, s + 1 : s + 1 + cfg.actions]).squeeze(-1))  # (B, g*g)
+        logits = [self._logits(x[:, s : s + cfg.view_tokens]) for s in map(cfg.view_start, range(cfg.levels))]
         return torch.stack(logits, dim=1).reshape(b, cfg.levels, cfg.actions)  # (B, L, g*g)
+
+    def _logits(self, block: torch.Tensor) -> torch.Tensor:
+        """Logits (B, g*g) over the children from a view block's final tokens (B, V, D)."""
+        if self.cfg.tokens == "cls":
+            return self.head(block[:, 0])
+        return self.head(block[:, 1:]).squeeze(-1)
+
+    def query_token(self, query: torch.Tensor) -> torch.Tensor:
+        """The first token (B, D) of the sequence, from query features (B, F): zoom step 0 starts with it."""
+        return self.query_in(query) + self.pos_emb[0, 0]
+
+    def action_token(self, level: int, action: torch.Tensor) -> torch.Tensor:
+        """The token (B, D) of the child (B,) taken at level ``level`` - 1: zoom step ``level`` starts with it."""
+        place = self.cfg.view_start(level) - 1
+        return self.action_emb(action) + self.level_emb.weight[level - 1] + self.pos_emb[0, place]
+
+    def step(
+        self, level: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One zoom step: the logits over level ``level``'s children and the cache with this step written in.
+
+        ``level``: int64 scalar tensor k; ``tokens`` (B, n, D): the step's
+        tokens, :meth:`query_token` (k = 0) or :meth:`action_token`, then the
+        chosen level-k cell's view block (:meth:`view_embedding`); ``keys`` and
+        ``values`` (depth, B, heads, T, D/heads): the cache of the steps
+        before, zeros elsewhere (zeros at level 0). Every input has the same
+        shape at every level, so the step exports as one graph.
+
+        Returns:
+            Logits (B, g*g), keys and values of the same shape as given.
+        """
+        places, masks = cast(torch.Tensor, self.step_place), cast(torch.Tensor, self.step_mask)
+        place, mask = places[level].to(tokens.dtype), masks[level]  # (T, n), (n, T)
+        x = tokens
+        new_keys, new_values = [], []
+        for i, blk in enumerate(self.blocks):
+            x, (k, v) = cast(Block, blk).step(x, mask, (keys[i], values[i]), place)
+            new_keys.append(k)
+            new_values.append(v)
+        return self._logits(self.ln_f(x[:, 1:])), torch.stack(new_keys), torch.stack(new_values)

@@ -1,7 +1,9 @@
 """Zooming: greedy and beam search over the cell hierarchy.
 
-Per query the work is L decoder steps over precomputed view features; no
-overhead view is encoded at query time.
+Per query the work is L decoder steps, each over only the new tokens of its
+level against a key/value cache, on the map's view tokens projected to the
+decoder's width once (:class:`ViewTokens`); no overhead view is encoded at
+query time.
 """
 
 from __future__ import annotations
@@ -13,21 +15,31 @@ import numpy as np
 import torch
 
 from ..geo.grid import view_indices
-from .decoder import DecoderConfig
+from .decoder import DecoderConfig, ZoomDecoder
 from .errors import ModelError
 
 
 class StepDecoder(Protocol):
-    """What the search needs of a decoder: its config and one call.
+    """What the search needs of a decoder: its config, its first tokens and one zoom step.
 
-    The call is (query (B, F), views (B, L, V, F), actions (B, L-1)) -> logits (B, L, g*g).
-    :class:`~.decoder.ZoomDecoder` is one; the exported backends wrap theirs.
+    As :class:`~.decoder.ZoomDecoder`'s methods; the exported backends run
+    their own step and the PyTorch decoder's token embeddings.
     """
 
     cfg: DecoderConfig
 
-    def __call__(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, L, g*g) for query (B, F), views (B, L, V, F) and actions (B, L-1)."""
+    def query_token(self, query: torch.Tensor) -> torch.Tensor:
+        """Token (B, D) that starts step 0, from query features (B, F)."""
+        ...
+
+    def action_token(self, level: int, action: torch.Tensor) -> torch.Tensor:
+        """Token (B, D) that starts step ``level``, from the child (B,) taken at the level before."""
+        ...
+
+    def step(
+        self, level: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (B, g*g) of level ``level`` and the key/value cache with this step's tokens written in."""
         ...
 
 
@@ -45,6 +57,83 @@ class SearchResult:
     log_probs: torch.Tensor
 
 
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
+"""How :class:`ViewTokens` stores the map: int8 keeps one float32 scale per token."""
+
+
+class ViewTokens:
+    """A map's view tokens projected to the decoder's width, computed once per map and model.
+
+    ``tokens`` (N, V, D) in breadth-first view order, each level's slot, level
+    and position embeddings added (:meth:`~.decoder.ZoomDecoder.view_embedding`),
+    stored in ``precision`` (:data:`PRECISIONS`); :meth:`take` returns rows in
+    the compute dtype. At the decoder's width (128 by default) and in float16
+    the table is a fraction of the encoder features it comes from (1280 wide
+    for EfficientNet-Lite0, in float32).
+    """
+
+    def __init__(self, tokens: torch.Tensor, precision: str = "float32", scale: torch.Tensor | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise ModelError(f"view token precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.tokens, self.precision, self.scale = tokens, precision, scale
+
+    @classmethod
+    @torch.no_grad()
+    def project(
+        cls,
+        decoder,
+        view_feats,
+        precision: str = "float32",
+        device: str | torch.device = "cpu",
+        chunk: int = 4096,
+    ) -> ViewTokens:
+        """Project a map's features (N, >= V, F) (a memory-mapped array or a tensor) in chunks of views.
+
+        Only ``chunk`` views are ever held at the features' width, so a map
+        larger than memory at that width projects fine.
+        """
+        cfg = decoder.cfg
+        if precision not in PRECISIONS:
+            raise ModelError(f"view token precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        n = view_feats.shape[0]
+        expected = sum(cfg.actions**k for k in range(cfg.levels))
+        if n != expected:
+            raise ModelError(
+                f"{n} map views for a decoder of {cfg.levels} levels of {cfg.actions} children, which has {expected}"
+            )
+        param = next(decoder.parameters())
+        store = torch.int8 if precision == "int8" else getattr(torch, precision)
+        tokens = torch.empty(n, cfg.view_tokens, cfg.dim, dtype=store, device=device)
+        scale = torch.empty(n, cfg.view_tokens, 1, device=device) if precision == "int8" else None
+        first = 0
+        for level in range(cfg.levels):
+            end = first + cfg.actions**level
+            for i in range(first, end, chunk):
+                j = min(i + chunk, end)
+                x = torch.as_tensor(np.asarray(view_feats[i:j, : cfg.view_tokens]), device=param.device)
+                y = decoder.view_embedding(x.to(param.dtype), level).float().to(device)
+                if scale is None:
+                    tokens[i:j] = y.to(store)
+                else:
+                    s = y.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127.0
+                    tokens[i:j], scale[i:j] = (y / s).round().to(torch.int8), s
+            first = end
+        return cls(tokens, precision, scale)
+
+    def take(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Rows ``index`` (...) -> tokens (..., V, D) in ``dtype``."""
+        rows = self.tokens[index.to(self.tokens.device)]
+        if self.scale is not None:
+            return (rows.float() * self.scale[index.to(self.tokens.device)]).to(dtype)
+        return rows.to(dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the table holds [bytes]."""
+        extra = 0 if self.scale is None else self.scale.numel() * self.scale.element_size()
+        return self.tokens.numel() * self.tokens.element_size() + extra
+
+
 def as_features(array, device="cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A map's (memory-mapped, read-only) feature array as a tensor of its own."""
     return torch.tensor(np.asarray(array), dtype=dtype, device=device)
@@ -59,60 +148,60 @@ def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
 def beam_search(
     decoder: StepDecoder,
     query: torch.Tensor,
-    view_feats: torch.Tensor,
+    views: ViewTokens | torch.Tensor,
     beam: int = 1,
     top_k: int = 5,
     prefix: tuple[int, ...] = (),
 ) -> SearchResult:
     """Zoom from the root to terminal cells keeping the ``beam`` best partial paths per level.
 
-    beam=1 is greedy decoding, as in the paper.
+    beam=1 is greedy decoding, as in the paper. Each level is one decoder
+    step over the new tokens against the cache of the levels before.
 
-    ``query`` (Q, F) query features; ``view_feats`` (N, 1 + g*g, F) the map's
-    features in breadth-first view order (global token, then child tokens).
-    ``prefix``: start inside that cell (a prior) instead of at the root;
-    probabilities are then conditional on it.
+    ``query`` (Q, F) query features; ``views`` the map's :class:`ViewTokens`
+    (or its raw features (N, 1 + g*g, F) in breadth-first view order, projected
+    here: better once per map). ``prefix``: start inside that cell (a prior)
+    instead of at the root; probabilities are then conditional on it.
     """
     cfg = decoder.cfg
-    levels, actions, v = cfg.levels, cfg.actions, cfg.view_tokens
+    if not isinstance(views, ViewTokens):
+        views = ViewTokens.project(decoder, views, device=query.device)
+    levels, actions = cfg.levels, cfg.actions
     if len(prefix) >= levels:
         raise ModelError(f"prefix {prefix} must be shorter than the {levels} levels")
-    feats = view_feats[:, :v].to(query.dtype)  # (N, V, F)
-    q, f = query.shape
-    dev = query.device
-    paths = torch.tensor(prefix, dtype=torch.long, device=dev).view(1, 1, -1).expand(q, 1, len(prefix)).clone()
+    q = query.shape[0]
+    dev, dtype = query.device, query.dtype
+    paths = torch.tensor(prefix, dtype=torch.long, device=dev).view(1, -1).expand(q, len(prefix))  # (Q*nb, k)
+    keys = torch.zeros(cfg.cache_shape(q), dtype=dtype, device=dev)
+    values = torch.zeros_like(keys)
     scores = torch.zeros(q, 1, device=dev)
-    views = torch.zeros(q, 1, levels, v, f, dtype=query.dtype, device=dev)
-    acts = torch.zeros(q, 1, levels - 1, dtype=torch.long, device=dev)
-    for k, a in enumerate(prefix):
-        views[:, :, k] = feats[view_indices(paths[..., :k], actions)]
-        acts[:, :, k] = a
-    for k in range(len(prefix), levels):
-        nb = paths.shape[1]
-        views[:, :, k] = feats[view_indices(paths, actions)]  # (Q, nb, V, F)
-        logits = decoder(
-            query[:, None].expand(q, nb, f).reshape(q * nb, f),
-            views.reshape(q * nb, levels, v, f),
-            acts.reshape(q * nb, levels - 1),
-        )[:, k]  # (Q*nb, A)
-        cand = (scores[..., None] + logits.log_softmax(-1).view(q, nb, actions)).reshape(q, nb * actions)
+    first = decoder.query_token(query)  # (Q*nb, D)
+    for k in range(levels):
+        block = views.take(view_indices(paths[:, :k], actions), dtype)  # (Q*nb, V, D)
+        tokens = torch.cat([first[:, None].to(dtype), block], dim=1)
+        logits, keys, values = decoder.step(torch.tensor(k, device=dev), tokens, keys, values)
+        if k < len(prefix):  # inside the prior's cell: its logits are not needed
+            first = decoder.action_token(k + 1, paths[:, k])
+            continue
+        nb = paths.shape[0] // q
+        cand = (scores[..., None] + logits.float().log_softmax(-1).view(q, nb, actions)).reshape(q, nb * actions)
         if k == levels - 1:
             break
         scores, idx = cand.topk(min(beam, nb * actions), dim=1)  # (Q, keep)
-        parent, action = idx // actions, idx % actions
-        paths = torch.cat([_take(paths, parent), action[..., None]], dim=2)
-        views = _take(views, parent)
-        acts = _take(acts, parent)
-        acts[:, :, k] = action
+        parent = (idx // actions + torch.arange(q, device=dev)[:, None] * nb).reshape(-1)  # rows of the parents
+        paths = torch.cat([paths[parent], (idx % actions).reshape(-1, 1)], dim=1)
+        keys, values = keys[:, parent], values[:, parent]
+        first = decoder.action_token(k + 1, paths[:, k])
     probs = cand.softmax(-1)
     top, idx = cand.topk(min(top_k, cand.shape[1]), dim=1)
-    parent, action = idx // actions, idx % actions
-    return SearchResult(torch.cat([_take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top)
+    nb = paths.shape[0] // q
+    parent = idx // actions + torch.arange(q, device=dev)[:, None] * nb  # (Q, K)
+    return SearchResult(torch.cat([paths[parent], (idx % actions)[..., None]], dim=2), probs.gather(1, idx), top)
 
 
 @torch.no_grad()
 def search_features(
-    decoder: StepDecoder, queries: np.ndarray, view_feats: torch.Tensor, beam: int, top_k: int, batch: int = 512
+    decoder: ZoomDecoder, queries: np.ndarray, view_feats: torch.Tensor, beam: int, top_k: int, batch: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`beam_search` over encoded queries (N, F) in batches of ``batch``, on ``view_feats``' device.
 
@@ -120,9 +209,10 @@ def search_features(
         Terminal paths (N, K, L) and their probabilities (N, K), as NumPy arrays.
     """
     paths, probs = [], []
+    views = ViewTokens.project(decoder, view_feats, device=view_feats.device)
     for i in range(0, len(queries), batch):
         x = torch.from_numpy(np.asarray(queries[i : i + batch])).float().to(view_feats.device)
-        res = beam_search(decoder, x, view_feats, beam=beam, top_k=top_k)
+        res = beam_search(decoder, x, views, beam=beam, top_k=top_k)
         paths.append(res.paths.cpu().numpy())
         probs.append(res.probs.float().cpu().numpy())
     return np.concatenate(paths), np.concatenate(probs)
@@ -141,7 +231,7 @@ def teacher_inputs(
 
 @torch.no_grad()
 def path_log_probs(
-    decoder: StepDecoder, query: torch.Tensor, view_feats: torch.Tensor, paths: torch.Tensor
+    decoder: ZoomDecoder, query: torch.Tensor, view_feats: torch.Tensor, paths: torch.Tensor
 ) -> torch.Tensor:
     """Joint log-probability of full ``paths`` (B, L) for queries ``query`` (B, F)."""
     views, acts = teacher_inputs(view_feats.to(query.dtype), paths, decoder.cfg)

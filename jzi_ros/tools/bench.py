@@ -44,7 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="backbones to time alone ('' for none)",
     )
     p.add_argument("--sizes-km", type=_sizes, default="1,10,30,100", help="region sides, scaling study ('' for none)")
-    p.add_argument("--feat-dim", type=int, default=384, help="feature width for the scaling study (ViT-S: 384)")
+    p.add_argument(
+        "--feat-dim",
+        type=int,
+        default=1280,
+        help="feature width of the scaling study's flat retrieval (default 1280: EfficientNet-Lite0; ViT-S: 384)",
+    )
     p.add_argument("--queries", type=int, default=20, help="queries per scaling measurement")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--register", action="store_true", help="compare the registration matchers on frames over --map")

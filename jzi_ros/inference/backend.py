@@ -38,7 +38,7 @@ class TorchBackend:
         view_feats: np.ndarray,
         device: str = "cpu",
         fp16: bool = False,
-        precision: str = "float16",
+        precision: str | None = None,
     ) -> None:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
@@ -49,7 +49,9 @@ class TorchBackend:
         self.model = model.to(dev).eval()
         if fp16:
             self.model.half()
-        self.views = ViewTokens.project(self.model.decoder, view_feats, precision, dev)
+        self.views = ViewTokens.project(
+            self.model.decoder, view_feats, precision or ("float16" if fp16 else "float32"), dev
+        )
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -92,12 +94,13 @@ def make_backend(
     device: str = "cpu",
     beam: int = 4,
     fp16: bool = False,
-    precision: str = "float16",
+    precision: str | None = None,
 ) -> Backend:
     """The backend called ``name``, chosen explicitly (no probing of accelerators).
 
     ``beam`` fixes the decoder batch of exported backends; ``precision``: how
-    the map's view tokens are stored (:data:`~jzi_ros.model.search.PRECISIONS`).
+    the map's view tokens are stored (:data:`~jzi_ros.model.search.PRECISIONS`;
+    None: in the precision the decoder computes in, float32 or float16).
     """
     if name == "torch":
         return TorchBackend(model, view_feats, device, fp16, precision)

@@ -87,7 +87,7 @@ class OnnxRuntimeBackend:
         beam: int = 4,
         threads: int = 0,
         folder: Path | None = None,
-        precision: str = "float16",
+        precision: str | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -118,7 +118,7 @@ class OnnxRuntimeBackend:
             return tuple(torch.from_numpy(x) for x in decoder.run(None, feed))
 
         self.decoder = FixedBatchDecoder(model.decoder, beam, run)
-        self.views = ViewTokens.project(model.decoder, view_feats, precision)
+        self.views = ViewTokens.project(model.decoder, view_feats, precision or "float32")
 
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one encoder run per frame."""
@@ -144,7 +144,7 @@ class TensorRTBackend:
         beam: int = 4,
         fp16: bool = False,
         folder: Path | None = None,
-        precision: str = "float16",
+        precision: str | None = None,
     ) -> None:
         try:
             import torch_tensorrt  # noqa: F401 - registers the TensorRT runtime ops
@@ -164,7 +164,8 @@ class TensorRTBackend:
         self.encoder = torch.export.load(str(engine / "encoder.ep")).module()
         decoder = torch.export.load(str(engine / "decoder.ep")).module()
         self.decoder = FixedBatchDecoder(model.decoder, beam, decoder)
-        self.views = ViewTokens.project(model.decoder.cuda(), view_feats, precision, "cuda")
+        tokens = precision or ("float16" if fp16 else "float32")
+        self.views = ViewTokens.project(model.decoder.cuda(), view_feats, tokens, "cuda")
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:

@@ -67,9 +67,13 @@ class ViewTokens:
     ``tokens`` (N, V, D) in breadth-first view order, each level's slot, level
     and position embeddings added (:meth:`~.decoder.ZoomDecoder.view_embedding`),
     stored in ``precision`` (:data:`PRECISIONS`); :meth:`take` returns rows in
-    the compute dtype. At the decoder's width (128 by default) and in float16
-    the table is a fraction of the encoder features it comes from (1280 wide
-    for EfficientNet-Lite0, in float32).
+    the compute dtype. At the decoder's width (128 by default) the table is a
+    tenth of the encoder features it comes from (1280 wide for
+    EfficientNet-Lite0), half that again in float16 and a quarter in int8;
+    the backends keep it in the precision they compute in unless told
+    otherwise. Measured on four trained models against float32: float16
+    changes no probability by more than 4e-4 (the best path of 1 query in
+    300 with a near tie), int8 by up to 2e-2 (the best path of 1 to 3 %).
     """
 
     def __init__(self, tokens: torch.Tensor, precision: str = "float32", scale: torch.Tensor | None = None) -> None:
@@ -110,7 +114,7 @@ class ViewTokens:
             end = first + cfg.actions**level
             for i in range(first, end, chunk):
                 j = min(i + chunk, end)
-                x = torch.as_tensor(np.asarray(view_feats[i:j, : cfg.view_tokens]), device=param.device)
+                x = torch.from_numpy(np.array(view_feats[i:j, : cfg.view_tokens])).to(param.device)
                 y = decoder.view_embedding(x.to(param.dtype), level).float().to(device)
                 if scale is None:
                     tokens[i:j] = y.to(store)

@@ -3,7 +3,9 @@
 Per-frame latency per backend (with the registration against the map as a
 stage), encoder throughput and latency, memory, zoom against flat retrieval
 from 1 to 100 km, and the registration matchers compared
-(see :mod:`jzi_ros.evaluation.benchmark`).
+(see :mod:`jzi_ros.evaluation.benchmark`); ``--node`` adds the node over DDS
+(:mod:`jzi_ros.ros.bench`, needs ROS 2's rclpy). The report opens with the
+ratios that hold on any machine.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluation.benchmark import BenchConfig, markdown, run_benchmark, write_report
+from ..evaluation.benchmark import BenchConfig, markdown, ratios, run_benchmark, write_report
 from .common import config_from
 
 
@@ -68,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="matchers to compare (encoder: the model's own patch features, needs --model)",
     )
     p.add_argument("--register-frames", type=int, default=40, help="frames per raster in the comparison")
+    p.add_argument(
+        "--node",
+        action="store_true",
+        help="also run the node as its own process over DDS (compressed frames at --node-rate-hz; needs rclpy)",
+    )
+    p.add_argument("--node-rate-hz", type=float, default=10.0, help="camera rate fed to the node (default 10)")
+    p.add_argument("--node-frames", type=int, default=200, help="frames sent to the node (default 200)")
     p.add_argument("--quick", action="store_true", help="a reduced run of seconds (CI)")
     p.add_argument("--out", type=Path, default=Path("bench_out"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,7 +85,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the report, and write it as JSON and Markdown."""
+    if args.node and not (args.map and args.model):
+        raise SystemExit("jzi bench: --node needs --map and --model")
     report = run_benchmark(config_from(BenchConfig, args))
+    if args.node:
+        try:
+            from ..ros.bench import bench_node
+        except ImportError as exc:
+            raise SystemExit(f"jzi bench: --node needs ROS 2's rclpy ({exc}); source your ROS 2 setup") from None
+        frames = min(args.node_frames, 20) if args.quick else args.node_frames
+        report["node"] = bench_node(
+            args.map,
+            args.model,
+            rate_hz=args.node_rate_hz,
+            frames=frames,
+            beam=args.beam,
+            backend=args.backends[0] if args.backends else "torch",
+            transport="compressed",
+        )
+        report["ratios"] = ratios(report)
     json_path, md_path = write_report(report, args.out)
     print(markdown(report))
     print(f"wrote {json_path} and {md_path}")

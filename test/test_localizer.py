@@ -298,6 +298,23 @@ def test_frames_without_an_image_settings_out_of_range_and_nan_stamps_are_refuse
     frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     with pytest.raises(InputError, match="stamp"):
         loc.localize(frame, stamp_s=float("nan"))
-    for bad in ({"beam": 0}, {"top_k": 0}, {"min_confidence": 1.5}, {"smoothing_noise_m2_s": -1.0}):
+    for bad in (
+        {"beam": 0},
+        {"top_k": 0},
+        {"min_confidence": 1.5},
+        {"smoothing_noise_m2_s": -1.0},
+        {"map_precision": "float8"},
+    ):
         with pytest.raises(LocalizerError, match=next(iter(bad))):
             LocalizerConfig(**bad)
+
+
+def test_a_map_held_in_float16_is_half_the_memory_and_gives_the_same_fix(setup, trained):
+    loc, _ = setup
+    map_dir, model, _ = trained
+    config = LocalizerConfig(beam=4, top_k=5, refine=RefineConfig(enabled=False), map_precision="float16")
+    small = Localizer(map_dir, model, config=config)
+    assert small.backend.views.nbytes * 2 == loc.backend.views.nbytes  # type: ignore[attr-defined]
+    frame = np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    a, b = loc.localize(frame), small.localize(frame)
+    assert a.path == b.path and a.confidence == pytest.approx(b.confidence, abs=1e-3)

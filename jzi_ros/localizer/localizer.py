@@ -16,6 +16,7 @@ from ..geo.camera import north_up
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
+from ..model.search import PRECISIONS
 from .calibration import Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
@@ -39,7 +40,10 @@ class LocalizerConfig:
     box, in standard deviations; ``hfov_deg``: the camera's horizontal field
     of view when no intrinsics are given; ``refine``: the registration
     against the map (on by default where the map has its orthophoto pyramid);
-    ``tracking``: search near the last verified fix (:mod:`.tracking`).
+    ``tracking``: search near the last verified fix (:mod:`.tracking`);
+    ``map_precision``: how the map's view tokens are held (None: as the
+    decoder computes, float32 on the CPU; "float16" halves them, "int8"
+    quarters them for city-scale maps, see :class:`~jzi_ros.model.search.ViewTokens`).
     """
 
     beam: int = 4
@@ -50,6 +54,7 @@ class LocalizerConfig:
     hfov_deg: float = 60.0
     refine: RefineConfig = RefineConfig()
     tracking: TrackingConfig = TrackingConfig()
+    map_precision: str | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -61,13 +66,15 @@ class LocalizerConfig:
                 ("smoothing_noise_m2_s", self.smoothing_noise_m2_s, self.smoothing_noise_m2_s >= 0.0),
                 ("prior_sigmas", self.prior_sigmas, self.prior_sigmas > 0.0),
                 ("hfov_deg", self.hfov_deg, 0.0 < self.hfov_deg < 180.0),
+                ("map_precision", self.map_precision, self.map_precision in (None, *PRECISIONS)),
             )
             if not ok
         ]
         if problems:
             raise LocalizerError(
                 f"invalid localizer settings: {', '.join(problems)} (beam and top_k at least 1, min_confidence "
-                f"within 0..1, smoothing noise 0 or more, prior_sigmas above 0, hfov_deg within 0..180)"
+                f"within 0..1, smoothing noise 0 or more, prior_sigmas above 0, hfov_deg within 0..180, "
+                f"map_precision one of {', '.join(PRECISIONS)})"
             )
 
 
@@ -146,7 +153,9 @@ class Localizer:
         self.grid: ZoomGrid = self.map.grid
         self.config = config
         feats = self.map.load_features(self.model.identity())
-        self.backend: Backend = make_backend(backend, self.model, feats, device, beam=config.beam)
+        self.backend: Backend = make_backend(
+            backend, self.model, feats, device, beam=config.beam, precision=config.map_precision
+        )
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
         self.refine_off = "refinement is off"

@@ -29,6 +29,9 @@ class NodeParams:
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
     device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")
     threads: int = _param(0, "CPU threads for torch (0 = torch's default)")
+    map_precision: str = _param(
+        "", "how the map's view tokens are held: '' (as the decoder computes), float16, or int8 for city-scale maps"
+    )
     image_topic: str = _param("/camera/image_raw", "camera topic")
     transport: str = _param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)")
     fix_topic: str = _param("/jzi/fix", "output sensor_msgs/NavSatFix topic")
@@ -124,6 +127,7 @@ class NodeParams:
             hfov_deg=self.hfov_deg,
             refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
             tracking=TrackingConfig(self.tracking, self.max_speed_mps, self.reacquire_after),
+            map_precision=self.map_precision or None,
         )
 
     @property

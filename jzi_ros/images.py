@@ -25,13 +25,27 @@ ENCODINGS = {
 }
 
 
+def _bytes_of(data) -> np.ndarray:
+    """A message's ``data`` as a read-only uint8 array, without a copy where it exposes a buffer.
+
+    rclpy gives ``array.array``, rosbags a NumPy array, tests ``bytes``: all are
+    viewed in place (a raw 640 px frame is 1.2 MB); anything else (a list) is copied.
+    """
+    try:
+        buf = np.frombuffer(data, np.uint8)
+    except (TypeError, ValueError):  # no buffer, or one of another item size
+        buf = np.frombuffer(bytes(data), np.uint8)
+    buf.flags.writeable = False  # a view of the message: the decoded image must not write into it
+    return buf
+
+
 def decode_raw(encoding: str, height: int, width: int, step: int, data) -> tuple[np.ndarray, str]:
     """Pixels of a raw image -> (array (H, W[, C]) uint8, channel order)."""
     enc = encoding.lower()
     if enc not in ENCODINGS:
         raise InputError(f"unsupported image encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
     channels, order = ENCODINGS[enc]
-    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), np.uint8)
+    buf = _bytes_of(data)
     if height == 0 or width == 0 or step < width * channels or buf.size < height * step:
         raise InputError(f"image of {width}x{height} px with step {step} carries {buf.size} bytes: corrupt")
     rows = buf[: height * step].reshape(height, step)[:, : width * channels]
@@ -40,7 +54,7 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data) -> tuple
 
 def decode_compressed(data, fmt: str = "") -> tuple[np.ndarray, str]:
     """A JPEG/PNG payload -> (BGR array, "bgr")."""
-    buf = np.frombuffer(data if isinstance(data, bytes | bytearray | memoryview) else bytes(data), np.uint8)
+    buf = _bytes_of(data)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if img is None:
         raise InputError(f"cannot decode the compressed image ({fmt or 'unknown format'}, {buf.size} bytes)")

@@ -149,12 +149,16 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
             "--register",
             "--matchers",
             "cfog,sift,encoder",
+            "--node",
             "--out",
             str(tmp_path),
         ]
     )
     assert code == 0
     report = json.loads((tmp_path / "bench.json").read_text())
+    node = report["node"]  # the node in its own process, fed 20 frames with their IMU and height
+    assert node["frames_sent"] == 20 and node["sensors"] and 0 < node["fixes_received"] <= 20
+    assert report["ratios"]["node_cpu_per_inprocess"] == node["node_cpu_per_inprocess"] > 0
     assert set(report["latency"]) == {"torch", "onnxruntime"}
     for lat in report["latency"].values():
         assert lat["total"]["p50"] > 0 and lat["encode"]["p50"] > 0

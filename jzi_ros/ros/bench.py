@@ -5,7 +5,15 @@
 Starts the installed ``localizer`` executable as its own process (as
 launch_ros does), publishes camera frames rendered from the map at a fixed
 rate, and measures frame published -> fix received, the node's CPU time per
-localized frame (from /proc), and the frames it dropped.
+localized frame (from /proc), and the frames it dropped. Then, with the node
+gone, the same :class:`~jzi_ros.localizer.Localizer` (same map, model and
+settings) decodes and localizes the frames the node localized, in the same
+order and with the same stamps, in this process: the node's CPU per fix over
+that CPU per frame is what running as a node costs.
+
+With ``--sensors`` every frame comes with the IMU attitude and rangefinder
+height of a drone (as ``jzi bench`` gives them to the localizer), so the
+registration does not search the heading; without, the node has the camera alone.
 """
 
 from __future__ import annotations
@@ -17,12 +25,20 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sensor_msgs.msg import Imu, Range
 
-from ..data.aerial import frames_over_map
+from ..data.aerial import posed_frames_over_map
 from ..geo import MapDir
-from .harness import Client, compressed_msg, image_msg, stamp_ns_of, start_node
+from ..localizer import height_above_ground
+from ..localizer.refine import Attitude
+from .convert import frame_to_array, imu_orientation, range_height
+from .harness import Client, compressed_msg, image_msg, sensor_msgs_at, stamp_ns_of, start_node
+from .params import NodeParams
+
+SENSOR_TOPICS = {"imu_topic": "/bench/imu", "height_topic": "/bench/range"}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -37,6 +53,42 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def known_from(params: NodeParams, imu: Any, rng: Any) -> dict[str, Any]:
+    """The attitude and height the node derives from fresh IMU and rangefinder messages (``knowledge``)."""
+    q = imu_orientation(imu)
+    r = range_height(rng)
+    return {
+        "attitude": Attitude.from_body(q, params.mount, params.imu_heading, params.yaw_offset_deg),
+        "height_m": height_above_ground(r, q) if r is not None else None,
+    }
+
+
+def inprocess_cpu_ms_per_frame(
+    map_dir: Path, model: Path, params: NodeParams, frames: list[tuple[Any, int, dict]], warmup: int = 3
+) -> float:
+    """CPU time [ms] per frame of decoding and localizing ``frames`` in this process, after ``warmup`` frames.
+
+    ``frames``: (camera message, stamp [ns], what else the robot knows: the
+    ``attitude`` and ``height_m`` arguments of ``localize``, or nothing) in
+    the order to localize them; the :class:`~jzi_ros.localizer.Localizer`
+    has the node's settings (``params``). CPU time is this process's (every
+    thread: torch's too).
+    """
+    from ..localizer import Localizer
+
+    loc = Localizer(map_dir, model, backend=params.backend, config=params.localizer_config(), device=params.device)
+    for msg, _, known in frames[:warmup]:
+        loc.localize(*frame_to_array(msg), **known)
+    loc.reset()  # the warm-up frames leave no track behind
+    cpu_s = 0.0
+    for msg, stamp_ns, known in frames:
+        t0 = time.process_time()
+        array, order = frame_to_array(msg)
+        loc.localize(array, order, stamp_s=stamp_ns * 1e-9, **known)
+        cpu_s += time.process_time() - t0
+    return 1e3 * cpu_s / max(len(frames), 1)
+
+
 def bench_node(
     map_dir: Path,
     model: Path,
@@ -46,29 +98,50 @@ def bench_node(
     beam: int = 4,
     backend: str = "torch",
     transport: str = "raw",
+    sensors: bool = False,
 ) -> dict:
     """Publish ``frames`` camera frames at ``rate_hz`` to the node in its own process and measure it.
 
-    Measured: latency [ms], CPU per fix [ms], drops, peak memory [MB].
+    Measured: latency [ms], CPU per fix [ms], drops, peak memory [MB]; then
+    :func:`inprocess_cpu_ms_per_frame` on the frames the node localized
+    (``inprocess_cpu_ms_per_frame``) and the node's CPU per fix over it
+    (``node_cpu_per_inprocess``). ``sensors``: each frame comes with the
+    drone's IMU attitude and rangefinder height, stamped as the frame.
     """
     build = compressed_msg if transport == "compressed" else image_msg
-    messages = [build(frame, 0) for frame in frames_over_map(MapDir(map_dir), image_px, min(frames, 50))]
+    posed = posed_frames_over_map(MapDir(map_dir), image_px, min(frames, 50))
+    messages = [build(frame, 0) for frame, _ in posed]
     domain = random.randint(100, 200)
-    params = dict(map_path=map_dir, model_path=model, beam_width=beam, backend=backend, transport=transport)
-    proc = start_node(domain, image_topic="/bench/image", **params)
+    settings: dict[str, Any] = dict(beam_width=beam, backend=backend, transport=transport)
+    settings |= SENSOR_TOPICS if sensors else {}
+    node_params = NodeParams(**settings)  # as the node reads them (the rest: defaults, as in localize.yaml)
+    proc = start_node(domain, image_topic="/bench/image", map_path=map_dir, model_path=model, **settings)
     client = Client(domain, "/bench/image", compressed=transport == "compressed")
+    if sensors:
+        imu_pub = client.node.create_publisher(Imu, SENSOR_TOPICS["imu_topic"], 10)
+        range_pub = client.node.create_publisher(Range, SENSOR_TOPICS["height_topic"], 10)
+    known: dict[int, dict] = {}  # stamp [ns] -> what the node knows besides the frame
     try:
         client.wait_for_node(proc, timeout_s=120)
         client.spin(2.0)
         cpu0 = _cpu_seconds(proc.pid)
         sent: dict[int, float] = {}
+        index: dict[int, int] = {}  # stamp [ns] -> message
         period_s = 1.0 / rate_hz
         t_next = time.monotonic()
         for i in range(frames):
             stamp_ns = 1_700_000_000 * 10**9 + i * int(period_s * 1e9)
             msg = messages[i % len(messages)]
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+            known[stamp_ns] = {}
+            if sensors:
+                imu, rng = sensor_msgs_at(posed[i % len(posed)][1], stamp_ns)
+                imu_pub.publish(imu)
+                range_pub.publish(rng)
+                known[stamp_ns] = known_from(node_params, imu, rng)
+                client.spin(0.01)  # ahead of the frame, as a 100 Hz IMU's message is
             sent[stamp_ns] = time.monotonic()
+            index[stamp_ns] = i % len(messages)
             client.pub.publish(msg)
             t_next += period_s
             client.spin(max(0.0, t_next - time.monotonic()))
@@ -83,6 +156,12 @@ def bench_node(
     received = {stamp_ns_of(f): t for f, t in client.fixes}
     latency = np.array([(received[s] - sent[s]) * 1e3 for s in received if s in sent])
     localized = len(latency)
+    # the node's frames, in its order (none localized: the first of each message sent)
+    replay = sorted(s for s in received if s in sent) or sorted(sent)[: len(messages)]
+    inprocess_ms = inprocess_cpu_ms_per_frame(
+        map_dir, model, node_params, [(messages[index[s]], s, known[s]) for s in replay]
+    )
+    cpu_ms_per_fix = 1e3 * cpu_s / max(localized, 1)
     return {
         "rate_hz": rate_hz,
         "frames_sent": frames,
@@ -92,10 +171,13 @@ def bench_node(
         "beam": beam,
         "backend": backend,
         "transport": transport,
+        "sensors": sensors,
         "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}
         if localized
         else None,
-        "cpu_ms_per_fix": 1e3 * cpu_s / max(localized, 1),
+        "cpu_ms_per_fix": cpu_ms_per_fix,
+        "inprocess_cpu_ms_per_frame": inprocess_ms,
+        "node_cpu_per_inprocess": cpu_ms_per_fix / inprocess_ms if localized else None,
         "node_peak_rss_mb": peak_mb,
         "node_diagnostics": diagnostics or None,
     }
@@ -112,11 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--backend", default="torch")
     p.add_argument("--transport", choices=["raw", "compressed"], default="raw")
+    p.add_argument("--sensors", action="store_true", help="each frame with the drone's IMU attitude and height")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     args = p.parse_args(argv)
     try:
         report = bench_node(
-            args.map, args.model, args.rate_hz, args.frames, args.image_px, args.beam, args.backend, args.transport
+            args.map,
+            args.model,
+            args.rate_hz,
+            args.frames,
+            args.image_px,
+            args.beam,
+            args.backend,
+            args.transport,
+            args.sensors,
         )
     except RuntimeError as exc:
         print(f"jzi_ros.ros.bench: {exc}", file=sys.stderr)

@@ -34,6 +34,15 @@ def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
     return decode_compressed(msg.data, msg.format)
 
 
+def frame_to_array(msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
+    """Either kind of camera message as (array, channel order for ``to_rgb``).
+
+    The node calls it on its worker thread, for the frames it localizes only:
+    a frame replaced by a newer one before the worker took it is never decoded.
+    """
+    return compressed_to_array(msg) if isinstance(msg, CompressedImage) else image_to_array(msg)
+
+
 def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_m2: float) -> NavSatFix:
     """A ``NavSatFix`` of an estimate, with the camera frame's header.
 

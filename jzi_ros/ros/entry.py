@@ -1,16 +1,68 @@
-"""The ``localizer`` executable: the node, or one clear line where ROS 2's Python packages are missing."""
+"""The ``localizer`` executable: the node, or one clear line where ROS 2's Python packages are missing.
+
+Before the node (and with it torch) is imported, the process gets its
+defaults (:data:`PROCESS_DEFAULTS`, each only where the environment does not
+set it already), and torch's import skips the modules a node running eager
+models never uses (:data:`UNUSED_MODULES`).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 ROS_MODULES = ("rclpy", "rcl_interfaces", "sensor_msgs", "geometry_msgs", "diagnostic_msgs", "std_msgs")
+
+PROCESS_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""Environment defaults of the node's process; OpenMP reads them once, when torch is imported.
+
+``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep as soon as they
+are idle instead of spinning for a while (the default), so between the
+encoder's layers and between frames they leave the cores to the node's
+worker, the camera driver and the rest of the robot (on 2 cores a spinning
+thread competes with them). Set the variable to ACTIVE to have the spinning back.
+"""
+
+UNUSED_MODULES = ("triton",)
+"""Modules that torch's import loads where they are installed and that the node does not use.
+
+``triton`` (GPU kernels of ``torch.compile``; 75 MB resident): the node runs
+its models eagerly. Skipped only while the node's modules are imported, so
+code that needs it later (a TensorRT backend's plugins) can still import it.
+"""
+
+
+def set_process_defaults() -> None:
+    """Set each of :data:`PROCESS_DEFAULTS` that the environment does not set (call before torch is imported)."""
+    for name, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+@contextmanager
+def skipped_imports(names: tuple[str, ...] = UNUSED_MODULES) -> Iterator[None]:
+    """Within the block, importing one of ``names`` fails (ImportError), as if it were not installed.
+
+    Names already imported are left alone; afterwards the names can be imported again.
+    """
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable" marker
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the node (:func:`jzi_ros.ros.node.main`); exit 1 with a hint when rclpy or the messages are missing."""
+    set_process_defaults()
     try:
-        from .node import main as node_main
+        with skipped_imports():
+            from .node import main as node_main
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in ROS_MODULES:
             raise

@@ -21,7 +21,7 @@ import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+from sensor_msgs.msg import CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..share import config_file
 
@@ -29,7 +29,7 @@ from ..share import config_file
 def node_command(**params: Any) -> list[str]:
     """The command line that starts the node with the package's parameter file and ``params``."""
     exe = Path(sys.executable).with_name("localizer")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jzi_ros.ros.node"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jzi_ros.ros.entry"]
     cmd += ["--ros-args", "--params-file", str(config_file("localize.yaml"))]
     for name, value in params.items():
         cmd += ["-p", f"{name}:={value}"]
@@ -69,6 +69,22 @@ def compressed_msg(frame: np.ndarray, stamp_ns: int, quality: int = 95) -> Compr
     msg.format = "jpeg"
     msg.data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
     return msg
+
+
+def sensor_msgs_at(pose: Any, stamp_ns: int) -> tuple[Imu, Range]:
+    """What a drone's IMU and rangefinder report at a camera ``pose`` (a :class:`~jzi_ros.data.CameraPose`).
+
+    The body's attitude (ENU, default mount) and the range [m] along its -z, stamped ``stamp_ns``.
+    """
+    from ..geo.camera import body_quaternion
+
+    imu, rng = Imu(), Range()
+    for m in (imu, rng):
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    o = imu.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in body_quaternion(pose))
+    rng.range, rng.min_range, rng.max_range = float(pose.altitude_m), 0.1, 10_000.0
+    return imu, rng
 
 
 class Client:

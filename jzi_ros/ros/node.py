@@ -1,8 +1,9 @@
 """The `localizer` node: camera frames in, ``sensor_msgs/NavSatFix`` on /jzi/fix out.
 
-Frames arrive with sensor-data QoS; a worker thread localizes the newest one
-while the executor keeps spinning, and a frame that arrives while another
-is being processed replaces the one waiting (counted as dropped). What the
+Frames arrive with sensor-data QoS; a worker thread decodes and localizes the
+newest one while the executor keeps spinning, and a frame that arrives while
+another is being processed replaces the one waiting (counted as dropped; it
+cost its deserialization only). What the
 robot knows besides its frames (optional): the camera's intrinsics
 (``CameraInfo``), the body's attitude (``Imu``) and its height above ground
 (``Range`` or a fixed ``height_m``). The newest message of each is used when
@@ -15,7 +16,9 @@ searched (``search_mode``: global, tracking or prior).
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 import re
 import sys
 import threading
@@ -41,10 +44,9 @@ from ..localizer.refine import Attitude
 from .convert import (
     camera_info_to_pinhole,
     candidates_to_poses,
-    compressed_to_array,
     estimate_to_fix,
     fix_to_prior,
-    image_to_array,
+    frame_to_array,
     imu_orientation,
     range_height,
 )
@@ -206,7 +208,7 @@ class LocalizerNode(Node):
         self.worker.start()
         self.get_logger().info(
             f"localizing {self.params.image_topic} ({self.params.transport}) on {localizer.grid.describe()}, "
-            f"backend {localizer.backend.name}; publishing {self.params.fix_topic}"
+            f"backend {localizer.backend.name} ({cpu_threads()}); publishing {self.params.fix_topic}"
         )
 
     def stop(self) -> None:
@@ -216,7 +218,7 @@ class LocalizerNode(Node):
             self.worker.join(timeout=5.0)
 
     def on_frame(self, msg: Image | CompressedImage) -> None:
-        """Camera callback: the frame replaces any that waits."""
+        """Camera callback: the frame replaces any that waits (decoded by the worker, if it is taken)."""
         self.mailbox.put((msg, time.monotonic()))
 
     def on_prior(self, msg: NavSatFix) -> None:
@@ -280,7 +282,7 @@ class LocalizerNode(Node):
         """Localize one frame and publish its fix; a frame that cannot be used is counted and skipped."""
         assert self.localizer is not None, "start() sets the localizer before frames are processed"
         try:
-            array, order = compressed_to_array(msg) if isinstance(msg, CompressedImage) else image_to_array(msg)
+            array, order = frame_to_array(msg)
             prior = None
             if self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s:
                 try:
@@ -369,6 +371,25 @@ class LocalizerNode(Node):
         self.diag_pub.publish(msg)
 
 
+def cpu_threads() -> str:
+    """The process's CPU thread settings, for the log: torch's intra-op threads and OpenMP's wait policy."""
+    import torch
+
+    return f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+
+
+def release_freed_memory() -> None:
+    """Return the heap memory freed so far to the system (glibc keeps it otherwise); nothing elsewhere.
+
+    Loading the model and map frees tens of MB (the checkpoint's copy of the
+    weights, temporaries) that would otherwise stay resident for the node's life.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _nearest(history: deque, stamp_ns: int, max_ns: float):
     """The value of the (stamp [ns], value) pair nearest in time to ``stamp_ns``; None beyond ``max_ns``."""
     if not history:
@@ -394,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         return 1
+    release_freed_memory()
     node.start(localizer)
     try:
         rclpy.spin(node)
@@ -406,5 +428,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m jzi_ros.ros.entry` (the executable) sets the process defaults first
     sys.exit(main())

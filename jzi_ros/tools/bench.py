@@ -73,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--node",
         action="store_true",
-        help="also run the node as its own process over DDS (compressed frames at --node-rate-hz; needs rclpy)",
+        help="also run the node as its own process over DDS (compressed frames with IMU and height at --node-rate-hz, "
+        "first backend; needs rclpy)",
     )
     p.add_argument("--node-rate-hz", type=float, default=10.0, help="camera rate fed to the node (default 10)")
     p.add_argument("--node-frames", type=int, default=200, help="frames sent to the node (default 200)")
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             beam=args.beam,
             backend=args.backends[0] if args.backends else "torch",
             transport="compressed",
+            sensors=True,  # attitude and height, as the per-frame latency gives them
         )
         report["ratios"] = ratios(report)
     json_path, md_path = write_report(report, args.out)

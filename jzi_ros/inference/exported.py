@@ -108,6 +108,9 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         if threads > 0:
             opts.intra_op_num_threads = threads
+        # the encoder's threads sleep when it is done instead of spinning: spinning, they took a core from the
+        # search that follows (Zurich model on 2 cores: search 13.7 -> 6.5 ms, encoder 10.3 -> 7.7 ms)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), opts, providers=providers)
         step_opts = ort.SessionOptions()
         step_opts.intra_op_num_threads = 1  # a step's matrices are a few rows: a second thread costs more than it saves

@@ -39,7 +39,6 @@ from ..data import bags
 from ..data.aerial import posed_frames_over_map
 from ..geo import CameraPose, MapDir
 from ..images import decode_compressed
-from ..inference.backend import one_cpu_thread
 from ..localizer import Localizer, LocalizerConfig
 from ..localizer.refine import Attitude
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search, load_checkpoint
@@ -287,7 +286,7 @@ def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int, 
     dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels, dim=dim)).eval()
     table = _WrappedTokens(torch.randn(4096, 17, dim).half(), "float16")
     query_t = torch.from_numpy(query)
-    with torch.inference_mode(), one_cpu_thread():  # as the torch backend searches
+    with torch.inference_mode():
         for beam in (1, 4):
             row[f"zoom_b{beam}_ms"] = _median_ms(partial(beam_search, dec, query_t, table, beam, 1), queries)
     full, rest = divmod(cells, len(block))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -61,27 +60,8 @@ class TorchBackend:
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Beam search for query features (B, F) over the map's view tokens, on this backend's device and dtype.
-
-        On the CPU it runs on one thread: the decoder's matrices are a few
-        rows each, and waking a second thread per operation costs more than
-        it saves (about 1.5x the search's time on two cores).
-        """
-        with one_cpu_thread(self.device.type == "cpu"):
-            return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.views, beam, top_k, prefix)
-
-
-@contextmanager
-def one_cpu_thread(on: bool = True):
-    """Run torch's CPU operations on one thread inside (when ``on``), as many as before afterwards."""
-    before = torch.get_num_threads()
-    if on and before > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        """Beam search for query features (B, F) over the map's view tokens, on this backend's device and dtype."""
+        return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.views, beam, top_k, prefix)
 
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")

@@ -329,10 +329,9 @@ def _peak_rss_mb() -> float:
 
 def _machine() -> str:
     """CPU architecture, torch threads, processor and software versions, in one line."""
-    return (
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or ''}"
-        f" python {platform.python_version()}, torch {torch.__version__}".replace(" ,", ",")
-    )
+    parts = [platform.machine(), f"{torch.get_num_threads()} torch threads", platform.processor()]
+    parts += [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    return ", ".join(p for p in parts if p)
 
 
 def run_benchmark(config: BenchConfig) -> dict:

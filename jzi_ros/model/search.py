@@ -114,7 +114,8 @@ class ViewTokens:
             end = first + cfg.actions**level
             for i in range(first, end, chunk):
                 j = min(i + chunk, end)
-                x = torch.from_numpy(np.array(view_feats[i:j, : cfg.view_tokens])).to(param.device)
+                x = view_feats[i:j, : cfg.view_tokens]
+                x = (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))).to(param.device)
                 y = decoder.view_embedding(x.to(param.dtype), level).float().to(device)
                 if scale is None:
                     tokens[i:j] = y.to(store)

@@ -132,6 +132,22 @@ def test_tensorrt_matches_pytorch(model_and_feats, trained):
     assert torch.equal(ref.search(a, 4, 5).paths.cpu(), trt.search(a, 4, 5).paths.cpu())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU; none here")
+def test_tensorrt_fp16_reloads_its_engine_for_a_model_loaded_afresh(trained):
+    """The second start finds the engine built: the model it gets was never cast to fp16 by the export."""
+    pytest.importorskip("torch_tensorrt", reason="torch-tensorrt is not installed")
+    map_dir, model_path, _ = trained
+    images = [np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    results = []
+    for _ in range(2):
+        model, _ = load_checkpoint(model_path)
+        trt = make_backend(
+            "tensorrt", model, np.asarray(MapDir(map_dir).load_features(model.identity())), "cuda", fp16=True
+        )
+        results.append(trt.search(trt.encode(images), 4, 5).paths.cpu())
+    assert torch.equal(results[0], results[1])
+
+
 def test_bench_quick_run_writes_a_report(trained, tmp_path):
     map_dir, model, _ = trained
     code = main(

@@ -294,6 +294,12 @@ def test_view_tokens_in_reduced_precision_are_smaller_and_close(precision):
     assert not torch.equal(a, b)  # rounded, really stored smaller
 
 
+def test_raw_features_need_a_decoder_that_can_project_them():
+    dec = _decoder("children")
+    with pytest.raises(ModelError, match="pass ViewTokens"):
+        beam_search(_RecordingDecoder(dec), _inputs(dec.cfg, batch=1)[0], _map_feats(dec.cfg))
+
+
 def test_view_tokens_refuse_a_map_of_another_grid_or_precision():
     dec = _decoder("children")
     with pytest.raises(ModelError, match="map views"):

@@ -166,9 +166,10 @@ class TensorRTBackend:
         self.dtype = torch.float16 if fp16 else torch.float32
         self.encoder = torch.export.load(str(engine / "encoder.ep")).module()
         decoder = torch.export.load(str(engine / "decoder.ep")).module()
-        self.decoder = FixedBatchDecoder(model.decoder, beam, decoder)
+        embeddings = model.decoder.cuda().to(self.dtype)  # the step's first tokens, in the engine's precision
+        self.decoder = FixedBatchDecoder(embeddings, beam, decoder)
         tokens = precision or ("float16" if fp16 else "float32")
-        self.views = ViewTokens.project(model.decoder.cuda(), view_feats, tokens, "cuda")
+        self.views = ViewTokens.project(embeddings, view_feats, tokens, "cuda")
 
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> torch.Tensor:

@@ -144,11 +144,6 @@ def as_features(array, device="cpu", dtype: torch.dtype = torch.float32) -> torc
     return torch.tensor(np.asarray(array), dtype=dtype, device=device)
 
 
-def _take(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-    """Pick parent beams (Q, keep) of x: x (Q, nb, ...) -> x (Q, keep, ...)."""
-    return x[torch.arange(x.shape[0], device=x.device)[:, None], parent]
-
-
 @torch.no_grad()
 def beam_search(
     decoder: StepDecoder,
@@ -170,6 +165,8 @@ def beam_search(
     """
     cfg = decoder.cfg
     if not isinstance(views, ViewTokens):
+        if not isinstance(decoder, ZoomDecoder):
+            raise ModelError("raw map features need a PyTorch ZoomDecoder to project them: pass ViewTokens")
         views = ViewTokens.project(decoder, views, device=query.device)
     levels, actions = cfg.levels, cfg.actions
     if len(prefix) >= levels:

@@ -99,3 +99,6 @@ def test_markdown_renders_the_node_and_its_ratio_to_the_localizer_in_process():
     md = markdown(report)
     assert "- node CPU per fix / in-process CPU per frame: 1.10" in md
     assert "| 150 / 200 | 50 | 80 / 120 ms | 55.0 ms | 50.0 ms | 1.10 | 400 MB |" in md
+    none_back = node | {"fixes_received": 0, "latency_ms": None, "node_cpu_per_inprocess": None}
+    md = markdown(report | {"node": none_back})  # a node that sent no fix still gets its row, and no ratio
+    assert "| 0 / 200 | 50 | nan / nan ms |" in md and "| nan | 400 MB |" in md and "node CPU per fix /" not in md

@@ -65,7 +65,8 @@ class BenchConfig:
     with ``beam``, and the model's encoder throughput. ``encoders``: backbones
     (timm names) to time alone. ``sizes_km``: region sides [km] of the
     scaling study, with features ``feat_dim`` wide (the default encoder's,
-    EfficientNet-Lite0) and ``queries`` queries per measurement. ``threads``: torch CPU threads (None: torch's choice).
+    EfficientNet-Lite0) and ``queries`` queries per measurement.
+    ``threads``: torch CPU threads (None: torch's choice).
     ``register``: compare ``matchers`` on ``register_frames`` frames per
     raster, rendered from the map's own raster and ``register_rasters``
     (:mod:`jzi_ros.evaluation.registration`; ``encoder`` needs ``model``).
@@ -403,7 +404,7 @@ def ratios(report: dict) -> dict:
         out["onnxruntime_per_torch"] = {
             k: lat["onnxruntime"][k]["p50"] / lat["torch"][k]["p50"] for k in ("total", "encode", "search")
         }
-    if report.get("node"):
+    if report.get("node") and report["node"]["node_cpu_per_inprocess"] is not None:  # None: no fix came back
         out["node_cpu_per_inprocess"] = report["node"]["node_cpu_per_inprocess"]
     if report.get("scaling"):
         r = max(report["scaling"], key=lambda row: row["side_km"])
@@ -468,7 +469,8 @@ def markdown(report: dict) -> str:
         lines.append("")
     if report.get("node"):
         n = report["node"]
-        lat_ms = n["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
+        lat_ms = n["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}  # None: no fix came back
+        ratio = n["node_cpu_per_inprocess"] if n["node_cpu_per_inprocess"] is not None else float("nan")
         lines += [
             f"## The node over DDS ({n['transport']} {n['image_px']} px frames at {n['rate_hz']:g} Hz from another "
             f"process, backend {n['backend']}, beam {n['beam']})",
@@ -478,7 +480,7 @@ def markdown(report: dict) -> str:
             "|---|---|---|---|---|---|---|",
             f"| {n['fixes_received']} / {n['frames_sent']} | {n['frames_dropped']} | {lat_ms['p50']:.0f} / "
             f"{lat_ms['p95']:.0f} ms | {n['cpu_ms_per_fix']:.1f} ms | {n['inprocess_cpu_ms_per_frame']:.1f} ms | "
-            f"{n['node_cpu_per_inprocess']:.2f} | {n['node_peak_rss_mb']:.0f} MB |",
+            f"{ratio:.2f} | {n['node_peak_rss_mb']:.0f} MB |",
             "",
         ]
     if "throughput" in report:

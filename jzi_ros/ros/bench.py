@@ -32,8 +32,6 @@ from sensor_msgs.msg import Imu, Range
 
 from ..data.aerial import posed_frames_over_map
 from ..geo import MapDir
-from ..localizer import height_above_ground
-from ..localizer.refine import Attitude
 from .convert import frame_to_array, imu_orientation, range_height
 from .harness import Client, compressed_msg, image_msg, sensor_msgs_at, stamp_ns_of, start_node
 from .params import NodeParams
@@ -55,12 +53,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 def known_from(params: NodeParams, imu: Any, rng: Any) -> dict[str, Any]:
     """The attitude and height the node derives from fresh IMU and rangefinder messages (``knowledge``)."""
-    q = imu_orientation(imu)
-    r = range_height(rng)
-    return {
-        "attitude": Attitude.from_body(q, params.mount, params.imu_heading, params.yaw_offset_deg),
-        "height_m": height_above_ground(r, q) if r is not None else None,
-    }
+    attitude, height = params.knowledge(imu_orientation(imu), range_height(rng))
+    return {"attitude": attitude, "height_m": height}
 
 
 def inprocess_cpu_ms_per_frame(

@@ -38,7 +38,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..errors import JziError
-from ..localizer import Estimate, InputError, Localizer, Pinhole, PriorError, height_above_ground
+from ..localizer import Estimate, InputError, Localizer, Pinhole, PriorError
 from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from .convert import (
@@ -250,14 +250,9 @@ class LocalizerNode(Node):
         max_ns = p.sensor_max_age_s * 1e9
         q = _nearest(self.attitudes, stamp_ns, max_ns) if p.imu_topic else None
         self.stats.stale_attitude += bool(p.imu_topic) and q is None
-        attitude = Attitude.from_body(q, p.mount, p.imu_heading, p.yaw_offset_deg) if q is not None else None
-        height = p.height_m if p.height_m > 0 else None
-        if p.height_topic:
-            r = _nearest(self.ranges, stamp_ns, max_ns)
-            height = height_above_ground(r, q) if r is not None else None
-            if height is not None and height <= 0:  # a body upside down or a bogus range
-                height = None
-            self.stats.stale_height += height is None
+        r = _nearest(self.ranges, stamp_ns, max_ns) if p.height_topic else None
+        attitude, height = p.knowledge(q, r)
+        self.stats.stale_height += bool(p.height_topic) and height is None
         return attitude, height
 
     def work(self) -> None:

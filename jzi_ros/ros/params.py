@@ -11,9 +11,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from ..errors import JziError
-from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount, TrackingConfig
-from ..localizer.refine import RefineConfig
+from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount, TrackingConfig, height_above_ground
+from ..localizer.refine import Attitude, RefineConfig
 
 
 def _param(default: Any, doc: str) -> Any:
@@ -134,6 +136,22 @@ class NodeParams:
     def mount(self) -> Mount:
         """How the camera sits on the body."""
         return Mount(self.mount_pitch_deg, self.mount_image_rotation_deg)
+
+    def knowledge(self, orientation: np.ndarray | None, range_m: float | None) -> tuple[Attitude | None, float | None]:
+        """Attitude and height above ground from the body's orientation (x, y, z, w) and a range [m] (None: none).
+
+        Without ``height_topic`` the height is ``height_m`` (None when 0); a
+        range of a body upside down, or a bogus one, gives no height.
+        """
+        attitude = None
+        if orientation is not None:
+            attitude = Attitude.from_body(orientation, self.mount, self.imu_heading, self.yaw_offset_deg)
+        height = self.height_m if self.height_m > 0 else None
+        if self.height_topic:
+            height = height_above_ground(range_m, orientation) if range_m is not None else None
+            if height is not None and height <= 0:
+                height = None
+        return attitude, height
 
 
 PARAMETERS: dict[str, tuple[Any, str]] = {f.name: (f.default, f.metadata["doc"]) for f in fields(NodeParams)}

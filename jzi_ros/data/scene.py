@@ -19,6 +19,8 @@ The summer scene is drawn exactly as it was before seasons existed.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,102 @@ class SceneSpec:
     def __post_init__(self) -> None:
         if self.season not in SEASONS:
             raise DataError(f"season must be one of {', '.join(SEASONS)}, not {self.season!r}")
+
+
+STOREY_M = 3.0
+"""Height of one storey [m]."""
+ROOF_PITCH_DEG = 35.0
+"""Slope of a pitched roof [deg]."""
+BASE_ELEVATION_M = 420.0
+"""Elevation [m] of the terrain's lowest part, so that heights look like a real DSM's."""
+TERRAIN_RELIEF_M = (14.0, 4.0)
+"""Amplitudes [m] of the terrain's broad (about 450 m) and smaller (about 125 m) undulations."""
+TREE_HEIGHT_M = (6.0, 16.0)
+"""Range of the trees' heights [m]."""
+CAR_HEIGHT_M = 1.5
+SUN = {"summer": (315.0, 35.3), "autumn": (233.1, 24.4)}
+"""(azimuth [deg clockwise from north], elevation [deg]) of the sun per season, as the drawn shadows have it."""
+WALL_COLOURS = np.array(
+    [(232, 226, 212), (214, 196, 160), (200, 170, 120), (170, 90, 70), (150, 150, 150), (225, 215, 190)], np.float32
+)
+SHOP_COLOURS = np.array(
+    [(40, 90, 150), (170, 40, 40), (40, 120, 70), (60, 60, 60), (200, 150, 40), (120, 70, 140)], np.float32
+)
+AUTUMN_SHOPS_CHANGED = 0.3
+"""Share of the shop fronts that were repainted for another tenant by autumn."""
+
+
+@dataclass(frozen=True)
+class _Footprint:
+    """A building as the picture draws it: corners (4, 2) (x, y) [px], centre, roof, ridge direction, storeys."""
+
+    corners_px: np.ndarray
+    centre_px: tuple[int, int]
+    pitched: bool
+    ridge_deg: float
+    storeys: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the drawn things stand, in image pixels: what the heights and the roads follow from."""
+
+    footprints: list[_Footprint]
+    crowns: list[tuple[int, int, int]]
+    cars: list[tuple[int, int]]
+    roads: list[Road]
+    water: np.ndarray
+
+
+@dataclass(frozen=True)
+class Road:
+    """A straight drivable stretch from ``start_px`` to ``end_px`` (x, y) [image px], ``width_px`` wide."""
+
+    start_px: tuple[float, float]
+    end_px: tuple[float, float]
+    width_px: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class Building:
+    """A building of the 3D world.
+
+    ``corners_px`` (4, 2): the footprint (x, y) [image px]; ``base_m``: the
+    ground's elevation under it [m]; ``eaves_m``: wall height [m] (``storeys``
+    times :data:`STOREY_M`); ``ridge_m``: the roof's highest point above the
+    eaves (0 for a flat roof); ``ridge_deg``: the ridge's direction in the
+    image (from +x towards +y); ``wall_rgb``, ``shop_rgb`` (None: no shop on
+    the ground floor) and ``window_spacing_m``: what the facade looks like.
+    """
+
+    corners_px: np.ndarray
+    base_m: float
+    eaves_m: float
+    ridge_m: float
+    ridge_deg: float
+    storeys: int
+    wall_rgb: tuple[int, int, int]
+    shop_rgb: tuple[int, int, int] | None
+    window_spacing_m: float
+
+
+@dataclass(frozen=True)
+class SceneWorld:
+    """The scene in 3D on the orthophoto's pixel grid (row 0 north): everything :func:`write_scene` writes.
+
+    ``image`` (H, W, 3) uint8 RGB; ``dsm`` and ``dtm`` (H, W) float32
+    elevations [m] of the surface (roofs, crowns, cars) and of the bare
+    terrain; ``buildings`` and ``roads`` in image pixels; ``sun``: (azimuth,
+    elevation) [deg] of the season's sun.
+    """
+
+    image: np.ndarray
+    dsm: np.ndarray
+    dtm: np.ndarray
+    buildings: list[Building]
+    roads: list[Road]
+    sun: tuple[float, float]
 
 
 def _noise(rng: np.random.Generator, size: int, scale_px: float) -> np.ndarray:
@@ -222,9 +320,17 @@ def _roof_colour(rng: np.random.Generator, look: np.random.Generator | None) -> 
 
 
 def _buildings(
-    img: np.ndarray, rng: np.random.Generator, free: np.ndarray, shadow: np.ndarray, look: np.random.Generator | None
+    img: np.ndarray,
+    rng: np.random.Generator,
+    free: np.ndarray,
+    shadow: np.ndarray,
+    look: np.random.Generator | None,
+    placed: list[_Footprint],
 ) -> np.ndarray:
     """Buildings on ``free`` ground, their shadows into ``shadow``; the mask of their roofs.
+
+    Each building's footprint is appended to ``placed`` (what its heights
+    follow from); the drawing draws nothing more from ``rng`` for it.
 
     Summer: the shadow is the footprint moved by the height to the south-east.
     Autumn (``look`` given): the ground the footprint sweeps moved to the
@@ -249,7 +355,8 @@ def _buildings(
         m = mask.astype(bool)
         colour = _roof_colour(rng, look)
         sub = img[y0 : y1 + 1, x0 : x1 + 1]
-        if rng.random() < 0.6:  # pitched roof: one slope lit, the other in shade
+        pitched = bool(rng.random() < 0.6)
+        if pitched:  # pitched roof: one slope lit, the other in shade
             yy, xx = np.nonzero(m)
             theta = np.deg2rad(angle + (90 if w < h else 0))
             side = (xx - (cx - x0)) * np.sin(theta) - (yy - (cy - y0)) * np.cos(theta)
@@ -270,6 +377,8 @@ def _buildings(
                     cv2.rectangle(sub, (int(xx[k]), int(yy[k])), (int(xx[k]) + 3, int(yy[k]) + 3), (200, 200, 200), -1)
         occupied[y0 : y1 + 1, x0 : x1 + 1] |= m
         height = int(rng.integers(4, 14))
+        ridge_deg = angle + (90 if w < h else 0)
+        placed.append(_Footprint(box.astype(np.float64), (cx, cy), pitched, ridge_deg, 1 + round((height - 4) * 7 / 9)))
         if look is None:
             shadow_box = box + (height, height)
             cv2.fillPoly(shadow, [shadow_box], 1)
@@ -287,8 +396,12 @@ def _trees(
     count: int,
     shadow: np.ndarray,
     look: np.random.Generator | None,
+    crowns: list[tuple[int, int, int]],
 ) -> None:
-    """``count`` round crowns on ``where``, their shadows into ``shadow``; in autumn (``look``) coloured."""
+    """``count`` round crowns on ``where``, their shadows into ``shadow``; in autumn (``look``) coloured.
+
+    Each crown's (x, y, radius) [px] is appended to ``crowns``.
+    """
     s = img.shape[0]
     yy, xx = np.nonzero(where)
     if len(yy) == 0:
@@ -296,6 +409,7 @@ def _trees(
     weights = np.array([f[1] for f in AUTUMN_FOLIAGE])
     for k in rng.integers(0, len(yy), count):
         x, y, r = int(xx[k]), int(yy[k]), int(rng.integers(4, 11))
+        crowns.append((x, y, r))
         green = np.array((40, 75, 35), np.float32) * rng.uniform(0.8, 1.3)
         if look is None:
             cv2.circle(shadow, (min(x + r // 2 + 2, s - 1), min(y + r // 2 + 2, s - 1)), r, 1, -1)
@@ -333,12 +447,17 @@ def _autumn_tree(
     cv2.circle(img, lit, max(1, r // 2), np.minimum(colour * 1.15, 255).tolist(), -1)
 
 
-def _cars(img: np.ndarray, rng: np.random.Generator, roads: np.ndarray, look: np.random.Generator | None) -> None:
-    """Cars parked along the road edges; in autumn (``look``) most of them are others, elsewhere."""
+def _cars(
+    img: np.ndarray, rng: np.random.Generator, roads: np.ndarray, look: np.random.Generator | None
+) -> list[tuple[int, int]]:
+    """Cars parked along the road edges; in autumn (``look``) most of them are others, elsewhere.
+
+    Returns the cars' centres (x, y) [px].
+    """
     edge = roads.astype(bool) & ~cv2.erode(roads, np.ones((7, 7), np.uint8)).astype(bool)
     yy, xx = np.nonzero(edge)
     if len(yy) == 0:
-        return
+        return []
     count = max(1, len(yy) // 400)
     cars = [(k, CAR_COLOURS[rng.integers(len(CAR_COLOURS))]) for k in rng.integers(0, len(yy), count)]
     if look is not None:
@@ -347,10 +466,11 @@ def _cars(img: np.ndarray, rng: np.random.Generator, roads: np.ndarray, look: np
         cars = kept + others[: count - len(kept)]
     for k, colour in cars:
         cv2.rectangle(img, (int(xx[k]) - 2, int(yy[k]) - 4), (int(xx[k]) + 2, int(yy[k]) + 4), colour.tolist(), -1)
+    return [(int(xx[k]), int(yy[k])) for k, _ in cars]
 
 
-def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
-    """The scene as an (H, W, 3) uint8 RGB image, north up, in ``spec.season``."""
+def _draw(spec: SceneSpec) -> tuple[np.ndarray, _Layout]:
+    """The scene as an (H, W, 3) uint8 RGB image, north up, in ``spec.season``, and where its things stand."""
     rng = np.random.default_rng(spec.seed)  # the layout: the same on every date
     look = np.random.default_rng([spec.seed, 1]) if spec.season == "autumn" else None  # what autumn changes
     s = spec.size_px
@@ -368,6 +488,12 @@ def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
     cv2.line(country, (int(s * 0.45), int(s * 0.4)), (s, int(s * 0.3)), 1, 12)
     cv2.line(country, (int(s * 0.45), int(s * 0.4)), (int(s * 0.1), 0), 1, 10)
     roads |= country & ~water
+    drivable = (roads | country).astype(bool)  # the country road crosses the river on a bridge
+    street_lines = [(a, b, w, "street") for a, b, w in lines]
+    country_lines = [
+        ((int(s * 0.45), int(s * 0.4)), (s, int(s * 0.3)), 12, "country"),
+        ((int(s * 0.45), int(s * 0.4)), (int(s * 0.1), 0), 10, "country"),
+    ]
     bridge = country & water
     pavement = cv2.dilate(roads, np.ones((7, 7), np.uint8)).astype(bool) & town.astype(bool) & ~water.astype(bool)
     img[pavement] = (165, 160, 150)
@@ -382,11 +508,13 @@ def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
     img[(marking & roads).astype(bool) & dashes] = (220, 220, 210)
     shadow = np.zeros((s, s), np.uint8)
     free = town.astype(bool) & ~pavement & ~roads.astype(bool) & ~water.astype(bool)
-    roofs = _buildings(img, rng, free, shadow, look)
+    footprints: list[_Footprint] = []
+    crowns: list[tuple[int, int, int]] = []
+    roofs = _buildings(img, rng, free, shadow, look, footprints)
     park = (~town.astype(bool)) & ~fields & ~water.astype(bool)
-    _trees(img, rng, park, count=s * s // 2600, shadow=shadow, look=look)
-    _trees(img, rng, free, count=s * s // 9000, shadow=shadow, look=look)
-    _cars(img, rng, roads, look)
+    _trees(img, rng, park, count=s * s // 2600, shadow=shadow, look=look, crowns=crowns)
+    _trees(img, rng, free, count=s * s // 9000, shadow=shadow, look=look, crowns=crowns)
+    cars = _cars(img, rng, roads, look)
     dark = shadow.astype(bool) & ~wet
     if look is None:
         img[dark] *= 0.62
@@ -395,7 +523,110 @@ def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
         img *= np.array((1.01, 0.98, 0.93), np.float32)
     img = cv2.GaussianBlur(img, (3, 3), 0.7)
     img += (rng if look is None else look).normal(0, 3.0, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    layout = _Layout(footprints, crowns, cars, _road_runs(street_lines + country_lines, drivable), water.astype(bool))
+    return np.clip(img, 0, 255).astype(np.uint8), layout
+
+
+def render_scene(spec: SceneSpec = SceneSpec()) -> np.ndarray:
+    """The scene as an (H, W, 3) uint8 RGB image, north up, in ``spec.season``."""
+    return _draw(spec)[0]
+
+
+def _road_runs(lines: list, drivable: np.ndarray, min_px: float = 20.0) -> list[Road]:
+    """The stretches of straight ``lines`` (a, b, width, kind) whose centre line lies on ``drivable`` ground."""
+    s = drivable.shape[0]
+    runs = []
+    for a, b, width, kind in lines:
+        n = int(np.hypot(b[0] - a[0], b[1] - a[1])) + 1
+        t = np.linspace(0.0, 1.0, n)
+        x, y = a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
+        inside = (x >= 0) & (y >= 0) & (x <= s - 1) & (y <= s - 1)
+        on = np.zeros(n, bool)
+        on[inside] = drivable[np.round(y[inside]).astype(int), np.round(x[inside]).astype(int)]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+        for i, j in zip(edges[::2], edges[1::2] - 1, strict=True):
+            if j - i >= min_px:
+                runs.append(Road((float(x[i]), float(y[i])), (float(x[j]), float(y[j])), float(width), kind))
+    return runs
+
+
+def _facade(facade_rng: np.random.Generator, shops_rng: np.random.Generator | None, storeys: int) -> tuple:
+    """(wall RGB, shop RGB or None, window spacing [m]) of one building; ``shops_rng`` repaints autumn's shops."""
+    wall = WALL_COLOURS[facade_rng.integers(len(WALL_COLOURS))] * facade_rng.uniform(0.9, 1.05)
+    has_shop = storeys >= 2 and facade_rng.random() < 0.6
+    k = int(facade_rng.integers(len(SHOP_COLOURS)))
+    spacing = float(facade_rng.uniform(2.4, 3.6))
+    if shops_rng is not None and shops_rng.random() < AUTUMN_SHOPS_CHANGED:
+        k = (k + int(shops_rng.integers(1, len(SHOP_COLOURS)))) % len(SHOP_COLOURS)
+    wall_rgb = tuple(int(v) for v in np.clip(wall, 0, 255))
+    return wall_rgb, tuple(int(v) for v in SHOP_COLOURS[k]) if has_shop else None, spacing
+
+
+def _heights(spec: SceneSpec, layout: _Layout) -> tuple[np.ndarray, np.ndarray, list[Building]]:
+    """The terrain and surface models (H, W) [m] of a layout and its buildings.
+
+    Drawn from streams of their own (``[seed, 2]`` heights, ``[seed, 3]``
+    facades, ``[seed, 4]`` autumn's shop fronts), so the picture stays as it
+    was and every season has the same terrain, buildings and trees.
+    """
+    s, gsd = spec.size_px, spec.gsd_m
+    hrng, facade_rng = np.random.default_rng([spec.seed, 2]), np.random.default_rng([spec.seed, 3])
+    shops_rng = np.random.default_rng([spec.seed, 4]) if spec.season == "autumn" else None
+    broad, small = TERRAIN_RELIEF_M
+    dtm = BASE_ELEVATION_M + broad * _noise(hrng, s, 450 / gsd) + small * _noise(hrng, s, 125 / gsd)
+    bed = (dtm - 1.5 * layout.water).astype(np.float32)  # the river and the lake lie below their banks
+    dtm = np.asarray(cv2.GaussianBlur(bed, (0, 0), 2.0 / gsd), np.float32)
+    dsm = dtm.copy()
+    buildings = []
+    slope = math.tan(math.radians(ROOF_PITCH_DEG)) * gsd  # [m] per px from the eaves
+    for fp in layout.footprints:
+        x0, y0 = np.clip(np.floor(fp.corners_px.min(0)).astype(int), 0, s - 1)
+        x1, y1 = np.clip(np.ceil(fp.corners_px.max(0)).astype(int), 0, s - 1)
+        mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+        cv2.fillPoly(mask, [np.round(fp.corners_px - (x0, y0)).astype(np.int32)], 1)
+        m = mask.astype(bool)
+        if not m.any():
+            continue
+        base = float(dtm[y0 : y1 + 1, x0 : x1 + 1][m].min())
+        eaves = fp.storeys * STOREY_M
+        roof = np.full(m.shape, base + eaves, np.float32)
+        ridge = 0.0
+        if fp.pitched:
+            theta = math.radians(fp.ridge_deg)
+            yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+            side = np.abs((xx - fp.centre_px[0]) * math.sin(theta) - (yy - fp.centre_px[1]) * math.cos(theta))
+            half = float(side[m].max())
+            roof += ((half - side) * slope).astype(np.float32)
+            ridge = half * slope
+        window = dsm[y0 : y1 + 1, x0 : x1 + 1]
+        window[m] = np.maximum(window[m], roof[m])
+        wall, shop, spacing = _facade(facade_rng, shops_rng, fp.storeys)
+        buildings.append(Building(fp.corners_px, base, eaves, ridge, fp.ridge_deg, fp.storeys, wall, shop, spacing))
+    yy, xx = np.mgrid[0:s, 0:s]
+    for x, y, r in layout.crowns:
+        top = hrng.uniform(*TREE_HEIGHT_M)
+        depth = min(0.6 * top, r * gsd * 1.2)  # the crown's vertical half-extent [m]
+        x0, x1, y0, y1 = max(x - r, 0), min(x + r + 1, s), max(y - r, 0), min(y + r + 1, s)
+        d2 = ((xx[y0:y1, x0:x1] - x) ** 2 + (yy[y0:y1, x0:x1] - y) ** 2) / max(r * r, 1)
+        inside = d2 < 1
+        crown = dtm[y, x] + top - depth + depth * np.sqrt(np.clip(1 - d2, 0, 1))
+        window = dsm[y0:y1, x0:x1]
+        window[inside] = np.maximum(window[inside], crown[inside])
+    for x, y in layout.cars:
+        window = dsm[max(y - 4, 0) : y + 5, max(x - 2, 0) : x + 3]
+        window[:] = np.maximum(window, dtm[y, x] + CAR_HEIGHT_M)
+    return dsm.astype(np.float32), dtm.astype(np.float32), buildings
+
+
+def render_world(spec: SceneSpec = SceneSpec()) -> SceneWorld:
+    """The scene with its heights, buildings and roads (:class:`SceneWorld`), in ``spec.season``.
+
+    The picture is :func:`render_scene`'s; terrain, buildings, trees and roads
+    are the same in every season, the parked cars and some shop fronts are not.
+    """
+    image, layout = _draw(spec)
+    dsm, dtm, buildings = _heights(spec, layout)
+    return SceneWorld(image, dsm, dtm, buildings, layout.roads, SUN[spec.season])
 
 
 def utm_epsg(lat: float, lon: float) -> int:
@@ -404,35 +635,119 @@ def utm_epsg(lat: float, lon: float) -> int:
     return (32600 if lat >= 0 else 32700) + zone
 
 
-def write_scene(path: str | Path, spec: SceneSpec = SceneSpec()) -> Path:
-    """Render the scene in ``spec.season`` and write it as a tiled, compressed GeoTIFF in UTM.
+@dataclass(frozen=True)
+class SceneFiles:
+    """The files of one season of a scene, named after its orthophoto ``ortho`` (``NAME.tif``).
 
-    Every season of a spec is written with the same CRS and transform; the
-    file name is the caller's choice.
+    ``dsm`` (``NAME_dsm.tif``) and ``dtm`` (``NAME_dtm.tif``): float32
+    elevations [m] on the orthophoto's grid and CRS; ``roads``
+    (``NAME_roads.geojson``): the drivable centre lines; ``buildings``
+    (``NAME_buildings.geojson``): footprints with heights and facades.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+    ortho: Path
+    dsm: Path
+    dtm: Path
+    roads: Path
+    buildings: Path
+
+    @classmethod
+    def beside(cls, ortho: str | Path) -> SceneFiles:
+        """The names of the files that go with the orthophoto ``ortho``."""
+        ortho = Path(ortho)
+        stem = ortho.with_suffix("")
+        return cls(
+            ortho,
+            Path(f"{stem}_dsm.tif"),
+            Path(f"{stem}_dtm.tif"),
+            Path(f"{stem}_roads.geojson"),
+            Path(f"{stem}_buildings.geojson"),
+        )
+
+
+def _georeference(spec: SceneSpec) -> tuple[int, rasterio.Affine]:
+    """(UTM EPSG code, pixel transform) of a scene: the same for every season."""
     epsg = utm_epsg(spec.center_lat, spec.center_lon)
     to_utm = pyproj.Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
     cx, cy = to_utm.transform(spec.center_lon, spec.center_lat)
     half = spec.size_px * spec.gsd_m / 2
-    transform = from_origin(round(cx - half), round(cy + half), spec.gsd_m, spec.gsd_m)
-    img = render_scene(spec)
+    return epsg, from_origin(round(cx - half), round(cy + half), spec.gsd_m, spec.gsd_m)
+
+
+def _write_raster(path: Path, bands: np.ndarray, epsg: int, transform, description: str, **extra) -> None:
+    """(bands, H, W) as a tiled, deflate-compressed GeoTIFF."""
     profile = dict(
         driver="GTiff",
-        width=spec.size_px,
-        height=spec.size_px,
-        count=3,
-        dtype="uint8",
+        width=bands.shape[2],
+        height=bands.shape[1],
+        count=bands.shape[0],
+        dtype=bands.dtype.name,
         crs=f"EPSG:{epsg}",
         transform=transform,
         tiled=True,
         blockxsize=256,
         blockysize=256,
         compress="deflate",
-        photometric="RGB",
+        **extra,
     )
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.moveaxis(img, -1, 0))
-        dst.update_tags(DESCRIPTION=f"jzi_ros generated scene, seed {spec.seed}, {spec.season}; depicts no real place")
-    return path
+        dst.write(bands)
+        dst.update_tags(DESCRIPTION=description)
+
+
+def _write_geojson(path: Path, features: list[dict], **properties) -> None:
+    path.write_text(json.dumps({"type": "FeatureCollection", **properties, "features": features}))
+
+
+def write_scene(path: str | Path, spec: SceneSpec = SceneSpec()) -> Path:
+    """Render the scene in ``spec.season`` and write it as a tiled, compressed GeoTIFF in UTM, with its 3D world.
+
+    Beside the orthophoto go its surface and terrain models, roads and
+    buildings (:class:`SceneFiles` names them). Every season of a spec is
+    written with the same CRS and transform; the file name is the caller's
+    choice. Returns the orthophoto's path.
+    """
+    files = SceneFiles.beside(path)
+    files.ortho.parent.mkdir(parents=True, exist_ok=True)
+    epsg, transform = _georeference(spec)
+    world = render_world(spec)
+    about = f"jzi_ros generated scene, seed {spec.seed}, {spec.season}; depicts no real place"
+    _write_raster(files.ortho, np.moveaxis(world.image, -1, 0), epsg, transform, about, photometric="RGB")
+    for target, heights, what in ((files.dsm, world.dsm, "surface"), (files.dtm, world.dtm, "terrain")):
+        _write_raster(target, heights[None], epsg, transform, f"{about}; {what} elevation [m]")
+    to_lonlat = pyproj.Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True)
+
+    def lonlat(points_px) -> list[list[float]]:
+        pts = np.asarray(points_px, np.float64) + 0.5  # pixel centres
+        x, y = transform * (pts[:, 0], pts[:, 1])
+        lon, lat = to_lonlat.transform(x, y)
+        return [[round(float(a), 8), round(float(b), 8)] for a, b in zip(lon, lat, strict=True)]
+
+    roads = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": lonlat([r.start_px, r.end_px])},
+            "properties": {"width_m": r.width_px * spec.gsd_m, "kind": r.kind},
+        }
+        for r in world.roads
+    ]
+    _write_geojson(files.roads, roads)
+    buildings = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [lonlat(np.concatenate([b.corners_px, b.corners_px[:1]]))]},
+            "properties": {
+                "base_m": round(b.base_m, 3),
+                "eaves_m": b.eaves_m,
+                "ridge_m": round(b.ridge_m, 3),
+                "storeys": b.storeys,
+                "roof": "pitched" if b.ridge_m > 0 else "flat",
+                "wall_rgb": list(b.wall_rgb),
+                "shop_rgb": None if b.shop_rgb is None else list(b.shop_rgb),
+                "window_spacing_m": round(b.window_spacing_m, 3),
+            },
+        }
+        for b in world.buildings
+    ]
+    _write_geojson(files.buildings, buildings, sun={"azimuth_deg": world.sun[0], "elevation_deg": world.sun[1]})
+    return files.ortho

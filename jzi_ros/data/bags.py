@@ -7,6 +7,7 @@ with `ros2 bag play` on Humble, Jazzy and Kilted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,64 @@ def range_msg(
         max_range=float(max_m),
         range=float(range_m),
     )
+
+
+def odometry(
+    stamp_ns: int,
+    frame_id: str,
+    child_frame_id: str,
+    pose_xy_yaw: tuple[float, float, float],
+    twist_v_yaw_rate: tuple[float, float],
+    pose_variances: tuple[float, float, float],
+    twist_variances: tuple[float, float],
+):
+    """A planar ``nav_msgs/Odometry``: wheel odometry as a ground robot publishes it.
+
+    Args:
+        stamp_ns: header stamp [ns].
+        frame_id: the odometry frame (``odom``).
+        child_frame_id: the robot's frame (``base_link``), the frame of the twist.
+        pose_xy_yaw: x, y [m] and yaw [rad, counter-clockwise from x] in ``frame_id``.
+        twist_v_yaw_rate: forward speed [m/s] and yaw rate [rad/s] in ``child_frame_id``.
+        pose_variances: of x, y [m²] and yaw [rad²].
+        twist_variances: of the speed [m²/s²] and the yaw rate [rad²/s²].
+    """
+    x, y, yaw = (float(v) for v in pose_xy_yaw)
+    vector, point = T("geometry_msgs/msg/Vector3"), T("geometry_msgs/msg/Point")
+    quaternion = T("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+    pose_cov = np.diag([pose_variances[0], pose_variances[1], 1e6, 1e6, 1e6, pose_variances[2]])
+    twist_cov = np.diag([twist_variances[0], 1e6, 1e6, 1e6, 1e6, twist_variances[1]])
+    speed, yaw_rate = (float(v) for v in twist_v_yaw_rate)
+    return T("nav_msgs/msg/Odometry")(
+        header=header(stamp_ns, frame_id),
+        child_frame_id=child_frame_id,
+        pose=T("geometry_msgs/msg/PoseWithCovariance")(
+            pose=T("geometry_msgs/msg/Pose")(position=point(x=x, y=y, z=0.0), orientation=quaternion),
+            covariance=pose_cov.reshape(36),
+        ),
+        twist=T("geometry_msgs/msg/TwistWithCovariance")(
+            twist=T("geometry_msgs/msg/Twist")(
+                linear=vector(x=speed, y=0.0, z=0.0), angular=vector(x=0.0, y=0.0, z=yaw_rate)
+            ),
+            covariance=twist_cov.reshape(36),
+        ),
+    )
+
+
+def transforms(stamp_ns: int, frames: list[tuple[str, str, np.ndarray, np.ndarray]]):
+    """A ``tf2_msgs/TFMessage`` of (parent, child, translation (3,) [m], quaternion (x, y, z, w)) transforms."""
+    stamped = [
+        T("geometry_msgs/msg/TransformStamped")(
+            header=header(stamp_ns, parent),
+            child_frame_id=child,
+            transform=T("geometry_msgs/msg/Transform")(
+                translation=T("geometry_msgs/msg/Vector3")(*(float(v) for v in translation)),
+                rotation=T("geometry_msgs/msg/Quaternion")(*(float(v) for v in quaternion)),
+            ),
+        )
+        for parent, child, translation, quaternion in frames
+    ]
+    return T("tf2_msgs/msg/TFMessage")(transforms=stamped)
 
 
 class BagWriter:

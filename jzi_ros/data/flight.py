@@ -37,22 +37,33 @@ else).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..geo import BoundsM, MapDir, ZoomGrid, largest_square_region, read_info
-from ..geo.camera import CameraPose, body_quaternion, quaternion_from_rotation, rotation_from_quaternion
+from ..geo import BoundsM, LocalFrame, MapDir, ZoomGrid, largest_square_region, read_info
+from ..geo.camera import (
+    CameraPose,
+    Mount,
+    body_quaternion,
+    camera_pose_from_body,
+    quaternion_from_rotation,
+    rotation_from_quaternion,
+)
 from ..geo.ortho import LocalOrtho
 from ..geo.raster import RasterMosaic
 from . import bags
 from .augment import motion_blur, photometric
 from .camera import Pinhole, render_frame
 from .errors import DataError
+from .render3d import World3D
+from .scene import SceneFiles
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +72,9 @@ START_NS = 1_735_689_600 * 10**9
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GT_VARIANCES_M2 = (0.25, 0.25, 1.0)
 """East, north and up variances [m²] written with every ground-truth fix."""
-TRAJECTORIES = ("lawnmower", "random")
-"""Named patterns; any other ``trajectory`` is a CSV of waypoints."""
+TRAJECTORIES = ("lawnmower", "random", "roads")
+"""Named patterns (roads: a ground robot's); any other ``trajectory`` is a CSV or GeoJSON of waypoints."""
+PLATFORMS = ("drone", "ground")
 RANDOM_DURATION_S = 120.0
 """Length of a random walk when no duration is given [s]."""
 MOTION_DT_S = 0.01
@@ -152,11 +164,13 @@ def random_walk(half_m: float, speed_mps: float, duration_s: float, rng: np.rand
     return _timed(np.array(pts), speed_mps)
 
 
-def waypoints(path: str | Path, grid: ZoomGrid, speed_mps: float) -> Trajectory:
-    """A CSV with columns latitude, longitude [deg] (or lat, lon), flown in order."""
+def waypoints(path: str | Path, frame: LocalFrame, speed_mps: float) -> Trajectory:
+    """A CSV with columns latitude, longitude [deg] (or lat, lon), or a GeoJSON LineString, travelled in order."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such waypoint file: {path}")
+    if path.suffix.lower() in (".geojson", ".json"):
+        return _timed(np.stack(frame.to_local(*_linestring_latlon(path)), 1), speed_mps)
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     try:
@@ -166,8 +180,23 @@ def waypoints(path: str | Path, grid: ZoomGrid, speed_mps: float) -> Trajectory:
         raise DataError(f"{path} needs numeric latitude and longitude columns") from None
     if len(lat) < 2:
         raise DataError(f"{path} needs at least two waypoints")
-    east, north = grid.frame.to_local(lat, lon)
+    east, north = frame.to_local(lat, lon)
     return _timed(np.stack([east, north], 1), speed_mps)
+
+
+def _linestring_latlon(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) [deg] of the first LineString of a GeoJSON (a FeatureCollection, a Feature or a geometry)."""
+    try:
+        doc = json.loads(path.read_text())
+        features = doc.get("features") or [doc]
+        geometries = [f.get("geometry", f) for f in features]
+        line = next(g for g in geometries if g.get("type") == "LineString")
+        lonlat = np.asarray(line["coordinates"], np.float64)[:, :2]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration, IndexError):
+        raise DataError(f"{path} needs a GeoJSON LineString of (longitude, latitude) points") from None
+    if len(lonlat) < 2:
+        raise DataError(f"{path} needs at least two waypoints")
+    return lonlat[:, 1], lonlat[:, 0]
 
 
 @dataclass(frozen=True)
@@ -195,6 +224,22 @@ class FlightConfig:
     default 0.5 % of the altitude, at least 0.02 m). An empty topic leaves
     the sensor out. ``blackouts``: (start, duration) [s] windows in which the
     camera publishes nothing (a stalled driver, a cable), as robots see them.
+
+    The 3D world (:mod:`jzi_ros.data.render3d`): ``dsm`` is the surface model
+    under the rasters (any CRS), ``dtm`` its terrain and ``buildings`` a
+    GeoJSON of facades; a generated scene's own (``NAME_dsm.tif`` beside
+    ``NAME.tif``) are found by themselves unless ``flat``. With a DSM the
+    drone's frames show relief and its rangefinder measures to the roofs;
+    ``tilt_forward_deg`` (0-45) mounts its camera looking ahead of nadir.
+
+    ``platform`` "ground" drives a robot instead (:func:`jzi_ros.data.drive.write_drive`):
+    ``trajectory`` "roads" (a random drive on ``roads``, by default the
+    scene's ``NAME_roads.geojson``) or waypoints; a camera ``camera_height_m``
+    above the ground looking ahead (``image_px`` wide, 4:3, ``hfov_deg``
+    default 90) or, with ``panorama``, a 360° camera (``image_px`` high, twice
+    as wide); wheel odometry on ``odom_topic`` at ``odom_hz`` with a
+    ``odom_scale_error`` (relative) and a yaw-rate drift ``odom_yaw_drift_dps``
+    and noise ``odom_yaw_noise_dps`` [deg/s]; no rangefinder.
     """
 
     out: Path
@@ -203,14 +248,14 @@ class FlightConfig:
     storage: str = "mcap"
     center: tuple[float, float] | None = None
     size_m: float | None = None
-    trajectory: str = "lawnmower"
+    trajectory: str | None = None
     altitude_m: float | None = None
     speed_mps: float = 8.0
     duration_s: float | None = None
     camera_hz: float = 5.0
     gps_hz: float = 10.0
     image_px: int = 224
-    hfov_deg: float = 60.0
+    hfov_deg: float | None = None
     tilt_deg: float = 3.0
     exposure_s: float = 0.004
     compressed: bool = False
@@ -227,29 +272,82 @@ class FlightConfig:
     blackouts: tuple[tuple[float, float], ...] = ()
     seed: int = 0
     quiet: bool = False
+    platform: str = "drone"
+    dsm: Path | None = None
+    dtm: Path | None = None
+    buildings: Path | None = None
+    flat: bool = False
+    tilt_forward_deg: float = 0.0
+    roads: Path | None = None
+    camera_height_m: float = 1.6
+    panorama: bool = False
+    odom_topic: str = "/odom"
+    odom_hz: float = 20.0
+    odom_scale_error: float = 0.02
+    odom_yaw_drift_dps: float = 0.05
+    odom_yaw_noise_dps: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "geotiff", tuple(Path(p) for p in self.geotiff or ()))
         object.__setattr__(self, "blackouts", tuple((float(a), float(b)) for a, b in self.blackouts))
+        for name in ("dsm", "dtm", "buildings", "roads"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+                if not getattr(self, name).is_file():
+                    raise DataError(f"no such {name} file: {getattr(self, name)}")
+        if self.platform not in PLATFORMS:
+            raise DataError(f"platform must be one of {', '.join(PLATFORMS)}, not {self.platform!r}")
+        if self.hfov_deg is None:
+            object.__setattr__(self, "hfov_deg", 90.0 if self.platform == "ground" else 60.0)
+        if not (math.isfinite(self.tilt_forward_deg) and 0 <= self.tilt_forward_deg <= 45):
+            raise DataError(f"tilt_forward_deg must be 0 to 45, not {self.tilt_forward_deg}")
+        if self.tilt_forward_deg and self.platform == "ground":
+            raise DataError("tilt_forward_deg is for drones; a ground robot's camera looks ahead")
+        if self.dtm is not None and self.dsm is None:
+            raise DataError("a terrain model (dtm) needs the surface model (dsm) it lies under")
         if any(not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b > 0) for a, b in self.blackouts):
             raise DataError(f"a blackout is a start of 0 s or more and a duration above 0 s, not {self.blackouts}")
         if not self.geotiff and self.map is None:
             raise DataError("give geotiff (rasters) or map (a map directory), or both, to fly over")
         if self.storage not in bags.STORAGES:
             raise DataError(f"storage must be one of {', '.join(sorted(bags.STORAGES))}, not {self.storage!r}")
+        if self.trajectory is None:
+            object.__setattr__(self, "trajectory", "roads" if self.platform == "ground" else "lawnmower")
         if not self.trajectory:
             raise DataError(f"trajectory must be {' or '.join(TRAJECTORIES)} or a CSV of waypoints")
-        for name in ("speed_mps", "camera_hz", "gps_hz", "hfov_deg", "imu_hz", "height_hz"):
+        if (self.trajectory == "roads") != (self.platform == "ground") and self.trajectory in TRAJECTORIES:
+            raise DataError(f"a {self.platform} cannot follow the trajectory {self.trajectory!r}")
+        for name in (
+            "speed_mps",
+            "camera_hz",
+            "gps_hz",
+            "hfov_deg",
+            "imu_hz",
+            "height_hz",
+            "odom_hz",
+            "camera_height_m",
+        ):
             _check_positive(name, getattr(self, name))
         for name in ("size_m", "altitude_m", "duration_s"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
-        if self.hfov_deg >= 180.0:
+        if self.hfov_deg is not None and self.hfov_deg >= 180.0:
             raise DataError(f"hfov_deg must be below 180, not {self.hfov_deg}")
         if int(self.image_px) != self.image_px or self.image_px < 8:
             raise DataError(f"image_px must be an integer >= 8, not {self.image_px}")
-        for name in ("tilt_deg", "exposure_s", "imu_yaw_noise_deg", "imu_tilt_noise_deg", "height_noise_m"):
+        if not (math.isfinite(self.odom_scale_error) and abs(self.odom_scale_error) < 0.5):
+            raise DataError(f"odom_scale_error must be within ±0.5, not {self.odom_scale_error}")
+        if not math.isfinite(self.odom_yaw_drift_dps):
+            raise DataError(f"odom_yaw_drift_dps must be finite, not {self.odom_yaw_drift_dps}")
+        for name in (
+            "tilt_deg",
+            "exposure_s",
+            "imu_yaw_noise_deg",
+            "imu_tilt_noise_deg",
+            "height_noise_m",
+            "odom_yaw_noise_dps",
+        ):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise DataError(f"{name} must be zero or positive, not {value}")
@@ -257,15 +355,18 @@ class FlightConfig:
             raise DataError(f"imu_yaw_bias_deg must be a finite angle, not {self.imu_yaw_bias_deg}")
         if not (self.image_topic and self.gt_topic):
             raise DataError("image_topic and gt_topic must be topic names")
-        topics = [self.frame_topic, CAMERA_INFO_TOPIC, self.gt_topic, self.imu_topic, self.height_topic]
+        topics = [self.frame_topic, CAMERA_INFO_TOPIC, self.gt_topic, self.imu_topic]
+        topics += [self.odom_topic] if self.platform == "ground" else [self.height_topic]
         named = [t for t in topics if t]
         if len(set(named)) < len(named):
             raise DataError(f"each sensor needs its own topic, not {', '.join(named)}")
 
     @property
     def camera(self) -> Pinhole:
-        """The square pinhole camera that takes the frames."""
-        return Pinhole(self.image_px, self.image_px, self.hfov_deg)
+        """The pinhole camera that takes the frames: square on a drone, 4:3 on a ground robot."""
+        assert self.hfov_deg is not None  # set in __post_init__
+        height = self.image_px if self.platform == "drone" else round(self.image_px * 3 / 4)
+        return Pinhole(self.image_px, height, self.hfov_deg)
 
     @property
     def frame_topic(self) -> str:
@@ -311,16 +412,16 @@ class FlightReport:
     height_topic: str
     ranges: int
     trajectory: Trajectory
+    odom_topic: str = ""
+    odometry: int = 0
+    relief: bool = False
 
     @property
     def topics(self) -> dict[str, int]:
         """Messages written per topic (the sensors left out are not listed)."""
         counts = {self.image_topic: self.frames, self.camera_info_topic: self.frames, self.gt_topic: self.fixes}
-        if self.imu_topic:
-            counts[self.imu_topic] = self.attitudes
-        if self.height_topic:
-            counts[self.height_topic] = self.ranges
-        return counts
+        counts |= {self.imu_topic: self.attitudes, self.height_topic: self.ranges, self.odom_topic: self.odometry}
+        return {topic: n for topic, n in counts.items() if topic}
 
 
 def ou_process(n: int, dt_s: float, std: float, tau_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -383,8 +484,10 @@ def _axis_rotation(axis: int, angle_rad: float) -> np.ndarray:
     return r
 
 
-def _write_imu(bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times_s: np.ndarray, rng) -> None:
-    """The body attitude at ``times_s`` [s], rotated by the IMU's heading and tilt errors, on ``imu_topic``."""
+def write_imu(
+    bag: bags.BagWriter, config: FlightConfig, attitude: Callable[[float], np.ndarray], times_s: np.ndarray, rng
+) -> None:
+    """The body attitude (``attitude(t)``: x, y, z, w) at ``times_s`` [s] with the IMU's heading and tilt errors."""
     dt_s = 1.0 / config.imu_hz
     n = len(times_s)
     yaw_err = config.imu_yaw_bias_deg + ou_process(n, dt_s, config.imu_yaw_noise_deg, IMU_YAW_TAU_S, rng)
@@ -394,7 +497,7 @@ def _write_imu(bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times
     yaw_var = math.radians(max(config.imu_yaw_noise_deg, IMU_MIN_STD_DEG)) ** 2
     variance_rad2 = (tilt_var, tilt_var, yaw_var)
     for k, t_s in enumerate(times_s):
-        truth = rotation_from_quaternion(body_quaternion(motion.pose(t_s)))
+        truth = rotation_from_quaternion(attitude(t_s))
         error = (
             _axis_rotation(2, math.radians(yaw_err[k]))
             @ _axis_rotation(0, math.radians(east_err[k]))
@@ -406,20 +509,35 @@ def _write_imu(bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times
 
 
 def _write_ranges(
-    bag: bags.BagWriter, config: FlightConfig, motion: _Motion, times_s: np.ndarray, noise_m: float, rng
+    bag: bags.BagWriter,
+    config: FlightConfig,
+    range_at: Callable[[float], float],
+    max_m: float,
+    times_s: np.ndarray,
+    noise_m: float,
+    rng,
 ) -> None:
-    """The slant range along the body's -z at ``times_s`` [s], with noise, on ``height_topic``."""
-    max_m = 2 * float(motion.altitude_m.max(initial=0.0))
+    """The slant range ``range_at(t)`` [m] along the body's -z at ``times_s`` [s], with noise, on ``height_topic``."""
     noise = rng.standard_normal(len(times_s)) * noise_m
     for k, t_s in enumerate(times_s):
-        pose = motion.pose(t_s)
-        down = rotation_from_quaternion(body_quaternion(pose))[2, 2]  # cos(roll) cos(pitch)
-        range_m = pose.altitude_m / max(down, 1e-6) + noise[k]
+        range_m = range_at(t_s) + noise[k]
         if not RANGE_MIN_M <= range_m <= max_m:  # REP-117: -inf too close, +inf nothing within reach
             range_m = math.inf if range_m > max_m else -math.inf
         stamp_ns = START_NS + int(t_s * 1e9)
         msg = bags.range_msg(stamp_ns, RANGE_FRAME, range_m, RANGE_MIN_M, max_m, RANGE_FOV_RAD)
         bag.add(config.height_topic, msg, stamp_ns)
+
+
+def world_3d(config: FlightConfig, ortho: LocalOrtho, rasters: list) -> World3D | None:
+    """The 3D world of the orthophoto over the configured DSM, or the generated scene's own; None: flat."""
+    files = SceneFiles.beside(rasters[0])
+    own = config.dsm is None and not config.flat and files.dsm.is_file()
+    dsm = config.dsm or (files.dsm if own else None)
+    if dsm is None:
+        return None
+    dtm = config.dtm or (files.dtm if own and files.dtm.is_file() else None)
+    buildings = config.buildings or (files.buildings if own and files.buildings.is_file() else None)
+    return World3D.over(ortho, dsm, dtm, buildings)
 
 
 def _flight_area(config: FlightConfig) -> tuple[ZoomGrid, list[str | Path]]:
@@ -442,7 +560,7 @@ def _trajectory(
         return lawnmower(half_m, lane_m, config.speed_mps)
     if config.trajectory == "random":
         return random_walk(half_m, config.speed_mps, config.duration_s or RANDOM_DURATION_S, rng)
-    return waypoints(Path(config.trajectory), area, config.speed_mps)
+    return waypoints(Path(str(config.trajectory)), area.frame, config.speed_mps)
 
 
 def write_flight(config: FlightConfig) -> FlightReport:
@@ -458,7 +576,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
     area, rasters = _flight_area(config)
     cam = config.camera
     altitude_m = config.altitude_m or cam.altitude_for_footprint(area.size_m / 10)
-    footprint_m = 2 * altitude_m * math.tan(math.radians(config.hfov_deg) / 2)
+    footprint_m = 2 * altitude_m * math.tan(math.radians(cam.hfov_deg) / 2)
     half_m = area.size_m / 2 - footprint_m / 2
     if half_m <= 0:
         raise DataError(
@@ -476,6 +594,24 @@ def write_flight(config: FlightConfig) -> FlightReport:
         gsd_m=max(footprint_m / config.image_px / 2, finest_m / 2),
     )
     motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
+    world = world_3d(config, ortho, rasters)
+    mount = Mount(pitch_deg=config.tilt_forward_deg)
+    max_range_m = 2 * float(motion.altitude_m.max(initial=0.0))
+
+    def camera_pose(t_s: float) -> CameraPose:
+        body = motion.pose(t_s)  # the pose of a camera on the default mount: the body's attitude
+        if not config.tilt_forward_deg:
+            return body
+        return camera_pose_from_body(body.east_m, body.north_m, body.altitude_m, body_quaternion(body), mount)
+
+    def slant_range(t_s: float) -> float:
+        pose = motion.pose(t_s)
+        down = -rotation_from_quaternion(body_quaternion(pose))[:, 2]  # the body's -z in the world
+        if world is None:  # a flat ground
+            return pose.altitude_m / max(float(-down[2]), 1e-6)
+        distance, _ = world.cast(world.camera_centre(pose)[None], down[None])
+        return float(min(distance[0], 2 * max_range_m))
+
     frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
     for start_s, length_s in config.blackouts:
         frame_times_s = frame_times_s[(frame_times_s < start_s) | (frame_times_s >= start_s + length_s)]
@@ -500,11 +636,14 @@ def write_flight(config: FlightConfig) -> FlightReport:
             )
             bag.add(config.gt_topic, fix, stamp_ns)
         if config.imu_topic:
-            _write_imu(bag, config, motion, imu_times_s, imu_rng)
+            write_imu(bag, config, lambda t: body_quaternion(motion.pose(t)), imu_times_s, imu_rng)
         if config.height_topic:
-            _write_ranges(bag, config, motion, range_times_s, height_noise_m, range_rng)
+            _write_ranges(bag, config, slant_range, max_range_m, range_times_s, height_noise_m, range_rng)
         for t_s in tqdm(frame_times_s, desc="rendering frames", unit="frame", disable=config.quiet):
-            frame, _ = render_frame(ortho, cam, motion.pose(t_s))
+            if world is None:
+                frame, _ = render_frame(ortho, cam, camera_pose(t_s))
+            else:
+                frame = world.render(cam.K, (cam.width_px, cam.height_px), camera_pose(t_s))
             frame = motion_blur(frame, blur_px, -90.0)  # the camera moves towards the image top
             gain = float(np.clip(gain * math.exp(rng.normal(0, 0.02)), 0.7, 1.3))  # slow exposure drift
             frame = photometric(np.clip(frame * gain, 0, 255).astype(np.uint8), rng, 0.3)
@@ -530,4 +669,5 @@ def write_flight(config: FlightConfig) -> FlightReport:
         height_topic=config.height_topic,
         ranges=len(range_times_s),
         trajectory=traj,
+        relief=world is not None,
     )

@@ -249,23 +249,32 @@ class World3D:
         dtm: str | Path | None = None,
         buildings: str | Path | None = None,
     ) -> World3D:
-        """The world of ``rasters`` (colour, at ``gsd_m`` [m/px]) over ``bounds`` [m] of ``frame``.
+        """The world of ``rasters`` (colour, at ``gsd_m`` [m/px]) over ``bounds`` [m] of ``frame``; see :meth:`over`."""
+        return cls.over(LocalOrtho.render(list(rasters), frame, bounds, gsd_m), dsm, dtm, buildings)
 
-        ``dsm``: its surface model (any CRS; without one the world is flat,
-        and a line in the log says so); ``dtm``: its terrain model (default:
-        estimated from the DSM); ``buildings``: a GeoJSON whose walls are
-        drawn as facades.
+    @classmethod
+    def over(
+        cls,
+        ortho: LocalOrtho,
+        dsm: str | Path | None = None,
+        dtm: str | Path | None = None,
+        buildings: str | Path | None = None,
+    ) -> World3D:
+        """The world of an orthophoto over the surface model ``dsm`` (any CRS).
+
+        Without a DSM the world is flat, and a line in the log says so;
+        ``dtm``: its terrain model (default: estimated from the DSM);
+        ``buildings``: a GeoJSON whose walls are drawn as facades.
         """
-        ortho = LocalOrtho.render(list(rasters), frame, bounds, gsd_m)
         if dsm is None:
             log.info("no surface model given: the world is flat (relief is absent)")
             return cls(ortho)
         b = ortho.bounds
         side = max(b.east_m - b.west_m, b.north_m - b.south_m)
-        step = max(heights_resolution_m(dsm), side / MAX_MESH_SIDE, gsd_m)
-        surface = fill_gaps(read_heights(dsm, frame, b, step))
-        ground = None if dtm is None else fill_gaps(read_heights(dtm, frame, b, step))
-        facades = None if buildings is None else Facades.from_geojson(buildings, frame, b, step)
+        step = max(heights_resolution_m(dsm), side / MAX_MESH_SIDE, ortho.gsd_m)
+        surface = fill_gaps(read_heights(dsm, ortho.frame, b, step))
+        ground = None if dtm is None else fill_gaps(read_heights(dtm, ortho.frame, b, step))
+        facades = None if buildings is None else Facades.from_geojson(buildings, ortho.frame, b, step)
         return cls(ortho, surface, ground, step, facades)
 
     # --- geometry -------------------------------------------------------------------------------
@@ -385,10 +394,19 @@ class World3D:
         ``size_px``: (width, height); ``distortion``: OpenCV's coefficients
         (k1, k2, p1, p2[, k3, ...]) of the lens, None for none.
         """
+        return self.render_view(camera_k, size_px, self.camera_centre(pose), pose.rotation(), distortion)
+
+    def render_view(
+        self, camera_k: np.ndarray, size_px: tuple[int, int], centre_m, world_from_camera: np.ndarray, distortion=None
+    ) -> np.ndarray:
+        """As :meth:`render`, for a camera at ``centre_m`` (east, north, up) [m] turned by ``world_from_camera`` (3x3).
+
+        For views no :class:`CameraPose` can hold (a camera looking at the horizon).
+        """
         w, h = size_px
         rays = _camera_rays(np.asarray(camera_k, np.float64), (int(w), int(h)), distortion)
-        world = rays @ pose.rotation().T.astype(np.float32)
-        colour = self.render_rays(self.camera_centre(pose), world, 1.0 / float(camera_k[0][0]))
+        world = rays @ np.asarray(world_from_camera, np.float32).T
+        colour = self.render_rays(np.asarray(centre_m, np.float32), world, 1.0 / float(camera_k[0][0]))
         return np.clip(colour, 0, 255).reshape(h, w, 3).astype(np.uint8)
 
     def panorama(

@@ -44,14 +44,14 @@ def test_waypoints_are_read_from_a_csv_in_the_grids_frame(tmp_path):
     csv = tmp_path / "wp.csv"
     lat2, lon2 = grid.frame.to_latlon(300.0, 400.0)
     csv.write_text(f"latitude,longitude\n47.0,8.0\n{lat2},{lon2}\n")
-    traj = waypoints(csv, grid, speed_mps=5.0)
+    traj = waypoints(csv, grid.frame, speed_mps=5.0)
     assert traj.east_north_m[-1] == pytest.approx([300.0, 400.0], abs=1e-6)
     assert traj.duration_s == pytest.approx(100.0)
     (tmp_path / "one.csv").write_text("lat,lon\n47.0,8.0\n")
     with pytest.raises(DataError, match="at least two waypoints"):
-        waypoints(tmp_path / "one.csv", grid, 5.0)
+        waypoints(tmp_path / "one.csv", grid.frame, 5.0)
     with pytest.raises(DataError, match="no such waypoint file"):
-        waypoints(tmp_path / "missing.csv", grid, 5.0)
+        waypoints(tmp_path / "missing.csv", grid.frame, 5.0)
 
 
 def test_trajectory_position_is_interpolated_in_time():

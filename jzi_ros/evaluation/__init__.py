@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .errors import EvaluationError
     from .flight_outputs import write_geojson, write_replay_bag
     from .metrics import error_summary, fix_summary, format_table, geodesic_m, reliability, zoom_metrics
-    from .plots import draw_overview, plot_eval
+    from .plots import draw_frame_on_map, draw_overview, plot_eval
     from .queries import Queries, aerial_queries, geotagged_queries, training_aerial_config
     from .zoom import EvalConfig, ZoomReport, encode_queries, evaluate_zoom, load_queries
 
@@ -41,6 +41,7 @@ _LAZY = {
     "Queries": "queries",
     "ZoomReport": "zoom",
     "aerial_queries": "queries",
+    "draw_frame_on_map": "plots",
     "draw_overview": "plots",
     "encode_queries": "zoom",
     "error_summary": "metrics",
@@ -75,6 +76,7 @@ __all__ = [
     "Queries",
     "ZoomReport",
     "aerial_queries",
+    "draw_frame_on_map",
     "draw_overview",
     "encode_queries",
     "error_summary",

@@ -193,3 +193,46 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     fig.savefig(paths[-1])
     plt.close(fig)
     return paths
+
+
+def draw_frame_on_map(
+    frame_rgb: np.ndarray, row: dict, mapdir: MapDir, out: str | Path, radius_m: float = 150.0
+) -> Path:
+    """One camera frame beside the map around it: the truth (white), the estimate (coloured) and its 95 % ellipse.
+
+    Args:
+        frame_rgb: The camera frame (H, W, 3) uint8.
+        row: Its line of ``frames.csv`` (:func:`.bag.frame_row`).
+        mapdir: The map it was localized on.
+        out: The PNG to write.
+        radius_m: Half the side of the map's window around the truth [m].
+    """
+    plt = _plt()
+    from matplotlib.patches import Ellipse
+
+    grid = mapdir.grid
+    half = grid.size_m / 2
+    true = np.array(grid.frame.to_local(row["true_lat"], row["true_lon"]), float)
+    est = np.array(grid.frame.to_local(row["est_lat"], row["est_lon"]), float)
+    ratios = [frame_rgb.shape[1] / frame_rgb.shape[0], 1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), dpi=110, gridspec_kw={"width_ratios": ratios})
+    left.imshow(frame_rgb)
+    left.set_axis_off()
+    left.set_title(f"camera frame at t = {row['t_s']:.1f} s", fontsize=9)
+    right.imshow(mapdir.mosaic(grid.levels - 1), extent=(-half, half, -half, half))
+    cov = np.array([[row["cov_ee_m2"], row["cov_en_m2"]], [row["cov_en_m2"], row["cov_nn_m2"]]])
+    width_m, height_m, angle_deg = ellipse_95(cov)
+    colour = "lime" if row.get("verified") else ("orange" if row["status"] == "FIX" else "red")
+    right.add_patch(Ellipse(tuple(est), width_m, height_m, angle=angle_deg, fill=False, color=colour, lw=1.2))
+    right.plot(*true, "o", color="white", mec="black", ms=8, label="truth")
+    right.plot(*est, "x", color=colour, ms=10, mew=2.5, label=f"estimate ({row['status']}, {row['error_m']:.0f} m off)")
+    right.set_xlim(true[0] - radius_m, true[0] + radius_m)
+    right.set_ylim(true[1] - radius_m, true[1] + radius_m)
+    right.set_xlabel("east [m]")
+    right.set_ylabel("north [m]")
+    right.legend(loc="lower right", fontsize=8)
+    right.set_title(f"{mapdir.name}: the estimate and its 95 % ellipse", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

@@ -5,12 +5,14 @@ stage), encoder throughput and latency, memory, zoom against flat retrieval
 from 1 to 100 km, and the registration matchers compared
 (see :mod:`jzi_ros.evaluation.benchmark`); ``--node`` adds the node over DDS
 (:mod:`jzi_ros.ros.bench`, needs ROS 2's rclpy). The report opens with the
-ratios that hold on any machine.
+ratios that hold on any machine. ``--render`` times the 3D world's renderer
+alone (:mod:`jzi_ros.evaluation.render_bench`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..evaluation.benchmark import BenchConfig, markdown, ratios, run_benchmark, write_report
@@ -78,6 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node-rate-hz", type=float, default=10.0, help="camera rate fed to the node (default 10)")
     p.add_argument("--node-frames", type=int, default=200, help="frames sent to the node (default 200)")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="only time the 3D world's renderer (street, drone, panorama and training views; 1 and 2 processes)",
+    )
+    p.add_argument("--render-frames", type=int, default=40, help="frames per view with --render (default 40)")
     p.add_argument("--quick", action="store_true", help="a reduced run of seconds (CI)")
     p.add_argument("--out", type=Path, default=Path("bench_out"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,6 +94,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the report, and write it as JSON and Markdown."""
+    if args.render:
+        from ..evaluation.render_bench import bench_render, render_markdown
+
+        report = bench_render(frames=3 if args.quick else args.render_frames)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "render.json").write_text(json.dumps(report, indent=2))
+        (args.out / "render.md").write_text(render_markdown(report))
+        print(render_markdown(report))
+        print(f"wrote {args.out / 'render.json'} and {args.out / 'render.md'}")
+        return 0
     if args.node and not (args.map and args.model):
         raise SystemExit("jzi bench: --node needs --map and --model")
     report = run_benchmark(config_from(BenchConfig, args))

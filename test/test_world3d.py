@@ -1,0 +1,240 @@
+"""The 3D world: heights beside the scene, rendering with relief and facades, panoramas, ground drives."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+
+from jzi_ros.data.drive import RoadNetwork, write_drive
+from jzi_ros.data.flight import FlightConfig
+from jzi_ros.data.render3d import Facades, World3D, panorama_column, panorama_heading_deg
+from jzi_ros.data.scene import STOREY_M, SceneFiles, SceneSpec, render_scene, render_world, write_scene
+from jzi_ros.geo import BoundsM, LocalFrame
+from jzi_ros.geo.camera import CameraPose, Pinhole
+from jzi_ros.geo.ortho import LocalOrtho
+
+FRAME = LocalFrame(47.05, 8.05)
+
+
+def flat_world(half_m: float, gsd_m: float, heights_gsd_m: float, boxes, wall_rgb=None) -> World3D:
+    """A grey world with boxes (west, south, east, north, height [m], RGB of the roof) on flat ground at 0 m."""
+    n = round(2 * half_m / gsd_m)
+    image = np.full((n, n, 3), 110, np.uint8)
+    m = round(2 * half_m / heights_gsd_m)
+    surface = np.zeros((m, m), np.float32)
+    ids = np.full((m, m), -1, np.int32)
+    centres = -half_m + (np.arange(m) + 0.5) * heights_gsd_m  # east of each column, and north of each row reversed
+    for k, (west, south, east, north, height, rgb) in enumerate(boxes):
+        cols = (centres >= west) & (centres <= east)
+        rows = (centres[::-1] >= south) & (centres[::-1] <= north)
+        surface[np.ix_(rows, cols)] = height
+        ids[np.ix_(rows, cols)] = k
+        # the roof's colour covers exactly the flat top: the cell centres inside the box
+        c0, c1 = np.flatnonzero(cols)[[0, -1]]
+        r0, r1 = np.flatnonzero(rows)[[0, -1]]
+        x0, x1 = centres[c0], centres[c1]
+        y1, y0 = centres[::-1][r0], centres[::-1][r1]
+        px = lambda v: int(round((v + half_m) / gsd_m))  # noqa: E731
+        image[px(-y1) : px(-y0), px(x0) : px(x1)] = rgb
+    ortho = LocalOrtho(image, np.ones((n, n), bool), BoundsM(-half_m, -half_m, half_m, half_m), gsd_m, FRAME)
+    facades = None
+    if wall_rgb is not None:
+        k = len(boxes)
+        facades = Facades(
+            ids,
+            np.zeros(k, np.float32),
+            np.tile(np.array(wall_rgb, np.float32), (k, 1)),
+            np.full((k, 3), np.nan, np.float32),
+            np.full(k, 3.0, np.float32),
+            (180.0, 30.0),  # sun in the south
+        )
+    return World3D(ortho, surface, np.zeros_like(surface), heights_gsd_m, facades)
+
+
+def project(camera: Pinhole, pose: CameraPose, points_enu: np.ndarray) -> np.ndarray:
+    """OpenCV's projection of world points (N, 3) into a camera at ``pose`` (the oracle)."""
+    rotation = pose.rotation()  # world from camera
+    centre = np.array([pose.east_m, pose.north_m, pose.altitude_m])
+    rvec, _ = cv2.Rodrigues(rotation.T)
+    tvec = -rotation.T @ centre
+    pixels, _ = cv2.projectPoints(points_enu.astype(np.float64), rvec, tvec, camera.K, np.zeros(5))
+    return pixels.reshape(-1, 2)
+
+
+def test_the_scene_writes_its_surface_and_terrain_models_on_the_orthophotos_grid(tmp_path):
+    spec = SceneSpec(size_px=256, seed=3)
+    tif = write_scene(tmp_path / "scene.tif", spec)
+    files = SceneFiles.beside(tif)
+    with rasterio.open(tif) as ortho, rasterio.open(files.dsm) as dsm, rasterio.open(files.dtm) as dtm:
+        for model in (dsm, dtm):
+            assert (model.crs, model.transform, model.shape) == (ortho.crs, ortho.transform, ortho.shape)
+            assert model.count == 1 and model.dtypes[0] == "float32"
+        surface, terrain = dsm.read(1), dtm.read(1)
+    assert (surface >= terrain - 1e-4).all()
+    assert 2.0 < np.ptp(terrain) < 30.0  # gentle terrain, not a flat floor
+    world = render_world(spec)
+    assert np.array_equal(world.image, render_scene(spec))  # the picture is the one drawn without heights
+    assert world.buildings and {b.storeys for b in world.buildings} <= set(range(1, 9))
+    for b in world.buildings[:20]:  # the roof stands the building's height above its base
+        x, y = np.round(b.corners_px.mean(0)).astype(int)
+        assert surface[y, x] == pytest.approx(b.base_m + b.eaves_m + b.ridge_m, abs=0.6 + b.ridge_m)
+    roads = json.loads(files.roads.read_text())["features"]
+    assert roads and all(f["geometry"]["type"] == "LineString" for f in roads)
+    buildings = json.loads(files.buildings.read_text())
+    assert len(buildings["features"]) == len(world.buildings) and "sun" in buildings
+
+
+def test_both_seasons_stand_on_the_same_terrain_with_the_same_buildings():
+    summer, autumn = (render_world(SceneSpec(size_px=256, seed=5, season=s)) for s in ("summer", "autumn"))
+    assert np.array_equal(summer.dtm, autumn.dtm)
+    assert [b.eaves_m for b in summer.buildings] == [b.eaves_m for b in autumn.buildings]
+    parked = np.abs(summer.dsm - autumn.dsm) > 0.5
+    assert 0 < parked.mean() < 0.01  # only the parked cars moved
+    assert summer.sun != autumn.sun
+
+
+@pytest.mark.parametrize("offset_m", [(0.0, 0.0), (35.0, -20.0)])
+def test_a_roof_corner_lands_where_the_pinhole_formula_puts_it_with_its_relief_displacement(offset_m):
+    world = flat_world(60.0, 0.1, 0.5, [(10.0, 5.0, 26.0, 17.0, 25.0, (230, 20, 20))], wall_rgb=(120, 120, 120))
+    camera = Pinhole(320, 320, 70.0)
+    pose = CameraPose(offset_m[0], offset_m[1], 100.0, yaw_deg=20.0)
+    frame = world.render(camera.K, (320, 320), pose)
+    red = (frame[..., 0] > 150) & (frame[..., 1] < 65)  # green halfway between the roof's and the rest's
+    rows, cols = np.nonzero(red)
+    assert len(rows) > 200
+    # the roof's flat top spans the cell centres inside the box: (10.25 .. 25.75, 5.25 .. 16.75) at 25 m
+    corners = np.array([[10.25, 16.75], [25.75, 16.75], [25.75, 5.25], [10.25, 5.25]])
+    roof = project(camera, pose, np.column_stack([corners, np.full(4, 25.0)]))
+    floor = project(camera, pose, np.column_stack([corners, np.zeros(4)]))
+    centroid = np.array([cols.mean(), rows.mean()])
+    assert np.linalg.norm(centroid - roof.mean(0)) < 1.0  # a plane parallel to the image: centroids map exactly
+    row = int(round(centroid[1]))  # where the roof's outline crosses this row, from the projected corners
+    crossings = [
+        p[0] + (row - p[1]) * (q[0] - p[0]) / (q[1] - p[1])
+        for p, q in zip(roof, np.roll(roof, -1, 0), strict=True)
+        if (p[1] - row) * (q[1] - row) < 0
+    ]
+    inside = np.flatnonzero(red[row])
+    assert abs(inside[0] - min(crossings)) < 1.0 and abs(inside[-1] - max(crossings)) < 1.0
+    displacement = np.linalg.norm(roof.mean(0) - floor.mean(0))
+    # relief displacement r * h / H grows with the distance from nadir
+    r_px = np.linalg.norm(floor.mean(0) - camera.K[:2, 2])
+    assert displacement == pytest.approx(r_px * 25.0 / (100.0 - 25.0), rel=0.02)
+    assert displacement > 10.0
+
+
+def test_a_street_camera_sees_the_facade_where_geometry_puts_it():
+    wall = (40, 160, 200)
+    world = flat_world(80.0, 0.25, 0.5, [(-20.0, 30.0, 20.0, 40.0, 12.0, (90, 90, 90))], wall_rgb=wall)
+    camera = Pinhole(320, 240, 90.0)
+    pose = CameraPose(0.0, 0.0, 1.6, yaw_deg=0.0, pitch_deg=90.0)  # looking north, horizontally
+    frame = world.render(camera.K, (320, 240), pose).astype(float)
+    # the wall's face: the steep triangles between the cell centres at 29.75 m (ground) and 30.25 m (roof)
+    normal = np.array([0.0, -12.0, 0.5]) / math.hypot(12.0, 0.5)
+    sun = np.array([0.0, -math.cos(math.radians(30.0)), math.sin(math.radians(30.0))])
+    lit = 0.55 + 0.4 * float(normal @ sun)
+    haze = 1 - math.exp(-30.0 / 2500.0)
+    for height_m in (3.4, 6.4, 9.4):  # the wall between the windows: 0.4 m above each floor
+        u, v = project(camera, pose, np.array([[0.3, 29.75 + 0.5 * height_m / 12.0, height_m]]))[0]
+        expected = np.array(wall) * lit * (1 - haze) + np.array([205, 218, 230]) * haze
+        assert frame[int(round(v)), int(round(u))] == pytest.approx(expected, abs=8), height_m
+    u, v = project(camera, pose, np.array([[0.0, 30.0, 12.0 + 8.0]]))[0]
+    assert frame[int(v), int(u)][2] > frame[int(v), int(u)][0] + 40  # above the roof: the blue sky
+    assert STOREY_M == 3.0
+
+
+def test_a_panoramas_columns_map_to_headings():
+    width = 720
+    columns = np.arange(width)
+    for yaw in (0.0, 37.0, 300.0):
+        headings = panorama_heading_deg(columns, width, yaw)
+        assert np.allclose(panorama_column(headings, width, yaw), columns)
+        assert panorama_heading_deg((width - 1) / 2, width, yaw) == pytest.approx(yaw % 360)
+    world = flat_world(100.0, 0.5, 1.0, [(40.0, -5.0, 50.0, 5.0, 30.0, (230, 20, 20))], wall_rgb=(220, 30, 30))
+    pano = world.panorama(0.0, 0.0, 1.6, yaw_deg=45.0, size_px=(720, 360)).astype(float)
+    red = (pano[..., 0] > 120) & (pano[..., 1] < 60) & (pano[..., 2] < 60)
+    centre = np.flatnonzero(red.any(0)).mean()
+    assert panorama_heading_deg(centre, 720, 45.0) == pytest.approx(90.0, abs=1.5)  # the building stands east
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    """A ground drive through a small generated world (the drive and its scene)."""
+    root = tmp_path_factory.mktemp("drive")
+    tif = write_scene(root / "scene.tif", SceneSpec(size_px=768, seed=7, season="autumn"))
+    config = FlightConfig(
+        out=root / "bag",
+        geotiff=(tif,),
+        platform="ground",
+        duration_s=20.0,
+        speed_mps=5.0,
+        camera_hz=2.0,
+        image_px=96,
+        odom_scale_error=0.05,
+        odom_yaw_drift_dps=0.5,
+        odom_yaw_noise_dps=0.2,
+        seed=2,
+        quiet=True,
+    )
+    return write_drive(config), config, tif
+
+
+def test_a_ground_drive_stays_on_the_roads_and_writes_a_robots_sensors(drive):
+    report, config, tif = drive
+    assert report.relief and report.frames == 40 and report.odometry == 400
+    assert set(report.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/imu/data", "/odom"}
+    from jzi_ros.data.bags import BagReader
+
+    roads = RoadNetwork.from_geojson(SceneFiles.beside(tif).roads, FRAME)
+    with BagReader(report.path) as reader:
+        fixes = [m.msg for m in reader.messages([config.gt_topic])]
+    a, b = roads.segments[:, 0], roads.segments[:, 1]
+    for fix in fixes[::10]:
+        p = np.array(FRAME.to_local(fix.latitude, fix.longitude), float)
+        s = np.clip(np.einsum("ij,ij->i", p - a, b - a) / np.einsum("ij,ij->i", b - a, b - a), 0, 1)
+        distance = np.hypot(*(a + s[:, None] * (b - a) - p).T)
+        assert distance.min() < 0.5 * roads.widths_m[np.argmin(distance)] + 3.0  # on a road (corners rounded)
+
+
+def test_wheel_odometry_drifts_by_the_configured_scale_and_yaw_rate(drive):
+    from jzi_ros.data.bags import BagReader
+
+    report, config, _ = drive
+    with BagReader(report.path) as reader:
+        odom = [m.msg for m in reader.messages([config.odom_topic])]
+    xy = np.array([(o.pose.pose.position.x, o.pose.pose.position.y) for o in odom])
+    yaw = np.unwrap([2 * math.atan2(o.pose.pose.orientation.z, o.pose.pose.orientation.w) for o in odom])
+    times = np.arange(len(odom)) / config.odom_hz
+    truth = np.array([report.trajectory.at(t)[:2] for t in times])
+    true_heading = np.unwrap(np.radians([90.0 - report.trajectory.at(t)[2] for t in times]))
+    travelled = np.hypot(*np.diff(xy, axis=0).T).sum()
+    true_travelled = np.hypot(*np.diff(truth, axis=0).T).sum()
+    assert travelled / true_travelled == pytest.approx(1.0 + config.odom_scale_error, abs=0.01)
+    yaw_error_deg = math.degrees((yaw[-1] - yaw[0]) - (true_heading[-1] - true_heading[0]))
+    expected = config.odom_yaw_drift_dps * times[-1]  # 10 deg
+    noise = config.odom_yaw_noise_dps / config.odom_hz * math.sqrt(len(times))  # integrated white noise, 1 sigma
+    assert yaw_error_deg == pytest.approx(expected, abs=4 * noise + 0.5)
+
+
+def test_make_bag_drives_a_ground_robot_whose_bag_eval_bag_reads(trained, tmp_path):
+    from jzi_ros.tools.cli import main
+
+    map_dir, model, tif = trained
+    bag = tmp_path / "drive"
+    rc = main(
+        ["make-bag", "--platform", "ground", "--geotiff", str(tif), "--out", str(bag), "--duration-s", "6"]
+        + ["--camera-hz", "1", "--image-px", "64", "--quiet"]
+    )
+    assert rc == 0
+    rc = main(
+        ["eval-bag", "--bag", str(bag), "--map", str(map_dir), "--model", str(model), "--out", str(tmp_path / "eval")]
+        + ["--image-topic", "/camera/image_raw", "--gt-topic", "/gps/fix", "--quiet"]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["frames_in_bag"] == 6 and metrics["frames_localized"] == 6

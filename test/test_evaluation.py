@@ -231,7 +231,7 @@ def test_summary_names_frame_counts_recalls_and_latency():
 
 
 def test_eval_config_needs_a_query_source_and_names_the_parameters():
-    with pytest.raises(EvaluationError, match="aerial or data must be given"):
+    with pytest.raises(EvaluationError, match="aerial or street or data must be given"):
         EvalConfig(map=Path("m"), model=Path("m.pt"), out=Path("o"))
     with pytest.raises(EvaluationError, match="split"):
         EvalConfig(map=Path("m"), model=Path("m.pt"), out=Path("o"), aerial=True, split="train")

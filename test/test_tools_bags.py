@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from jzi_ros.data import CameraPose, Pinhole, bags, render_frame
+from jzi_ros.data import CameraPose, Pinhole, bags
 from jzi_ros.data.fixes import FixTrack
+from jzi_ros.data.render3d import World3D
+from jzi_ros.data.scene import SceneFiles
 from jzi_ros.evaluation import select_realtime
 from jzi_ros.geo import BoundsM, MapDir
 from jzi_ros.geo.ortho import LocalOrtho
@@ -95,8 +97,8 @@ def test_make_bag_writes_frames_camera_info_imu_range_and_truth_in_both_formats(
 
 
 def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
-    """Each frame, rendered anew at the ground-truth position (heading from the
-    truth's motion), matches the bag's frame; 10 m off it does not."""
+    """Each frame, rendered anew at the ground-truth position (heading towards
+    where the truth is half a second later) from the scene's 3D world, matches the bag's frame; 10 m off it does not."""
     mapdir = MapDir(trained[0])
     grid = mapdir.grid
     ortho = LocalOrtho.render(
@@ -105,6 +107,8 @@ def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
         BoundsM(-grid.size_m / 2, -grid.size_m / 2, grid.size_m / 2, grid.size_m / 2),
         0.25,
     )
+    scene = SceneFiles.beside(trained[2])  # the scene's own surface model: the flight rendered its relief
+    world = World3D.over(ortho, scene.dsm, scene.dtm, scene.buildings)
     cam = Pinhole(64, 64, 60.0)
     altitude = cam.altitude_for_footprint(1.5 * grid.terminal_size_m)
     with bags.BagReader(flight["mcap"]) as reader:
@@ -116,11 +120,12 @@ def test_make_bag_frames_reproject_to_their_ground_truth(trained, flight):
     east, north = grid.frame.to_local([f.latitude for _, f in fixes], [f.longitude for _, f in fixes])
     good, off = [], []
     for stamp, frame in frames[1:-1]:
-        i = int(np.searchsorted(t, stamp))
         e, n = float(np.interp(stamp, t, east)), float(np.interp(stamp, t, north))
-        heading = math.degrees(math.atan2(east[i + 1] - east[i - 1], north[i + 1] - north[i - 1]))
-        ref = render_frame(ortho, cam, CameraPose(e, n, altitude, heading))[0]
-        far = render_frame(ortho, cam, CameraPose(e + 10, n, altitude, heading))[0]
+        ahead = stamp + 5 * 10**8  # the camera's top points where it will be half a second later
+        e2, n2 = float(np.interp(ahead, t, east)), float(np.interp(ahead, t, north))
+        heading = math.degrees(math.atan2(e2 - e, n2 - n))
+        ref = world.render(cam.K, (64, 64), CameraPose(e, n, altitude, heading))
+        far = world.render(cam.K, (64, 64), CameraPose(e + 10, n, altitude, heading))
         a = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
         good.append(
             cv2.matchTemplate(a, cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.TM_CCOEFF_NORMED)[0, 0]

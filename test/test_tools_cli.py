@@ -134,12 +134,15 @@ def test_each_command_loads_its_own_options_only_when_it_runs():
 @pytest.mark.parametrize(
     "argv, expect",
     [
-        (["train", "--map", "m", "--out", "o.pt"], "jzi: error: --aerial or --data must be given (or both)"),
-        (["evaluate", "--map", "m", "--model", "m.pt", "--out", "o"], "jzi: error: --aerial or --data must be given"),
+        (["train", "--map", "m", "--out", "o.pt"], "jzi: error: --aerial or --street or --data must be given"),
+        (
+            ["evaluate", "--map", "m", "--model", "m.pt", "--out", "o"],
+            "jzi: error: --aerial or --street or --data must be given",
+        ),
         (["train", "--map", "m", "--out", "o.pt", "--aerial", "--batch", "0"], "jzi: error: --batch must be"),
         (
             ["train", "--map", "m", "--out", "o.pt", "--data", "d.csv", "--query-rasters", "b.tif"],
-            "jzi: error: --query-rasters needs --aerial",
+            "jzi: error: --query-rasters needs --aerial or --street",
         ),
     ],
 )

@@ -23,7 +23,7 @@ def config(**changes) -> TrainConfig:
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        ({"aerial": False}, "aerial or data must be given"),
+        ({"aerial": False}, "aerial or street or data must be given"),
         ({"minutes": 0}, "minutes"),
         ({"max_steps": 0}, "max_steps"),
         ({"samples": 0}, "samples"),

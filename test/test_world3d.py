@@ -238,3 +238,45 @@ def test_make_bag_drives_a_ground_robot_whose_bag_eval_bag_reads(trained, tmp_pa
     assert rc == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["frames_in_bag"] == 6 and metrics["frames_localized"] == 6
+
+
+def test_street_samples_look_along_the_roads_and_are_labelled_by_the_cell_that_holds_the_camera(trained):
+    from jzi_ros.data.aerial import heldout_cells
+    from jzi_ros.data.street import StreetConfig, street_frames, street_roads, street_world
+    from jzi_ros.geo import MapDir
+
+    mapdir = MapDir(trained[0])
+    cfg = StreetConfig(image_px=96, holdout_share=0.25)
+    world, roads = street_world(mapdir), street_roads(mapdir)
+    heldout = heldout_cells(mapdir.grid, cfg.holdout_share, 0)
+    rng = np.random.default_rng(0)
+    frames, poses = zip(
+        *street_frames([world], roads, mapdir.grid, 24, rng, cfg, "train", heldout, batch=8), strict=True
+    )
+    frames, poses = np.concatenate(frames), np.concatenate(poses)
+    assert frames.shape == (24, 72, 96, 3)
+    top, bottom = frames[:, :12].astype(float).mean((0, 1, 2)), frames[:, -12:].astype(float).mean((0, 1, 2))
+    assert top[2] > top[0] + 20  # the sky above
+    assert abs(bottom[0] - bottom[2]) < 25  # grey road below
+    rows, cols, _ = mapdir.grid.terminal_rows_cols_m(poses[:, 0], poses[:, 1])
+    assert not heldout[rows, cols].any()  # training frames stay out of the held-out cells
+    assert ((poses[:, 2] >= 0) & (poses[:, 2] < 360)).all() and ((poses[:, 3] >= 1.4) & (poses[:, 3] <= 2.2)).all()
+
+
+def test_train_street_and_evaluate_street_run_from_the_command_line(trained, tmp_path):
+    from jzi_ros.tools.cli import main
+
+    map_dir, _, _ = trained
+    model = tmp_path / "street.pt"
+    rc = main(
+        ["train", "--map", str(map_dir), "--street", "--out", str(model), "--samples", "160", "--val-samples", "40"]
+        + ["--max-steps", "20", "--image-px", "64", "--dim", "64", "--depth", "2", "--batch", "32", "--quiet"]
+    )
+    assert rc == 0
+    rc = main(
+        ["evaluate", "--map", str(map_dir), "--model", str(model), "--street", "--samples", "24"]
+        + ["--out", str(tmp_path / "eval"), "--quiet"]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "street, map" in json.dumps(metrics)

@@ -157,13 +157,13 @@ MAX_EMPTY_BATCHES = 50
 """Batches in a row without one covered frame before :func:`covered_frames` gives up."""
 
 
-def query_raster_problem(rasters: Sequence[Path], aerial: bool) -> str | None:
+def query_raster_problem(rasters: Sequence[Path], rendered: bool) -> str | None:
     """What is wrong with a run's ``query_rasters`` (other rasters of the map's place), or None.
 
-    They need ``aerial`` (they are rendered into aerial frames) and must exist.
+    They need frames ``rendered`` from them (aerial or street) and must exist.
     """
-    if rasters and not aerial:
-        return "query_rasters needs aerial: they are rendered into aerial frames"
+    if rasters and not rendered:
+        return "query_rasters needs aerial or street: they are rendered into frames"
     missing = [str(p) for p in rasters if not Path(p).is_file()]
     return f"query_rasters: no such raster {', '.join(missing)}" if missing else None
 

@@ -57,6 +57,8 @@ from .errors import DataError
 
 log = logging.getLogger(__name__)
 
+ANTIALIAS_MAX_PX = 320 * 240
+"""Frames up to this many pixels are rendered with four rays per pixel."""
 MAX_MESH_SIDE = 1400
 """Most vertices along a side of the mesh; a finer heights grid is sampled down to this."""
 STEEP_NZ = 0.45
@@ -402,12 +404,21 @@ class World3D:
         """As :meth:`render`, for a camera at ``centre_m`` (east, north, up) [m] turned by ``world_from_camera`` (3x3).
 
         For views no :class:`CameraPose` can hold (a camera looking at the horizon).
+        Frames of up to :data:`ANTIALIAS_MAX_PX` pixels are rendered with 2 x 2
+        rays per pixel and averaged, so that edges do not alias.
         """
-        w, h = size_px
-        rays = _camera_rays(np.asarray(camera_k, np.float64), (int(w), int(h)), distortion)
+        w, h = int(size_px[0]), int(size_px[1])
+        k = np.asarray(camera_k, np.float64)
+        s = 2 if w * h <= ANTIALIAS_MAX_PX else 1
+        if s > 1:  # pixel (u, v) covers the fine pixels (2u, 2v) .. (2u + 1, 2v + 1)
+            k = np.array([[s, 0, (s - 1) / 2], [0, s, (s - 1) / 2], [0, 0, 1.0]]) @ k
+        rays = _camera_rays(k, (s * w, s * h), distortion)
         world = rays @ np.asarray(world_from_camera, np.float32).T
-        colour = self.render_rays(np.asarray(centre_m, np.float32), world, 1.0 / float(camera_k[0][0]))
-        return np.clip(colour, 0, 255).reshape(h, w, 3).astype(np.uint8)
+        colour = self.render_rays(np.asarray(centre_m, np.float32), world, 1.0 / float(k[0][0]))
+        image = colour.reshape(s * h, s * w, 3)
+        if s > 1:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return np.clip(image, 0, 255).astype(np.uint8)
 
     def panorama(
         self, east_m: float, north_m: float, height_m: float, yaw_deg: float, size_px=(1024, 512)

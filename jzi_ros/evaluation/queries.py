@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data import AerialConfig, CameraPose, covered_frames, heldout_cells, pose_paths, source_ortho
 from ..data.geotagged import load_geotagged, read_images
+from ..data.street import StreetConfig, street_frames, street_roads, street_world
 from ..geo import MapDir, Pinhole, ZoomGrid
 from ..geo.camera import north_up
 from ..localizer.refine import Attitude
@@ -108,6 +109,62 @@ def aerial_queries(
     north = np.array([p.north_m for p in poses])
     lat, lon = grid.frame.to_latlon(east, north)
     return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses), poses)
+
+
+def training_street_config(image_px: int, train_args: dict) -> StreetConfig:
+    """The street-level rendering a model was trained with (its input side, query encoding, held-out cells)."""
+    return StreetConfig(
+        image_px=image_px * (2 if train_args.get("query") == "halves" else 1),
+        panorama=bool(train_args.get("street_panorama", False)),
+        holdout_share=train_args.get("holdout", StreetConfig.holdout_share),
+        holdout_by_area=train_args.get("holdout_by_area", False),
+    )
+
+
+def street_queries(
+    mapdir: MapDir,
+    cfg: StreetConfig,
+    count: int,
+    seed: int,
+    split: str,
+    holdout_seed: int,
+    raster: str | Path | None = None,
+    dsm: str | Path | None = None,
+    roads: str | Path | None = None,
+) -> Queries:
+    """Street-level frames of the 3D world of the map's raster, or of ``raster`` (the same place, another date).
+
+    Args:
+        mapdir: The map.
+        cfg: How frames are rendered (as in training: :func:`training_street_config`).
+        count: Frames to render.
+        seed: Seed of the frames' positions, headings and colours.
+        split: ``"heldout"`` (in the cells training held out) or ``"all"``.
+        holdout_seed: The training's seed, which chose the held-out cells.
+        raster: Render from this instead of the map's own raster.
+        dsm: The surface model under it (default: the raster's own).
+        roads: The road network (default: the raster's own).
+
+    Returns:
+        ``count`` frames with their positions; no poses (they are not registered against the map).
+    """
+    grid = mapdir.grid
+    heldout = heldout_cells(grid, cfg.holdout_share, holdout_seed, cfg.holdout_by_area)
+    if split == "heldout" and not heldout.any():
+        log.info("the model was trained without held-out cells: street queries anywhere on the map")
+        split = "all"
+    world = street_world(mapdir, raster, dsm)
+    network = street_roads(mapdir, raster, roads)
+    rng = np.random.default_rng([seed, 4343])  # never the training stream
+    frames: list[np.ndarray] = []
+    poses: list[np.ndarray] = []
+    for imgs, part in street_frames([world], network, grid, count, rng, cfg, split, heldout, RENDER_BATCH):
+        frames += list(imgs)
+        poses.append(part)
+    east_north = np.concatenate(poses)[:, :2]
+    lat, lon = grid.frame.to_latlon(east_north[:, 0], east_north[:, 1])
+    paths, _ = grid.paths_at_m(east_north[:, 0], east_north[:, 1])
+    return Queries(frames, np.stack([lat, lon], 1), paths)
 
 
 def north_up_queries(queries: Queries, camera: Pinhole, seed: int) -> tuple[list[np.ndarray], list[Attitude]]:

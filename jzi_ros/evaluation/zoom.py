@@ -38,7 +38,15 @@ from ..outputs import check_replaceable, check_writable, finish_partial, start_p
 from ..progress import bar
 from .errors import EvaluationError
 from .metrics import PER_QUERY, zoom_metrics
-from .queries import Queries, aerial_queries, geotagged_queries, north_up_queries, training_aerial_config
+from .queries import (
+    Queries,
+    aerial_queries,
+    geotagged_queries,
+    north_up_queries,
+    street_queries,
+    training_aerial_config,
+    training_street_config,
+)
 from .registration import refined_metrics
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,11 @@ class EvalConfig:
     ``samples`` frames from the map's orthophoto and as many from each of
     ``query_rasters`` (the same place from another date or sensor; ``seed``;
     ``split`` "heldout" keeps them in the cells training held out, "all"
-    anywhere), ``data`` a CSV of geotagged images; one or both. ``beam``: the
+    anywhere), ``street`` renders as many street-level frames (a ground
+    robot's, as the model was trained with: :mod:`jzi_ros.data.street`) from
+    the 3D world of the map's raster and of each of ``query_rasters`` (over
+    ``dsm`` and on ``roads``, by default the raster's own), ``data`` a CSV of
+    geotagged images; one or more. ``beam``: the
     beam width compared with greedy search; ``top_k``: candidates kept per
     query; ``min_confidence``: the localizer's FIX threshold; ``refine``:
     register the beam's candidates of aerial queries against the map's
@@ -70,6 +82,9 @@ class EvalConfig:
     model: Path
     out: Path
     aerial: bool = False
+    street: bool = False
+    dsm: Path | None = None
+    roads: Path | None = None
     data: Path | None = None
     query_rasters: tuple[Path, ...] = ()
     samples: int = 500
@@ -84,9 +99,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
-        if not self.aerial and self.data is None:
-            raise EvaluationError("aerial or data must be given (or both): the queries")
-        problem = query_raster_problem(self.query_rasters, self.aerial)
+        if not (self.aerial or self.street) and self.data is None:
+            raise EvaluationError("aerial or street or data must be given (or several): the queries")
+        problem = query_raster_problem(self.query_rasters, self.aerial or self.street)
         if problem:
             raise EvaluationError(problem)
         if self.split not in SPLITS:
@@ -137,6 +152,21 @@ def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: 
         holdout_seed = train_args.get("seed", 0)
         for name, raster in [("map", None), *((p.name, p) for p in config.query_rasters)]:
             sources[name] = aerial_queries(mapdir, cfg, config.samples, config.seed, config.split, holdout_seed, raster)
+    if config.street:
+        street = training_street_config(image_px, train_args)
+        holdout_seed = train_args.get("seed", 0)
+        for name, raster in [("street, map", None), *((f"street, {p.name}", p) for p in config.query_rasters)]:
+            sources[name] = street_queries(
+                mapdir,
+                street,
+                config.samples,
+                config.seed,
+                config.split,
+                holdout_seed,
+                raster,
+                config.dsm,
+                config.roads,
+            )
     if config.data is not None:
         sources["geotagged"] = geotagged_queries(config.data, mapdir.grid)
     return sources
@@ -172,6 +202,8 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
             f"{config.model} is heading-known (it sees frames turned north up with the camera's attitude): "
             "geotagged images have no attitude; evaluate it on aerial queries"
         )
+    if heading_known and config.street:
+        raise EvaluationError(f"{config.model} is heading-known (frames turned north up): street frames look ahead")
     mapdir = MapDir(config.map)
     feats = index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch"))
     views = ViewTokens.project(model.decoder, feats, device=config.device)

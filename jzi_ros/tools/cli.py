@@ -76,17 +76,19 @@ def _in_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
     """A library message in the command line's words.
 
     ``max_gap_s must ...`` -> ``--max-gap-s must ...``; ``aerial or data must ...``
-    -> ``--aerial or --data must ...``; ``query_rasters needs aerial`` ->
-    ``--query-rasters needs --aerial``.
+    -> ``--aerial or --data must ...``; ``query_rasters needs aerial or street`` ->
+    ``--query-rasters needs --aerial or --street``.
     """
     if parser is None:
         return message
-    for action in parser._actions:
-        if action.option_strings and action.dest != "help":
-            flag = max(action.option_strings, key=len)
-            subject = rf"(?<![\w-]){action.dest}(?=(?: or \w+)* (?:must|needs)\b)"
-            message = re.sub(rf"{subject}|(?<=needs ){action.dest}\b", flag, message)
-    return message
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
+    for dest, flag in flags.items():
+        message = re.sub(rf"(?<![\w-]){dest}(?=(?: or \w+)* (?:must|needs)\b)", flag, message)
+
+    def needed(match: re.Match) -> str:
+        return " or ".join(flags.get(word, word) for word in match.group(1).split(" or "))
+
+    return re.sub(r"(?<=needs )(\w+(?: or \w+)*)", needed, message)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

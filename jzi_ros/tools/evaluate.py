@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     p.add_argument("--aerial", action="store_true", help="render aerial query frames from the map's orthophoto")
+    p.add_argument(
+        "--street",
+        action="store_true",
+        help="render street-level query frames from the 3D world (as the model was trained with --street)",
+    )
+    p.add_argument("--dsm", type=Path, help="surface model for --street (default: the raster's own)")
+    p.add_argument("--roads", type=Path, help="road network GeoJSON for --street (default: the raster's own)")
     p.add_argument("--data", type=Path, help="CSV of geotagged query images: image, latitude, longitude")
     p.add_argument(
         "--query-rasters",

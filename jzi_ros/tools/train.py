@@ -1,11 +1,16 @@
 """`jzi train`: teach the decoder (and optionally the encoder's last blocks) to zoom.
 
-Two kinds of training data, alone or together:
+Three kinds of training data, alone or together:
 
 * ``--aerial``: frames of a downward camera rendered from the map's own
   orthophoto (aerial self-supervision), labelled by the cell under the camera,
   and from ``--query-rasters`` (other dates or sensors of the same place),
   with domain changes (``--domain-ops``) for the gap a real camera has;
+* ``--street``: street-level frames (a ground robot's camera, ``--street-panorama``
+  for a 360° one) rendered from the 3D world of the place: the
+  ``--query-rasters`` (best another season's) or the map's own raster over its
+  surface model, at random places on its roads, labelled by the cell that holds
+  the camera (:mod:`jzi_ros.data.street`);
 * ``--data CSV``: geotagged images (columns image, latitude, longitude).
 
 ``--heading-known`` trains a model for robots that know their camera's
@@ -40,6 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", required=True, type=Path, help="map directory (jzi build-map)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. model.pt")
     p.add_argument("--aerial", action="store_true", help="train on frames rendered from the map's orthophoto")
+    p.add_argument(
+        "--street",
+        action="store_true",
+        help="train on street-level frames rendered from the 3D world (the raster's surface model, on its roads)",
+    )
+    p.add_argument("--street-panorama", action="store_true", help="street frames as 360° panoramas (2:1)")
+    p.add_argument("--dsm", type=Path, help="surface model under the rasters for --street (default: the raster's own)")
+    p.add_argument("--roads", type=Path, help="road network GeoJSON for --street (default: the raster's own)")
     p.add_argument("--data", type=Path, help="CSV of geotagged images: image, latitude, longitude")
     p.add_argument(
         "--query-rasters",
@@ -47,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=(),
         metavar="TIF",
-        help="other rasters of the map's region (other dates or sensors) to render aerial frames from as well",
+        help="other rasters of the map's region (other dates or sensors) to render aerial frames from as well "
+        "(street frames only from them)",
     )
     p.add_argument(
         "--domain-ops",

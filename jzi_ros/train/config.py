@@ -37,6 +37,15 @@ class TrainConfig:
         map: map directory (``jzi build-map``).
         out: checkpoint to write (and to resume from).
         aerial: train on frames rendered from the map's orthophoto.
+        street: train on street-level frames rendered from the 3D world of
+            the map's place (:mod:`jzi_ros.data.street`): from each of
+            ``query_rasters`` (best another season's than the map's) or, without
+            them, the map's own raster, over its surface model (``dsm``, or the
+            raster's own ``NAME_dsm.tif``), on its roads (``roads``, or
+            ``NAME_roads.geojson``); as many as aerial frames (``samples``, ``val_samples``).
+        street_panorama: street frames are 360° panoramas (2:1) instead of pinhole frames (4:3, 90°).
+        dsm: the surface model under the rasters for street frames (any CRS).
+        roads: the road network (GeoJSON) street frames stand on.
         data: CSV of geotagged images (image, latitude, longitude), or None.
         query_rasters: other rasters of the map's region (other dates or
             sensors) that aerial frames are also rendered from.
@@ -85,6 +94,10 @@ class TrainConfig:
     map: Path
     out: Path
     aerial: bool = False
+    street: bool = False
+    street_panorama: bool = False
+    dsm: Path | None = None
+    roads: Path | None = None
     data: Path | None = None
     query_rasters: tuple[Path, ...] = ()
     domain_ops: tuple[str, ...] = DEFAULT_DOMAIN_OPS
@@ -125,8 +138,9 @@ class TrainConfig:
         set_ = object.__setattr__  # frozen: normalize the types once, here
         set_(self, "map", Path(self.map))
         set_(self, "out", Path(self.out))
-        if self.data is not None:
-            set_(self, "data", Path(self.data))
+        for name in ("data", "dsm", "roads"):
+            if getattr(self, name) is not None:
+                set_(self, name, Path(getattr(self, name)))
         if self.weights is not None:
             set_(self, "weights", str(self.weights))
         set_(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
@@ -135,9 +149,19 @@ class TrainConfig:
             set_(self, "footprint_cells", tuple(float(v) for v in self.footprint_cells))
         except (TypeError, ValueError):
             raise TrainError(f"footprint_cells must be two numbers (min, max), not {self.footprint_cells!r}") from None
-        if not self.aerial and self.data is None:
-            raise TrainError("aerial or data must be given (or both): the training data")
-        problem = query_raster_problem(self.query_rasters, self.aerial)
+        if not (self.aerial or self.street) and self.data is None:
+            raise TrainError("aerial or street or data must be given (or several): the training data")
+        if self.street and self.heading_known:
+            raise TrainError("heading_known turns downward frames north up; street frames look ahead")
+        if self.street and self.fine_tune_blocks:
+            raise TrainError("street trains the decoder on cached features; fine_tune_blocks needs aerial or data")
+        if self.street_panorama and not self.street:
+            raise TrainError("street_panorama needs street")
+        for name in ("dsm", "roads"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise TrainError(f"{name}: no such file {path}")
+        problem = query_raster_problem(self.query_rasters, self.aerial or self.street)
         if problem:
             raise TrainError(problem)
         unknown = [op for op in self.domain_ops if op not in DOMAIN_OPS]
@@ -194,7 +218,8 @@ class TrainConfig:
         """The options as JSON types (paths as strings, ``footprint_cells`` as a list)."""
         d = dataclasses.asdict(self)
         d.update(map=str(self.map), out=str(self.out), footprint_cells=list(self.footprint_cells))
-        d["data"] = None if self.data is None else str(self.data)
+        for name in ("data", "dsm", "roads"):
+            d[name] = None if getattr(self, name) is None else str(getattr(self, name))
         d.update(query_rasters=[str(p) for p in self.query_rasters], domain_ops=list(self.domain_ops))
         return d
 

@@ -1,9 +1,10 @@
 """Training samples for the decoder: frames encoded once by the frozen encoder.
 
-Two sources, alone or together: aerial frames (labelled by the cell under the
-camera) rendered from the map's own orthophoto and from ``query_rasters``,
-other rasters of the same place, with domain changes; and geotagged images
-from a CSV. Frames are rendered on a second thread while the encoder works.
+Three sources, alone or together: aerial frames (labelled by the cell under
+the camera) rendered from the map's own orthophoto and from ``query_rasters``,
+other rasters of the same place, with domain changes; street-level frames
+rendered from the 3D world of those rasters (:mod:`jzi_ros.data.street`); and
+geotagged images from a CSV. Frames are rendered on a second thread while the encoder works.
 Encoded samples are cached beside the checkpoint (``.jzi_cache/``) under a
 digest of everything they depend on, so a second run (or a resumed one)
 skips the encoding.
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from ..data import AerialConfig, CameraPose, covered_frames, heldout_cells, in_heldout, pose_paths, source_ortho
 from ..data.augment import street
 from ..data.geotagged import load_geotagged, read_images
+from ..data.street import StreetConfig, street_frames, street_roads, street_world
 from ..geo import MapDir
 from ..model import ZoomModel
 from .config import TrainConfig
@@ -201,6 +203,62 @@ def aerial_samples(
     return Samples.concat(parts)
 
 
+def street_samples(
+    mapdir: MapDir,
+    model: ZoomModel,
+    cfg: StreetConfig,
+    n_train: int,
+    n_val: int,
+    seed: int,
+    rasters: Sequence[str | Path | None],
+    dsm: Path | None = None,
+    roads: Path | None = None,
+    quiet: bool = False,
+) -> Samples:
+    """Render and encode street-level frames (:mod:`jzi_ros.data.street`).
+
+    Each frame is rendered from the 3D world of one of ``rasters`` (None: the
+    map's own) drawn at random; validation frames lie in the held-out cells
+    (anywhere when none is), calibration frames anywhere, training frames
+    outside the held-out cells; the label is the cell that holds the camera.
+
+    Returns:
+        The validation samples, the calibration ones, then the training ones.
+    """
+    grid = mapdir.grid
+    worlds = [street_world(mapdir, r, dsm) for r in rasters]
+    network = street_roads(mapdir, rasters[0], roads)
+    heldout = heldout_cells(grid, cfg.holdout_share, seed, cfg.holdout_by_area)
+    rng = np.random.default_rng([seed, 5])
+    parts = []
+    val_split = "heldout" if cfg.holdout_share > 0 else "all"
+    for role, split, count in (("val", val_split, n_val), ("calib", "all", n_val), ("train", "train", n_train)):
+        xs: list[np.ndarray] = []
+        poses: list[np.ndarray] = []
+        batches = prefetched(street_frames(worlds, network, grid, count, rng, cfg, split, heldout))
+        with tqdm(total=count, desc=f"street frames ({role})", unit="frame", disable=quiet, dynamic_ncols=True) as pbar:
+            for frames, part in batches:
+                xs.append(model.encode_queries(list(frames)).cpu().numpy().astype(np.float16))
+                poses.append(part)
+                pbar.update(len(part))
+        batches.close()
+        east_north = np.concatenate(poses)[:, :2]
+        paths, _ = grid.paths_at_m(east_north[:, 0], east_north[:, 1])
+        roles = np.full(len(east_north), ROLES.index(role), np.int8)
+        parts.append(Samples(np.concatenate(xs), paths, east_north, roles))
+    return Samples.concat(parts)
+
+
+def street_config(config: TrainConfig) -> StreetConfig:
+    """How street frames are rendered for a training run."""
+    return StreetConfig(
+        image_px=config.image_px * (2 if config.query == "halves" else 1),
+        panorama=config.street_panorama,
+        holdout_share=config.holdout,
+        holdout_by_area=config.holdout_by_area,
+    )
+
+
 def geotagged_samples(
     mapdir: MapDir,
     model: ZoomModel,
@@ -277,6 +335,11 @@ def samples_key(config: TrainConfig, mapdir: MapDir, identity: dict) -> dict:
         "holdout": [config.holdout, config.holdout_by_area],
         "query": config.query,
     }
+    if config.street:  # street samples only in the keys of runs that have them; other runs keep theirs
+        key["street"] = street_config(config).to_dict() | {
+            "dsm": None if config.dsm is None else str(Path(config.dsm).resolve()),
+            "roads": None if config.roads is None else str(Path(config.roads).resolve()),
+        }
     if config.heading_known:  # north-up samples never mix with others; other runs keep the keys they had
         key["north_up"] = {"heading_error_deg": config.heading_error_deg}
     return key
@@ -307,6 +370,15 @@ def encoded_samples(
             parts.append(
                 aerial_samples(
                     mapdir, model, aerial, n_train, n_val, config.seed, deadline_s, config.quiet, config.query_rasters
+                )
+            )
+        if config.street:
+            rasters: list[str | Path | None] = list(config.query_rasters) or [None]
+            n_train, n_val = config.samples, config.val_samples
+            cfg = street_config(config)
+            parts.append(
+                street_samples(
+                    mapdir, model, cfg, n_train, n_val, config.seed, rasters, config.dsm, config.roads, config.quiet
                 )
             )
         if config.data:

@@ -205,7 +205,7 @@ def draw_frame_on_map(
         row: Its line of ``frames.csv`` (:func:`.bag.frame_row`).
         mapdir: The map it was localized on.
         out: The PNG to write.
-        radius_m: Half the side of the map's window around the truth [m].
+        radius_m: Least half side of the map's window [m]; it grows to hold the truth and the estimate.
     """
     plt = _plt()
     from matplotlib.patches import Ellipse
@@ -226,8 +226,10 @@ def draw_frame_on_map(
     right.add_patch(Ellipse(tuple(est), width_m, height_m, angle=angle_deg, fill=False, color=colour, lw=1.2))
     right.plot(*true, "o", color="white", mec="black", ms=8, label="truth")
     right.plot(*est, "x", color=colour, ms=10, mew=2.5, label=f"estimate ({row['status']}, {row['error_m']:.0f} m off)")
-    right.set_xlim(true[0] - radius_m, true[0] + radius_m)
-    right.set_ylim(true[1] - radius_m, true[1] + radius_m)
+    centre = (true + est) / 2
+    radius_m = max(radius_m, 0.6 * float(np.hypot(*(est - true))) + 30.0)
+    right.set_xlim(centre[0] - radius_m, centre[0] + radius_m)
+    right.set_ylim(centre[1] - radius_m, centre[1] + radius_m)
     right.set_xlabel("east [m]")
     right.set_ylabel("north [m]")
     right.legend(loc="lower right", fontsize=8)

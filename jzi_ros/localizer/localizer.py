@@ -159,13 +159,17 @@ class Localizer:
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
         self.refine_off = "refinement is off"
+        train_config = extra.get("train_config", {})
+        self.street = bool(train_config.get("street", False)) and not train_config.get("aerial", False)
+        """The model localizes street-level frames only (``jzi train --street``): no registration."""
         if config.refine.enabled:
-            if self.map.has_pyramid:
+            if self.street:
+                self.refine_off = "a street-level model: the registration reads downward views"
+            elif self.map.has_pyramid:
                 self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine)
             else:
                 self.refine_off = "the map has no orthophoto pyramid"
         self.tracker = Tracker(config.tracking)
-        train_config = extra.get("train_config", {})
         self.heading_known = bool(train_config.get("heading_known", False))
         """The model sees frames turned north up (``jzi train --heading-known``): every frame needs a heading."""
         footprint = train_config.get("footprint_cells", (4.0, 8.0))

@@ -59,10 +59,15 @@ def _render(world: World3D, roads: np.ndarray, kind: str, size: tuple[int, int],
     return world.render(camera.K, size, pose)
 
 
-def _time_views(ortho: str, frames: int, seed: int) -> dict[str, float]:
-    """Seconds to render ``frames`` views of each kind (after one warm-up view each), in this process."""
+def _time_views(ortho: str, frames: int, seed: int, start_at: float = 0.0) -> dict[str, float]:
+    """Seconds to render ``frames`` views of each kind (after one warm-up view each), in this process.
+
+    The timing starts at ``start_at`` (``time.time()`` [s]) or once the world is built, whichever is later,
+    so that processes started together render together.
+    """
     world, roads = _world(Path(ortho))
     rng = np.random.default_rng(seed)
+    time.sleep(max(0.0, start_at - time.time()))
     out = {}
     for name, (kind, size) in VIEWS.items():
         _render(world, roads, kind, size, rng)
@@ -84,8 +89,10 @@ def bench_render(frames: int = 40, workers: int = 2) -> dict:
         del world
         single = _time_views(str(ortho), frames, 0)
         context = multiprocessing.get_context("spawn")
+        start_at = time.time() + 2 * setup_s + 20.0  # every process has built its world by then
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            parallel = list(pool.map(_time_views, [str(ortho)] * workers, [frames] * workers, range(1, workers + 1)))
+            runs = [pool.submit(_time_views, str(ortho), frames, seed, start_at) for seed in range(1, workers + 1)]
+            parallel = [run.result() for run in runs]
     return {
         "machine": f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores",
         "world": f"the demo scene, 1 km, {triangles / 1e6:.1f} M triangles, built in {setup_s:.1f} s",

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
+from conftest import shared
 
 from jzi_ros.data.drive import RoadNetwork, write_drive
 from jzi_ros.data.flight import FlightConfig
@@ -280,3 +281,25 @@ def test_train_street_and_evaluate_street_run_from_the_command_line(trained, tmp
     assert rc == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "street, map" in json.dumps(metrics)
+
+
+def test_a_surface_model_in_a_feet_crs_is_read_in_metres_on_the_local_grid():
+    import pyproj
+
+    from jzi_ros.geo.heights import fill_gaps, read_heights
+
+    dsm = shared("autzen", "autzen_dsm_2ft_m.tif")
+    frame = LocalFrame(44.0562, -123.0690)
+    heights = read_heights(dsm, frame, BoundsM(-300.0, -300.0, 300.0, 300.0), 2.0)
+    assert heights.shape == (300, 300)
+    assert 0.8 < np.isfinite(heights).mean() < 1.0  # water and shadows have no return
+    assert 118 < np.nanmedian(heights) < 135 and 150 < np.nanmax(heights) < 200  # metres, not feet
+    to_ft = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:2994", always_xy=True)
+    with rasterio.open(dsm) as ds:
+        for row, col in ((40, 50), (150, 150), (260, 210)):
+            lat, lon = frame.to_latlon(-300.0 + (col + 0.5) * 2.0, 300.0 - (row + 0.5) * 2.0)
+            expected = next(ds.sample([to_ft.transform(float(lon), float(lat))]))[0]
+            if np.isfinite(expected) and np.isfinite(heights[row, col]):
+                assert heights[row, col] == pytest.approx(expected, abs=1.5)  # a neighbouring cell at most
+    filled = fill_gaps(heights)
+    assert np.isfinite(filled).all() and np.allclose(filled[np.isfinite(heights)], heights[np.isfinite(heights)])

@@ -120,6 +120,7 @@ def test_a_written_flight_reads_back_as_frames_camera_info_and_truth(utm_tif, tm
             "/gps/fix": bags.NAVSATFIX,
             "/imu/data": bags.IMU,
             "/rangefinder/range": bags.RANGE,
+            "/tf_static": "tf2_msgs/msg/TFMessage",
         }
         assert {t: reader.count(t) for t in reader.topics} == flight.topics
         track = bags.read_fix_track(reader, "/gps/fix")

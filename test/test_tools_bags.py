@@ -86,6 +86,7 @@ def test_make_bag_writes_frames_camera_info_imu_range_and_truth_in_both_formats(
                 "/gps/fix": bags.NAVSATFIX,
                 "/imu/data": bags.IMU,
                 "/rangefinder/range": bags.RANGE,
+                "/tf_static": "tf2_msgs/msg/TFMessage",
             }
             assert reader.count(image_topic) == 24 and reader.count("/gps/fix") == 120
             assert reader.count("/imu/data") == 600 and reader.count("/rangefinder/range") == 240

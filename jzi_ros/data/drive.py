@@ -45,6 +45,7 @@ from .flight import (
     CAMERA_INFO_TOPIC,
     GT_VARIANCES_M2,
     START_NS,
+    TF_STATIC_TOPIC,
     FlightConfig,
     FlightReport,
     Trajectory,
@@ -101,6 +102,30 @@ class RoadNetwork:
         if not segments:
             raise DataError(f"{path} has no road (LineString) to drive")
         return cls(np.array(segments, np.float64), np.array(widths))
+
+    def clipped(self, half_m: float) -> RoadNetwork:
+        """The stretches inside the square ±``half_m`` [m] around the frame's origin (Liang-Barsky).
+
+        Raises:
+            DataError: no road lies inside.
+        """
+        keep, widths = [], []
+        for (a, b), width in zip(self.segments, self.widths_m, strict=True):
+            d = b - a
+            lo, hi = 0.0, 1.0
+            for p, q in ((-d[0], a[0] + half_m), (d[0], half_m - a[0]), (-d[1], a[1] + half_m), (d[1], half_m - a[1])):
+                if abs(p) < 1e-12:
+                    if q < 0:
+                        lo, hi = 1.0, 0.0
+                    continue
+                t = q / p
+                lo, hi = (max(lo, t), hi) if p < 0 else (lo, min(hi, t))
+            if hi - lo > 1e-9 and np.hypot(*((hi - lo) * d)) > 1.0:
+                keep.append((a + lo * d, a + hi * d))
+                widths.append(width)
+        if not keep:
+            raise DataError(f"no road lies within the {2 * half_m:.0f} m area")
+        return RoadNetwork(np.array(keep), np.array(widths))
 
     def graph(self, snap_m: float = 2.0) -> tuple[np.ndarray, dict[int, set[int]]]:
         """Nodes (M, 2) [m] (ends and crossings, closer than ``snap_m`` merged) and each node's neighbours."""
@@ -249,14 +274,15 @@ def _write_odometry(bag: bags.BagWriter, config: FlightConfig, trajectory: Traje
         bag.add(config.odom_topic, msg, stamp_ns)
 
 
-def _route(config: FlightConfig, frame: LocalFrame, rasters: list, length_m: float, rng) -> Trajectory:
+def _route(config: FlightConfig, frame: LocalFrame, half_m: float, rasters: list, length_m: float, rng) -> Trajectory:
     """The drive: a random one on the road network, or the user's waypoints."""
     if config.trajectory != "roads":
         return waypoints(Path(str(config.trajectory)), frame, config.speed_mps)
     roads = config.roads or SceneFiles.beside(rasters[0]).roads
     if not Path(roads).is_file():
         raise DataError(f"no road network at {roads}: give --roads ROADS.geojson or a --trajectory of waypoints")
-    return _timed(RoadNetwork.from_geojson(roads, frame).drive(length_m, rng), config.speed_mps)
+    network = RoadNetwork.from_geojson(roads, frame).clipped(half_m - 5.0)  # the lane stays inside the area
+    return _timed(network.drive(length_m, rng), config.speed_mps)
 
 
 def write_drive(config: FlightConfig) -> FlightReport:
@@ -271,10 +297,11 @@ def write_drive(config: FlightConfig) -> FlightReport:
     )
     area, rasters = _flight_area(config)
     duration_s = config.duration_s or 60.0
-    traj = _route(config, area.frame, rasters, config.speed_mps * duration_s, route_rng)
-    if np.abs(traj.east_north_m).max() > area.size_m / 2:
-        raise DataError(f"the route leaves the {area.size_m:.0f} m area; give a larger --size-m or another route")
+    traj = _route(config, area.frame, area.size_m / 2, rasters, config.speed_mps * duration_s, route_rng)
     duration_s = min(duration_s, traj.duration_s)
+    driven = traj.east_north_m[traj.t_s <= duration_s]
+    if np.abs(driven).max() > area.size_m / 2:
+        raise DataError(f"the route leaves the {area.size_m:.0f} m area; give a larger --size-m or another route")
     log.info("building the 3D world of the %.0f m area ...", area.size_m)
     half = area.size_m / 2
     finest_m = min(read_info(r).resolution_m for r in rasters)
@@ -293,7 +320,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
     camera_offset = np.array([0.0, 0.0, config.camera_height_m])
     with bags.BagWriter(config.out, config.storage) as bag:
         tf = [(BODY_FRAME, CAMERA_FRAME, camera_offset, quaternion_from_rotation(mount.body_from_camera()))]
-        bag.add("/tf_static", bags.transforms(START_NS, tf), START_NS)
+        bag.add(TF_STATIC_TOPIC, bags.transforms(START_NS, tf), START_NS)
         for t_s in gps_times_s:
             e, n, _ = traj.at(t_s)
             lat, lon = area.frame.to_latlon(e, n)
@@ -310,7 +337,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
             body = motion.body_rotation(t_s)
             centre = np.array([e, n, float(world.ground_m(e, n))]) + body @ camera_offset
             if config.panorama:
-                frame = world.panorama(e, n, config.camera_height_m, heading, (2 * cam.height_px, cam.height_px))
+                frame = world.panorama(e, n, config.camera_height_m, heading, (config.image_px, config.image_px // 2))
             else:
                 frame = world.render_view(cam.K, (cam.width_px, cam.height_px), centre, body @ mount.body_from_camera())
             frame = photometric(frame, frame_rng, 0.3)

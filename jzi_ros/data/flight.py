@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 START_NS = 1_735_689_600 * 10**9
 """Stamp of the first message [ns]: 2025-01-01T00:00:00Z, so that bags are reproducible."""
 CAMERA_INFO_TOPIC = "/camera/camera_info"
+TF_STATIC_TOPIC = "/tf_static"
 GT_VARIANCES_M2 = (0.25, 0.25, 1.0)
 """East, north and up variances [m²] written with every ground-truth fix."""
 TRAJECTORIES = ("lawnmower", "random", "roads")
@@ -230,14 +231,15 @@ class FlightConfig:
     GeoJSON of facades; a generated scene's own (``NAME_dsm.tif`` beside
     ``NAME.tif``) are found by themselves unless ``flat``. With a DSM the
     drone's frames show relief and its rangefinder measures to the roofs;
-    ``tilt_forward_deg`` (0-45) mounts its camera looking ahead of nadir.
+    ``tilt_forward_deg`` (0-45) mounts its camera looking ahead of nadir
+    (the bag's ``/tf_static`` says so; replay it with ``eval-bag --mount-pitch-deg``).
 
     ``platform`` "ground" drives a robot instead (:func:`jzi_ros.data.drive.write_drive`):
     ``trajectory`` "roads" (a random drive on ``roads``, by default the
     scene's ``NAME_roads.geojson``) or waypoints; a camera ``camera_height_m``
     above the ground looking ahead (``image_px`` wide, 4:3, ``hfov_deg``
-    default 90) or, with ``panorama``, a 360° camera (``image_px`` high, twice
-    as wide); wheel odometry on ``odom_topic`` at ``odom_hz`` with a
+    default 90) or, with ``panorama``, a 360° camera (``image_px`` wide, half
+    as high, as street-level training renders them); wheel odometry on ``odom_topic`` at ``odom_hz`` with a
     ``odom_scale_error`` (relative) and a yaw-rate drift ``odom_yaw_drift_dps``
     and noise ``odom_yaw_noise_dps`` [deg/s]; no rangefinder.
     """
@@ -304,8 +306,9 @@ class FlightConfig:
             raise DataError(f"tilt_forward_deg must be 0 to 45, not {self.tilt_forward_deg}")
         if self.tilt_forward_deg and self.platform == "ground":
             raise DataError("tilt_forward_deg is for drones; a ground robot's camera looks ahead")
-        if self.dtm is not None and self.dsm is None:
-            raise DataError("a terrain model (dtm) needs the surface model (dsm) it lies under")
+        for name in ("dtm", "buildings"):
+            if getattr(self, name) is not None and self.dsm is None:
+                raise DataError(f"{name} needs the surface model (dsm) it stands on")
         if any(not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b > 0) for a, b in self.blackouts):
             raise DataError(f"a blackout is a start of 0 s or more and a duration above 0 s, not {self.blackouts}")
         if not self.geotiff and self.map is None:
@@ -421,6 +424,7 @@ class FlightReport:
         """Messages written per topic (the sensors left out are not listed)."""
         counts = {self.image_topic: self.frames, self.camera_info_topic: self.frames, self.gt_topic: self.fixes}
         counts |= {self.imu_topic: self.attitudes, self.height_topic: self.ranges, self.odom_topic: self.odometry}
+        counts[TF_STATIC_TOPIC] = 1  # base_link -> camera: how the camera is mounted
         return {topic: n for topic, n in counts.items() if topic}
 
 
@@ -627,6 +631,8 @@ def write_flight(config: FlightConfig) -> FlightReport:
     to_message = bags.compressed if config.compressed else bags.image
     gain = 1.0
     with bags.BagWriter(config.out, config.storage) as bag:
+        camera = ("base_link", "camera", np.zeros(3), quaternion_from_rotation(mount.body_from_camera()))
+        bag.add(TF_STATIC_TOPIC, bags.transforms(START_NS, [camera]), START_NS)  # how the camera is mounted
         for t_s in gps_times_s:
             e, n, _ = traj.at(t_s)
             lat, lon = area.frame.to_latlon(e, n)

@@ -43,6 +43,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -95,8 +96,10 @@ class Facades:
     def from_geojson(cls, path: str | Path, frame: LocalFrame, bounds: BoundsM, gsd_m: float) -> Facades:
         """Buildings of a GeoJSON (:func:`jzi_ros.data.scene.write_scene`'s ``NAME_buildings.geojson``) on a grid.
 
-        Each feature is a Polygon (lon, lat) with ``base_m`` and, optionally,
-        ``wall_rgb``, ``shop_rgb`` and ``window_spacing_m``; a top-level
+        Each feature is a Polygon or MultiPolygon (lon, lat) with, optionally,
+        ``base_m`` (the ground's elevation under it [m]; default the lowest
+        terrain under its footprint), ``wall_rgb``, ``shop_rgb`` and
+        ``window_spacing_m``; other geometries are skipped. A top-level
         ``sun`` {azimuth_deg, elevation_deg} lights the walls.
         """
         try:
@@ -107,16 +110,21 @@ class Facades:
         width = max(1, round((bounds.east_m - bounds.west_m) / gsd_m))
         height = max(1, round((bounds.north_m - bounds.south_m) / gsd_m))
         ids = np.full((height, width), -1, np.int32)
-        base, wall, shop, spacing = [], [], [], []
-        for k, feature in enumerate(features):
-            props = feature.get("properties") or {}
-            ring = np.asarray(feature["geometry"]["coordinates"][0], np.float64)
-            east, north = frame.to_local(ring[:, 1], ring[:, 0])
-            cols = (np.asarray(east) - bounds.west_m) / gsd_m - 0.5
-            rows = (bounds.north_m - np.asarray(north)) / gsd_m - 0.5
-            pts = np.round(np.stack([cols, rows], 1) * 8).astype(np.int32)  # 3 fractional bits
-            cv2.fillPoly(ids, [pts], k, shift=3)
-            base.append(float(props.get("base_m", 0.0)))
+        base: list[float] = []
+        wall, shop, spacing = [], [], []
+        for feature in features:
+            props = (feature.get("properties") if isinstance(feature, dict) else None) or {}
+            rings = _outer_rings(feature.get("geometry") if isinstance(feature, dict) else None)
+            if not rings:
+                continue  # not a (Multi)Polygon: nothing to draw
+            k = len(base)
+            for ring in rings:
+                east, north = frame.to_local(ring[:, 1], ring[:, 0])
+                cols = (np.asarray(east) - bounds.west_m) / gsd_m - 0.5
+                rows = (bounds.north_m - np.asarray(north)) / gsd_m - 0.5
+                pts = np.round(np.stack([cols, rows], 1) * 8).astype(np.int32)  # 3 fractional bits
+                cv2.fillPoly(ids, [pts], k, shift=3)
+            base.append(float(props["base_m"]) if props.get("base_m") is not None else math.nan)
             wall.append(props.get("wall_rgb") or (200, 195, 185))
             shop.append(props.get("shop_rgb") or (math.nan,) * 3)
             spacing.append(float(props.get("window_spacing_m", 3.0)))
@@ -129,6 +137,23 @@ class Facades:
             np.array(spacing, np.float32),
             (float(sun.get("azimuth_deg", DEFAULT_SUN[0])), float(sun.get("elevation_deg", DEFAULT_SUN[1]))),
         )
+
+
+def _outer_rings(geometry: Any) -> list[np.ndarray]:
+    """The outer rings (K, 2) (lon, lat) of a GeoJSON Polygon or MultiPolygon; [] for anything else."""
+    if not isinstance(geometry, dict):
+        return []
+    kind, coordinates = geometry.get("type"), geometry.get("coordinates")
+    polygons: Any = [coordinates] if kind == "Polygon" else coordinates if kind == "MultiPolygon" else None
+    rings = []
+    for polygon in polygons or []:
+        try:
+            ring = np.asarray(polygon[0], np.float64)[:, :2]
+        except (TypeError, IndexError, ValueError):
+            raise DataError(f"a building's {geometry.get('type')} has no ring of (lon, lat) points") from None
+        if len(ring) >= 3:
+            rings.append(ring)
+    return rings
 
 
 def _direction(azimuth_deg, elevation_deg) -> np.ndarray:
@@ -234,11 +259,21 @@ class World3D:
         self.ground = ground_m.astype(np.float32)
         self.facades = facades
         self.sun = _direction(*(facades.sun if facades else DEFAULT_SUN))
+        if facades is not None and np.isnan(facades.base_m).any():  # a building of unknown base: on the ground
+            lowest = np.full(len(facades.base_m), np.inf, np.float32)
+            inside = facades.ids >= 0
+            np.minimum.at(lowest, facades.ids[inside], self.ground[inside])
+            facades.base_m[:] = np.where(
+                np.isnan(facades.base_m), np.where(np.isfinite(lowest), lowest, 0.0), facades.base_m
+            )
+        # one vertex per cell centre, and a ring on the bounds so that the ground reaches the edges
         rows, cols = self.surface_m.shape
-        north = b.north_m - (np.arange(rows) + 0.5) * self.gsd_m
-        east = b.west_m + (np.arange(cols) + 0.5) * self.gsd_m
+        north = np.concatenate([[b.north_m], b.north_m - (np.arange(rows) + 0.5) * self.gsd_m, [b.south_m]])
+        east = np.concatenate([[b.west_m], b.west_m + (np.arange(cols) + 0.5) * self.gsd_m, [b.east_m]])
         ee, nn = np.meshgrid(east, north)
-        vertices = np.stack([ee.ravel(), nn.ravel(), self.surface_m.ravel()], 1).astype(np.float32)
+        heights = np.pad(self.surface_m, 1, mode="edge")
+        vertices = np.stack([ee.ravel(), nn.ravel(), heights.ravel()], 1).astype(np.float32)
+        rows, cols = rows + 2, cols + 2
         idx = np.arange(rows * cols).reshape(rows, cols)
         a, b_, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
         faces = np.concatenate([np.stack([a, c, b_], 1), np.stack([b_, c, d], 1)]).astype(np.int32)

@@ -122,7 +122,11 @@ TREE_HEIGHT_M = (6.0, 16.0)
 """Range of the trees' heights [m]."""
 CAR_HEIGHT_M = 1.5
 SUN = {"summer": (315.0, 35.3), "autumn": (233.1, 24.4)}
-"""(azimuth [deg clockwise from north], elevation [deg]) of the sun per season, as the drawn shadows have it."""
+"""(azimuth [deg clockwise from north], elevation [deg]) of the sun per season, lighting the facades.
+
+The azimuths are those of the drawn shadows; the shadows' lengths were drawn
+before the buildings had heights and are shorter than these elevations give.
+"""
 WALL_COLOURS = np.array(
     [(232, 226, 212), (214, 196, 160), (200, 170, 120), (170, 90, 70), (150, 150, 150), (225, 215, 190)], np.float32
 )
@@ -602,19 +606,27 @@ def _heights(spec: SceneSpec, layout: _Layout) -> tuple[np.ndarray, np.ndarray, 
         window[m] = np.maximum(window[m], roof[m])
         wall, shop, spacing = _facade(facade_rng, shops_rng, fp.storeys)
         buildings.append(Building(fp.corners_px, base, eaves, ridge, fp.ridge_deg, fp.storeys, wall, shop, spacing))
+    # The driving lanes stay clear: a car parked across one, or a crown over it, would be a solid
+    # block in the 2.5D surface model from the road up, in the way of a street-level camera.
+    lanes = np.zeros((s, s), np.uint8)
+    for road in layout.roads:
+        start, end = np.round(road.start_px).astype(int), np.round(road.end_px).astype(int)
+        cv2.line(lanes, tuple(int(v) for v in start), tuple(int(v) for v in end), 1, max(1, round(0.7 * road.width_px)))
+    clear = lanes.astype(bool)
     yy, xx = np.mgrid[0:s, 0:s]
     for x, y, r in layout.crowns:
         top = hrng.uniform(*TREE_HEIGHT_M)
         depth = min(0.6 * top, r * gsd * 1.2)  # the crown's vertical half-extent [m]
         x0, x1, y0, y1 = max(x - r, 0), min(x + r + 1, s), max(y - r, 0), min(y + r + 1, s)
         d2 = ((xx[y0:y1, x0:x1] - x) ** 2 + (yy[y0:y1, x0:x1] - y) ** 2) / max(r * r, 1)
-        inside = d2 < 1
+        inside = (d2 < 1) & ~clear[y0:y1, x0:x1]
         crown = dtm[y, x] + top - depth + depth * np.sqrt(np.clip(1 - d2, 0, 1))
         window = dsm[y0:y1, x0:x1]
         window[inside] = np.maximum(window[inside], crown[inside])
     for x, y in layout.cars:
-        window = dsm[max(y - 4, 0) : y + 5, max(x - 2, 0) : x + 3]
-        window[:] = np.maximum(window, dtm[y, x] + CAR_HEIGHT_M)
+        rows, cols = slice(max(y - 4, 0), y + 5), slice(max(x - 2, 0), x + 3)
+        window, parked = dsm[rows, cols], ~clear[rows, cols]
+        window[parked] = np.maximum(window[parked], dtm[y, x] + CAR_HEIGHT_M)
     return dsm.astype(np.float32), dtm.astype(np.float32), buildings
 
 

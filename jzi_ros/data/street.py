@@ -107,10 +107,13 @@ def sample_street_poses(
     cfg: StreetConfig,
     split: str,
     heldout: np.ndarray,
+    world: World3D | None = None,
 ) -> np.ndarray:
     """(count, 4) poses on the roads inside the region: east, north [m], heading [deg], camera height [m].
 
-    ``split``: "train" (outside the held-out cells), "heldout" (inside) or "all".
+    ``split``: "train" (outside the held-out cells), "heldout" (inside) or "all";
+    with ``world``, places where something stands taller than the camera
+    above the ground (a parked car, a crown) are left out.
 
     Raises:
         DataError: no road of the split lies in the region.
@@ -141,6 +144,8 @@ def sample_street_poses(
         else:
             heading = road_heading + 180.0 * rng.integers(0, 2, n) + rng.normal(0, cfg.heading_jitter_deg, n)
         height = rng.uniform(*cfg.height_m, n)
+        if world is not None:
+            inside &= world.surface_at(pos[:, 0], pos[:, 1]) - world.ground_m(pos[:, 0], pos[:, 1]) < height - 0.3
         out.append(np.column_stack([pos, heading % 360.0, height])[inside])
     return np.concatenate(out)[:count]
 
@@ -170,7 +175,7 @@ def street_frames(
 
     Each frame is rendered from one of ``worlds`` (the place at several dates) drawn at random.
     """
-    poses = sample_street_poses(grid, roads, count, rng, cfg, split, heldout)
+    poses = sample_street_poses(grid, roads, count, rng, cfg, split, heldout, worlds[0])
     sources = rng.integers(len(worlds), size=len(poses))
     for i in range(0, count, batch):
         part = poses[i : i + batch]

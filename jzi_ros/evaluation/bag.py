@@ -39,7 +39,7 @@ from ..data.errors import BagError
 from ..data.fixes import FixTrack
 from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
 from ..geo import Pinhole, ZoomGrid
-from ..geo.camera import height_above_ground
+from ..geo.camera import Mount, height_above_ground
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
 from ..localizer.localizer import HEADING_NEEDED
@@ -74,7 +74,8 @@ class BagEvalConfig:
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
-    ``imu_heading`` False keeps only its tilt), ``height_topic``
+    ``imu_heading`` False keeps only its tilt; ``mount_pitch_deg``: the camera
+    looks that far ahead of the body's -z, as the node's parameter of that name), ``height_topic``
     (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
     (``sensor_msgs/CameraInfo``: intrinsics); "" for none; a message more
     than ``sensor_max_age_s`` from a frame's stamp is stale (the node's
@@ -101,6 +102,7 @@ class BagEvalConfig:
     quiet: bool = False
     imu_topic: str = ""
     imu_heading: bool = True
+    mount_pitch_deg: float = 0.0
     height_topic: str = ""
     camera_info_topic: str = ""
     sensor_max_age_s: float = 0.2
@@ -393,7 +395,8 @@ def _localize(
     config: BagEvalConfig,
 ) -> Estimate:
     """One frame through the localizer with what the robot knew at its stamp (``sensors.at`` gives q and height)."""
-    attitude = Attitude.from_body(q, heading=config.imu_heading) if q is not None else None
+    mount = Mount(pitch_deg=config.mount_pitch_deg)
+    attitude = Attitude.from_body(q, mount, heading=config.imu_heading) if q is not None else None
     image, encoding = decode_message(msg)
     return loc.localize(
         image, encoding, stamp_s=stamp_ns / 1e9, camera=sensors.camera, attitude=attitude, height_m=height_m

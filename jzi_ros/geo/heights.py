@@ -3,7 +3,8 @@
 A surface model (DSM: roofs, tree crowns) or terrain model (DTM: the bare
 ground) is a single-band GeoTIFF of elevations in metres, in any CRS and
 resolution (a feet-based CRS is fine: only the horizontal units follow the
-CRS; the values are taken as metres). :func:`read_heights` warps it onto a
+CRS; the values must be metres: a model in feet needs converting first).
+:func:`read_heights` warps it onto a
 pixel grid of a region's local frame, as :class:`~jzi_ros.geo.ortho.LocalOrtho`
 lays out the orthophoto; cells without data are NaN until :func:`fill_gaps`
 fills them. :func:`ground_from_surface` estimates the terrain under a surface
@@ -12,6 +13,7 @@ model when no terrain model is given.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,14 @@ from .errors import RasterError
 from .frame import LocalFrame
 from .grid import BoundsM
 from .raster import _resolution_m
+
+log = logging.getLogger(__name__)
+
+
+MIN_ELEVATION_M = -500.0
+"""Values below this are no data (a raster without a no-data tag: -9999, -3.4e38); the Dead Sea is at -430 m."""
+MAX_ELEVATION_M = 9000.0
+"""Values above this are no data."""
 
 
 def heights_resolution_m(path: str | Path) -> float:
@@ -69,7 +79,7 @@ def read_heights(path: str | Path, frame: LocalFrame, bounds: BoundsM, gsd_m: fl
             )
     except rasterio.errors.RasterioError as e:
         raise RasterError(f"cannot read the elevation model {path}: {e}") from None
-    out[~np.isfinite(out)] = np.nan
+    out[~(np.isfinite(out) & (out > MIN_ELEVATION_M) & (out < MAX_ELEVATION_M))] = np.nan  # untagged no-data values
     return out
 
 
@@ -80,6 +90,8 @@ def fill_gaps(heights: np.ndarray) -> np.ndarray:
         RasterError: no cell is valid.
     """
     missing = ~np.isfinite(heights)
+    if missing.mean() > 0.05:
+        log.info("the elevation model has no data on %.0f %% of the area: filled from around it", 100 * missing.mean())
     if not missing.any():
         return heights.astype(np.float32)
     if missing.all():

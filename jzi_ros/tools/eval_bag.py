@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="use only the IMU's roll and pitch; search the heading",
     )
+    p.add_argument(
+        "--mount-pitch-deg",
+        type=float,
+        default=0.0,
+        help="the camera looks this far ahead of the body's down axis (make-bag --tilt-forward-deg; default 0)",
+    )
     p.add_argument("--height-topic", default="", help="sensor_msgs/Range topic: height above ground (default none)")
     p.add_argument("--camera-info-topic", default="", help="sensor_msgs/CameraInfo topic: intrinsics (default none)")
     p.add_argument(

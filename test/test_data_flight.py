@@ -206,7 +206,7 @@ def test_a_yaw_bias_turns_every_heading_by_it(utm_tif, tmp_path):
 def test_sensors_left_out_write_no_topic_and_change_nothing_else(utm_tif, tmp_path):
     full = sensor_flight(utm_tif, tmp_path / "full")
     bare = sensor_flight(utm_tif, tmp_path / "bare", imu_topic="", height_topic="")
-    assert set(bare.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix"}
+    assert set(bare.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/tf_static"}
     assert (bare.attitudes, bare.ranges) == (0, 0)
 
     def read(path):

@@ -51,7 +51,9 @@ from .flight import (
     Trajectory,
     _flight_area,
     _timed,
+    axis_rotation,
     ou_process,
+    sensor_times,
     waypoints,
     world_3d,
     write_imu,
@@ -204,14 +206,6 @@ def _round_corners(points: np.ndarray, iterations: int = 3) -> np.ndarray:
     return points
 
 
-def _axis(axis: int, angle_rad: float) -> np.ndarray:
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
-
-
 @dataclass(frozen=True)
 class GroundMotion:
     """The robot's true motion: along ``trajectory`` on the terrain of ``world``, vibrating."""
@@ -240,7 +234,7 @@ class GroundMotion:
         pitch = math.atan2(z[1] - z[0], 2 * p) + math.radians(float(np.interp(t_s, self.t_s, self.pitch_deg)))
         roll = math.atan2(z[3] - z[2], 2 * p) + math.radians(float(np.interp(t_s, self.t_s, self.roll_deg)))
         yaw = math.radians(90.0 - heading)
-        return _axis(2, yaw) @ _axis(1, pitch) @ _axis(0, roll)
+        return axis_rotation(2, yaw) @ axis_rotation(1, pitch) @ axis_rotation(0, roll)
 
 
 def _write_odometry(bag: bags.BagWriter, config: FlightConfig, trajectory: Trajectory, times_s: np.ndarray, rng):
@@ -310,11 +304,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
     motion = GroundMotion.simulate(traj, world, duration_s, motion_rng)
     mount = Mount(pitch_deg=90.0)  # looking ahead, the image's top up
     cam = config.camera
-    frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
-    for start_s, length_s in config.blackouts:
-        frame_times_s = frame_times_s[(frame_times_s < start_s) | (frame_times_s >= start_s + length_s)]
-    gps_times_s = np.arange(0.0, duration_s, 1.0 / config.gps_hz)
-    imu_times_s = np.arange(0.0, duration_s, 1.0 / config.imu_hz) if config.imu_topic else np.zeros(0)
+    frame_times_s, gps_times_s, imu_times_s = sensor_times(config, duration_s)
     odom_times_s = np.arange(0.0, duration_s, 1.0 / config.odom_hz) if config.odom_topic else np.zeros(0)
     to_message = bags.compressed if config.compressed else bags.image
     camera_offset = np.array([0.0, 0.0, config.camera_height_m])

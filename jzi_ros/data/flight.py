@@ -479,7 +479,17 @@ class _Motion:
         )
 
 
-def _axis_rotation(axis: int, angle_rad: float) -> np.ndarray:
+def sensor_times(config: FlightConfig, duration_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times [s] of the frames (less the blackouts), the ground-truth fixes and the IMU messages (none: no topic)."""
+    frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
+    for start_s, length_s in config.blackouts:
+        frame_times_s = frame_times_s[(frame_times_s < start_s) | (frame_times_s >= start_s + length_s)]
+    gps_times_s = np.arange(0.0, duration_s, 1.0 / config.gps_hz)
+    imu_times_s = np.arange(0.0, duration_s, 1.0 / config.imu_hz) if config.imu_topic else np.zeros(0)
+    return frame_times_s, gps_times_s, imu_times_s
+
+
+def axis_rotation(axis: int, angle_rad: float) -> np.ndarray:
     """Rotation (3x3) by ``angle_rad`` about the x (0), y (1) or z (2) axis, counter-clockwise."""
     c, s = math.cos(angle_rad), math.sin(angle_rad)
     i, j = [(1, 2), (2, 0), (0, 1)][axis]
@@ -503,9 +513,9 @@ def write_imu(
     for k, t_s in enumerate(times_s):
         truth = rotation_from_quaternion(attitude(t_s))
         error = (
-            _axis_rotation(2, math.radians(yaw_err[k]))
-            @ _axis_rotation(0, math.radians(east_err[k]))
-            @ _axis_rotation(1, math.radians(north_err[k]))
+            axis_rotation(2, math.radians(yaw_err[k]))
+            @ axis_rotation(0, math.radians(east_err[k]))
+            @ axis_rotation(1, math.radians(north_err[k]))
         )  # about the world's up, east and north axes
         quaternion = quaternion_from_rotation(error @ truth)
         stamp_ns = START_NS + int(t_s * 1e9)
@@ -616,11 +626,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
         distance, _ = world.cast(world.camera_centre(pose)[None], down[None])
         return float(min(distance[0], 2 * max_range_m))
 
-    frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
-    for start_s, length_s in config.blackouts:
-        frame_times_s = frame_times_s[(frame_times_s < start_s) | (frame_times_s >= start_s + length_s)]
-    gps_times_s = np.arange(0.0, duration_s, 1.0 / config.gps_hz)
-    imu_times_s = np.arange(0.0, duration_s, 1.0 / config.imu_hz) if config.imu_topic else np.zeros(0)
+    frame_times_s, gps_times_s, imu_times_s = sensor_times(config, duration_s)
     range_times_s = np.arange(0.0, duration_s, 1.0 / config.height_hz) if config.height_topic else np.zeros(0)
     if config.height_noise_m is None:
         height_noise_m = max(0.005 * altitude_m, 0.02)

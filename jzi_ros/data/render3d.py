@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 ANTIALIAS_MAX_PX = 320 * 240
 """Frames up to this many pixels are rendered with four rays per pixel."""
-MAX_MESH_SIDE = 1400
+MAX_MESH_SIDE = 1024
 """Most vertices along a side of the mesh; a finer heights grid is sampled down to this."""
 STEEP_NZ = 0.45
 """A surface whose normal's up component is below this is a wall, not a top."""

@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything it makes")
     p.add_argument("--steps", type=int, default=2500, help="training steps (default 2500; the result is seeded)")
     p.add_argument(
-        "--street-steps", type=int, default=800, help="training steps of the street-level model (default 800)"
+        "--street-steps", type=int, default=400, help="training steps of the street-level model (default 400)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -186,8 +186,8 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
             max_steps=steps,
             minutes=60,
             image_px=128,
-            samples=2000,
-            val_samples=200,
+            samples=1000,
+            val_samples=150,
             holdout=0.0,
             tokens="cls",
             quiet=quiet,
@@ -201,7 +201,7 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
         center=(region.center_lat, region.center_lon),
         size_m=region.size_m,
         platform="ground",
-        duration_s=40,
+        duration_s=30,
         camera_hz=2,
         speed_mps=8,
         image_px=160,

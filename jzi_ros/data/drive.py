@@ -240,7 +240,9 @@ class GroundMotion:
 def _write_odometry(bag: bags.BagWriter, config: FlightConfig, trajectory: Trajectory, times_s: np.ndarray, rng):
     """Wheel odometry at ``times_s`` [s]: the true motion with a scale error and a yaw-rate drift, integrated."""
     e, n, heading = (np.array(v) for v in zip(*(trajectory.at(t) for t in times_s), strict=True))
-    dt = np.diff(times_s, prepend=times_s[0] - (times_s[1] - times_s[0]))
+    if len(times_s) == 0:
+        return
+    dt = np.diff(times_s, prepend=times_s[0] - 1.0 / config.odom_hz)
     speed = np.hypot(np.diff(e, prepend=e[0]), np.diff(n, prepend=n[0])) / dt
     yaw_true = np.unwrap(np.radians(90.0 - heading))
     yaw_rate = np.diff(yaw_true, prepend=yaw_true[0]) / dt

@@ -320,7 +320,8 @@ class FlightConfig:
         if not self.trajectory:
             raise DataError(f"trajectory must be {' or '.join(TRAJECTORIES)} or a CSV of waypoints")
         if (self.trajectory == "roads") != (self.platform == "ground") and self.trajectory in TRAJECTORIES:
-            raise DataError(f"a {self.platform} cannot follow the trajectory {self.trajectory!r}")
+            fits = "roads or waypoints" if self.platform == "ground" else "lawnmower, random or waypoints"
+            raise DataError(f"the {self.platform} platform follows {fits}, not the trajectory {self.trajectory!r}")
         for name in (
             "speed_mps",
             "camera_hz",

@@ -329,3 +329,62 @@ def test_a_surface_model_in_a_feet_crs_is_read_in_metres_on_the_local_grid():
                 assert heights[row, col] == pytest.approx(expected, abs=1.5)  # a neighbouring cell at most
     filled = fill_gaps(heights)
     assert np.isfinite(filled).all() and np.allclose(filled[np.isfinite(heights)], heights[np.isfinite(heights)])
+
+
+def test_a_lens_renders_what_opencv_undistorts_back_to_the_pinhole_view():
+    world = flat_world(60.0, 0.1, 1.0, [(-20.0, -10.0, 15.0, 12.0, 0.0, (230, 20, 20))])
+    rng = np.random.default_rng(0)
+    world.ortho.image[:] = np.clip(cv2.GaussianBlur(rng.random((1200, 1200, 3)) * 255, (0, 0), 6) * 3 - 255, 0, 255)
+    camera = Pinhole(320, 240, 70.0)
+    pose = CameraPose(3.0, -4.0, 50.0, yaw_deg=25.0, pitch_deg=10.0)
+    lens_k = camera.K.copy()
+    lens_k[0, 2] += 40.0
+    lens_k[1, 2] -= 25.0
+    distortion = np.array([-0.26, 0.1, 0.001, -0.002, -0.03])
+    ideal = world.render(camera.K, (320, 240), pose).astype(np.float32)
+    lens = world.render(lens_k, (320, 240), pose, distortion)
+    undone = cv2.undistort(lens, lens_k, distortion, newCameraMatrix=camera.K).astype(np.float32)
+    inner = (slice(40, 200), slice(50, 270))
+    grey = lambda im: im[inner].mean(-1).ravel()  # noqa: E731
+    assert np.corrcoef(grey(undone), grey(ideal))[0, 1] > 0.97
+    assert np.corrcoef(grey(lens.astype(np.float32)), grey(ideal))[0, 1] < 0.9  # the lens bends the view
+
+
+def test_make_bag_renders_through_the_lens_its_camera_info_carries(utm_tif, tmp_path):
+    from jzi_ros.data import bags
+    from jzi_ros.data.flight import write_flight
+    from jzi_ros.images import decode_message
+
+    def fly(name, **lens):
+        config = FlightConfig(
+            out=tmp_path / name,
+            geotiff=(utm_tif,),
+            duration_s=2.0,
+            camera_hz=2.0,
+            image_px=96,
+            altitude_m=30.0,
+            tilt_deg=0.0,
+            imu_topic="",
+            height_topic="",
+            exposure_s=0.0,
+            seed=3,
+            quiet=True,
+            **lens,
+        )
+        write_flight(config)
+        with bags.BagReader(config.out) as reader:
+            info = next(reader.messages(["/camera/camera_info"])).msg
+            frames = [decode_message(m.msg)[0] for m in reader.messages(["/camera/image_raw"])]
+        return info, frames, config
+
+    _, ideal, plain = fly("ideal")
+    info, bent, config = fly("lens", distortion=(-0.3, 0.08, 0.0, 0.0, 0.0), principal_offset_px=(12.0, -8.0))
+    k = np.asarray(info.k).reshape(3, 3)
+    assert info.distortion_model == "plumb_bob" and np.allclose(info.d, [-0.3, 0.08, 0, 0, 0])
+    assert np.allclose(k, config.lens_k) and k[0, 2] == pytest.approx(plain.camera.K[0, 2] + 12.0)
+    inner = (slice(12, 84), slice(12, 84))
+    for a, b in zip(ideal, bent, strict=True):  # same poses and colours: only the lens differs
+        undone = cv2.undistort(b, k, np.asarray(info.d), newCameraMatrix=plain.camera.K).astype(np.float32)
+        truth = a[inner].astype(np.float32)
+        assert np.abs(undone[inner] - truth).mean() < 4.0  # OpenCV undoes the lens the CameraInfo names
+        assert np.abs(b[inner].astype(np.float32) - truth).mean() > 10.0  # and the lens did bend the frame

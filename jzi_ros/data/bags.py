@@ -111,17 +111,24 @@ def compressed(stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90)
     return T(COMPRESSED)(header=header(stamp_ns, frame_id), format="jpeg", data=buf.reshape(-1))
 
 
-def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.ndarray):
-    """A ``sensor_msgs/CameraInfo`` of a distortion-free pinhole with intrinsics ``k`` (3, 3) [px]."""
+def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, k: np.ndarray, d=()):
+    """A ``sensor_msgs/CameraInfo`` of a camera with intrinsics ``k`` (3, 3) [px] and lens distortion ``d``.
+
+    ``d``: OpenCV's coefficients (k1, k2, p1, p2[, k3]: ``plumb_bob``; eight:
+    ``rational_polynomial``); empty for none. P is ``k`` (the rectified
+    camera keeps the intrinsics).
+    """
     p = np.zeros((3, 4))
     p[:, :3] = k
+    coeffs = np.zeros(5) if len(d) == 0 else np.pad(np.asarray(d, np.float64), (0, max(0, 5 - len(d))))
+    model = "rational_polynomial" if len(coeffs) > 5 else "plumb_bob"
     roi = T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return T(CAMERA_INFO)(
         header=header(stamp_ns, frame_id),
         height=height,
         width=width,
-        distortion_model="plumb_bob",
-        d=np.zeros(5),
+        distortion_model=model,
+        d=coeffs,
         k=np.asarray(k, float).reshape(9),
         r=np.eye(3).reshape(9),
         p=p.reshape(12),

@@ -331,12 +331,14 @@ def write_drive(config: FlightConfig) -> FlightReport:
             if config.panorama:
                 frame = world.panorama(e, n, config.camera_height_m, heading, (config.image_px, config.image_px // 2))
             else:
-                frame = world.render_view(cam.K, (cam.width_px, cam.height_px), centre, body @ mount.body_from_camera())
+                view = body @ mount.body_from_camera()
+                frame = world.render_view(config.lens_k, (cam.width_px, cam.height_px), centre, view, config.distortion)
             frame = photometric(frame, frame_rng, 0.3)
             stamp_ns = START_NS + int(t_s * 1e9)
             bag.add(config.frame_topic, to_message(stamp_ns, CAMERA_FRAME, frame), stamp_ns)
             if not config.panorama:
-                info = bags.camera_info(stamp_ns, CAMERA_FRAME, cam.width_px, cam.height_px, cam.K)
+                k = config.lens_k
+                info = bags.camera_info(stamp_ns, CAMERA_FRAME, cam.width_px, cam.height_px, k, config.distortion)
                 bag.add(CAMERA_INFO_TOPIC, info, stamp_ns)
     return FlightReport(
         path=config.out,

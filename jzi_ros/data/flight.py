@@ -226,6 +226,11 @@ class FlightConfig:
     the sensor out. ``blackouts``: (start, duration) [s] windows in which the
     camera publishes nothing (a stalled driver, a cable), as robots see them.
 
+    A real lens: ``distortion`` (OpenCV's k1, k2, p1, p2[, k3], or eight
+    coefficients) and ``principal_offset_px`` (dx right, dy down [px] of the
+    principal point from the image centre) render every frame through it,
+    and every ``CameraInfo`` carries it (:attr:`lens_k`).
+
     The 3D world (:mod:`jzi_ros.data.render3d`): ``dsm`` is the surface model
     under the rasters (any CRS), ``dtm`` its terrain and ``buildings`` a
     GeoJSON of facades; a generated scene's own (``NAME_dsm.tif`` beside
@@ -274,6 +279,8 @@ class FlightConfig:
     blackouts: tuple[tuple[float, float], ...] = ()
     seed: int = 0
     quiet: bool = False
+    distortion: tuple[float, ...] = ()
+    principal_offset_px: tuple[float, float] = (0.0, 0.0)
     platform: str = "drone"
     dsm: Path | None = None
     dtm: Path | None = None
@@ -306,6 +313,12 @@ class FlightConfig:
             raise DataError(f"tilt_forward_deg must be 0 to 45, not {self.tilt_forward_deg}")
         if self.tilt_forward_deg and self.platform == "ground":
             raise DataError("tilt_forward_deg is for drones; a ground robot's camera looks ahead")
+        object.__setattr__(self, "distortion", tuple(float(v) for v in self.distortion))
+        object.__setattr__(self, "principal_offset_px", tuple(float(v) for v in self.principal_offset_px))
+        if len(self.distortion) not in (0, 4, 5, 8) or not all(map(math.isfinite, self.distortion)):
+            raise DataError(f"distortion takes 4, 5 or 8 finite coefficients (OpenCV's order), not {self.distortion}")
+        if len(self.principal_offset_px) != 2 or not all(map(math.isfinite, self.principal_offset_px)):
+            raise DataError(f"principal_offset_px is (dx, dy) in pixels, not {self.principal_offset_px}")
         for name in ("dtm", "buildings"):
             if getattr(self, name) is not None and self.dsm is None:
                 raise DataError(f"{name} needs the surface model (dsm) it stands on")
@@ -371,6 +384,19 @@ class FlightConfig:
         assert self.hfov_deg is not None  # set in __post_init__
         height = self.image_px if self.platform == "drone" else round(self.image_px * 3 / 4)
         return Pinhole(self.image_px, height, self.hfov_deg)
+
+    @property
+    def lens_k(self) -> np.ndarray:
+        """The camera's intrinsic matrix (3x3) [px] with the principal point moved by ``principal_offset_px``."""
+        k = self.camera.K.copy()
+        k[0, 2] += self.principal_offset_px[0]
+        k[1, 2] += self.principal_offset_px[1]
+        return k
+
+    @property
+    def lens(self) -> bool:
+        """Whether frames go through a real lens (distortion or an off-centre principal point)."""
+        return any(self.distortion) or any(self.principal_offset_px)
 
     @property
     def frame_topic(self) -> str:
@@ -610,6 +636,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
     )
     motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
     world = world_3d(config, ortho, rasters)
+    lens = (world or World3D(ortho)) if config.lens else None  # rays through the lens, over relief or flat
     mount = Mount(pitch_deg=config.tilt_forward_deg)
     max_range_m = 2 * float(motion.altitude_m.max(initial=0.0))
 
@@ -653,7 +680,9 @@ def write_flight(config: FlightConfig) -> FlightReport:
         if config.height_topic:
             _write_ranges(bag, config, slant_range, max_range_m, range_times_s, height_noise_m, range_rng)
         for t_s in tqdm(frame_times_s, desc="rendering frames", unit="frame", disable=config.quiet):
-            if world is None:
+            if lens is not None:
+                frame = lens.render(config.lens_k, (cam.width_px, cam.height_px), camera_pose(t_s), config.distortion)
+            elif world is None:
                 frame, _ = render_frame(ortho, cam, camera_pose(t_s))
             else:
                 frame = world.render(cam.K, (cam.width_px, cam.height_px), camera_pose(t_s))
@@ -662,7 +691,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
             frame = photometric(np.clip(frame * gain, 0, 255).astype(np.uint8), rng, 0.3)
             stamp_ns = START_NS + int(t_s * 1e9)
             bag.add(topic, to_message(stamp_ns, "camera", frame), stamp_ns)
-            info = bags.camera_info(stamp_ns, "camera", cam.width_px, cam.height_px, cam.K)
+            info = bags.camera_info(stamp_ns, "camera", cam.width_px, cam.height_px, config.lens_k, config.distortion)
             bag.add(CAMERA_INFO_TOPIC, info, stamp_ns)
     return FlightReport(
         path=config.out,

@@ -86,6 +86,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="START_S:DURATION_S",
         help="a window without camera frames, e.g. 60:10 (repeatable)",
     )
+    lens = p.add_argument_group("a real lens (frames rendered through it, CameraInfo carries it)")
+    lens.add_argument(
+        "--distortion",
+        type=_coefficients,
+        default=(),
+        metavar="K1,K2,P1,P2[,K3]",
+        help="lens distortion in OpenCV's order (plumb_bob; 8 for rational_polynomial), e.g. -0.26,0.1,0,0,-0.03",
+    )
+    lens.add_argument(
+        "--principal-offset-px",
+        type=number_pair(",", "DX,DY", "40,-25"),
+        default=(0.0, 0.0),
+        metavar="DX,DY",
+        help="the principal point's offset from the image centre [px], right and down (default 0,0)",
+    )
     world = p.add_argument_group("3D world (relief, facades)")
     world.add_argument("--dsm", type=Path, help="surface model under the rasters (GeoTIFF, metres, any CRS)")
     world.add_argument("--dtm", type=Path, help="terrain model (default: estimated from the DSM)")
@@ -114,6 +129,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
+
+
+def _coefficients(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -174,7 +174,7 @@ def test_node_parameters_out_of_range_are_refused_by_name(params, message):
 def test_imu_range_and_camera_info_messages_convert():
     from sensor_msgs.msg import CameraInfo, Imu, Range
 
-    from jzi_ros.ros.convert import camera_info_to_pinhole, imu_orientation, range_height
+    from jzi_ros.ros.convert import camera_info_to_lens, imu_orientation, range_height
 
     imu = Imu()
     imu.orientation.z, imu.orientation.w = np.sin(np.pi / 4), np.cos(np.pi / 4)  # facing north
@@ -189,4 +189,9 @@ def test_imu_range_and_camera_info_messages_convert():
     info = CameraInfo()
     info.width, info.height = 640, 480
     info.k = [320.0, 0.0, 319.5, 0.0, 320.0, 239.5, 0.0, 0.0, 1.0]
-    assert camera_info_to_pinhole(info).hfov_deg == pytest.approx(90.0)
+    assert camera_info_to_lens(info).ideal.hfov_deg == pytest.approx(90.0)
+    assert camera_info_to_lens(info).is_ideal  # an empty distortion model and D: a rectified stream
+    info.distortion_model, info.d = "plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0]
+    info.binning_x = info.binning_y = 2
+    lens = camera_info_to_lens(info)
+    assert (lens.width_px, lens.height_px, lens.k[0], lens.k[2]) == (320, 240, 160.0, 159.25) and not lens.is_ideal

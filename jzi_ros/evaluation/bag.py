@@ -38,8 +38,9 @@ from ..data import bags
 from ..data.errors import BagError
 from ..data.fixes import FixTrack
 from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
-from ..geo import Pinhole, ZoomGrid
+from ..geo import ZoomGrid
 from ..geo.camera import Mount, height_above_ground
+from ..geo.lens import Lens, lens_of
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
 from ..localizer.localizer import HEADING_NEEDED
@@ -154,7 +155,7 @@ class _Sensors(NamedTuple):
 
     attitude: AttitudeTrack | None
     height: HeightTrack | None
-    camera: Pinhole | None
+    camera: Lens | None
 
     max_age_ns: int
 
@@ -377,7 +378,7 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
             info = next(reader.messages([config.camera_info_topic]), None)
             if info is None:
                 raise BagError(f"{config.bag} has no message on {config.camera_info_topic}")
-            sensors = sensors._replace(camera=Pinhole.from_focal(info.msg.width, info.msg.height, info.msg.k[0]))
+            sensors = sensors._replace(camera=lens_of(info.msg))
         frames = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([config.image_topic])]
     if not frames:
         raise BagError(f"{config.bag} has no message on {config.image_topic}")

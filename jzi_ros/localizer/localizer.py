@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import JziError
 from ..geo import MapDir, Pinhole, ZoomGrid
 from ..geo.camera import north_up
+from ..geo.lens import Lens
 from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
@@ -225,14 +226,15 @@ class Localizer:
         prior: Prior | None = None,
         stamp_s: float | None = None,
         *,
-        camera: Pinhole | None = None,
+        camera: Pinhole | Lens | None = None,
         attitude: Attitude | None = None,
         height_m: float | None = None,
     ) -> Estimate:
         """Localize one frame. ``stamp_s`` [s] (finite) feeds the optional temporal filter.
 
         What the robot knows improves the registration against the map:
-        ``camera`` (intrinsics; default a pinhole of ``hfov_deg``), ``attitude``
+        ``camera`` (intrinsics: a :class:`~jzi_ros.geo.lens.Lens` is undone
+        first, the frame rectified to its ideal pinhole; default a pinhole of ``hfov_deg``), ``attitude``
         (heading and tilt of the camera) and ``height_m`` (above ground [m];
         without it three heights around the one at which the model was trained
         to see the ground are tried). A model trained with ``--heading-known``
@@ -256,6 +258,9 @@ class Localizer:
             raise InputError(f"{HEADING_NEEDED}: give an attitude with a yaw")
         rgb = to_rgb(image, encoding)
         _check_information(rgb)
+        if isinstance(camera, Lens):  # a real lens: the frame as the ideal pinhole of its fx sees it
+            lens = camera.scaled(rgb.shape[1], rgb.shape[0])
+            rgb, camera = lens.rectify(rgb), lens.ideal
         cam = self.camera(rgb, camera)
         seen = rgb
         if self.heading_known and attitude is not None and attitude.yaw_deg is not None:

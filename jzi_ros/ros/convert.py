@@ -8,8 +8,9 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
+from ..geo.lens import Lens, lens_of
 from ..images import ENCODINGS, decode_compressed, decode_raw
-from ..localizer import Estimate, InputError, Pinhole, Prior, PriorError
+from ..localizer import Estimate, InputError, Prior, PriorError
 
 try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
     from cv_bridge import CvBridge
@@ -80,9 +81,9 @@ def range_height(msg: Range) -> float | None:
     return r if math.isfinite(r) and msg.min_range <= r <= msg.max_range else None
 
 
-def camera_info_to_pinhole(msg: CameraInfo) -> Pinhole:
-    """The camera of a ``sensor_msgs/CameraInfo``: its size and the field of view of its fx."""
-    return Pinhole.from_focal(msg.width, msg.height, float(msg.k[0]))
+def camera_info_to_lens(msg: CameraInfo) -> Lens:
+    """The camera of a ``sensor_msgs/CameraInfo``: K, D and its model, with its binning and region of interest."""
+    return lens_of(msg)
 
 
 def fix_to_prior(msg: NavSatFix) -> Prior:

@@ -38,11 +38,12 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..errors import JziError
-from ..localizer import Estimate, InputError, Localizer, Pinhole, PriorError
+from ..geo.lens import Lens
+from ..localizer import Estimate, InputError, Localizer, PriorError
 from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from .convert import (
-    camera_info_to_pinhole,
+    camera_info_to_lens,
     candidates_to_poses,
     estimate_to_fix,
     fix_to_prior,
@@ -170,7 +171,7 @@ class LocalizerNode(Node):
         # recent (stamp [ns], body quaternion) and (stamp [ns], range [m]): looked up at each frame's stamp
         self.attitudes: deque[tuple[int, np.ndarray]] = deque(maxlen=SENSOR_HISTORY)
         self.ranges: deque[tuple[int, float]] = deque(maxlen=SENSOR_HISTORY)
-        self.camera: Pinhole | None = None
+        self.camera: Lens | None = None
         if p.imu_topic:
             self.create_subscription(Imu, p.imu_topic, self.on_imu, qos_profile_sensor_data)
         if p.height_topic:
@@ -240,7 +241,7 @@ class LocalizerNode(Node):
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Camera info callback: keep the intrinsics; one that cannot be used is reported."""
         try:
-            self.camera = camera_info_to_pinhole(msg)
+            self.camera = camera_info_to_lens(msg)
         except JziError as exc:
             self.get_logger().warning(f"camera info ignored: {exc}", throttle_duration_sec=10.0)
 

@@ -194,4 +194,4 @@ def test_imu_range_and_camera_info_messages_convert():
     info.distortion_model, info.d = "plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0]
     info.binning_x = info.binning_y = 2
     lens = camera_info_to_lens(info)
-    assert (lens.width_px, lens.height_px, lens.k[0], lens.k[2]) == (320, 240, 160.0, 159.25) and not lens.is_ideal
+    assert (lens.width_px, lens.height_px, lens.k[0], lens.k[2]) == (320, 240, 160.0, 159.5) and not lens.is_ideal

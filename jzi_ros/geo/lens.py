@@ -141,7 +141,8 @@ class Lens:
             d = np.asarray((self.d + (0.0,) * 4)[:4], np.float64)
             out = cv2.fisheye.undistortPoints(pts, self.K, d, None, target, criteria=UNDISTORT_CRITERIA)
         else:  # OpenCV's default of five iterations leaves tenths of a pixel in a strong lens's corners
-            out = cv2.undistortPointsIter(pts, self.K, np.asarray(self.d, np.float64), None, target, UNDISTORT_CRITERIA)
+            d = np.asarray(self.d, np.float64)
+            out = cv2.undistortPointsIter(pts, self.K, d, np.eye(3), target, UNDISTORT_CRITERIA)
         return out.reshape(-1, 2)
 
 

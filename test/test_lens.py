@@ -85,3 +85,34 @@ def test_camera_info_binning_and_roi_move_the_principal_point_as_image_geometry_
 def test_a_calibration_that_cannot_be_used_is_refused(k, d, model):
     with pytest.raises(GeoError):
         Lens(720, 480, k, d, model)
+
+
+def test_eval_bag_takes_each_frame_with_the_calibration_in_force_at_its_stamp(tmp_path):
+    from jzi_ros.data import bags
+    from jzi_ros.evaluation.bag import BagEvalConfig, _read_bag
+
+    ideal = Pinhole(64, 48, 60.0).K
+    moved = ideal.copy()
+    moved[0, 2] += 6.0
+    frame = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with bags.BagWriter(tmp_path / "bag") as bag:
+        for k in range(6):
+            stamp = 10**9 * (k + 1)
+            calibration = (ideal, ()) if k < 3 else (moved, (-0.2, 0.05, 0.0, 0.0, 0.0))
+            bag.add("/camera/camera_info", bags.camera_info(stamp, "camera", 64, 48, *calibration), stamp)
+            bag.add("/camera/image_raw", bags.image(stamp, "camera", frame), stamp)
+            bag.add("/gps/fix", bags.navsatfix(stamp, "gps", 47.0, 8.0, 100.0, np.eye(3)), stamp)
+        bag.add("/camera/camera_info", bags.camera_info(8 * 10**9, "camera", 0, 0, ideal), 8 * 10**9)  # no size
+    config = BagEvalConfig(
+        bag=tmp_path / "bag",
+        map=tmp_path,
+        model=tmp_path / "m.pt",
+        image_topic="/camera/image_raw",
+        gt_topic="/gps/fix",
+        camera_info_topic="/camera/camera_info",
+    )
+    _, frames, sensors = _read_bag(config)
+    assert len(sensors.cameras) == 2  # the repeated calibrations kept once, the unusable one left out
+    cameras = [sensors.camera_at(stamp) for stamp, _ in frames]
+    assert [c.is_ideal for c in cameras] == [True, True, True, False, False, False]
+    assert cameras[3].k[2] == pytest.approx(ideal[0, 2] + 6.0) and cameras[3].d[0] == -0.2

@@ -40,6 +40,7 @@ from ..data.fixes import FixTrack
 from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
 from ..geo import ZoomGrid
 from ..geo.camera import Mount, height_above_ground
+from ..geo.errors import GeoError
 from ..geo.lens import Lens, lens_of
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
@@ -78,7 +79,8 @@ class BagEvalConfig:
     ``imu_heading`` False keeps only its tilt; ``mount_pitch_deg``: the camera
     looks that far ahead of the body's -z, as the node's parameter of that name), ``height_topic``
     (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
-    (``sensor_msgs/CameraInfo``: intrinsics); "" for none; a message more
+    (``sensor_msgs/CameraInfo``: the whole calibration, each frame with the one
+    in force at its stamp); "" for none; a message more
     than ``sensor_max_age_s`` from a frame's stamp is stale (the node's
     parameter of that name). ``tracking``, ``max_speed_mps`` and
     ``reacquire_after``: the search near the last verified fix, as the
@@ -155,9 +157,16 @@ class _Sensors(NamedTuple):
 
     attitude: AttitudeTrack | None
     height: HeightTrack | None
-    camera: Lens | None
+    cameras: tuple[tuple[int, Lens], ...]  # (stamp [ns], calibration), by stamp
 
     max_age_ns: int
+
+    def camera_at(self, stamp_ns: int) -> Lens | None:
+        """The calibration in force at a frame's stamp: the last published at or before it (else the first)."""
+        if not self.cameras:
+            return None
+        before = [lens for stamp, lens in self.cameras if stamp <= stamp_ns]
+        return before[-1] if before else self.cameras[0][1]
 
     def at(self, stamp_ns: int) -> tuple[np.ndarray | None, float | None]:
         """The attitude's quaternion and the height [m] at a frame's stamp (None: none, stale or not positive)."""
@@ -370,20 +379,38 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
         sensors = _Sensors(
             read_attitude_track(reader, config.imu_topic) if config.imu_topic else None,
             read_height_track(reader, config.height_topic) if config.height_topic else None,
-            None,
+            (),
             int(config.sensor_max_age_s * 1e9),
         )
         if config.camera_info_topic:
             reader.check(config.camera_info_topic, (bags.CAMERA_INFO,), "camera info")
-            info = next(reader.messages([config.camera_info_topic]), None)
-            if info is None:
-                raise BagError(f"{config.bag} has no message on {config.camera_info_topic}")
-            sensors = sensors._replace(camera=lens_of(info.msg))
+            sensors = sensors._replace(cameras=_read_cameras(reader, config.camera_info_topic, config.bag))
         frames = [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([config.image_topic])]
     if not frames:
         raise BagError(f"{config.bag} has no message on {config.image_topic}")
     frames.sort(key=lambda f: f[0])
     return truth, frames, sensors
+
+
+def _read_cameras(reader: bags.BagReader, topic: str, bag: Path) -> tuple[tuple[int, Lens], ...]:
+    """Every calibration on ``topic`` with its stamp [ns], by stamp; a run of equal ones kept once.
+
+    Raises:
+        BagError: no message on the topic holds a calibration that can be used.
+    """
+    cameras: list[tuple[int, Lens]] = []
+    refused = ""
+    for m in reader.messages([topic]):
+        try:
+            lens = lens_of(m.msg)
+        except GeoError as exc:
+            refused = refused or str(exc)
+            continue
+        if not cameras or cameras[-1][1] != lens:
+            cameras.append((bags.stamp_of(m.msg, m.bag_ns), lens))
+    if not cameras:
+        raise BagError(f"{bag} has no usable message on {topic}" + (f" ({refused})" if refused else ""))
+    return tuple(sorted(cameras, key=lambda c: c[0]))
 
 
 def _localize(
@@ -400,7 +427,12 @@ def _localize(
     attitude = Attitude.from_body(q, mount, heading=config.imu_heading) if q is not None else None
     image, encoding = decode_message(msg)
     return loc.localize(
-        image, encoding, stamp_s=stamp_ns / 1e9, camera=sensors.camera, attitude=attitude, height_m=height_m
+        image,
+        encoding,
+        stamp_s=stamp_ns / 1e9,
+        camera=sensors.camera_at(stamp_ns),
+        attitude=attitude,
+        height_m=height_m,
     )
 
 

@@ -42,6 +42,7 @@ from . import bags
 from .augment import photometric
 from .errors import DataError
 from .flight import (
+    CAMERA_FRAME,
     CAMERA_INFO_TOPIC,
     GT_VARIANCES_M2,
     START_NS,
@@ -56,6 +57,7 @@ from .flight import (
     sensor_times,
     waypoints,
     world_3d,
+    write_frame,
     write_imu,
 )
 from .render3d import World3D
@@ -65,7 +67,6 @@ log = logging.getLogger(__name__)
 
 BODY_FRAME = "base_link"
 ODOM_FRAME = "odom"
-CAMERA_FRAME = "camera"
 VIBRATION_DEG = 0.4
 """Standard deviation [deg] of the body's pitch and roll vibration on the road."""
 VIBRATION_TAU_S = 0.3
@@ -308,7 +309,6 @@ def write_drive(config: FlightConfig) -> FlightReport:
     cam = config.camera
     frame_times_s, gps_times_s, imu_times_s = sensor_times(config, duration_s)
     odom_times_s = np.arange(0.0, duration_s, 1.0 / config.odom_hz) if config.odom_topic else np.zeros(0)
-    to_message = bags.compressed if config.compressed else bags.image
     camera_offset = np.array([0.0, 0.0, config.camera_height_m])
     with bags.BagWriter(config.out, config.storage) as bag:
         tf = [(BODY_FRAME, CAMERA_FRAME, camera_offset, quaternion_from_rotation(mount.body_from_camera()))]
@@ -333,13 +333,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
             else:
                 view = body @ mount.body_from_camera()
                 frame = world.render_view(config.lens_k, (cam.width_px, cam.height_px), centre, view, config.distortion)
-            frame = photometric(frame, frame_rng, 0.3)
-            stamp_ns = START_NS + int(t_s * 1e9)
-            bag.add(config.frame_topic, to_message(stamp_ns, CAMERA_FRAME, frame), stamp_ns)
-            if not config.panorama:
-                k = config.lens_k
-                info = bags.camera_info(stamp_ns, CAMERA_FRAME, cam.width_px, cam.height_px, k, config.distortion)
-                bag.add(CAMERA_INFO_TOPIC, info, stamp_ns)
+            write_frame(bag, config, t_s, photometric(frame, frame_rng, 0.3), info=not config.panorama)
     return FlightReport(
         path=config.out,
         storage=config.storage,

@@ -71,6 +71,8 @@ START_NS = 1_735_689_600 * 10**9
 """Stamp of the first message [ns]: 2025-01-01T00:00:00Z, so that bags are reproducible."""
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 TF_STATIC_TOPIC = "/tf_static"
+CAMERA_FRAME = "camera"
+"""The camera's frame id: its optical frame (x right, y down, z ahead)."""
 GT_VARIANCES_M2 = (0.25, 0.25, 1.0)
 """East, north and up variances [m²] written with every ground-truth fix."""
 TRAJECTORIES = ("lawnmower", "random", "roads")
@@ -506,6 +508,17 @@ class _Motion:
         )
 
 
+def write_frame(bag: bags.BagWriter, config: FlightConfig, t_s: float, frame: np.ndarray, info: bool = True) -> None:
+    """A frame taken ``t_s`` [s] after the start on the frame topic, with the camera's ``CameraInfo`` if ``info``."""
+    stamp_ns = START_NS + int(t_s * 1e9)
+    to_message = bags.compressed if config.compressed else bags.image
+    bag.add(config.frame_topic, to_message(stamp_ns, CAMERA_FRAME, frame), stamp_ns)
+    if info:
+        cam = config.camera
+        msg = bags.camera_info(stamp_ns, CAMERA_FRAME, cam.width_px, cam.height_px, config.lens_k, config.distortion)
+        bag.add(CAMERA_INFO_TOPIC, msg, stamp_ns)
+
+
 def sensor_times(config: FlightConfig, duration_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Times [s] of the frames (less the blackouts), the ground-truth fixes and the IMU messages (none: no topic)."""
     frame_times_s = np.arange(0.0, duration_s, 1.0 / config.camera_hz)
@@ -662,7 +675,6 @@ def write_flight(config: FlightConfig) -> FlightReport:
         height_noise_m = config.height_noise_m
     blur_px = config.speed_mps * config.exposure_s / (altitude_m / cam.focal_px)
     topic = config.frame_topic
-    to_message = bags.compressed if config.compressed else bags.image
     gain = 1.0
     with bags.BagWriter(config.out, config.storage) as bag:
         camera = ("base_link", "camera", np.zeros(3), quaternion_from_rotation(mount.body_from_camera()))
@@ -689,10 +701,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
             frame = motion_blur(frame, blur_px, -90.0)  # the camera moves towards the image top
             gain = float(np.clip(gain * math.exp(rng.normal(0, 0.02)), 0.7, 1.3))  # slow exposure drift
             frame = photometric(np.clip(frame * gain, 0, 255).astype(np.uint8), rng, 0.3)
-            stamp_ns = START_NS + int(t_s * 1e9)
-            bag.add(topic, to_message(stamp_ns, "camera", frame), stamp_ns)
-            info = bags.camera_info(stamp_ns, "camera", cam.width_px, cam.height_px, config.lens_k, config.distortion)
-            bag.add(CAMERA_INFO_TOPIC, info, stamp_ns)
+            write_frame(bag, config, t_s, frame)
     return FlightReport(
         path=config.out,
         storage=config.storage,

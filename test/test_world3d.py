@@ -388,3 +388,26 @@ def test_make_bag_renders_through_the_lens_its_camera_info_carries(utm_tif, tmp_
         truth = a[inner].astype(np.float32)
         assert np.abs(undone[inner] - truth).mean() < 4.0  # OpenCV undoes the lens the CameraInfo names
         assert np.abs(b[inner].astype(np.float32) - truth).mean() > 10.0  # and the lens did bend the frame
+
+
+def test_buildings_without_a_base_stand_on_the_terrain_and_other_geometries_are_skipped(tmp_path):
+    lat, lon = FRAME.to_latlon(np.array([-5.0, 5.0, 5.0, -5.0, -5.0]), np.array([-5.0, -5.0, 5.0, 5.0, -5.0]))
+    ring = [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {}},
+            {"type": "Feature", "geometry": None, "properties": {}},
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": ring[0]}, "properties": {}},
+        ],
+    }
+    (tmp_path / "b.geojson").write_text(json.dumps(doc))
+    bounds = BoundsM(-20.0, -20.0, 20.0, 20.0)
+    facades = Facades.from_geojson(tmp_path / "b.geojson", FRAME, bounds, 1.0)
+    assert len(facades.base_m) == 1 and np.isnan(facades.base_m[0]) and (facades.ids == 0).sum() > 80
+    ortho = LocalOrtho(np.zeros((40, 40, 3), np.uint8), np.ones((40, 40), bool), bounds, 1.0, FRAME)
+    surface = np.full((40, 40), 100.0, np.float32)
+    surface[facades.ids == 0] = 110.0
+    world = World3D(ortho, surface, np.full((40, 40), 100.0, np.float32), 1.0, facades)
+    assert world.facades is not None and world.facades.base_m[0] == pytest.approx(100.0)
+    assert np.isnan(facades.base_m[0])  # the caller's buildings are left as they were

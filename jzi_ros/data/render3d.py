@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,15 +257,14 @@ class World3D:
         if ground_m is None:
             ground_m = ground_from_surface(self.surface_m, self.gsd_m) if self.relief else self.surface_m
         self.ground = ground_m.astype(np.float32)
-        self.facades = facades
-        self.sun = _direction(*(facades.sun if facades else DEFAULT_SUN))
         if facades is not None and np.isnan(facades.base_m).any():  # a building of unknown base: on the ground
             lowest = np.full(len(facades.base_m), np.inf, np.float32)
             inside = facades.ids >= 0
             np.minimum.at(lowest, facades.ids[inside], self.ground[inside])
-            facades.base_m[:] = np.where(
-                np.isnan(facades.base_m), np.where(np.isfinite(lowest), lowest, 0.0), facades.base_m
-            )
+            known = np.where(np.isfinite(lowest), lowest, 0.0).astype(np.float32)
+            facades = replace(facades, base_m=np.where(np.isnan(facades.base_m), known, facades.base_m))
+        self.facades = facades
+        self.sun = _direction(*(facades.sun if facades else DEFAULT_SUN))
         # one vertex per cell centre, and a ring on the bounds so that the ground reaches the edges
         rows, cols = self.surface_m.shape
         north = np.concatenate([[b.north_m], b.north_m - (np.arange(rows) + 0.5) * self.gsd_m, [b.south_m]])

@@ -87,7 +87,7 @@ def draw_overview(mapdir: MapDir, out: str | Path, levels: int = 2) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")  # the titles whole
     plt.close(fig)
     return out
 
@@ -235,6 +235,6 @@ def draw_frame_on_map(
     right.legend(loc="lower right", fontsize=8)
     right.set_title(f"{mapdir.name}: the estimate and its 95 % ellipse", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")  # the titles whole
     plt.close(fig)
     return Path(out)

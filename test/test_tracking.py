@@ -13,7 +13,7 @@ from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Tracker, TrackingConfig
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.localizer import Prior
-from jzi_ros.localizer.refine import Attitude
+from jzi_ros.localizer.refine import Attitude, RefineConfig
 
 
 def test_the_tracked_region_grows_with_time_and_is_dropped_after_misses_or_when_time_runs_back():
@@ -132,3 +132,49 @@ def test_a_heading_known_model_sees_frames_north_up_and_refuses_frames_without_a
     assert (a.east_m, a.north_m) == pytest.approx((b.east_m, b.north_m), abs=0.05 * loc.grid.terminal_size_m)
     wrong = loc.localize(turned, attitude=Attitude(0.0, 0.0, 0.0), camera=cam)
     assert [c.prob for c in wrong.candidates] != pytest.approx([c.prob for c in a.candidates], abs=1e-3)
+
+
+def test_a_verified_fix_where_the_robot_cannot_be_is_refused_and_the_prior_bounds_it_too():
+    from jzi_ros.localizer.localizer import _outside
+    from jzi_ros.localizer.refine import Registration
+
+    gate = (np.array([100.0, 50.0]), 30.0)  # the last fix, and how far the robot can have moved since
+    box = (np.array([100.0, 50.0]), np.array([20.0, 10.0]))  # a prior's centre and half-widths
+    at = lambda e, n, ok=True: Registration(ok, "ok", east_m=e, north_m=n)  # noqa: E731
+    assert _outside(at(120.0, 60.0), gate, None, 10.0) == ""
+    assert _outside(at(139.0, 50.0), gate, None, 10.0) == ""  # beyond the gate, within the slack of a false fix
+    assert "farther than the robot can have moved (30 m)" in _outside(at(141.0, 50.0), gate, None, 10.0)
+    assert _outside(at(900.0, 50.0, ok=False), gate, None, 10.0) == ""  # nothing to refuse
+    assert _outside(at(125.0, 62.0), None, box, 5.0) == ""
+    assert _outside(at(100.0, 66.0), None, box, 5.0) == "verified outside the prior's box"
+
+
+def test_a_registration_far_from_the_tracked_fix_is_not_published(trained, flight):
+    frames, poses, cam = flight
+    loc = Localizer(trained[0], trained[1])
+    grid = loc.grid
+    ortho = LocalOrtho.for_map(loc.map, pad_m=2 * grid.terminal_size_m)
+    assert loc.localize(frames[0], stamp_s=0.0, **_knowing(poses[0], cam)).verified
+    # the robot cannot be on the far side of the map 0.2 s later: whatever the frame shows, no FIX there
+    far = replace(poses[0], east_m=-poses[0].east_m, north_m=-poses[0].north_m)
+    est = loc.localize(render_frame(ortho, cam, far)[0], stamp_s=0.2, **_knowing(far, cam))
+    assert est.mode == "tracking" and not est.verified and not est.trusted
+
+
+def test_where_the_map_registers_frames_only_verified_fixes_are_published_as_fix_unless_asked(trained, flight):
+    frames, poses, cam = flight
+    noise = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # verifies nowhere
+    for trust in (False, True):
+        loc = Localizer(
+            trained[0],
+            trained[1],
+            config=LocalizerConfig(min_confidence=0.0, trust_unverified=trust, tracking=TrackingConfig(enabled=False)),
+        )
+        est = loc.localize(noise, **_knowing(poses[0], cam))
+        assert not est.verified
+        assert est.trusted is trust
+    # without a registration stage the zoom's confidence decides, as before
+    off = Localizer(
+        trained[0], trained[1], config=LocalizerConfig(min_confidence=0.0, refine=RefineConfig(enabled=False))
+    )
+    assert off.localize(noise, **_knowing(poses[0], cam)).trusted

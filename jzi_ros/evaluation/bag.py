@@ -99,6 +99,7 @@ class BagEvalConfig:
     beam: int = 4
     top_k: int = 5
     min_confidence: float = LocalizerConfig.min_confidence
+    trust_unverified: bool = False
     backend: str = "torch"
     device: str = "cpu"
     storage: str = "mcap"
@@ -498,6 +499,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             top_k=config.top_k,
             min_confidence=config.min_confidence,
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
+            trust_unverified=config.trust_unverified,
         ),
     )
     if loc.heading_known and not (config.imu_topic and config.imu_heading):
@@ -556,6 +558,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "refusals": refusals(replay.rows),
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
+        "trust_unverified": config.trust_unverified,
         "calibration": loc.calibration.to_dict(),
         "terminal_size_m": loc.grid.terminal_size_m,
         "bag": str(config.bag),

@@ -20,9 +20,11 @@ from ..outputs import check_replaceable, check_writable
 from .errors import MapError, RasterError
 from .frame import LocalFrame
 from .grid import BoundsM, ZoomGrid
-from .mapdir import PYRAMID_FILE, MapDir, MapWriter, view_bounds_m, view_bytes
+from .heights import heights_resolution_m
+from .mapdir import PYRAMID_FILE, SURFACE_FILE, MapDir, MapWriter, view_bounds_m, view_bytes
 from .pyramid import PyramidPlan, plan_pyramid, write_pyramid
 from .raster import COARSE_MASK_PX, RasterMosaic
+from .surface import write_surface
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,7 @@ def build_map(
     pyramid_gsd_m: float | None = None,
     progress: Progress | None = None,
     pyramid_progress: Progress | None = None,
+    dsm: str | Path | None = None,
 ) -> MapDir:
     """Render the views of every non-terminal cell of a region, and its orthophoto pyramid, from GeoTIFFs.
 
@@ -146,7 +149,9 @@ def build_map(
     ``geo.pyramid``) has ``pyramid_gsd_m`` [m/px], default the finest
     raster's. ``progress(iterable, total)`` wraps the render loop of the views
     (a tqdm bar in the CLI), ``pyramid_progress`` (default ``progress``) that
-    of the pyramid's blocks.
+    of the pyramid's blocks. ``dsm``: an elevation model (DSM, or DTM;
+    GeoTIFF, metres, any CRS) stored over the pyramid's extent as the map's
+    surface model (``geo.surface``).
     """
     out_dir = Path(out_dir)
     if view_px < 8:
@@ -159,6 +164,8 @@ def build_map(
         raise MapError(f"{out_dir} exists; choose another --out or pass --overwrite")
     check_replaceable(out_dir, "map.yaml", "map", inputs=geotiffs)  # before any work, and before any loss
     check_writable(out_dir)
+    if dsm is not None:
+        heights_resolution_m(dsm)  # a model that cannot be read fails before any work
     started = time.perf_counter()
     with RasterMosaic(list(geotiffs)) as mosaic:
         if center is None or size_m is None:
@@ -195,6 +202,9 @@ def build_map(
                 gsd_m=ortho.gsd_m,
                 progress=pyramid_progress or progress,
             )
+            surface = None
+            if dsm is not None:
+                surface = write_surface(dsm, frame, ortho.bounds, writer.tmp_dir / SURFACE_FILE)
             build = {
                 "jzi_ros": __version__,
                 "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -206,4 +216,4 @@ def build_map(
                 "proj": pyproj.proj_version_str,
                 "region_coverage": round(covered, 6),
             }
-            return writer.finish([info.to_dict() for info in mosaic.infos], build, pyramid)
+            return writer.finish([info.to_dict() for info in mosaic.infos], build, pyramid, surface)

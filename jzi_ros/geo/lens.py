@@ -95,6 +95,11 @@ class Lens:
         kk[1] /= by
         return cls(int(width) // bx, int(height) // by, tuple(kk.reshape(-1)), tuple(d), model)
 
+    @classmethod
+    def of(cls, camera: Pinhole) -> Lens:
+        """The lens of an ideal pinhole (no distortion, principal point centred)."""
+        return cls(camera.width_px, camera.height_px, tuple(camera.K.reshape(-1)))
+
     @property
     def K(self) -> np.ndarray:  # noqa: N802 - the usual name of the intrinsic matrix
         """Intrinsic matrix (3x3) [px]."""
@@ -138,12 +143,49 @@ class Lens:
         pts = np.asarray(pixels, np.float64).reshape(-1, 1, 2)
         target = self.ideal.K
         if self.model == "equidistant":
-            d = np.asarray((self.d + (0.0,) * 4)[:4], np.float64)
-            out = cv2.fisheye.undistortPoints(pts, self.K, d, None, target, criteria=UNDISTORT_CRITERIA)
+            out = cv2.fisheye.undistortPoints(pts, self.K, self._d(), None, target, criteria=UNDISTORT_CRITERIA)
         else:  # OpenCV's default of five iterations leaves tenths of a pixel in a strong lens's corners
-            d = np.asarray(self.d, np.float64)
-            out = cv2.undistortPointsIter(pts, self.K, d, np.eye(3), target, UNDISTORT_CRITERIA)
+            out = cv2.undistortPointsIter(pts, self.K, self._d(), np.eye(3), target, UNDISTORT_CRITERIA)
         return out.reshape(-1, 2)
+
+    def _d(self) -> np.ndarray:
+        if self.model == "equidistant":
+            return np.asarray((self.d + (0.0,) * 4)[:4], np.float64)
+        return np.asarray(self.d, np.float64)
+
+    def project(self, points: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+        """Points (N, 3) of the world -> their pixels (N, 2) in the raw frame (OpenCV's ``projectPoints``).
+
+        ``rvec``, ``tvec``: the camera-from-world rotation (a rotation vector)
+        and translation, in OpenCV's camera frame (x right, y down, z forward).
+        Points behind the camera come out too: check their depth first.
+        """
+        pts = np.asarray(points, np.float64).reshape(-1, 1, 3)
+        rvec, tvec = np.asarray(rvec, np.float64).reshape(3, 1), np.asarray(tvec, np.float64).reshape(3, 1)
+        if self.model == "equidistant":
+            out, _ = cv2.fisheye.projectPoints(pts, rvec, tvec, self.K, self._d())
+        else:
+            out, _ = cv2.projectPoints(pts, rvec, tvec, self.K, self._d())
+        return out.reshape(-1, 2)
+
+    def rays(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) of the raw frame -> the directions (N, 3) they look along, camera frame, z = 1."""
+        pts = np.asarray(pixels, np.float64).reshape(-1, 1, 2)
+        if self.model == "equidistant":
+            out = cv2.fisheye.undistortPoints(pts, self.K, self._d(), criteria=UNDISTORT_CRITERIA)
+        else:
+            out = cv2.undistortPointsIter(pts, self.K, self._d(), np.eye(3), np.eye(3), UNDISTORT_CRITERIA)
+        return np.c_[out.reshape(-1, 2), np.ones(len(pts))]
+
+    @property
+    def field(self) -> tuple[float, float, float, float]:
+        """The box (x0, x1, y0, y1) of normalized image coordinates (z = 1) that the frame's border encloses.
+
+        A polynomial lens model folds back beyond its calibrated field: points
+        outside this box can project into the frame although the lens does
+        not see them.
+        """
+        return _field(self)
 
 
 def lens_of(msg) -> Lens:
@@ -170,6 +212,14 @@ def _maps(lens: Lens) -> tuple[np.ndarray, np.ndarray]:
     size = (lens.width_px, lens.height_px)
     target = lens.ideal.K
     if lens.model == "equidistant":
-        d = np.asarray((lens.d + (0.0,) * 4)[:4], np.float64)
-        return cv2.fisheye.initUndistortRectifyMap(lens.K, d, np.eye(3), target, size, cv2.CV_32FC1)
-    return cv2.initUndistortRectifyMap(lens.K, np.asarray(lens.d, np.float64), None, target, size, cv2.CV_32FC1)
+        return cv2.fisheye.initUndistortRectifyMap(lens.K, lens._d(), np.eye(3), target, size, cv2.CV_32FC1)
+    return cv2.initUndistortRectifyMap(lens.K, lens._d(), None, target, size, cv2.CV_32FC1)
+
+
+@lru_cache(maxsize=8)
+def _field(lens: Lens) -> tuple[float, float, float, float]:
+    w, h = lens.width_px - 1, lens.height_px - 1
+    t = np.linspace(0.0, 1.0, 33)
+    border = np.r_[np.c_[t * w, 0 * t], np.c_[t * w, 0 * t + h], np.c_[0 * t, t * h], np.c_[0 * t + w, t * h]]
+    rays = lens.rays(border)
+    return float(rays[:, 0].min()), float(rays[:, 0].max()), float(rays[:, 1].min()), float(rays[:, 1].max())

@@ -14,6 +14,9 @@ Layout (every file is plain YAML or a NumPy ``.npy`` that memory-maps)::
       ortho.tif             the orthophoto pyramid: the region (grown by 2 terminal cells) in its local
                             frame, a cloud-optimized GeoTIFF (JPEG, 256 px tiles, overviews, coverage
                             mask) that the registration reads crops of (``MapDir.pyramid()``)
+      surface.tif           optional: the surface model (DSM or DTM) over the pyramid's extent, float32
+                            metres in the local frame (``geo.surface``; ``jzi build-map --dsm``), onto
+                            which the registration lays tilted frames (``MapDir.surface()``)
 
 Features of several encoders live side by side; a model asks for the folder of
 its own identity and is refused, with the list of what the map has, when the
@@ -39,12 +42,15 @@ from .grid import BoundsM, CellPath, ZoomGrid
 
 if TYPE_CHECKING:
     from .pyramid import Pyramid
+    from .surface import Surface
 
 FORMAT = "jzi-map"
 VERSION = 1
 
 PYRAMID_FILE = "ortho.tif"
 """File name of the orthophoto pyramid in a map directory (see ``geo.pyramid``)."""
+SURFACE_FILE = "surface.tif"
+"""File name of the optional surface model in a map directory (see ``geo.surface``)."""
 
 
 def feature_key(identity: dict) -> str:
@@ -109,11 +115,14 @@ class MapWriter:
         self.views = self.coverage = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
-    def finish(self, sources: list[dict], build: dict, pyramid: dict | None = None) -> MapDir:
+    def finish(
+        self, sources: list[dict], build: dict, pyramid: dict | None = None, surface: dict | None = None
+    ) -> MapDir:
         """Write the rest of the map and move it to ``out_dir``; the finished map.
 
         ``pyramid`` is the record of the orthophoto pyramid written into
-        ``tmp_dir`` (``write_pyramid``'s result), kept in map.yaml.
+        ``tmp_dir`` (``write_pyramid``'s result), ``surface`` that of the
+        surface model (``write_surface``'s), both kept in map.yaml.
         """
         assert self.views is not None and self.coverage is not None, "the writer is finished or aborted"
         self.views.flush()
@@ -134,6 +143,8 @@ class MapWriter:
         }
         if pyramid is not None:
             doc["pyramid"] = pyramid
+        if surface is not None:
+            doc["surface"] = surface
         (self.tmp_dir / "map.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         (self.tmp_dir / PARTIAL_MARKER).unlink()
         if self.out_dir.exists():
@@ -208,9 +219,26 @@ class MapDir:
 
         return Pyramid(self.path / PYRAMID_FILE)
 
-    def record_pyramid(self, record: dict) -> None:
-        """Keep the record of a newly written pyramid in map.yaml (replaced atomically)."""
-        meta = dict(self.meta, pyramid=record)
+    @property
+    def has_surface(self) -> bool:
+        """Whether the map has a surface model (``jzi build-map --dsm``)."""
+        return "surface" in self.meta and (self.path / SURFACE_FILE).is_file()
+
+    def surface(self) -> Surface:
+        """The map's surface model, read into memory.
+
+        Raises:
+            MapError: The map has none; the message says how to add it.
+        """
+        if not self.has_surface:
+            raise MapError(f"map {self.path} has no surface model; rebuild it with `jzi build-map ... --dsm DSM.tif`")
+        from .surface import Surface
+
+        return Surface.open(self.path / SURFACE_FILE)
+
+    def record_pyramid(self, record: dict, key: str = "pyramid") -> None:
+        """Keep the record of a newly written pyramid (or ``key``: another layer) in map.yaml (replaced atomically)."""
+        meta = dict(self.meta, **{key: record})
         tmp = self.path / "map.yaml.partial"
         tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
         os.replace(tmp, self.path / "map.yaml")

@@ -59,7 +59,9 @@ class Estimate:
     correspondences; ``mode``: how the frame was searched, one of
     :data:`~jzi_ros.localizer.tracking.MODES` (global, tracking, prior);
     ``gated``: verified only because it landed inside tracking's gate
-    (:mod:`~jzi_ros.localizer.refine`).
+    (:mod:`~jzi_ros.localizer.refine`); ``altitude_m``: the camera's
+    elevation [m] in the map's surface model's vertical datum, from a
+    verified registration on it (NaN otherwise).
     """
 
     lat: float
@@ -78,6 +80,7 @@ class Estimate:
     inliers: int = 0
     mode: str = "global"
     gated: bool = False
+    altitude_m: float = float("nan")
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

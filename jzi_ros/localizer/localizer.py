@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -18,7 +18,7 @@ from ..images import to_rgb
 from ..inference import Backend, make_backend
 from ..model import ZoomModel, load_checkpoint
 from ..model.search import PRECISIONS
-from .calibration import Calibration
+from .calibration import WITHIN_CELLS, Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
@@ -42,6 +42,11 @@ class LocalizerConfig:
     of view when no intrinsics are given; ``refine``: the registration
     against the map (on by default where the map has its orthophoto pyramid);
     ``tracking``: search near the last verified fix (:mod:`.tracking`);
+    ``trust_unverified``: where the map registers frames, a zoom fix that
+    could not be verified is published as FIX when its confidence reaches
+    ``min_confidence`` (False, the default: only verified fixes are FIX
+    there; the zoom's confidence is fitted on flat frames, and on real
+    relief one such FIX in ten was more than two cells off);
     ``map_precision``: how the map's view tokens are held (None: as the
     decoder computes, float32 on the CPU; "float16" halves them, "int8"
     quarters them for city-scale maps, see :class:`~jzi_ros.model.search.ViewTokens`).
@@ -56,6 +61,7 @@ class LocalizerConfig:
     refine: RefineConfig = RefineConfig()
     tracking: TrackingConfig = TrackingConfig()
     map_precision: str | None = None
+    trust_unverified: bool = False
 
     def __post_init__(self) -> None:
         problems = [
@@ -124,6 +130,26 @@ def _check_knowledge(attitude: Attitude | None, height_m: float | None) -> None:
             raise InputError(f"the attitude's angles must be finite, not {angles}")
 
 
+def _outside(reg: Registration, gate: tuple[np.ndarray, float] | None, bound, slack_m: float) -> str:
+    """Why a verified registration lies where the robot cannot be ("" when it can, or it is not verified).
+
+    ``gate``: tracking's disc (the last verified fix and how far the robot can
+    have moved since); ``bound``: a prior's box (centre, half-widths [m]);
+    ``slack_m``: how far beyond either a fix may still lie (two terminal
+    cells: a fix farther off is a false one).
+    """
+    if not reg.verified:
+        return ""
+    at = np.array([reg.east_m, reg.north_m])
+    if gate is not None:
+        off = float(np.hypot(*(at - np.asarray(gate[0], float))))
+        if off > gate[1] + slack_m:
+            return f"verified {off:.0f} m from the last fix, farther than the robot can have moved ({gate[1]:.0f} m)"
+    if bound is not None and (np.abs(at - bound[0]) > bound[1] + slack_m).any():
+        return "verified outside the prior's box"
+    return ""
+
+
 class Localizer:
     """Loads a map and a model once; :meth:`localize` turns frames into estimates.
 
@@ -167,7 +193,8 @@ class Localizer:
             if self.street:
                 self.refine_off = "a street-level model: the registration reads downward views"
             elif self.map.has_pyramid:
-                self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine)
+                surface = self.map.surface() if self.map.has_surface else None
+                self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine, surface)
             else:
                 self.refine_off = "the map has no orthophoto pyramid"
         self.tracker = Tracker(config.tracking)
@@ -271,8 +298,12 @@ class Localizer:
         mode, gate = GLOBAL, None
         prefix: tuple[int, ...] = ()
         region = self.tracker.region(stamp_s)
+        bound: tuple[np.ndarray, np.ndarray] | None = None  # where the robot can be: centre and half-widths [m]
         if prior is not None:
             mode, prefix = PRIOR, self.prior_prefix(prior)
+            centre = np.array([float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon)])
+            sigmas = np.sqrt(np.diag(np.asarray(prior.covariance_m2, float)[:2, :2]))
+            bound = centre, self.config.prior_sigmas * sigmas
         elif region is not None:
             (east, north), radius = gate = region
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
@@ -290,7 +321,7 @@ class Localizer:
         cov = self.calibration.covariances(centres[None], probs[None], cell_m)[0]
         confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
         position, path = centres[0], cands[0].path
-        verified, verdict, inliers, gated = False, self.refine_off, 0, False
+        verified, verdict, inliers, gated, altitude = False, self.refine_off, 0, False, math.nan
         t4 = time.perf_counter()
         if self.refiner is not None:
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
@@ -299,8 +330,12 @@ class Localizer:
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")
+            outside = _outside(reg, gate, bound, WITHIN_CELLS * self.grid.terminal_size_m)
+            if outside:
+                reg = replace(reg, verified=False, verdict=outside)
             verified, verdict, inliers, gated = reg.verified, reg.verdict, reg.inliers, bool(reg.forgiven)
             if reg.verified:
+                altitude = reg.altitude_m
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 half = self.grid.size_m / 2 - 1e-6
@@ -338,7 +373,8 @@ class Localizer:
             float(mu[1]),
             cov,
             confidence,
-            verified or confidence >= self.config.min_confidence,
+            verified
+            or (confidence >= self.config.min_confidence and (self.refiner is None or self.config.trust_unverified)),
             path,
             cands,
             self.grid.terminal_size_m,
@@ -348,6 +384,7 @@ class Localizer:
             inliers,
             mode,
             gated,
+            altitude,
         )
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -69,8 +69,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ..geo import BoundsM, CameraPose, Pinhole, ZoomGrid, image_to_ground
+from ..geo import BoundsM, CameraPose, Pinhole, ZoomGrid, ground_footprint, image_to_ground
 from ..geo.camera import Mount, camera_pose_from_body, quaternion_from_rotation, rotation_from_quaternion
+from ..geo.lens import Lens
+from ..geo.surface import Orthophoto, Surface, orthorectify
 from .errors import LocalizerError
 from .matchers import Matcher, Matches, make_matcher
 
@@ -175,7 +177,9 @@ class Registration:
     its ``yaw_deg`` and ``tilt_deg``; ``covariance_m2`` (2x2); ``inliers`` of
     ``matches``; ``gsd_m`` the ground resolution it worked at; ``candidate``
     the index of the zoom's candidate it started from; ``forgiven``: the
-    check that failed but the motion gate replaced ("" when none did).
+    check that failed but the motion gate replaced ("" when none did);
+    ``altitude_m``: the camera's elevation [m] in the surface model's datum
+    when the map has one (its ``height_m`` is then above the surface under it).
     """
 
     verified: bool
@@ -196,6 +200,7 @@ class Registration:
     gsd_m: float = math.nan
     timings_ms: dict = field(default_factory=dict)
     forgiven: str = ""
+    altitude_m: float = math.nan
 
 
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
@@ -321,11 +326,80 @@ def pose_covariance(
     return a @ cov_params @ a.T, float(np.sqrt(np.mean(res.reshape(-1, 2) ** 2) * 2))
 
 
+def solve_pose(
+    obj: np.ndarray,
+    img: np.ndarray,
+    k: np.ndarray,
+    centre: np.ndarray,
+    yaw_deg: float,
+    pitch_deg: float,
+    roll_deg: float,
+    min_sigma_m: float,
+    iterations: int = 10,
+) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """The camera's centre and heading from 3D points and their pixels, its tilt known (Gauss-Newton).
+
+    Args:
+        obj: (N, 3) points of the world [m] (east, north, elevation).
+        img: (N, 2) their pixels in the (ideal pinhole) frame.
+        k: The pinhole's intrinsic matrix.
+        centre: (3,) the centre to start from [m].
+        yaw_deg: The heading to start from [deg].
+        pitch_deg: The pitch (:class:`~jzi_ros.geo.CameraPose`'s angle), held fixed.
+        roll_deg: The roll, held fixed.
+        min_sigma_m: Floor of the residuals' standard deviation [m].
+        iterations: Most Gauss-Newton steps.
+
+    Returns:
+        The centre (3,) [m], the heading [deg], the covariance (3x3) [m²] of
+        the centre and the residuals' RMS [m]. Residuals are the pixel errors
+        times each point's depth over the focal length: metres across the ray,
+        comparable with the flat ground's fit (:func:`fit_similarity`); the
+        covariance is ``s² (Jᵀ J)⁻¹`` of the four parameters with ``s² =
+        max(Σ r² / (2N - 4), min_sigma_m²)``, its centre block.
+    """
+    obj, img = np.asarray(obj, np.float64), np.asarray(img, np.float64)
+    f = float(k[0, 0])
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        rot = CameraPose(0.0, 0.0, 1.0, p[3], pitch_deg, roll_deg).rotation()
+        cam = (obj - p[:3]) @ rot  # camera coordinates: rotᵀ (X - C), row by row
+        depth = np.maximum(cam[:, 2:3], 1e-6)
+        uv = cam @ k.T
+        return ((uv[:, :2] / uv[:, 2:3] - img) * depth / f).ravel()
+
+    steps = np.array([1e-3, 1e-3, 1e-3, 1e-4])
+    p = np.r_[np.asarray(centre, np.float64).ravel(), float(yaw_deg)]
+
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [
+                (residuals(p + np.eye(4)[i] * steps[i]) - residuals(p - np.eye(4)[i] * steps[i])) / (2 * steps[i])
+                for i in range(4)
+            ],
+            axis=1,
+        )
+
+    for _ in range(iterations):
+        r, j = residuals(p), jacobian(p)
+        delta, *_ = np.linalg.lstsq(j, -r, rcond=None)
+        p = p + delta
+        if np.abs(delta[:3]).max() < 1e-4 and abs(delta[3]) < 1e-5:
+            break
+    r, j = residuals(p), jacobian(p)
+    n = len(obj)
+    sigma2 = max(float(r @ r) / max(2 * n - 4, 1), min_sigma_m**2)
+    cov = sigma2 * np.linalg.pinv(j.T @ j)
+    return p[:3], float(p[3]), cov[:3, :3], float(np.sqrt(np.mean(r.reshape(-1, 2) ** 2) * 2))
+
+
 class Refiner:
     """Registers frames against a map's orthophoto (see the module docstring)."""
 
-    def __init__(self, grid: ZoomGrid, ortho: OrthoReader, config: RefineConfig = RefineConfig()) -> None:
-        self.grid, self.ortho, self.config = grid, ortho, config
+    def __init__(
+        self, grid: ZoomGrid, ortho: OrthoReader, config: RefineConfig = RefineConfig(), surface: Surface | None = None
+    ) -> None:
+        self.grid, self.ortho, self.config, self.surface = grid, ortho, config, surface
         self.matcher: Matcher = make_matcher(config.matcher)
 
     def refine(
@@ -396,6 +470,7 @@ class Refiner:
         band: tuple[float, float],
         gate: tuple[np.ndarray, float] | None = None,
     ) -> Registration:
+        """Register around one candidate: on the flat ground, then (surface model, tilt known) on the surface."""
         c = self.config
         tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
         if tilt > c.max_tilt_deg:
@@ -405,9 +480,9 @@ class Refiner:
         )
         footprint = 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2)
         gsd = max(self.ortho.gsd_m, footprint / c.work_px)
+        reach = self._reach_m(camera, height_m) + self.grid.terminal_size_m / 2
         t0 = time.perf_counter()
         view = ground_view(frame_grey, camera, pose, gsd)
-        reach = self._reach_m(camera, height_m) + self.grid.terminal_size_m / 2
         b = view.bounds
         crop = BoundsM(
             centre_m[0] + b.west_m - reach,
@@ -415,29 +490,171 @@ class Refiner:
             centre_m[0] + b.east_m + reach,
             centre_m[1] + b.north_m + reach,
         )
-        rgb, valid = self.ortho.read(crop, gsd)
-        t1 = time.perf_counter()
-        timings = {"read": (t1 - t0) * 1e3}
-        if valid.mean() < 0.2:
-            return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
-        ref = grey(rgb)
-        ref[~valid] = float(ref[valid].mean()) if valid.any() else 0.0
-        m = self.matcher.match(view.image, view.valid, ref, attitude.yaw_deg is not None)
-        t2 = time.perf_counter()
-        timings["match"] = (t2 - t1) * 1e3
         # a gate is evidence only while a chance match is unlikely to land in it
         gated = gate is not None and math.pi * gate[1] ** 2 <= c.max_gate_share * (crop.east_m - crop.west_m) * (
             crop.north_m - crop.south_m
         )
+        timings: dict[str, float] = {}
+        got = self._reference(crop, gsd, timings, t0)
+        if got is None:
+            return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
+        t1 = time.perf_counter()
+        m = covered(self.matcher.match(view.image, view.valid, got[0], attitude.yaw_deg is not None), got[1])
+        t2 = time.perf_counter()
+        timings["match"] = (t2 - t1) * 1e3
         reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band, gated)
+        timings["pose"] = (time.perf_counter() - t2) * 1e3
+        if self.surface is not None and attitude.pitch_deg is not None and attitude.roll_deg is not None:
+            # the flat ground's pose (else the candidate) is where the frame is laid on the surface
+            start = np.array([reg.east_m, reg.north_m]) if math.isfinite(reg.east_m) else np.asarray(centre_m, float)
+            yaw = reg.yaw_deg if math.isfinite(reg.yaw_deg) else attitude.yaw_deg
+            for _ in range(2):  # a second pass from the first one's pose when that was refused
+                if yaw is None:
+                    break
+                on_surface = self._on_surface(frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach)
+                if on_surface is None:
+                    break
+                reg = on_surface
+                timings.update({f"surface_{k}": v for k, v in on_surface.timings_ms.items()})
+                if reg.verified or not math.isfinite(reg.east_m):
+                    break
+                start, yaw = np.array([reg.east_m, reg.north_m]), reg.yaw_deg
         if reg.forgiven and reg.verified:
             assert gate is not None
             if math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) > gate[1]:
                 reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         if not reg.verified:
             reg = replace(reg, forgiven="")
+        return replace(reg, timings_ms=timings)
+
+    def _reference(self, crop: BoundsM, gsd: float, timings: dict, t0: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The map's crop as grey (its gaps filled with its mean) and its coverage; None where it has too little."""
+        rgb, valid = self.ortho.read(crop, gsd)
+        timings["read"] = timings.get("read", 0.0) + (time.perf_counter() - t0) * 1e3
+        if valid.mean() < 0.2:
+            return None
+        ref = grey(rgb)
+        ref[~valid] = float(ref[valid].mean()) if valid.any() else 0.0
+        return ref, valid
+
+    def _on_surface(
+        self,
+        frame_grey: np.ndarray,
+        camera: Pinhole,
+        start_m: np.ndarray,
+        yaw_deg: float,
+        attitude: Attitude,
+        height_m: float,
+        band: tuple[float, float],
+        gated: bool,
+        reach_m: float,
+    ) -> Registration | None:
+        """Register the frame orthorectified onto the surface model from ``start_m``; None where the model has no data.
+
+        The camera is put ``height_m`` above the surface at ``start_m`` with
+        the attitude's tilt and ``yaw_deg``; the frame is laid on the surface
+        (:func:`~jzi_ros.geo.surface.orthorectify`) over its footprint, matched
+        against the map's crop grown by ``reach_m``, and the pose solved
+        against the matched map points lifted onto the surface
+        (:func:`solve_pose`).
+        """
+        assert self.surface is not None
+        c = self.config
+        t0 = time.perf_counter()
+        ground = float(self.surface.at(start_m[0], start_m[1]))
+        if not math.isfinite(ground):
+            return None
+        pitch, roll = float(attitude.pitch_deg or 0.0), float(attitude.roll_deg or 0.0)
+        pose = CameraPose(0.0, 0.0, height_m, yaw_deg, pitch, roll)
+        footprint = ground_footprint(camera, pose)
+        gsd = max(self.ortho.gsd_m, 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2) / c.work_px)
+        bounds = BoundsM(
+            start_m[0] + footprint[:, 0].min(),
+            start_m[1] + footprint[:, 1].min(),
+            start_m[0] + footprint[:, 0].max(),
+            start_m[1] + footprint[:, 1].max(),
+        )
+        centre = np.array([start_m[0], start_m[1], ground + height_m])
+        ortho = orthorectify(frame_grey, Lens.of(camera), pose.rotation(), centre, self.surface, bounds, gsd)
+        if ortho.valid.mean() < 0.2:
+            return None
+        crop = BoundsM(
+            bounds.west_m - reach_m, bounds.south_m - reach_m, bounds.east_m + reach_m, bounds.north_m + reach_m
+        )
+        timings: dict[str, float] = {}
+        got = self._reference(crop, gsd, timings, t0)
+        if got is None:
+            return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
+        t1 = time.perf_counter()
+        m = covered(self.matcher.match(ortho.image, ortho.valid, got[0], True), got[1])
+        t2 = time.perf_counter()
+        timings["match"] = (t2 - t1) * 1e3
+        reg = self._pose_3d(m, ortho, crop, camera, attitude, yaw_deg, centre, height_m, band, gated)
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         return replace(reg, timings_ms=timings)
+
+    def _pose_3d(
+        self,
+        m: Matches,
+        ortho: Orthophoto,
+        crop: BoundsM,
+        camera: Pinhole,
+        attitude: Attitude,
+        yaw_deg: float,
+        centre: np.ndarray,
+        height_m: float,
+        band: tuple[float, float],
+        gated: bool,
+    ) -> Registration:
+        """The pose from matches between an orthorectified frame and the map, solved against 3D points."""
+        assert self.surface is not None
+        c, gsd = self.config, ortho.gsd_m
+        base: dict[str, Any] = {"matches": len(m), "distinctiveness": m.distinctiveness, "peak": m.peak, "gsd_m": gsd}
+        if len(m) < c.min_inliers:
+            return Registration(False, f"{len(m)} matches, fewer than {c.min_inliers}", **base)
+        seen = np.c_[
+            ortho.bounds.west_m + (m.query_px[:, 0] + 0.5) * gsd, ortho.bounds.north_m - (m.query_px[:, 1] + 0.5) * gsd
+        ]
+        ground = np.c_[
+            crop.west_m + (m.reference_px[:, 0] + 0.5) * gsd, crop.north_m - (m.reference_px[:, 1] + 0.5) * gsd
+        ]
+        # the orthophoto and the map differ by a small similarity (the start's error): it picks the inliers
+        model, mask = cv2.estimateAffinePartial2D(
+            seen, ground, method=cv2.RANSAC, ransacReprojThreshold=1.5 * gsd, maxIters=500, confidence=0.999
+        )
+        if model is None or mask is None:
+            return Registration(False, "no consistent geometry among the matches", **base)
+        q = m.query_px.astype(np.float32).reshape(1, -1, 2)
+        img_pts = np.stack(
+            [cv2.remap(ortho.frame_px[..., i], q[..., 0], q[..., 1], cv2.INTER_LINEAR).ravel() for i in (0, 1)], axis=1
+        ).astype(np.float64)
+        heights = self.surface.at(ground[:, 0], ground[:, 1])
+        inl = mask.ravel().astype(bool) & np.isfinite(heights)
+        refused = self._agreement(m, inl, img_pts, camera, attitude.yaw_deg is not None, gated, base)
+        if refused is not None:
+            return refused
+        obj = np.c_[ground, heights][inl]
+        pitch, roll = float(attitude.pitch_deg or 0.0), float(attitude.roll_deg or 0.0)
+        found_centre, yaw, cov, rms_m = solve_pose(
+            obj, img_pts[inl], camera.K, centre, yaw_deg, pitch, roll, c.min_sigma_px * gsd
+        )
+        under = float(self.surface.at(found_centre[0], found_centre[1]))
+        if not math.isfinite(under):
+            return Registration(False, "the pose lies off the surface model", **base)
+        height = float(found_centre[2]) - under
+        found = dict(
+            base,
+            east_m=float(found_centre[0]),
+            north_m=float(found_centre[1]),
+            height_m=height,
+            altitude_m=float(found_centre[2]),
+            scale=height / height_m,
+            yaw_deg=yaw % 360,
+            tilt_deg=float(math.hypot(pitch, roll)),
+            covariance_m2=m.overlap * cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2,
+            reprojection_px=rms_m / gsd,
+        )
+        return self._verdict(found, attitude, band)
 
     def _pose(
         self,
@@ -472,25 +689,10 @@ class Refiner:
         if model is None or mask is None:
             return Registration(False, "no consistent geometry among the matches", **base)
         inl = mask.ravel().astype(bool)
-        n_in = int(inl.sum())
-        base["inliers"] = n_in
-        measured = math.isfinite(m.distinctiveness)  # keypoint matchers do not measure it
-        share = c.sure_inlier_share if measured and m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
-        need = max(c.min_inliers, math.ceil(share * len(m)))
-        if n_in < need:
-            base["forgiven"] = f"{n_in} of {len(m)} matches agree; {need} needed"
-            if not gated or n_in < c.min_inliers:
-                return Registration(False, base.pop("forgiven"), **base)
         img_pts = _apply(view.to_frame, m.query_px)
-        span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
-        if span.min() < c.min_spread:
-            return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
-        least = c.min_distinctiveness if attitude.yaw_deg is not None else c.min_distinctiveness_searched
-        if measured and m.distinctiveness < least:
-            ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
-            if not gated:
-                return Registration(False, ambiguous, **base)
-            base["forgiven"] = "; ".join(filter(None, (base.get("forgiven"), ambiguous)))
+        refused = self._agreement(m, inl, img_pts, camera, attitude.yaw_deg is not None, gated, base)
+        if refused is not None:
+            return refused
         if tilt_known:
             return self._similarity(rel[inl], ground[inl], base, gsd, attitude, height_m, band, m.overlap)
         origin = ground.mean(0)
@@ -527,6 +729,41 @@ class Refiner:
             reprojection_px=rms,
         )
         return self._verdict(found, attitude, band)
+
+    def _agreement(
+        self,
+        m: Matches,
+        inl: np.ndarray,
+        img_pts: np.ndarray,
+        camera: Pinhole,
+        heading_known: bool,
+        gated: bool,
+        base: dict,
+    ) -> Registration | None:
+        """The checks on the matches themselves (count, share, spread, distinctiveness): a refusal, or None.
+
+        Sets ``base["inliers"]``, and ``base["forgiven"]`` for a check the gate may replace.
+        """
+        c = self.config
+        n_in = int(inl.sum())
+        base["inliers"] = n_in
+        measured = math.isfinite(m.distinctiveness)  # keypoint matchers do not measure it
+        share = c.sure_inlier_share if measured and m.distinctiveness >= c.sure_distinctiveness else c.min_inlier_share
+        need = max(c.min_inliers, math.ceil(share * len(m)))
+        if n_in < need:
+            base["forgiven"] = f"{n_in} of {len(m)} matches agree; {need} needed"
+            if not gated or n_in < c.min_inliers:
+                return Registration(False, base.pop("forgiven"), **base)
+        span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
+        if span.min() < c.min_spread:
+            return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
+        least = c.min_distinctiveness if heading_known else c.min_distinctiveness_searched
+        if measured and m.distinctiveness < least:
+            ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
+            if not gated:
+                return Registration(False, ambiguous, **base)
+            base["forgiven"] = "; ".join(filter(None, (base.get("forgiven"), ambiguous)))
+        return None
 
     def _similarity(
         self,
@@ -580,6 +817,17 @@ class Refiner:
             if off > c.max_heading_error_deg:
                 return Registration(False, f"heading {off:.0f}° off the attitude's", **found)
         return Registration(True, "ok", **found)
+
+
+def covered(m: Matches, valid: np.ndarray) -> Matches:
+    """The matches whose map point lies where the map has imagery (a match in a gap matched the filler)."""
+    h, w = valid.shape
+    col = np.clip(np.rint(m.reference_px[:, 0]).astype(int), 0, w - 1)
+    row = np.clip(np.rint(m.reference_px[:, 1]).astype(int), 0, h - 1)
+    keep = valid[row, col]
+    if keep.all():
+        return m
+    return replace(m, query_px=m.query_px[keep], reference_px=m.reference_px[keep], score=m.score[keep])
 
 
 def _tilt_deg(rvec: np.ndarray) -> float:

@@ -47,14 +47,17 @@ def frame_to_array(msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
 def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_m2: float) -> NavSatFix:
     """A ``NavSatFix`` of an estimate, with the camera frame's header.
 
-    Status FIX (trusted) or NO_FIX, finite altitude, ENU covariance [m²] with
-    the horizontal block from the estimate, APPROXIMATED.
+    Status FIX (trusted) or NO_FIX, finite altitude (the estimate's, from the
+    map's surface model, where it has one; else ``altitude_m``), ENU
+    covariance [m²] with the horizontal block from the estimate, APPROXIMATED.
     """
     fix = NavSatFix()
     fix.header = header
     fix.status.status = NavSatStatus.STATUS_FIX if est.trusted else NavSatStatus.STATUS_NO_FIX
     fix.status.service = NavSatStatus.SERVICE_GPS  # the field robot_localization expects to be set
-    fix.latitude, fix.longitude, fix.altitude = est.lat, est.lon, float(altitude_m)
+    measured = math.isfinite(est.altitude_m)
+    fix.latitude, fix.longitude = est.lat, est.lon
+    fix.altitude = float(est.altitude_m if measured else altitude_m)
     fix.position_covariance = [float(v) for v in est.fix_covariance_m2(vertical_variance_m2).ravel()]
     fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_APPROXIMATED
     return fix

@@ -38,7 +38,9 @@ class NodeParams:
     transport: str = _param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)")
     fix_topic: str = _param("/jzi/fix", "output sensor_msgs/NavSatFix topic")
     frame_id: str = _param("jzi_camera", "frame_id of the published fixes (the camera's frame)")
-    altitude_m: float = _param(0.0, "altitude [m] written into every fix (finite: robot_localization drops NaN)")
+    altitude_m: float = _param(
+        0.0, "altitude [m] of fixes the map's surface model does not give one (finite: robot_localization drops NaN)"
+    )
     vertical_variance_m2: float = _param(
         VERTICAL_VARIANCE_M2, "variance [m^2] of the altitude, which the localizer does not measure"
     )
@@ -47,6 +49,9 @@ class NodeParams:
     min_confidence: float = _param(
         LocalizerConfig.min_confidence,
         "below this probability of lying within 2 terminal cells of the truth a fix is published as NO_FIX",
+    )
+    trust_unverified: bool = _param(
+        False, "publish a zoom fix the registration could not verify as FIX (by its confidence); off: verified only"
     )
     max_rate_hz: float = _param(0.0, "most frames localized per second (0 = as fast as possible)")
     prior_topic: str = _param("", "optional NavSatFix topic of a prior position that narrows the search ('' = none)")
@@ -130,6 +135,7 @@ class NodeParams:
             refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
             tracking=TrackingConfig(self.tracking, self.max_speed_mps, self.reacquire_after),
             map_precision=self.map_precision or None,
+            trust_unverified=self.trust_unverified,
         )
 
     @property

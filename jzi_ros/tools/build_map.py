@@ -11,6 +11,7 @@ from ..geo.build import human_bytes
 from ..geo.grid import BoundsM
 from ..geo.mapdir import MapDir
 from ..geo.pyramid import source_bytes_in
+from ..geo.surface import surface_beside
 from ..geo.tiles import read_layout, stitch_tiles
 from ..progress import bar
 from .common import number_pair
@@ -69,6 +70,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; coarser "
         "for huge regions)",
     )
+    p.add_argument(
+        "--dsm",
+        "--dtm",
+        type=Path,
+        default=None,
+        metavar="TIF",
+        help="elevation model under the rasters (a DSM, or a DTM; GeoTIFF in metres, any CRS): tilted frames "
+        "are laid on it before registration (default: NAME_dsm.tif beside a generated scene's raster)",
+    )
+    p.add_argument("--flat", action="store_true", help="no surface model, even beside a generated scene's raster")
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     p.add_argument("--preset", help="defaults from config/presets/NAME.yaml (its map section) or a YAML path")
     p.set_defaults(preset_section="map")
@@ -86,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         tif = args.out.with_name(args.out.name + ".sources") / f"{folder.name}_z{layout['zoom']}.tif"
         print(f"stitching tiles of {folder} (zoom {layout['zoom']}) into {tif} ...")
         rasters.append(stitch_tiles(folder, tif))
+    dsm = None if args.flat else args.dsm or surface_beside(rasters)
+    if dsm is not None and args.dsm is None:
+        print(f"surface model: {dsm} (beside the raster; --flat leaves it out)")
     mapdir = build_map(
         rasters,
         args.out,
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         pyramid_gsd_m=args.pyramid_gsd_m,
         progress=bar("rendering views", args.quiet),
         pyramid_progress=bar("rendering orthophoto", args.quiet, unit="block"),
+        dsm=dsm,
     )
     build = mapdir.meta["build"]
     size = sum(f.stat().st_size for f in mapdir.path.iterdir() if f.is_file())
@@ -109,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         f"{human_bytes(size)} on disk"
     )
     print(f"  {describe_pyramid(mapdir)}")
+    if mapdir.has_surface:
+        sf = mapdir.meta["surface"]
+        print(f"  surface model: {sf['file']} at {sf['gsd_m']:g} m/px, {sf['min_m']:g}..{sf['max_m']:g} m")
     print(f"wrote {mapdir.path}  (check it with: jzi show-map {mapdir.path})")
     return 0
 

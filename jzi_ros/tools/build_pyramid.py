@@ -1,7 +1,8 @@
 """`jzi build-pyramid`: add the orthophoto pyramid (ortho.tif) to a map built before maps had one.
 
 Rendered from the map's recorded source rasters, or from --geotiff others
-(the rasters moved, or a newer orthophoto of the same region).
+(the rasters moved, or a newer orthophoto of the same region). ``--dsm``
+adds a surface model (surface.tif) too, or alone to a map that has its pyramid.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..geo import MapDir
 from ..geo.pyramid import add_pyramid
+from ..geo.surface import add_surface
 from ..progress import bar
 from .build_map import describe_pyramid
 
@@ -34,7 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="M",
         help="ground resolution in m/px (default: the finest raster's)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the pyramid the map has")
+    p.add_argument(
+        "--dsm",
+        "--dtm",
+        type=Path,
+        default=None,
+        metavar="TIF",
+        help="add this elevation model (DSM or DTM, metres, any CRS) as the map's surface model; alone when the "
+        "map has its pyramid already",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the pyramid (and surface model) the map has")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -43,13 +54,18 @@ def run(args: argparse.Namespace) -> int:
     """Add the pyramid and say what it holds and where it is."""
     started = time.monotonic()
     mapdir = MapDir(args.map)
-    add_pyramid(
-        mapdir,
-        rasters=list(args.geotiff) or None,
-        gsd_m=args.pyramid_gsd_m,
-        overwrite=args.overwrite,
-        progress=bar("rendering orthophoto", args.quiet, unit="block"),
-    )
-    print(f"{describe_pyramid(mapdir)} in {time.monotonic() - started:.1f} s")
-    print(f"wrote {mapdir.path / mapdir.meta['pyramid']['file']}")
+    if not (args.dsm is not None and mapdir.has_pyramid and not args.overwrite):
+        add_pyramid(
+            mapdir,
+            rasters=list(args.geotiff) or None,
+            gsd_m=args.pyramid_gsd_m,
+            overwrite=args.overwrite,
+            progress=bar("rendering orthophoto", args.quiet, unit="block"),
+        )
+        print(f"{describe_pyramid(mapdir)} in {time.monotonic() - started:.1f} s")
+        print(f"wrote {mapdir.path / mapdir.meta['pyramid']['file']}")
+    if args.dsm is not None:
+        sf = add_surface(mapdir, args.dsm, overwrite=args.overwrite)
+        print(f"surface model: {sf['gsd_m']:g} m/px, {sf['min_m']:g}..{sf['max_m']:g} m from {args.dsm}")
+        print(f"wrote {mapdir.path / sf['file']}")
     return 0

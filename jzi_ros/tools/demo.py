@@ -6,7 +6,8 @@ map and the training see only the summer, the camera flies over the autumn.
 
 1. draw a generated orthophoto of the same place in summer and in autumn
    (two GeoTIFFs in UTM on one georeference, see :mod:`jzi_ros.data.scene`);
-2. build the map from the summer one (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells);
+2. build the map from the summer one (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells),
+   with the scene's surface model, onto which the registration lays each frame;
 3. train a model on that map with aerial self-supervision (one token per
    view: the fast decoder for a CPU budget of minutes);
 4. fly a simulated camera over the autumn one, inside the map's region, into
@@ -38,10 +39,11 @@ from pathlib import Path
 from ..data.bags import BagReader, stamp_of
 from ..data.drive import write_drive
 from ..data.flight import CAMERA_INFO_TOPIC, FlightConfig, write_flight
-from ..data.scene import SceneSpec, write_scene
+from ..data.scene import SceneFiles, SceneSpec, write_scene
 from ..errors import JziError
 from ..evaluation import BagEvalConfig, draw_frame_on_map, draw_overview, evaluate_bag, format_summary
 from ..geo import MapDir, add_pyramid, build_map
+from ..geo.surface import add_surface
 from ..images import decode_message, to_rgb
 from ..progress import bar
 from ..train import TrainConfig, train
@@ -89,16 +91,24 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {write_scene(tif, spec)}")
 
-    _step(2, "map: views of every cell of a 2-level zoom grid (16 x 16 terminal cells), from the summer orthophoto")
+    _step(
+        2,
+        "map: views of every cell of a 2-level zoom grid (16 x 16 terminal cells), from the summer orthophoto, "
+        "with its surface model",
+    )
+    dsm = SceneFiles.beside(tifs["summer"]).dsm
     if (map_dir / "map.yaml").exists():
         sources = ", ".join(Path(source["path"]).name for source in MapDir(map_dir).sources)
         print(f"reusing {map_dir} (built from {sources})")
         if not MapDir(map_dir).has_pyramid:  # a map of an older demo
             add_pyramid(MapDir(map_dir), progress=bar("orthophoto pyramid", quiet))
             print(f"added the orthophoto pyramid to {map_dir}")
+        if not MapDir(map_dir).has_surface:  # a map of an older demo
+            add_surface(MapDir(map_dir), dsm)
+            print(f"added the surface model to {map_dir}")
     else:
-        built = build_map([tifs["summer"]], map_dir, levels=2, progress=bar("rendering views", quiet))
-        print(f"built {built.grid.describe()}")
+        built = build_map([tifs["summer"]], map_dir, levels=2, progress=bar("rendering views", quiet), dsm=dsm)
+        print(f"built {built.grid.describe()}, with the surface model {dsm.name}")
     print(f"wrote {draw_overview(MapDir(map_dir), out / 'overview.png')}")
 
     _step(3, f"model: aerial self-supervised training on the summer map (10,000 frames, {args.steps} steps)")

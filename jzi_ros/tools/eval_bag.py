@@ -32,6 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--min-confidence", type=float, default=LocalizerConfig.min_confidence)
+    p.add_argument(
+        "--trust-unverified",
+        action="store_true",
+        help="publish zoom fixes the registration could not verify as FIX by their confidence (the node's "
+        "trust_unverified parameter)",
+    )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")

@@ -51,7 +51,7 @@ def test_scene_has_what_the_tests_rely_on():
 
 
 def test_domain_ops_are_listed_in_order_with_jpeg_last():
-    assert NAMES == ["grey", "false_colour", "curve", "season", "haze", "resolution", "shadow", "jpeg"]
+    assert NAMES == ["grey", "false_colour", "curve", "season", "haze", "resolution", "shadow", "lens", "jpeg"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -185,3 +185,14 @@ def test_domain_raises_on_an_unknown_op_naming_it_and_the_known_ones():
 def test_domain_raises_on_a_probability_outside_0_1(p):
     with pytest.raises(DataError, match="probability"):
         domain(_scene(), np.random.default_rng(0), p=p)
+
+
+def test_lens_gives_the_frame_a_real_lens_and_the_localizer_s_rectification_leave_in_place():
+    img = _scene()
+    for seed in SEEDS:
+        out = DOMAIN_OPS["lens"](img, np.random.default_rng(seed))
+        seen = out.sum(axis=2) > 0
+        assert 0.8 < seen.mean() <= 1.0, seed  # black only where the off-centre lens did not see
+        assert np.abs(out.astype(int) - img).mean() > 1.0, seed  # resampled twice: softer
+        # the content stays where it was (the label stays true): the seen part matches the original
+        assert _correlation(img[seen][None], out[seen][None]) > 0.9, seed

@@ -10,7 +10,9 @@ Two kinds of change live here:
   (panchromatic), ``false_colour`` (colour infrared, other band order),
   ``curve`` (radiometric response), ``season`` (vegetation hue), ``haze``
   (airlight), ``resolution`` (ground sampling), ``shadow`` (sun and
-  illumination) and ``jpeg`` (compression).
+  illumination), ``lens`` (a real lens's frame after the localizer rectified
+  it: softer where it squeezed, black where it did not see) and ``jpeg``
+  (compression).
 
 Every domain op maps an (H, W, 3) uint8 RGB image and a
 ``np.random.Generator`` to a new image of the same shape and dtype, draws its
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from ..geo.lens import Lens
 from .errors import DataError
 
 
@@ -285,6 +288,26 @@ def jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
+def lens(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A frame as the localizer hands a real lens's frame to the model: distorted, then rectified back.
+
+    A barrel lens (k1 -0.3..-0.05, k2 0..0.12, a 60° pinhole's focal length)
+    with its principal point up to 4 % of the side off centre takes the
+    frame; the localizer's rectification (:meth:`~jzi_ros.geo.lens.Lens.rectify`)
+    undoes it. What comes back is the same picture, resampled twice (softer
+    where the lens squeezed it) and black where the lens did not see.
+    """
+    h, w = image.shape[:2]
+    f = w / 2 / np.tan(np.radians(30.0))
+    cx = (w - 1) / 2 + rng.uniform(-0.04, 0.04) * w
+    cy = (h - 1) / 2 + rng.uniform(-0.04, 0.04) * h
+    real = Lens(w, h, (f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0), (rng.uniform(-0.3, -0.05), rng.uniform(0.0, 0.12)))
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    seen = real.undistort_points(np.c_[u.ravel(), v.ravel()]).reshape(h, w, 2).astype(np.float32)
+    raw = cv2.remap(image, seen[..., 0], seen[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return real.rectify(raw)
+
+
 DOMAIN_OPS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "grey": grey,
     "false_colour": false_colour,
@@ -293,6 +316,7 @@ DOMAIN_OPS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] =
     "haze": haze,
     "resolution": resolution,
     "shadow": shadow,
+    "lens": lens,
     "jpeg": jpeg,
 }
 

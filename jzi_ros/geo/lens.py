@@ -149,9 +149,11 @@ class Lens:
         return out.reshape(-1, 2)
 
     def _d(self) -> np.ndarray:
+        """D as OpenCV takes it: padded with zeros to a length it knows (4 for fisheye; 5, 8, 12 or 14)."""
         if self.model == "equidistant":
             return np.asarray((self.d + (0.0,) * 4)[:4], np.float64)
-        return np.asarray(self.d, np.float64)
+        n = next((k for k in (5, 8, 12, 14) if k >= len(self.d)), len(self.d))
+        return np.asarray(self.d + (0.0,) * (n - len(self.d)), np.float64)
 
     def project(self, points: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
         """Points (N, 3) of the world -> their pixels (N, 2) in the raw frame (OpenCV's ``projectPoints``).

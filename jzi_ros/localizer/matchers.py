@@ -91,8 +91,8 @@ class MatcherConfig:
 
     ``bins``: orientation channels; ``sigma_px``: spatial smoothing [px];
     ``patches``: the fine stage's grid (``patches`` x ``patches`` patches of
-    the query, smaller on a view the camera saw only part of); ``search_px``:
-    how far [px] each patch looks around the global offset; ``headings``: rotations tried when the heading is unknown;
+    the query); ``search_px``: how far [px] each patch looks around the global
+    offset; ``headings``: rotations tried when the heading is unknown;
     ``exclusion``: radius of the peak's neighbourhood for the
     distinctiveness, as a share of the query's side.
     """
@@ -235,10 +235,7 @@ class DenseMatcher:
         x0, y0, peak, ratio, angle, q, mask = best
         # the fine stage: each patch of the query, searched within ±search_px of the global offset
         s = c.search_px
-        # patches shrink with the share of the view the camera saw (an oblique view's footprint is a
-        # trapezoid in its box), so that about as many fit on it as on a full one
-        fill = min(1.0, math.sqrt(float(mask.mean()) / 0.8))
-        ph, pw = max(8, int(hq * fill) // c.patches), max(8, int(wq * fill) // c.patches)
+        ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
         mask_sum = _integral(mask.astype(np.float32)[..., None])[..., 0]
         q_sum = _integral(q)
         qpts, rpts, scores = [], [], []

@@ -505,20 +505,25 @@ class Refiner:
         reg = self._pose(m, view, crop, gsd, camera, attitude, height_m, band, gated)
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         if self.surface is not None and attitude.pitch_deg is not None and attitude.roll_deg is not None:
-            # the flat ground's pose (else the candidate) is where the frame is laid on the surface
-            start = np.array([reg.east_m, reg.north_m]) if math.isfinite(reg.east_m) else np.asarray(centre_m, float)
-            yaw = reg.yaw_deg if math.isfinite(reg.yaw_deg) else attitude.yaw_deg
+            # the flat ground's pose (else the candidate) is where the frame is laid on the surface; a pass
+            # that does not start from the flat ground's pose is a second chance for a chance match, and must
+            # stand out as a searched heading's does
+            rescue = not math.isfinite(reg.east_m)
+            start = np.asarray(centre_m, float) if rescue else np.array([reg.east_m, reg.north_m])
+            yaw = attitude.yaw_deg if rescue else reg.yaw_deg
             for _ in range(2):  # a second pass from the first one's pose when that was refused
                 if yaw is None:
                     break
-                on_surface = self._on_surface(frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach)
+                on_surface = self._on_surface(
+                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, strict=rescue
+                )
                 if on_surface is None:
                     break
                 reg = on_surface
                 timings.update({f"surface_{k}": v for k, v in on_surface.timings_ms.items()})
                 if reg.verified or not math.isfinite(reg.east_m):
                     break
-                start, yaw = np.array([reg.east_m, reg.north_m]), reg.yaw_deg
+                start, yaw, rescue = np.array([reg.east_m, reg.north_m]), reg.yaw_deg, True
         if reg.forgiven and reg.verified:
             assert gate is not None
             if math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) > gate[1]:
@@ -548,6 +553,7 @@ class Refiner:
         band: tuple[float, float],
         gated: bool,
         reach_m: float,
+        strict: bool = False,
     ) -> Registration | None:
         """Register the frame orthorectified onto the surface model from ``start_m``; None where the model has no data.
 
@@ -556,7 +562,9 @@ class Refiner:
         (:func:`~jzi_ros.geo.surface.orthorectify`) over its footprint, matched
         against the map's crop grown by ``reach_m``, and the pose solved
         against the matched map points lifted onto the surface
-        (:func:`solve_pose`).
+        (:func:`solve_pose`). ``strict``: a pass that does not start from the
+        flat ground's pose (a second chance) needs the distinctiveness of a
+        searched heading.
         """
         assert self.surface is not None
         c = self.config
@@ -589,7 +597,7 @@ class Refiner:
         m = covered(self.matcher.match(ortho.image, ortho.valid, got[0], True), got[1])
         t2 = time.perf_counter()
         timings["match"] = (t2 - t1) * 1e3
-        reg = self._pose_3d(m, ortho, crop, camera, attitude, yaw_deg, centre, height_m, band, gated)
+        reg = self._pose_3d(m, ortho, crop, camera, attitude, yaw_deg, centre, height_m, band, gated, strict)
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         return replace(reg, timings_ms=timings)
 
@@ -605,8 +613,12 @@ class Refiner:
         height_m: float,
         band: tuple[float, float],
         gated: bool,
+        strict: bool = False,
     ) -> Registration:
-        """The pose from matches between an orthorectified frame and the map, solved against 3D points."""
+        """The pose from matches between an orthorectified frame and the map, solved against 3D points.
+
+        ``strict``: the global match must stand out as for a searched heading (a second chance).
+        """
         assert self.surface is not None
         c, gsd = self.config, ortho.gsd_m
         base: dict[str, Any] = {"matches": len(m), "distinctiveness": m.distinctiveness, "peak": m.peak, "gsd_m": gsd}
@@ -630,7 +642,7 @@ class Refiner:
         ).astype(np.float64)
         heights = self.surface.at(ground[:, 0], ground[:, 1])
         inl = mask.ravel().astype(bool) & np.isfinite(heights)
-        refused = self._agreement(m, inl, img_pts, camera, attitude.yaw_deg is not None, gated, base)
+        refused = self._agreement(m, inl, img_pts, camera, attitude.yaw_deg is not None and not strict, gated, base)
         if refused is not None:
             return refused
         obj = np.c_[ground, heights][inl]

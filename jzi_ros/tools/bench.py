@@ -6,7 +6,9 @@ from 1 to 100 km, and the registration matchers compared
 (see :mod:`jzi_ros.evaluation.benchmark`); ``--node`` adds the node over DDS
 (:mod:`jzi_ros.ros.bench`, needs ROS 2's rclpy). The report opens with the
 ratios that hold on any machine. ``--render`` times the 3D world's renderer
-alone (:mod:`jzi_ros.evaluation.render_bench`).
+alone (:mod:`jzi_ros.evaluation.render_bench`); ``--photos DIR`` measures the
+camera model and the registration on real photos with known poses
+(:mod:`jzi_ros.evaluation.photos`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="only time the 3D world's renderer (street, drone, panorama and training views; 1 and 2 processes)",
     )
     p.add_argument("--render-frames", type=int, default=40, help="frames per view with --render (default 40)")
+    p.add_argument(
+        "--photos",
+        type=Path,
+        metavar="DIR",
+        help="real photos with known poses (an OpenDroneMap folder, e.g. ../shared/data/dji_oblique): the lens's "
+        "projection onto their surface model against OpenCV's, and each registered against the others' orthophotos",
+    )
     p.add_argument("--quick", action="store_true", help="a reduced run of seconds (CI)")
     p.add_argument("--out", type=Path, default=Path("bench_out"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -103,6 +112,16 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "render.md").write_text(render_markdown(report))
         print(render_markdown(report))
         print(f"wrote {args.out / 'render.json'} and {args.out / 'render.md'}")
+        return 0
+    if args.photos:
+        from ..evaluation import photos
+
+        found = photos.PhotoSet.load(args.photos)
+        text = photos.markdown(photos.projection_errors(found), photos.register_photos(found))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "photos.md").write_text(text)
+        print(text)
+        print(f"wrote {args.out / 'photos.md'}")
         return 0
     if args.node and not (args.map and args.model):
         raise SystemExit("jzi bench: --node needs --map and --model")

@@ -69,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_DOMAIN_OPS,
         choices=list(DOMAIN_OPS),
         metavar="OP",
-        help=f"domain changes of aerial frames (default all: {' '.join(DOMAIN_OPS)}; none: give the flag alone)",
+        help=f"domain changes of aerial frames (default: {' '.join(DEFAULT_DOMAIN_OPS)}; add lens for a real "
+        "lens's rectified frames; none: give the flag alone)",
     )
     p.add_argument(
         "--heading-known",

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
+from ..data.augment import domain, photometric
 from ..geo import MapDir, ZoomGrid
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
 from ..localizer.calibration import fit_registration_scale
@@ -67,6 +68,17 @@ REGISTRATION_FRAMES = 200
 """Frames registered to fit the registration's covariance scale."""
 
 
+def _worlds(mapdir: MapDir, orthos: list) -> list | None:
+    """The 3D worlds of the calibration's orthophotos over the map's surface model; None when its source is gone."""
+    source = Path(mapdir.meta["surface"].get("source", ""))
+    if not source.is_file():
+        log.warning("the map's surface model source %s is gone: the registration is calibrated on flat frames", source)
+        return None
+    from ..data.render3d import World3D
+
+    return [World3D.over(ortho, source) for ortho in orthos]
+
+
 def calibrate_registration(
     mapdir: MapDir,
     cfg: AerialConfig,
@@ -85,6 +97,11 @@ def calibrate_registration(
     ``cfg.heading_known`` says): the registration takes the camera's own
     frame and its attitude, for every model.
 
+    With a surface model in the map the frames are rendered in 3D over it (the
+    world of :mod:`jzi_ros.data.render3d`: relief, roofs, occlusion), ranged
+    to the surface under the camera, and registered on the surface, as a
+    real flight over that place is.
+
     Returns:
         (scale, verified frames), or None without a pyramid or with too few verified frames.
     """
@@ -92,19 +109,29 @@ def calibrate_registration(
         log.info("the map has no orthophoto pyramid: no registration to calibrate")
         return None
     grid = mapdir.grid
-    refiner = Refiner(grid, mapdir.pyramid())
+    surface = mapdir.surface() if mapdir.has_surface else None
+    refiner = Refiner(grid, mapdir.pyramid(), surface=surface)
     orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), r) for r in (None, *query_rasters)]
+    worlds = _worlds(mapdir, orthos) if surface is not None else None
     rng = np.random.default_rng([seed, 77])
     heldout = heldout_cells(grid, 0.0)
     camera = cfg.camera
     offsets, covariances = [], []
     raw = replace(cfg, holdout_share=0.0, heading_known=False)  # the refiner turns the frame itself
-    for images, poses, _ in covered_frames(orthos, grid, frames, rng, raw, "all", heldout):
-        for image, pose in zip(images, poses, strict=True):
+    for images, poses, sources in covered_frames(orthos, grid, frames, rng, raw, "all", heldout):
+        for image, pose, source in zip(images, poses, sources, strict=True):
+            height = pose.altitude_m
+            if worlds is not None:  # the same pose in the 3D world, seen and ranged as a real camera would
+                world = worlds[int(source)]
+                image = world.render(camera.K, (camera.width_px, camera.height_px), pose)
+                image = photometric(image, rng, raw.photometric)
+                image = domain(image, rng, raw.domain_ops, raw.domain_p) if raw.domain_ops else image
+                centre = world.camera_centre(pose)
+                height = float(centre[2] - world.surface_at(pose.east_m, pose.north_m))
             footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
             angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
             candidate = np.array([[pose.east_m + dist * np.cos(angle), pose.north_m + dist * np.sin(angle)]])
-            reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=pose.altitude_m)
+            reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=height)
             if reg.verified:
                 offsets.append((pose.east_m - reg.east_m, pose.north_m - reg.north_m))
                 covariances.append(reg.covariance_m2)

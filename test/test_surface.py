@@ -169,6 +169,14 @@ def test_a_map_built_with_a_surface_model_keeps_it_and_one_added_later_too(tmp_p
     assert MapDir(plain.path).has_surface
     with pytest.raises(Exception, match="already has a surface model"):
         add_surface(MapDir(plain.path), dsm)
+    # from the command line, as a user adds one to a map built without: said, and refused twice
+    from test_tools_cli import jzi
+
+    cli_map = build_map([utm_tif], tmp_path / "cli", levels=2, view_px=32).path
+    done = jzi("build-pyramid", "--map", str(cli_map), "--dsm", str(dsm))
+    assert done.returncode == 0 and "surface model:" in done.stdout, done.stderr
+    again = jzi("build-pyramid", "--map", str(cli_map), "--dsm", str(dsm))
+    assert again.returncode != 0 and "already has a surface model" in again.stderr
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
     with pytest.raises(Exception, match="cannot read the elevation model"):

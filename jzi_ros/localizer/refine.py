@@ -506,8 +506,9 @@ class Refiner:
         timings["pose"] = (time.perf_counter() - t2) * 1e3
         if self.surface is not None and attitude.pitch_deg is not None and attitude.roll_deg is not None:
             # the flat ground's pose (else the candidate) is where the frame is laid on the surface; a pass
-            # that does not start from the flat ground's pose is a second chance for a chance match, and must
-            # stand out as a searched heading's does
+            # that does not start from the flat ground's pose is a second chance for a chance match and, unless
+            # tracking's gate vouches for the place, must stand out as a searched heading's does
+            flat = reg
             rescue = not math.isfinite(reg.east_m)
             start = np.asarray(centre_m, float) if rescue else np.array([reg.east_m, reg.north_m])
             yaw = attitude.yaw_deg if rescue else reg.yaw_deg
@@ -515,7 +516,7 @@ class Refiner:
                 if yaw is None:
                     break
                 on_surface = self._on_surface(
-                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, strict=rescue
+                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, strict=rescue and not gated
                 )
                 if on_surface is None:
                     break
@@ -524,6 +525,8 @@ class Refiner:
                 if reg.verified or not math.isfinite(reg.east_m):
                     break
                 start, yaw, rescue = np.array([reg.east_m, reg.north_m]), reg.yaw_deg, True
+            if flat.verified and not reg.verified:  # the surface refines a flat verification, never undoes it
+                reg = flat
         if reg.forgiven and reg.verified:
             assert gate is not None
             if math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) > gate[1]:
@@ -564,7 +567,7 @@ class Refiner:
         against the matched map points lifted onto the surface
         (:func:`solve_pose`). ``strict``: a pass that does not start from the
         flat ground's pose (a second chance) needs the distinctiveness of a
-        searched heading.
+        searched heading, unless tracking's gate is evidence for the place.
         """
         assert self.surface is not None
         c = self.config

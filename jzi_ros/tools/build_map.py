@@ -14,7 +14,7 @@ from ..geo.pyramid import source_bytes_in
 from ..geo.surface import surface_beside
 from ..geo.tiles import read_layout, stitch_tiles
 from ..progress import bar
-from .common import number_pair
+from .common import add_dsm_argument, number_pair
 
 parse_center = number_pair(",", "LAT,LON in degrees", "47.38,8.54")
 """``--center LAT,LON`` [deg] as a (lat, lon) pair."""
@@ -70,14 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; coarser "
         "for huge regions)",
     )
-    p.add_argument(
-        "--dsm",
-        "--dtm",
-        type=Path,
-        default=None,
-        metavar="TIF",
-        help="elevation model under the rasters (a DSM, or a DTM; GeoTIFF in metres, any CRS): tilted frames "
-        "are laid on it before registration (default: NAME_dsm.tif beside a generated scene's raster)",
+    add_dsm_argument(
+        p,
+        "the map's surface model, onto which tilted frames are laid before registration (default: NAME_dsm.tif "
+        "beside a generated scene's raster)",
     )
     p.add_argument("--flat", action="store_true", help="no surface model, even beside a generated scene's raster")
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")

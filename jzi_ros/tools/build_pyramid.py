@@ -16,6 +16,7 @@ from ..geo.pyramid import add_pyramid
 from ..geo.surface import add_surface
 from ..progress import bar
 from .build_map import describe_pyramid
+from .common import add_dsm_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,15 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="M",
         help="ground resolution in m/px (default: the finest raster's)",
     )
-    p.add_argument(
-        "--dsm",
-        "--dtm",
-        type=Path,
-        default=None,
-        metavar="TIF",
-        help="add this elevation model (DSM or DTM, metres, any CRS) as the map's surface model; alone when the "
-        "map has its pyramid already",
-    )
+    add_dsm_argument(p, "added as the map's surface model (alone when the map has its pyramid already)")
     p.add_argument("--overwrite", action="store_true", help="replace the pyramid (and surface model) the map has")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)

@@ -1,10 +1,11 @@
-"""What the command-line front ends share: configs from their options, options of two numbers."""
+"""What the command-line front ends share: configs from their options, options of two numbers, --dsm."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -28,3 +29,15 @@ def number_pair(sep: str, form: str, example: str) -> Callable[[str], tuple[floa
         return a, b
 
     return parse
+
+
+def add_dsm_argument(p: argparse.ArgumentParser, purpose: str) -> None:
+    """``--dsm``/``--dtm TIF``: an elevation model (DSM or DTM, GeoTIFF in metres, any CRS) for ``purpose``."""
+    p.add_argument(
+        "--dsm",
+        "--dtm",
+        type=Path,
+        default=None,
+        metavar="TIF",
+        help=f"elevation model (a DSM, or a DTM; GeoTIFF in metres, any CRS): {purpose}",
+    )

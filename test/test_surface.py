@@ -47,6 +47,19 @@ def photograph(surface: Surface, ortho: LocalOrtho, camera: Pinhole, rotation: n
     return cv2.remap(ortho.image, col, row, cv2.INTER_LINEAR)
 
 
+def dsm_beside(raster, path, height_of):
+    """A float32 surface model on ``raster``'s grid, ``height_of(rows, cols)`` [m]; (its path, (rows, cols))."""
+    import rasterio
+
+    with rasterio.open(raster) as ds:
+        profile = dict(ds.profile, count=1, dtype="float32", nodata=-9999.0)
+        shape = (ds.height, ds.width)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(np.asarray(height_of(rows, cols), np.float32), 1)
+    return path, shape
+
+
 def test_the_surface_reads_bilinearly_and_rays_meet_it_first_where_it_stands_highest():
     plane = Surface(np.full((50, 50), 10.0, np.float32), BoundsM(0, 0, 50, 50), 1.0)
     assert plane.at(25.3, 7.9) == pytest.approx(10.0)
@@ -145,18 +158,11 @@ def test_registration_on_the_surface_places_a_tilted_frame_over_hills_that_the_f
 
 
 def test_a_map_built_with_a_surface_model_keeps_it_and_one_added_later_too(tmp_path, utm_tif):
-    import rasterio
 
     from jzi_ros.geo import MapDir, build_map
     from jzi_ros.geo.surface import add_surface
 
-    with rasterio.open(utm_tif) as ds:
-        profile = dict(ds.profile, count=1, dtype="float32", nodata=-9999.0)
-        shape = (ds.height, ds.width)
-    heights = (200 + np.arange(shape[1], dtype=np.float32)[None, :] * 0.1).repeat(shape[0], 0)
-    dsm = tmp_path / "dsm.tif"
-    with rasterio.open(dsm, "w", **profile) as out:
-        out.write(heights, 1)
+    dsm, shape = dsm_beside(utm_tif, tmp_path / "dsm.tif", lambda rows, cols: 200 + cols * 0.1)
     built = build_map([utm_tif], tmp_path / "map", levels=2, view_px=32, dsm=dsm)
     assert built.has_surface
     s = built.surface()
@@ -228,29 +234,25 @@ def test_real_oblique_photos_register_against_the_others_orthophotos_near_their_
 
 
 def test_the_registration_of_a_map_with_a_surface_model_is_calibrated_on_frames_rendered_over_it(tmp_path, utm_tif):
-    import rasterio
 
     from jzi_ros.data import AerialConfig
     from jzi_ros.geo import build_map
 
     calibration = importlib.import_module("jzi_ros.train.calibrate")
 
-    with rasterio.open(utm_tif) as ds:
-        profile = dict(ds.profile, count=1, dtype="float32", nodata=-9999.0)
-        shape = (ds.height, ds.width)
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    dsm = tmp_path / "dsm.tif"
-    with rasterio.open(dsm, "w", **profile) as out:
-        out.write(300 + 4 * np.sin(cols / 25.0) * np.cos(rows / 30.0), 1)  # 4 m of relief under a 70-120 m flight
+    # 4 m of relief under a 70-120 m flight
+    dsm, _ = dsm_beside(
+        utm_tif, tmp_path / "dsm.tif", lambda rows, cols: 300 + 4 * np.sin(cols / 25) * np.cos(rows / 30)
+    )
     mapdir = build_map([utm_tif], tmp_path / "map", levels=2, view_px=32, dsm=dsm)
     rendered = []
-    real_worlds = calibration._worlds
-    calibration._worlds = lambda m, o: rendered.append(len(o)) or real_worlds(m, o)  # type: ignore[assignment]
+    real_world = calibration._world
+    calibration._world = lambda o, s: rendered.append(s) or real_world(o, s)  # type: ignore[assignment]
     try:
         fitted = calibration.calibrate_registration(
             mapdir, AerialConfig(image_px=128, footprint_cells=(3.0, 5.0)), frames=60
         )
     finally:
-        calibration._worlds = real_worlds  # type: ignore[assignment]
-    assert rendered == [1]  # one 3D world: the map's own raster over its surface model
+        calibration._world = real_world  # type: ignore[assignment]
+    assert len(rendered) == 1  # one 3D world: the map's own raster over its surface model
     assert fitted is not None and fitted[1] >= 30 and 0.2 < fitted[0] < 20.0

@@ -54,6 +54,7 @@ from ..geo import BoundsM, LocalFrame
 from ..geo.camera import CameraPose
 from ..geo.heights import fill_gaps, ground_from_surface, heights_resolution_m, read_heights
 from ..geo.ortho import LocalOrtho
+from ..geo.surface import Surface
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -301,11 +302,11 @@ class World3D:
     def over(
         cls,
         ortho: LocalOrtho,
-        dsm: str | Path | None = None,
+        dsm: str | Path | Surface | None = None,
         dtm: str | Path | None = None,
         buildings: str | Path | None = None,
     ) -> World3D:
-        """The world of an orthophoto over the surface model ``dsm`` (any CRS).
+        """The world of an orthophoto over the surface model ``dsm`` (a GeoTIFF in any CRS, or a map's ``Surface``).
 
         Without a DSM the world is flat, and a line in the log says so;
         ``dtm``: its terrain model (default: estimated from the DSM);
@@ -316,8 +317,10 @@ class World3D:
             return cls(ortho)
         b = ortho.bounds
         side = max(b.east_m - b.west_m, b.north_m - b.south_m)
-        step = max(heights_resolution_m(dsm), side / MAX_MESH_SIDE, ortho.gsd_m)
-        surface = fill_gaps(read_heights(dsm, ortho.frame, b, step))
+        native = dsm.gsd_m if isinstance(dsm, Surface) else heights_resolution_m(dsm)
+        step = max(native, side / MAX_MESH_SIDE, ortho.gsd_m)
+        heights = dsm.read(b, step) if isinstance(dsm, Surface) else read_heights(dsm, ortho.frame, b, step)
+        surface = fill_gaps(heights)
         ground = None if dtm is None else fill_gaps(read_heights(dtm, ortho.frame, b, step))
         facades = None if buildings is None else Facades.from_geojson(buildings, ortho.frame, b, step)
         return cls(ortho, surface, ground, step, facades)

@@ -301,11 +301,3 @@ def add_surface(mapdir: MapDir, dsm: str | Path, overwrite: bool = False) -> dic
     record["file"] = SURFACE_FILE
     mapdir.record_pyramid(record, key="surface")
     return record
-
-
-def surface_beside(rasters: list[Path]) -> Path | None:
-    """The surface model a generated scene writes beside its single raster (``NAME_dsm.tif``), if there is one."""
-    if len(rasters) != 1:
-        return None
-    dsm = Path(f"{Path(rasters[0]).with_suffix('')}_dsm.tif")
-    return dsm if dsm.is_file() else None

@@ -516,7 +516,7 @@ class Refiner:
                 if yaw is None:
                     break
                 on_surface = self._on_surface(
-                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, strict=rescue and not gated
+                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, gsd, rescue and not gated
                 )
                 if on_surface is None:
                     break
@@ -556,13 +556,14 @@ class Refiner:
         band: tuple[float, float],
         gated: bool,
         reach_m: float,
+        gsd: float,
         strict: bool = False,
     ) -> Registration | None:
         """Register the frame orthorectified onto the surface model from ``start_m``; None where the model has no data.
 
         The camera is put ``height_m`` above the surface at ``start_m`` with
         the attitude's tilt and ``yaw_deg``; the frame is laid on the surface
-        (:func:`~jzi_ros.geo.surface.orthorectify`) over its footprint, matched
+        (:func:`~jzi_ros.geo.surface.orthorectify`) over its footprint at ``gsd`` [m/px], matched
         against the map's crop grown by ``reach_m``, and the pose solved
         against the matched map points lifted onto the surface
         (:func:`solve_pose`). ``strict``: a pass that does not start from the
@@ -570,7 +571,6 @@ class Refiner:
         searched heading, unless tracking's gate is evidence for the place.
         """
         assert self.surface is not None
-        c = self.config
         t0 = time.perf_counter()
         ground = float(self.surface.at(start_m[0], start_m[1]))
         if not math.isfinite(ground):
@@ -578,7 +578,6 @@ class Refiner:
         pitch, roll = float(attitude.pitch_deg or 0.0), float(attitude.roll_deg or 0.0)
         pose = CameraPose(0.0, 0.0, height_m, yaw_deg, pitch, roll)
         footprint = ground_footprint(camera, pose)
-        gsd = max(self.ortho.gsd_m, 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2) / c.work_px)
         bounds = BoundsM(
             start_m[0] + footprint[:, 0].min(),
             start_m[1] + footprint[:, 1].min(),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.scene import SceneFiles
 from ..errors import JziError
 from ..geo import build_map
 from ..geo.build import human_bytes
 from ..geo.grid import BoundsM
 from ..geo.mapdir import MapDir
 from ..geo.pyramid import source_bytes_in
-from ..geo.surface import surface_beside
 from ..geo.tiles import read_layout, stitch_tiles
 from ..progress import bar
 from .common import add_dsm_argument, number_pair
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         tif = args.out.with_name(args.out.name + ".sources") / f"{folder.name}_z{layout['zoom']}.tif"
         print(f"stitching tiles of {folder} (zoom {layout['zoom']}) into {tif} ...")
         rasters.append(stitch_tiles(folder, tif))
-    dsm = None if args.flat else args.dsm or surface_beside(rasters)
+    beside = SceneFiles.beside(rasters[0]).dsm if len(rasters) == 1 else None  # a generated scene's own
+    dsm = None if args.flat else args.dsm or (beside if beside is not None and beside.is_file() else None)
     if dsm is not None and args.dsm is None:
         print(f"surface model: {dsm} (beside the raster; --flat leaves it out)")
     mapdir = build_map(

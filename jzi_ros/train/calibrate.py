@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +23,16 @@ import torch
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
 from ..data.augment import domain, photometric
 from ..geo import MapDir, ZoomGrid
+from ..geo.ortho import LocalOrtho
+from ..geo.surface import Surface
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
 from ..localizer.calibration import fit_registration_scale
 from ..localizer.refine import Attitude, Refiner
 from ..model import ZoomModel, search_features
 from .samples import Samples
+
+if TYPE_CHECKING:
+    from ..data.render3d import World3D
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +74,11 @@ REGISTRATION_FRAMES = 200
 """Frames registered to fit the registration's covariance scale."""
 
 
-def _worlds(mapdir: MapDir, orthos: list) -> list | None:
-    """The 3D worlds of the calibration's orthophotos over the map's surface model; None when its source is gone."""
-    source = Path(mapdir.meta["surface"].get("source", ""))
-    if not source.is_file():
-        log.warning("the map's surface model source %s is gone: the registration is calibrated on flat frames", source)
-        return None
+def _world(ortho: LocalOrtho, surface: Surface) -> World3D:
+    """The 3D world of a calibration orthophoto over the map's surface model."""
     from ..data.render3d import World3D
 
-    return [World3D.over(ortho, source) for ortho in orthos]
+    return World3D.over(ortho, surface)
 
 
 def calibrate_registration(
@@ -112,7 +114,7 @@ def calibrate_registration(
     surface = mapdir.surface() if mapdir.has_surface else None
     refiner = Refiner(grid, mapdir.pyramid(), surface=surface)
     orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), r) for r in (None, *query_rasters)]
-    worlds = _worlds(mapdir, orthos) if surface is not None else None
+    worlds = None if surface is None else [_world(ortho, surface) for ortho in orthos]
     rng = np.random.default_rng([seed, 77])
     heldout = heldout_cells(grid, 0.0)
     camera = cfg.camera

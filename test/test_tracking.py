@@ -10,7 +10,7 @@ import torch
 
 from jzi_ros.data import CameraPose, Pinhole, render_frame
 from jzi_ros.geo.ortho import LocalOrtho
-from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Tracker, TrackingConfig
+from jzi_ros.localizer import InputError, Localizer, LocalizerConfig, Odometry, Tracker, TrackingConfig
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.localizer import Prior
 from jzi_ros.localizer.refine import Attitude, RefineConfig
@@ -20,8 +20,8 @@ def test_the_tracked_region_grows_with_time_and_is_dropped_after_misses_or_when_
     t = Tracker(TrackingConfig(max_speed_mps=10.0, reacquire_after=3))
     assert t.region(0.0) is None, "no lock before a verified fix"
     t.update(1.0, True, np.array([5.0, -2.0]), np.diag([4.0, 1.0]))
-    centre, radius = t.region(1.5)
-    assert np.allclose(centre, [5.0, -2.0]) and radius == pytest.approx(10.0 * 0.5 + 3 * 2.0)
+    region = t.region(1.5)
+    assert np.allclose(region.centre, [5.0, -2.0]) and region.radius == pytest.approx(10.0 * 0.5 + 3 * 2.0)
     assert t.region(3.0)[1] == pytest.approx(10.0 * 2.0 + 6.0)
     assert t.region(None) is None, "without a stamp the elapsed time is unknown"
     t.update(1.5, False, np.zeros(2), np.eye(2))
@@ -38,6 +38,45 @@ def test_the_tracked_region_grows_with_time_and_is_dropped_after_misses_or_when_
     t_off.update(0.0, True, np.zeros(2), np.eye(2))
     assert t_off.region(0.1) is None
     for bad in ({"max_speed_mps": 0.0}, {"max_speed_mps": float("inf")}, {"reacquire_after": 0}):
+        with pytest.raises(LocalizerError):
+            TrackingConfig(**bad)
+
+
+def test_odometry_moves_the_gate_by_its_displacement_turned_into_the_map_and_widens_it_with_distance():
+    t = Tracker(
+        TrackingConfig(
+            max_speed_mps=10.0, reacquire_after=2, odom_error_share=0.05, odom_turn_error_m=0.5, odom_max_radius_m=40.0
+        )
+    )
+    # the odometry's x axis points north-east in the map: at the fix the robot faces 45° (clockwise from north)
+    # and its odometry yaw is 0, so one metre along odometry x is (0.707, 0.707) east-north
+    t.update(0.0, True, np.array([100.0, 50.0]), np.eye(2) * 0.25, Odometry(3.0, 4.0, 0.0), heading_deg=45.0)
+    region = t.region(2.0, Odometry(3.0 + 10.0, 4.0, 0.0))
+    assert region.odometry
+    assert np.allclose(region.centre, [100.0 + 10 / np.sqrt(2), 50.0 + 10 / np.sqrt(2)])
+    assert region.radius == pytest.approx(3 * np.sqrt(0.25 + 0.5**2 + (1 / 3) ** 2)), "3 sigma of the fix and the drift"
+    assert np.allclose(region.covariance_m2, np.eye(2) * (0.25 + 0.5**2 + 1 / 9)) and region.heading_deg == 45.0
+    t.update(2.0, False, np.zeros(2), np.eye(2), Odometry(13.0, 4.0, 0.0))
+    t.update(3.0, False, np.zeros(2), np.eye(2), Odometry(13.0, 14.0, 90.0))  # turned left, drove 10 m
+    region = t.region(3.0, Odometry(13.0, 14.0, 90.0))
+    assert t.misses == 2 and region is not None, "misses do not drop a lock the odometry carries"
+    turn = np.radians(45.0)
+    moved = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]) @ np.array([10.0, 10.0])
+    assert np.allclose(region.centre, np.array([100.0, 50.0]) + moved)
+    turned = np.radians(90.0) * 0.5  # odom_turn_error_m 0.5 per radian
+    assert region.radius == pytest.approx(3 * np.sqrt(0.25 + 1.0 + turned**2 + 1 / 9)), "driven and turned since"
+    assert region.heading_deg == pytest.approx(315.0), "a left turn of 90° from facing north-east: north-west"
+    assert t.region(4.0, Odometry(13.0, 300.0, 90.0)) is None and t.lock is None, "dropped once the region passes 40 m"
+    # without a heading at the fix the odometry cannot be turned into the map: the disc of top speed
+    t.update(5.0, True, np.array([0.0, 0.0]), np.eye(2), Odometry(0.0, 0.0, 0.0))
+    region = t.region(6.0, Odometry(5.0, 0.0, 0.0))
+    assert not region.odometry and np.allclose(region.centre, 0.0) and region.radius == pytest.approx(10.0 + 3.0)
+    t.update(6.0, False, np.zeros(2), np.eye(2), Odometry(5.0, 0.0, 0.0))
+    t.update(7.0, False, np.zeros(2), np.eye(2), Odometry(10.0, 0.0, 0.0))
+    assert t.region(7.5, Odometry(12.0, 0.0, 0.0)) is None, "a lock the odometry cannot carry drops after misses"
+    with pytest.raises(LocalizerError):
+        Odometry(float("nan"), 0.0, 0.0)
+    for bad in ({"odom_error_share": -0.1}, {"odom_turn_error_m": float("nan")}, {"odom_max_radius_m": 0.0}):
         with pytest.raises(LocalizerError):
             TrackingConfig(**bad)
 

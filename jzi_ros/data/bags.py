@@ -29,6 +29,7 @@ NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMU = "sensor_msgs/msg/Imu"
 RANGE = "sensor_msgs/msg/Range"
+ODOMETRY = "nav_msgs/msg/Odometry"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
 ULTRASOUND = 0
 """``sensor_msgs/Range`` radiation type of a sonar."""
@@ -269,7 +270,7 @@ def odometry(
     pose_cov = np.diag([pose_variances[0], pose_variances[1], 1e6, 1e6, 1e6, pose_variances[2]])
     twist_cov = np.diag([twist_variances[0], 1e6, 1e6, 1e6, 1e6, twist_variances[1]])
     speed, yaw_rate = (float(v) for v in twist_v_yaw_rate)
-    return T("nav_msgs/msg/Odometry")(
+    return T(ODOMETRY)(
         header=header(stamp_ns, frame_id),
         child_frame_id=child_frame_id,
         pose=T("geometry_msgs/msg/PoseWithCovariance")(

@@ -1,11 +1,12 @@
-"""The robot's own sensors, read back from a bag: IMU attitude and rangefinder height over time.
+"""The robot's own sensors, read back from a bag: IMU attitude, rangefinder height and odometry over time.
 
 Attitudes are world-from-body quaternions (x, y, z, w) in ENU per REP-103
 (body x forward, y left, z up); :mod:`jzi_ros.geo.camera` turns one into the
 camera's heading or pose. Ranges are slant distances [m] along the
 rangefinder's axis, the body's -z; :func:`~jzi_ros.geo.camera.height_above_ground` makes them
-vertical. Both tracks answer "what did the sensor say at this stamp", and
-say nothing (None) when their newest word is too old.
+vertical. Odometry is the body's planar pose in its ``odom`` frame (REP-105).
+Each track answers "what did the sensor say at this stamp", and
+says nothing (None) when its newest word is too old.
 """
 
 from __future__ import annotations
@@ -116,6 +117,36 @@ class HeightTrack:
         return float(self.ranges_m[near[0]])
 
 
+@dataclass(frozen=True)
+class OdometryTrack:
+    """Planar odometry poses sorted by stamp: ``stamps_ns`` (N,) [ns], ``xy_m`` (N, 2) [m], ``yaw_deg`` (N,).
+
+    ``yaw_deg`` is unwrapped (no jump at ±180°), counter-clockwise from the odometry frame's x axis.
+    """
+
+    stamps_ns: np.ndarray
+    xy_m: np.ndarray
+    yaw_deg: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.stamps_ns)
+
+    def at(self, stamp_ns: int, max_age_ns: int = 200_000_000) -> tuple[float, float, float] | None:
+        """(x [m], y [m], yaw [deg]) at ``stamp_ns``, interpolated between the messages around it; None when stale."""
+        stamp_ns = int(stamp_ns)
+        near = _neighbours(self.stamps_ns, stamp_ns, max_age_ns)
+        if not near:
+            return None
+        a = b = near[0]
+        if len(near) == 2:
+            a, b = sorted(near)
+        t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
+        w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+        xy = self.xy_m[a] + w * (self.xy_m[b] - self.xy_m[a])
+        yaw = self.yaw_deg[a] + w * (self.yaw_deg[b] - self.yaw_deg[a])
+        return float(xy[0]), float(xy[1]), float(yaw)
+
+
 def read_attitude_track(reader: bags.BagReader, topic: str) -> AttitudeTrack:
     """The orientations of a ``sensor_msgs/Imu`` topic, sorted by stamp.
 
@@ -158,3 +189,27 @@ def read_height_track(reader: bags.BagReader, topic: str) -> HeightTrack:
     rows.sort(key=lambda r: r[0])
     t_ns, r_m, lo_m, hi_m = (np.array(c) for c in zip(*rows, strict=True))
     return HeightTrack(t_ns.astype(np.int64), r_m.astype(np.float64), lo_m.astype(np.float64), hi_m.astype(np.float64))
+
+
+def read_odometry_track(reader: bags.BagReader, topic: str) -> OdometryTrack:
+    """The planar poses of a ``nav_msgs/Odometry`` topic, sorted by stamp (messages with a pose that is not finite skipped).
+
+    Raises:
+        BagError: the bag lacks the topic, it is not an Odometry topic, or none of its poses can be used.
+    """
+    reader.check(topic, (bags.ODOMETRY,), "odometry")
+    rows = []
+    for m in reader.messages([topic]):
+        p, o = m.msg.pose.pose.position, m.msg.pose.pose.orientation
+        q = np.array([o.x, o.y, o.z, o.w], np.float64)
+        if not (np.isfinite(q).all() and np.linalg.norm(q) > 1e-9 and math.isfinite(p.x) and math.isfinite(p.y)):
+            continue
+        x, y, z, w = q / np.linalg.norm(q)
+        yaw = math.degrees(math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+        rows.append((bags.stamp_of(m.msg, m.bag_ns), p.x, p.y, yaw))
+    if not rows:
+        raise BagError(f"{reader.path} has no usable pose on {topic}")
+    rows.sort(key=lambda r: r[0])
+    t_ns, x_m, y_m, yaw_deg = (np.array(c, np.float64) for c in zip(*rows, strict=True))
+    yaw_deg = np.degrees(np.unwrap(np.radians(yaw_deg)))
+    return OdometryTrack(t_ns.astype(np.int64), np.c_[x_m, y_m], yaw_deg)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -37,13 +38,20 @@ from tqdm import tqdm
 from ..data import bags
 from ..data.errors import BagError
 from ..data.fixes import FixTrack
-from ..data.sensors import AttitudeTrack, HeightTrack, read_attitude_track, read_height_track
+from ..data.sensors import (
+    AttitudeTrack,
+    HeightTrack,
+    OdometryTrack,
+    read_attitude_track,
+    read_height_track,
+    read_odometry_track,
+)
 from ..geo import ZoomGrid
 from ..geo.camera import Mount, height_above_ground
 from ..geo.errors import GeoError
 from ..geo.lens import Lens, lens_of
 from ..images import decode_message
-from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, TrackingConfig
+from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, Odometry, TrackingConfig
 from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
@@ -78,13 +86,19 @@ class BagEvalConfig:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
     ``imu_heading`` False keeps only its tilt; ``mount_pitch_deg``: the camera
     looks that far ahead of the body's -z, as the node's parameter of that name), ``height_topic``
-    (``sensor_msgs/Range``: height above ground) and ``camera_info_topic``
+    (``sensor_msgs/Range``: height above ground; without it ``height_m``, a
+    fixed camera height such as a ground robot's, 0 for unknown),
+    ``odom_topic`` (``nav_msgs/Odometry``: the search moves with the robot
+    between verified fixes, :mod:`jzi_ros.localizer.tracking`) and ``camera_info_topic``
     (``sensor_msgs/CameraInfo``: the whole calibration, each frame with the one
     in force at its stamp); "" for none; a message more
     than ``sensor_max_age_s`` from a frame's stamp is stale (the node's
     parameter of that name). ``tracking``, ``max_speed_mps`` and
     ``reacquire_after``: the search near the last verified fix, as the
-    node's parameters of those names.
+    node's parameters of those names. ``initial_pose_m`` (0: none): the robot
+    starts from a known pose, the ground truth's position at the first frame
+    with this standard deviation [m] and its direction of travel (as a user
+    gives Nav2's initial pose), tracked from there.
     """
 
     bag: Path
@@ -108,17 +122,24 @@ class BagEvalConfig:
     imu_heading: bool = True
     mount_pitch_deg: float = 0.0
     height_topic: str = ""
+    height_m: float = 0.0
+    odom_topic: str = ""
     camera_info_topic: str = ""
     sensor_max_age_s: float = 0.2
     tracking: bool = True
     max_speed_mps: float = TrackingConfig.max_speed_mps
     reacquire_after: int = TrackingConfig.reacquire_after
+    initial_pose_m: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (self.initial_pose_m >= 0 and math.isfinite(self.initial_pose_m)):
+            raise EvaluationError(f"initial_pose_m must be 0 (none) or a standard deviation [m], not {self.initial_pose_m}")
         if self.every < 1:
             raise EvaluationError(f"every must be 1 or more, not {self.every}")
         if not self.max_gap_s >= 0:
             raise EvaluationError(f"max_gap_s must be 0 or more, not {self.max_gap_s}")
+        if not (self.height_m >= 0 and self.height_m < float("inf")):
+            raise EvaluationError(f"height_m must be 0 (unknown) or a height above ground [m], not {self.height_m}")
         if self.storage not in bags.STORAGES:
             raise EvaluationError(f"storage must be one of {', '.join(bags.STORAGES)}, not {self.storage!r}")
 
@@ -161,6 +182,13 @@ class _Sensors(NamedTuple):
     cameras: tuple[tuple[int, Lens], ...]  # (stamp [ns], calibration), by stamp
 
     max_age_ns: int
+    odometry: OdometryTrack | None = None
+    fixed_height_m: float | None = None  # the camera's height when no rangefinder is read
+
+    def odometry_at(self, stamp_ns: int) -> Odometry | None:
+        """The odometry's pose at a frame's stamp (None: none or stale)."""
+        pose = self.odometry.at(stamp_ns, self.max_age_ns) if self.odometry is not None else None
+        return Odometry(*pose) if pose is not None else None
 
     def camera_at(self, stamp_ns: int) -> Lens | None:
         """The calibration in force at a frame's stamp: the last published at or before it (else the first)."""
@@ -174,6 +202,8 @@ class _Sensors(NamedTuple):
         q = self.attitude.at(stamp_ns, self.max_age_ns) if self.attitude is not None else None
         r = self.height.at(stamp_ns, self.max_age_ns) if self.height is not None else None
         height = height_above_ground(r, q) if r is not None else None
+        if self.height is None:
+            height = self.fixed_height_m
         return q, (height if height is not None and height > 0 else None)
 
 
@@ -382,6 +412,8 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
             read_height_track(reader, config.height_topic) if config.height_topic else None,
             (),
             int(config.sensor_max_age_s * 1e9),
+            read_odometry_track(reader, config.odom_topic) if config.odom_topic else None,
+            config.height_m or None,
         )
         if config.camera_info_topic:
             reader.check(config.camera_info_topic, (bags.CAMERA_INFO,), "camera info")
@@ -434,7 +466,23 @@ def _localize(
         camera=sensors.camera_at(stamp_ns),
         attitude=attitude,
         height_m=height_m,
+        odometry=sensors.odometry_at(stamp_ns),
     )
+
+
+def _initial_pose(loc: Localizer, stamp_ns: int, truth: FixTrack, sensors: _Sensors, config: BagEvalConfig) -> None:
+    """Give the localizer the ground truth's pose at ``stamp_ns`` as a robot's initial pose (its heading: the track's)."""
+    here = truth.at(stamp_ns, config.max_gap_s)
+    ahead = truth.at(stamp_ns + 500_000_000, config.max_gap_s)
+    if here is None:
+        raise BagError(f"{config.bag} has no ground truth at its first frame for the initial pose")
+    heading = None
+    if ahead is not None:
+        (e0, n0), (e1, n1) = (loc.grid.frame.to_local(*p) for p in (here, ahead))
+        if math.hypot(float(e1 - e0), float(n1 - n0)) > 0.1:
+            heading = math.degrees(math.atan2(float(e1 - e0), float(n1 - n0))) % 360.0
+    cov = np.eye(2) * config.initial_pose_m**2
+    loc.initial_pose(here[0], here[1], cov, stamp_ns / 1e9, heading, sensors.odometry_at(stamp_ns))
 
 
 def _replay(
@@ -450,6 +498,8 @@ def _replay(
     estimates: list[tuple[int, Estimate]] = []
     without_truth = rejected = without_attitude = without_height = 0
     first_rejection = ""
+    if config.initial_pose_m > 0:
+        _initial_pose(loc, frames[chosen[0]][0], truth, sensors, config)
     for i in tqdm(chosen, desc="localizing frames", unit="frame", disable=config.quiet, dynamic_ncols=True):
         stamp_ns, msg = frames[i]
         gt = truth.at(stamp_ns, config.max_gap_s)
@@ -545,9 +595,12 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             "imu_topic": config.imu_topic,
             "imu_heading": config.imu_heading,
             "height_topic": config.height_topic,
+            "height_m": config.height_m,
+            "odom_topic": config.odom_topic,
             "camera_info_topic": config.camera_info_topic,
         },
         "refinement": loc.refine_summary(),
+        "initial_pose_m": config.initial_pose_m,
         "tracking": {
             "on": config.tracking,
             "max_speed_mps": config.max_speed_mps,

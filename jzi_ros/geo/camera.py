@@ -91,6 +91,17 @@ class CameraPose:
         ry = np.array([[math.cos(r), 0, math.sin(r)], [0, 1, 0], [-math.sin(r), 0, math.cos(r)]])
         return base @ rx @ ry
 
+    def facing_deg(self) -> float:
+        """Where the camera faces on the ground [deg, clockwise from north].
+
+        The image's top for a camera that looks down (within 45° of nadir),
+        its optical axis for one that looks ahead (a street-level camera,
+        whose image top points up and whose ``yaw_deg`` says little).
+        """
+        r = self.rotation()
+        axis = r[:, 2] if r[2, 2] > -math.sqrt(0.5) else -r[:, 1]
+        return math.degrees(math.atan2(axis[0], axis[1])) % 360.0
+
 
 def image_to_ground(camera: Pinhole, pose: CameraPose) -> np.ndarray:
     """Homography (3x3): image pixel (u, v, 1) -> ground (east, north, 1) [m]."""

@@ -14,7 +14,7 @@ from ..lazy import lazy_attributes
 from .calibration import WITHIN_CELLS, Calibration, fit_calibration
 from .errors import InputError, PriorError
 from .estimate import CHI2_95_2DOF, VERTICAL_VARIANCE_M2, Candidate, Estimate, ellipse_95, inside_ellipse_95
-from .tracking import MODES, Tracker, TrackingConfig
+from .tracking import MODES, Odometry, Tracker, TrackingConfig
 
 if TYPE_CHECKING:
     from .index import check_region, index_map
@@ -46,6 +46,7 @@ __all__ = [
     "Localizer",
     "LocalizerConfig",
     "MODES",
+    "Odometry",
     "Prior",
     "PriorError",
     "check_region",

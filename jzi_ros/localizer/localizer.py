@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import JziError
 from ..geo import MapDir, Pinhole, ZoomGrid
-from ..geo.camera import north_up
+from ..geo.camera import CameraPose, north_up
 from ..geo.lens import Lens
 from ..images import to_rgb
 from ..inference import Backend, make_backend
@@ -22,11 +22,16 @@ from .calibration import WITHIN_CELLS, Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .index import check_region
+from .ground import GroundConfig, GroundRegistrar
 from .refine import Attitude, RefineConfig, Refiner, Registration
-from .tracking import GLOBAL, PRIOR, TRACKING, Tracker, TrackingConfig
+from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Tracker, TrackingConfig
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
+
+
+STREET_HEIGHT_M = 1.8
+"""A street-level camera's height above the ground [m] when none is given (the middle of street training's)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,9 @@ class LocalizerConfig:
     box, in standard deviations; ``hfov_deg``: the camera's horizontal field
     of view when no intrinsics are given; ``refine``: the registration
     against the map (on by default where the map has its orthophoto pyramid);
-    ``tracking``: search near the last verified fix (:mod:`.tracking`);
+    ``ground``: the registration of street-level frames (a model trained
+    with ``--street`` only, :mod:`.ground`); ``tracking``: search near the
+    last verified fix (:mod:`.tracking`);
     ``trust_unverified``: where the map registers frames, a zoom fix that
     could not be verified is published as FIX when its confidence reaches
     ``min_confidence`` (False, the default: only verified fixes are FIX
@@ -59,6 +66,7 @@ class LocalizerConfig:
     prior_sigmas: float = 3.0
     hfov_deg: float = 60.0
     refine: RefineConfig = RefineConfig()
+    ground: GroundConfig = GroundConfig()
     tracking: TrackingConfig = TrackingConfig()
     map_precision: str | None = None
     trust_unverified: bool = False
@@ -185,18 +193,19 @@ class Localizer:
         )
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
+        self.ground: GroundRegistrar | None = None
         self.refine_off = "refinement is off"
         train_config = extra.get("train_config", {})
         self.street = bool(train_config.get("street", False)) and not train_config.get("aerial", False)
-        """The model localizes street-level frames only (``jzi train --street``): no registration."""
+        """The model localizes street-level frames only (``jzi train --street``): the ground ahead is registered."""
         if config.refine.enabled:
-            if self.street:
-                self.refine_off = "a street-level model: the registration reads downward views"
-            elif self.map.has_pyramid:
+            if not self.map.has_pyramid:
+                self.refine_off = "the map has no orthophoto pyramid"
+            elif self.street:  # the ground in front of the camera, projected onto the ground plane
+                self.ground = GroundRegistrar(self.map.pyramid(), config.ground)
+            else:
                 surface = self.map.surface() if self.map.has_surface else None
                 self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine, surface)
-            else:
-                self.refine_off = "the map has no orthophoto pyramid"
         self.tracker = Tracker(config.tracking)
         self.heading_known = bool(train_config.get("heading_known", False))
         """The model sees frames turned north up (``jzi train --heading-known``): every frame needs a heading."""
@@ -206,6 +215,8 @@ class Localizer:
 
     def refine_summary(self) -> dict:
         """How the registration against the map runs: ``on``, and the matcher or why it is off."""
+        if self.ground is not None:
+            return {"on": True, "matcher": "street view on the ground plane", "range_m": self.config.ground.range_m}
         if self.refiner is None:
             return {"on": False, "why": self.refine_off}
         return {"on": True, "matcher": self.config.refine.matcher, "candidates": self.config.refine.candidates}
@@ -256,6 +267,7 @@ class Localizer:
         camera: Pinhole | Lens | None = None,
         attitude: Attitude | None = None,
         height_m: float | None = None,
+        odometry: Odometry | None = None,
     ) -> Estimate:
         """Localize one frame. ``stamp_s`` [s] (finite) feeds the optional temporal filter.
 
@@ -269,7 +281,10 @@ class Localizer:
         a heading.
 
         With tracking on (:mod:`.tracking`) and no ``prior``, a frame after a
-        verified one is searched near it; that needs ``stamp_s``.
+        verified one is searched near it; that needs ``stamp_s``. ``odometry``
+        (the robot's pose in its odometry frame at the frame's stamp) moves
+        that search with the robot; a frame that does not verify is then
+        placed where the odometry says (not a FIX), with the region's covariance.
 
         Raises:
             InputError: the image cannot be used, or the attitude or height is
@@ -297,15 +312,17 @@ class Localizer:
         t2 = time.perf_counter()
         mode, gate = GLOBAL, None
         prefix: tuple[int, ...] = ()
-        region = self.tracker.region(stamp_s)
+        region = self.tracker.region(stamp_s, odometry)
         bound: tuple[np.ndarray, np.ndarray] | None = None  # where the robot can be: centre and half-widths [m]
+        prior_cov: np.ndarray | None = None
         if prior is not None:
             mode, prefix = PRIOR, self.prior_prefix(prior)
             centre = np.array([float(v) for v in self.grid.frame.to_local(prior.lat, prior.lon)])
-            sigmas = np.sqrt(np.diag(np.asarray(prior.covariance_m2, float)[:2, :2]))
-            bound = centre, self.config.prior_sigmas * sigmas
+            prior_cov = np.asarray(prior.covariance_m2, float)[:2, :2]
+            bound = centre, self.config.prior_sigmas * np.sqrt(np.diag(prior_cov))
         elif region is not None:
-            (east, north), radius = gate = region
+            gate = region
+            (east, north), radius = region.centre, region.radius
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
         res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
         t3 = time.perf_counter()
@@ -322,11 +339,17 @@ class Localizer:
         confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
         position, path = centres[0], cands[0].path
         verified, verdict, inliers, gated, altitude = False, self.refine_off, 0, False, math.nan
+        heading = math.nan  # where the robot faces, from a verified registration
         t4 = time.perf_counter()
-        if self.refiner is not None:
+        if self.refiner is not None or self.ground is not None:
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
             try:  # tracking: the gate's centre (the last verified fix) first, then the zoom's candidates
-                reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate)
+                if self.ground is not None:
+                    prior_at = None if bound is None or prior_cov is None else (bound[0], prior_cov)
+                    reg = self._register_ground(rgb, cam, centres, attitude or Attitude(), height_m, gate, prior_at)
+                else:
+                    assert self.refiner is not None
+                    reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate)
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")
@@ -336,6 +359,7 @@ class Localizer:
             verified, verdict, inliers, gated = reg.verified, reg.verdict, reg.inliers, bool(reg.forgiven)
             if reg.verified:
                 altitude = reg.altitude_m
+                heading = self._facing_deg(reg, attitude)
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 half = self.grid.size_m / 2 - 1e-6
@@ -355,7 +379,9 @@ class Localizer:
                     e, n = (float(v) for v in self.grid.centers_m(np.array([path]))[0])
                     la, lo = (float(v) for v in self.grid.frame.to_latlon(e, n))
                     cands.insert(0, Candidate(path, la, lo, e, n, 0.0))
-        self.tracker.update(stamp_s, verified, position, cov)
+        if not verified and gate is not None and gate.odometry and mode == TRACKING:  # where the odometry says
+            position, cov = np.asarray(gate.centre, float), np.eye(2) * (gate.radius / 3.0) ** 2
+        self.tracker.update(stamp_s, verified, position, cov, odometry, heading)
         mu, cov = self._smooth(position, cov, stamp_s)
         lat0, lon0 = (float(v) for v in self.grid.frame.to_latlon(mu[0], mu[1]))
         t5 = time.perf_counter()
@@ -374,7 +400,10 @@ class Localizer:
             cov,
             confidence,
             verified
-            or (confidence >= self.config.min_confidence and (self.refiner is None or self.config.trust_unverified)),
+            or (
+                confidence >= self.config.min_confidence
+                and (self.refiner is None and self.ground is None or self.config.trust_unverified)
+            ),
             path,
             cands,
             self.grid.terminal_size_m,
@@ -386,6 +415,73 @@ class Localizer:
             gated,
             altitude,
         )
+
+    def initial_pose(
+        self,
+        lat: float,
+        lon: float,
+        covariance_m2: np.ndarray,
+        stamp_s: float,
+        heading_deg: float | None = None,
+        odometry: Odometry | None = None,
+    ) -> None:
+        """Start tracking from a pose known by other means (a robot at its dock, a last GPS fix; Nav2's initial pose).
+
+        The next frames are searched near it as after a verified fix; with
+        ``heading_deg`` (where the robot faces, clockwise from north) and the
+        ``odometry`` at ``stamp_s`` the search moves with the robot (:mod:`.tracking`).
+
+        Raises:
+            PriorError: the position or covariance cannot be used.
+        """
+        self.prior_prefix(Prior(lat, lon, covariance_m2))  # the checks of a prior
+        east, north = (float(v) for v in self.grid.frame.to_local(lat, lon))
+        cov = np.asarray(covariance_m2, float)[:2, :2]
+        self.tracker.update(stamp_s, True, np.array([east, north]), cov, odometry, heading_deg)
+
+    def _register_ground(
+        self,
+        rgb: np.ndarray,
+        cam: Pinhole,
+        centres: np.ndarray,
+        attitude: Attitude,
+        height_m: float | None,
+        gate,
+        prior_at: tuple[np.ndarray, np.ndarray] | None,
+    ) -> Registration:
+        """A street-level frame registered on the ground plane: near tracking's region, in a prior, or at the zoom's cells.
+
+        Where the odometry carried the region (or a prior bounds the place)
+        the registration is combined with it; elsewhere it must fix both
+        directions by itself (:mod:`.ground`).
+        """
+        assert self.ground is not None
+        height = height_m or STREET_HEIGHT_M
+        if gate is not None:
+            return self.ground.register(
+                rgb, cam, gate.centre, gate.radius, attitude, height, gate.covariance_m2, gate.heading_deg
+            )
+        if prior_at is not None:
+            centre, cov = prior_at
+            reach = self.config.prior_sigmas * math.sqrt(float(np.linalg.eigvalsh(cov)[-1]))
+            return self.ground.register(rgb, cam, centre, reach, attitude, height, cov)
+        best: Registration | None = None
+        reach = self.grid.terminal_size_m / 2
+        for i, centre in enumerate(np.asarray(centres, float)[: self.config.refine.candidates]):
+            reg = replace(self.ground.register(rgb, cam, centre, reach, attitude, height), candidate=i)
+            if reg.verified:
+                return reg
+            best = best or reg
+        return best or Registration(False, "no candidate to register around")
+
+    def _facing_deg(self, reg: Registration, attitude: Attitude | None) -> float:
+        """Where the camera of a verified registration faces [deg from north]: its heading with the known tilt."""
+        level = 90.0 if self.ground is not None else 0.0  # a street camera looks at the horizon
+        tilt = (attitude.pitch_deg, attitude.roll_deg) if attitude is not None else (None, None)
+        pitch, roll = (level, 0.0) if tilt[0] is None or tilt[1] is None else tilt
+        if not math.isfinite(reg.yaw_deg):
+            return math.nan
+        return CameraPose(0.0, 0.0, 1.0, reg.yaw_deg, float(pitch), float(roll)).facing_deg()
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:
         """A constant-position Kalman filter over frames (off unless configured)."""

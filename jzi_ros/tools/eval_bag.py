@@ -55,6 +55,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the camera looks this far ahead of the body's down axis (make-bag --tilt-forward-deg; default 0)",
     )
     p.add_argument("--height-topic", default="", help="sensor_msgs/Range topic: height above ground (default none)")
+    p.add_argument(
+        "--height-m",
+        type=float,
+        default=0.0,
+        help="the camera's fixed height above ground [m] without --height-topic, as a ground robot's (default unknown)",
+    )
+    p.add_argument(
+        "--odom-topic",
+        default="",
+        help="nav_msgs/Odometry topic: between verified fixes the search moves with the robot (default none)",
+    )
     p.add_argument("--camera-info-topic", default="", help="sensor_msgs/CameraInfo topic: intrinsics (default none)")
     p.add_argument(
         "--sensor-max-age-s",
@@ -80,6 +91,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=TrackingConfig.reacquire_after,
         help=f"frames without a verified fix before the search is global again (default "
         f"{TrackingConfig.reacquire_after})",
+    )
+    p.add_argument(
+        "--initial-pose-m",
+        type=float,
+        default=0.0,
+        help="start from a known pose: the ground truth at the first frame with this standard deviation [m] and "
+        "its direction of travel, as a Nav2 user sets an initial pose (default 0: none, a global start)",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)

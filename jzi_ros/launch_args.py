@@ -40,6 +40,10 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "height_topic": LaunchArgument("height_topic", str, "sensor_msgs/Range topic of the height above ground"),
     "prior_topic": LaunchArgument("prior_topic", str, "NavSatFix topic of a prior position that narrows the search"),
     "height_m": LaunchArgument("height_m", float, "fixed camera height above ground [m] when there is no height topic"),
+    "mount_pitch_deg": LaunchArgument(
+        "mount_pitch_deg", float, "camera tilt forward from straight down [deg] (90: a ground robot's, looking ahead)"
+    ),
+    "odom_topic": LaunchArgument("odom_topic", str, "nav_msgs/Odometry topic: the search moves with the robot"),
     "backend": LaunchArgument("backend", str, "inference backend: torch, onnxruntime or tensorrt"),
     "device": LaunchArgument("device", str, "device of the backend: cpu, cuda or cuda:N"),
     "tracking": LaunchArgument("tracking", bool, "after a verified fix, search near it (true or false)"),

@@ -5,7 +5,8 @@
 Arguments (each sets the node parameter in brackets; see config/localize.yaml):
   map [map_path], model [model_path], image_topic, transport (raw or
   compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
-  height_m [m], backend (torch, onnxruntime, tensorrt), device (cpu, cuda:N),
+  height_m [m], mount_pitch_deg [deg], odom_topic, backend (torch,
+  onnxruntime, tensorrt), device (cpu, cuda:N),
   tracking (true/false), max_speed_mps [m/s], reacquire_after (frames);
   params_file: the parameter YAML (default: the installed config/localize.yaml).
 
@@ -19,10 +20,12 @@ A drone with an IMU and a rangefinder:
     ros2 launch jzi_ros localize.launch.py map:=maps/city model:=model.pt \
         image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
         imu_topic:=/imu/data height_topic:=/rangefinder max_speed_mps:=20.0
-A ground robot with a camera on a 2 m mast, JPEG frames, on a GPU:
-    ros2 launch jzi_ros localize.launch.py map:=maps/campus model:=model.pt \
-        image_topic:=/mast_camera/image_raw/compressed transport:=compressed \
-        height_m:=2.0 max_speed_mps:=3.0 device:=cuda:0
+A ground robot (a street-level model) with a camera 1.6 m up looking ahead,
+wheel odometry and an IMU, started from its last GPS fix on /gps/fix:
+    ros2 launch jzi_ros localize.launch.py map:=maps/campus model:=street.pt \
+        image_topic:=/camera/image_raw/compressed transport:=compressed \
+        camera_info_topic:=/camera/camera_info imu_topic:=/imu/data \
+        odom_topic:=/odom height_m:=1.6 mount_pitch_deg:=90.0 prior_topic:=/gps/fix
 """
 
 import os
@@ -67,6 +70,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("height_topic", default_value="", description=described["height_topic"]),
         DeclareLaunchArgument("prior_topic", default_value="", description=described["prior_topic"]),
         DeclareLaunchArgument("height_m", default_value="", description=described["height_m"]),
+        DeclareLaunchArgument("mount_pitch_deg", default_value="", description=described["mount_pitch_deg"]),
+        DeclareLaunchArgument("odom_topic", default_value="", description=described["odom_topic"]),
         DeclareLaunchArgument("backend", default_value="", description=described["backend"]),
         DeclareLaunchArgument("device", default_value="", description=described["device"]),
         DeclareLaunchArgument("tracking", default_value="", description=described["tracking"]),

@@ -22,6 +22,8 @@ PER_ROBOT = {
     "height_topic",
     "prior_topic",
     "height_m",
+    "mount_pitch_deg",
+    "odom_topic",
     "backend",
     "device",
     "tracking",

@@ -159,7 +159,7 @@ def test_the_node_warns_once_per_kind_of_message_not_once_per_period():
         ({"sensor_max_age_s": -1.0}, "sensor_max_age_s"),
         ({"height_m": -5.0}, "height_m"),
         ({"yaw_offset_deg": float("nan")}, "yaw_offset_deg"),
-        ({"mount_pitch_deg": 95.0}, "mount_pitch_deg"),
+        ({"mount_pitch_deg": 125.0}, "mount_pitch_deg"),
         ({"matcher": "loftr"}, "unknown matcher"),
     ],
 )

@@ -270,3 +270,114 @@ def test_the_localizer_executable_without_ros_says_where_rclpy_comes_from():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "rclpy is missing" in proc.stderr and "Source a ROS 2 installation" in proc.stderr
+
+
+def test_node_tracks_a_ground_drive_with_its_imu_and_odometry(trained, tmp_path):
+    """A ground robot over real DDS: a street-level checkpoint, a camera looking ahead 1.6 m up, IMU, wheel
+    odometry and a last GPS fix as the prior; after it the node tracks the drive with the odometry and
+    publishes verified fixes registered on the ground plane."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import CameraInfo, Imu
+
+    from jzi_ros.data import bags
+    from jzi_ros.data.drive import write_drive
+    from jzi_ros.data.flight import CAMERA_INFO_TOPIC, FlightConfig
+    from jzi_ros.images import decode_message
+    from jzi_ros.model import load_checkpoint, save_checkpoint
+
+    map_dir, model_path, tif = trained
+    grid = MapDir(map_dir).grid
+    # the checkpoint of a street-level model (the zoom's guesses do not matter once the prior starts tracking)
+    model, extra = load_checkpoint(model_path)
+    extra = {**extra, "train_config": {**extra.get("train_config", {}), "street": True, "aerial": False}}
+    street = save_checkpoint(tmp_path / "street.pt", model, extra)
+    drive = FlightConfig(
+        out=tmp_path / "drive",
+        geotiff=(tif,),
+        center=(grid.center_lat, grid.center_lon),
+        size_m=grid.size_m,
+        platform="ground",
+        duration_s=10.0,
+        camera_hz=2.0,
+        speed_mps=5.0,
+        image_px=480,
+        seed=4,
+        quiet=True,
+    )
+    write_drive(drive)
+    with bags.BagReader(drive.out) as reader:
+        truth = bags.read_fix_track(reader, drive.gt_topic)
+        messages = {t: [(bags.stamp_of(m.msg, m.bag_ns), m.msg) for m in reader.messages([t])] for t in reader.topics}
+
+    def stamped(msg, stamp: int):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+        return msg
+
+    def near(topic: str, stamp: int) -> list:  # the messages of a sensor either side of a frame's stamp
+        items = messages[topic]
+        i = int(np.searchsorted([s for s, _ in items], stamp))
+        return items[max(0, i - 1) : i + 1]
+
+    domain = random.randint(1, 200)
+    proc = start_node(
+        domain,
+        map_path=map_dir,
+        model_path=street,
+        image_topic="/test/image",
+        imu_topic="/test/imu",
+        odom_topic="/test/odom",
+        camera_info_topic="/test/camera_info",
+        prior_topic="/test/prior",
+        height_m=1.6,
+        mount_pitch_deg=90.0,
+    )
+    client = Client(domain, "/test/image", compressed=False)
+    pubs = {
+        t: client.node.create_publisher(m, t, 10)
+        for t, m in (("/test/imu", Imu), ("/test/odom", Odometry), ("/test/camera_info", CameraInfo))
+    }
+    prior_pub = client.node.create_publisher(NavSatFix, "/test/prior", 10)
+    frames = messages[drive.frame_topic]
+    try:
+        client.wait_for_node(proc)
+        lat0, lon0 = truth.at(frames[0][0], 1.0)
+        prior = stamped(NavSatFix(), frames[0][0])
+        prior.latitude, prior.longitude = lat0, lon0
+        prior.position_covariance = [4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0]
+        prior.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+        prior_pub.publish(prior)
+        client.spin(0.3)
+        for stamp, msg in frames:
+            for s, m in near(drive.imu_topic, stamp):
+                imu = stamped(Imu(), s)
+                imu.orientation.x, imu.orientation.y = m.orientation.x, m.orientation.y
+                imu.orientation.z, imu.orientation.w = m.orientation.z, m.orientation.w
+                pubs["/test/imu"].publish(imu)
+            for s, m in near(drive.odom_topic, stamp):
+                odom = stamped(Odometry(), s)
+                p, o = m.pose.pose.position, m.pose.pose.orientation
+                odom.pose.pose.position.x, odom.pose.pose.position.y = p.x, p.y
+                odom.pose.pose.orientation.z, odom.pose.pose.orientation.w = o.z, o.w
+                pubs["/test/odom"].publish(odom)
+            for s, m in near(CAMERA_INFO_TOPIC, stamp):
+                info = stamped(CameraInfo(), s)
+                info.width, info.height, info.k = m.width, m.height, [float(v) for v in m.k]
+                pubs["/test/camera_info"].publish(info)
+            client.spin(0.05)
+            client.send_and_wait(image_msg(*decode_message(msg)[:1], stamp))
+        client.spin(1.5)
+        assert proc.poll() is None
+        got = {stamp_ns_of(f): f for f, _ in client.fixes}
+        assert set(got) == {s for s, _ in frames}, "every frame is localized"
+        fixed = [got[s] for s, _ in frames if got[s].status.status == NavSatFix().status.STATUS_FIX]
+        errors = [_error_m(got[s], *truth.at(s, 1.0)) for s, _ in frames if got[s] in fixed]
+        assert len(fixed) >= 0.7 * len(frames), (len(fixed), len(frames))
+        assert np.median(errors) < 2.0, errors
+        values = client.diagnostic_values()
+        by_mode = dict(item.rsplit(" ", 1) for item in values["frames_by_mode"].split(", "))
+        assert int(by_mode.get("tracking", 0)) >= len(frames) - 2, values
+        assert values["refinement"] == "on", values
+    finally:
+        client.close()
+        proc.terminate()
+        proc.communicate(timeout=20)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geo.camera import yaw_of
 from . import bags
 from .errors import BagError
 
@@ -192,7 +193,7 @@ def read_height_track(reader: bags.BagReader, topic: str) -> HeightTrack:
 
 
 def read_odometry_track(reader: bags.BagReader, topic: str) -> OdometryTrack:
-    """The planar poses of a ``nav_msgs/Odometry`` topic, sorted by stamp (messages with a pose that is not finite skipped).
+    """The planar poses of a ``nav_msgs/Odometry`` topic, by stamp (a pose that is not finite is skipped).
 
     Raises:
         BagError: the bag lacks the topic, it is not an Odometry topic, or none of its poses can be used.
@@ -201,11 +202,9 @@ def read_odometry_track(reader: bags.BagReader, topic: str) -> OdometryTrack:
     rows = []
     for m in reader.messages([topic]):
         p, o = m.msg.pose.pose.position, m.msg.pose.pose.orientation
-        q = np.array([o.x, o.y, o.z, o.w], np.float64)
-        if not (np.isfinite(q).all() and np.linalg.norm(q) > 1e-9 and math.isfinite(p.x) and math.isfinite(p.y)):
+        yaw = yaw_of((o.x, o.y, o.z, o.w))
+        if yaw is None or not (math.isfinite(p.x) and math.isfinite(p.y)):
             continue
-        x, y, z, w = q / np.linalg.norm(q)
-        yaw = math.degrees(math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
         rows.append((bags.stamp_of(m.msg, m.bag_ns), p.x, p.y, yaw))
     if not rows:
         raise BagError(f"{reader.path} has no usable pose on {topic}")

@@ -133,7 +133,9 @@ class BagEvalConfig:
 
     def __post_init__(self) -> None:
         if not (self.initial_pose_m >= 0 and math.isfinite(self.initial_pose_m)):
-            raise EvaluationError(f"initial_pose_m must be 0 (none) or a standard deviation [m], not {self.initial_pose_m}")
+            raise EvaluationError(
+                f"initial_pose_m must be 0 (none) or a standard deviation [m], not {self.initial_pose_m}"
+            )
         if self.every < 1:
             raise EvaluationError(f"every must be 1 or more, not {self.every}")
         if not self.max_gap_s >= 0:
@@ -471,7 +473,7 @@ def _localize(
 
 
 def _initial_pose(loc: Localizer, stamp_ns: int, truth: FixTrack, sensors: _Sensors, config: BagEvalConfig) -> None:
-    """Give the localizer the ground truth's pose at ``stamp_ns`` as a robot's initial pose (its heading: the track's)."""
+    """Give the localizer the ground truth at ``stamp_ns`` as a robot's initial pose (its heading: the track's)."""
     here = truth.at(stamp_ns, config.max_gap_s)
     ahead = truth.at(stamp_ns + 500_000_000, config.max_gap_s)
     if here is None:

@@ -202,6 +202,16 @@ def rotation_from_quaternion(quaternion_xyzw) -> np.ndarray:
     )
 
 
+def yaw_of(quaternion_xyzw) -> float | None:
+    """The yaw [deg, counter-clockwise about +z, REP-103] of a quaternion (x, y, z, w); None if not finite or zero."""
+    q = np.asarray(quaternion_xyzw, float)
+    norm = float(np.linalg.norm(q)) if np.isfinite(q).all() else 0.0
+    if norm < 1e-9:
+        return None
+    x, y, z, w = q / norm
+    return math.degrees(math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
 def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:
     """Unit quaternion (x, y, z, w) with w >= 0 of a rotation matrix (3x3)."""
     m = np.asarray(rotation, np.float64)

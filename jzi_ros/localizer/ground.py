@@ -45,6 +45,9 @@ from .errors import LocalizerError
 from .matchers import DenseMatcher, MatcherConfig
 from .refine import Attitude, GroundView, OrthoReader, Registration, grey
 
+VIEW_SMOOTH_PX = 1.0
+PYRAMID_LEVELS = 4
+"""Levels of the frame's pyramid a street view reads from (the nearest ground is seen 8x finer than the view)."""
 NEAR_HEIGHTS = 1.5
 """A street view starts this many camera heights ahead: nearer, the robot's own body fills the frame."""
 CHI2_999_2DOF = 13.82
@@ -93,13 +96,21 @@ def street_view(frame_grey: np.ndarray, camera: Pinhole, pose: CameraPose, gsd_m
     dist = np.hypot(at[0], at[1])
     valid = (w > 0) & (x >= 0) & (x <= camera.width_px - 1) & (y >= 0) & (y <= camera.height_px - 1)
     valid &= (dist >= near) & (dist <= range_m)
-    map_x = np.where(valid, x, -1).reshape(height, width).astype(np.float32)
-    map_y = np.where(valid, y, -1).reshape(height, width).astype(np.float32)
-    # the near ground is seen by many pixels per view pixel: smooth the frame to the view's scale a third of the way out
-    frame_gsd = (range_m / 3) ** 2 / (pose.altitude_m * camera.focal_px)
-    sigma = 0.5 * gsd_m / max(frame_gsd, 1e-6)
-    src = cv2.GaussianBlur(frame_grey, (0, 0), sigma) if sigma > 0.7 else frame_grey
-    image = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # the near ground is seen by many frame pixels per view pixel, the far by few: each view pixel is read from the
+    # level of the frame's pyramid at which one frame pixel covers about one view pixel along the line of sight
+    per_px = gsd_m * pose.altitude_m * camera.focal_px / np.maximum(dist, near) ** 2
+    level = np.clip(np.floor(np.log2(np.maximum(per_px, 1.0))), 0, PYRAMID_LEVELS - 1).astype(int)
+    image = np.zeros(height * width, np.float32)
+    src = frame_grey.astype(np.float32)
+    for k in range(PYRAMID_LEVELS):
+        at = valid & (level == k)
+        if at.any():
+            s = 2.0**k  # pixel i of level k is centred on pixel s * i of the frame (cv2.pyrDown)
+            map_x, map_y = (x[at] / s).astype(np.float32)[None], (y[at] / s).astype(np.float32)[None]
+            image[at] = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+        if k + 1 < PYRAMID_LEVELS:
+            src = cv2.pyrDown(src)
+    image = cv2.GaussianBlur(image.reshape(height, width), (0, 0), VIEW_SMOOTH_PX)
     return GroundView(image, valid.reshape(height, width), gsd_m, bounds, to_frame)
 
 
@@ -208,7 +219,9 @@ class GroundRegistrar:
         best: tuple[float, _Scored, np.ndarray] | None = None
         base: dict = {"gsd_m": self.gsd_m, "height_m": height_m}
         for yaw in yaws:
-            scored = self._score(frame_grey, camera, CameraPose(0.0, 0.0, height_m, yaw % 360.0, pitch, roll), centre, reach)
+            scored = self._score(
+                frame_grey, camera, CameraPose(0.0, 0.0, height_m, yaw % 360.0, pitch, roll), centre, reach
+            )
             if isinstance(scored, str):
                 return Registration(False, scored, **base)
             inside = np.ones(scored.score.shape, bool)
@@ -222,7 +235,9 @@ class GroundRegistrar:
         peak, scored, inside = best
         base |= {"peak": peak, "yaw_deg": scored.yaw_deg % 360.0, "tilt_deg": float(math.hypot(pitch - 90, roll))}
         if not peak >= c.min_score:
-            return Registration(False, f"the ground ahead does not match the map (score {peak:.3f} < {c.min_score})", **base)
+            return Registration(
+                False, f"the ground ahead does not match the map (score {peak:.3f} < {c.min_score})", **base
+            )
         # each offset weighs as a likelihood exp((score - peak) / (spread * peak)): a ridge along the road, or a
         # second place that scores nearly as well, widens it as much as it makes the place uncertain
         loglik = (scored.score - peak) / (c.spread * peak)

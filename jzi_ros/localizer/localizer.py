@@ -21,8 +21,8 @@ from ..model.search import PRECISIONS
 from .calibration import WITHIN_CELLS, Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
-from .index import check_region
 from .ground import GroundConfig, GroundRegistrar
+from .index import check_region
 from .refine import Attitude, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Tracker, TrackingConfig
 
@@ -449,7 +449,7 @@ class Localizer:
         gate,
         prior_at: tuple[np.ndarray, np.ndarray] | None,
     ) -> Registration:
-        """A street-level frame registered on the ground plane: near tracking's region, in a prior, or at the zoom's cells.
+        """A street frame registered on the ground plane: near tracking's region, in a prior, or at the zoom's cells.
 
         Where the odometry carried the region (or a prior bounds the place)
         the registration is combined with it; elsewhere it must fix both

@@ -14,8 +14,9 @@ over tracking. The mode of each frame is one of :data:`MODES`.
 **With odometry** (a ground robot's wheels, a visual odometry: any pose in
 an ``odom`` frame, REP-105) the region moves with the robot instead of
 growing at top speed: its centre is the last fix plus the odometry's
-displacement since, turned from the odometry's frame into the map's by the
-heading the robot had at the fix; its covariance is the fix's plus the
+displacement since, turned from the odometry's frame into the map's (by
+how both moved between this fix and one at least 30 m before it, else by
+the heading the robot had at the fix); its covariance is the fix's plus the
 odometry's drift, ``odom_error_share`` of the distance driven since and
 ``odom_turn_error_m`` per radian turned (one standard deviation each, and a
 third of a metre for the stamps' mismatch), and
@@ -74,6 +75,10 @@ class TrackingConfig:
             raise LocalizerError(f"reacquire_after must be an integer of at least 1, not {self.reacquire_after}")
 
 
+TURN_BASELINE_M = 30.0
+"""Fixes at least this far apart [m] (straight line, in the map and by the odometry) give the odometry's turn."""
+TURN_ANCHORS = 64
+"""Verified fixes kept to find one :data:`TURN_BASELINE_M` back."""
 ODOM_FLOOR_M = 1.0
 """Added to an odometry-carried region's radius [m]: the odometry's stamp is not the frame's."""
 
@@ -148,6 +153,7 @@ class Tracker:
         self.turned_deg = 0.0
         """How much [deg] the odometry turned since the lock (summed over frames, either way)."""
         self._last_odometry: Odometry | None = None
+        self._anchors: list[tuple[np.ndarray, Odometry]] = []  # the last verified fixes with their odometry
         self._last_stamp_s = -math.inf
 
     def _carried(self, odometry: Odometry | None) -> bool:
@@ -209,10 +215,12 @@ class Tracker:
         self._last_stamp_s = max(self._last_stamp_s, stamp_s)  # a frame out of order does not turn time back
         if verified:
             position = np.asarray(position_m, float).copy()
-            turn = self._turn(odometry, heading_deg)
+            turn = self._turn(position, odometry, heading_deg)
             cov = np.asarray(covariance_m2, float)[:2, :2].copy()
             self.lock = Lock(position, cov, stamp_s, odometry, turn)
             self.misses, self.driven_m, self.turned_deg, self._last_odometry = 0, 0.0, 0.0, odometry
+            if odometry is not None:
+                self._anchors = [*self._anchors, (position, odometry)][-TURN_ANCHORS:]
             return
         self.misses += 1
         carried = self._carried(odometry)
@@ -222,14 +230,26 @@ class Tracker:
         if self.misses >= self.config.reacquire_after and not carried:
             self.lock = None
 
-    @staticmethod
-    def _turn(odometry: Odometry | None, heading_deg: float | None) -> float | None:
-        """The angle [deg] from the odometry's frame to the map's at a fix, from the robot's heading (None: unknown)."""
-        if odometry is None or heading_deg is None or not math.isfinite(heading_deg):
+    def _turn(self, position: np.ndarray, odometry: Odometry | None, heading_deg: float | None) -> float | None:
+        """The angle [deg] from the odometry's frame to the map's at a fix (None: unknown).
+
+        From the way both moved since an earlier fix at least
+        :data:`TURN_BASELINE_M` back (the direction of a long displacement is
+        known far better than a heading), else from the robot's heading.
+        """
+        if odometry is None:
             return None
-        return (90.0 - heading_deg) - odometry.yaw_deg  # the map's yaw (from east) minus the odometry's
+        for at, then in reversed(self._anchors):
+            odo = np.array([odometry.x_m - then.x_m, odometry.y_m - then.y_m])
+            moved = position - at
+            if min(float(np.hypot(*odo)), float(np.hypot(*moved))) >= TURN_BASELINE_M:
+                return math.degrees(math.atan2(moved[1], moved[0]) - math.atan2(odo[1], odo[0]))
+        if heading_deg is not None and math.isfinite(heading_deg):
+            return (90.0 - heading_deg) - odometry.yaw_deg  # the map's yaw (from east) minus the odometry's
+        return None
 
     def reset(self) -> None:
         """Forget the lock (a new sequence)."""
         self.lock, self.misses, self._last_stamp_s = None, 0, -math.inf
         self.driven_m, self.turned_deg, self._last_odometry = 0.0, 0.0, None
+        self._anchors = []

@@ -8,9 +8,10 @@ import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
+from ..geo.camera import yaw_of
 from ..geo.lens import Lens, lens_of
 from ..images import ENCODINGS, decode_compressed, decode_raw
-from ..localizer import Estimate, InputError, Prior, PriorError
+from ..localizer import Estimate, InputError, Odometry, Prior, PriorError
 
 try:  # cv_bridge where ROS provides it; the numpy path of localizer.frames otherwise
     from cv_bridge import CvBridge
@@ -76,6 +77,15 @@ def imu_orientation(msg: Imu) -> np.ndarray | None:
     if not np.isfinite(q).all() or np.linalg.norm(q) < 1e-6:
         return None
     return q / np.linalg.norm(q)
+
+
+def odometry_pose(msg) -> Odometry | None:
+    """The planar pose of a ``nav_msgs/Odometry`` in its frame (x, y, yaw); None when it is not finite."""
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    yaw = yaw_of((o.x, o.y, o.z, o.w))
+    if yaw is None or not (math.isfinite(p.x) and math.isfinite(p.y)):
+        return None
+    return Odometry(float(p.x), float(p.y), yaw)
 
 
 def range_height(msg: Range) -> float | None:

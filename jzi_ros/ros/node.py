@@ -31,6 +31,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
+from nav_msgs.msg import Odometry as OdometryMsg
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -39,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, 
 
 from ..errors import JziError
 from ..geo.lens import Lens
-from ..localizer import Estimate, InputError, Localizer, PriorError
+from ..localizer import Estimate, InputError, Localizer, Odometry, PriorError
 from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from .convert import (
@@ -49,6 +50,7 @@ from .convert import (
     fix_to_prior,
     frame_to_array,
     imu_orientation,
+    odometry_pose,
     range_height,
 )
 from .params import PARAMETERS, NodeParams
@@ -178,6 +180,10 @@ class LocalizerNode(Node):
             self.create_subscription(Range, p.height_topic, self.on_range, qos_profile_sensor_data)
         if p.camera_info_topic:
             self.create_subscription(CameraInfo, p.camera_info_topic, self.on_camera_info, qos_profile_sensor_data)
+        self.odometry: deque[tuple[int, Odometry]] = deque(maxlen=SENSOR_HISTORY)
+        if p.odom_topic:
+            self.create_subscription(OdometryMsg, p.odom_topic, self.on_odometry, qos_profile_sensor_data)
+        self.verified_at_s = -math.inf  # when a frame last verified (monotonic [s]): a prior older than it is spent
         self.create_timer(1.0, self.publish_diagnostics)
         self.localizer: Localizer | None = None
         self.worker: threading.Thread | None = None
@@ -238,6 +244,12 @@ class LocalizerNode(Node):
         if r is not None:
             self.ranges.append((_stamp_ns(msg.header), r))
 
+    def on_odometry(self, msg: OdometryMsg) -> None:
+        """Odometry callback: keep the newest planar poses with their stamps (one that is not finite is skipped)."""
+        pose = odometry_pose(msg)
+        if pose is not None:
+            self.odometry.append((_stamp_ns(msg.header), pose))
+
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Camera info callback: keep the intrinsics; one that cannot be used is reported."""
         try:
@@ -280,7 +292,9 @@ class LocalizerNode(Node):
         try:
             array, order = frame_to_array(msg)
             prior = None
-            if self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s:
+            fresh = self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s
+            # a prior is spent once a frame verified after it: from there tracking knows better where the robot is
+            if self.prior is not None and fresh and self.prior[1] > self.verified_at_s:
                 try:
                     prior = fix_to_prior(self.prior[0])
                 except PriorError as exc:
@@ -288,12 +302,16 @@ class LocalizerNode(Node):
             # an unstamped camera: the arrival time stands in (tracking needs the time between frames)
             stamp_s: float = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or received_s
             attitude, height = self.knowledge(_stamp_ns(msg.header))
+            odometry = None
+            if self.params.odom_topic:
+                odometry = _nearest(self.odometry, _stamp_ns(msg.header), self.params.sensor_max_age_s * 1e9)
             # the camera info's field of view (the localizer scales it to the frame), else hfov_deg
             known: dict[str, Any] = {
                 "stamp_s": stamp_s,
                 "camera": self.camera,
                 "attitude": attitude,
                 "height_m": height,
+                "odometry": odometry,
             }
             try:
                 est = self.localizer.localize(array, order, prior=prior, **known)
@@ -304,6 +322,8 @@ class LocalizerNode(Node):
             self.stats.fail("rejected", str(exc))
             self.warn_once_per_kind(f"frame skipped: {exc}")
             return
+        if est.verified:
+            self.verified_at_s = time.monotonic()
         fix = estimate_to_fix(est, msg.header, self.params.altitude_m, self.params.vertical_variance_m2)
         fix.header.frame_id = self.params.frame_id
         self.fix_pub.publish(fix)
@@ -354,7 +374,7 @@ class LocalizerNode(Node):
             "frames_verified": s.verified,
             "verified_share_recent": f"{np.mean(s.recent_verified) if s.recent_verified else 0.0:.2f}",
             "last_verdict": s.verdict,
-            "refinement": "on" if self.localizer is not None and self.localizer.refiner is not None else "off",
+            "refinement": "on" if self.localizer is not None and self.localizer.refine_summary()["on"] else "off",
             "stale_attitude": s.stale_attitude,
             "stale_height": s.stale_height,
             "search_mode": s.mode,

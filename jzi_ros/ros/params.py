@@ -17,6 +17,9 @@ from ..errors import JziError
 from ..localizer import VERTICAL_VARIANCE_M2, LocalizerConfig, Mount, TrackingConfig, height_above_ground
 from ..localizer.refine import Attitude, RefineConfig
 
+MAX_MOUNT_PITCH_DEG = 120.0
+"""The highest a camera may look [deg from straight down]: a street camera looks ahead (90) or a little up."""
+
 
 def _param(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
@@ -73,13 +76,21 @@ class NodeParams:
     yaw_offset_deg: float = _param(0.0, "added to the IMU's yaw [deg, counter-clockwise] for sources that are not ENU")
     height_topic: str = _param("", "sensor_msgs/Range topic of the height above ground along the body's -z ('' = none)")
     height_m: float = _param(0.0, "fixed camera height above ground [m] when height_topic is '' (0 = unknown)")
-    mount_pitch_deg: float = _param(0.0, "camera tilt forward from straight down [deg]")
+    mount_pitch_deg: float = _param(
+        0.0, "camera tilt forward from straight down [deg] (a ground robot's looking ahead: 90)"
+    )
     mount_image_rotation_deg: float = _param(0.0, "image top's angle clockwise from the body's forward axis [deg]")
     sensor_max_age_s: float = _param(0.2, "IMU and height messages more than this [s] from a frame's stamp are stale")
     tracking: bool = _param(True, "after a verified fix search near it (within max_speed_mps), not over the whole map")
     max_speed_mps: float = _param(TrackingConfig.max_speed_mps, "the robot's top ground speed [m/s], for tracking")
     reacquire_after: int = _param(
         TrackingConfig.reacquire_after, "frames in a row without a verified fix after which the search is global again"
+    )
+    odom_topic: str = _param(
+        "", "nav_msgs/Odometry topic: between verified fixes the search moves with the robot ('' = none)"
+    )
+    odom_error_share: float = _param(
+        TrackingConfig.odom_error_share, "the odometry's drift, one standard deviation, as a share of the distance"
     )
 
     def __post_init__(self) -> None:
@@ -93,8 +104,11 @@ class NodeParams:
             raise JziError(f"height_m must be 0 (unknown) or a height above ground, not {self.height_m}")
         if not all(math.isfinite(v) for v in (self.yaw_offset_deg, self.mount_image_rotation_deg)):
             raise JziError("yaw_offset_deg and mount_image_rotation_deg must be finite")
-        if not -90 < self.mount_pitch_deg < 90:
-            raise JziError(f"mount_pitch_deg must be within -90..90 (exclusive), not {self.mount_pitch_deg}")
+        if not -90 < self.mount_pitch_deg <= MAX_MOUNT_PITCH_DEG:
+            raise JziError(
+                f"mount_pitch_deg must be above -90 and at most {MAX_MOUNT_PITCH_DEG:g} (90: looking ahead), "
+                f"not {self.mount_pitch_deg}"
+            )
         for name in ("max_rate_hz", "prior_max_age_s", "threads"):
             if not getattr(self, name) >= 0:
                 raise JziError(f"{name} must be 0 or more, not {getattr(self, name)}")
@@ -133,7 +147,9 @@ class NodeParams:
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,
             hfov_deg=self.hfov_deg,
             refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
-            tracking=TrackingConfig(self.tracking, self.max_speed_mps, self.reacquire_after),
+            tracking=TrackingConfig(
+                self.tracking, self.max_speed_mps, self.reacquire_after, odom_error_share=self.odom_error_share
+            ),
             map_precision=self.map_precision or None,
             trust_unverified=self.trust_unverified,
         )

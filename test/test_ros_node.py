@@ -343,6 +343,7 @@ def test_node_tracks_a_ground_drive_with_its_imu_and_odometry(trained, tmp_path)
         lat0, lon0 = truth.at(frames[0][0], 1.0)
         prior = stamped(NavSatFix(), frames[0][0])
         prior.latitude, prior.longitude = lat0, lon0
+        prior.status.status = prior.status.STATUS_FIX
         prior.position_covariance = [4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0]
         prior.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
         prior_pub.publish(prior)

@@ -13,22 +13,21 @@ every offset of a search window, for a few headings about the known one.
 **What a road tells and what it does not.** Across the road (kerbs, lane
 lines, the lawn's edge) the correlation peaks sharply; along a straight road
 every stretch looks alike but for its markings, and the peak becomes a
-ridge. The measurement's covariance is therefore the spread of every offset
-of the window weighted as a likelihood, ``exp((score - peak) / (spread *
-peak))`` (a second place that scores nearly as well widens it just as a
-ridge does), not the curvature of the peak alone: narrow across the road, long along it, small at
-a crossing. The fix it gives is then combined with where the odometry says
-the robot is (:mod:`.tracking`), which carries the along-road position
-between crossings.
+ridge. Every offset of the window therefore weighs as a likelihood,
+``exp((score - peak) / (spread * peak))``: a ridge, or a second place that
+scores nearly as well, spreads it as much as it makes the place uncertain.
+Where the robot is known to be (the odometry's region after a verified fix,
+:mod:`.tracking`, or a prior) the fix is the posterior of that likelihood
+and the region's Gaussian: across the road the frame decides, along it the
+odometry carries the position between crossings and markings.
 
-Checks, each with the reason it gives when it fails: the view holds enough
-ground; the peak scores at least ``min_score``; the peak does not lie on the
-window's edge (the place may be outside it); the best heading is not the
-outermost one tried; the ridge is at most ``max_minor_m`` across (the frame
-fixes at least one direction) and, where no gate from the odometry bounds
-it, at most ``max_major_m`` along (both directions, as at a crossing); and,
-gated, the measurement agrees with the odometry (its Mahalanobis distance
-within the 99.9 % bound).
+Checks, each with the reason it gives when it fails: the frame shows enough
+ground ahead; the best score is at least ``min_score``; with a region, the
+likelihood's own mean lies within its 99.9 % bound (the frame agrees with
+the odometry) and the posterior's ellipse keeps at most ``max_area_share``
+of the region's area (the frame told something); without one, the
+likelihood alone is at most ``max_major_m`` long (both directions fixed, as
+at a crossing), which a street frame rarely is.
 """
 
 from __future__ import annotations
@@ -195,8 +194,9 @@ class GroundRegistrar:
         """Register the frame in the window of ``reach_m`` [m] about ``centre_m`` (east, north) [m].
 
         ``attitude``: the camera's (its roll and pitch; a level camera when
-        unknown); its heading, else ``facing_deg`` (where the odometry says
-        the robot faces), else every heading is searched.
+        unknown); ``facing_deg`` (where the odometry says the robot faces,
+        from a registered heading), else the attitude's heading, else every
+        heading is searched.
         ``prior_covariance_m2``: where the robot is known to be (the
         odometry's region, a prior): the fix is the posterior of the
         registration's likelihood and that prior; without one the
@@ -206,10 +206,10 @@ class GroundRegistrar:
         c = self.config
         pitch = attitude.pitch_deg if attitude.pitch_deg is not None else 90.0
         roll = attitude.roll_deg if attitude.roll_deg is not None else 0.0
-        if attitude.yaw_deg is not None:
-            yaws = [attitude.yaw_deg + d for d in self._span()]
-        elif facing_deg is not None:
+        if facing_deg is not None:  # the track's heading: a registered one turned by the odometry, finer than a compass
             yaws = [yaw_for_facing(facing_deg, pitch, roll) + d for d in self._span()]
+        elif attitude.yaw_deg is not None:
+            yaws = [attitude.yaw_deg + d for d in self._span()]
         else:
             yaws = list(np.arange(0.0, 360.0, c.search_step_deg))
         centre = np.asarray(centre_m, float)

@@ -17,9 +17,10 @@ map and the training see only the summer, the camera flies over the autumn.
    and pictures;
 6. train a street-level model on the summer world (frames of a camera
    looking along its roads), drive a ground robot through the autumn world's
-   streets (camera ahead, IMU, wheel odometry) and replay it the same way
-   (the zoom alone: the registration reads downward views), with a picture
-   of one street frame beside the map and its estimate.
+   streets (camera ahead, IMU, wheel odometry) and replay it from where it
+   started (the road ahead registered on the ground plane, the odometry
+   carrying it between fixes), with a picture of one street frame beside the
+   map and its estimate.
 
 The scene has heights (:mod:`jzi_ros.data.scene` writes its surface model),
 so the drone's frames show relief and the street frames facades
@@ -214,7 +215,7 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
         duration_s=30,
         camera_hz=2,
         speed_mps=8,
-        image_px=160,
+        image_px=480,
         compressed=True,
         quiet=quiet,
     )
@@ -224,7 +225,8 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
         shutil.rmtree(bag, ignore_errors=True)
         drive = write_drive(config)
         print(f"wrote {drive.path}: {drive.frames} street frames on {drive.image_topic}, {drive.odometry} odometry")
-    # The zoom alone: the registration reads downward views, so a street-level model has none.
+    # What a ground robot has: its IMU, wheel odometry, the camera's height and mount, and where it started (the
+    # last GPS fix before it was lost); the road ahead is registered on the ground plane, the odometry carries it
     report = evaluate_bag(
         BagEvalConfig(
             bag=bag,
@@ -235,6 +237,11 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
             out=out / "eval_ground",
             quiet=quiet,
             camera_info_topic=CAMERA_INFO_TOPIC,
+            imu_topic=config.imu_topic,
+            odom_topic=config.odom_topic,
+            height_m=config.camera_height_m,
+            mount_pitch_deg=90.0,
+            initial_pose_m=2.0,
         )
     )
     print(format_summary(report.metrics))

@@ -109,6 +109,7 @@ def test_a_ground_fix_is_verified_where_the_robot_is_and_refused_from_another_st
     registrar = GroundRegistrar(mapdir.pyramid(), GroundConfig())
     rng = np.random.default_rng(3)
     places = _on_roads(roads, rng, 6)
+    elsewhere = roads.drive(800.0, np.random.default_rng(7))  # points all over the road network
     verified, errors = 0, []
     for e, n, facing in places:
         pose = _street_pose(e, n, facing)
@@ -120,12 +121,12 @@ def test_a_ground_fix_is_verified_where_the_robot_is_and_refused_from_another_st
         if here.verified:
             verified += 1
             errors.append(math.hypot(here.east_m - e, here.north_m - n))
-        # another street: a prior 60 m or more away, and the zoom's cell of another place without one
-        far = max(places, key=lambda p: math.hypot(p[0] - e, p[1] - n))
+        # another street: a prior on the roads 60 m or more away, and a window there without one
+        far = max(elsewhere, key=lambda p: math.hypot(p[0] - e, p[1] - n))
         assert math.hypot(far[0] - e, far[1] - n) >= 60.0
-        there = registrar.register(rgb, CAMERA, np.array(far[:2]), 6.0, attitude, HEIGHT_M, prior)
+        there = registrar.register(rgb, CAMERA, far, 6.0, attitude, HEIGHT_M, prior)
         assert not there.verified, there.verdict
-        alone = registrar.register(rgb, CAMERA, np.array(far[:2]), 25.0, attitude, HEIGHT_M)
+        alone = registrar.register(rgb, CAMERA, far, 25.0, attitude, HEIGHT_M)
         assert not alone.verified or math.hypot(alone.east_m - e, alone.north_m - n) < 2.0, alone.verdict
     assert verified >= 4, verified
     assert np.median(errors) < 1.5, errors

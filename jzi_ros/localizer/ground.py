@@ -22,7 +22,8 @@ and the region's Gaussian: across the road the frame decides, along it the
 odometry carries the position between crossings and markings.
 
 Checks, each with the reason it gives when it fails: the frame shows enough
-ground ahead; the best score is at least ``min_score``; with a region, the
+ground ahead; the best score is at least ``min_score`` (``min_start_score``
+where no track vouches for the place: a start from a prior, or none); with a region, the
 likelihood's own mean lies within its 99.9 % bound (the frame agrees with
 the odometry) and the posterior's ellipse keeps at most ``max_area_share``
 of the region's area (the frame told something); without one, the
@@ -100,7 +101,7 @@ def street_view(frame_grey: np.ndarray, camera: Pinhole, pose: CameraPose, gsd_m
     per_px = gsd_m * pose.altitude_m * camera.focal_px / np.maximum(dist, near) ** 2
     level = np.clip(np.floor(np.log2(np.maximum(per_px, 1.0))), 0, PYRAMID_LEVELS - 1).astype(int)
     image = np.zeros(height * width, np.float32)
-    src = frame_grey.astype(np.float32)
+    src: np.ndarray = frame_grey.astype(np.float32)
     for k in range(PYRAMID_LEVELS):
         at = valid & (level == k)
         if at.any():
@@ -109,8 +110,8 @@ def street_view(frame_grey: np.ndarray, camera: Pinhole, pose: CameraPose, gsd_m
             image[at] = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
         if k + 1 < PYRAMID_LEVELS:
             src = cv2.pyrDown(src)
-    image = cv2.GaussianBlur(image.reshape(height, width), (0, 0), VIEW_SMOOTH_PX)
-    return GroundView(image, valid.reshape(height, width), gsd_m, bounds, to_frame)
+    view = cv2.GaussianBlur(image.reshape(height, width), (0, 0), VIEW_SMOOTH_PX)
+    return GroundView(view, valid.reshape(height, width), gsd_m, bounds, to_frame)
 
 
 def yaw_for_facing(facing_deg: float, pitch_deg: float, roll_deg: float) -> float:
@@ -138,6 +139,7 @@ class GroundConfig:
     search_step_deg: float = 10.0
     spread: float = 0.25
     min_score: float = 0.05
+    min_start_score: float = 0.08
     max_major_m: float = 3.0
     max_area_share: float = 0.9
     max_reach_m: float = 30.0
@@ -190,6 +192,7 @@ class GroundRegistrar:
         height_m: float,
         prior_covariance_m2: np.ndarray | None = None,
         facing_deg: float | None = None,
+        tracked: bool = False,
     ) -> Registration:
         """Register the frame in the window of ``reach_m`` [m] about ``centre_m`` (east, north) [m].
 
@@ -200,7 +203,9 @@ class GroundRegistrar:
         ``prior_covariance_m2``: where the robot is known to be (the
         odometry's region, a prior): the fix is the posterior of the
         registration's likelihood and that prior; without one the
-        registration alone must fix both directions.
+        registration alone must fix both directions. ``tracked``: the prior
+        is the odometry's region after a verified fix, which vouches for the
+        place; a start (a prior, or none) needs ``min_start_score``.
         """
         t0 = time.perf_counter()
         c = self.config
@@ -234,10 +239,9 @@ class GroundRegistrar:
         assert best is not None
         peak, scored, inside = best
         base |= {"peak": peak, "yaw_deg": scored.yaw_deg % 360.0, "tilt_deg": float(math.hypot(pitch - 90, roll))}
-        if not peak >= c.min_score:
-            return Registration(
-                False, f"the ground ahead does not match the map (score {peak:.3f} < {c.min_score})", **base
-            )
+        least = c.min_score if tracked else c.min_start_score
+        if not peak >= least:
+            return Registration(False, f"the ground ahead does not match the map (score {peak:.3f} < {least})", **base)
         # each offset weighs as a likelihood exp((score - peak) / (spread * peak)): a ridge along the road, or a
         # second place that scores nearly as well, widens it as much as it makes the place uncertain
         loglik = (scored.score - peak) / (c.spread * peak)

@@ -23,7 +23,7 @@ from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
 from .index import check_region
-from .refine import Attitude, RefineConfig, Refiner, Registration
+from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Tracker, TrackingConfig
 
 DEFAULT_MIN_CONFIDENCE = 0.9
@@ -138,7 +138,7 @@ def _check_knowledge(attitude: Attitude | None, height_m: float | None) -> None:
             raise InputError(f"the attitude's angles must be finite, not {angles}")
 
 
-def _outside(reg: Registration, gate: tuple[np.ndarray, float] | None, bound, slack_m: float) -> str:
+def _outside(reg: Registration, gate: Gate | None, bound, slack_m: float) -> str:
     """Why a verified registration lies where the robot cannot be ("" when it can, or it is not verified).
 
     ``gate``: tracking's disc (the last verified fix and how far the robot can
@@ -459,7 +459,15 @@ class Localizer:
         height = height_m or STREET_HEIGHT_M
         if gate is not None:
             return self.ground.register(
-                rgb, cam, gate.centre, gate.radius, attitude, height, gate.covariance_m2, gate.heading_deg
+                rgb,
+                cam,
+                gate.centre,
+                gate.radius,
+                attitude,
+                height,
+                gate.covariance_m2,
+                gate.heading_deg,
+                gate.odometry,
             )
         if prior_at is not None:
             centre, cov = prior_at
@@ -478,10 +486,10 @@ class Localizer:
         """Where the camera of a verified registration faces [deg from north]: its heading with the known tilt."""
         level = 90.0 if self.ground is not None else 0.0  # a street camera looks at the horizon
         tilt = (attitude.pitch_deg, attitude.roll_deg) if attitude is not None else (None, None)
-        pitch, roll = (level, 0.0) if tilt[0] is None or tilt[1] is None else tilt
+        pitch, roll = (level, 0.0) if tilt[0] is None or tilt[1] is None else (tilt[0], tilt[1])
         if not math.isfinite(reg.yaw_deg):
             return math.nan
-        return CameraPose(0.0, 0.0, 1.0, reg.yaw_deg, float(pitch), float(roll)).facing_deg()
+        return CameraPose(0.0, 0.0, 1.0, reg.yaw_deg, pitch, roll).facing_deg()
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:
         """A constant-position Kalman filter over frames (off unless configured)."""

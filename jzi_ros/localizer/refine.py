@@ -75,6 +75,10 @@ from ..geo.lens import Lens
 from ..geo.surface import Orthophoto, Surface, orthorectify
 from .errors import LocalizerError
 from .matchers import Matcher, Matches, make_matcher
+from .tracking import Region
+
+Gate = tuple[np.ndarray, float] | Region
+"""Where tracking says the camera is: (centre (2,) [m], radius [m]) first."""
 
 
 class OrthoReader(Protocol):
@@ -410,7 +414,7 @@ class Refiner:
         attitude: Attitude = Attitude(),
         height_m: float | None = None,
         assumed_height_m: float | None = None,
-        gate: tuple[np.ndarray, float] | None = None,
+        gate: Gate | None = None,
     ) -> Registration:
         """Register the frame around the candidates (N, 2) [m] in order; the first verified one, else the best refusal.
 
@@ -468,7 +472,7 @@ class Refiner:
         attitude: Attitude,
         height_m: float,
         band: tuple[float, float],
-        gate: tuple[np.ndarray, float] | None = None,
+        gate: Gate | None = None,
     ) -> Registration:
         """Register around one candidate: on the flat ground, then (surface model, tilt known) on the surface."""
         c = self.config

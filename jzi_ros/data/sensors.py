@@ -28,6 +28,12 @@ def _neighbours(stamps_ns: np.ndarray, stamp_ns: int, max_age_ns: int) -> list[i
     return sorted(near, key=lambda j: abs(int(stamps_ns[j]) - stamp_ns))
 
 
+def _weight(stamps_ns: np.ndarray, a: int, b: int, stamp_ns: int) -> float:
+    """Where ``stamp_ns`` lies between messages ``a`` and ``b`` (0 at ``a``, 1 at ``b``; 0 when they share a stamp)."""
+    t0, t1 = int(stamps_ns[a]), int(stamps_ns[b])
+    return (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+
+
 def slerp(q0: np.ndarray, q1: np.ndarray, w: float) -> np.ndarray:
     """Spherical linear interpolation of unit quaternions (x, y, z, w): ``q0`` at ``w`` = 0, ``q1`` at 1.
 
@@ -72,9 +78,7 @@ class AttitudeTrack:
             return None
         if len(near) == 2:
             a, b = sorted(near)
-            t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
-            w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
-            return slerp(self.quaternions[a], self.quaternions[b], w)
+            return slerp(self.quaternions[a], self.quaternions[b], _weight(self.stamps_ns, a, b, stamp_ns))
         return self.quaternions[near[0]].copy()
 
 
@@ -112,8 +116,7 @@ class HeightTrack:
             return None
         if len(near) == 2 and self.valid(near[1]):
             a, b = sorted(near)
-            t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
-            w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+            w = _weight(self.stamps_ns, a, b, stamp_ns)
             return float(self.ranges_m[a] + w * (self.ranges_m[b] - self.ranges_m[a]))
         return float(self.ranges_m[near[0]])
 
@@ -138,11 +141,8 @@ class OdometryTrack:
         near = _neighbours(self.stamps_ns, stamp_ns, max_age_ns)
         if not near:
             return None
-        a = b = near[0]
-        if len(near) == 2:
-            a, b = sorted(near)
-        t0, t1 = int(self.stamps_ns[a]), int(self.stamps_ns[b])
-        w = (stamp_ns - t0) / (t1 - t0) if t1 > t0 else 0.0
+        a, b = sorted(near) if len(near) == 2 else (near[0], near[0])
+        w = _weight(self.stamps_ns, a, b, stamp_ns)
         xy = self.xy_m[a] + w * (self.xy_m[b] - self.xy_m[a])
         yaw = self.yaw_deg[a] + w * (self.yaw_deg[b] - self.yaw_deg[a])
         return float(xy[0]), float(xy[1]), float(yaw)

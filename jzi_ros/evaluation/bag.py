@@ -140,7 +140,7 @@ class BagEvalConfig:
             raise EvaluationError(f"every must be 1 or more, not {self.every}")
         if not self.max_gap_s >= 0:
             raise EvaluationError(f"max_gap_s must be 0 or more, not {self.max_gap_s}")
-        if not (self.height_m >= 0 and self.height_m < float("inf")):
+        if not (self.height_m >= 0 and math.isfinite(self.height_m)):
             raise EvaluationError(f"height_m must be 0 (unknown) or a height above ground [m], not {self.height_m}")
         if self.storage not in bags.STORAGES:
             raise EvaluationError(f"storage must be one of {', '.join(bags.STORAGES)}, not {self.storage!r}")

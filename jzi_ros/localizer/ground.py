@@ -46,6 +46,7 @@ from .matchers import DenseMatcher, MatcherConfig
 from .refine import Attitude, GroundView, OrthoReader, Registration, grey
 
 VIEW_SMOOTH_PX = 1.0
+"""Smoothing [view pixels] of a street view after it is read from the frame's pyramid."""
 PYRAMID_LEVELS = 4
 """Levels of the frame's pyramid a street view reads from (the nearest ground is seen 8x finer than the view)."""
 NEAR_HEIGHTS = 1.5
@@ -165,6 +166,12 @@ class _Scored:
     yaw_deg: float
 
 
+def _mahalanobis2(scored: _Scored, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """(H, W) squared Mahalanobis distance of every offset's camera position from ``centre`` under ``covariance``."""
+    d = np.stack([scored.east_m - centre[0], scored.north_m - centre[1]], -1)
+    return np.einsum("...i,ij,...j->...", d, np.linalg.inv(covariance), d)
+
+
 def _moments(weight: np.ndarray, east: np.ndarray, north: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (2,) and covariance (2, 2) [m, m²] of positions under (unnormalized) weights."""
     w = weight.ravel() / weight.sum()
@@ -221,7 +228,7 @@ class GroundRegistrar:
         reach = min(float(reach_m), c.max_reach_m)
         prior = None if prior_covariance_m2 is None else np.asarray(prior_covariance_m2, float)[:2, :2]
         frame_grey = grey(frame_rgb)
-        best: tuple[float, _Scored, np.ndarray] | None = None
+        best: tuple[float, _Scored] | None = None
         base: dict = {"gsd_m": self.gsd_m, "height_m": height_m}
         for yaw in yaws:
             scored = self._score(
@@ -231,13 +238,12 @@ class GroundRegistrar:
                 return Registration(False, scored, **base)
             inside = np.ones(scored.score.shape, bool)
             if prior is not None:  # the heading that matches best where the robot can be
-                d = np.stack([scored.east_m - centre[0], scored.north_m - centre[1]], -1)
-                inside = np.einsum("...i,ij,...j->...", d, np.linalg.inv(prior), d) <= 9.0
+                inside = _mahalanobis2(scored, centre, prior) <= 9.0
             top = float(scored.score[inside].max()) if inside.any() else -math.inf
             if best is None or top > best[0]:
-                best = (top, scored, inside)
+                best = (top, scored)
         assert best is not None
-        peak, scored, inside = best
+        peak, scored = best
         base |= {"peak": peak, "yaw_deg": scored.yaw_deg % 360.0, "tilt_deg": float(math.hypot(pitch - 90, roll))}
         least = c.min_score if tracked else c.min_start_score
         if not peak >= least:
@@ -256,9 +262,7 @@ class GroundRegistrar:
                 why = f"ambiguous: ±{sig[0]:.1f} by ±{sig[1]:.1f} m, and nothing else to tell the places apart"
                 return Registration(False, why, **found)
             return Registration(True, "ok", **found)
-        d = np.stack([scored.east_m - centre[0], scored.north_m - centre[1]], -1)
-        logprior = -0.5 * np.einsum("...i,ij,...j->...", d, np.linalg.inv(prior), d)
-        logpost = loglik + logprior
+        logpost = loglik - 0.5 * _mahalanobis2(scored, centre, prior)
         mean, post = _moments(np.exp(logpost - logpost.max()), scored.east_m, scored.north_m)
         post = post + floor
         found = dict(base, east_m=float(mean[0]), north_m=float(mean[1]), covariance_m2=post, timings_ms=timings)

@@ -24,7 +24,7 @@ from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
 from .index import check_region
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
-from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Tracker, TrackingConfig
+from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -379,7 +379,7 @@ class Localizer:
                     e, n = (float(v) for v in self.grid.centers_m(np.array([path]))[0])
                     la, lo = (float(v) for v in self.grid.frame.to_latlon(e, n))
                     cands.insert(0, Candidate(path, la, lo, e, n, 0.0))
-        if not verified and gate is not None and gate.odometry and mode == TRACKING:  # where the odometry says
+        if not verified and gate is not None and gate.odometry:  # tracking's region: where the odometry says
             position, cov = np.asarray(gate.centre, float), np.eye(2) * (gate.radius / 3.0) ** 2
         self.tracker.update(stamp_s, verified, position, cov, odometry, heading)
         mu, cov = self._smooth(position, cov, stamp_s)
@@ -446,7 +446,7 @@ class Localizer:
         centres: np.ndarray,
         attitude: Attitude,
         height_m: float | None,
-        gate,
+        gate: Region | None,
         prior_at: tuple[np.ndarray, np.ndarray] | None,
     ) -> Registration:
         """A street frame registered on the ground plane: near tracking's region, in a prior, or at the zoom's cells.

@@ -40,7 +40,7 @@ setup(
     entry_points={
         "console_scripts": [
             "jzi = jzi_ros.tools.cli:main",
-            "localizer = jzi_ros.ros.entry:main",
+            "localizer = jzi_ros.ros.entry:executable",
         ],
     },
 )

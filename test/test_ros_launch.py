@@ -42,7 +42,7 @@ def test_launch_file_names_the_installed_executable_and_config():
     assert {"map", "model", "image_topic", "transport", "params_file"} <= declared
     setup = (ROOT / "setup.py").read_text()
     assert "launch/*.launch.py" in setup and "config/*.yaml" in setup
-    assert "localizer = jzi_ros.ros.entry:main" in setup
+    assert "localizer = jzi_ros.ros.entry:executable" in setup
 
 
 def test_launch_description_builds_where_launch_ros_exists():

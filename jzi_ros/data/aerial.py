@@ -279,13 +279,37 @@ def posed_frames_over_map(
     mapdir, image_px: int, count: int, footprint_cells: float = 4.0, seed: int = 0
 ) -> list[tuple[np.ndarray, CameraPose]]:
     """(frame, camera pose) pairs as :func:`frames_over_map` renders them."""
+    rng = np.random.default_rng(seed)
+    size_m = mapdir.grid.size_m
+    places = [(*(rng.uniform(-0.45, 0.45, 2) * size_m), rng.uniform(0, 360)) for _ in range(count)]
+    return _render_over_map(mapdir, image_px, places, footprint_cells)
+
+
+def circuit_frames_over_map(
+    mapdir, image_px: int, count: int, footprint_cells: float = 4.0, radius_share: float = 0.3
+) -> list[tuple[np.ndarray, CameraPose]]:
+    """(frame, camera pose) pairs evenly spaced around a circle about the map's centre, facing along it.
+
+    A closed flight (``radius_share`` of the map's side as its radius) to be flown over and over:
+    the last pose leads back to the first. Nadir, ``image_px`` square, 60° field of view.
+    """
+    radius = radius_share * mapdir.grid.size_m
+    angles = np.linspace(0.0, 2 * np.pi, count, endpoint=False)
+    # counter-clockwise from east: the direction of travel is the angle + 90° (ENU), a heading of -angle
+    places = [(radius * np.cos(a), radius * np.sin(a), float(np.degrees(-a)) % 360.0) for a in angles]
+    return _render_over_map(mapdir, image_px, places, footprint_cells)
+
+
+def _render_over_map(
+    mapdir, image_px: int, places: list[tuple[float, float, float]], footprint_cells: float
+) -> list[tuple[np.ndarray, CameraPose]]:
+    """Nadir frames (RGB, ``image_px`` square, 60°) at (east, north [m], heading [deg]) over a map."""
     grid = mapdir.grid
     ortho = LocalOrtho.for_map(mapdir, pad_m=footprint_cells * grid.terminal_size_m)
     cam = Pinhole(image_px, image_px, 60.0)
-    rng = np.random.default_rng(seed)
+    altitude = cam.altitude_for_footprint(footprint_cells * grid.terminal_size_m)
     out = []
-    for _ in range(count):
-        e, n = rng.uniform(-0.45, 0.45, 2) * grid.size_m
-        pose = CameraPose(e, n, cam.altitude_for_footprint(footprint_cells * grid.terminal_size_m), rng.uniform(0, 360))
+    for e, n, heading in places:
+        pose = CameraPose(float(e), float(n), altitude, float(heading))
         out.append((render_frame(ortho, cam, pose)[0], pose))
     return out

@@ -1,6 +1,11 @@
-"""Benchmark of the running node over real DDS: latency, CPU time per frame, drops.
+"""Benchmark of the running node over real DDS: latency, CPU time per frame, drops; or a soak.
 
     python -m jzi_ros.ros.bench --map maps/site --model site.pt --rate-hz 10 --frames 200
+    python -m jzi_ros.ros.bench --map maps/site --model site.pt --soak-minutes 60 --rate-hz 30 --out-dir soak
+
+The soak (``--soak-minutes``, :mod:`jzi_ros.ros.soak`) runs the node for an
+hour or more with corrupt frames, sensor gaps, camera blackouts and
+``--faults``, and reports memory, latency and fixes against time.
 
 Starts the installed ``localizer`` executable as its own process (as
 launch_ros does), publishes camera frames rendered from the map at a fixed
@@ -31,10 +36,12 @@ import numpy as np
 from sensor_msgs.msg import Imu, Range
 
 from ..data.aerial import posed_frames_over_map
+from ..errors import JziError
 from ..geo import MapDir
 from .convert import frame_to_array, imu_orientation, range_height
 from .harness import Client, compressed_msg, image_msg, sensor_msgs_at, stamp_ns_of, start_node
 from .params import NodeParams
+from .soak import FAULTS, SoakPlan, soak, summary
 
 SENSOR_TOPICS = {"imu_topic": "/bench/imu", "height_topic": "/bench/range"}
 
@@ -190,7 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", choices=["raw", "compressed"], default="raw")
     p.add_argument("--sensors", action="store_true", help="each frame with the drone's IMU attitude and height")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
+    soak_args = p.add_argument_group("soak (--soak-minutes): the node for N minutes with bad input and faults")
+    soak_args.add_argument("--soak-minutes", type=float, default=0.0, help="run a soak of this many minutes instead")
+    soak_args.add_argument("--corrupt-share", type=float, default=SoakPlan.corrupt_share)
+    soak_args.add_argument(
+        "--faults", default="", help=f"comma-separated, each in a window of its own: {', '.join(FAULTS)}"
+    )
+    soak_args.add_argument("--sensor-gap-every-s", type=float, default=SoakPlan.sensor_gap_every_s)
+    soak_args.add_argument("--blackout-every-s", type=float, default=SoakPlan.blackout_every_s)
+    soak_args.add_argument("--out-dir", type=Path, default=Path("soak"), help="soak.json and soak.png go here")
     args = p.parse_args(argv)
+    if args.soak_minutes > 0:
+        return _soak_main(args)
     try:
         report = bench_node(
             args.map,
@@ -209,6 +227,28 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _soak_main(args: argparse.Namespace) -> int:
+    try:
+        plan = SoakPlan(
+            args.soak_minutes,
+            args.rate_hz,
+            args.image_px,
+            args.corrupt_share,
+            sensor_gap_every_s=args.sensor_gap_every_s,
+            blackout_every_s=args.blackout_every_s,
+            faults=tuple(f for f in args.faults.split(",") if f),
+        )
+        report = soak(
+            args.map, args.model, plan, args.out_dir, node_params={"beam_width": args.beam, "backend": args.backend}
+        )
+    except (JziError, RuntimeError) as exc:
+        print(f"jzi_ros.ros.bench: {exc}", file=sys.stderr)
+        return 1
+    print(summary(report))
+    print(f"report: {args.out_dir / 'soak.json'}, picture: {args.out_dir / 'soak.png'}")
     return 0
 
 

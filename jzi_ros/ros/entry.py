@@ -9,9 +9,11 @@ models never uses (:data:`UNUSED_MODULES`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, NoReturn
 
 ROS_MODULES = ("rclpy", "rcl_interfaces", "sensor_msgs", "geometry_msgs", "diagnostic_msgs", "std_msgs")
 
@@ -57,12 +59,23 @@ def skipped_imports(names: tuple[str, ...] = UNUSED_MODULES) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the node (:func:`jzi_ros.ros.node.main`); exit 1 with a hint when rclpy or the messages are missing."""
+    """Run the node (:func:`jzi_ros.ros.node.main`); exit 1 with a hint when rclpy or the messages are missing.
+
+    SIGTERM, like SIGINT, stops the node cleanly at any moment, also while it imports and loads
+    (rclpy handles both once it is initialized): 0, as after a shutdown.
+    """
     set_process_defaults()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with skipped_imports():
             from .node import main as node_main
+    except KeyboardInterrupt:
+        return 0
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in ROS_MODULES:
             raise
@@ -76,5 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     return node_main(argv)
 
 
+def executable() -> NoReturn:
+    """The ``localizer`` executable: :func:`main`, then out of the process at once.
+
+    The node has shut down and its output is flushed; what is left is the
+    interpreter's teardown of torch and the models (a second or more), which
+    would make a robot's launch system wait for nothing.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    executable()

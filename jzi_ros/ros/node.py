@@ -58,7 +58,10 @@ from .params import PARAMETERS, NodeParams
 FAILED_IN_A_ROW = 10
 """Diagnostics turn ERROR when this many frames in a row could not be localized."""
 SENSOR_HISTORY = 200
-"""IMU and height messages kept to be looked up at a frame's stamp (4 s of a 50 Hz IMU)."""
+"""IMU, height and odometry messages kept to be looked up at a frame's stamp (2 s at :data:`SENSOR_SPACING_NS`)."""
+SENSOR_SPACING_NS = 10_000_000
+"""A sensor message stamped less than this [ns] after the last one kept is not kept: a 1 kHz IMU keeps
+2 s of history, not 0.2 s (a frame waiting for the worker would find its attitude gone)."""
 
 
 class LatestFrame:
@@ -101,12 +104,15 @@ class NodeStats:
     times [s, monotonic] and the last confidence.
     """
 
+    received: int = 0
     processed: int = 0
     rejected: int = 0
     failed: int = 0
     failures: Counter = field(default_factory=Counter)
     recent_ok: deque[bool] = field(default_factory=lambda: deque(maxlen=FAILED_IN_A_ROW))
     last_failure: str = ""
+    worker_restarts: int = 0
+    worker_death: str = ""
     verified: int = 0
     stale_attitude: int = 0
     stale_height: int = 0
@@ -133,7 +139,7 @@ class NodeStats:
 
     def fail(self, kind: str, reason: str) -> None:
         """Count a frame that could not be localized: ``rejected`` (bad input) or an error's kind."""
-        if kind == "rejected":
+        if kind.startswith("rejected"):
             self.rejected += 1
         else:
             self.failed += 1
@@ -211,12 +217,27 @@ class LocalizerNode(Node):
     def start(self, localizer: Localizer) -> None:
         """Start localizing frames with ``localizer`` on the worker thread."""
         self.localizer = localizer
-        self.worker = threading.Thread(target=self.work, name="jzi_localizer_worker", daemon=True)
-        self.worker.start()
+        self.start_worker()
         self.get_logger().info(
             f"localizing {self.params.image_topic} ({self.params.transport}) on {localizer.grid.describe()}, "
             f"backend {localizer.backend.name} ({cpu_threads()}); publishing {self.params.fix_topic}"
         )
+
+    def start_worker(self) -> None:
+        """Start the worker thread that localizes the frames the mailbox holds."""
+        self.worker = threading.Thread(target=self.work, name="jzi_localizer_worker", daemon=True)
+        self.worker.start()
+
+    def revive_worker(self) -> bool:
+        """The watchdog: start a new worker when the last one died (not when stopped); whether it had to."""
+        if self.worker is None or self.worker.is_alive() or self.mailbox.closed:
+            return False
+        self.stats.worker_restarts += 1
+        self.get_logger().error(
+            f"the localization worker died ({self.stats.worker_death}); restarting it ({self.stats.worker_restarts})"
+        )
+        self.start_worker()
+        return True
 
     def stop(self) -> None:
         """Stop the worker thread (after the frame it is on)."""
@@ -226,6 +247,7 @@ class LocalizerNode(Node):
 
     def on_frame(self, msg: Image | CompressedImage) -> None:
         """Camera callback: the frame replaces any that waits (decoded by the worker, if it is taken)."""
+        self.stats.received += 1
         self.mailbox.put((msg, time.monotonic()))
 
     def on_prior(self, msg: NavSatFix) -> None:
@@ -236,19 +258,19 @@ class LocalizerNode(Node):
         """IMU callback: keep the newest orientation with its stamp."""
         q = imu_orientation(msg)
         if q is not None:
-            self.attitudes.append((_stamp_ns(msg.header), q))
+            _keep(self.attitudes, _stamp_ns(msg.header), q)
 
     def on_range(self, msg: Range) -> None:
         """Rangefinder callback: keep the newest valid range with its stamp."""
         r = range_height(msg)
         if r is not None:
-            self.ranges.append((_stamp_ns(msg.header), r))
+            _keep(self.ranges, _stamp_ns(msg.header), r)
 
     def on_odometry(self, msg: OdometryMsg) -> None:
         """Odometry callback: keep the newest planar poses with their stamps (one that is not finite is skipped)."""
         pose = odometry_pose(msg)
         if pose is not None:
-            self.odometry.append((_stamp_ns(msg.header), pose))
+            _keep(self.odometry, _stamp_ns(msg.header), pose)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Camera info callback: keep the intrinsics; one that cannot be used is reported."""
@@ -270,6 +292,13 @@ class LocalizerNode(Node):
 
     def work(self) -> None:
         """The worker thread's loop: take the newest frame, localize it, at most ``max_rate_hz``."""
+        try:
+            self._work()
+        except BaseException as exc:  # what escapes the loop kills the thread: the watchdog reports and revives it
+            self.stats.worker_death = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _work(self) -> None:
         min_period = self.params.min_period_s
         last_start = 0.0
         while not self.mailbox.closed:
@@ -283,7 +312,7 @@ class LocalizerNode(Node):
             try:
                 self.process(*item)
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
-                self.stats.failed += 1
+                self.stats.fail(type(exc).__name__, str(exc))
                 self.get_logger().error(f"frame failed ({type(exc).__name__}): {exc}", throttle_duration_sec=2.0)
 
     def process(self, msg: Image | CompressedImage, received_s: float) -> None:
@@ -319,7 +348,7 @@ class LocalizerNode(Node):
                 self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
                 est = self.localizer.localize(array, order, **known)
         except InputError as exc:
-            self.stats.fail("rejected", str(exc))
+            self.stats.fail(f"rejected ({kind_of(str(exc))})", str(exc))
             self.warn_once_per_kind(f"frame skipped: {exc}")
             return
         if est.verified:
@@ -348,8 +377,9 @@ class LocalizerNode(Node):
         status = DiagnosticStatus(name="jzi_localizer: localization", hardware_id="jzi_ros")
         if self.localizer is None:
             status.level, status.message = DiagnosticStatus.ERROR, "not loaded"
-        elif self.worker is not None and not self.worker.is_alive() and not self.mailbox.closed:
-            status.level, status.message = DiagnosticStatus.ERROR, "the localization worker has stopped"
+        elif self.revive_worker():
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"the localization worker died ({s.worker_death}) and was restarted"
         elif len(s.recent_ok) == s.recent_ok.maxlen and not any(s.recent_ok):
             status.level = DiagnosticStatus.ERROR
             status.message = f"the last {len(s.recent_ok)} frames all failed: {s.last_failure}"
@@ -362,6 +392,7 @@ class LocalizerNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, f"localizing ({s.mode})"
         values = {
+            "frames_received": s.received,
             "frames_processed": s.processed,
             "frames_dropped": self.mailbox.dropped,
             "frames_rejected": s.rejected,
@@ -379,12 +410,18 @@ class LocalizerNode(Node):
             "stale_height": s.stale_height,
             "search_mode": s.mode,
             "frames_by_mode": ", ".join(f"{k} {n}" for k, n in s.modes.most_common()),
+            "worker_restarts": s.worker_restarts,
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]
         self.diag_pub.publish(msg)
+
+
+def kind_of(text: str) -> str:
+    """What kind of message ``text`` is: its words before any details (in brackets, after ``:;,``), numbers as N."""
+    return re.sub(r"[\d.]+", "N", re.split(r" \(|[:;,]", text)[0])[:80]
 
 
 def cpu_threads() -> str:
@@ -414,32 +451,39 @@ def _nearest(history: deque, stamp_ns: int, max_ns: float):
     return value if abs(stamp - stamp_ns) <= max_ns else None
 
 
+def _keep(history: deque, stamp_ns: int, value: Any) -> None:
+    """Append (``stamp_ns``, ``value``) unless it follows the last one kept by less than :data:`SENSOR_SPACING_NS`.
+
+    A stamp before the last one (a replay looping, a clock reset) is kept: the lookup is by nearness in time.
+    """
+    if history and 0 <= stamp_ns - history[-1][0] < SENSOR_SPACING_NS:
+        return
+    history.append((stamp_ns, value))
+
+
 def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``localizer`` executable: load, spin, shut down cleanly; 1 on a configuration error."""
+    """Load, spin, shut down cleanly (0; also on SIGINT or SIGTERM while loading); 1 on a configuration error."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     try:
         node = LocalizerNode()
         localizer = node.load_localizer()
+        release_freed_memory()
+        node.start(localizer)
+        rclpy.spin(node)
     except JziError as exc:
         (node.get_logger() if node else rclpy.logging.get_logger("jzi_localizer")).error(str(exc))
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
         return 1
-    release_freed_memory()
-    node.start(localizer)
-    try:
-        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop()
-        node.destroy_node()
+        if node is not None:
+            node.stop()
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +96,25 @@ def trained(tmp_path_factory):
     result = train(config)
     assert result.steps == 400
     return mapdir.path, result.out, tif
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory) -> Path:
+    """The package built and installed by a real ``colcon build`` in a workspace of its own: the install prefix."""
+    colcon = Path(sys.executable).with_name("colcon")
+    if not colcon.exists():
+        pytest.skip("colcon is not installed in this environment (make test installs it)")
+    ws = tmp_path_factory.mktemp("ws")
+    shutil.copytree(
+        ROOT,
+        ws / "src" / "jzi_ros",
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "install", "log", "demo_out", "*.egg-info", "__pycache__", ".*_cache"
+        ),
+    )
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    res = subprocess.run(
+        [str(colcon), "build", "--base-paths", "src"], cwd=ws, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return ws / "install" / "jzi_ros"

@@ -146,9 +146,13 @@ class Client:
             self.spin(0.2)
         self.spin(1.0)  # let discovery settle both ways
 
+    def diagnostic_statuses(self) -> list[Any]:
+        """The node's diagnostics statuses (``DiagnosticStatus``: level, message, values) that came, oldest first."""
+        return [s for d in self.diagnostics for s in d.status if s.name.startswith("jzi_localizer")]
+
     def diagnostic_values(self) -> dict[str, str]:
         """The key/values of the node's latest diagnostics status ({} if none came)."""
-        statuses = [s for d in self.diagnostics for s in d.status if s.name.startswith("jzi_localizer")]
+        statuses = self.diagnostic_statuses()
         return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
 
     def close(self) -> None:

@@ -213,6 +213,15 @@ def soak(
     fault_log: dict[str, dict] = {f: {"window_s": list(w), "diagnostics": []} for f, w in windows.items()}
     ortho_bytes: bytes | None = None
     node_log: list[str] = []
+
+    def collect() -> None:
+        """Move the fixes that came from the client into ``fixes``."""
+        for fix, arrived in client.fixes:
+            sent = sent_at.pop(stamp_ns_of(fix), None)
+            latency = math.nan if sent is None else 1e3 * (arrived - sent)
+            fixes.append((arrived - t0, latency, fix.status.status == NavSatFix().status.STATUS_FIX))
+        client.fixes.clear()
+
     try:
         client.wait_for_node(proc, timeout_s=180)
         stamp0 = 1_700_000_000 * 10**9
@@ -222,6 +231,7 @@ def soak(
         tick, next_sample = 0, 1.0
         bar = tqdm(total=int(plan.duration_s), desc="soak", unit="s", disable=not show_progress, dynamic_ncols=True)
         jumped = stopped = truncated = False
+        values: dict[str, str] = {}
         while (t := time.monotonic() - t0) < plan.duration_s:
             active = {f for f, (a, b) in windows.items() if a <= t < b}
             # faults that switch at their window's edges
@@ -273,18 +283,14 @@ def soak(
                 counts["frames_sent"] += 1
             tick += 1
             client.spin(max(0.0, t0 + tick * period - time.monotonic()))
-            for fix, arrived in client.fixes:  # the fixes that came
-                sent = sent_at.pop(stamp_ns_of(fix), None)
-                latency = math.nan if sent is None else 1e3 * (arrived - sent)
-                fixes.append((arrived - t0, latency, fix.status.status == NavSatFix().status.STATUS_FIX))
-            client.fixes.clear()
+            collect()
             if t >= next_sample:
                 next_sample += 1.0
                 bar.update(1)
                 if proc.poll() is not None:
                     raise RuntimeError(f"the node exited during the soak (code {proc.returncode})")
                 rss, threads, fds = _proc_status(proc.pid)
-                values = client.diagnostic_values()
+                values = client.diagnostic_values() or values  # none came this second: the last ones stand
                 client.diagnostics.clear()
                 samples.append(
                     {"t": t, "camera_on": not blackout, "rss_mb": rss, "threads": threads, "open_fds": fds}
@@ -300,6 +306,7 @@ def soak(
                     del sent_at[s]
         bar.close()
         client.spin(3.0)
+        collect()
         final = client.diagnostic_values()
         rss_end, threads_end, fds_end = _proc_status(proc.pid)
         proc.send_signal(signal.SIGINT)

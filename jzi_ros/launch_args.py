@@ -48,6 +48,9 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "device": LaunchArgument("device", str, "device of the backend: cpu, cuda or cuda:N"),
     "tracking": LaunchArgument("tracking", bool, "after a verified fix, search near it (true or false)"),
     "max_speed_mps": LaunchArgument("max_speed_mps", float, "the robot's top ground speed [m/s], for tracking"),
+    "autostart": LaunchArgument(
+        "autostart", bool, "configure and activate at launch (false: wait for a lifecycle manager)"
+    ),
     "reacquire_after": LaunchArgument(
         "reacquire_after", int, "frames without a verified fix after which the search is global again"
     ),
@@ -106,3 +109,41 @@ def parameter_overrides(values: Mapping[str, str]) -> dict[str, Any]:
         if value:
             overrides[arg.parameter] = _convert(name, value, arg.type)
     return overrides
+
+
+class Bringup(NamedTuple):
+    """How the launch file starts the node, as Nav2's bring-up arguments say it."""
+
+    namespace: str
+    use_sim_time: bool
+    log_level: str
+    respawn: bool
+
+
+BRINGUP_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "namespace": ("", "namespace of the node and of its relative topics (jzi/fix)"),
+    "use_sim_time": ("false", "use the /clock topic's time (true when replaying a bag with ros2 bag play --clock)"),
+    "log_level": ("info", "the node's log level: debug, info, warn, error or fatal"),
+    "use_respawn": ("false", "start the node again when it exits (2 s later)"),
+}
+"""Launch argument name -> (default, description) of the arguments that say how the node is started."""
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+def bringup(values: Mapping[str, str]) -> Bringup:
+    """The bring-up arguments (:data:`BRINGUP_ARGUMENTS`, as strings) checked and typed.
+
+    Raises:
+        LaunchArgumentError: A value that is not of its argument's type, or an unknown log level.
+    """
+    get = {name: str(values.get(name, default)).strip() or default for name, (default, _) in BRINGUP_ARGUMENTS.items()}
+    level = get["log_level"].lower()
+    if level not in LOG_LEVELS:
+        raise LaunchArgumentError(f"launch argument log_level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return Bringup(
+        get["namespace"].strip("/"),
+        _convert("use_sim_time", get["use_sim_time"], bool),
+        level,
+        _convert("use_respawn", get["use_respawn"], bool),
+    )

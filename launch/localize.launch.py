@@ -7,8 +7,13 @@ Arguments (each sets the node parameter in brackets; see config/localize.yaml):
   compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
   height_m [m], mount_pitch_deg [deg], odom_topic, backend (torch,
   onnxruntime, tensorrt), device (cpu, cuda:N),
-  tracking (true/false), max_speed_mps [m/s], reacquire_after (frames);
-  params_file: the parameter YAML (default: the installed config/localize.yaml).
+  tracking (true/false), max_speed_mps [m/s], reacquire_after (frames),
+  autostart (true: configure and activate at launch; false: wait for a
+  lifecycle manager); params_file: the parameter YAML (default: the
+  installed config/localize.yaml).
+How it is started, as Nav2's bring-up has it: namespace (of the node and its
+relative topics: jzi/fix), use_sim_time (false), log_level (info),
+use_respawn (false).
 
 An argument left unset ("", its default) passes nothing, so the params file's
 value stands; a set one overrides it, converted to the parameter's type
@@ -35,7 +40,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from jzi_ros.launch_args import LAUNCH_ARGUMENTS, parameter_overrides
+from jzi_ros.launch_args import BRINGUP_ARGUMENTS, LAUNCH_ARGUMENTS, bringup, parameter_overrides
 from launch import LaunchDescription
 
 
@@ -44,12 +49,17 @@ def _node(context):
     values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
     params_file = LaunchConfiguration("params_file").perform(context)
     overrides = parameter_overrides(values)
+    how = bringup({name: LaunchConfiguration(name).perform(context) for name in BRINGUP_ARGUMENTS})
     node = Node(
         package="jzi_ros",
         executable="localizer",
         name="jzi_localizer",
+        namespace=how.namespace,
         output="screen",
-        parameters=[params_file, overrides] if overrides else [params_file],
+        respawn=how.respawn,
+        respawn_delay=2.0,
+        parameters=[params_file, overrides | {"use_sim_time": how.use_sim_time}],
+        arguments=["--ros-args", "--log-level", how.log_level],
     )
     return [node]
 
@@ -77,5 +87,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("tracking", default_value="", description=described["tracking"]),
         DeclareLaunchArgument("max_speed_mps", default_value="", description=described["max_speed_mps"]),
         DeclareLaunchArgument("reacquire_after", default_value="", description=described["reacquire_after"]),
+        DeclareLaunchArgument("autostart", default_value="", description=described["autostart"]),
+        # how the node is started, as Nav2's bring-up has it
+        *(DeclareLaunchArgument(name, default_value=d, description=t) for name, (d, t) in BRINGUP_ARGUMENTS.items()),
     ]
     return LaunchDescription([*args, OpaqueFunction(function=_node)])

@@ -24,6 +24,7 @@ PER_ROBOT = {
     "height_m",
     "mount_pitch_deg",
     "odom_topic",
+    "autostart",
     "backend",
     "device",
     "tracking",
@@ -97,7 +98,9 @@ def test_the_launch_file_declares_every_argument_with_an_empty_default():
     declared = {
         ast.literal_eval(c.args[0]): {k.arg: k.value for k in c.keywords}
         for c in ast.walk(tree)
-        if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+        if isinstance(c, ast.Call)
+        and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+        and isinstance(c.args[0], ast.Constant)  # the bring-up arguments are declared from BRINGUP_ARGUMENTS
     }
     assert set(declared) == set(LAUNCH_ARGUMENTS) | {"params_file"}
     for name in LAUNCH_ARGUMENTS:
@@ -154,14 +157,37 @@ def _launch(module, **given) -> list:
 
 
 def test_the_launch_passes_the_params_file_alone_when_no_argument_is_set(launch_module):
-    assert _launch(launch_module) == ["/opt/share/jzi_ros/config/localize.yaml"]
+    assert _launch(launch_module) == ["/opt/share/jzi_ros/config/localize.yaml", {"use_sim_time": False}]
 
 
 def test_the_launch_passes_the_set_arguments_after_the_params_file_and_the_node_accepts_them(launch_module):
     from jzi_ros.ros.params import NodeParams
 
     params = _launch(launch_module, params_file=str(CONFIG), imu_topic="/imu", height_m="2", tracking="false")
-    assert params == [str(CONFIG), {"imu_topic": "/imu", "height_m": 2.0, "tracking": False}]
-    merged = yaml.safe_load(CONFIG.read_text())["jzi_localizer"]["ros__parameters"] | params[1]  # later wins
+    assert params == [str(CONFIG), {"imu_topic": "/imu", "height_m": 2.0, "tracking": False, "use_sim_time": False}]
+    del params[1]["use_sim_time"]  # ROS's own parameter, not the node's
+    merged = yaml.safe_load(CONFIG.read_text())["/**/jzi_localizer"]["ros__parameters"] | params[1]  # later wins
     node = NodeParams.from_values(merged)
     assert (node.imu_topic, node.height_m, node.tracking, node.image_topic) == ("/imu", 2.0, False, "/camera/image_raw")
+
+
+def test_the_bringup_arguments_are_typed_and_checked(launch_module):
+    from jzi_ros.launch_args import Bringup, bringup
+
+    assert bringup({}) == Bringup("", False, "info", False)
+    assert bringup({"namespace": "/robot1/", "use_sim_time": "True", "log_level": "DEBUG", "use_respawn": "1"}) == (
+        Bringup("robot1", True, "debug", True)
+    )
+    with pytest.raises(LaunchArgumentError, match="log_level must be one of debug, info"):
+        bringup({"log_level": "verbose"})
+    with pytest.raises(LaunchArgumentError, match="use_sim_time must be true or false"):
+        bringup({"use_sim_time": "sometimes"})
+    description = launch_module.generate_launch_description()
+    (entities,) = description.args
+    context = {e.args[0]: e.kwargs["default_value"] for e in entities if e.kwargs.get("default_value") is not None}
+    (opaque,) = [e for e in entities if "function" in e.kwargs]
+    context |= {"namespace": "robot1", "use_sim_time": "true", "log_level": "warn", "use_respawn": "true"}
+    (node,) = opaque.kwargs["function"](context)
+    assert node.kwargs["namespace"] == "robot1" and node.kwargs["respawn"] is True
+    assert node.kwargs["parameters"][-1] == {"use_sim_time": True}
+    assert node.kwargs["arguments"] == ["--ros-args", "--log-level", "warn"]

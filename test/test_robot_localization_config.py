@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "robot_localization.yaml"
-NODE = yaml.safe_load((ROOT / "config" / "localize.yaml").read_text())["jzi_localizer"]["ros__parameters"]
+NODE = yaml.safe_load((ROOT / "config" / "localize.yaml").read_text())["/**/jzi_localizer"]["ros__parameters"]
 X, Y, Z = 0, 1, 2
 
 
@@ -52,7 +52,7 @@ def test_the_map_ekf_fuses_x_and_y_of_the_fixes_and_the_odom_ekf_none():
 
 def test_the_documented_commands_read_the_node_s_fix_topic_and_frame():
     text = EXAMPLE.read_text()
-    assert re.findall(r"-r gps/fix:=(\S+)", text) == [NODE["fix_topic"]]
+    assert re.findall(r"-r gps/fix:=(\S+)", text) == ["/" + NODE["fix_topic"]]  # the node's, in no namespace
     assert f"--child-frame-id {NODE['frame_id']}" in text
     for node in ("ekf_filter_node_odom", "ekf_filter_node_map", "navsat_transform"):
         assert f"-r __node:={node} --params-file" in text

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -213,7 +214,9 @@ def test_a_dead_worker_is_reported_as_error_over_dds_and_revived(monkeypatch):
     class Dying:
         """Kills the worker on its first frame, places the rest at one spot."""
 
-        grid = refiner = None
+        grid = SimpleNamespace(describe=lambda: "a test grid")
+        backend = SimpleNamespace(name="dying")
+        refiner = None
         calls = 0
 
         def localize(self, image, encoding="rgb", prior=None, stamp_s=None, **known) -> Estimate:
@@ -229,16 +232,16 @@ def test_a_dead_worker_is_reported_as_error_over_dds_and_revived(monkeypatch):
     domain = random.randint(1, 200)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain, args=["--ros-args", "-p", "transport:=compressed"])
-    monkeypatch.setattr(rclpy.node.Node, "__init__", _in_context(rclpy.node.Node.__init__, context))
-    node = node_module.LocalizerNode()
+    monkeypatch.setattr(node_module.LocalizerNode, "load_localizer", lambda self: Dying())
+    node = node_module.LocalizerNode(context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     client = Client(domain, "/camera/image_raw", compressed=True)
     try:
-        node.localizer = Dying()  # type: ignore[assignment]
-        node.start_worker()
+        assert node.trigger_configure() == node_module.TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == node_module.TransitionCallbackReturn.SUCCESS
         client.spin(1.5)
         frame = compressed_msg(np.full((32, 32, 3), 90, np.uint8), 10**18)
         client.pub.publish(frame)
@@ -256,13 +259,3 @@ def test_a_dead_worker_is_reported_as_error_over_dds_and_revived(monkeypatch):
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
-
-
-def _in_context(init, context):
-    """``Node.__init__`` with ``context`` when none is given: the node under test joins its own domain."""
-
-    def wrapped(self, *args, **kwargs):
-        kwargs.setdefault("context", context)
-        init(self, *args, **kwargs)
-
-    return wrapped

@@ -23,7 +23,7 @@ CONFIG = ROOT / "config" / "localize.yaml"
 
 def test_config_file_sets_exactly_the_declared_parameters_with_their_defaults():
     doc = yaml.safe_load(CONFIG.read_text())
-    params = doc["jzi_localizer"]["ros__parameters"]
+    params = doc["/**/jzi_localizer"]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
     for name, (default, description) in PARAMETERS.items():
         assert params[name] == default, name
@@ -43,7 +43,9 @@ def test_launch_file_names_the_installed_executable_and_config():
     declared = {
         ast.literal_eval(c.args[0])
         for c in ast.walk(tree)
-        if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+        if isinstance(c, ast.Call)
+        and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+        and isinstance(c.args[0], ast.Constant)
     }
     assert {"map", "model", "image_topic", "transport", "params_file"} <= declared
     setup = (ROOT / "setup.py").read_text()
@@ -125,18 +127,13 @@ def ros2_launch(colcon_install, tmp_path_factory):
     return start
 
 
-def _parameters(client, names: list[str]) -> dict:
-    """The node's parameters, read over its parameter service as `ros2 param get` does."""
+def _parameters_of(client, node: str, names: list[str]) -> dict:
+    """A node's parameters, read over its parameter service as `ros2 param get` does."""
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
-    service = client.node.create_client(GetParameters, "/jzi_localizer/get_parameters")
-    assert service.wait_for_service(timeout_sec=30), "the node's parameter service"
-    future = service.call_async(GetParameters.Request(names=names))
-    end = time.monotonic() + 20
-    while not future.done() and time.monotonic() < end:
-        client.spin(0.1)
-    return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=True))
+    values = _call(client, GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names)).values
+    return dict(zip(names, (parameter_value_to_python(v) for v in values), strict=True))
 
 
 @pytest.mark.parametrize("params_file", [False, True])
@@ -153,7 +150,7 @@ def test_ros2_launch_starts_the_node_with_the_arguments_given_and_it_publishes_f
     args += ["height_m:=120", "tracking:=false", "max_speed_mps:=7"]
     if params_file:
         doc = yaml.safe_load(CONFIG.read_text())
-        doc["jzi_localizer"]["ros__parameters"] |= {"beam_width": 2, "max_speed_mps": 99.0, "frame_id": "from_yaml"}
+        doc["/**/jzi_localizer"]["ros__parameters"] |= {"beam_width": 2, "max_speed_mps": 99.0, "frame_id": "from_yaml"}
         (tmp_path / "robot.yaml").write_text(yaml.safe_dump(doc))
         args.append(f"params_file:={tmp_path / 'robot.yaml'}")
     domain = random.randint(1, 200)
@@ -161,7 +158,8 @@ def test_ros2_launch_starts_the_node_with_the_arguments_given_and_it_publishes_f
     client = Client(domain, "/l/image", compressed=True)
     try:
         client.wait_for_node(proc, timeout_s=120)
-        got = _parameters(client, ["map_path", "transport", "height_m", "tracking", "max_speed_mps", "beam_width"])
+        names = ["map_path", "transport", "height_m", "tracking", "max_speed_mps", "beam_width"]
+        got = _parameters_of(client, "/jzi_localizer", names)
         assert got == {
             "map_path": str(map_dir),
             "transport": "compressed",
@@ -197,3 +195,104 @@ def test_ros2_launch_with_missing_or_wrong_arguments_says_what_in_one_line(ros2_
     lines = [line for line in out.splitlines() if message in line]
     assert len(lines) == 1, out
     assert "Traceback" not in out, out
+
+
+def _call(client, service_type, name: str, request, timeout_s: float = 60.0):
+    """Call a service of the node over DDS, as `ros2 service call` (and a lifecycle manager) does."""
+    service = client.node.create_client(service_type, name)
+    assert service.wait_for_service(timeout_sec=timeout_s), name
+    future = service.call_async(request)
+    end = time.monotonic() + timeout_s
+    while not future.done() and time.monotonic() < end:
+        client.spin(0.05)
+    assert future.done(), f"{name} did not answer within {timeout_s} s"
+    return future.result()
+
+
+class _Manager:
+    """What nav2_lifecycle_manager does to a node: change its state, ask for it."""
+
+    def __init__(self, client, node: str) -> None:
+        self.client, self.node = client, node
+
+    def state(self) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return _call(self.client, GetState, f"{self.node}/get_state", GetState.Request()).current_state.label
+
+    def change(self, transition: str) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(id=getattr(Transition, f"TRANSITION_{transition}")))
+        return _call(self.client, ChangeState, f"{self.node}/change_state", request).success
+
+
+def test_a_lifecycle_manager_drives_the_node_that_ros2_launch_started_with_autostart_false(
+    ros2_launch, trained, tmp_path
+):
+    from jzi_ros.data.aerial import frames_over_map
+    from jzi_ros.geo import MapDir
+    from jzi_ros.ros.harness import Client, compressed_msg
+
+    map_dir, model, _ = trained
+    args = [f"map:={map_dir}", f"model:={model}", "image_topic:=/lc/image", "transport:=compressed"]
+    args += ["autostart:=false", "namespace:=robot1", "use_sim_time:=true", "log_level:=info"]
+    doc = yaml.safe_load(CONFIG.read_text())
+    doc["/**/jzi_localizer"]["ros__parameters"]["frame_id"] = "from_yaml"  # the params file applies in a namespace too
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump(doc))
+    args.append(f"params_file:={tmp_path / 'robot.yaml'}")
+    domain = random.randint(1, 200)
+    proc = ros2_launch(domain, *args)
+    client = Client(domain, "/lc/image", compressed=True, fix_topic="/robot1/jzi/fix")
+    frame = frames_over_map(MapDir(map_dir), 128, 1, footprint_cells=2.0)[0]
+    manager = _Manager(client, "/robot1/jzi_localizer")
+
+    def localized(stamp: int) -> bool:
+        client.send_and_wait(compressed_msg(frame, stamp), timeout_s=9.0)
+        return client.has_fix(stamp)
+
+    try:
+        assert manager.state() == "unconfigured"
+        assert client.pub.get_subscription_count() == 0, "no subscription before activate"
+        assert manager.change("CONFIGURE") and manager.state() == "inactive"
+        assert manager.change("ACTIVATE") and manager.state() == "active"
+        client.wait_for_node(proc)
+        assert localized(11 * 10**17) and client.fixes[-1][0].header.frame_id == "from_yaml"
+        got = _parameters_of(client, "/robot1/jzi_localizer", ["use_sim_time", "map_path"])
+        assert got == {"use_sim_time": True, "map_path": str(map_dir)}
+        assert manager.change("DEACTIVATE") and manager.state() == "inactive"
+        assert client.pub.get_subscription_count() == 0 and not localized(12 * 10**17)
+        assert manager.change("ACTIVATE")
+        client.wait_for_node(proc)
+        assert localized(13 * 10**17)
+        assert manager.change("DEACTIVATE") and manager.change("CLEANUP") and manager.state() == "unconfigured"
+        assert manager.change("UNCONFIGURED_SHUTDOWN") and manager.state() == "finalized"
+        assert proc.poll() is None
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def test_a_configure_that_fails_leaves_the_managed_node_unconfigured_and_alive(ros2_launch):
+    from jzi_ros.ros.harness import Client
+
+    domain = random.randint(1, 200)
+    proc = ros2_launch(domain, "map:=/nowhere", "model:=/nowhere.pt", "autostart:=false", "image_topic:=/lc2/image")
+    client = Client(domain, "/lc2/image", compressed=False)
+    manager = _Manager(client, "/jzi_localizer")
+    try:
+        assert manager.state() == "unconfigured"
+        assert not manager.change("CONFIGURE")
+        assert manager.state() == "unconfigured" and proc.poll() is None
+        client.spin(2.5)
+        last = client.diagnostic_statuses()[-1]
+        assert last.level == last.ERROR and last.message.startswith("configure failed: "), last.message
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    errors = [line for line in out.splitlines() if "ERROR" in line and "/nowhere" in line]
+    assert len(errors) == 1 and proc.returncode == 0, out

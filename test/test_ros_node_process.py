@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from jzi_ros.ros.harness import compressed_msg  # noqa: E402
 class _Recorder:
     """A localizer that remembers the images it was given and places every frame at one spot."""
 
-    grid = None
+    grid = SimpleNamespace(describe=lambda: "a test grid")
+    backend = SimpleNamespace(name="recorder")
     refiner = None
 
     def __init__(self) -> None:
@@ -43,9 +45,11 @@ def node(monkeypatch):
         return decode(msg)
 
     monkeypatch.setattr(node_module, "frame_to_array", counting)
+    monkeypatch.setattr(node_module.LocalizerNode, "load_localizer", lambda self: _Recorder())
     rclpy.init()
     n = node_module.LocalizerNode()
-    n.localizer = _Recorder()
+    assert n.trigger_configure() == node_module.TransitionCallbackReturn.SUCCESS
+    n.mailbox = node_module.LatestFrame()  # not activated: no worker takes the frames, the test does
     n.decoded = decoded
     try:
         yield n

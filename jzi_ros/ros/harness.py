@@ -90,18 +90,18 @@ def sensor_msgs_at(pose: Any, stamp_ns: int) -> tuple[Imu, Range]:
 class Client:
     """A node of its own in ``domain_id`` that publishes frames on ``topic``.
 
-    It collects the fixes on /jzi/fix (with their arrival time [s, monotonic])
+    It collects the fixes on ``fix_topic`` (with their arrival time [s, monotonic])
     and the diagnostics.
     """
 
-    def __init__(self, domain_id: int, topic: str, compressed: bool) -> None:
+    def __init__(self, domain_id: int, topic: str, compressed: bool, fix_topic: str = "/jzi/fix") -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("jzi_client", context=self.context)
         self.pub = self.node.create_publisher(CompressedImage if compressed else Image, topic, qos_profile_sensor_data)
         self.fixes: list[tuple[NavSatFix, float]] = []
         self.diagnostics: list[DiagnosticArray] = []
-        self.node.create_subscription(NavSatFix, "/jzi/fix", lambda m: self.fixes.append((m, time.monotonic())), 10)
+        self.node.create_subscription(NavSatFix, fix_topic, lambda m: self.fixes.append((m, time.monotonic())), 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

@@ -34,8 +34,8 @@ from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Odometry as OdometryMsg
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
 from ..errors import JziError
@@ -154,45 +154,43 @@ class NodeStats:
         return (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
 
 
-class LocalizerNode(Node):
-    """The localizer node: declares the parameters, publishers and subscriptions.
+class LocalizerNode(LifecycleNode):
+    """The localizer node, a managed (lifecycle) node; the work is the :class:`~jzi_ros.localizer.Localizer`'s.
 
-    The work is the :class:`~jzi_ros.localizer.Localizer`'s, on a worker thread.
+    - ``configure``: read and check the parameters, load the map, model and backend (a failure fails
+      the transition with its one-line reason; the node stays unconfigured and alive);
+    - ``activate``: subscribe to the camera and the sensors and start the worker thread; fixes are published;
+    - ``deactivate``: stop localizing (the map and model stay loaded);
+    - ``cleanup``: free the map and model; ``shutdown``: from any state.
+
+    Diagnostics are published in every state. ``autostart`` (a parameter; the launch file's default)
+    has :func:`main` configure and activate the node itself, without a lifecycle manager.
     """
 
-    def __init__(self) -> None:
-        super().__init__("jzi_localizer")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("jzi_localizer", **kwargs)
         for name, (default, text) in PARAMETERS.items():
             # dynamic typing: `min_confidence:=1` (an integer) is read and checked by NodeParams, not refused by rclpy
             self.declare_parameter(name, default, ParameterDescriptor(description=text, dynamic_typing=True))
-        self.params = self.read_params()
-        p = self.params
+        self.params = NodeParams()
         self.mailbox = LatestFrame()
-        self.fix_pub = self.create_publisher(NavSatFix, p.fix_topic, 10)
+        self.mailbox.close()  # nothing is taken before activate
+        self.fix_pub: Any = None
+        self.cand_pub: Any = None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.cand_pub = self.create_publisher(PoseArray, p.candidates_topic, 10) if p.publish_candidates else None
-        msg_type = CompressedImage if p.transport == "compressed" else Image
-        self.create_subscription(msg_type, p.image_topic, self.on_frame, qos_profile_sensor_data)
+        self.inputs: list[Any] = []  # the subscriptions, while active
         self.prior: tuple[NavSatFix, float] | None = None
-        if p.prior_topic:
-            self.create_subscription(NavSatFix, p.prior_topic, self.on_prior, 10)
         # recent (stamp [ns], body quaternion) and (stamp [ns], range [m]): looked up at each frame's stamp
         self.attitudes: deque[tuple[int, np.ndarray]] = deque(maxlen=SENSOR_HISTORY)
         self.ranges: deque[tuple[int, float]] = deque(maxlen=SENSOR_HISTORY)
-        self.camera: Lens | None = None
-        if p.imu_topic:
-            self.create_subscription(Imu, p.imu_topic, self.on_imu, qos_profile_sensor_data)
-        if p.height_topic:
-            self.create_subscription(Range, p.height_topic, self.on_range, qos_profile_sensor_data)
-        if p.camera_info_topic:
-            self.create_subscription(CameraInfo, p.camera_info_topic, self.on_camera_info, qos_profile_sensor_data)
         self.odometry: deque[tuple[int, Odometry]] = deque(maxlen=SENSOR_HISTORY)
-        if p.odom_topic:
-            self.create_subscription(OdometryMsg, p.odom_topic, self.on_odometry, qos_profile_sensor_data)
+        self.camera: Lens | None = None
         self.verified_at_s = -math.inf  # when a frame last verified (monotonic [s]): a prior older than it is spent
         self.create_timer(1.0, self.publish_diagnostics)
         self.localizer: Localizer | None = None
         self.worker: threading.Thread | None = None
+        self.active = False
+        self.not_configured = "not configured"  # why, for the diagnostics
         self.stats = NodeStats()
         self._warned: dict[str, float] = {}
 
@@ -214,14 +212,84 @@ class LocalizerNode(Node):
             raise JziError(f"{p.model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")
         return loc
 
-    def start(self, localizer: Localizer) -> None:
-        """Start localizing frames with ``localizer`` on the worker thread."""
-        self.localizer = localizer
-        self.start_worker()
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the parameters and load the map, model and backend; FAILURE with the reason logged."""
+        try:
+            self.params = self.read_params()
+            self.localizer = self.load_localizer()
+        except JziError as exc:
+            self.not_configured = f"configure failed: {exc}"
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
+            self.not_configured = f"configure failed ({type(exc).__name__}): {exc}"
+            self.get_logger().error(self.not_configured)
+            return TransitionCallbackReturn.FAILURE
+        release_freed_memory()
+        p = self.params
+        self.fix_pub = self.create_lifecycle_publisher(NavSatFix, p.fix_topic, 10)
+        if p.publish_candidates:
+            self.cand_pub = self.create_lifecycle_publisher(PoseArray, p.candidates_topic, 10)
         self.get_logger().info(
-            f"localizing {self.params.image_topic} ({self.params.transport}) on {localizer.grid.describe()}, "
-            f"backend {localizer.backend.name} ({cpu_threads()}); publishing {self.params.fix_topic}"
+            f"configured: {self.localizer.grid.describe()}, backend {self.localizer.backend.name} ({cpu_threads()})"
         )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the camera and the sensors and start the worker: fixes are published."""
+        p = self.params
+        msg_type = CompressedImage if p.transport == "compressed" else Image
+        self.inputs = [self.create_subscription(msg_type, p.image_topic, self.on_frame, qos_profile_sensor_data)]
+        sensors: list[tuple[str, Any, Any, QoSProfile | int]] = [
+            (p.prior_topic, NavSatFix, self.on_prior, 10),
+            (p.imu_topic, Imu, self.on_imu, qos_profile_sensor_data),
+            (p.height_topic, Range, self.on_range, qos_profile_sensor_data),
+            (p.camera_info_topic, CameraInfo, self.on_camera_info, qos_profile_sensor_data),
+            (p.odom_topic, OdometryMsg, self.on_odometry, qos_profile_sensor_data),
+        ]
+        self.inputs += [self.create_subscription(t, topic, cb, qos) for topic, t, cb, qos in sensors if topic]
+        self.mailbox = LatestFrame()
+        self.start_worker()
+        self.active = True
+        self.get_logger().info(f"localizing {p.image_topic} ({p.transport}); publishing {p.fix_topic}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop localizing: unsubscribe and stop the worker after its frame; the map and model stay loaded."""
+        self._stop_inputs()
+        self.get_logger().info("deactivated: not localizing")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the map, model and publishers: back to unconfigured."""
+        self._unload()
+        self.not_configured = "cleaned up"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop and free everything, from whichever state."""
+        self._stop_inputs()
+        self._unload()
+        self.not_configured = "shut down"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inputs(self) -> None:
+        self.active = False
+        for sub in self.inputs:
+            self.destroy_subscription(sub)
+        self.inputs = []
+        self.stop()
+
+    def _unload(self) -> None:
+        for pub in (self.fix_pub, self.cand_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.fix_pub = self.cand_pub = None
+        self.localizer = None
+        self.prior, self.camera = None, None
+        for history in (self.attitudes, self.ranges, self.odometry):
+            history.clear()
+        release_freed_memory()
 
     def start_worker(self) -> None:
         """Start the worker thread that localizes the frames the mailbox holds."""
@@ -239,11 +307,11 @@ class LocalizerNode(Node):
         self.start_worker()
         return True
 
-    def stop(self) -> None:
-        """Stop the worker thread (after the frame it is on)."""
+    def stop(self, wait_s: float = 5.0) -> None:
+        """Stop the worker thread after the frame it is on (waiting for it at most ``wait_s``)."""
         self.mailbox.close()
         if self.worker is not None:
-            self.worker.join(timeout=5.0)
+            self.worker.join(timeout=wait_s)
 
     def on_frame(self, msg: Image | CompressedImage) -> None:
         """Camera callback: the frame replaces any that waits (decoded by the worker, if it is taken)."""
@@ -375,8 +443,12 @@ class LocalizerNode(Node):
         lat = np.array(s.latency_ms) if s.latency_ms else np.array([np.nan])
         done = s.done_at_s
         status = DiagnosticStatus(name="jzi_localizer: localization", hardware_id="jzi_ros")
-        if self.localizer is None:
-            status.level, status.message = DiagnosticStatus.ERROR, "not loaded"
+        if self.localizer is None:  # unconfigured: waiting for a lifecycle manager, or its configure failed
+            failed = self.not_configured.startswith("configure failed")
+            status.level = DiagnosticStatus.ERROR if failed else DiagnosticStatus.WARN
+            status.message = self.not_configured
+        elif not self.active:
+            status.level, status.message = DiagnosticStatus.WARN, "inactive: configured, not localizing"
         elif self.revive_worker():
             status.level = DiagnosticStatus.ERROR
             status.message = f"the localization worker died ({s.worker_death}) and was restarted"
@@ -466,23 +538,28 @@ def _stamp_ns(header) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load, spin, shut down cleanly (0; also on SIGINT or SIGTERM while loading); 1 on a configuration error."""
+    """Spin the node until SIGINT or SIGTERM (then 0); with ``autostart`` configure and activate it first.
+
+    With ``autostart`` a failed configure is the process's end (1, after its one-line reason), as a
+    launch without a lifecycle manager expects; without, the node waits, unconfigured, for its
+    manager, and a failed configure leaves it so.
+    """
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     try:
         node = LocalizerNode()
-        localizer = node.load_localizer()
-        release_freed_memory()
-        node.start(localizer)
+        if node.get_parameter("autostart").value is not False:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return 1
+            node.trigger_activate()
+        else:
+            node.get_logger().info("waiting for a lifecycle manager to configure and activate it")
         rclpy.spin(node)
-    except JziError as exc:
-        (node.get_logger() if node else rclpy.logging.get_logger("jzi_localizer")).error(str(exc))
-        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
-            node.stop()
+            node.stop(wait_s=1.0)  # a frame still in flight is not waited for: the process ends
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -29,6 +29,7 @@ def _param(default: Any, doc: str) -> Any:
 class NodeParams:
     """Everything the node is configured with; see each field's ``doc``."""
 
+    autostart: bool = _param(True, "configure and activate at start-up (false: wait for a lifecycle manager)")
     map_path: str = _param("", "map directory (jzi build-map), indexed for the model (jzi index-map)")
     model_path: str = _param("", "model checkpoint (jzi train)")
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
@@ -39,7 +40,7 @@ class NodeParams:
     )
     image_topic: str = _param("/camera/image_raw", "camera topic")
     transport: str = _param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)")
-    fix_topic: str = _param("/jzi/fix", "output sensor_msgs/NavSatFix topic")
+    fix_topic: str = _param("jzi/fix", "output sensor_msgs/NavSatFix topic (relative: in the node's namespace)")
     frame_id: str = _param("jzi_camera", "frame_id of the published fixes (the camera's frame)")
     altitude_m: float = _param(
         0.0, "altitude [m] of fixes the map's surface model does not give one (finite: robot_localization drops NaN)"
@@ -62,7 +63,7 @@ class NodeParams:
     smoothing_noise_m2_s: float = _param(0.0, "temporal filter process noise [m^2/s] (0 = no smoothing)")
     publish_candidates: bool = _param(False, "publish the top-K candidates as geometry_msgs/PoseArray")
     candidates_topic: str = _param(
-        "/jzi/candidates", "PoseArray topic (x east, y north [m] in the map frame, z = probability)"
+        "jzi/candidates", "PoseArray topic (x east, y north [m] in the map frame, z = probability)"
     )
 
     refine: bool = _param(True, "register each frame against the map's orthophoto pyramid to verify and refine the fix")

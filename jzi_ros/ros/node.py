@@ -1,4 +1,8 @@
-"""The `localizer` node: camera frames in, ``sensor_msgs/NavSatFix`` on /jzi/fix out.
+"""The `localizer` node: camera frames in, ``sensor_msgs/NavSatFix`` on jzi/fix out.
+
+A managed (lifecycle) node: ``configure`` loads the map and model, ``activate``
+subscribes and localizes, ``deactivate`` stops, ``cleanup`` unloads; with the
+``autostart`` parameter (the default) it goes through the first two by itself.
 
 Frames arrive with sensor-data QoS; a worker thread decodes and localizes the
 newest one while the executor keeps spinning, and a frame that arrives while

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -39,7 +40,7 @@ from ..data.aerial import posed_frames_over_map
 from ..errors import JziError
 from ..geo import MapDir
 from .convert import frame_to_array, imu_orientation, range_height
-from .harness import Client, compressed_msg, image_msg, sensor_msgs_at, stamp_ns_of, start_node
+from .harness import Client, compressed_msg, image_msg, proc_status, sensor_msgs_at, stamp_ns_of, start_node
 from .params import NodeParams
 from .soak import FAULTS, SoakPlan, soak, summary
 
@@ -52,10 +53,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status(pid).get("VmHWM", math.nan) / 1024
 
 
 def known_from(params: NodeParams, imu: Any, rng: Any) -> dict[str, Any]:

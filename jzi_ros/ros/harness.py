@@ -44,6 +44,17 @@ def start_node(domain_id: int, **params: Any) -> subprocess.Popen:
     )
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """The numeric fields of ``/proc/PID/status`` (``VmRSS``, ``VmHWM`` [kB], ``Threads``, ...): name -> value."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        first = rest.split()[:1]
+        if first and first[0].isdigit():
+            out[name] = int(first[0])
+    return out
+
+
 def stamp_ns_of(msg: Any) -> int:
     """A message's header stamp [ns]."""
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec

@@ -26,9 +26,11 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +45,8 @@ from ..data.aerial import circuit_frames_over_map
 from ..data.camera import Pinhole
 from ..errors import JziError
 from ..geo import MapDir
-from .harness import Client, compressed_msg, sensor_msgs_at, stamp_ns_of, start_node
+from ..geo.mapdir import PYRAMID_FILE
+from .harness import Client, compressed_msg, proc_status, sensor_msgs_at, stamp_ns_of, start_node
 
 FAULTS = ("ortho", "imu-flood", "clock-jump", "resolution", "stalled-subscriber")
 """Faults a soak can inject, one window each (:func:`fault_windows`):
@@ -114,13 +117,8 @@ def fault_windows(plan: SoakPlan) -> dict[str, tuple[float, float]]:
 
 def _proc_status(pid: int) -> tuple[float, int, int]:
     """Resident memory [MB], threads and open file descriptors of a process."""
-    rss, threads = math.nan, 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
-    return rss, threads, len(os.listdir(f"/proc/{pid}/fd"))
+    status = proc_status(pid)
+    return status.get("VmRSS", math.nan) / 1024, status.get("Threads", 0), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _camera_info(width: int, stamp_ns: int) -> CameraInfo:
@@ -180,9 +178,6 @@ def soak(
     work_map = map_dir
     scratch = None
     if "ortho" in plan.faults:  # the fault truncates the map's file: on a copy, never on the user's map
-        import shutil
-        import tempfile
-
         scratch = Path(tempfile.mkdtemp(prefix="jzi_soak_"))
         work_map = Path(shutil.copytree(map_dir, scratch / map_dir.name))
     rng = random.Random(plan.seed)
@@ -247,7 +242,7 @@ def soak(
                     reader.send_signal(signal.SIGCONT)
                     stopped = False
             if "ortho" in plan.faults:
-                ortho = work_map / "ortho.tif"
+                ortho = work_map / PYRAMID_FILE
                 if "ortho" in active and not truncated:
                     ortho_bytes = ortho.read_bytes()
                     with open(ortho, "r+b") as fh:  # in place: the node's open file sees it
@@ -324,8 +319,6 @@ def soak(
             reader.terminate()
             reader.wait(timeout=10)
         if scratch is not None:
-            import shutil
-
             shutil.rmtree(scratch, ignore_errors=True)
     report = _report(plan, counts, final, fixes, samples, fault_log)
     report |= {

@@ -16,7 +16,9 @@ launch_ros.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import JziError
@@ -147,3 +149,80 @@ def bringup(values: Mapping[str, str]) -> Bringup:
         level,
         _convert("use_respawn", get["use_respawn"], bool),
     )
+
+
+POSE_FRAME = "jzi_map"
+"""The frame of the node's poses (its ``pose_frame`` parameter's default): ENU [m] about the map's centre."""
+
+MAP_FRAME_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "map_datum": (
+        "",
+        "lat,lon [deg] where the robot's map frame has its origin (robot_localization's datum): the launch "
+        f"publishes the static transform from map_frame to {POSE_FRAME} (needs map:=)",
+    ),
+    "map_frame": ("map", "the robot's map frame, the parent of the poses' frame"),
+    "map_crs": (
+        "",
+        "projected CRS whose axes the robot's map frame has (navsat_transform's UTM zone, e.g. EPSG:32632); "
+        "default: east and north at the datum",
+    ),
+}
+"""Launch argument name -> (default, description) of the map frame's static transform."""
+
+
+def parse_datum(text: str) -> tuple[float, float]:
+    """A datum given as "lat,lon" or "lat lon" [deg].
+
+    Raises:
+        LaunchArgumentError: Not two finite numbers, or outside ±90 / ±180.
+    """
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        lat, lon = (float(p) for p in parts)
+    except ValueError:
+        raise LaunchArgumentError(f"a datum is two numbers, lat,lon [deg], not {text!r}") from None
+    if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+        raise LaunchArgumentError(f"a datum's latitude is within ±90 and its longitude within ±180, not {text!r}")
+    return lat, lon
+
+
+def map_frame_transform(
+    map_dir: str | Path, datum: str, parent: str = "map", child: str = POSE_FRAME, crs: str = ""
+) -> list[str]:
+    """The arguments of ``tf2_ros static_transform_publisher`` for the transform from ``parent`` to the map's frame.
+
+    ``parent`` has its origin at ``datum`` ("lat,lon") and the axes of ``crs``
+    (east and north at the datum without one); ``child`` is the map's local
+    frame (:meth:`jzi_ros.geo.LocalFrame.pose_in`), read from the map's grid.
+
+    Raises:
+        LaunchArgumentError: A bad datum or CRS, or a directory that holds no map.
+    """
+    from .geo import ZoomGrid  # pyproj; launch files that set no datum do not need it
+
+    grid_file = Path(map_dir) / "grid.yaml"
+    if not grid_file.is_file():
+        raise LaunchArgumentError(f"{map_dir} is not a map directory (no grid.yaml): map_datum needs the map")
+    lat, lon = parse_datum(datum)
+    try:
+        x, y, yaw = ZoomGrid.load(grid_file).frame.pose_in(lat, lon, crs or None)
+    except Exception as exc:  # noqa: BLE001 - pyproj's errors: an unknown CRS
+        raise LaunchArgumentError(f"cannot place the map in the frame of CRS {crs!r}: {exc}") from None
+    return [
+        "--x",
+        f"{x:.4f}",
+        "--y",
+        f"{y:.4f}",
+        "--z",
+        "0",
+        "--yaw",
+        f"{yaw:.9f}",
+        "--pitch",
+        "0",
+        "--roll",
+        "0",
+        "--frame-id",
+        parent,
+        "--child-frame-id",
+        child,
+    ]

@@ -13,7 +13,10 @@ Arguments (each sets the node parameter in brackets; see config/localize.yaml):
   installed config/localize.yaml).
 How it is started, as Nav2's bring-up has it: namespace (of the node and its
 relative topics: jzi/fix), use_sim_time (false), log_level (info),
-use_respawn (false).
+use_respawn (false). The robot's map frame: map_datum (lat,lon: publish the
+static transform from map_frame, default map, to the poses' frame jzi_map;
+needs map:=), map_crs (the map frame's projected CRS, e.g. navsat_transform's
+UTM zone; default east and north at the datum).
 
 An argument left unset ("", its default) passes nothing, so the params file's
 value stands; a set one overrides it, converted to the parameter's type
@@ -40,7 +43,15 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from jzi_ros.launch_args import BRINGUP_ARGUMENTS, LAUNCH_ARGUMENTS, bringup, parameter_overrides
+from jzi_ros.launch_args import (
+    BRINGUP_ARGUMENTS,
+    LAUNCH_ARGUMENTS,
+    MAP_FRAME_ARGUMENTS,
+    POSE_FRAME,
+    bringup,
+    map_frame_transform,
+    parameter_overrides,
+)
 from launch import LaunchDescription
 
 
@@ -61,7 +72,26 @@ def _node(context):
         parameters=[params_file, overrides | {"use_sim_time": how.use_sim_time}],
         arguments=["--ros-args", "--log-level", how.log_level],
     )
-    return [node]
+    datum = LaunchConfiguration("map_datum").perform(context).strip()
+    if not datum:
+        return [node]
+    tf_args = map_frame_transform(
+        values["map"],
+        datum,
+        LaunchConfiguration("map_frame").perform(context).strip() or "map",
+        POSE_FRAME,
+        LaunchConfiguration("map_crs").perform(context).strip(),
+    )
+    frame = Node(
+        package="tf2_ros",
+        executable="static_transform_publisher",
+        name="jzi_map_frame",
+        namespace=how.namespace,
+        output="screen",
+        arguments=tf_args,
+        parameters=[{"use_sim_time": how.use_sim_time}],
+    )
+    return [node, frame]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -90,5 +120,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("autostart", default_value="", description=described["autostart"]),
         # how the node is started, as Nav2's bring-up has it
         *(DeclareLaunchArgument(name, default_value=d, description=t) for name, (d, t) in BRINGUP_ARGUMENTS.items()),
+        # the robot's map frame: the static transform to the poses' frame
+        *(DeclareLaunchArgument(name, default_value=d, description=t) for name, (d, t) in MAP_FRAME_ARGUMENTS.items()),
     ]
     return LaunchDescription([*args, OpaqueFunction(function=_node)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,6 +119,7 @@ def test_a_written_flight_reads_back_as_frames_camera_info_and_truth(utm_tif, tm
             flight.image_topic: bags.COMPRESSED,
             "/camera/camera_info": bags.CAMERA_INFO,
             "/gps/fix": bags.NAVSATFIX,
+            "/gt/imu": bags.IMU,
             "/imu/data": bags.IMU,
             "/rangefinder/range": bags.RANGE,
             "/tf_static": "tf2_msgs/msg/TFMessage",
@@ -181,6 +183,8 @@ def test_a_flight_carries_imu_attitude_and_rangefinder_height_at_their_rates(utm
     # the heading errs by a slowly varying 3 degrees (standard deviation)
     errors = heading_errors_deg(flight)
     assert np.abs(errors).max() < 4 * 3.0
+    truth = heading_errors_deg(replace(flight, imu_topic=flight.gt_imu_topic))  # the INS's true attitude
+    assert len(truth) == flight.fixes and np.abs(truth).max() < 1e-6
     assert np.abs(np.diff(errors)).max() < 1.0  # slowly: no jumps between messages 20 ms apart
     # the camera tilts smoothly (standard deviation 3 degrees), and the IMU sees it
     tilts = np.array(
@@ -206,7 +210,7 @@ def test_a_yaw_bias_turns_every_heading_by_it(utm_tif, tmp_path):
 def test_sensors_left_out_write_no_topic_and_change_nothing_else(utm_tif, tmp_path):
     full = sensor_flight(utm_tif, tmp_path / "full")
     bare = sensor_flight(utm_tif, tmp_path / "bare", imu_topic="", height_topic="")
-    assert set(bare.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/tf_static"}
+    assert set(bare.topics) == {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/gt/imu", "/tf_static"}
     assert (bare.attitudes, bare.ranges) == (0, 0)
 
     def read(path):
@@ -255,6 +259,7 @@ def test_make_bag_names_its_topics_with_their_message_counts(utm_tif, tmp_path, 
     args += ["--duration-s", "2", "--camera-hz", "1", "--image-px", "16", "--altitude-m", "30", "--quiet"]
     assert main([*args, "--imu-topic", "", "--height-topic", "/alt", "--imu-yaw-bias-deg", "5"]) == 0
     out = capsys.readouterr().out
-    assert "  /gps/fix: 20 messages" in out and "  /alt: 40 messages" in out and "/imu" not in out
+    assert "  /gps/fix: 20 messages" in out and "  /alt: 40 messages" in out and "/imu/data" not in out
+    assert "  /gt/imu: 20 messages" in out  # the true attitude, beside the truth's fixes
     with bags.BagReader(tmp_path / "bag") as reader:
         assert reader.topics["/alt"] == bags.RANGE and "/imu/data" not in reader.topics

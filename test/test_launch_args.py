@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import sys
 import types
 from pathlib import Path
@@ -191,3 +192,42 @@ def test_the_bringup_arguments_are_typed_and_checked(launch_module):
     assert node.kwargs["namespace"] == "robot1" and node.kwargs["respawn"] is True
     assert node.kwargs["parameters"][-1] == {"use_sim_time": True}
     assert node.kwargs["arguments"] == ["--ros-args", "--log-level", "warn"]
+
+
+def test_a_map_datum_adds_the_static_transform_to_the_poses_frame(launch_module, tmp_path):
+    from jzi_ros.geo import ZoomGrid
+    from jzi_ros.launch_args import POSE_FRAME
+    from jzi_ros.ros.params import PARAMETERS
+
+    assert PARAMETERS["pose_frame"][0] == POSE_FRAME
+    grid = ZoomGrid(47.05, 8.05, 4000.0)
+    grid.save(tmp_path / "grid.yaml")
+    description = launch_module.generate_launch_description()
+    (entities,) = description.args
+    context = {e.args[0]: e.kwargs["default_value"] for e in entities if e.kwargs.get("default_value") is not None}
+    (opaque,) = [e for e in entities if "function" in e.kwargs]
+    assert len(opaque.kwargs["function"](context)) == 1  # no datum: the node alone
+    context |= {"map": str(tmp_path), "map_datum": "47.04, 8.06", "namespace": "robot1"}
+    node, frame = opaque.kwargs["function"](context)
+    assert (frame.kwargs["package"], frame.kwargs["executable"]) == ("tf2_ros", "static_transform_publisher")
+    assert frame.kwargs["namespace"] == "robot1"
+    args = frame.kwargs["arguments"]
+    value = dict(zip(args[0::2], args[1::2], strict=True))
+    assert (value["--frame-id"], value["--child-frame-id"]) == ("map", POSE_FRAME)
+    # the map's centre seen from a datum 0.01 deg south and 0.01 deg east: about 1112 m north, 760 m west
+    east, north = (float(v) for v in grid.frame.to_local(47.04, 8.06))
+    assert float(value["--x"]) == pytest.approx(-east, abs=0.5) and float(value["--y"]) == pytest.approx(
+        -north, abs=0.5
+    )
+    assert 700 < -float(value["--x"]) < 800 and 1100 < float(value["--y"]) < 1125
+    assert abs(float(value["--yaw"])) < 0.002  # the meridians 760 m apart converge by about 0.01 deg
+    # in the datum's UTM zone (central meridian 9 E) the axes turn by the zone's grid convergence
+    utm = launch_module.map_frame_transform(tmp_path, "47.04,8.06", crs="EPSG:32632")
+    convergence = math.radians((8.05 - 9.0) * math.sin(math.radians(47.05)))
+    assert float(utm[utm.index("--yaw") + 1]) == pytest.approx(convergence, abs=2e-4)
+    context |= {"map_datum": "47.04"}
+    with pytest.raises(LaunchArgumentError, match="two numbers"):
+        opaque.kwargs["function"](context)
+    context |= {"map_datum": "47.04,8.06", "map": str(tmp_path / "nothing")}
+    with pytest.raises(LaunchArgumentError, match="not a map directory"):
+        opaque.kwargs["function"](context)

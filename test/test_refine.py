@@ -219,3 +219,51 @@ def test_the_registration_scale_puts_95_percent_of_truths_inside_the_ellipses():
     d2 = np.einsum("ni,ij,nj->n", offsets, np.linalg.inv(scale * cov), offsets)
     assert np.mean(d2 <= 5.991) == pytest.approx(0.95, abs=0.01)
     assert fit_registration_scale(offsets[: MIN_REGISTRATION_FRAMES - 1], np.repeat(cov[None], 29, 0)) is None
+
+
+def test_the_heading_variance_of_each_fit_holds_over_repeated_noise():
+    """The similarity's turn and the PnP's heading: their variances match the spread of many noisy fits."""
+    from jzi_ros.geo.surface import camera_rt
+    from jzi_ros.localizer.refine import pose_covariance
+
+    rng = np.random.default_rng(5)
+    rel = rng.uniform(-20, 20, (60, 2))
+    turn = math.radians(7.0)
+    rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    turns, variances = [], []
+    for _ in range(300):
+        ground = rel @ rot.T + [50.0, -20.0] + rng.normal(0, 0.4, rel.shape)
+        (a, b, _, _), cov, _ = fit_similarity(rel, ground, 0.01)
+        d = np.array([-b, a]) / (a * a + b * b)
+        turns.append(math.degrees(math.atan2(b, a)))
+        variances.append(math.degrees(1.0) ** 2 * d @ cov[:2, :2] @ d)
+    assert np.var(turns) == pytest.approx(np.median(variances), rel=0.25)
+    # a tilted camera over flat ground: the PnP's heading variance against its spread
+    pose = CameraPose(0.0, 0.0, 1.0, 40.0, 15.0, 5.0)
+    centre = np.array([5.0, -3.0, HEIGHT_M])
+    rvec, tvec = camera_rt(pose.rotation(), centre)
+    obj = np.c_[rng.uniform(-30, 40, (80, 2)), np.zeros(80)]
+    clean, _ = cv2.projectPoints(obj, rvec, tvec, CAMERA.K, None)
+    yaws, yaw_vars = [], []
+    for _ in range(200):
+        img = clean.reshape(-1, 2) + rng.normal(0, 0.5, (80, 2))
+        _, r, t = cv2.solvePnP(obj, img, CAMERA.K, None, rvec.copy(), tvec.copy(), useExtrinsicGuess=True)
+        cov, _ = pose_covariance(obj, img, CAMERA.K, r, t, 0.01)
+        top = -cv2.Rodrigues(r)[0].T[:, 1]
+        yaws.append(math.degrees(math.atan2(top[0], top[1])))
+        yaw_vars.append(cov[3, 3])
+    assert np.mean(yaws) == pytest.approx(40.0, abs=0.2)
+    assert np.var(yaws) == pytest.approx(np.median(yaw_vars), rel=0.3)
+
+
+def test_the_heading_scale_puts_95_percent_of_heading_errors_within_two_sigma():
+    from jzi_ros.localizer.calibration import MIN_REGISTRATION_FRAMES, fit_heading_scale
+
+    rng = np.random.default_rng(4)
+    variances = rng.uniform(0.2, 2.0, 4000)
+    errors = rng.normal(0, np.sqrt(2.25 * variances))  # errors 1.5 times the claimed standard deviation
+    scale = fit_heading_scale(errors, variances)
+    assert scale == pytest.approx(2.25, rel=0.1)
+    assert np.mean(np.abs(errors) <= 1.96 * np.sqrt(scale * variances)) == pytest.approx(0.95, abs=0.01)
+    assert fit_heading_scale(errors[: MIN_REGISTRATION_FRAMES - 1], variances[:29]) is None
+    assert fit_heading_scale(errors, np.full(4000, np.nan)) is None  # no heading variance: nothing to fit

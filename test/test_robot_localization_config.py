@@ -62,3 +62,25 @@ def test_the_documented_commands_read_the_node_s_fix_topic_and_frame():
 def test_the_example_is_installed_with_the_package_config():
     setup = (ROOT / "setup.py").read_text()
     assert '(f"share/{PACKAGE}/config", glob("config/*.yaml"))' in setup
+
+
+POSE_EXAMPLE = ROOT / "config" / "robot_localization_pose.yaml"
+YAW = 5
+
+
+def test_the_pose_example_fuses_x_y_and_yaw_of_jzi_s_poses_in_one_ekf_with_odometry_and_imu():
+    doc = yaml.safe_load(POSE_EXAMPLE.read_text())
+    assert set(doc) == {"ekf_filter_node_jzi"}
+    ekf = doc["ekf_filter_node_jzi"]["ros__parameters"]
+    for key, value in ekf.items():
+        if key.endswith("_config"):
+            assert len(value) == 15 and all(isinstance(v, bool) for v in value), key
+    assert ekf["pose0"] == "/" + NODE["pose_topic"]  # the node's, in no namespace
+    assert [i for i, used in enumerate(ekf["pose0_config"]) if used] == [X, Y, YAW]
+    assert not any(ekf["odom0_config"][:6]), "the odometry's drifting pose is not fused, its velocities are"
+    assert not ekf["imu0_config"][YAW], "the IMU's yaw is not world-referenced: jzi's poses give the heading"
+    assert ekf["world_frame"] == ekf["map_frame"] == "map"
+    assert ekf["smooth_lagged_data"] is True and ekf["history_length"] > 0
+    text = POSE_EXAMPLE.read_text()
+    assert "map_datum:=" in text and "jzi map-frame" in text and NODE["pose_frame"] in text
+    assert "-r __node:=ekf_filter_node_jzi --params-file" in text

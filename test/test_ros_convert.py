@@ -15,6 +15,7 @@ from jzi_ros.ros.convert import (  # noqa: E402
     candidates_to_poses,
     compressed_to_array,
     estimate_to_fix,
+    estimate_to_pose,
     fix_to_prior,
     image_to_array,
 )
@@ -93,6 +94,39 @@ def test_estimates_become_navsatfix_with_stamp_status_and_enu_covariance():
         fix_to_prior(fix)
 
 
+def test_estimates_become_poses_with_the_body_s_heading_and_its_variance_when_verified():
+    import dataclasses
+    import math
+
+    from jzi_ros.geo.camera import CameraPose, Mount, yaw_of
+    from jzi_ros.ros.convert import UNKNOWN_ANGLE_VARIANCE_RAD2
+
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    # a nadir camera whose image top points 30 deg east of north: a body on the default mount faces there too
+    camera = CameraPose(10.0, -5.0, 80.0, 30.0, 0.0, 0.0)
+    verified = dataclasses.replace(_estimate(True), verified=True, camera=camera, yaw_variance_deg2=4.0)
+    pose = estimate_to_pose(verified, header, "jzi_map", 410.0, 1e4)
+    assert header.frame_id == "cam", "the camera frame's header is not changed"
+    assert (pose.header.stamp.sec, pose.header.stamp.nanosec, pose.header.frame_id) == (12, 345, "jzi_map")
+    p, o = pose.pose.pose.position, pose.pose.pose.orientation
+    assert (p.x, p.y, p.z) == (10.0, -5.0, 410.0)
+    assert yaw_of((o.x, o.y, o.z, o.w)) == pytest.approx(60.0)  # REP-103: counter-clockwise from east
+    cov = np.array(pose.pose.covariance).reshape(6, 6)
+    assert np.allclose(cov[:2, :2], [[30, 4], [4, 20]]) and cov[2, 2] == 1e4
+    assert cov[5, 5] == pytest.approx(math.radians(2.0) ** 2)
+    assert cov[3, 3] == cov[4, 4] == UNKNOWN_ANGLE_VARIANCE_RAD2
+    # the image top 90 deg clockwise from the body's forward axis: the body faces 90 deg less clockwise
+    turned = estimate_to_pose(verified, header, "jzi_map", 0.0, 1.0, Mount(image_rotation_deg=90.0))
+    o = turned.pose.pose.orientation
+    assert yaw_of((o.x, o.y, o.z, o.w)) == pytest.approx(150.0)
+    # a fix the registration did not verify: its position, no heading
+    zoom = estimate_to_pose(_estimate(True), header, "jzi_map", 0.0, 1.0)
+    o, cov = zoom.pose.pose.orientation, np.array(zoom.pose.covariance).reshape(6, 6)
+    assert (o.x, o.y, o.z, o.w) == (0.0, 0.0, 0.0, 1.0) and cov[5, 5] == UNKNOWN_ANGLE_VARIANCE_RAD2
+    assert np.all(np.diag(cov) > 0)
+
+
 def test_candidates_become_poses_in_the_map_frame():
     poses = candidates_to_poses(_estimate(True), Header(frame_id="map"))
     assert [(p.position.x, p.position.y, p.position.z) for p in poses.poses] == [(10.0, -5.0, 0.7), (50.0, -5.0, 0.2)]
@@ -124,7 +158,7 @@ def test_node_statistics_count_frames_and_measure_rate_and_latency():
     for i in range(5):
         verified = i % 2 == 0
         est = replace(_estimate(True), confidence=0.5 + i / 10, verified=verified, verdict="ok" if verified else "no")
-        stats.record(received_s=i * 0.5, done_s=i * 0.5 + 0.1, est=est)
+        stats.record(latency_ms=100.0, done_s=i * 0.5 + 0.1, est=est)
     assert stats.processed == 5 and stats.rate_hz == pytest.approx(2.0)
     assert list(stats.latency_ms) == pytest.approx([100.0] * 5) and stats.confidence == pytest.approx(0.9)
     assert stats.verified == 3 and list(stats.recent_verified) == [True, False, True, False, True]

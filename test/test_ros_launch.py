@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -231,13 +232,16 @@ class _Manager:
 def test_a_lifecycle_manager_drives_the_node_that_ros2_launch_started_with_autostart_false(
     ros2_launch, trained, tmp_path
 ):
-    from jzi_ros.data.aerial import frames_over_map
+    from sensor_msgs.msg import Imu, Range
+
+    from jzi_ros.data.aerial import posed_frames_over_map
     from jzi_ros.geo import MapDir
-    from jzi_ros.ros.harness import Client, compressed_msg
+    from jzi_ros.ros.harness import Client, compressed_msg, sensor_msgs_at
 
     map_dir, model, _ = trained
     args = [f"map:={map_dir}", f"model:={model}", "image_topic:=/lc/image", "transport:=compressed"]
     args += ["autostart:=false", "namespace:=robot1", "use_sim_time:=true", "log_level:=info"]
+    args += ["imu_topic:=/lc/imu", "height_topic:=/lc/range"]
     doc = yaml.safe_load(CONFIG.read_text())
     doc["/**/jzi_localizer"]["ros__parameters"]["frame_id"] = "from_yaml"  # the params file applies in a namespace too
     (tmp_path / "robot.yaml").write_text(yaml.safe_dump(doc))
@@ -245,10 +249,14 @@ def test_a_lifecycle_manager_drives_the_node_that_ros2_launch_started_with_autos
     domain = random.randint(1, 200)
     proc = ros2_launch(domain, *args)
     client = Client(domain, "/lc/image", compressed=True, fix_topic="/robot1/jzi/fix")
-    frame = frames_over_map(MapDir(map_dir), 128, 1, footprint_cells=2.0)[0]
+    ((frame, pose),) = posed_frames_over_map(MapDir(map_dir), 128, 1, footprint_cells=1.5)  # one that verifies
     manager = _Manager(client, "/robot1/jzi_localizer")
+    imu, height = client.node.create_publisher(Imu, "/lc/imu", 10), client.node.create_publisher(Range, "/lc/range", 10)
 
     def localized(stamp: int) -> bool:
+        for pub, msg in zip((imu, height), sensor_msgs_at(pose, stamp), strict=True):  # the drone's IMU and range
+            pub.publish(msg)
+        client.spin(0.1)
         client.send_and_wait(compressed_msg(frame, stamp), timeout_s=9.0)
         return client.has_fix(stamp)
 
@@ -259,6 +267,7 @@ def test_a_lifecycle_manager_drives_the_node_that_ros2_launch_started_with_autos
         assert manager.change("ACTIVATE") and manager.state() == "active"
         client.wait_for_node(proc)
         assert localized(11 * 10**17) and client.fixes[-1][0].header.frame_id == "from_yaml"
+        _assert_pose_beside_the_fix(client)
         got = _parameters_of(client, "/robot1/jzi_localizer", ["use_sim_time", "map_path"])
         assert got == {"use_sim_time": True, "map_path": str(map_dir)}
         assert manager.change("DEACTIVATE") and manager.state() == "inactive"
@@ -274,6 +283,28 @@ def test_a_lifecycle_manager_drives_the_node_that_ros2_launch_started_with_autos
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def _assert_pose_beside_the_fix(client) -> None:
+    """The last FIX came with a pose of the same stamp in jzi_map: x, y and a heading, a covariance never zero."""
+    import math
+
+    from sensor_msgs.msg import NavSatStatus
+
+    from jzi_ros.ros.harness import stamp_ns_of
+
+    fix = client.fixes[-1][0]
+    assert fix.status.status == NavSatStatus.STATUS_FIX
+    client.spin(0.5)
+    (pose,) = [p for p in client.poses if stamp_ns_of(p) == stamp_ns_of(fix)]
+    assert pose.header.frame_id == "jzi_map"
+    cov = np.array(pose.pose.covariance).reshape(6, 6)
+    assert np.all(np.diag(cov) > 0) and np.allclose(
+        cov[:2, :2], np.array(fix.position_covariance).reshape(3, 3)[:2, :2]
+    )
+    o = pose.pose.pose.orientation
+    assert (o.x, o.y) == (0.0, 0.0) and math.isclose(o.z**2 + o.w**2, 1.0)
+    assert cov[5, 5] < 0.1, "a verified fix's heading is known to a few degrees"  # 0.1 rad^2: 18 deg
 
 
 def test_a_configure_that_fails_leaves_the_managed_node_unconfigured_and_alive(ros2_launch):

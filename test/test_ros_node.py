@@ -34,13 +34,26 @@ def frames(trained):
     return out, grid
 
 
+def _flight(map_dir, count: int) -> tuple[list[np.ndarray], list[CameraPose]]:
+    """``count`` frames of a straight flight over the map (a tenth of a cell apart, heading 30 deg) and poses."""
+    mapdir = MapDir(map_dir)
+    grid, cell = mapdir.grid, mapdir.grid.terminal_size_m
+    ortho = LocalOrtho.for_map(mapdir, pad_m=2 * cell)
+    cam = Pinhole(64, 64, 60.0)
+    poses = [
+        CameraPose(-0.2 * grid.size_m + 0.1 * cell * i, 0.1 * grid.size_m, cam.altitude_for_footprint(1.5 * cell), 30.0)
+        for i in range(count)
+    ]
+    return [render_frame(ortho, cam, p)[0] for p in poses], poses
+
+
 def _error_m(fix: NavSatFix, lat: float, lon: float) -> float:
     from jzi_ros.evaluation import geodesic_m
 
     return float(geodesic_m(fix.latitude, fix.longitude, lat, lon))
 
 
-def _sensors(client, pose, stamp: int, width: int) -> None:
+def _sensors(client, pose, stamp: int, width: int, prefix: str = "/test") -> None:
     """Publish what the robot knows at a frame's stamp: IMU attitude, rangefinder height, camera info."""
     from sensor_msgs.msg import CameraInfo, Imu, Range
 
@@ -55,8 +68,8 @@ def _sensors(client, pose, stamp: int, width: int) -> None:
     rng.range, rng.min_range, rng.max_range = float(pose.altitude_m), 0.1, 1000.0
     info.width = info.height = width
     info.k = [float(v) for v in Pinhole(width, width, 60.0).K.ravel()]
-    for topic, msg in (("/test/imu", imu), ("/test/range", rng), ("/test/camera_info", info)):
-        client.publishers[topic].publish(msg)
+    for topic, msg in (("imu", imu), ("range", rng), ("camera_info", info)):
+        client.publishers[f"{prefix}/{topic}"].publish(msg)
 
 
 @pytest.mark.parametrize("transport", ["raw", "compressed"])
@@ -189,15 +202,8 @@ def test_node_tracks_a_flight_with_its_imu_turns_frames_by_its_yaw_and_outlives_
     from sensor_msgs.msg import CameraInfo, Imu, Range
 
     map_dir, model, _ = trained
-    mapdir = MapDir(map_dir)
-    grid, cell = mapdir.grid, mapdir.grid.terminal_size_m
-    ortho = LocalOrtho.for_map(mapdir, pad_m=2 * cell)
-    cam = Pinhole(64, 64, 60.0)
-    poses = [
-        CameraPose(-0.2 * grid.size_m + 0.1 * cell * i, 0.1 * grid.size_m, cam.altitude_for_footprint(1.5 * cell), 30.0)
-        for i in range(8)
-    ]
-    frames = [render_frame(ortho, cam, p)[0] for p in poses]
+    grid, cell = MapDir(map_dir).grid, MapDir(map_dir).grid.terminal_size_m
+    frames, poses = _flight(map_dir, 8)
     # the last view again, the camera turned 90 degrees clockwise: its image turns counter-clockwise
     poses.append(replace(poses[-1], yaw_deg=120.0))
     frames.append(np.ascontiguousarray(np.rot90(frames[-1])))
@@ -236,12 +242,108 @@ def test_node_tracks_a_flight_with_its_imu_turns_frames_by_its_yaw_and_outlives_
         turned, upright = fixes[8], fixes[7]
         assert turned.status.status == upright.status.status == NavSatFix().status.STATUS_FIX
         assert _error_m(turned, upright.latitude, upright.longitude) < 0.1 * cell
+        _assert_poses_hold_the_headings(client, fixes, poses + poses[:2])
         values = client.diagnostic_values()
         assert values["stale_attitude"] == "2", values
         assert int(values["frames_verified"]) >= 8, values
         assert values["search_mode"] in ("tracking", "global")
         by_mode = dict(item.rsplit(" ", 1) for item in values["frames_by_mode"].split(", "))
         assert int(by_mode["tracking"]) >= 7, values
+    finally:
+        client.close()
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def _assert_poses_hold_the_headings(client, fixes: list[NavSatFix], poses: list[CameraPose]) -> None:
+    """Every FIX came with a pose of its stamp; their headings hold the truth within two of their sigmas."""
+    import math
+
+    from jzi_ros.geo.camera import body_yaw_deg, yaw_of
+
+    client.spin(0.5)
+    by_stamp = {stamp_ns_of(p): p for p in client.poses}
+    fixed = [(f, pose) for f, pose in zip(fixes, poses, strict=True) if f.status.status == f.status.STATUS_FIX]
+    assert set(by_stamp) == {stamp_ns_of(f) for f, _ in fixed}, "a pose for every FIX, none for a NO_FIX"
+    within = []
+    for fix, truth in fixed:
+        msg = by_stamp[stamp_ns_of(fix)]
+        o, cov = msg.pose.pose.orientation, np.array(msg.pose.covariance).reshape(6, 6)
+        assert msg.header.frame_id == "jzi_map" and np.all(np.diag(cov) > 0)
+        error = (yaw_of((o.x, o.y, o.z, o.w)) - body_yaw_deg(truth) + 180.0) % 360.0 - 180.0
+        within.append(abs(error) <= 2 * math.degrees(math.sqrt(cov[5, 5])))
+    assert len(fixed) >= 8 and np.mean(within) >= 0.8, within
+
+
+def test_a_replay_under_sim_time_gives_the_same_fixes_at_half_and_double_speed(trained):
+    """With use_sim_time the node goes by /clock: diagnostics come before any clock, and a replay at 0.5x
+    and 2x gives the fixes a replay at 1x gives, and the rate the diagnostics report is the replay's own."""
+    from jzi_ros.evaluation import geodesic_m
+
+    frames, poses = _flight(trained[0], 8)
+    runs = {rate: _replay_under_clock(trained, frames, poses, rate) for rate in (1.0, 0.5, 2.0)}
+    fixes, _ = runs[1.0]
+    assert len(fixes) == len(frames)
+    for rate in (0.5, 2.0):
+        got, rate_hz = runs[rate]
+        assert set(got) == set(fixes), rate
+        for stamp, (lat, lon, status) in fixes.items():
+            assert got[stamp][2] == status
+            assert geodesic_m(lat, lon, got[stamp][0], got[stamp][1]) < 1e-6, (rate, stamp)
+        assert 0.75 < rate_hz < 1.33, f"frames 1 s apart on the replay's clock, at {rate}x: {rate_hz} Hz"
+
+
+def _replay_under_clock(trained, frames, poses, rate: float) -> tuple[dict, float]:
+    """Replay frames 1 s apart (with IMU, range, camera info) driven by a /clock at ``rate`` x real time.
+
+    Returns the fixes by stamp (lat, lon, status) and the rate [Hz] the last diagnostics reported.
+    """
+    import time
+
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CameraInfo, Imu, Range
+
+    domain = random.randint(1, 200)
+    topics = {"/sim/imu": Imu, "/sim/range": Range, "/sim/camera_info": CameraInfo}
+    proc = start_node(
+        domain,
+        map_path=trained[0],
+        model_path=trained[1],
+        image_topic="/sim/image",
+        imu_topic="/sim/imu",
+        height_topic="/sim/range",
+        camera_info_topic="/sim/camera_info",
+        use_sim_time=True,
+    )
+    client = Client(domain, "/sim/image", compressed=False)
+    client.publishers = {t: client.node.create_publisher(m, t, 10) for t, m in topics.items()}
+    clock = client.node.create_publisher(Clock, "/clock", 10)
+    start_ns, period_ns = 1_700_000_000 * 10**9, 10**9
+    stamps = [start_ns + (i + 1) * period_ns for i in range(len(frames))]
+    try:
+        client.wait_for_node(proc)
+        assert client.diagnostic_statuses(), "diagnostics come before any /clock"
+        wall0 = time.monotonic()
+        sent = told = 0
+        while time.monotonic() - wall0 < (len(frames) + 2) / rate + 20:
+            now_ns = start_ns + int((time.monotonic() - wall0) * rate * 1e9)
+            tick = Clock()
+            tick.clock.sec, tick.clock.nanosec = divmod(now_ns, 10**9)
+            clock.publish(tick)
+            # as `ros2 bag play --clock` does: each message when the clock reaches it, the sensors (stamped with
+            # the frame) on the replay's clock a tenth of a second before the frame, as a 50 Hz IMU's come
+            if told < len(frames) and now_ns >= stamps[told] - period_ns // 10:
+                _sensors(client, poses[told], stamps[told], frames[told].shape[1], prefix="/sim")
+                told += 1
+            if sent < told and now_ns >= stamps[sent]:
+                client.pub.publish(image_msg(frames[sent], stamps[sent]))
+                sent += 1
+            if sent == len(frames) and all(client.has_fix(s) for s in stamps) and now_ns > stamps[-1] + 1.5e9:
+                break
+            client.spin(0.01)
+        assert proc.poll() is None
+        fixes = {stamp_ns_of(f): (f.latitude, f.longitude, f.status.status) for f, _ in client.fixes}
+        return fixes, float(client.diagnostic_values()["rate_hz"])
     finally:
         client.close()
         proc.terminate()

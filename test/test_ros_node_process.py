@@ -64,8 +64,7 @@ def test_frames_replaced_before_the_worker_takes_one_are_never_decoded(node):
     for msg in msgs:  # three frames arrive while the worker is busy
         node.on_frame(msg)
     assert node.decoded == [], "the camera callback only leaves the message in the mailbox"
-    msg, received_s = node.mailbox.take(timeout=0.0)
-    node.process(msg, received_s)
+    node.process(*node.mailbox.take(timeout=0.0))
     assert node.decoded == [msgs[-1]], "only the newest frame, the one localized, is decoded"
     assert node.mailbox.dropped == 2 and node.stats.processed == 1
     (image,) = node.localizer.images

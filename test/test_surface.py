@@ -122,6 +122,8 @@ def test_the_pose_against_3d_points_recovers_the_centre_and_heading_with_a_covar
     err = centre - truth
     assert np.linalg.norm(err) < 0.5
     assert err[:2] @ np.linalg.inv(cov[:2, :2]) @ err[:2] < 13.8  # inside the 99.9 % ellipse
+    assert cov.shape == (4, 4) and 0 < cov[3, 3] < 1.0  # the heading's variance [deg²]
+    assert (yaw - 75.0) ** 2 / cov[3, 3] < 10.8  # within 3.3 of its standard deviations
     assert 0 < rms < 1.0
 
 
@@ -255,4 +257,5 @@ def test_the_registration_of_a_map_with_a_surface_model_is_calibrated_on_frames_
     finally:
         calibration._world = real_world  # type: ignore[assignment]
     assert len(rendered) == 1  # one 3D world: the map's own raster over its surface model
-    assert fitted is not None and fitted[1] >= 30 and 0.2 < fitted[0] < 20.0
+    assert fitted is not None and fitted.frames >= 30 and 0.2 < fitted.scale < 20.0
+    assert 0.2 < fitted.heading_scale < 20.0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -84,11 +88,12 @@ def test_make_bag_writes_frames_camera_info_imu_range_and_truth_in_both_formats(
                 image_topic: bags.IMAGE if storage == "mcap" else bags.COMPRESSED,
                 "/camera/camera_info": bags.CAMERA_INFO,
                 "/gps/fix": bags.NAVSATFIX,
+                "/gt/imu": bags.IMU,
                 "/imu/data": bags.IMU,
                 "/rangefinder/range": bags.RANGE,
                 "/tf_static": "tf2_msgs/msg/TFMessage",
             }
-            assert reader.count(image_topic) == 24 and reader.count("/gps/fix") == 120
+            assert reader.count(image_topic) == 24 and reader.count("/gps/fix") == reader.count("/gt/imu") == 120
             assert reader.count("/imu/data") == 600 and reader.count("/rangefinder/range") == 240
             frame = next(reader.messages([image_topic])).msg
             array, _ = decode_message(frame)
@@ -166,7 +171,7 @@ def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_p
     topic = "/camera/image_raw" if storage == "mcap" else "/camera/image_raw/compressed"
     out = tmp_path / "eval"
     sensors = ["--imu-topic", "/imu/data", "--height-topic", "/rangefinder/range"]
-    sensors += ["--camera-info-topic", "/camera/camera_info"]
+    sensors += ["--camera-info-topic", "/camera/camera_info", "--gt-imu-topic", "/gt/imu"]
     assert eval_bag(trained, flight[storage], topic, out, "--quiet", *sensors) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames_in_bag"] == 24 and metrics["frames_localized"] == 24
@@ -204,6 +209,22 @@ def test_eval_bag_measures_a_flight_and_writes_everything(trained, flight, tmp_p
         assert reader.count(topic) == reader.count("/jzi/candidates") == 24
     geo = json.loads((out / "flight.geojson").read_text())
     assert sum(f["properties"]["kind"] == "estimate" for f in geo["features"]) == 24
+    # the headings of verified fixes against the INS's, and the trajectories for evo
+    heading = metrics["heading"]
+    assert heading["count"] == round(metrics["verified_share"] * 24) and heading["median_abs_deg"] < 3.0
+    assert heading["within_2sigma"] >= 0.75, heading
+    assert "heading of" in printed and "truth.tum" in printed
+    _assert_tum(out, 24, round(metrics["fix_share"] * 24))
+
+
+def _assert_tum(out, truths: int, fixes: int) -> None:
+    """truth.tum and fixes.tum: a header line, then one pose per row (8 numbers, a unit quaternion), by time."""
+    for name, count in (("truth.tum", truths), ("fixes.tum", fixes)):
+        lines = (out / name).read_text().splitlines()
+        assert lines[0].startswith("#") and len(lines) == count + 1, name
+        values = np.array([[float(v) for v in line.split()] for line in lines[1:]])
+        assert values.shape == (count, 8) and np.all(np.diff(values[:, 0]) > 0)
+        assert np.allclose(np.linalg.norm(values[:, 4:], axis=1), 1.0)
 
 
 def test_after_a_camera_blackout_tracking_recovers_and_eval_bag_says_how_fast(trained, tmp_path, capsys):
@@ -329,3 +350,99 @@ def test_eval_bag_never_replaces_its_input_or_a_folder_it_did_not_write(trained,
     assert eval_bag(trained, flight["mcap"], "/camera/image_raw", notes, "--quiet") != 0
     assert "no evaluation output this project wrote" in capsys.readouterr().err
     assert (notes / "todo.txt").read_text() == "keep me" and any(flight["mcap"].iterdir())
+
+
+def test_score_reproduces_eval_bag_on_a_recording_of_the_running_node(trained, flight, tmp_path, capsys):
+    """The node runs on the flight's messages over DDS while a recorder writes its fixes and poses beside the
+    truth, as `ros2 bag record` would; `jzi score` on that recording gives eval-bag's numbers, and evo reads
+    the trajectories both write."""
+    pytest.importorskip("rclpy", reason="rclpy is not installed (make test installs the ROS 2 wheels)")
+    import random
+    import shutil
+    import subprocess
+    import time
+
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix, Range
+
+    from jzi_ros.ros.harness import Client, Recorder, start_node
+
+    sensors = {"/imu/data": Imu, "/rangefinder/range": Range, "/camera/camera_info": CameraInfo}
+    truths = {"/gps/fix": NavSatFix, "/gt/imu": Imu}
+    args = ["--imu-topic", "/imu/data", "--height-topic", "/rangefinder/range", "--gt-imu-topic", "/gt/imu"]
+    args += ["--camera-info-topic", "/camera/camera_info", "--quiet"]
+    assert eval_bag(trained, flight["mcap"], "/camera/image_raw", tmp_path / "replay", *args) == 0
+    replayed = json.loads((tmp_path / "replay" / "metrics.json").read_text())
+    domain = random.randint(1, 200)
+    proc = start_node(
+        domain,
+        map_path=trained[0],
+        model_path=trained[1],
+        imu_topic="/imu/data",
+        height_topic="/rangefinder/range",
+        camera_info_topic="/camera/camera_info",
+    )
+    client = Client(domain, "/camera/image_raw", compressed=False)
+    publishers = {t: client.node.create_publisher(m, t, 10) for t, m in (sensors | truths).items()}
+    recorded = {"/jzi/fix": NavSatFix, "/jzi/pose": PoseWithCovarianceStamped, "/camera/image_raw": Image}
+    recorder = Recorder(client.node, tmp_path / "recording", recorded | truths)
+    try:
+        client.wait_for_node(proc)
+        with bags.BagReader(flight["mcap"]) as reader:
+            messages = sorted(
+                reader.messages([*sensors, *truths, "/camera/image_raw"]), key=lambda m: bags.stamp_of(m.msg, m.bag_ns)
+            )
+        for m in messages:  # as `ros2 bag play`, each frame waiting for its fix: the node drops none
+            cdr = bytes(bags.TYPESTORE.serialize_cdr(m.msg, m.msgtype))
+            if m.topic != "/camera/image_raw":
+                publishers[m.topic].publish(cdr)
+                continue
+            stamp = bags.stamp_of(m.msg, m.bag_ns)
+            client.spin(0.05)  # the sensors' messages before the frame reach the node before it
+            for _ in range(3):  # best-effort, as cameras publish: a frame lost on the way is sent again
+                client.pub.publish(cdr)
+                end = time.monotonic() + 5.0
+                while not client.has_fix(stamp) and time.monotonic() < end:
+                    client.spin(0.02)
+                if client.has_fix(stamp):
+                    break
+        client.spin(1.0)
+        assert proc.poll() is None
+    finally:
+        recorder.close()
+        client.close()
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert recorder.counts["/jzi/fix"] == 24
+    score = ["score", "--bag", str(tmp_path / "recording"), "--map", str(trained[0]), "--gt-topic", "/gps/fix"]
+    score += ["--pose-topic", "/jzi/pose", "--gt-imu-topic", "/gt/imu", "--image-topic", "/camera/image_raw"]
+    assert main([*score, "--out", str(tmp_path / "score")]) == 0
+    printed = capsys.readouterr().out
+    scored = json.loads((tmp_path / "score" / "metrics.json").read_text())
+    assert scored["fixes_recorded"] == scored["count"] == 24 and scored["frames_unanswered"] == 0
+    # the node reads the same messages at the frames' stamps as eval-bag: the same fixes
+    assert abs(scored["fix_share"] - replayed["fix_share"]) <= 1 / 24 + 1e-9
+    assert abs(scored["verified_share"] - replayed["verified_share"]) <= 1 / 24 + 1e-9
+    cell_m = MapDir(trained[0]).grid.terminal_size_m
+    assert scored["fix_median_m"] == pytest.approx(replayed["fix_median_m"], abs=0.05 * cell_m)
+    assert scored["false_fix_rate"] == replayed["false_fix_rate"] == 0.0
+    assert scored["heading"]["count"] >= 20 and set(scored["latency_ms"]) == {"node"}
+    assert "fixes: 24 recorded" in printed and "published as FIX" in printed
+    _assert_tum(tmp_path / "score", 24, round(scored["fix_share"] * 24))
+    for png in ("trajectory.png", "error_cdf.png"):
+        assert (tmp_path / "score" / png).stat().st_size > 10_000
+    evo = shutil.which("evo_ape", path=str(Path(sys.executable).parent))
+    if evo is None:
+        pytest.skip("evo is not installed (make test installs it on Python 3.11 and later)")
+    for out in ("replay", "score"):
+        ran = subprocess.run(
+            [evo, "tum", "truth.tum", "fixes.tum"],
+            cwd=tmp_path / out,
+            env=dict(os.environ, HOME=str(tmp_path), MPLBACKEND="Agg"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+        rmse = float(re.search(r"rmse\s+([\d.]+)", ran.stdout).group(1))
+        assert rmse < cell_m, ran.stdout

@@ -191,7 +191,7 @@ def drive(tmp_path_factory):
 def test_a_ground_drive_stays_on_the_roads_and_writes_a_robots_sensors(drive):
     report, config, tif = drive
     assert report.relief and report.frames == 40 and report.odometry == 400
-    topics = {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/imu/data", "/odom", "/tf_static"}
+    topics = {"/camera/image_raw", "/camera/camera_info", "/gps/fix", "/gt/imu", "/imu/data", "/odom", "/tf_static"}
     assert set(report.topics) == topics
     from jzi_ros.data.bags import BagReader
 

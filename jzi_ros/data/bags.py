@@ -31,6 +31,7 @@ IMU = "sensor_msgs/msg/Imu"
 RANGE = "sensor_msgs/msg/Range"
 ODOMETRY = "nav_msgs/msg/Odometry"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
+POSE_WITH_COVARIANCE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 ULTRASOUND = 0
 """``sensor_msgs/Range`` radiation type of a sonar."""
 INFRARED = 1
@@ -329,6 +330,12 @@ class BagWriter:
         if topic not in self._conns:
             self._conns[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
         self._writer.write(self._conns[topic], int(stamp_ns), TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+    def add_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
+        """Write a message as it came over DDS (``msgtype`` such as sensor_msgs/msg/NavSatFix, CDR bytes)."""
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+        self._writer.write(self._conns[topic], int(stamp_ns), bytes(cdr))
 
 
 @dataclass

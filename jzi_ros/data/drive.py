@@ -59,6 +59,7 @@ from .flight import (
     world_3d,
     write_frame,
     write_imu,
+    write_true_attitude,
 )
 from .render3d import World3D
 from .scene import SceneFiles
@@ -320,8 +321,14 @@ def write_drive(config: FlightConfig) -> FlightReport:
             stamp_ns = START_NS + int(t_s * 1e9)
             fix = bags.navsatfix(stamp_ns, "gps", float(lat), float(lon), alt, np.diag(GT_VARIANCES_M2), cov_type=2)
             bag.add(config.gt_topic, fix, stamp_ns)
+
+        def true_attitude(t_s: float) -> np.ndarray:
+            return quaternion_from_rotation(motion.body_rotation(t_s))
+
         if config.imu_topic:
-            write_imu(bag, config, lambda t: quaternion_from_rotation(motion.body_rotation(t)), imu_times_s, imu_rng)
+            write_imu(bag, config, true_attitude, imu_times_s, imu_rng)
+        if config.gt_imu_topic:
+            write_true_attitude(bag, config.gt_imu_topic, true_attitude, gps_times_s)
         if config.odom_topic:
             _write_odometry(bag, config, traj, odom_times_s, odom_rng)
         for t_s in tqdm(frame_times_s, desc="rendering street frames", unit="frame", disable=config.quiet):
@@ -355,4 +362,5 @@ def write_drive(config: FlightConfig) -> FlightReport:
         odom_topic=config.odom_topic,
         odometry=len(odom_times_s),
         relief=world.relief,
+        gt_imu_topic=config.gt_imu_topic,
     )

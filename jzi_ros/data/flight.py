@@ -270,6 +270,7 @@ class FlightConfig:
     compressed: bool = False
     image_topic: str = "/camera/image_raw"
     gt_topic: str = "/gps/fix"
+    gt_imu_topic: str = "/gt/imu"
     imu_topic: str = "/imu/data"
     imu_hz: float = 50.0
     imu_yaw_noise_deg: float = 3.0
@@ -374,7 +375,7 @@ class FlightConfig:
             raise DataError(f"imu_yaw_bias_deg must be a finite angle, not {self.imu_yaw_bias_deg}")
         if not (self.image_topic and self.gt_topic):
             raise DataError("image_topic and gt_topic must be topic names")
-        topics = [self.frame_topic, CAMERA_INFO_TOPIC, self.gt_topic, self.imu_topic]
+        topics = [self.frame_topic, CAMERA_INFO_TOPIC, self.gt_topic, self.gt_imu_topic, self.imu_topic]
         topics += [self.odom_topic] if self.platform == "ground" else [self.height_topic]
         named = [t for t in topics if t]
         if len(set(named)) < len(named):
@@ -421,7 +422,8 @@ class FlightReport:
     ``image_topic``, each with its camera info on ``camera_info_topic``,
     ``fixes`` ground-truth fixes on ``gt_topic``, ``attitudes`` IMU messages
     on ``imu_topic`` and ``ranges`` rangefinder messages on ``height_topic``
-    (a sensor left out has an empty topic and no messages). The camera flew
+    (a sensor left out has an empty topic and no messages); the true attitude
+    at each ground-truth fix on ``gt_imu_topic`` (an INS's, for heading errors). The camera flew
     ``trajectory`` (the flight area's local frame) for ``duration_s`` [s] at
     ``altitude_m`` [m] (a view ``footprint_m`` [m] wide) and ``speed_mps``
     [m/s] over a square of side ``area_m`` [m].
@@ -447,11 +449,13 @@ class FlightReport:
     odom_topic: str = ""
     odometry: int = 0
     relief: bool = False
+    gt_imu_topic: str = ""
 
     @property
     def topics(self) -> dict[str, int]:
         """Messages written per topic (the sensors left out are not listed)."""
         counts = {self.image_topic: self.frames, self.camera_info_topic: self.frames, self.gt_topic: self.fixes}
+        counts[self.gt_imu_topic] = self.fixes
         counts |= {self.imu_topic: self.attitudes, self.height_topic: self.ranges, self.odom_topic: self.odometry}
         counts[TF_STATIC_TOPIC] = 1  # base_link -> camera: how the camera is mounted
         return {topic: n for topic, n in counts.items() if topic}
@@ -560,6 +564,16 @@ def write_imu(
         quaternion = quaternion_from_rotation(error @ truth)
         stamp_ns = START_NS + int(t_s * 1e9)
         bag.add(config.imu_topic, bags.imu(stamp_ns, IMU_FRAME, quaternion, variance_rad2), stamp_ns)
+
+
+def write_true_attitude(
+    bag: bags.BagWriter, topic: str, attitude: Callable[[float], np.ndarray], times_s: np.ndarray
+) -> None:
+    """The body's true attitude (``attitude(t)``: x, y, z, w) at ``times_s`` [s] on ``topic``, as an INS gives it."""
+    variance_rad2 = (math.radians(0.05) ** 2,) * 3
+    for t_s in times_s:
+        stamp_ns = START_NS + int(t_s * 1e9)
+        bag.add(topic, bags.imu(stamp_ns, IMU_FRAME, attitude(t_s), variance_rad2), stamp_ns)
 
 
 def _write_ranges(
@@ -689,6 +703,8 @@ def write_flight(config: FlightConfig) -> FlightReport:
             bag.add(config.gt_topic, fix, stamp_ns)
         if config.imu_topic:
             write_imu(bag, config, lambda t: body_quaternion(motion.pose(t)), imu_times_s, imu_rng)
+        if config.gt_imu_topic:
+            write_true_attitude(bag, config.gt_imu_topic, lambda t: body_quaternion(motion.pose(t)), gps_times_s)
         if config.height_topic:
             _write_ranges(bag, config, slant_range, max_range_m, range_times_s, height_noise_m, range_rng)
         for t_s in tqdm(frame_times_s, desc="rendering frames", unit="frame", disable=config.quiet):
@@ -721,4 +737,5 @@ def write_flight(config: FlightConfig) -> FlightReport:
         ranges=len(range_times_s),
         trajectory=traj,
         relief=world is not None,
+        gt_imu_topic=config.gt_imu_topic,
     )

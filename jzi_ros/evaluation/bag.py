@@ -47,7 +47,7 @@ from ..data.sensors import (
     read_odometry_track,
 )
 from ..geo import ZoomGrid
-from ..geo.camera import Mount, height_above_ground
+from ..geo.camera import Mount, body_yaw_deg, height_above_ground, yaw_of
 from ..geo.errors import GeoError
 from ..geo.lens import Lens, lens_of
 from ..images import decode_message
@@ -56,8 +56,8 @@ from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.refine import Attitude
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from .errors import EvaluationError
-from .flight_outputs import write_geojson, write_replay_bag
-from .metrics import error_summary, fix_summary, geodesic_m
+from .flight_outputs import write_geojson, write_replay_bag, write_tum
+from .metrics import error_summary, fix_summary, geodesic_m, heading_summary
 from .plots import plot_eval
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class BagEvalConfig:
     node's parameters of those names. ``initial_pose_m`` (0: none): the robot
     starts from a known pose, the ground truth's position at the first frame
     with this standard deviation [m] and its direction of travel (as a user
-    gives Nav2's initial pose), tracked from there.
+    gives Nav2's initial pose), tracked from there. ``gt_imu_topic``
+    (``sensor_msgs/Imu``, an INS's true attitude; "" for none): the heading
+    of every verified frame (the body's, through the mount) is compared with it.
     """
 
     bag: Path
@@ -130,6 +132,7 @@ class BagEvalConfig:
     max_speed_mps: float = TrackingConfig.max_speed_mps
     reacquire_after: int = TrackingConfig.reacquire_after
     initial_pose_m: float = 0.0
+    gt_imu_topic: str = ""
 
     def __post_init__(self) -> None:
         if not (self.initial_pose_m >= 0 and math.isfinite(self.initial_pose_m)):
@@ -186,6 +189,7 @@ class _Sensors(NamedTuple):
     max_age_ns: int
     odometry: OdometryTrack | None = None
     fixed_height_m: float | None = None  # the camera's height when no rangefinder is read
+    true_attitude: AttitudeTrack | None = None  # an INS's, for the headings' errors
 
     def odometry_at(self, stamp_ns: int) -> Odometry | None:
         """The odometry's pose at a frame's stamp (None: none or stale)."""
@@ -232,7 +236,15 @@ def select_realtime(stamps_ns: np.ndarray, cost_s: float) -> np.ndarray:
     return np.array(picked, int)
 
 
-def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth_latlon: tuple[float, float]) -> dict:
+def frame_row(
+    grid: ZoomGrid,
+    stamp_ns: int,
+    start_ns: int,
+    est: Estimate,
+    truth_latlon: tuple[float, float],
+    true_yaw_deg: float = math.nan,
+    mount: Mount = Mount(),
+) -> dict:
     """One line of ``frames.csv``: a frame's estimate against its ground truth.
 
     Args:
@@ -241,6 +253,8 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         start_ns: The first frame's stamp [ns], the origin of ``t_s``.
         est: The frame's estimate.
         truth_latlon: Ground truth (lat, lon) [deg] at ``stamp_ns``.
+        true_yaw_deg: The body's true yaw [deg, REP-103] at ``stamp_ns`` (NaN: unknown).
+        mount: How the camera sits on the body (the estimate's heading is the camera's).
 
     Returns:
         ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
@@ -250,8 +264,13 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
         ``mode``: how the frame was searched (global, tracking or prior);
         ``gated``: verified only because it landed inside tracking's gate.
+        ``yaw_deg`` and ``yaw_sigma_deg``: the body's heading (REP-103, from
+        the verified registration through ``mount``, as ``/jzi/pose`` has it)
+        and its standard deviation; ``yaw_error_deg`` against ``true_yaw_deg``
+        (NaN where either is unknown).
     """
     true_lat, true_lon = truth_latlon
+    yaw = body_yaw_deg(est.camera, mount) if est.camera is not None else math.nan
     east_m, north_m = (float(v) for v in grid.frame.to_local(true_lat, true_lon))
     return {
         "stamp_ns": stamp_ns,
@@ -274,6 +293,9 @@ def frame_row(grid: ZoomGrid, stamp_ns: int, start_ns: int, est: Estimate, truth
         "cov_en_m2": est.covariance_m2[0, 1],
         "cov_nn_m2": est.covariance_m2[1, 1],
         "path": "".join(f"{a:x}" for a in est.path),
+        "yaw_deg": yaw,
+        "yaw_sigma_deg": math.sqrt(est.yaw_variance_deg2) if est.yaw_variance_deg2 >= 0 else math.nan,
+        "yaw_error_deg": (yaw - true_yaw_deg + 180.0) % 360.0 - 180.0,
         **{f"{k}_ms": v for k, v in est.timings_ms.items()},
     }
 
@@ -372,11 +394,16 @@ def format_summary(m: dict) -> str:
         if m.get("verified_median_m") is not None
         else "verified against the map: no frame"
         + ("" if m.get("refinement", {}).get("on", True) else f" ({m['refinement']['why']})")
+        if "verified_share" in m
+        else "verified against the map: not known (no pose topic recorded)"
     )
     cal = m.get("calibration", {})
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
-        f"{m['frames_without_truth']} without ground truth, {m['frames_rejected']} rejected",
+        f"{m['frames_without_truth']} without ground truth, {m['frames_rejected']} rejected"
+        if "frames_localized" in m
+        else f"fixes: {m['fixes_recorded']} recorded, {m['frames_without_truth']} without ground truth"
+        + (f"; {m['frames_in_bag']} camera frames in the bag" if m.get("frames_in_bag") is not None else ""),
         f"{'R@40m':>8}{'R@50m':>8}{'R@100m':>8}{'R@1cell':>9}{'R@2cell':>9}{'R@4cell':>9}"
         f"{'median':>9}{'mean':>9}{'p95':>9}{'in 95%':>9}",
         f"{100 * m['R@40m']:>7.1f}%{100 * m['R@50m']:>7.1f}%{100 * m['R@100m']:>7.1f}%{100 * m['R@1cell']:>8.1f}%"
@@ -384,14 +411,26 @@ def format_summary(m: dict) -> str:
         f"{m['p95_m']:>7.1f} m{100 * m['ellipse95_coverage']:>8.1f}%",
         fix,
         verified,
-        f"confidence (P within 2 cells) ECE {m['confidence_reliability']['ece']:.3f}; "
-        + (
-            f"calibration fit on {cal['frames']} frames"
-            if cal.get("frames")
-            else "the model holds no calibration (the search's own probabilities)"
-        ),
-        "latency p50/p95 [ms]: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["latency_ms"].items()),
     ]
+    if "confidence_reliability" in m:
+        lines.append(
+            f"confidence (P within 2 cells) ECE {m['confidence_reliability']['ece']:.3f}; "
+            + (
+                f"calibration fit on {cal['frames']} frames"
+                if cal.get("frames")
+                else "the model holds no calibration (the search's own probabilities)"
+            )
+        )
+    lines.append(
+        "latency p50/p95 [ms]: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["latency_ms"].items())
+    )
+    heading = m.get("heading", {})
+    if heading.get("count"):
+        lines.append(
+            f"heading of {heading['count']} verified frames: median error {heading['median_abs_deg']:.2f} deg, "
+            f"p95 {heading['p95_abs_deg']:.2f} deg, within 2 sigma {100 * heading['within_2sigma']:.1f} % "
+            f"(median sigma {heading['median_sigma_deg']:.2f} deg)"
+        )
     if m.get("search_modes"):
         modes = ", ".join(f"{k} {n}" for k, n in sorted(m["search_modes"].items()))
         lines.append(f"searched: {modes} frames" + ("" if m["tracking"]["on"] else " (tracking off)"))
@@ -416,6 +455,7 @@ def _read_bag(config: BagEvalConfig) -> tuple[FixTrack, list[tuple[int, object]]
             int(config.sensor_max_age_s * 1e9),
             read_odometry_track(reader, config.odom_topic) if config.odom_topic else None,
             config.height_m or None,
+            read_attitude_track(reader, config.gt_imu_topic) if config.gt_imu_topic else None,
         )
         if config.camera_info_topic:
             reader.check(config.camera_info_topic, (bags.CAMERA_INFO,), "camera info")
@@ -519,7 +559,12 @@ def _replay(
         if gt is None:
             without_truth += 1
             continue
-        rows.append(frame_row(loc.grid, stamp_ns, frames[0][0], est, gt))
+        true_q = sensors.true_attitude.at(stamp_ns) if sensors.true_attitude is not None else None
+        true_yaw = yaw_of(true_q) if true_q is not None else None
+        mount = Mount(pitch_deg=config.mount_pitch_deg)
+        rows.append(
+            frame_row(loc.grid, stamp_ns, frames[0][0], est, gt, math.nan if true_yaw is None else true_yaw, mount)
+        )
     return _Replay(rows, estimates, without_truth, rejected, without_attitude, without_height, first_rejection)
 
 
@@ -600,6 +645,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             "height_m": config.height_m,
             "odom_topic": config.odom_topic,
             "camera_info_topic": config.camera_info_topic,
+            "gt_imu_topic": config.gt_imu_topic,
         },
         "refinement": loc.refine_summary(),
         "initial_pose_m": config.initial_pose_m,
@@ -611,6 +657,9 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
         "recoveries": recoveries(stamps_ns, replay.estimates),
         "refusals": refusals(replay.rows),
+        "heading": heading_summary(
+            [r["yaw_error_deg"] for r in replay.rows], [r["yaw_sigma_deg"] for r in replay.rows]
+        ),
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
         "trust_unverified": config.trust_unverified,
@@ -626,6 +675,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
     write_frames_csv(replay.rows, tmp / "frames.csv")
     write_replay_bag(replay.estimates, frames, tmp / "estimates", config.storage, image_topic=config.image_topic)
     write_geojson(replay.rows, tmp / "flight.geojson")
+    write_tum(loc.grid, replay.rows, tmp)
     pictures = plot_eval(replay.rows, loc.map, tmp)
     finish_partial(tmp, out, "metrics.json", "evaluation output", inputs)
     return BagReport(

@@ -1,4 +1,4 @@
-"""A replayed flight as files people open in their own tools: a GeoJSON map and a replay bag.
+"""A replayed flight as files people open in their own tools: a GeoJSON map, a replay bag, TUM trajectories.
 
 :func:`write_geojson` writes the frame rows of `jzi eval-bag`
 (:func:`.bag.frame_row`) as an RFC 7946 FeatureCollection: WGS84, every
@@ -30,6 +30,9 @@ as ``geometry_msgs/PoseArray`` on ``/jzi/candidates`` in the node's convention
 (:func:`jzi_ros.ros.convert.candidates_to_poses`: x east, y north [m] in the
 map's local frame, z the candidate's probability, best first; the fix's
 header). Every record's bag time is the frame's stamp.
+
+:func:`write_tum` writes the truth and the fixes as TUM trajectories in the
+map's local frame, for trajectory tools such as evo.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 
 from ..data import bags
 from ..data.errors import BagError
+from ..geo import ZoomGrid
 from ..localizer.estimate import CHI2_95_2DOF, Estimate, ellipse_95
 from ..outputs import check_replaceable
 from .metrics import GEOD
@@ -185,6 +189,35 @@ def write_geojson(rows: list[dict], path: str | Path) -> Path:
     collection = {"type": "FeatureCollection", "features": geojson_features(rows)}
     path.write_text(json.dumps(collection, allow_nan=False))
     return path
+
+
+TUM_HEADER = "# timestamp[s] x[m east] y[m north] z[m] qx qy qz qw (the map's local ENU frame, jzi_map)\n"
+
+
+def write_tum(grid: ZoomGrid, rows: list[dict], out: str | Path) -> tuple[Path, Path]:
+    """The truth and the published fixes as TUM trajectories, for evo (``evo_ape tum truth.tum fixes.tum``).
+
+    ``truth.tum``: the ground truth at every row's stamp; ``fixes.tum``: the
+    rows published as FIX, at the same stamps (so evo associates them
+    exactly), in the map's local frame (x east, y north [m] from its centre,
+    z 0), the orientation the body's yaw where the fix has one (identity otherwise).
+
+    Returns:
+        The paths of ``truth.tum`` and ``fixes.tum`` in ``out``.
+    """
+    out = Path(out)
+    rows = sorted(rows, key=lambda r: r["stamp_ns"])
+
+    def line(row: dict, lat_key: str, lon_key: str, yaw_deg: float) -> str:
+        east, north = (float(v) for v in grid.frame.to_local(row[lat_key], row[lon_key]))
+        half = math.radians(yaw_deg) / 2 if math.isfinite(yaw_deg) else 0.0
+        return f"{row['stamp_ns'] / 1e9:.9f} {east:.4f} {north:.4f} 0 0 0 {math.sin(half):.9f} {math.cos(half):.9f}\n"
+
+    truth, fixes = out / "truth.tum", out / "fixes.tum"
+    truth.write_text(TUM_HEADER + "".join(line(r, "true_lat", "true_lon", math.nan) for r in rows))
+    published = [r for r in rows if r["status"] == "FIX"]
+    fixes.write_text(TUM_HEADER + "".join(line(r, "est_lat", "est_lon", float(r["yaw_deg"])) for r in published))
+    return truth, fixes
 
 
 def write_replay_bag(

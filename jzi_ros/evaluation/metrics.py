@@ -120,7 +120,7 @@ def fix_summary(
     Returns:
         ``fix_share``, ``fix_count``, ``ellipse95_coverage`` (all frames),
         ``confidence_reliability`` (:func:`reliability` of the confidence
-        against "within two cells") and, when some frame is FIX, ``fix_median_m``,
+        against "within two cells"; left out when a confidence is NaN) and, when some frame is FIX, ``fix_median_m``,
         ``fix_p95_m``, ``false_fix_rate`` (share of FIX frames more than two
         cells off) and ``fix_ellipse95_coverage``. With ``verified``:
         ``verified_share`` and, when some frame is verified,
@@ -137,8 +137,10 @@ def fix_summary(
         "fix_share": float(fix.mean()),
         "fix_count": int(fix.sum()),
         "ellipse95_coverage": float(inside.mean()),
-        "confidence_reliability": reliability(confidence, right),
     }
+    conf = np.asarray(confidence, float)
+    if np.isfinite(conf).all():  # a recording of the node's fixes holds no confidence
+        out["confidence_reliability"] = reliability(conf, right)
     if fix.any():
         out |= {
             "fix_median_m": float(np.median(e[fix])),
@@ -157,6 +159,32 @@ def fix_summary(
                 "verified_ellipse95_coverage": float(inside[ver].mean()),
             }
     return out
+
+
+def heading_summary(error_deg: ArrayLike, sigma_deg: ArrayLike) -> dict:
+    """How good the published headings and their uncertainties are.
+
+    Args:
+        error_deg: Per-frame heading error [deg] (estimate minus truth, wrapped to ±180; NaN: no heading).
+        sigma_deg: Per-frame standard deviation [deg] the estimate gave its heading.
+
+    Returns:
+        ``count`` (frames with a heading and a truth) and, when some, ``median_abs_deg``,
+        ``p95_abs_deg``, ``median_sigma_deg`` and ``within_2sigma`` (share whose error
+        is within twice the given standard deviation; a Gaussian's 95.4 %).
+    """
+    err, sig = np.asarray(error_deg, float), np.asarray(sigma_deg, float)
+    has = np.isfinite(err) & np.isfinite(sig)
+    if not has.any():
+        return {"count": 0}
+    err, sig = np.abs(err[has]), sig[has]
+    return {
+        "count": int(has.sum()),
+        "median_abs_deg": float(np.median(err)),
+        "p95_abs_deg": float(np.percentile(err, 95)),
+        "median_sigma_deg": float(np.median(sig)),
+        "within_2sigma": float((err <= 2 * sig).mean()),
+    }
 
 
 def zoom_metrics(

@@ -274,6 +274,17 @@ def body_quaternion(pose: CameraPose, mount: Mount = Mount()) -> np.ndarray:
     return quaternion_from_rotation(pose.rotation() @ mount.body_from_camera().T)
 
 
+def body_yaw_deg(pose: CameraPose, mount: Mount = Mount()) -> float:
+    """The yaw [deg, counter-clockwise from east, REP-103] of the body that carries a camera on ``mount`` at ``pose``.
+
+    NaN when the pose's heading is not finite.
+    """
+    if not math.isfinite(pose.yaw_deg):
+        return math.nan
+    yaw = yaw_of(body_quaternion(pose, mount))
+    return math.nan if yaw is None else yaw
+
+
 def heading_deg(quaternion_xyzw, mount: Mount = Mount()) -> float:
     """Heading [deg, clockwise from north, 0-360] of the image top of a camera on ``mount`` on a body of this attitude.
 

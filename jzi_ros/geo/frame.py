@@ -61,3 +61,21 @@ class LocalFrame:
         _, inv = _transformers(self.lat0, self.lon0)
         lon, lat = inv.transform(np.asarray(east_m, float), np.asarray(north_m, float))
         return np.asarray(lat), np.asarray(lon)
+
+    def pose_in(self, datum_lat: float, datum_lon: float, crs: str | None = None) -> tuple[float, float, float]:
+        """Where this frame lies in another: (x, y) [m] of its origin and the yaw [rad] of its x axis.
+
+        The other frame has its origin at the datum (lat, lon) [deg] and the
+        axes of ``crs`` (a projected CRS, e.g. the UTM zone a robot_localization
+        ``navsat_transform`` works in); without one, the transverse Mercator
+        centred on the datum (east and north at the datum). This is the static
+        transform from a robot's ``map`` frame to the map's own (``jzi_map``).
+        """
+        other = pyproj.CRS.from_user_input(crs) if crs else LocalFrame(datum_lat, datum_lon).crs
+        if not other.is_projected:
+            raise ValueError(f"{crs} is not a projected CRS (metres east and north)")
+        to_other = pyproj.Transformer.from_crs("EPSG:4326", other, always_xy=True)
+        x0, y0 = to_other.transform(datum_lon, datum_lat)
+        lat_x, lon_x = self.to_latlon(1000.0, 0.0)  # a point on this frame's x axis
+        (ox, oy), (ax, ay) = to_other.transform(self.lon0, self.lat0), to_other.transform(float(lon_x), float(lat_x))
+        return float(ox - x0), float(oy - y0), float(np.arctan2(ay - oy, ax - ox))

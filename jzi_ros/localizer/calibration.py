@@ -64,6 +64,9 @@ class Calibration:
             the truth lies inside the 95 % ellipse of 95 % of the verified
             held-out frames (:func:`fit_registration_scale`).
         registration_frames: the verified frames it was fit on (0: not fit).
+        heading_scale: the factor of a verified fix's heading variance, fit on
+            the same frames so that 95 % of the headings' errors lie within
+            1.96 of its standard deviations (:func:`fit_heading_scale`).
     """
 
     temperature: float = 1.0
@@ -75,6 +78,7 @@ class Calibration:
     min_confidence: float = 0.0
     registration_scale: float = 1.0
     registration_frames: int = 0
+    heading_scale: float = 1.0
 
     @property
     def fitted(self) -> bool:
@@ -140,6 +144,28 @@ def fit_registration_scale(offsets_m: np.ndarray, covariances_m2: np.ndarray) ->
     solved = np.linalg.solve(np.asarray(covariances_m2, float), offsets_m[..., None])[..., 0]
     d2 = (offsets_m * solved).sum(-1)
     return float(np.clip(np.quantile(d2, 0.95) / CHI2_95_2DOF, *REGISTRATION_SCALE_RANGE))
+
+
+CHI2_95_1DOF = 3.841458820694124
+"""The 95 % quantile of the chi-square distribution with 1 degree of freedom (1.96²)."""
+
+
+def fit_heading_scale(errors_deg: np.ndarray, variances_deg2: np.ndarray) -> float | None:
+    """The factor s that puts 95 % of the heading errors within 1.96 standard deviations of ``s`` x the variances.
+
+    Args:
+        errors_deg: (N,) verified heading minus truth [deg], wrapped to ±180.
+        variances_deg2: (N,) the registration's heading variances [deg²].
+
+    Returns:
+        ``q95(e² / v) / chi2_95(1)`` within :data:`REGISTRATION_SCALE_RANGE`;
+        None for fewer than :data:`MIN_REGISTRATION_FRAMES` frames with a finite variance.
+    """
+    e, v = np.asarray(errors_deg, float), np.asarray(variances_deg2, float)
+    ok = np.isfinite(e) & np.isfinite(v) & (v > 0)
+    if ok.sum() < MIN_REGISTRATION_FRAMES:
+        return None
+    return float(np.clip(np.quantile(e[ok] ** 2 / v[ok], 0.95) / CHI2_95_1DOF, *REGISTRATION_SCALE_RANGE))
 
 
 def raw_confidence(centres_m: np.ndarray, probs: np.ndarray, cell_m: float) -> np.ndarray:

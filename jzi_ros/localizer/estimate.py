@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..geo.camera import CameraPose
+
 CHI2_95_2DOF = 5.991464547107979
 """The 95 % quantile of the chi-square distribution with 2 degrees of freedom:
 a 2-D Gaussian puts 95 % of its mass inside ``d^T Sigma^-1 d <= CHI2_95_2DOF``."""
@@ -61,7 +63,10 @@ class Estimate:
     ``gated``: verified only because it landed inside tracking's gate
     (:mod:`~jzi_ros.localizer.refine`); ``altitude_m``: the camera's
     elevation [m] in the map's surface model's vertical datum, from a
-    verified registration on it (NaN otherwise).
+    verified registration on it (NaN otherwise); ``camera``: the verified
+    registration's camera pose (its heading ``yaw_deg`` solved, its tilt the
+    attitude's or a level camera's; None unless verified) and
+    ``yaw_variance_deg2`` that heading's variance [deg²] (NaN unless verified).
     """
 
     lat: float
@@ -81,6 +86,8 @@ class Estimate:
     mode: str = "global"
     gated: bool = False
     altitude_m: float = float("nan")
+    camera: CameraPose | None = None
+    yaw_variance_deg2: float = float("nan")
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

@@ -172,6 +172,15 @@ def _mahalanobis2(scored: _Scored, centre: np.ndarray, covariance: np.ndarray) -
     return np.einsum("...i,ij,...j->...", d, np.linalg.inv(covariance), d)
 
 
+def _yaw_variance(
+    yaws: list[float], tops: list[float], best_deg: float, peak: float, step: float, spread: float
+) -> float:
+    """The heading's variance [deg²]: each heading tried weighs as the offsets do, plus its ``step``'s own."""
+    off = (np.asarray(yaws, float) - best_deg + 180.0) % 360.0 - 180.0
+    w = np.exp(np.minimum((np.asarray(tops, float) - peak) / (spread * abs(peak) + 1e-12), 0.0))
+    return float(w @ off**2 / w.sum() + step**2 / 12.0)
+
+
 def _moments(weight: np.ndarray, east: np.ndarray, north: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (2,) and covariance (2, 2) [m, m²] of positions under (unnormalized) weights."""
     w = weight.ravel() / weight.sum()
@@ -224,12 +233,14 @@ class GroundRegistrar:
             yaws = [attitude.yaw_deg + d for d in self._span()]
         else:
             yaws = list(np.arange(0.0, 360.0, c.search_step_deg))
+        step = c.search_step_deg if facing_deg is None and attitude.yaw_deg is None else c.heading_step_deg
         centre = np.asarray(centre_m, float)
         reach = min(float(reach_m), c.max_reach_m)
         prior = None if prior_covariance_m2 is None else np.asarray(prior_covariance_m2, float)[:2, :2]
         frame_grey = grey(frame_rgb)
         best: tuple[float, _Scored] | None = None
         base: dict = {"gsd_m": self.gsd_m, "height_m": height_m}
+        tops: list[float] = []
         for yaw in yaws:
             scored = self._score(
                 frame_grey, camera, CameraPose(0.0, 0.0, height_m, yaw % 360.0, pitch, roll), centre, reach
@@ -240,11 +251,17 @@ class GroundRegistrar:
             if prior is not None:  # the heading that matches best where the robot can be
                 inside = _mahalanobis2(scored, centre, prior) <= 9.0
             top = float(scored.score[inside].max()) if inside.any() else -math.inf
+            tops.append(top)
             if best is None or top > best[0]:
                 best = (top, scored)
         assert best is not None
         peak, scored = best
-        base |= {"peak": peak, "yaw_deg": scored.yaw_deg % 360.0, "tilt_deg": float(math.hypot(pitch - 90, roll))}
+        base |= {
+            "peak": peak,
+            "yaw_deg": scored.yaw_deg % 360.0,
+            "yaw_variance_deg2": _yaw_variance(yaws, tops, scored.yaw_deg, peak, step, c.spread),
+            "tilt_deg": float(math.hypot(pitch - 90, roll)),
+        }
         least = c.min_score if tracked else c.min_start_score
         if not peak >= least:
             return Registration(False, f"the ground ahead does not match the map (score {peak:.3f} < {least})", **base)

@@ -340,6 +340,8 @@ class Localizer:
         position, path = centres[0], cands[0].path
         verified, verdict, inliers, gated, altitude = False, self.refine_off, 0, False, math.nan
         heading = math.nan  # where the robot faces, from a verified registration
+        camera_pose: CameraPose | None = None
+        yaw_var = math.nan
         t4 = time.perf_counter()
         if self.refiner is not None or self.ground is not None:
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
@@ -359,7 +361,9 @@ class Localizer:
             verified, verdict, inliers, gated = reg.verified, reg.verdict, reg.inliers, bool(reg.forgiven)
             if reg.verified:
                 altitude = reg.altitude_m
-                heading = self._facing_deg(reg, attitude)
+                camera_pose = self._camera_pose(reg, attitude)
+                heading = camera_pose.facing_deg() if math.isfinite(reg.yaw_deg) else math.nan
+                yaw_var = reg.yaw_variance_deg2 * self.calibration.heading_scale
                 position = np.array([reg.east_m, reg.north_m])
                 cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
                 half = self.grid.size_m / 2 - 1e-6
@@ -414,6 +418,8 @@ class Localizer:
             mode,
             gated,
             altitude,
+            camera_pose,
+            yaw_var,
         )
 
     def initial_pose(
@@ -482,14 +488,12 @@ class Localizer:
             best = best or reg
         return best or Registration(False, "no candidate to register around")
 
-    def _facing_deg(self, reg: Registration, attitude: Attitude | None) -> float:
-        """Where the camera of a verified registration faces [deg from north]: its heading with the known tilt."""
+    def _camera_pose(self, reg: Registration, attitude: Attitude | None) -> CameraPose:
+        """The camera of a verified registration: its place, height and heading with the known tilt (else level)."""
         level = 90.0 if self.ground is not None else 0.0  # a street camera looks at the horizon
         tilt = (attitude.pitch_deg, attitude.roll_deg) if attitude is not None else (None, None)
         pitch, roll = (level, 0.0) if tilt[0] is None or tilt[1] is None else (tilt[0], tilt[1])
-        if not math.isfinite(reg.yaw_deg):
-            return math.nan
-        return CameraPose(0.0, 0.0, 1.0, reg.yaw_deg, pitch, roll).facing_deg()
+        return CameraPose(reg.east_m, reg.north_m, reg.height_m, reg.yaw_deg, pitch, roll)
 
     def _smooth(self, z: np.ndarray, r: np.ndarray, stamp_s: float | None) -> tuple[np.ndarray, np.ndarray]:
         """A constant-position Kalman filter over frames (off unless configured)."""

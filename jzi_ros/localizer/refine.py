@@ -34,7 +34,10 @@ half a patch each pixel is in four) and gets a floor of ``(floor_px · gsd)²``
 per axis, gsd being
 the registration's ground resolution [m/px]: correspondences between two
 images of different dates or sensors are not independent, and the map's own
-georeferencing is not exact.
+georeferencing is not exact. The heading's variance
+(:attr:`Registration.yaw_variance_deg2`) comes from the same fits (the
+similarity's turn, the 3D pose's yaw, the PnP rotation's heading), times the
+same overlap.
 
 Checks, each with the reason it gives when it fails (:attr:`Registration.verdict`):
 enough inliers, and a share of the matches (``min_inlier_share``, or
@@ -183,7 +186,8 @@ class Registration:
     the index of the zoom's candidate it started from; ``forgiven``: the
     check that failed but the motion gate replaced ("" when none did);
     ``altitude_m``: the camera's elevation [m] in the surface model's datum
-    when the map has one (its ``height_m`` is then above the surface under it).
+    when the map has one (its ``height_m`` is then above the surface under it);
+    ``yaw_variance_deg2``: the variance [deg²] of ``yaw_deg`` from the fit.
     """
 
     verified: bool
@@ -205,6 +209,7 @@ class Registration:
     timings_ms: dict = field(default_factory=dict)
     forgiven: str = ""
     altitude_m: float = math.nan
+    yaw_variance_deg2: float = math.nan
 
 
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
@@ -310,9 +315,9 @@ def fit_similarity(rel_m: np.ndarray, ground_m: np.ndarray, min_sigma_m: float) 
 def pose_covariance(
     obj: np.ndarray, img: np.ndarray, k: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, min_sigma_px: float
 ) -> tuple[np.ndarray, float]:
-    """Covariance (3x3) [m²] of the camera centre from the PnP fit, and the residuals' RMS [px].
+    """Covariance (4x4) of the camera centre [m] and heading [deg] from the PnP fit, and the residuals' RMS [px].
 
-    The formula is in the module docstring.
+    The formula is in the module docstring; the heading (:func:`_yaw_deg`) is carried like the centre.
     """
     proj, jac = cv2.projectPoints(obj, rvec, tvec, k, None)
     res = (proj.reshape(-1, 2) - img).ravel()
@@ -321,13 +326,26 @@ def pose_covariance(
     sigma2 = max(float(res @ res) / dof, min_sigma_px**2)
     j = jac[:, :6]
     cov_params = sigma2 * np.linalg.pinv(j.T @ j)
-    a = np.zeros((3, 6))
+
+    def pose(params: np.ndarray) -> np.ndarray:
+        r, t = np.split(params, 2)
+        return np.r_[_centre(r, t), _yaw_deg(r)]
+
+    a = np.zeros((4, 6))
     params = np.r_[rvec.ravel(), tvec.ravel()]
     for i in range(6):
         d = np.zeros(6)
         d[i] = 1e-6 * max(1.0, abs(params[i]))
-        a[:, i] = (_centre(*np.split(params + d, 2)) - _centre(*np.split(params - d, 2))) / (2 * d[i])
+        diff = pose(params + d) - pose(params - d)
+        diff[3] = (diff[3] + 180.0) % 360.0 - 180.0
+        a[:, i] = diff / (2 * d[i])
     return a @ cov_params @ a.T, float(np.sqrt(np.mean(res.reshape(-1, 2) ** 2) * 2))
+
+
+def _yaw_deg(rvec: np.ndarray) -> float:
+    """Heading [deg, clockwise from north, 0-360] of the image top of a camera of world-to-camera rotation ``rvec``."""
+    top = -cv2.Rodrigues(np.asarray(rvec, np.float64).reshape(3, 1))[0].T[:, 1]
+    return math.degrees(math.atan2(top[0], top[1])) % 360
 
 
 def solve_pose(
@@ -355,12 +373,12 @@ def solve_pose(
         iterations: Most Gauss-Newton steps.
 
     Returns:
-        The centre (3,) [m], the heading [deg], the covariance (3x3) [m²] of
-        the centre and the residuals' RMS [m]. Residuals are the pixel errors
+        The centre (3,) [m], the heading [deg], the covariance (4x4) of the
+        centre [m²] and the heading [deg²], and the residuals' RMS [m]. Residuals are the pixel errors
         times each point's depth over the focal length: metres across the ray,
         comparable with the flat ground's fit (:func:`fit_similarity`); the
         covariance is ``s² (Jᵀ J)⁻¹`` of the four parameters with ``s² =
-        max(Σ r² / (2N - 4), min_sigma_m²)``, its centre block.
+        max(Σ r² / (2N - 4), min_sigma_m²)``.
     """
     obj, img = np.asarray(obj, np.float64), np.asarray(img, np.float64)
     f = float(k[0, 0])
@@ -394,7 +412,7 @@ def solve_pose(
     n = len(obj)
     sigma2 = max(float(r @ r) / max(2 * n - 4, 1), min_sigma_m**2)
     cov = sigma2 * np.linalg.pinv(j.T @ j)
-    return p[:3], float(p[3]), cov[:3, :3], float(np.sqrt(np.mean(r.reshape(-1, 2) ** 2) * 2))
+    return p[:3], float(p[3]), cov, float(np.sqrt(np.mean(r.reshape(-1, 2) ** 2) * 2))
 
 
 class Refiner:
@@ -668,6 +686,7 @@ class Refiner:
             altitude_m=float(found_centre[2]),
             scale=height / height_m,
             yaw_deg=yaw % 360,
+            yaw_variance_deg2=m.overlap * float(cov[3, 3]),
             tilt_deg=float(math.hypot(pitch, roll)),
             covariance_m2=m.overlap * cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_m / gsd,
@@ -730,9 +749,7 @@ class Refiner:
             return Registration(False, "no camera pose above the ground fits the matches", **base)
         rvec, tvec, centre = min(sols, key=lambda s: _tilt_deg(s[0]))
         cov, rms = pose_covariance(obj_in, img_in, k, rvec, tvec, c.min_sigma_px)
-        r_wc = cv2.Rodrigues(rvec)[0].T
-        top = -r_wc[:, 1]
-        yaw = math.degrees(math.atan2(top[0], top[1])) % 360
+        yaw = _yaw_deg(rvec)
         tilt = _tilt_deg(rvec)
         east, north = float(centre[0] + origin[0]), float(centre[1] + origin[1])
         cov2 = m.overlap * cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2
@@ -742,6 +759,7 @@ class Refiner:
             north_m=north,
             height_m=float(centre[2]),
             yaw_deg=yaw,
+            yaw_variance_deg2=m.overlap * float(cov[3, 3]),
             tilt_deg=tilt,
             covariance_m2=cov2,
             reprojection_px=rms,
@@ -804,6 +822,8 @@ class Refiner:
         params, cov, rms_m = fit_similarity(rel, ground, c.min_sigma_px * gsd)
         a, b, east, north = (float(v) for v in params)
         turn_deg = math.degrees(math.atan2(b, a))
+        d_turn = np.array([-b, a]) / (a * a + b * b)  # ∂ atan2(b, a) / ∂(a, b)
+        turn_var_deg2 = math.degrees(1.0) ** 2 * float(d_turn @ cov[:2, :2] @ d_turn)
         rms_px = rms_m / gsd
         found = dict(
             base,
@@ -812,6 +832,7 @@ class Refiner:
             height_m=height_m * math.hypot(a, b),
             scale=math.hypot(a, b),
             yaw_deg=((attitude.yaw_deg or 0.0) - turn_deg) % 360,
+            yaw_variance_deg2=overlap * turn_var_deg2,
             tilt_deg=float(math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)),
             covariance_m2=overlap * cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_px,

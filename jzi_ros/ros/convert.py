@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from geometry_msgs.msg import Pose, PoseArray
+from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus, Range
 
-from ..geo.camera import yaw_of
+from ..geo.camera import Mount, body_yaw_deg, yaw_of
 from ..geo.lens import Lens, lens_of
 from ..images import ENCODINGS, decode_compressed, decode_raw
 from ..localizer import Estimate, InputError, Odometry, Prior, PriorError
@@ -62,6 +62,44 @@ def estimate_to_fix(est: Estimate, header, altitude_m: float, vertical_variance_
     fix.position_covariance = [float(v) for v in est.fix_covariance_m2(vertical_variance_m2).ravel()]
     fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_APPROXIMATED
     return fix
+
+
+UNKNOWN_ANGLE_VARIANCE_RAD2 = 1e4
+"""Variance [rad²] of an angle the pose does not measure (roll and pitch; the yaw of an unverified fix)."""
+
+
+def estimate_to_pose(
+    est: Estimate, header, frame_id: str, altitude_m: float, vertical_variance_m2: float, mount: Mount = Mount()
+) -> PoseWithCovarianceStamped:
+    """A ``PoseWithCovarianceStamped`` of an estimate: the body's planar pose in the map's local ENU frame.
+
+    x east and y north [m] from the map's centre (its transverse Mercator,
+    :class:`~jzi_ros.geo.LocalFrame`); z the fix's finite altitude
+    (:func:`estimate_to_fix`). The orientation is the body's yaw (REP-103),
+    from the verified registration's camera heading through ``mount``; roll
+    and pitch are not measured (identity, variance
+    :data:`UNKNOWN_ANGLE_VARIANCE_RAD2`), nor is the yaw of a fix that was not
+    verified. The 6x6 covariance (x, y, z, roll, pitch, yaw) holds the
+    horizontal block, the altitude's variance and the heading's [rad²].
+    """
+    msg = PoseWithCovarianceStamped()
+    msg.header.stamp, msg.header.frame_id = header.stamp, frame_id
+    p = msg.pose.pose
+    p.position.x, p.position.y = float(est.east_m), float(est.north_m)
+    p.position.z = float(est.altitude_m if math.isfinite(est.altitude_m) else altitude_m)
+    cov = np.zeros((6, 6))
+    cov[:2, :2] = (est.covariance_m2 + est.covariance_m2.T) / 2
+    cov[2, 2] = vertical_variance_m2
+    cov[3, 3] = cov[4, 4] = cov[5, 5] = UNKNOWN_ANGLE_VARIANCE_RAD2
+    yaw = body_yaw_deg(est.camera, mount) if est.camera is not None else math.nan
+    if math.isfinite(yaw) and math.isfinite(est.yaw_variance_deg2):
+        half = math.radians(yaw) / 2
+        p.orientation.z, p.orientation.w = math.sin(half), math.cos(half)
+        cov[5, 5] = math.radians(1.0) ** 2 * est.yaw_variance_deg2
+    else:
+        p.orientation.w = 1.0
+    msg.pose.covariance = [float(v) for v in cov.ravel()]
+    return msg
 
 
 def imu_orientation(msg: Imu) -> np.ndarray | None:

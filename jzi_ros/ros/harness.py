@@ -20,6 +20,7 @@ import numpy as np
 import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, Imu, NavSatFix, Range
 
@@ -101,8 +102,8 @@ def sensor_msgs_at(pose: Any, stamp_ns: int) -> tuple[Imu, Range]:
 class Client:
     """A node of its own in ``domain_id`` that publishes frames on ``topic``.
 
-    It collects the fixes on ``fix_topic`` (with their arrival time [s, monotonic])
-    and the diagnostics.
+    It collects the fixes on ``fix_topic`` (with their arrival time [s, monotonic]),
+    the poses on the topic beside it (``jzi/pose`` beside ``jzi/fix``) and the diagnostics.
     """
 
     def __init__(self, domain_id: int, topic: str, compressed: bool, fix_topic: str = "/jzi/fix") -> None:
@@ -113,6 +114,9 @@ class Client:
         self.fixes: list[tuple[NavSatFix, float]] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.node.create_subscription(NavSatFix, fix_topic, lambda m: self.fixes.append((m, time.monotonic())), 10)
+        self.poses: list[PoseWithCovarianceStamped] = []
+        pose_topic = fix_topic.rsplit("/", 1)[0] + "/pose"
+        self.node.create_subscription(PoseWithCovarianceStamped, pose_topic, self.poses.append, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -171,3 +175,41 @@ class Client:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+class Recorder:
+    """What ``ros2 bag record`` does, on a node of this process.
+
+    ``topics`` (name -> message class) are written to a rosbag2 at ``path`` as they come (serialized, with
+    their receive time); :meth:`close` ends the bag.
+    """
+
+    def __init__(self, node: Any, path: str | Path, topics: dict[str, type], storage: str = "mcap") -> None:
+        from ..data.bags import BagWriter
+
+        self.bag = BagWriter(path, storage).__enter__()
+        self.counts = dict.fromkeys(topics, 0)
+        self.subscriptions = [  # cameras with sensor-data QoS, as they publish; the rest reliable, as the node does
+            node.create_subscription(t, topic, self._writer(topic, _msgtype(t)), _qos_of(t), raw=True)
+            for topic, t in topics.items()
+        ]
+
+    def _writer(self, topic: str, msgtype: str):
+        def write(cdr: bytes) -> None:
+            self.bag.add_raw(topic, msgtype, cdr, time.time_ns())
+            self.counts[topic] += 1
+
+        return write
+
+    def close(self) -> None:
+        """Finish the bag."""
+        self.bag.__exit__(None, None, None)
+
+
+def _qos_of(t: type) -> Any:
+    return qos_profile_sensor_data if t in (Image, CompressedImage) else 100
+
+
+def _msgtype(t: type) -> str:
+    """The ROS name of a message class (``sensor_msgs/msg/NavSatFix``)."""
+    return f"{t.__module__.split('.')[0]}/msg/{t.__name__}"

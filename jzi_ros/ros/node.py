@@ -10,12 +10,19 @@ another is being processed replaces the one waiting (counted as dropped; it
 cost its deserialization only). What the
 robot knows besides its frames (optional): the camera's intrinsics
 (``CameraInfo``), the body's attitude (``Imu``) and its height above ground
-(``Range`` or a fixed ``height_m``). The newest message of each is used when
-its stamp is within ``sensor_max_age_s`` of the frame's; otherwise the frame
-is localized without it and the stale message is counted. After a verified
+(``Range`` or a fixed ``height_m``), and its odometry. Each is read at the
+frame's stamp, interpolated between the messages around it (as `jzi eval-bag`
+reads a bag's) when they are within ``sensor_max_age_s`` of it; otherwise the
+frame is localized without it and the stale message is counted. After a verified
 fix the next frames are searched near it (``tracking``, see
 :mod:`jzi_ros.localizer.tracking`); diagnostics say how each frame was
 searched (``search_mode``: global, tracking or prior).
+
+Time: what ages or times (a prior's age, ``max_rate_hz``, the diagnostics'
+rate and silence) runs on the node's ROS clock, the ``/clock`` topic's under
+``use_sim_time`` (a bag replayed at any speed gives the fixes it gives in real
+time); sensors and tracking go by the messages' stamps; latencies are wall
+time, and diagnostics come every wall second even while ``/clock`` stands still.
 """
 
 from __future__ import annotations
@@ -34,14 +41,16 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseArray
+from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry as OdometryMsg
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
+from ..data.sensors import AttitudeTrack, HeightTrack, OdometryTrack
 from ..errors import JziError
 from ..geo.lens import Lens
 from ..localizer import Estimate, InputError, Localizer, Odometry, PriorError
@@ -51,6 +60,7 @@ from .convert import (
     camera_info_to_lens,
     candidates_to_poses,
     estimate_to_fix,
+    estimate_to_pose,
     fix_to_prior,
     frame_to_array,
     imu_orientation,
@@ -62,7 +72,8 @@ from .params import PARAMETERS, NodeParams
 FAILED_IN_A_ROW = 10
 """Diagnostics turn ERROR when this many frames in a row could not be localized."""
 SENSOR_HISTORY = 200
-"""IMU, height and odometry messages kept to be looked up at a frame's stamp (2 s at :data:`SENSOR_SPACING_NS`)."""
+"""IMU, height and odometry messages kept to be looked up at a frame's stamp (2 s at :data:`SENSOR_SPACING_NS`),
+interpolated between the two around it as `jzi eval-bag` reads a bag's."""
 SENSOR_SPACING_NS = 10_000_000
 """A sensor message stamped less than this [ns] after the last one kept is not kept: a 1 kHz IMU keeps
 2 s of history, not 0.2 s (a frame waiting for the worker would find its attitude gone)."""
@@ -104,8 +115,9 @@ class LatestFrame:
 class NodeStats:
     """What the node has done, for its diagnostics.
 
-    Frames localized and rejected, recent latencies [ms], recent completion
-    times [s, monotonic] and the last confidence.
+    Frames localized and rejected, recent latencies [ms, wall clock], recent
+    completion times [s, the node's ROS clock: sim time under ``use_sim_time``]
+    and the last confidence.
     """
 
     received: int = 0
@@ -128,12 +140,12 @@ class NodeStats:
     mode: str = ""
     modes: Counter = field(default_factory=Counter)
 
-    def record(self, received_s: float, done_s: float, est: Estimate) -> None:
-        """Count one localized frame, received and done at these monotonic times [s]."""
+    def record(self, latency_ms: float, done_s: float, est: Estimate) -> None:
+        """Count one localized frame, done ``latency_ms`` after it arrived, at ``done_s`` [s, ROS clock]."""
         self.processed += 1
         self.verified += est.verified
         self.recent_verified.append(est.verified)
-        self.latency_ms.append((done_s - received_s) * 1e3)
+        self.latency_ms.append(latency_ms)
         self.done_at_s.append(done_s)
         self.confidence = est.confidence
         self.verdict = est.verdict
@@ -180,6 +192,7 @@ class LocalizerNode(LifecycleNode):
         self.mailbox = LatestFrame()
         self.mailbox.close()  # nothing is taken before activate
         self.fix_pub: Any = None
+        self.pose_pub: Any = None
         self.cand_pub: Any = None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs: list[Any] = []  # the subscriptions, while active
@@ -189,8 +202,9 @@ class LocalizerNode(LifecycleNode):
         self.ranges: deque[tuple[int, float]] = deque(maxlen=SENSOR_HISTORY)
         self.odometry: deque[tuple[int, Odometry]] = deque(maxlen=SENSOR_HISTORY)
         self.camera: Lens | None = None
-        self.verified_at_s = -math.inf  # when a frame last verified (monotonic [s]): a prior older than it is spent
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.verified_at_s = -math.inf  # when a frame last verified [s, ROS clock]: a prior older than it is spent
+        # diagnostics every wall second, also under use_sim_time before /clock runs or while a replay is paused
+        self.create_timer(1.0, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.localizer: Localizer | None = None
         self.worker: threading.Thread | None = None
         self.active = False
@@ -232,6 +246,8 @@ class LocalizerNode(LifecycleNode):
         release_freed_memory()
         p = self.params
         self.fix_pub = self.create_lifecycle_publisher(NavSatFix, p.fix_topic, 10)
+        if p.pose_topic:
+            self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, p.pose_topic, 10)
         if p.publish_candidates:
             self.cand_pub = self.create_lifecycle_publisher(PoseArray, p.candidates_topic, 10)
         self.get_logger().info(
@@ -285,10 +301,10 @@ class LocalizerNode(LifecycleNode):
         self.stop()
 
     def _unload(self) -> None:
-        for pub in (self.fix_pub, self.cand_pub):
+        for pub in (self.fix_pub, self.pose_pub, self.cand_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self.fix_pub = self.cand_pub = None
+        self.fix_pub = self.pose_pub = self.cand_pub = None
         self.localizer = None
         self.prior, self.camera = None, None
         for history in (self.attitudes, self.ranges, self.odometry):
@@ -320,11 +336,11 @@ class LocalizerNode(LifecycleNode):
     def on_frame(self, msg: Image | CompressedImage) -> None:
         """Camera callback: the frame replaces any that waits (decoded by the worker, if it is taken)."""
         self.stats.received += 1
-        self.mailbox.put((msg, time.monotonic()))
+        self.mailbox.put((msg, time.monotonic(), self.now_s()))
 
     def on_prior(self, msg: NavSatFix) -> None:
         """Prior callback: keep the newest, with its arrival time."""
-        self.prior = (msg, time.monotonic())
+        self.prior = (msg, self.now_s())
 
     def on_imu(self, msg: Imu) -> None:
         """IMU callback: keep the newest orientation with its stamp."""
@@ -355,9 +371,9 @@ class LocalizerNode(LifecycleNode):
         """What the robot knows at a frame's stamp besides its camera: attitude and height (None: unknown or stale)."""
         p = self.params
         max_ns = p.sensor_max_age_s * 1e9
-        q = _nearest(self.attitudes, stamp_ns, max_ns) if p.imu_topic else None
+        q = _attitude_at(self.attitudes, stamp_ns, max_ns) if p.imu_topic else None
         self.stats.stale_attitude += bool(p.imu_topic) and q is None
-        r = _nearest(self.ranges, stamp_ns, max_ns) if p.height_topic else None
+        r = _range_at(self.ranges, stamp_ns, max_ns) if p.height_topic else None
         attitude, height = p.knowledge(q, r)
         self.stats.stale_height += bool(p.height_topic) and height is None
         return attitude, height
@@ -372,28 +388,35 @@ class LocalizerNode(LifecycleNode):
 
     def _work(self) -> None:
         min_period = self.params.min_period_s
-        last_start = 0.0
+        last_start = -math.inf
         while not self.mailbox.closed:
-            wait = last_start + min_period - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            while self.now_s() < last_start + min_period and not self.mailbox.closed:
+                time.sleep(0.005)  # max_rate_hz on the ROS clock: a replay at 2x is throttled as the robot was
             item = self.mailbox.take()
             if item is None:
                 continue
-            last_start = time.monotonic()
+            last_start = self.now_s()
             try:
                 self.process(*item)
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any one frame
                 self.stats.fail(type(exc).__name__, str(exc))
                 self.get_logger().error(f"frame failed ({type(exc).__name__}): {exc}", throttle_duration_sec=2.0)
 
-    def process(self, msg: Image | CompressedImage, received_s: float) -> None:
-        """Localize one frame and publish its fix; a frame that cannot be used is counted and skipped."""
+    def now_s(self) -> float:
+        """The node's ROS clock [s]: the system's, or the /clock topic's under ``use_sim_time``."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def process(self, msg: Image | CompressedImage, received_s: float, received_ros_s: float) -> None:
+        """Localize one frame and publish its fix; a frame that cannot be used is counted and skipped.
+
+        ``received_s``: when it arrived [s, monotonic: its latency]; ``received_ros_s``: the same on the
+        ROS clock (the stamp of a camera that sends none).
+        """
         assert self.localizer is not None, "start() sets the localizer before frames are processed"
         try:
             array, order = frame_to_array(msg)
             prior = None
-            fresh = self.prior is not None and time.monotonic() - self.prior[1] <= self.params.prior_max_age_s
+            fresh = self.prior is not None and self.now_s() - self.prior[1] <= self.params.prior_max_age_s
             # a prior is spent once a frame verified after it: from there tracking knows better where the robot is
             if self.prior is not None and fresh and self.prior[1] > self.verified_at_s:
                 try:
@@ -401,11 +424,11 @@ class LocalizerNode(LifecycleNode):
                 except PriorError as exc:
                     self.get_logger().warning(f"ignoring the prior: {exc}", throttle_duration_sec=5.0)
             # an unstamped camera: the arrival time stands in (tracking needs the time between frames)
-            stamp_s: float = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or received_s
+            stamp_s: float = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or received_ros_s
             attitude, height = self.knowledge(_stamp_ns(msg.header))
             odometry = None
             if self.params.odom_topic:
-                odometry = _nearest(self.odometry, _stamp_ns(msg.header), self.params.sensor_max_age_s * 1e9)
+                odometry = _odometry_at(self.odometry, _stamp_ns(msg.header), self.params.sensor_max_age_s * 1e9)
             # the camera info's field of view (the localizer scales it to the frame), else hfov_deg
             known: dict[str, Any] = {
                 "stamp_s": stamp_s,
@@ -424,13 +447,17 @@ class LocalizerNode(LifecycleNode):
             self.warn_once_per_kind(f"frame skipped: {exc}")
             return
         if est.verified:
-            self.verified_at_s = time.monotonic()
-        fix = estimate_to_fix(est, msg.header, self.params.altitude_m, self.params.vertical_variance_m2)
-        fix.header.frame_id = self.params.frame_id
+            self.verified_at_s = self.now_s()
+        p = self.params
+        if self.pose_pub is not None and est.trusted:  # a pose has no status: only a FIX is one
+            pose = estimate_to_pose(est, msg.header, p.pose_frame, p.altitude_m, p.vertical_variance_m2, p.mount)
+            self.pose_pub.publish(pose)
+        fix = estimate_to_fix(est, msg.header, p.altitude_m, p.vertical_variance_m2)
+        fix.header.frame_id = p.frame_id
         self.fix_pub.publish(fix)
         if self.cand_pub is not None:
             self.cand_pub.publish(candidates_to_poses(est, fix.header))
-        self.stats.record(received_s, time.monotonic(), est)
+        self.stats.record((time.monotonic() - received_s) * 1e3, self.now_s(), est)
 
     def warn_once_per_kind(self, text: str, error: bool = False, period_s: float = 2.0) -> None:
         """Log ``text`` unless the same kind of message (its words without numbers) was logged within ``period_s``."""
@@ -459,7 +486,7 @@ class LocalizerNode(LifecycleNode):
         elif len(s.recent_ok) == s.recent_ok.maxlen and not any(s.recent_ok):
             status.level = DiagnosticStatus.ERROR
             status.message = f"the last {len(s.recent_ok)} frames all failed: {s.last_failure}"
-        elif not done or time.monotonic() - done[-1] > 2.0:
+        elif not done or self.now_s() - done[-1] > 2.0:
             status.level, status.message = DiagnosticStatus.WARN, "no frames localized in the last 2 s"
         elif s.confidence < self.params.min_confidence:
             status.level, status.message = DiagnosticStatus.WARN, "low confidence"
@@ -519,12 +546,38 @@ def release_freed_memory() -> None:
         pass
 
 
-def _nearest(history: deque, stamp_ns: int, max_ns: float):
-    """The value of the (stamp [ns], value) pair nearest in time to ``stamp_ns``; None beyond ``max_ns``."""
+def _sorted(history: deque) -> tuple[np.ndarray, list]:
+    """The (stamp [ns], value) pairs of a history by stamp: their stamps (N,) and values."""
+    items = sorted(history, key=lambda item: item[0])
+    return np.array([stamp for stamp, _ in items], np.int64), [value for _, value in items]
+
+
+def _attitude_at(history: deque, stamp_ns: int, max_ns: float) -> np.ndarray | None:
+    """The attitude at a frame's stamp, slerped between the messages around it as `jzi eval-bag` reads a bag's."""
     if not history:
         return None
-    stamp, value = min(history, key=lambda item: abs(item[0] - stamp_ns))
-    return value if abs(stamp - stamp_ns) <= max_ns else None
+    stamps, quaternions = _sorted(history)
+    return AttitudeTrack(stamps, np.stack(quaternions)).at(stamp_ns, int(max_ns))
+
+
+def _range_at(history: deque, stamp_ns: int, max_ns: float) -> float | None:
+    """The range at a frame's stamp, interpolated between the (valid) messages around it, as `jzi eval-bag` does."""
+    if not history:
+        return None
+    stamps, ranges = _sorted(history)
+    n = len(stamps)
+    return HeightTrack(stamps, np.array(ranges, float), np.zeros(n), np.full(n, np.inf)).at(stamp_ns, int(max_ns))
+
+
+def _odometry_at(history: deque, stamp_ns: int, max_ns: float) -> Odometry | None:
+    """The odometry's pose at a frame's stamp, interpolated between the messages around it, as `jzi eval-bag` does."""
+    if not history:
+        return None
+    stamps, poses = _sorted(history)
+    xy = np.array([(o.x_m, o.y_m) for o in poses], float)
+    yaw = np.degrees(np.unwrap(np.radians([o.yaw_deg for o in poses])))
+    pose = OdometryTrack(stamps, xy, yaw).at(stamp_ns, int(max_ns))
+    return Odometry(*pose) if pose is not None else None
 
 
 def _keep(history: deque, stamp_ns: int, value: Any) -> None:

@@ -42,6 +42,11 @@ class NodeParams:
     transport: str = _param("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)")
     fix_topic: str = _param("jzi/fix", "output sensor_msgs/NavSatFix topic (relative: in the node's namespace)")
     frame_id: str = _param("jzi_camera", "frame_id of the published fixes (the camera's frame)")
+    pose_topic: str = _param(
+        "jzi/pose",
+        "output geometry_msgs/PoseWithCovarianceStamped of each FIX: x, y and the verified heading ('' = none)",
+    )
+    pose_frame: str = _param("jzi_map", "frame_id of the poses: ENU [m] about the map's centre (jzi map-frame)")
     altitude_m: float = _param(
         0.0, "altitude [m] of fixes the map's surface model does not give one (finite: robot_localization drops NaN)"
     )

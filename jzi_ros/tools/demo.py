@@ -148,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
         compressed=True,
         quiet=quiet,
     )
-    if bag.exists() and _has_topic(bag, flight_config.imu_topic):
+    if bag.exists() and _has_topic(bag, flight_config.gt_imu_topic):
         print(f"reusing {bag}")
     else:
-        shutil.rmtree(bag, ignore_errors=True)  # none, or an older demo's flight without the IMU
+        shutil.rmtree(bag, ignore_errors=True)  # none, or an older demo's flight without the true attitude
         flight = write_flight(flight_config)
         print(f"wrote {flight.path}: {flight.frames} frames on {flight.image_topic}, {flight.fixes} fixes")
 
@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             imu_topic=flight_config.imu_topic,
             height_topic=flight_config.height_topic,
             camera_info_topic=CAMERA_INFO_TOPIC,
+            gt_imu_topic=flight_config.gt_imu_topic,
         )
     )
     print(format_summary(report.metrics))
@@ -219,7 +220,7 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
         compressed=True,
         quiet=quiet,
     )
-    if bag.exists() and _has_topic(bag, config.odom_topic):
+    if bag.exists() and _has_topic(bag, config.gt_imu_topic):
         print(f"reusing {bag}")
     else:
         shutil.rmtree(bag, ignore_errors=True)
@@ -242,6 +243,7 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: boo
             height_m=config.camera_height_m,
             mount_pitch_deg=90.0,
             initial_pose_m=2.0,
+            gt_imu_topic=config.gt_imu_topic,
         )
     )
     print(format_summary(report.metrics))

@@ -2,8 +2,8 @@
 
 Every camera frame (or every n-th, or those a real-time node would have
 taken) is localized; ground truth (``NavSatFix``) is interpolated to the
-frame's stamp. Writes metrics.json, frames.csv, pictures, flight.geojson
-and a bag of the localized frames beside their fixes (/jzi/fix) and
+frame's stamp. Writes metrics.json, frames.csv, pictures, flight.geojson,
+truth.tum and fixes.tum (for evo) and a bag of the localized frames beside their fixes (/jzi/fix) and
 candidates (/jzi/candidates).
 """
 
@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
     p.add_argument("--image-topic", required=True, help="camera topic (Image or CompressedImage)")
     p.add_argument("--gt-topic", required=True, help="ground-truth NavSatFix topic")
+    p.add_argument(
+        "--gt-imu-topic",
+        default="",
+        help="an INS's true attitude (sensor_msgs/Imu; make-bag writes /gt/imu): the verified headings' errors",
+    )
     p.add_argument("--out", type=Path, default=Path("eval_out"), help="folder for the results (default eval_out)")
     p.add_argument("--every", type=int, default=1, help="localize every n-th frame (default 1)")
     p.add_argument("--realtime", action="store_true", help="drop frames like the node would at its measured speed")
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(report.metrics))
     print(f"wrote {report.metrics_path}, {report.frames_path}, {report.geojson_path}")
     print(f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")
+    print(f"wrote {report.metrics_path.parent / 'truth.tum'} and fixes.tum (evo_ape tum truth.tum fixes.tum)")
     for path in report.pictures:
         print(f"wrote {path}")
     return 0

@@ -59,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compressed", action="store_true", help="write CompressedImage (JPEG) instead of Image")
     p.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default /camera/image_raw)")
     p.add_argument("--gt-topic", default="/gps/fix", help="ground-truth topic (default /gps/fix)")
+    p.add_argument(
+        "--gt-imu-topic",
+        default="/gt/imu",
+        help='the true attitude at each ground-truth fix, as an INS gives it (default /gt/imu; "" for none)',
+    )
     p.add_argument("--imu-topic", default="/imu/data", help='IMU attitude topic (default /imu/data; "" for none)')
     p.add_argument("--imu-hz", type=float, default=50.0, help="IMU rate (default 50)")
     p.add_argument(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from ..geo import MapDir, ZoomGrid
 from ..geo.ortho import LocalOrtho
 from ..geo.surface import Surface
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
-from ..localizer.calibration import fit_registration_scale
+from ..localizer.calibration import fit_heading_scale, fit_registration_scale
 from ..localizer.refine import Attitude, Refiner
 from ..model import ZoomModel, search_features
 from .samples import Samples
@@ -81,14 +81,22 @@ def _world(ortho: LocalOrtho, surface: Surface) -> World3D:
     return World3D.over(ortho, surface)
 
 
+class RegistrationFit(NamedTuple):
+    """What :func:`calibrate_registration` fit: the covariance's factor, on how many frames, the heading's factor."""
+
+    scale: float
+    frames: int
+    heading_scale: float
+
+
 def calibrate_registration(
     mapdir: MapDir,
     cfg: AerialConfig,
     query_rasters: tuple[Path, ...] = (),
     frames: int = REGISTRATION_FRAMES,
     seed: int = 0,
-) -> tuple[float, int] | None:
-    """Fit the factor of verified fixes' covariances on frames with the training's domain gap.
+) -> RegistrationFit | None:
+    """Fit the factors of verified fixes' covariances and heading variances on frames with the training's domain gap.
 
     Frames are rendered at new poses anywhere on the map from the map's raster
     and each of ``query_rasters``, with ``cfg``'s domain changes, and
@@ -105,7 +113,9 @@ def calibrate_registration(
     real flight over that place is.
 
     Returns:
-        (scale, verified frames), or None without a pyramid or with too few verified frames.
+        The position's scale, the verified frames and the heading's scale
+        (:func:`~jzi_ros.localizer.calibration.fit_heading_scale`; 1 when too
+        few had a heading variance), or None without a pyramid or with too few verified frames.
     """
     if not mapdir.has_pyramid:
         log.info("the map has no orthophoto pyramid: no registration to calibrate")
@@ -118,7 +128,7 @@ def calibrate_registration(
     rng = np.random.default_rng([seed, 77])
     heldout = heldout_cells(grid, 0.0)
     camera = cfg.camera
-    offsets, covariances = [], []
+    offsets, covariances, yaw_errors, yaw_variances = [], [], [], []
     raw = replace(cfg, holdout_share=0.0, heading_known=False)  # the refiner turns the frame itself
     for images, poses, sources in covered_frames(orthos, grid, frames, rng, raw, "all", heldout):
         for image, pose, source in zip(images, poses, sources, strict=True):
@@ -137,8 +147,11 @@ def calibrate_registration(
             if reg.verified:
                 offsets.append((pose.east_m - reg.east_m, pose.north_m - reg.north_m))
                 covariances.append(reg.covariance_m2)
+                yaw_errors.append((reg.yaw_deg - pose.yaw_deg + 180.0) % 360.0 - 180.0)
+                yaw_variances.append(reg.yaw_variance_deg2)
     scale = fit_registration_scale(np.array(offsets).reshape(-1, 2), np.array(covariances).reshape(-1, 2, 2))
     if scale is None:
         log.warning("%d of %d frames verified: too few to calibrate the registration", len(offsets), frames)
         return None
-    return scale, len(offsets)
+    heading = fit_heading_scale(np.array(yaw_errors), np.array(yaw_variances))
+    return RegistrationFit(scale, len(offsets), 1.0 if heading is None else heading)

@@ -193,7 +193,12 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             if calibration is not None and config.aerial:
                 fitted = calibrate_registration(mapdir, aerial_config(config), config.query_rasters, seed=config.seed)
                 if fitted is not None:
-                    calibration = replace(calibration, registration_scale=fitted[0], registration_frames=fitted[1])
+                    calibration = replace(
+                        calibration,
+                        registration_scale=fitted.scale,
+                        registration_frames=fitted.frames,
+                        heading_scale=fitted.heading_scale,
+                    )
             if calibration is not None:
                 extra = read_checkpoint(config.out).get("extra", {})
                 save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})

@@ -265,5 +265,6 @@ def test_the_heading_scale_puts_95_percent_of_heading_errors_within_two_sigma():
     scale = fit_heading_scale(errors, variances)
     assert scale == pytest.approx(2.25, rel=0.1)
     assert np.mean(np.abs(errors) <= 1.96 * np.sqrt(scale * variances)) == pytest.approx(0.95, abs=0.01)
+    assert fit_heading_scale(errors / 3, variances) == 1.0  # never below the fit's own variance
     assert fit_heading_scale(errors[: MIN_REGISTRATION_FRAMES - 1], variances[:29]) is None
     assert fit_heading_scale(errors, np.full(4000, np.nan)) is None  # no heading variance: nothing to fit

@@ -37,6 +37,15 @@ def test_build_map_and_show_map_from_the_command_line(utm_tif, tmp_path):
     assert picture.shape[0] > 500 and picture.shape[1] > 500
     assert picture[..., :3].std() > 0.05  # the map is drawn, not a blank canvas
 
+    # the static transform from a robot's map frame with its origin at the map's centre: none
+    centre = f"{mapdir.grid.center_lat},{mapdir.grid.center_lon}"
+    res = jzi("map-frame", str(out), "--datum", centre)
+    assert res.returncode == 0, res.stderr
+    assert "jzi_map in map: x 0.00 m, y 0.00 m, yaw 0.0000 deg" in res.stdout
+    assert "ros2 run tf2_ros static_transform_publisher --x 0.0000 --y 0.0000" in res.stdout
+    res = jzi("map-frame", str(out), "--datum", "91,8")
+    assert res.returncode != 0 and "within ±90" in res.stderr and "Traceback" not in res.stderr
+
 
 def test_explicit_center_and_size(utm_tif, tmp_path):
     res = jzi(

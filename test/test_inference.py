@@ -43,7 +43,8 @@ def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_with_static_s
     assert dims(dec.graph.output) == [[4, cfg.actions], cache, cache]
     enc = onnx.load(str(out / "encoder.onnx"))
     s = model.cfg.encoder.image_px
-    assert dims(enc.graph.input) == [[meta["query_crops"], 3, s, s]] and dims(enc.graph.output) == [[1, cfg.feat_dim]]
+    assert dims(enc.graph.input) == [[meta["query_crops"], 3, s, s]]
+    assert dims(enc.graph.output) == [[1, cfg.feat_dim], [1, cfg.dim]]  # the feature and the decoder's first token
 
 
 def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats):
@@ -60,7 +61,9 @@ def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats):
             block = views.take(torch.tensor([level, level + 1, level, 1]), torch.float32)
             tokens = torch.cat([first[:, None], block], dim=1)
             la, keys_a, values_a = model.decoder.step(torch.tensor(level), tokens, keys_a, values_a)
-            lb, keys_b, values_b = ort_b.decoder.step(torch.tensor(level), tokens, keys_b, values_b)
+            lb, keys_b, values_b = (
+                torch.from_numpy(x) for x in ort_b.step(level, tokens.numpy(), keys_b.numpy(), values_b.numpy())
+            )
             assert torch.allclose(la, lb, atol=1e-4) and torch.allclose(keys_a, keys_b, atol=1e-4)
             if level + 1 < cfg.levels:
                 first = model.decoder.action_token(level + 1, torch.tensor([0, 1, 2, 3]) % cfg.actions)
@@ -86,13 +89,15 @@ def test_onnxruntime_matches_pytorch_features_and_search(model_and_feats, traine
     ort_b = make_backend("onnxruntime", model, feats, beam=4)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (80, 96, 3), dtype=np.uint8) for _ in range(6)]
-    a, b = torch_b.encode(images), ort_b.encode(images)
-    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), float((a - b).abs().max())
-    ra, rb = torch_b.search(a, 4, 5), ort_b.search(a, 4, 5)
-    assert torch.equal(ra.paths, rb.paths)
-    assert torch.allclose(ra.probs, rb.probs, atol=1e-4)
-    # greedy runs through the same fixed-batch decoder, padded
-    assert torch.equal(torch_b.search(a, 1, 3).paths, ort_b.search(a, 1, 3).paths)
+    a, b = torch_b.encode(images), ort_b.encode(images)  # the export's rows: the feature, then the first token
+    f = model.cfg.decoder.feat_dim
+    assert np.allclose(a.numpy(), b[:, :f], rtol=1e-4, atol=1e-4), float(np.abs(a.numpy() - b[:, :f]).max())
+    with torch.no_grad():
+        assert np.allclose(model.decoder.query_token(a.clone()).numpy(), b[:, f:], atol=1e-4)
+    for beam, top_k, prefix in ((4, 5, ()), (1, 3, ()), (4, 5, (2,))):  # greedy: the same fixed-batch graph, padded
+        ra, rb = torch_b.search(a, beam, top_k, prefix), ort_b.search(b, beam, top_k, prefix)
+        assert np.array_equal(ra.paths.numpy(), rb.paths), (beam, prefix)
+        assert np.allclose(ra.probs.numpy(), rb.probs, atol=1e-4) and np.allclose(ra.log_probs.numpy(), rb.log_probs)
 
 
 def test_localizer_on_onnxruntime_gives_the_torch_answer(trained):
@@ -172,6 +177,12 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
     )
     assert code == 0
     report = json.loads((tmp_path / "bench.json").read_text())
+    # the node on each backend: with an export (onnxruntime) it never imports torch
+    nodes = report["nodes"]
+    assert set(nodes) == {"torch", "onnxruntime"}
+    assert nodes["torch"]["node_imports_torch"] and not nodes["onnxruntime"]["node_imports_torch"]
+    assert all(n["node_startup_to_first_fix_s"] > 0 and n["fixes_received"] > 0 for n in nodes.values())
+    assert "| onnxruntime |" in (tmp_path / "bench.md").read_text()
     node = report["node"]  # the node in its own process, fed 20 frames with their IMU and height
     assert node["frames_sent"] == 20 and node["sensors"] and 0 < node["fixes_received"] <= 20
     assert report["ratios"]["node_cpu_per_inprocess"] == node["node_cpu_per_inprocess"] > 0
@@ -202,3 +213,87 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
     assert "## Ratios (the same on any machine)" in (tmp_path / "bench.md").read_text()
     assert report["peak_rss_mb"] > 0
     assert "Zoom search vs flat retrieval" in (tmp_path / "bench.md").read_text()
+
+
+def test_the_antialiased_resize_without_torch_is_pytorch_s():
+    from torch.nn.functional import interpolate
+
+    from jzi_ros.inference.runtime import resize_antialiased
+
+    rng = np.random.default_rng(3)
+    for h, w, oh, ow in [(480, 640, 224, 448), (300, 200, 128, 128), (64, 64, 128, 128), (77, 1000, 64, 128)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        t = torch.from_numpy(image).permute(2, 0, 1).float()[None]
+        ref = interpolate(t, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)
+        assert np.abs(resize_antialiased(image, oh, ow) - ref[0].permute(1, 2, 0).numpy()).max() < 0.01
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """`jzi export --format onnx --map`: the folder a robot runs from."""
+    from jzi_ros.inference.export import export_for_map
+
+    map_dir, model_path, _ = trained
+    return export_for_map(model_path, map_dir, tmp_path_factory.mktemp("export") / "onnx", beam=4)
+
+
+def test_an_export_with_its_map_localizes_without_torch_as_the_checkpoint_does(trained, exported):
+    import subprocess
+    import sys
+
+    map_dir, model_path, _ = trained
+    meta = read_meta(exported)
+    assert meta["map"] == MapDir(map_dir).grid.to_dict() and meta["calibration"]["frames"] > 0
+    assert (exported / "view_tokens.npy").is_file() and (exported / "tokens.npz").is_file()
+    script = f"""
+import sys, json, numpy as np
+from jzi_ros.data.aerial import posed_frames_over_map
+from jzi_ros.geo import MapDir
+from jzi_ros.geo.camera import body_quaternion
+from jzi_ros.localizer import Localizer, LocalizerConfig
+from jzi_ros.localizer.refine import Attitude
+loc = Localizer({str(map_dir)!r}, {str(exported)!r}, backend="onnxruntime", config=LocalizerConfig(beam=4))
+out = []
+for frame, pose in posed_frames_over_map(MapDir({str(map_dir)!r}), 64, 4, footprint_cells=1.5, seed=2):
+    e = loc.localize(frame, attitude=Attitude.from_body(body_quaternion(pose)), height_m=pose.altitude_m)
+    out.append([e.east_m, e.north_m, e.verified, [c.prob for c in e.candidates]])
+print(json.dumps({{"torch": "torch" in sys.modules, "timm": "timm" in sys.modules, "out": out}}))
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    got = json.loads(ran.stdout.splitlines()[-1])
+    assert not got["torch"] and not got["timm"], "an export localizes with NumPy and ONNX Runtime alone"
+    from jzi_ros.data.aerial import posed_frames_over_map
+    from jzi_ros.geo.camera import body_quaternion
+    from jzi_ros.localizer.refine import Attitude
+
+    loc = Localizer(map_dir, model_path, config=LocalizerConfig(beam=4))
+    posed = posed_frames_over_map(MapDir(map_dir), 64, 4, footprint_cells=1.5, seed=2)
+    for (frame, pose), (east, north, verified, probs) in zip(posed, got["out"], strict=True):
+        e = loc.localize(frame, attitude=Attitude.from_body(body_quaternion(pose)), height_m=pose.altitude_m)
+        assert e.verified == verified and abs(e.east_m - east) < 1e-3 and abs(e.north_m - north) < 1e-3
+        assert np.allclose([c.prob for c in e.candidates], probs, atol=1e-4)
+
+
+def test_an_export_refuses_another_backend_another_map_and_a_missing_map(trained, exported, tmp_path):
+    import shutil
+
+    import yaml
+
+    from jzi_ros.errors import JziError
+    from jzi_ros.inference.export import export_for_map
+
+    map_dir, model_path, _ = trained
+    with pytest.raises(JziError, match="runs on backend onnxruntime"):
+        Localizer(map_dir, exported)
+    other = shutil.copytree(exported, tmp_path / "other")
+    meta = read_meta(other)
+    meta["map"]["size_m"] *= 2
+    (other / "export.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(JziError, match="view tokens of another map"):
+        Localizer(map_dir, other, backend="onnxruntime")
+    bare = export_for_map(model_path, None, tmp_path / "bare", beam=4)
+    with pytest.raises(JziError, match="no map's view tokens: make it with jzi export --map"):
+        Localizer(map_dir, bare, backend="onnxruntime")
+    with pytest.raises(JziError, match="not a model export"):
+        Localizer(map_dir, tmp_path, backend="onnxruntime")

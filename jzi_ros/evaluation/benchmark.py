@@ -483,6 +483,21 @@ def markdown(report: dict) -> str:
             f"{ratio:.2f} | {n['node_peak_rss_mb']:.0f} MB |",
             "",
         ]
+    if report.get("nodes"):
+        lines += [
+            "Per backend (onnxruntime from an export with the map's view tokens):",
+            "",
+            "| backend | start-up to first fix | peak memory | imports torch | latency p50 / p95 | CPU per fix |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, n in report["nodes"].items():
+            lat_ms = n["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
+            lines.append(
+                f"| {name} | {n['node_startup_to_first_fix_s']:.1f} s | {n['node_peak_rss_mb']:.0f} MB | "
+                f"{'yes' if n['node_imports_torch'] else 'no'} | {lat_ms['p50']:.0f} / {lat_ms['p95']:.0f} ms | "
+                f"{n['cpu_ms_per_fix']:.1f} ms |"
+            )
+        lines.append("")
     if "throughput" in report:
         tp = report["throughput"]
         lines += [

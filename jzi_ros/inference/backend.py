@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,13 +17,12 @@ class Backend(Protocol):
     """Runs the two halves of a zoom model: the encoder and the search."""
 
     name: str
-    model: ZoomModel
 
-    def encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images (H, W, 3) -> global features (B, F) float32 on the CPU."""
+    def encode(self, images: list[np.ndarray]) -> Any:
+        """RGB uint8 images (H, W, 3) -> what :meth:`search` takes of each (a tensor or an array, B rows)."""
 
-    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Zoom for query features (B, F) over the map features given at construction."""
+    def search(self, query: Any, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> Any:
+        """Zoom for encoded frames over the map given at construction: ``paths`` (B, K, L) and ``probs`` (B, K)."""
 
 
 class TorchBackend:
@@ -75,19 +74,23 @@ def make_backend(
     beam: int = 4,
     fp16: bool = False,
     precision: str | None = None,
+    threads: int = 0,
 ) -> Backend:
     """The backend called ``name``, chosen explicitly (no probing of accelerators).
 
     ``beam`` fixes the decoder batch of exported backends; ``precision``: how
     the map's view tokens are stored (:data:`~jzi_ros.model.search.PRECISIONS`;
-    None: in the precision the decoder computes in, float32 or float16).
+    None: in the precision the decoder computes in, float32 or float16);
+    ``threads``: CPU threads (0: the library's default).
     """
     if name == "torch":
+        if threads > 0:
+            torch.set_num_threads(threads)
         return TorchBackend(model, view_feats, device, fp16, precision)
     if name == "onnxruntime":
         from .exported import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, view_feats, device, beam, precision=precision)
+        return OnnxRuntimeBackend(model, view_feats, device, beam, threads, precision=precision)
     if name == "tensorrt":
         from .exported import TensorRTBackend
 

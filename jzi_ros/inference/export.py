@@ -2,12 +2,16 @@
 
 * ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one
   frame's n crops of the query encoding (n, 3, S, S) float in [0, 255] and
-  returns its global feature (1, F); ``decoder.onnx`` is one zoom step
+  returns its global feature (1, F) and the decoder's first token (1, D);
+  ``decoder.onnx`` is one zoom step
   (:meth:`~jzi_ros.model.decoder.ZoomDecoder.step`) for ``beam`` rows at a
   time: level () int64, the step's tokens (B, 1 + V, D) and the key/value
   cache (depth, B, heads, T, D/heads) in, logits (B, g*g) and the updated
-  cache out. The same graph serves every level; the tokens' embeddings (a
-  table lookup, one small projection of the query) stay in PyTorch.
+  cache out. The same graph serves every level. ``tokens.npz`` holds the
+  tokens that start each later step (a table per level), and with a map
+  (``--map``) ``view_tokens.npy`` its views projected to the decoder's width:
+  with ``export.yaml`` (the region, the calibration, the training settings)
+  the folder is all :mod:`.runtime` needs to localize without torch.
 * TensorRT through torch-tensorrt: the same two modules compiled for this
   GPU, saved with torch-tensorrt's own serialization in a folder named by the
   GPU, the TensorRT version and the precision, so a stale engine is rebuilt
@@ -22,6 +26,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -33,13 +38,17 @@ from .errors import BackendError
 OPSET = 17
 
 
+EXPORT_LAYOUT = 2
+"""Exports of an older layout (no first token, no action tokens) are rebuilt."""
+
+
 def query_crops(model: ZoomModel) -> int:
     """Crops n per frame of the model's query encoding: the exported encoder's batch."""
     return 1 if model.cfg.encoder.query == "single" else 2
 
 
 class QueryEncoderExport(nn.Module):
-    """The encoder as exported: one frame's n crops -> its global feature (their mean).
+    """The encoder as exported: one frame's n crops -> its global feature (their mean) and first token.
 
     Build it with ``.eval()``: exporters restore the wrapper's own training
     mode afterwards, recursively, which would leave the encoder's batch norm
@@ -48,11 +57,12 @@ class QueryEncoderExport(nn.Module):
 
     def __init__(self, model: ZoomModel) -> None:
         super().__init__()
-        self.encoder = model.encoder
+        self.encoder, self.decoder = model.encoder, model.decoder
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Crops (n, 3, S, S) float in [0, 255] -> global feature (1, F)."""
-        return self.encoder(images)[0].mean(0, keepdim=True)  # as pool_queries, for one frame
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops (n, 3, S, S) float in [0, 255] -> global feature (1, F) and the decoder's first token (1, D)."""
+        query = self.encoder(images)[0].mean(0, keepdim=True)  # as pool_queries, for one frame
+        return query, self.decoder.query_token(query)
 
 
 class DecoderStepExport(nn.Module):
@@ -87,22 +97,45 @@ def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch
 
 
 def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
-    """Contents of ``export.yaml``: format, model identity, beam, shapes, torch version and ``extra``."""
+    """Contents of ``export.yaml``: format, model identity, beam, shapes, region, torch version and ``extra``."""
     cfg = model.cfg.decoder
     return {
         "format": fmt,
+        "layout": EXPORT_LAYOUT,
         "identity": model.identity(),
         "beam": beam,
         "image_px": model.cfg.encoder.image_px,
+        "query": model.cfg.encoder.query,
         "feat_dim": cfg.feat_dim,
+        "dim": cfg.dim,
         "levels": cfg.levels,
         "view_tokens": cfg.view_tokens,
         "actions": cfg.actions,
+        "cache": [int(v) for i, v in enumerate(cfg.cache_shape(1)) if i != 1],
         "decoder": "step",
         "query_crops": query_crops(model),
+        "region": dict(model.cfg.region),
         "torch": str(torch.__version__),
         **extra,
     }
+
+
+@torch.no_grad()
+def action_tokens(model: ZoomModel) -> np.ndarray:
+    """(L, A, D) float32: row ``level`` the tokens that start zoom step ``level`` after each child (row 0 zeros)."""
+    cfg = model.cfg.decoder
+    table = np.zeros((cfg.levels, cfg.actions, cfg.dim), np.float32)
+    for level in range(1, cfg.levels):
+        table[level] = model.decoder.action_token(level, torch.arange(cfg.actions)).float().numpy()
+    return table
+
+
+@torch.no_grad()
+def map_view_tokens(model: ZoomModel, view_feats: np.ndarray) -> np.ndarray:
+    """A map's view tokens (N, V, D) float32 for this model (:class:`~jzi_ros.model.search.ViewTokens`)."""
+    from ..model.search import ViewTokens
+
+    return ViewTokens.project(model.decoder, view_feats, "float32").tokens.numpy()
 
 
 def read_meta(folder: Path) -> dict | None:
@@ -121,8 +154,22 @@ def _finish(tmp: Path, out: Path, meta: dict) -> Path:
     return out
 
 
-def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = OPSET) -> Path:
-    """Write ``encoder.onnx``, ``decoder.onnx`` and ``export.yaml`` into ``out``."""
+def export_onnx(
+    model: ZoomModel,
+    out: str | Path,
+    beam: int = 4,
+    opset: int = OPSET,
+    extra: dict | None = None,
+    view_feats: np.ndarray | None = None,
+    map_grid: dict | None = None,
+) -> Path:
+    """Write ``encoder.onnx``, ``decoder.onnx``, ``tokens.npz`` and ``export.yaml`` into ``out``.
+
+    ``extra``: the checkpoint's calibration and training settings (``calibration``,
+    ``train_config``), kept so the export localizes on its own; ``view_feats``: a map's
+    features (N, 1 + g*g, F) for this model, whose view tokens are written too, with
+    ``map_grid`` (the map's grid) named in ``export.yaml``.
+    """
     import onnx
 
     if model.cfg.decoder.levels < 2:
@@ -138,7 +185,7 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
             tmp / "encoder.onnx",
             opset_version=opset,
             input_names=["crops"],
-            output_names=["query"],
+            output_names=["query", "first_token"],
             dynamo=False,
         )
         torch.onnx.export(
@@ -152,7 +199,30 @@ def export_onnx(model: ZoomModel, out: str | Path, beam: int = 4, opset: int = O
         )
     for name in ("encoder.onnx", "decoder.onnx"):
         onnx.checker.check_model(str(tmp / name))
-    return _finish(tmp, out, export_meta(model, "onnx", beam, opset=opset, onnx=onnx.__version__))
+    np.savez(tmp / "tokens.npz", actions=action_tokens(model))
+    kept = {k: v for k, v in (extra or {}).items() if k in ("calibration", "train_config")}
+    if view_feats is not None:
+        np.save(tmp / "view_tokens.npy", map_view_tokens(model, view_feats))
+        kept["map"] = dict(map_grid or {})
+    return _finish(tmp, out, export_meta(model, "onnx", beam, opset=opset, onnx=onnx.__version__, **kept))
+
+
+def export_for_map(checkpoint: str | Path, map_dir: str | Path | None, out: str | Path, beam: int = 4) -> Path:
+    """``jzi export --format onnx [--map]``: a checkpoint exported with its calibration and a map's view tokens.
+
+    The folder localizes on that map without torch (:mod:`.runtime`); ``map_dir`` None: no view tokens.
+    """
+    from ..geo import MapDir
+    from ..localizer.index import check_region
+    from ..model import load_checkpoint
+
+    model, extra = load_checkpoint(checkpoint)
+    feats, grid = None, None
+    if map_dir is not None:
+        mapdir = MapDir(map_dir)
+        check_region(mapdir, model)
+        feats, grid = mapdir.load_features(model.identity()), mapdir.grid.to_dict()
+    return export_onnx(model, out, beam=beam, extra=extra, view_feats=feats, map_grid=grid)
 
 
 def tensorrt_key(fp16: bool) -> str:

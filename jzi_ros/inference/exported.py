@@ -1,9 +1,10 @@
-"""Backends that run exported models: ONNX Runtime and TensorRT (torch-tensorrt).
+"""Backends that run exported models from a checkpoint: ONNX Runtime and TensorRT (torch-tensorrt).
 
 Both run the query encoder as exported (one frame's crops at a time) and the
 one-step decoder with a fixed batch (the beam width) and its key/value cache
-as inputs and outputs; the beam search itself is the same code as in
-PyTorch, on the map's view tokens projected to the decoder's width. The
+as inputs and outputs, on the map's view tokens projected to the decoder's
+width. ONNX Runtime runs as an export folder alone does (:mod:`.runtime`, no
+torch per frame); TensorRT runs the PyTorch beam search. The
 export is made next to the checkpoint on first use (``MODEL.onnx-bB`` or
 ``MODEL.trt-bB/<gpu>-sm<capability>-trt<version>-<precision>``) and rebuilt when it belongs to
 another model.
@@ -21,7 +22,8 @@ from ..model import SearchResult, ZoomModel, beam_search
 from ..model.encoder import prepare_queries
 from ..model.search import ViewTokens
 from .errors import BackendError
-from .export import DECODER_INPUTS, export_onnx, export_tensorrt, query_crops, read_meta, tensorrt_key
+from .export import EXPORT_LAYOUT, export_onnx, export_tensorrt, map_view_tokens, query_crops, read_meta, tensorrt_key
+from .runtime import ExportedModel, OnnxBackend
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def is_stale(folder: Path, model: ZoomModel, beam: int) -> bool:
         or meta.get("beam") != beam
         or meta.get("decoder") != "step"
         or meta.get("query_crops") != query_crops(model)
+        or meta.get("layout") != EXPORT_LAYOUT
     )
 
 
@@ -74,10 +77,11 @@ def _artifacts(model: ZoomModel, suffix: str) -> Path:
     return Path(source).with_name(Path(source).name + suffix)
 
 
-class OnnxRuntimeBackend:
-    """ONNX Runtime on the CPU (or its CUDA / TensorRT execution providers)."""
+class OnnxRuntimeBackend(OnnxBackend):
+    """ONNX Runtime from a checkpoint: exported next to it on first use, then run as an export is.
 
-    name = "onnxruntime"
+    No torch per frame (:class:`~jzi_ros.inference.runtime.OnnxBackend`); the map's view tokens are projected here.
+    """
 
     def __init__(
         self,
@@ -89,49 +93,14 @@ class OnnxRuntimeBackend:
         folder: Path | None = None,
         precision: str | None = None,
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise BackendError("onnxruntime is not installed (pip install onnxruntime)") from None
         self.model = model
         folder = folder or _artifacts(model, f".onnx-b{beam}")
         if is_stale(folder, model, beam):
             log.info("exporting %s to ONNX in %s", getattr(model, "source", "the model"), folder)
             export_onnx(model, folder, beam=beam)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            have = ort.get_available_providers()
-            wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in have]
-            if not wanted:
-                raise BackendError(f"onnxruntime here has no GPU execution provider (has {', '.join(have)})")
-            providers = wanted + providers
-        opts = ort.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-        # the encoder's threads sleep when it is done instead of spinning: spinning, they took a core from the
-        # search that follows (Zurich model on 2 cores: search 13.7 -> 6.5 ms, encoder 10.3 -> 7.7 ms)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), opts, providers=providers)
-        step_opts = ort.SessionOptions()
-        step_opts.intra_op_num_threads = 1  # a step's matrices are a few rows: a second thread costs more than it saves
-        decoder = ort.InferenceSession(str(folder / "decoder.onnx"), step_opts, providers=providers)
-
-        def run(*inputs):
-            feed = {name: x.numpy() for name, x in zip(DECODER_INPUTS, inputs, strict=True)}
-            return tuple(torch.from_numpy(x) for x in decoder.run(None, feed))
-
-        self.decoder = FixedBatchDecoder(model.decoder, beam, run)
-        self.views = ViewTokens.project(model.decoder, view_feats, precision or "float32")
-
-    def encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one encoder run per frame."""
-        x, n = prepare_queries(images, self.model.cfg.encoder)
-        rows = [self.encoder.run(None, {"crops": x[i : i + n].numpy()})[0] for i in range(0, len(x), n)]
-        return torch.from_numpy(np.concatenate(rows))
-
-    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
-        """Beam search for query features (B, F) with the ONNX decoder step, in float32."""
-        return beam_search(self.decoder, query.float(), self.views, beam, top_k, prefix)
+        super().__init__(
+            ExportedModel.load(folder), map_view_tokens(model, view_feats), device, threads, precision or ""
+        )
 
 
 class TensorRTBackend:
@@ -176,7 +145,7 @@ class TensorRTBackend:
         """RGB uint8 frames (H, W, 3) -> global features (B, F) float32 on the CPU, one engine run per frame."""
         x, n = prepare_queries(images, self.model.cfg.encoder)
         x = x.cuda().to(self.dtype)
-        return torch.cat([self.encoder(x[i : i + n]).float() for i in range(0, len(x), n)]).cpu()
+        return torch.cat([self.encoder(x[i : i + n])[0].float() for i in range(0, len(x), n)]).cpu()
 
     @torch.inference_mode()
     def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:

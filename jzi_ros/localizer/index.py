@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..geo import MapDir, MapError, ZoomGrid
-from ..model import ZoomModel
+
+if TYPE_CHECKING:
+    from ..model import ZoomModel
 
 Progress = Callable[[Iterable[int], int], Iterable[int]]
 
 
-def check_region(mapdir: MapDir, model: ZoomModel) -> None:
-    """Refuse a map whose zoom grid is not the one the model was trained for."""
-    trained = ZoomGrid.from_dict(model.cfg.region)
+def check_region(mapdir: MapDir, model: ZoomModel | dict) -> None:
+    """Refuse a map whose zoom grid is not the one the model (or its region, a grid's dict) was trained for."""
+    trained = ZoomGrid.from_dict(model if isinstance(model, dict) else model.cfg.region)
     if trained != mapdir.grid:
         raise MapError(
             f"the model was trained for another region ({trained.describe()}) than map {mapdir.path} "
@@ -44,6 +46,8 @@ def index_map(
             return mapdir.load_features(identity)
         except MapError:
             pass
+    import torch
+
     n = mapdir.grid.num_views
     out = np.empty((n, 1 + model.cfg.decoder.actions, model.encoder.dim), np.float16)
     iterate = progress or (lambda it, total: it)

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -15,9 +16,7 @@ from ..geo import MapDir, Pinhole, ZoomGrid
 from ..geo.camera import CameraPose, north_up
 from ..geo.lens import Lens
 from ..images import to_rgb
-from ..inference import Backend, make_backend
-from ..model import ZoomModel, load_checkpoint
-from ..model.search import PRECISIONS
+from ..inference.runtime import PRECISIONS, to_numpy
 from .calibration import WITHIN_CELLS, Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
@@ -25,6 +24,10 @@ from .ground import GroundConfig, GroundRegistrar
 from .index import check_region
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
+
+if TYPE_CHECKING:
+    from ..inference import Backend
+    from ..model import ZoomModel
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -161,11 +164,15 @@ def _outside(reg: Registration, gate: Gate | None, bound, slack_m: float) -> str
 class Localizer:
     """Loads a map and a model once; :meth:`localize` turns frames into estimates.
 
-    The map's views stay memory-mapped; only its encoder features are read,
-    after checking that they were computed for this model's encoder. The
-    covariance and confidence follow the checkpoint's calibration (``jzi
+    ``model``: a checkpoint (``jzi train``), a model object, or an export
+    folder (``jzi export --format onnx --map MAP``), which runs on
+    ``onnxruntime`` without importing torch. The map's views stay
+    memory-mapped; from a checkpoint only its encoder features are read, after
+    checking that they were computed for this model's encoder. The covariance
+    and confidence follow the checkpoint's (or export's) calibration (``jzi
     train`` fits one); ``calibration`` overrides it (a model given as an
-    object has none of its own: the identity).
+    object has none of its own: the identity). ``threads``: the backend's CPU
+    threads (0: its default).
     """
 
     def __init__(
@@ -176,26 +183,32 @@ class Localizer:
         config: LocalizerConfig = LocalizerConfig(),
         device: str = "cpu",
         calibration: Calibration | None = None,
+        threads: int = 0,
     ) -> None:
         self.map = mapdir if isinstance(mapdir, MapDir) else MapDir(mapdir)
-        extra: dict = {}
-        if isinstance(model, ZoomModel):
-            self.model = model
-        else:
-            self.model, extra = load_checkpoint(model)
-        self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
-        check_region(self.map, self.model)
         self.grid: ZoomGrid = self.map.grid
         self.config = config
-        feats = self.map.load_features(self.model.identity())
-        self.backend: Backend = make_backend(
-            backend, self.model, feats, device, beam=config.beam, precision=config.map_precision
-        )
+        self.model: ZoomModel | None = None
+        extra: dict = {}
+        if isinstance(model, (str, Path)) and Path(model).is_dir():  # an export: no torch
+            self.backend: Backend = self._exported(Path(model), backend, device, threads)
+            extra = {k: self.backend.exported.meta.get(k) for k in ("calibration", "train_config")}
+        else:
+            from ..inference import make_backend
+            from ..model import load_checkpoint
+
+            self.model, extra = (model, {}) if not isinstance(model, (str, Path)) else load_checkpoint(model)
+            check_region(self.map, self.model)
+            feats = self.map.load_features(self.model.identity())
+            self.backend = make_backend(
+                backend, self.model, feats, device, beam=config.beam, precision=config.map_precision, threads=threads
+            )
+        self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
         self.ground: GroundRegistrar | None = None
         self.refine_off = "refinement is off"
-        train_config = extra.get("train_config", {})
+        train_config = extra.get("train_config") or {}
         self.street = bool(train_config.get("street", False)) and not train_config.get("aerial", False)
         """The model localizes street-level frames only (``jzi train --street``): the ground ahead is registered."""
         if config.refine.enabled:
@@ -212,6 +225,19 @@ class Localizer:
         footprint = train_config.get("footprint_cells", (4.0, 8.0))
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
+
+    def _exported(self, folder: Path, backend: str, device: str, threads: int):
+        """The backend of an export folder, checked against the map: its region and the map it was made for."""
+        from ..inference.runtime import ExportedModel, OnnxBackend
+
+        if backend != "onnxruntime":
+            raise LocalizerError(f"{folder} is an export: it runs on backend onnxruntime, not {backend}")
+        exported = ExportedModel.load(folder)
+        check_region(self.map, exported.meta["region"])
+        made_for = exported.meta.get("map")
+        if made_for is not None and ZoomGrid.from_dict(made_for) != self.grid:
+            raise LocalizerError(f"{folder} holds the view tokens of another map: jzi export --map {self.map.path}")
+        return OnnxBackend(exported, exported.view_tokens(), device, threads, self.config.map_precision or "")
 
     def refine_summary(self) -> dict:
         """How the registration against the map runs: ``on``, and the matcher or why it is off."""
@@ -326,8 +352,7 @@ class Localizer:
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
         res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
         t3 = time.perf_counter()
-        paths = res.paths[0].cpu().numpy()
-        probs = res.probs[0].float().cpu().numpy()
+        paths, probs = to_numpy(res.paths[0]), to_numpy(res.probs[0])
         centres = self.grid.centers_m(paths)
         lat, lon = self.grid.frame.to_latlon(centres[:, 0], centres[:, 1])
         cands = [

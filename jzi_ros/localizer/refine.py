@@ -37,8 +37,7 @@ images of different dates or sensors are not independent, and the map's own
 georeferencing is not exact. The heading's variance
 (:attr:`Registration.yaw_variance_deg2`) comes from the same fits (the
 similarity's turn, the 3D pose's yaw, the PnP rotation's heading), times the
-same overlap, plus a floor: the position's floor seen as a turn about the
-camera at the inliers' RMS distance (:func:`heading_floor_deg2`).
+same overlap (no floor: a map shifted as a whole turns no heading).
 
 Checks, each with the reason it gives when it fails (:attr:`Registration.verdict`):
 enough inliers, and a share of the matches (``min_inlier_share``, or
@@ -341,16 +340,6 @@ def pose_covariance(
         diff[3] = (diff[3] + 180.0) % 360.0 - 180.0
         a[:, i] = diff / (2 * d[i])
     return a @ cov_params @ a.T, float(np.sqrt(np.mean(res.reshape(-1, 2) ** 2) * 2))
-
-
-def heading_floor_deg2(offsets_m: np.ndarray, floor_m: float) -> float:
-    """The floor [deg²] of a heading fitted to points at ``offsets_m`` (N, 2) [m] from the camera.
-
-    The position's floor (``floor_m`` per axis: the map's georeferencing, correspondences that are
-    not independent) seen as a turn about the camera at the points' RMS distance.
-    """
-    radius = float(np.sqrt(np.mean(np.sum(np.asarray(offsets_m, float) ** 2, axis=1))))
-    return math.degrees(floor_m / max(radius, floor_m)) ** 2
 
 
 def _yaw_deg(rvec: np.ndarray) -> float:
@@ -697,8 +686,7 @@ class Refiner:
             altitude_m=float(found_centre[2]),
             scale=height / height_m,
             yaw_deg=yaw % 360,
-            yaw_variance_deg2=m.overlap * float(cov[3, 3])
-            + heading_floor_deg2(obj[:, :2] - found_centre[:2], c.floor_px * gsd),
+            yaw_variance_deg2=m.overlap * float(cov[3, 3]),
             tilt_deg=float(math.hypot(pitch, roll)),
             covariance_m2=m.overlap * cov[:2, :2] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_m / gsd,
@@ -771,8 +759,7 @@ class Refiner:
             north_m=north,
             height_m=float(centre[2]),
             yaw_deg=yaw,
-            yaw_variance_deg2=m.overlap * float(cov[3, 3])
-            + heading_floor_deg2(obj_in[:, :2] - centre[:2], c.floor_px * gsd),
+            yaw_variance_deg2=m.overlap * float(cov[3, 3]),
             tilt_deg=tilt,
             covariance_m2=cov2,
             reprojection_px=rms,
@@ -845,7 +832,7 @@ class Refiner:
             height_m=height_m * math.hypot(a, b),
             scale=math.hypot(a, b),
             yaw_deg=((attitude.yaw_deg or 0.0) - turn_deg) % 360,
-            yaw_variance_deg2=overlap * turn_var_deg2 + heading_floor_deg2(rel, c.floor_px * gsd),
+            yaw_variance_deg2=overlap * turn_var_deg2,
             tilt_deg=float(math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)),
             covariance_m2=overlap * cov[2:, 2:] + np.eye(2) * (c.floor_px * gsd) ** 2,
             reprojection_px=rms_px,

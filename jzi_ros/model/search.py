@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..geo.grid import view_indices
+from ..inference.runtime import PRECISIONS
 from .decoder import DecoderConfig, ZoomDecoder
 from .errors import ModelError
 
@@ -55,10 +56,6 @@ class SearchResult:
     paths: torch.Tensor
     probs: torch.Tensor
     log_probs: torch.Tensor
-
-
-PRECISIONS = ("float32", "float16", "bfloat16", "int8")
-"""How :class:`ViewTokens` stores the map: int8 keeps one float32 scale per token."""
 
 
 class ViewTokens:

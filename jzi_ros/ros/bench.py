@@ -56,6 +56,14 @@ def _peak_rss_mb(pid: int) -> float:
     return proc_status(pid).get("VmHWM", math.nan) / 1024
 
 
+def torch_loaded(pid: int) -> bool:
+    """Whether the process has torch's library mapped (``/proc/PID/maps``): it imported torch."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def known_from(params: NodeParams, imu: Any, rng: Any) -> dict[str, Any]:
     """The attitude and height the node derives from fresh IMU and rangefinder messages (``knowledge``)."""
     attitude, height = params.knowledge(imu_orientation(imu), range_height(rng))
@@ -101,7 +109,8 @@ def bench_node(
 ) -> dict:
     """Publish ``frames`` camera frames at ``rate_hz`` to the node in its own process and measure it.
 
-    Measured: latency [ms], CPU per fix [ms], drops, peak memory [MB]; then
+    Measured: the start-up (process start to the first fix, the first frame sent every 50 ms), whether
+    the node imported torch, latency [ms], CPU per fix [ms], drops, peak memory [MB]; then
     :func:`inprocess_cpu_ms_per_frame` on the frames the node localized
     (``inprocess_cpu_ms_per_frame``) and the node's CPU per fix over it
     (``node_cpu_per_inprocess``). ``sensors``: each frame comes with the
@@ -114,14 +123,24 @@ def bench_node(
     settings: dict[str, Any] = dict(beam_width=beam, backend=backend, transport=transport)
     settings |= SENSOR_TOPICS if sensors else {}
     node_params = NodeParams(**settings)  # as the node reads them (the rest: defaults, as in localize.yaml)
-    proc = start_node(domain, image_topic="/bench/image", map_path=map_dir, model_path=model, **settings)
     client = Client(domain, "/bench/image", compressed=transport == "compressed")
     if sensors:
         imu_pub = client.node.create_publisher(Imu, SENSOR_TOPICS["imu_topic"], 10)
         range_pub = client.node.create_publisher(Range, SENSOR_TOPICS["height_topic"], 10)
     known: dict[int, dict] = {}  # stamp [ns] -> what the node knows besides the frame
+    started = time.monotonic()
+    proc = start_node(domain, image_topic="/bench/image", map_path=map_dir, model_path=model, **settings)
     try:
-        client.wait_for_node(proc, timeout_s=120)
+        first = messages[0]
+        first.header.stamp.sec, first.header.stamp.nanosec = 1_600_000_000, 0
+        while not client.has_fix(stamp_ns_of(first)):  # start-up: the first frame, sent every 50 ms until its fix
+            if proc.poll() is not None or time.monotonic() - started > 120:
+                raise JziError(f"the node gave no fix within {time.monotonic() - started:.0f} s of its start")
+            client.pub.publish(first)
+            client.spin(0.05)
+        startup_s = time.monotonic() - started
+        torch_in_node = torch_loaded(proc.pid)
+        client.fixes.clear()
         client.spin(2.0)
         cpu0 = _cpu_seconds(proc.pid)
         sent: dict[int, float] = {}
@@ -178,6 +197,8 @@ def bench_node(
         "inprocess_cpu_ms_per_frame": inprocess_ms,
         "node_cpu_per_inprocess": cpu_ms_per_fix / inprocess_ms if localized else None,
         "node_peak_rss_mb": peak_mb,
+        "node_startup_to_first_fix_s": startup_s,
+        "node_imports_torch": torch_in_node,
         "node_diagnostics": diagnostics or None,
     }
 

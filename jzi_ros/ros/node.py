@@ -221,11 +221,9 @@ class LocalizerNode(LifecycleNode):
         p = self.params
         if not p.map_path or not p.model_path:
             raise JziError("set the parameters map_path and model_path (launch arguments map:= and model:=)")
-        if p.threads > 0:
-            import torch
-
-            torch.set_num_threads(p.threads)
-        loc = Localizer(p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device)
+        loc = Localizer(
+            p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device, threads=p.threads
+        )
         if loc.heading_known and not (p.imu_topic and p.imu_heading):
             raise JziError(f"{p.model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")
         return loc
@@ -250,8 +248,9 @@ class LocalizerNode(LifecycleNode):
             self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, p.pose_topic, 10)
         if p.publish_candidates:
             self.cand_pub = self.create_lifecycle_publisher(PoseArray, p.candidates_topic, 10)
+        backend = self.localizer.backend.name
         self.get_logger().info(
-            f"configured: {self.localizer.grid.describe()}, backend {self.localizer.backend.name} ({cpu_threads()})"
+            f"configured: {self.localizer.grid.describe()}, backend {backend} ({cpu_threads(backend, p.threads)})"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -527,11 +526,17 @@ def kind_of(text: str) -> str:
     return re.sub(r"[\d.]+", "N", re.split(r" \(|[:;,]", text)[0])[:80]
 
 
-def cpu_threads() -> str:
-    """The process's CPU thread settings, for the log: torch's intra-op threads and OpenMP's wait policy."""
-    import torch
+def cpu_threads(backend: str, threads: int) -> str:
+    """The process's CPU thread settings, for the log: the backend's threads and OpenMP's wait policy.
 
-    return f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    torch is asked only when it runs the model (an export runs without importing it).
+    """
+    if backend == "torch":
+        import torch
+
+        threads = torch.get_num_threads()
+    count = str(threads) if threads > 0 else "default"
+    return f"{backend} threads {count}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
 
 
 def release_freed_memory() -> None:

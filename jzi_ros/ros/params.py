@@ -31,10 +31,12 @@ class NodeParams:
 
     autostart: bool = _param(True, "configure and activate at start-up (false: wait for a lifecycle manager)")
     map_path: str = _param("", "map directory (jzi build-map), indexed for the model (jzi index-map)")
-    model_path: str = _param("", "model checkpoint (jzi train)")
+    model_path: str = _param(
+        "", "model checkpoint (jzi train), or an export folder (jzi export --map; backend onnxruntime, no torch)"
+    )
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
     device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")
-    threads: int = _param(0, "CPU threads for torch (0 = torch's default)")
+    threads: int = _param(0, "CPU threads of the backend (0 = its default)")
     map_precision: str = _param(
         "", "how the map's view tokens are held: '' (as the decoder computes), float16, or int8 for city-scale maps"
     )

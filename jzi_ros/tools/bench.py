@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from ..evaluation.benchmark import BenchConfig, markdown, ratios, run_benchmark, write_report
+from ..inference.export import export_for_map
 from .common import config_from
 
 
@@ -77,8 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--node",
         action="store_true",
-        help="also run the node as its own process over DDS (compressed frames with IMU and height at --node-rate-hz, "
-        "first backend; needs rclpy)",
+        help="also run the node as its own process over DDS (compressed frames with IMU and height at --node-rate-hz) "
+        "on each of --backends: its start-up to the first fix, peak memory, whether it imports torch, latency; "
+        "onnxruntime runs from an export with the map's view tokens (OUT/export), as a robot would; needs rclpy",
     )
     p.add_argument("--node-rate-hz", type=float, default=10.0, help="camera rate fed to the node (default 10)")
     p.add_argument("--node-frames", type=int, default=200, help="frames sent to the node (default 200)")
@@ -132,16 +134,23 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise SystemExit(f"jzi bench: --node needs ROS 2's rclpy ({exc}); source your ROS 2 setup") from None
         frames = min(args.node_frames, 20) if args.quick else args.node_frames
-        report["node"] = bench_node(
-            args.map,
-            args.model,
-            rate_hz=args.node_rate_hz,
-            frames=frames,
-            beam=args.beam,
-            backend=args.backends[0] if args.backends else "torch",
-            transport="compressed",
-            sensors=True,  # attitude and height, as the per-frame latency gives them
-        )
+        nodes = {}
+        for backend in args.backends or ["torch"]:
+            model = args.model
+            if backend == "onnxruntime":  # the robot's way: an export with the map's view tokens, no torch
+                model = export_for_map(args.model, args.map, args.out / "export", beam=args.beam)
+            nodes[backend] = bench_node(
+                args.map,
+                model,
+                rate_hz=args.node_rate_hz,
+                frames=frames,
+                beam=args.beam,
+                backend=backend,
+                transport="compressed",
+                sensors=True,  # attitude and height, as the per-frame latency gives them
+            )
+        report["node"] = next(iter(nodes.values()))
+        report["nodes"] = nodes
         report["ratios"] = ratios(report)
     json_path, md_path = write_report(report, args.out)
     print(markdown(report))

@@ -1,6 +1,9 @@
 """`jzi export`: a model's encoder and decoder as ONNX or TensorRT artefacts.
 
-ONNX: ``encoder.onnx`` and ``decoder.onnx`` (opset 17, static shapes). The
+ONNX: ``encoder.onnx`` and ``decoder.onnx`` (opset 17, static shapes), the
+decoder's action tokens and the checkpoint's calibration; with ``--map`` the
+map's view tokens too, so that the node runs from the folder alone
+(``model:=OUT backend:=onnxruntime``) without importing torch. The
 ``trtexec`` route, for users who prefer it, builds engines from them::
 
     trtexec --onnx=OUT/encoder.onnx --saveEngine=encoder.plan [--fp16]
@@ -16,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..inference.export import export_onnx, export_tensorrt
+from ..inference.export import export_for_map, export_tensorrt
 from ..model import load_checkpoint
 
 
@@ -27,17 +30,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--beam", type=int, default=4, help="decoder batch = the beam width it will run (default 4)")
     p.add_argument("--fp16", action="store_true", help="TensorRT: build fp16 engines")
+    p.add_argument(
+        "--map",
+        type=Path,
+        default=None,
+        help="ONNX: the map (indexed for the model) whose view tokens go with the export: the node then needs no torch",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export the model and say where the files are."""
     started = time.monotonic()
-    model, _ = load_checkpoint(args.model)
     if args.format == "onnx":
-        out = export_onnx(model, args.out, beam=args.beam)
+        out = export_for_map(args.model, args.map, args.out, beam=args.beam)
     else:
-        out = export_tensorrt(model, args.out, beam=args.beam, fp16=args.fp16)
+        out = export_tensorrt(load_checkpoint(args.model)[0], args.out, beam=args.beam, fp16=args.fp16)
     print(
         f"exported {args.model} ({args.format}{', fp16' if args.fp16 else ''}, decoder batch {args.beam}) "
         f"in {time.monotonic() - started:.1f} s"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,7 +248,9 @@ def test_an_export_with_its_map_localizes_without_torch_as_the_checkpoint_does(t
     assert meta["map"] == MapDir(map_dir).grid.to_dict() and meta["calibration"]["frames"] > 0
     assert (exported / "view_tokens.npy").is_file() and (exported / "tokens.npz").is_file()
     script = f"""
-import sys, json, numpy as np
+import sys
+at_start = set(sys.modules)  # what the interpreter's site hooks imported
+import json, numpy as np
 from jzi_ros.data.aerial import posed_frames_over_map
 from jzi_ros.geo import MapDir
 from jzi_ros.geo.camera import body_quaternion
@@ -257,12 +261,25 @@ out = []
 for frame, pose in posed_frames_over_map(MapDir({str(map_dir)!r}), 64, 4, footprint_cells=1.5, seed=2):
     e = loc.localize(frame, attitude=Attitude.from_body(body_quaternion(pose)), height_m=pose.altitude_m)
     out.append([e.east_m, e.north_m, e.verified, [c.prob for c in e.candidates]])
-print(json.dumps({{"torch": "torch" in sys.modules, "timm": "timm" in sys.modules, "out": out}}))
+import importlib.metadata as md
+dists = md.packages_distributions()
+used = sorted({{d for m in set(sys.modules) - at_start for d in dists.get(m.split(".")[0], [])}})
+print(json.dumps({{"torch": "torch" in sys.modules, "timm": "timm" in sys.modules, "out": out, "dists": used}}))
 """
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr
     got = json.loads(ran.stdout.splitlines()[-1])
     assert not got["torch"] and not got["timm"], "an export localizes with NumPy and ONNX Runtime alone"
+    # every distribution it imports is in requirements-robot.txt (or comes with those there)
+    robot = Path(__file__).resolve().parents[1] / "requirements-robot.txt"
+    listed = {line.split("==")[0].lower() for line in robot.read_text().splitlines() if "==" in line}
+    from importlib.metadata import requires
+
+    needed = set(listed)
+    for name in listed:
+        needed |= {re.split(r"[ ;<>=!~\[(]", r)[0].lower() for r in requires(name) or [] if "extra ==" not in r}
+    missing = {d for d in got["dists"] if d.lower() not in needed and d.lower().replace("_", "-") not in needed}
+    assert missing <= {"jzi_ros", "jzi-ros"}, f"imported but not in requirements-robot.txt: {missing}"
     from jzi_ros.data.aerial import posed_frames_over_map
     from jzi_ros.geo.camera import body_quaternion
     from jzi_ros.localizer.refine import Attitude
@@ -297,3 +314,134 @@ def test_an_export_refuses_another_backend_another_map_and_a_missing_map(trained
         Localizer(map_dir, bare, backend="onnxruntime")
     with pytest.raises(JziError, match="not a model export"):
         Localizer(map_dir, tmp_path, backend="onnxruntime")
+
+
+def test_tensorrt_engines_are_cached_per_gpu_version_and_precision_and_rebuilt_when_their_graph_changes(
+    exported, tmp_path
+):
+    import shutil
+
+    from jzi_ros.inference.tensorrt_runtime import ENGINE_META, device_of, engine_folder, graph_digest, needs_build
+
+    export = shutil.copytree(exported, tmp_path / "export")
+    folder = engine_folder(export, "NVIDIA Jetson AGX Orin (64GB)", (8, 7), "10.3.0", True)
+    assert folder == export / "engines" / "NVIDIA_Jetson_AGX_Orin_64GB-sm87-trt10.3.0-fp16"
+    assert engine_folder(export, "NVIDIA H100", (9, 0), "10.3.0", False).name == "NVIDIA_H100-sm90-trt10.3.0-fp32"
+    assert needs_build(folder, export), "no engine yet"
+    folder.mkdir(parents=True)
+    for graph in ("encoder", "decoder"):
+        (folder / f"{graph}.engine").write_bytes(b"engine")
+    digests = {g: graph_digest(export / f"{g}.onnx") for g in ("encoder", "decoder")}
+    (folder / ENGINE_META).write_text(json.dumps({"graphs": digests}))
+    assert not needs_build(folder, export), "built from these graphs: loaded, not rebuilt"
+    assert needs_build(folder, export, force=True), "force_engine_update"
+    (export / "decoder.onnx").write_bytes((export / "decoder.onnx").read_bytes() + b" ")
+    assert needs_build(folder, export), "the graph changed: the engine is stale"
+    assert (device_of("cuda"), device_of("cuda:1")) == (0, 1)
+    with pytest.raises(BackendError, match="cuda or cuda:N"):
+        device_of("cpu")
+
+
+def test_tensorrt_engines_are_built_from_the_export_s_graphs_with_their_fixed_shapes(exported, tmp_path, monkeypatch):
+    """The builder's calls, up to TensorRT's own build (a stand-in for the GPU library, which this machine lacks)."""
+    import shutil
+    import sys
+    import types
+
+    import onnx
+
+    from jzi_ros.inference.tensorrt_runtime import ENGINE_META, build_engines, engine_folder, needs_build
+
+    calls: dict = {"profiles": [], "fp16": []}
+
+    class Tensor:
+        def __init__(self, value_info):
+            self.name = value_info.name
+            self.shape = [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+    class Network:
+        num_inputs = 0
+
+        def get_input(self, i):
+            return self.tensors[i]
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse(self, data):
+            graph = onnx.load_from_string(data).graph
+            self.network.tensors = [Tensor(v) for v in graph.input]
+            self.network.num_inputs = len(self.network.tensors)
+            return True
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+            calls["profiles"].append(self.shapes)
+
+        def set_shape(self, name, low, opt, high):
+            assert low == opt == high
+            self.shapes[name] = opt
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            pass
+
+        def set_flag(self, flag):
+            calls["fp16"].append(flag)
+
+        def add_optimization_profile(self, profile):
+            pass
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            return b"serialized " + ",".join(t.name for t in network.tensors).encode()
+
+    fake = types.SimpleNamespace(
+        __version__="10.0-stand-in",
+        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
+        Builder=Builder,
+        OnnxParser=Parser,
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
+        BuilderFlag=types.SimpleNamespace(FP16="FP16"),
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    export = shutil.copytree(exported, tmp_path / "export")
+    folder = build_engines(export, engine_folder(export, "GPU", (8, 7), "10.0", True), fp16=True)
+    meta = read_meta(export)
+    cache = [meta["cache"][0], meta["beam"], *meta["cache"][1:]]
+    encoder_shapes, decoder_shapes = calls["profiles"]
+    assert encoder_shapes == {"crops": (meta["query_crops"], 3, meta["image_px"], meta["image_px"])}
+    assert decoder_shapes == {
+        "tokens": (meta["beam"], 1 + meta["view_tokens"], meta["dim"]),
+        "keys": tuple(cache),
+        "values": tuple(cache),
+    }, "the level is a scalar: no profile"
+    assert calls["fp16"] == ["FP16", "FP16"]
+    assert (folder / "decoder.engine").read_bytes() == b"serialized level,tokens,keys,values"
+    assert not needs_build(folder, export) and (folder / ENGINE_META).is_file()
+    assert not folder.with_name(folder.name + ".partial").exists()
+
+
+def test_the_tensorrt_backend_of_an_export_says_what_is_missing_on_a_machine_without_it(trained, exported):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here: the GPU tests run instead")
+    with pytest.raises(BackendError, match="tensorrt is not installed"):
+        Localizer(trained[0], exported, backend="tensorrt")

@@ -71,8 +71,12 @@ def test_frames_replaced_before_the_worker_takes_one_are_never_decoded(node):
     assert np.abs(image[..., ::-1].astype(int) - frames[-1]).max() <= 4  # the newest frame's JPEG, decoded BGR
 
 
-def _torch_import_probe(env_value: str | None) -> list[str]:
-    """Run the executable's main in a fresh interpreter; report what torch's import saw and what was loaded."""
+def _torch_import_probe(env_value: str | None, *ros_args: str) -> list[str]:
+    """Run the executable's main in a fresh interpreter; report what torch's import saw and what was loaded.
+
+    ``ros_args``: the node's parameters (``-p name:=value``); a configure that fails ends it with 1.
+    """
+    argv = ["localizer", *(["--ros-args", *ros_args] if ros_args else [])]
     code = f"""
 import importlib.abc, importlib.util, os, sys
 seen = []
@@ -85,7 +89,7 @@ os.environ.pop("OMP_WAIT_POLICY", None)
 if {env_value!r} is not None:
     os.environ["OMP_WAIT_POLICY"] = {env_value!r}
 from jzi_ros.ros.entry import main
-code = main(["localizer"])  # no map_path: exits 1 after importing the node
+code = main({argv!r})  # a configure that fails: exits 1
 installed = importlib.util.find_spec("triton") is not None
 loaded = "triton" in sys.modules
 if installed:
@@ -97,14 +101,21 @@ print(seen[0] if seen else "torch never imported", code, "triton-loaded" if load
     return proc.stdout.split()[-3:]
 
 
-def test_the_executable_sets_its_process_defaults_before_torch_is_imported():
-    seen, code, triton = _torch_import_probe(None)
+def _torch_loading(trained) -> tuple[str, ...]:
+    """Parameters whose configure imports torch (the torch backend loads the checkpoint) and then fails."""
+    return ("-p", f"map_path:={trained[0]}", "-p", "model_path:=/nowhere/model.pt")
+
+
+def test_the_executable_sets_its_process_defaults_before_torch_is_imported(trained):
+    seen, code, triton = _torch_import_probe(None, *_torch_loading(trained))
     assert seen == "PASSIVE" and code == "1"
     assert triton == "triton-not-loaded", "torch's import skips triton, which the node does not use"
+    # the node's own modules import no torch: only the torch backend does, when it loads a checkpoint
+    assert _torch_import_probe(None)[:2] == ["imported", "1"]  # "torch never imported"
 
 
-def test_the_process_defaults_leave_what_the_user_set():
-    seen, _, _ = _torch_import_probe("ACTIVE")
+def test_the_process_defaults_leave_what_the_user_set(trained):
+    seen, _, _ = _torch_import_probe("ACTIVE", *_torch_loading(trained))
     assert seen == "ACTIVE"
 
 

@@ -288,8 +288,42 @@ class ExportedModel:
         return np.load(path, mmap_mode="r")
 
 
-class OnnxBackend:
-    """An exported model on ONNX Runtime: the encoder graph and the one-step decoder graph, NumPy between."""
+class GraphBackend:
+    """An export's two graphs run by some runtime, NumPy between them: the encoding and the beam search.
+
+    A subclass sets ``encode_one(crops) -> (feature (1, F), first token (1, D))`` and ``step`` (one decoder
+    step for any rows, :func:`fixed_batch` over its graph).
+    """
+
+    name = "exported"
+
+    def __init__(self, exported: ExportedModel, views: np.ndarray, precision: str = "") -> None:
+        self.exported = exported
+        self.views = ViewTable(views, precision or "float32")
+        self.crops = int(exported.meta["query_crops"])
+
+    def encode_one(self, crops: np.ndarray) -> list[np.ndarray]:
+        """One frame's crops (n, 3, S, S) -> its feature (1, F) and first token (1, D)."""
+        raise NotImplementedError
+
+    def step(self, level: int, tokens: np.ndarray, keys: np.ndarray, values: np.ndarray):
+        """One decoder step for any rows: (logits, keys, values)."""
+        raise NotImplementedError
+
+    def encode(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 frames (H, W, 3) -> features (B, F + D): each frame's global feature and first token."""
+        meta = self.exported.meta
+        x, n = prepare_queries(images, int(meta["image_px"]), str(meta["query"]))
+        return np.concatenate([np.concatenate(self.encode_one(x[i : i + n]), axis=1) for i in range(0, len(x), n)])
+
+    def search(self, query: np.ndarray, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> Zoomed:
+        """Beam search for encoded frames (B, F + D) (:meth:`encode`) over the map's view tokens."""
+        first = np.asarray(query, np.float32)[:, -int(self.exported.meta["dim"]) :]
+        return beam_search(self.exported, self.step, first, self.views, beam, top_k, prefix)
+
+
+class OnnxBackend(GraphBackend):
+    """An exported model on ONNX Runtime (CPU, or its CUDA / TensorRT execution providers)."""
 
     name = "onnxruntime"
 
@@ -300,7 +334,7 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError:
             raise BackendError("onnxruntime is not installed (pip install onnxruntime)") from None
-        self.exported = exported
+        super().__init__(exported, views, precision)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             have = ort.get_available_providers()
@@ -325,18 +359,8 @@ class OnnxBackend:
             feed = dict(zip(names, (np.asarray(level, np.int64), tokens, keys, values), strict=True))
             return decoder.run(None, feed)
 
-        self.step = fixed_batch(run, int(exported.meta["beam"]))
-        self.views = ViewTable(views, precision or "float32")
-        self.crops = int(exported.meta["query_crops"])
+        self.step = fixed_batch(run, int(exported.meta["beam"]))  # type: ignore[method-assign]
 
-    def encode(self, images: list[np.ndarray]) -> np.ndarray:
-        """RGB uint8 frames (H, W, 3) -> features (B, F + D): each frame's global feature and first token."""
-        meta = self.exported.meta
-        x, n = prepare_queries(images, int(meta["image_px"]), str(meta["query"]))
-        rows = [np.concatenate(self.encoder.run(None, {"crops": x[i : i + n]}), axis=1) for i in range(0, len(x), n)]
-        return np.concatenate(rows)
-
-    def search(self, query: np.ndarray, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> Zoomed:
-        """Beam search for encoded frames (B, F + D) (:meth:`encode`) over the map's view tokens."""
-        first = np.asarray(query, np.float32)[:, -int(self.exported.meta["dim"]) :]
-        return beam_search(self.exported, self.step, first, self.views, beam, top_k, prefix)
+    def encode_one(self, crops: np.ndarray) -> list[np.ndarray]:
+        """One frame's crops (n, 3, S, S) -> its feature (1, F) and first token (1, D)."""
+        return self.encoder.run(None, {"crops": crops})

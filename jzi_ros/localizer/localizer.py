@@ -161,6 +161,14 @@ def _outside(reg: Registration, gate: Gate | None, bound, slack_m: float) -> str
     return ""
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """TensorRT engines of an export (backend ``tensorrt``): ``fp16`` precision; ``force_update`` rebuilds them."""
+
+    fp16: bool = True
+    force_update: bool = False
+
+
 class Localizer:
     """Loads a map and a model once; :meth:`localize` turns frames into estimates.
 
@@ -172,7 +180,7 @@ class Localizer:
     and confidence follow the checkpoint's (or export's) calibration (``jzi
     train`` fits one); ``calibration`` overrides it (a model given as an
     object has none of its own: the identity). ``threads``: the backend's CPU
-    threads (0: its default).
+    threads (0: its default); ``engines``: how an export's TensorRT engines are built.
     """
 
     def __init__(
@@ -184,6 +192,7 @@ class Localizer:
         device: str = "cpu",
         calibration: Calibration | None = None,
         threads: int = 0,
+        engines: EngineSettings | None = None,
     ) -> None:
         self.map = mapdir if isinstance(mapdir, MapDir) else MapDir(mapdir)
         self.grid: ZoomGrid = self.map.grid
@@ -191,7 +200,7 @@ class Localizer:
         self.model: ZoomModel | None = None
         extra: dict = {}
         if isinstance(model, (str, Path)) and Path(model).is_dir():  # an export: no torch
-            self.backend: Backend = self._exported(Path(model), backend, device, threads)
+            self.backend: Backend = self._exported(Path(model), backend, device, threads, engines or EngineSettings())
             extra = {k: self.backend.exported.meta.get(k) for k in ("calibration", "train_config")}
         else:
             from ..inference import make_backend
@@ -226,18 +235,26 @@ class Localizer:
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
 
-    def _exported(self, folder: Path, backend: str, device: str, threads: int):
+    def _exported(self, folder: Path, backend: str, device: str, threads: int, engines: EngineSettings):
         """The backend of an export folder, checked against the map: its region and the map it was made for."""
         from ..inference.runtime import ExportedModel, OnnxBackend
 
-        if backend != "onnxruntime":
-            raise LocalizerError(f"{folder} is an export: it runs on backend onnxruntime, not {backend}")
+        if backend not in ("onnxruntime", "tensorrt"):
+            raise LocalizerError(f"{folder} is an export: it runs on backend onnxruntime or tensorrt, not {backend}")
         exported = ExportedModel.load(folder)
         check_region(self.map, exported.meta["region"])
         made_for = exported.meta.get("map")
         if made_for is not None and ZoomGrid.from_dict(made_for) != self.grid:
             raise LocalizerError(f"{folder} holds the view tokens of another map: jzi export --map {self.map.path}")
-        return OnnxBackend(exported, exported.view_tokens(), device, threads, self.config.map_precision or "")
+        precision = self.config.map_precision or ""
+        if backend == "tensorrt":  # engines built from the export's graphs, cached per GPU: no torch either
+            from ..inference.tensorrt_runtime import TensorRTBackend
+
+            gpu = device if device.startswith("cuda") else "cuda"
+            return TensorRTBackend(
+                exported, exported.view_tokens(), gpu, engines.fp16, engines.force_update, precision=precision
+            )
+        return OnnxBackend(exported, exported.view_tokens(), device, threads, precision)
 
     def refine_summary(self) -> dict:
         """How the registration against the map runs: ``on``, and the matcher or why it is off."""

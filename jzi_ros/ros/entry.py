@@ -1,6 +1,6 @@
 """The ``localizer`` executable: the node, or one clear line where ROS 2's Python packages are missing.
 
-Before the node (and with it torch) is imported, the process gets its
+Before the node (and, for a checkpoint, torch) is imported, the process gets its
 defaults (:data:`PROCESS_DEFAULTS`, each only where the environment does not
 set it already), and torch's import skips the modules a node running eager
 models never uses (:data:`UNUSED_MODULES`).
@@ -31,7 +31,8 @@ UNUSED_MODULES = ("triton",)
 """Modules that torch's import loads where they are installed and that the node does not use.
 
 ``triton`` (GPU kernels of ``torch.compile``; 75 MB resident): the node runs
-its models eagerly. Skipped only while the node's modules are imported, so
+its models eagerly. Skipped only while the node's modules are imported and
+while its configure imports torch (a checkpoint; an export needs no torch), so
 code that needs it later (a TensorRT backend's plugins) can still import it.
 """
 

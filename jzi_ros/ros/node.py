@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,11 +51,11 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, Range
 
-from ..data.sensors import AttitudeTrack, HeightTrack, OdometryTrack
+from ..data.tracks import AttitudeTrack, HeightTrack, OdometryTrack
 from ..errors import JziError
 from ..geo.lens import Lens
 from ..localizer import Estimate, InputError, Localizer, Odometry, PriorError
-from ..localizer.localizer import HEADING_NEEDED
+from ..localizer.localizer import HEADING_NEEDED, EngineSettings
 from ..localizer.refine import Attitude
 from .convert import (
     camera_info_to_lens,
@@ -67,6 +68,7 @@ from .convert import (
     odometry_pose,
     range_height,
 )
+from .entry import skipped_imports
 from .params import PARAMETERS, NodeParams
 
 FAILED_IN_A_ROW = 10
@@ -221,8 +223,17 @@ class LocalizerNode(LifecycleNode):
         p = self.params
         if not p.map_path or not p.model_path:
             raise JziError("set the parameters map_path and model_path (launch arguments map:= and model:=)")
+        if not Path(p.model_path).is_dir():  # a checkpoint: torch and timm load it, skipping what no node uses
+            with skipped_imports():
+                from .. import model  # noqa: F401
         loc = Localizer(
-            p.map_path, p.model_path, backend=p.backend, config=p.localizer_config(), device=p.device, threads=p.threads
+            p.map_path,
+            p.model_path,
+            backend=p.backend,
+            config=p.localizer_config(),
+            device=p.device,
+            threads=p.threads,
+            engines=EngineSettings(p.tensorrt_fp16, p.force_engine_update),
         )
         if loc.heading_known and not (p.imu_topic and p.imu_heading):
             raise JziError(f"{p.model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")

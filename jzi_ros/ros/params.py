@@ -37,6 +37,10 @@ class NodeParams:
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
     device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")
     threads: int = _param(0, "CPU threads of the backend (0 = its default)")
+    tensorrt_fp16: bool = _param(True, "backend tensorrt with an export: build fp16 engines (false: fp32)")
+    force_engine_update: bool = _param(
+        False, "backend tensorrt with an export: rebuild the cached engines at configure, even when current"
+    )
     map_precision: str = _param(
         "", "how the map's view tokens are held: '' (as the decoder computes), float16, or int8 for city-scale maps"
     )

@@ -33,9 +33,10 @@ def test_config_file_sets_exactly_the_declared_parameters_with_their_defaults():
 
 def test_launch_file_names_the_installed_executable_and_config():
     tree = ast.parse(LAUNCH.read_text())
-    calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    node = calls["Node"]
-    kw = {k.arg: k.value for k in node.keywords}
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    kws = [{k.arg: k.value for k in n.keywords} for n in nodes]
+    (kw,) = [k for k in kws if ast.literal_eval(k["package"]) == "jzi_ros"]  # besides: the map frame's transform
+    assert [ast.literal_eval(k["package"]) for k in kws if k is not kw] == ["tf2_ros"]
     assert ast.literal_eval(kw["package"]) == "jzi_ros"
     assert ast.literal_eval(kw["executable"]) == "localizer"
     assert ast.literal_eval(kw["name"]) == "jzi_localizer"  # the node name the YAML is keyed by

@@ -100,6 +100,12 @@ def test_onnxruntime_matches_pytorch_features_and_search(model_and_feats, traine
         ra, rb = torch_b.search(a, beam, top_k, prefix), ort_b.search(b, beam, top_k, prefix)
         assert np.array_equal(ra.paths.numpy(), rb.paths), (beam, prefix)
         assert np.allclose(ra.probs.numpy(), rb.probs, atol=1e-4) and np.allclose(ra.log_probs.numpy(), rb.log_probs)
+    # greedy until unsure: sure everywhere is greedy, never sure the beam; the two searches agree in between
+    assert np.array_equal(ort_b.search(b, 4, 3, (), 1e-9).paths[:, 0], ort_b.search(b, 1, 3).paths[:, 0])
+    assert np.array_equal(ort_b.search(b, 4, 5, (), 1.0).paths, ort_b.search(b, 4, 5).paths)
+    for sure in (0.3, 0.6, 0.9):
+        ra, rb = torch_b.search(a, 4, 5, (), sure), ort_b.search(b, 4, 5, (), sure)
+        assert np.array_equal(ra.paths.numpy(), rb.paths) and np.allclose(ra.probs.numpy(), rb.probs, atol=1e-4)
 
 
 def test_localizer_on_onnxruntime_gives_the_torch_answer(trained):

@@ -304,6 +304,8 @@ def test_frames_without_an_image_settings_out_of_range_and_nan_stamps_are_refuse
         {"min_confidence": 1.5},
         {"smoothing_noise_m2_s": -1.0},
         {"map_precision": "float8"},
+        {"greedy_above": 0.0},
+        {"greedy_above": 1.5},
     ):
         with pytest.raises(LocalizerError, match=next(iter(bad))):
             LocalizerConfig(**bad)

@@ -79,7 +79,7 @@ class BagEvalConfig:
     model, and its checkpoint; ``out``: folder for the results. ``every``:
     localize every n-th frame; ``realtime``: instead drop frames as the node
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
-    to interpolate over. ``beam``, ``top_k``, ``min_confidence``: the
+    to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
     localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
@@ -113,6 +113,7 @@ class BagEvalConfig:
     realtime: bool = False
     max_gap_s: float = 1.0
     beam: int = 4
+    greedy_above: float = 1.0
     top_k: int = 5
     min_confidence: float = LocalizerConfig.min_confidence
     trust_unverified: bool = False
@@ -593,6 +594,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         device=config.device,
         config=LocalizerConfig(
             beam=config.beam,
+            greedy_above=config.greedy_above,
             top_k=config.top_k,
             min_confidence=config.min_confidence,
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),

@@ -21,8 +21,11 @@ class Backend(Protocol):
     def encode(self, images: list[np.ndarray]) -> Any:
         """RGB uint8 images (H, W, 3) -> what :meth:`search` takes of each (a tensor or an array, B rows)."""
 
-    def search(self, query: Any, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> Any:
-        """Zoom for encoded frames over the map given at construction: ``paths`` (B, K, L) and ``probs`` (B, K)."""
+    def search(self, query: Any, beam: int, top_k: int, prefix: tuple[int, ...] = (), greedy_above: float = 1.0) -> Any:
+        """Zoom for encoded frames over the map given at construction: ``paths`` (B, K, L) and ``probs`` (B, K).
+
+        ``greedy_above``: at a level where the best path holds at least this share, keep it alone.
+        """
 
 
 class TorchBackend:
@@ -58,9 +61,12 @@ class TorchBackend:
         return pool_queries(self.model.encoder(x.to(self.device, self.dtype))[0].float(), n).cpu()
 
     @torch.inference_mode()
-    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+    def search(
+        self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = (), greedy_above: float = 1.0
+    ) -> SearchResult:
         """Beam search for query features (B, F) over the map's view tokens, on this backend's device and dtype."""
-        return beam_search(self.model.decoder, query.to(self.device, self.dtype), self.views, beam, top_k, prefix)
+        x = query.to(self.device, self.dtype)
+        return beam_search(self.model.decoder, x, self.views, beam, top_k, prefix, greedy_above)
 
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")

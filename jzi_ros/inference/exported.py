@@ -148,6 +148,9 @@ class TensorRTBackend:
         return torch.cat([self.encoder(x[i : i + n])[0].float() for i in range(0, len(x), n)]).cpu()
 
     @torch.inference_mode()
-    def search(self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> SearchResult:
+    def search(
+        self, query: torch.Tensor, beam: int, top_k: int, prefix: tuple[int, ...] = (), greedy_above: float = 1.0
+    ) -> SearchResult:
         """Beam search for query features (B, F) with the TensorRT decoder step engine, on the GPU."""
-        return beam_search(self.decoder, query.cuda().to(self.dtype), self.views, beam, top_k, prefix)
+        x = query.cuda().to(self.dtype)
+        return beam_search(self.decoder, x, self.views, beam, top_k, prefix, greedy_above)

@@ -159,11 +159,13 @@ def beam_search(
     beam: int,
     top_k: int,
     prefix: tuple[int, ...] = (),
+    greedy_above: float = 1.0,
 ) -> Zoomed:
     """Zoom from the root (or ``prefix``'s cell) to terminal cells keeping the ``beam`` best paths per level.
 
     ``step(level, tokens, keys, values) -> (logits, keys, values)`` is one decoder step for any rows;
-    ``first`` (Q, D) the queries' first tokens. The algorithm of :func:`jzi_ros.model.search.beam_search`.
+    ``first`` (Q, D) the queries' first tokens. The algorithm of :func:`jzi_ros.model.search.beam_search`,
+    ``greedy_above`` included.
     """
     levels, actions = model.levels, model.actions
     if len(prefix) >= levels:
@@ -185,7 +187,7 @@ def beam_search(
         cand = (scores[..., None] + _log_softmax(logits.astype(np.float32)).reshape(q, nb, actions)).reshape(q, -1)
         if k == levels - 1:
             break
-        scores, idx = _top(cand, min(beam, nb * actions))
+        scores, idx = _top(cand, _kept(cand, beam, greedy_above))
         parent = (idx // actions + np.arange(q)[:, None] * nb).reshape(-1)
         paths = np.concatenate([paths[parent], (idx % actions).reshape(-1, 1)], axis=1)
         keys, values = keys[:, parent], values[:, parent]
@@ -197,6 +199,16 @@ def beam_search(
     parent = idx // actions + np.arange(q)[:, None] * nb
     found = np.concatenate([paths[parent], (idx % actions)[..., None]], axis=2)
     return Zoomed(found, np.take_along_axis(probs, idx, 1).astype(np.float32), top)
+
+
+def _kept(cand: np.ndarray, beam: int, greedy_above: float) -> int:
+    """Paths kept at a level: ``beam`` (at most the candidates), or 1 where each query's best holds ``greedy_above``."""
+    keep = min(beam, cand.shape[1])
+    if keep > 1 and greedy_above < 1.0:
+        p = np.exp(cand - cand.max(1, keepdims=True))
+        if (p.max(1) / p.sum(1) >= greedy_above).all():
+            return 1
+    return keep
 
 
 def fixed_batch(run, rows: int):
@@ -316,10 +328,12 @@ class GraphBackend:
         x, n = prepare_queries(images, int(meta["image_px"]), str(meta["query"]))
         return np.concatenate([np.concatenate(self.encode_one(x[i : i + n]), axis=1) for i in range(0, len(x), n)])
 
-    def search(self, query: np.ndarray, beam: int, top_k: int, prefix: tuple[int, ...] = ()) -> Zoomed:
+    def search(
+        self, query: np.ndarray, beam: int, top_k: int, prefix: tuple[int, ...] = (), greedy_above: float = 1.0
+    ) -> Zoomed:
         """Beam search for encoded frames (B, F + D) (:meth:`encode`) over the map's view tokens."""
         first = np.asarray(query, np.float32)[:, -int(self.exported.meta["dim"]) :]
-        return beam_search(self.exported, self.step, first, self.views, beam, top_k, prefix)
+        return beam_search(self.exported, self.step, first, self.views, beam, top_k, prefix, greedy_above)
 
 
 class OnnxBackend(GraphBackend):

@@ -59,7 +59,9 @@ class LocalizerConfig:
     relief one such FIX in ten was more than two cells off);
     ``map_precision``: how the map's view tokens are held (None: as the
     decoder computes, float32 on the CPU; "float16" halves them, "int8"
-    quarters them for city-scale maps, see :class:`~jzi_ros.model.search.ViewTokens`).
+    quarters them for city-scale maps, see :class:`~jzi_ros.model.search.ViewTokens`);
+    ``greedy_above``: greedy until unsure: at a level where the best path holds
+    at least this share of the probability only it goes on (1, the default: always the beam).
     """
 
     beam: int = 4
@@ -73,6 +75,7 @@ class LocalizerConfig:
     tracking: TrackingConfig = TrackingConfig()
     map_precision: str | None = None
     trust_unverified: bool = False
+    greedy_above: float = 1.0
 
     def __post_init__(self) -> None:
         problems = [
@@ -85,6 +88,7 @@ class LocalizerConfig:
                 ("prior_sigmas", self.prior_sigmas, self.prior_sigmas > 0.0),
                 ("hfov_deg", self.hfov_deg, 0.0 < self.hfov_deg < 180.0),
                 ("map_precision", self.map_precision, self.map_precision in (None, *PRECISIONS)),
+                ("greedy_above", self.greedy_above, 0.0 < self.greedy_above <= 1.0),
             )
             if not ok
         ]
@@ -92,7 +96,7 @@ class LocalizerConfig:
             raise LocalizerError(
                 f"invalid localizer settings: {', '.join(problems)} (beam and top_k at least 1, min_confidence "
                 f"within 0..1, smoothing noise 0 or more, prior_sigmas above 0, hfov_deg within 0..180, "
-                f"map_precision one of {', '.join(PRECISIONS)})"
+                f"map_precision one of {', '.join(PRECISIONS)}, greedy_above within 0..1)"
             )
 
 
@@ -367,7 +371,7 @@ class Localizer:
             gate = region
             (east, north), radius = region.centre, region.radius
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
-        res = self.backend.search(query, self.config.beam, self.config.top_k, prefix)
+        res = self.backend.search(query, self.config.beam, self.config.top_k, prefix, self.config.greedy_above)
         t3 = time.perf_counter()
         paths, probs = to_numpy(res.paths[0]), to_numpy(res.probs[0])
         centres = self.grid.centers_m(paths)

@@ -149,6 +149,7 @@ def beam_search(
     beam: int = 1,
     top_k: int = 5,
     prefix: tuple[int, ...] = (),
+    greedy_above: float = 1.0,
 ) -> SearchResult:
     """Zoom from the root to terminal cells keeping the ``beam`` best partial paths per level.
 
@@ -158,7 +159,9 @@ def beam_search(
     ``query`` (Q, F) query features; ``views`` the map's :class:`ViewTokens`
     (or its raw features (N, 1 + g*g, F) in breadth-first view order, projected
     here: better once per map). ``prefix``: start inside that cell (a prior)
-    instead of at the root; probabilities are then conditional on it.
+    instead of at the root; probabilities are then conditional on it. ``greedy_above``: greedy until
+    unsure; at a level where every query's best path holds at least this share of the probability
+    of the candidates, only that path goes on (1: never, a plain beam).
     """
     cfg = decoder.cfg
     if not isinstance(views, ViewTokens):
@@ -186,7 +189,10 @@ def beam_search(
         cand = (scores[..., None] + logits.float().log_softmax(-1).view(q, nb, actions)).reshape(q, nb * actions)
         if k == levels - 1:
             break
-        scores, idx = cand.topk(min(beam, nb * actions), dim=1)  # (Q, keep)
+        keep = min(beam, nb * actions)
+        if keep > 1 and greedy_above < 1.0 and bool((cand.softmax(-1).amax(-1) >= greedy_above).all()):
+            keep = 1  # every query is sure here: greedy
+        scores, idx = cand.topk(keep, dim=1)  # (Q, keep)
         parent = (idx // actions + torch.arange(q, device=dev)[:, None] * nb).reshape(-1)  # rows of the parents
         paths = torch.cat([paths[parent], (idx % actions).reshape(-1, 1)], dim=1)
         keys, values = keys[:, parent], values[:, parent]

@@ -60,6 +60,9 @@ class NodeParams:
         VERTICAL_VARIANCE_M2, "variance [m^2] of the altitude, which the localizer does not measure"
     )
     beam_width: int = _param(4, "beam width of the zoom search (1 = greedy)")
+    greedy_above: float = _param(
+        1.0, "greedy until unsure: at a level where the best cell holds this share of the probability, only it goes on"
+    )
     top_k: int = _param(5, "candidate cells kept per frame")
     min_confidence: float = _param(
         LocalizerConfig.min_confidence,
@@ -154,6 +157,7 @@ class NodeParams:
         """The per-frame settings the :class:`~jzi_ros.localizer.Localizer` takes."""
         return LocalizerConfig(
             beam=self.beam_width,
+            greedy_above=self.greedy_above,
             top_k=self.top_k,
             min_confidence=self.min_confidence,
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,

@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="drop frames like the node would at its measured speed")
     p.add_argument("--max-gap-s", type=float, default=1.0, help="largest ground-truth gap to interpolate over")
     p.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
+    p.add_argument(
+        "--greedy-above",
+        type=float,
+        default=1.0,
+        help="greedy until unsure: where the best cell holds this share, only it goes on (default 1: the beam)",
+    )
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--min-confidence", type=float, default=LocalizerConfig.min_confidence)
     p.add_argument(

@@ -79,6 +79,7 @@ class BenchConfig:
     frames: int = 300
     warmup: int = 20
     beam: int = 4
+    greedy_above: float = 1.0
     encoders: tuple[str, ...] = ("vit_small_patch14_dinov2", "tf_efficientnet_lite0")
     sizes_km: tuple[float, ...] = (1.0, 10.0, 30.0, 100.0)
     feat_dim: int = 1280
@@ -123,7 +124,14 @@ def _jpeg_frames(mapdir: MapDir, image_px: int, count: int, seed: int = 0) -> li
 
 
 def frame_latency(
-    map_dir: Path, model: Path, backend: str, frames: int, warmup: int, beam: int, quiet: bool = False
+    map_dir: Path,
+    model: Path,
+    backend: str,
+    frames: int,
+    warmup: int,
+    beam: int,
+    quiet: bool = False,
+    greedy_above: float = 1.0,
 ) -> dict:
     """Per-stage latency [ms] of localizing JPEG frames, from bytes to a serialized NavSatFix.
 
@@ -133,11 +141,11 @@ def frame_latency(
 
     Returns:
         For each of :data:`LATENCY_STAGES`, ``{"p50", "p95", "mean"}`` [ms] over
-        the ``frames`` frames after ``warmup``; ``frames``, ``beam``,
+        the ``frames`` frames after ``warmup``; ``frames``, ``beam``, ``greedy_above``,
         ``jpeg_px``, ``verified_share`` and the ratios ``search_per_encode`` and
         ``refine_per_encode`` of the p50s.
     """
-    loc = Localizer(map_dir, model, backend=backend, config=LocalizerConfig(beam=beam))
+    loc = Localizer(map_dir, model, backend=backend, config=LocalizerConfig(beam=beam, greedy_above=greedy_above))
     jpegs = _jpeg_frames(loc.map, JPEG_PX, frames + warmup)
     stages: dict[str, list[float]] = {k: [] for k in LATENCY_STAGES}
     verified = []
@@ -164,6 +172,7 @@ def frame_latency(
     return out | {
         "frames": frames,
         "beam": beam,
+        "greedy_above": greedy_above,
         "jpeg_px": JPEG_PX,
         "refinement": loc.refine_summary(),
         "verified_share": float(np.mean(verified)),
@@ -356,7 +365,14 @@ def run_benchmark(config: BenchConfig) -> dict:
         for backend in config.backends:
             log.info("timing backend %s over %d frames ...", backend, config.frames)
             report["latency"][backend] = frame_latency(
-                config.map, config.model, backend, config.frames, config.warmup, config.beam, config.quiet
+                config.map,
+                config.model,
+                backend,
+                config.frames,
+                config.warmup,
+                config.beam,
+                config.quiet,
+                config.greedy_above,
             )
         report["throughput"] = encoder_throughput(
             config.model, (1, 4, 16) if not config.quick else (1, 4), 5 if not config.quick else 1

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--beam", type=int, default=4)
     p.add_argument(
+        "--greedy-above",
+        type=float,
+        default=1.0,
+        help="greedy until unsure: where the best cell holds this share, only it goes on (default 1: the beam)",
+    )
+    p.add_argument(
         "--encoders",
         type=_names,
         default="vit_small_patch14_dinov2,tf_efficientnet_lite0",

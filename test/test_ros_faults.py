@@ -160,6 +160,7 @@ def test_sigint_and_sigterm_end_the_node_cleanly_within_two_seconds(trained, sig
         if moment == "localizing":  # frames flowing at 30 Hz, the worker busy
             _started(proc, "localizing /s/image")
             client = Client(domain, "/s/image", compressed=True)
+            client.wait_for_node(proc)  # discovered both ways: no frame is published to nobody
             frame = np.random.default_rng(0).integers(0, 255, (FRAME_PX, FRAME_PX, 3), np.uint8)
             for i in range(45):
                 client.pub.publish(compressed_msg(frame, 10**18 + i * 33_000_000))

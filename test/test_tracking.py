@@ -110,8 +110,8 @@ def _wrong_zoom(loc: Localizer) -> None:
     real = loc.backend.search
     far = loc.grid.path_at(*loc.grid.frame.to_latlon(0.45 * loc.grid.size_m, 0.45 * loc.grid.size_m))
 
-    def search(query, beam, top_k, prefix=()):
-        res = real(query, beam, top_k, prefix)
+    def search(query, beam, top_k, prefix=(), greedy_above=1.0):
+        res = real(query, beam, top_k, prefix, greedy_above)
         return replace(res, paths=torch.tensor(far).expand_as(res.paths).clone())
 
     loc.backend.search = search  # type: ignore[method-assign]

@@ -41,3 +41,16 @@ def add_dsm_argument(p: argparse.ArgumentParser, purpose: str) -> None:
         metavar="TIF",
         help=f"elevation model (a DSM, or a DTM; GeoTIFF in metres, any CRS): {purpose}",
     )
+
+
+def print_flight_report(report, *also: str) -> None:
+    """The summary of an evaluated flight (``eval-bag``, ``score``) and every file it wrote, ``also`` among them."""
+    from ..evaluation import format_summary
+
+    print(format_summary(report.metrics))
+    print(f"wrote {report.metrics_path}, {report.frames_path}, {report.geojson_path}")
+    for line in also:
+        print(line)
+    print(f"wrote {report.metrics_path.parent / 'truth.tum'} and fixes.tum (evo_ape tum truth.tum fixes.tum)")
+    for path in report.pictures:
+        print(f"wrote {path}")

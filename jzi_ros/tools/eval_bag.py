@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from ..data.bags import STORAGES
-from ..evaluation import BagEvalConfig, evaluate_bag, format_summary
+from ..evaluation import BagEvalConfig, evaluate_bag
 from ..localizer import LocalizerConfig, TrackingConfig
-from .common import config_from
+from .common import config_from, print_flight_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,10 +117,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary and what was written."""
     report = evaluate_bag(config_from(BagEvalConfig, args))
-    print(format_summary(report.metrics))
-    print(f"wrote {report.metrics_path}, {report.frames_path}, {report.geojson_path}")
-    print(f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")
-    print(f"wrote {report.metrics_path.parent / 'truth.tum'} and fixes.tum (evo_ape tum truth.tum fixes.tum)")
-    for path in report.pictures:
-        print(f"wrote {path}")
+    print_flight_report(report, f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")
     return 0

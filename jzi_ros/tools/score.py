@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluation import format_summary
 from ..evaluation.score import ScoreConfig, score_bag
-from .common import config_from
+from .common import config_from, print_flight_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +32,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the recording, print the summary and what was written."""
-    report = score_bag(config_from(ScoreConfig, args))
-    print(format_summary(report.metrics))
-    print(f"wrote {report.metrics_path}, {report.frames_path}, {report.geojson_path}")
-    print(f"wrote {report.metrics_path.parent / 'truth.tum'} and fixes.tum (evo_ape tum truth.tum fixes.tum)")
-    for path in report.pictures:
-        print(f"wrote {path}")
+    print_flight_report(score_bag(config_from(ScoreConfig, args)))
     return 0

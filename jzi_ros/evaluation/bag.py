@@ -339,8 +339,13 @@ def refusals(rows: list[dict], most: int = 5) -> dict[str, int]:
     return dict(counts.most_common(most))
 
 
-def frame_statistics(rows: list[dict], cell_m: float) -> dict:
-    """:func:`.metrics.fix_summary` and ``latency_ms`` (p50 and p95 per stage) of frame rows."""
+def frame_statistics(
+    rows: list[dict], cell_m: float, verified: bool = True, stages: tuple[str, ...] = LATENCY_STAGES
+) -> dict:
+    """:func:`.metrics.fix_summary` and ``latency_ms`` (p50 and p95 of each of ``stages``) of frame rows.
+
+    ``verified`` False: the rows do not know whether a frame was verified (a recording without poses).
+    """
     return {
         **fix_summary(
             [r["error_m"] for r in rows],
@@ -348,14 +353,14 @@ def frame_statistics(rows: list[dict], cell_m: float) -> dict:
             [r["inside_95"] for r in rows],
             [r["confidence"] for r in rows],
             cell_m,
-            [r["verified"] for r in rows],
+            [r["verified"] for r in rows] if verified else None,
         ),
         "latency_ms": {
             k: {
                 "p50": float(np.percentile([r[f"{k}_ms"] for r in rows], 50)),
                 "p95": float(np.percentile([r[f"{k}_ms"] for r in rows], 95)),
             }
-            for k in LATENCY_STAGES
+            for k in stages
             if f"{k}_ms" in rows[0]
         },
     }

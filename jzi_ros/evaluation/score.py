@@ -32,10 +32,10 @@ from ..geo import MapDir, ZoomGrid
 from ..geo.camera import CameraPose, yaw_of
 from ..localizer.estimate import Estimate
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
-from .bag import BagReport, frame_row, refusals, write_frames_csv
+from .bag import BagReport, frame_row, frame_statistics, refusals, write_frames_csv
 from .errors import EvaluationError
 from .flight_outputs import write_geojson, write_tum
-from .metrics import error_summary, fix_summary, heading_summary
+from .metrics import error_summary, heading_summary
 from .plots import plot_eval
 
 UNKNOWN_YAW_VARIANCE_RAD2 = 1.0
@@ -154,16 +154,8 @@ def score_bag(config: ScoreConfig) -> BagReport:
     if not rows:
         raise BagError(f"no fix of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
     tmp = start_partial(out.with_name(out.name + ".partial"))
-    verified = [r["verified"] for r in rows] if config.pose_topic else None
     metrics = error_summary([r["error_m"] for r in rows], grid.terminal_size_m)
-    metrics |= fix_summary(
-        [r["error_m"] for r in rows],
-        [r["trusted"] for r in rows],
-        [r["inside_95"] for r in rows],
-        [r["confidence"] for r in rows],
-        grid.terminal_size_m,
-        verified,
-    )
+    metrics |= frame_statistics(rows, grid.terminal_size_m, verified=bool(config.pose_topic), stages=())
     metrics |= {
         "fixes_recorded": len(fixes),
         "frames_without_truth": without_truth,

@@ -74,8 +74,8 @@ def estimate_to_pose(
     """A ``PoseWithCovarianceStamped`` of an estimate: the body's planar pose in the map's local ENU frame.
 
     x east and y north [m] from the map's centre (its transverse Mercator,
-    :class:`~jzi_ros.geo.LocalFrame`); z the fix's finite altitude
-    (:func:`estimate_to_fix`). The orientation is the body's yaw (REP-103),
+    :class:`~jzi_ros.geo.LocalFrame`); z ``altitude_m``, the altitude of the
+    fix (:func:`estimate_to_fix`) it is published beside. The orientation is the body's yaw (REP-103),
     from the verified registration's camera heading through ``mount``; roll
     and pitch are not measured (identity, variance
     :data:`UNKNOWN_ANGLE_VARIANCE_RAD2`), nor is the yaw of a fix that was not
@@ -86,7 +86,7 @@ def estimate_to_pose(
     msg.header.stamp, msg.header.frame_id = header.stamp, frame_id
     p = msg.pose.pose
     p.position.x, p.position.y = float(est.east_m), float(est.north_m)
-    p.position.z = float(est.altitude_m if math.isfinite(est.altitude_m) else altitude_m)
+    p.position.z = float(altitude_m)
     cov = np.zeros((6, 6))
     cov[:2, :2] = (est.covariance_m2 + est.covariance_m2.T) / 2
     cov[2, 2] = vertical_variance_m2

@@ -459,11 +459,11 @@ class LocalizerNode(LifecycleNode):
         if est.verified:
             self.verified_at_s = self.now_s()
         p = self.params
-        if self.pose_pub is not None and est.trusted:  # a pose has no status: only a FIX is one
-            pose = estimate_to_pose(est, msg.header, p.pose_frame, p.altitude_m, p.vertical_variance_m2, p.mount)
-            self.pose_pub.publish(pose)
         fix = estimate_to_fix(est, msg.header, p.altitude_m, p.vertical_variance_m2)
         fix.header.frame_id = p.frame_id
+        if self.pose_pub is not None and est.trusted:  # a pose has no status: only a FIX is one
+            pose = estimate_to_pose(est, fix.header, p.pose_frame, fix.altitude, p.vertical_variance_m2, p.mount)
+            self.pose_pub.publish(pose)
         self.fix_pub.publish(fix)
         if self.cand_pub is not None:
             self.cand_pub.publish(candidates_to_poses(est, fix.header))

@@ -45,8 +45,7 @@ def read_attitude_track(reader: bags.BagReader, topic: str) -> AttitudeTrack:
         rows.append((bags.stamp_of(m.msg, m.bag_ns), -q if q[3] < 0 else q))
     if not rows:
         raise BagError(f"{reader.path} has no orientation on {topic}: its Imu messages provide none")
-    rows.sort(key=lambda r: r[0])
-    return AttitudeTrack(np.array([r[0] for r in rows], np.int64), np.stack([r[1] for r in rows]))
+    return AttitudeTrack.from_rows(rows)
 
 
 def read_height_track(reader: bags.BagReader, topic: str) -> HeightTrack:
@@ -83,7 +82,4 @@ def read_odometry_track(reader: bags.BagReader, topic: str) -> OdometryTrack:
         rows.append((bags.stamp_of(m.msg, m.bag_ns), p.x, p.y, yaw))
     if not rows:
         raise BagError(f"{reader.path} has no usable pose on {topic}")
-    rows.sort(key=lambda r: r[0])
-    t_ns, x_m, y_m, yaw_deg = (np.array(c, np.float64) for c in zip(*rows, strict=True))
-    yaw_deg = np.degrees(np.unwrap(np.radians(yaw_deg)))
-    return OdometryTrack(t_ns.astype(np.int64), np.c_[x_m, y_m], yaw_deg)
+    return OdometryTrack.from_rows(rows)

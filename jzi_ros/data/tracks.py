@@ -56,6 +56,12 @@ class AttitudeTrack:
     stamps_ns: np.ndarray
     quaternions: np.ndarray
 
+    @classmethod
+    def from_rows(cls, rows) -> AttitudeTrack:
+        """The track of (stamp [ns], unit quaternion (x, y, z, w)) pairs in any order (at least one)."""
+        rows = sorted(rows, key=lambda r: r[0])
+        return cls(np.array([r[0] for r in rows], np.int64), np.stack([np.asarray(r[1], np.float64) for r in rows]))
+
     def __len__(self) -> int:
         return len(self.stamps_ns)
 
@@ -124,6 +130,13 @@ class OdometryTrack:
     stamps_ns: np.ndarray
     xy_m: np.ndarray
     yaw_deg: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows) -> OdometryTrack:
+        """The track of (stamp [ns], x [m], y [m], yaw [deg]) rows in any order (at least one); yaw unwrapped."""
+        rows = sorted(rows, key=lambda r: r[0])
+        t_ns, x_m, y_m, yaw_deg = (np.array(c, np.float64) for c in zip(*rows, strict=True))
+        return cls(t_ns.astype(np.int64), np.c_[x_m, y_m], np.degrees(np.unwrap(np.radians(yaw_deg))))
 
     def __len__(self) -> int:
         return len(self.stamps_ns)

@@ -562,37 +562,27 @@ def release_freed_memory() -> None:
         pass
 
 
-def _sorted(history: deque) -> tuple[np.ndarray, list]:
-    """The (stamp [ns], value) pairs of a history by stamp: their stamps (N,) and values."""
-    items = sorted(history, key=lambda item: item[0])
-    return np.array([stamp for stamp, _ in items], np.int64), [value for _, value in items]
-
-
 def _attitude_at(history: deque, stamp_ns: int, max_ns: float) -> np.ndarray | None:
     """The attitude at a frame's stamp, slerped between the messages around it as `jzi eval-bag` reads a bag's."""
-    if not history:
-        return None
-    stamps, quaternions = _sorted(history)
-    return AttitudeTrack(stamps, np.stack(quaternions)).at(stamp_ns, int(max_ns))
+    return AttitudeTrack.from_rows(history).at(stamp_ns, int(max_ns)) if history else None
 
 
 def _range_at(history: deque, stamp_ns: int, max_ns: float) -> float | None:
     """The range at a frame's stamp, interpolated between the (valid) messages around it, as `jzi eval-bag` does."""
     if not history:
         return None
-    stamps, ranges = _sorted(history)
+    stamps, ranges = zip(*sorted(history, key=lambda item: item[0]), strict=True)
     n = len(stamps)
-    return HeightTrack(stamps, np.array(ranges, float), np.zeros(n), np.full(n, np.inf)).at(stamp_ns, int(max_ns))
+    track = HeightTrack(np.array(stamps, np.int64), np.array(ranges, float), np.zeros(n), np.full(n, np.inf))
+    return track.at(stamp_ns, int(max_ns))
 
 
 def _odometry_at(history: deque, stamp_ns: int, max_ns: float) -> Odometry | None:
     """The odometry's pose at a frame's stamp, interpolated between the messages around it, as `jzi eval-bag` does."""
     if not history:
         return None
-    stamps, poses = _sorted(history)
-    xy = np.array([(o.x_m, o.y_m) for o in poses], float)
-    yaw = np.degrees(np.unwrap(np.radians([o.yaw_deg for o in poses])))
-    pose = OdometryTrack(stamps, xy, yaw).at(stamp_ns, int(max_ns))
+    track = OdometryTrack.from_rows([(stamp, o.x_m, o.y_m, o.yaw_deg) for stamp, o in history])
+    pose = track.at(stamp_ns, int(max_ns))
     return Odometry(*pose) if pose is not None else None
 
 

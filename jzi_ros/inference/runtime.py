@@ -128,7 +128,7 @@ class ViewTable:
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows ``index`` (...) -> tokens (..., V, D) float32."""
-        rows = self.tokens[index].astype(np.float32)
+        rows = self.tokens[index].astype(np.float32, copy=False)
         return rows * self.scale[index] if self.scale is not None else rows
 
     @property
@@ -148,7 +148,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def _top(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest per row (Q, M), largest first, and their indices (ties: the lower index first)."""
     idx = np.argsort(-x, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(x, idx, 1), idx
+    return x[np.arange(x.shape[0])[:, None], idx], idx
 
 
 def beam_search(
@@ -171,14 +171,16 @@ def beam_search(
     if len(prefix) >= levels:
         raise BackendError(f"prefix {prefix} must be shorter than the {levels} levels")
     q = first.shape[0]
-    paths = np.broadcast_to(np.asarray(prefix, np.int64)[None], (q, len(prefix))).copy()
+    paths = np.tile(np.asarray(prefix, np.int64), (q, 1))
     keys = np.zeros(model.cache_shape(q), np.float32)
     values = np.zeros_like(keys)
     scores = np.zeros((q, 1), np.float32)
     cand = np.zeros((q, actions), np.float32)
+    queries = np.arange(q)[:, None]
     for k in range(levels):
         block = views.take(view_indices(paths[:, :k], actions))  # (rows, V, D)
-        tokens = np.concatenate([first[:, None].astype(np.float32), block], axis=1)
+        tokens = np.empty((block.shape[0], block.shape[1] + 1, block.shape[2]), np.float32)
+        tokens[:, 0], tokens[:, 1:] = first, block
         logits, keys, values = step(k, tokens, keys, values)
         if k < len(prefix):  # inside the prior's cell: its logits are not needed
             first = model.action_token(k + 1, paths[:, k])
@@ -188,7 +190,7 @@ def beam_search(
         if k == levels - 1:
             break
         scores, idx = _top(cand, _kept(cand, beam, greedy_above))
-        parent = (idx // actions + np.arange(q)[:, None] * nb).reshape(-1)
+        parent = (idx // actions + queries * nb).reshape(-1)
         paths = np.concatenate([paths[parent], (idx % actions).reshape(-1, 1)], axis=1)
         keys, values = keys[:, parent], values[:, parent]
         first = model.action_token(k + 1, paths[:, k])
@@ -196,9 +198,9 @@ def beam_search(
     probs = shifted / shifted.sum(1, keepdims=True)
     top, idx = _top(cand, min(top_k, cand.shape[1]))
     nb = paths.shape[0] // q
-    parent = idx // actions + np.arange(q)[:, None] * nb
+    parent = idx // actions + queries * nb
     found = np.concatenate([paths[parent], (idx % actions)[..., None]], axis=2)
-    return Zoomed(found, np.take_along_axis(probs, idx, 1).astype(np.float32), top)
+    return Zoomed(found, probs[queries, idx].astype(np.float32), top)
 
 
 def _kept(cand: np.ndarray, beam: int, greedy_above: float) -> int:
@@ -215,14 +217,15 @@ def fixed_batch(run, rows: int):
     """A step for any number of rows over a graph of ``rows`` rows: chunks, the last padded with its last row."""
 
     def step(level: int, tokens: np.ndarray, keys: np.ndarray, values: np.ndarray):
+        if tokens.shape[0] == rows:  # the beam's rows: the graph's own shape
+            return run(level, tokens, keys, values)
         logits, new_keys, new_values = [], [], []
         for i in range(0, tokens.shape[0], rows):
             x, k, v = tokens[i : i + rows], keys[:, i : i + rows], values[:, i : i + rows]
             m = x.shape[0]
-            if m < rows:
-                pad = rows - m
-                x = np.concatenate([x, np.repeat(x[-1:], pad, 0)])
-                k, v = (np.concatenate([c, np.repeat(c[:, -1:], pad, 1)], axis=1) for c in (k, v))
+            if m < rows:  # the last row repeated
+                last = np.minimum(np.arange(rows), m - 1)
+                x, k, v = x[last], k[:, last], v[:, last]
             out = run(level, x, k, v)
             logits.append(out[0][:m])
             new_keys.append(out[1][:, :m])

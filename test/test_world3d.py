@@ -300,13 +300,19 @@ def test_train_street_and_evaluate_street_run_from_the_command_line(trained, tmp
         + ["--max-steps", "20", "--image-px", "64", "--dim", "64", "--depth", "2", "--batch", "32", "--quiet"]
     )
     assert rc == 0
-    rc = main(
-        ["evaluate", "--map", str(map_dir), "--model", str(model), "--street", "--samples", "24"]
-        + ["--out", str(tmp_path / "eval"), "--quiet"]
-    )
-    assert rc == 0
+    evaluate = ["evaluate", "--map", str(map_dir), "--model", str(model), "--street", "--samples", "24", "--flat"]
+    assert main(evaluate + ["--flat-scale-km", "2", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert "street, map" in json.dumps(metrics)
+    searches = metrics["results"]["street, map"]
+    assert set(searches) == {"greedy", "beam 4", "flat retrieval"}  # the zoom beside flat retrieval, same frames
+    assert all(s["count"] == 24 and s["search_ms"] > 0 for s in searches.values())
+    # flat retrieval learns from the zoom's own training frames, cached beside the checkpoint
+    assert metrics["flat_training"] == {"street": {"frames": 160, "from": "the model's training frames"}}
+    scale = metrics["flat_scaling"]  # the search's cost at a region of 2 km, this map's cells
+    assert scale["side_km"] == 2 and scale["terminal_cells"] > 16 and scale["flat_cosine_ms"] > 0
+    assert main(evaluate + ["--flat-samples", "32", "--out", str(tmp_path / "eval2"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
+    assert metrics["flat_training"] == {"street": {"frames": 32, "from": "frames rendered for it"}}
 
 
 def test_a_surface_model_in_a_feet_crs_is_read_in_metres_on_the_local_grid():

@@ -222,9 +222,9 @@ def encoder_latency(names: list[str] | tuple[str, ...], repeats: int) -> dict:
     return out
 
 
-def _zoom_views(side_m: float, levels: int) -> int:
-    """Overhead views of a zoom grid whose cells intersect a side_m square."""
-    return sum(math.ceil(side_m / (CELL_M * 4 ** (levels - k))) ** 2 for k in range(levels))
+def _zoom_views(side_m: float, levels: int, cell_m: float = CELL_M, grid: int = 4) -> int:
+    """Overhead views of a zoom grid (``grid`` x ``grid`` children a cell) whose cells intersect a side_m square."""
+    return sum(math.ceil(side_m / (cell_m * grid ** (levels - k))) ** 2 for k in range(levels))
 
 
 class _WrappedTokens(ViewTokens):
@@ -239,7 +239,7 @@ class _WrappedTokens(ViewTokens):
         return super().take(index % self.tokens.shape[0], dtype)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """Median time [ms] of ``repeats`` calls of ``fn`` after ``warmup`` ones."""
     times = []
     for i in range(repeats + warmup):
@@ -251,19 +251,26 @@ def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float
 
 
 def scaling(
-    sizes_km: list[float] | tuple[float, ...], feat_dim: int, queries: int, block_rows: int, dim: int = 128
+    sizes_km: list[float] | tuple[float, ...],
+    feat_dim: int,
+    queries: int,
+    block_rows: int,
+    decoder: DecoderConfig | None = None,
+    cell_m: float = CELL_M,
 ) -> list[dict]:
     """Zoom vs flat retrieval per region side, one row per side (see the module docstring).
 
-    The zoom runs the default decoder (per-child tokens, ``dim`` wide) on its
-    map's view tokens; flat search runs over N rows by reusing one random
-    block of ``block_rows`` normalized features ``feat_dim`` wide.
+    The zoom runs ``decoder``'s shape (default: :class:`DecoderConfig`'s, with
+    its levels set per side) on random view tokens; flat search runs over N rows
+    by reusing one random block of ``block_rows`` normalized features ``feat_dim`` wide;
+    terminal cells are ``cell_m`` wide.
     """
     rng = np.random.default_rng(0)
     block = rng.standard_normal((block_rows, feat_dim)).astype(np.float32)
     block /= np.linalg.norm(block, axis=1, keepdims=True)
     query = rng.standard_normal((1, feat_dim)).astype(np.float32)
-    return [_scaling_row(km, block, query, queries, dim) for km in sizes_km]
+    decoder = decoder or DecoderConfig(feat_dim=feat_dim)
+    return [_scaling_row(km, block, query, queries, decoder, cell_m) for km in sizes_km]
 
 
 def _map_mb(tokens: int, width: int, precision: str) -> float:
@@ -272,33 +279,37 @@ def _map_mb(tokens: int, width: int, precision: str) -> float:
     return tokens * per_token / 2**20
 
 
-def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int, dim: int) -> dict:
+def _scaling_row(
+    km: float, block: np.ndarray, query: np.ndarray, queries: int, decoder: DecoderConfig, cell_m: float
+) -> dict:
     """Sizes, map memory and search times of zoom and flat retrieval over a ``km`` square."""
-    feat_dim = block.shape[1]
+    feat_dim, dim, per_view, g = block.shape[1], decoder.dim, decoder.view_tokens, decoder.grid
     side = km * 1000.0
-    levels = max(1, math.ceil(math.log(side / CELL_M, 4) - 1e-9))
-    cells = math.ceil(side / CELL_M) ** 2
-    views = _zoom_views(side, levels)
+    levels = max(1, math.ceil(math.log(side / cell_m, g) - 1e-9))
+    cells = math.ceil(side / cell_m) ** 2
+    views = _zoom_views(side, levels, cell_m, g)
     row = {
         "side_km": km,
-        "terminal_m": CELL_M,
+        "terminal_m": cell_m,
         "levels": levels,
         "terminal_cells": cells,
         "zoom_views": views,
         "feat_dim": feat_dim,
         "decoder_dim": dim,
-        "zoom_map_mb": _map_mb(views * 17, dim, "float16"),
-        "zoom_map_int8_mb": _map_mb(views * 17, dim, "int8"),
+        "decoder_tokens": decoder.tokens,
+        "decoder_depth": decoder.depth,
+        "zoom_map_mb": _map_mb(views * per_view, dim, "float16"),
+        "zoom_map_int8_mb": _map_mb(views * per_view, dim, "int8"),
         "zoom_cls_map_mb": _map_mb(views, dim, "float16"),
         "flat_views": cells,
         "flat_map_mb": _map_mb(cells, feat_dim, "float16"),
     }
-    dec = ZoomDecoder(DecoderConfig(feat_dim=feat_dim, grid=4, levels=levels, dim=dim)).eval()
-    table = _WrappedTokens(torch.randn(4096, 17, dim).half(), "float16")
+    dec = ZoomDecoder(replace(decoder, feat_dim=feat_dim, levels=levels)).eval()
+    table = _WrappedTokens(torch.randn(4096, per_view, dim).half(), "float16")
     query_t = torch.from_numpy(query)
     with torch.inference_mode():
         for beam in (1, 4):
-            row[f"zoom_b{beam}_ms"] = _median_ms(partial(beam_search, dec, query_t, table, beam, 1), queries)
+            row[f"zoom_b{beam}_ms"] = median_ms(partial(beam_search, dec, query_t, table, beam, 1), queries)
     full, rest = divmod(cells, len(block))
 
     def cosine() -> None:
@@ -307,7 +318,7 @@ def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int, 
         if rest:
             (block[:rest] @ query[0]).argmax()
 
-    row["flat_cosine_ms"] = _median_ms(cosine, max(1, queries // 4), warmup=1)
+    row["flat_cosine_ms"] = median_ms(cosine, max(1, queries // 4), warmup=1)
     row["flat_per_zoom_b1"] = row["flat_cosine_ms"] / row["zoom_b1_ms"]
     row["flat_per_zoom_b4"] = row["flat_cosine_ms"] / row["zoom_b4_ms"]
     row["flat_map_per_zoom_map"] = row["flat_map_mb"] / row["zoom_map_mb"]
@@ -328,7 +339,7 @@ def _scaling_row(km: float, block: np.ndarray, query: np.ndarray, queries: int, 
         if rest:
             part.search(query, 1)
 
-    row["flat_faiss_ms"] = _median_ms(flat_faiss, max(1, queries // 4), warmup=1)
+    row["flat_faiss_ms"] = median_ms(flat_faiss, max(1, queries // 4), warmup=1)
     return row
 
 
@@ -542,7 +553,8 @@ def markdown(report: dict) -> str:
         lines += [
             f"## Zoom search vs flat retrieval (random values, terminal cell {CELL_M:.2f} m)",
             "",
-            f"The zoom runs the default decoder (a token per child, {r0['decoder_dim']} wide) on its map's view "
+            f"The zoom runs the default decoder ({r0['decoder_depth']} layers, {r0['decoder_dim']} wide, "
+            f"{'a token per child' if r0['decoder_tokens'] == 'children' else 'one token per view'}) on its map's view "
             f"tokens; flat retrieval is an exhaustive cosine search over one {r0['feat_dim']}-wide encoder feature "
             "per terminal cell. Map memory: zoom in float16 / int8 (and the one-token CLS decoder's in "
             "float16), flat in float16.",

@@ -291,4 +291,5 @@ def format_table(rows: dict[str, dict], cell_m: float) -> str:
     line(f"false accepts (>{WITHIN_CELLS:g} cells)", "false_accept_rate", pct)
     line("verified in 95 % ellipse", "verified_ellipse95_coverage", pct)
     line("registration p50", "refine_ms_p50", lambda v: f"{v:.1f} ms")
+    line("search per frame p50", "search_ms", lambda v: f"{v:.2f} ms")
     return "\n".join(lines)

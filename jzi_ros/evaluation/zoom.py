@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import ViewTokens
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from ..progress import bar
+from .benchmark import median_ms, scaling
 from .errors import EvaluationError
 from .metrics import PER_QUERY, zoom_metrics
 from .queries import (
@@ -48,12 +50,15 @@ from .queries import (
     training_street_config,
 )
 from .registration import refined_metrics
+from .retrieval import EMBED_DIM, FlatRetrieval, terminal_number, terminal_paths, terminal_views
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("heldout", "all")
 ENCODE_BATCH = 32
 """Queries encoded per progress step."""
+FLAT = "flat retrieval"
+"""The name of the flat retrieval baseline's results."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,12 @@ class EvalConfig:
     register the beam's candidates of aerial queries against the map's
     pyramid (:func:`.registration.refined_metrics`: heading and tilt as an IMU
     gives them, height as a rangefinder does); ``device``: torch device;
-    ``quiet``: no progress bars.
+    ``quiet``: no progress bars. ``flat``: also place every aerial and street
+    query by flat retrieval (:mod:`.retrieval`: the same encoder, nearest
+    terminal view), its heads trained on ``flat_samples`` frames of the map's
+    raster (default: as many as the model trained on), and compare the search's
+    cost with the zoom's at ``flat_scale_km`` (a region of that side at the
+    model's terminal cell).
     """
 
     map: Path
@@ -96,6 +106,9 @@ class EvalConfig:
     seed: int = 1
     device: str = "cpu"
     quiet: bool = False
+    flat: bool = False
+    flat_samples: int | None = None
+    flat_scale_km: float = 100.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
@@ -106,6 +119,13 @@ class EvalConfig:
             raise EvaluationError(problem)
         if self.split not in SPLITS:
             raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.flat and not (self.aerial or self.street):
+            raise EvaluationError("flat retrieval is trained on rendered frames: give --aerial or --street with it")
+        if (self.flat_samples is not None and self.flat_samples < 1) or not self.flat_scale_km > 0:
+            raise EvaluationError(
+                f"flat_samples must be 1 or more and flat_scale_km positive (got {self.flat_samples}, "
+                f"{self.flat_scale_km})"
+            )
         if self.samples < 1 or self.beam < 1 or self.top_k < 1:
             raise EvaluationError(
                 f"samples, beam and top_k must be 1 or more (got {self.samples}, {self.beam}, {self.top_k})"
@@ -132,10 +152,11 @@ class ZoomReport:
     metrics_path: Path
     seconds: float
     heading_known: bool = False
+    flat_scaling: dict | None = None
 
 
 def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: dict) -> dict[str, Queries]:
-    """The queries ``config`` asks for, per source: "map", each query raster's name, "geotagged".
+    """The queries ``config`` asks for, per source: "map", each query raster's name, "street, ...", "geotagged".
 
     Args:
         config: The evaluation.
@@ -147,29 +168,96 @@ def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: 
         Source name -> its queries, in that order.
     """
     sources: dict[str, Queries] = {}
+    rasters = [(None, "map"), *((p, p.name) for p in config.query_rasters)]
     if config.aerial:
-        cfg = training_aerial_config(image_px, train_args)
-        holdout_seed = train_args.get("seed", 0)
-        for name, raster in [("map", None), *((p.name, p) for p in config.query_rasters)]:
-            sources[name] = aerial_queries(mapdir, cfg, config.samples, config.seed, config.split, holdout_seed, raster)
+        for raster, name in rasters:
+            sources[name] = render_queries(config, mapdir, "aerial", image_px, train_args, raster)
     if config.street:
-        street = training_street_config(image_px, train_args)
-        holdout_seed = train_args.get("seed", 0)
-        for name, raster in [("street, map", None), *((f"street, {p.name}", p) for p in config.query_rasters)]:
-            sources[name] = street_queries(
-                mapdir,
-                street,
-                config.samples,
-                config.seed,
-                config.split,
-                holdout_seed,
-                raster,
-                config.dsm,
-                config.roads,
-            )
+        for raster, name in rasters:
+            sources[f"street, {name}"] = render_queries(config, mapdir, "street", image_px, train_args, raster)
     if config.data is not None:
         sources["geotagged"] = geotagged_queries(config.data, mapdir.grid)
     return sources
+
+
+def render_queries(
+    config: EvalConfig,
+    mapdir: MapDir,
+    kind: str,
+    image_px: int,
+    train_args: dict,
+    raster: Path | None = None,
+    count: int | None = None,
+    seed: int | None = None,
+    split: str | None = None,
+) -> Queries:
+    """Frames of ``kind`` ("aerial" or "street") rendered as the model was trained to see them.
+
+    ``count``, ``seed`` and ``split`` default to the evaluation's; ``raster`` to the map's own.
+    """
+    count, seed, split = count or config.samples, config.seed if seed is None else seed, split or config.split
+    holdout_seed = train_args.get("seed", 0)
+    if kind == "aerial":
+        cfg = training_aerial_config(image_px, train_args)
+        return aerial_queries(mapdir, cfg, count, seed, split, holdout_seed, raster)
+    street = training_street_config(image_px, train_args)
+    return street_queries(mapdir, street, count, seed, split, holdout_seed, raster, config.dsm, config.roads)
+
+
+def flat_baselines(config: EvalConfig, mapdir: MapDir, model: ZoomModel, train_args: dict) -> dict[str, FlatRetrieval]:
+    """Flat retrieval per kind of rendered query ("aerial", "street"), trained on the zoom's own training data.
+
+    Its heads learn from the very frames the model was trained on (their encoded features, cached beside the
+    checkpoint by ``jzi train``) when that cache is there and holds only this kind of frame and
+    ``config.flat_samples`` is not given; otherwise from as many new frames of the map's raster, outside the
+    cells training held out, drawn with another seed than the queries.
+    """
+    chunk: list[np.ndarray] = []
+    parts = []
+    for image in terminal_views(mapdir, bar("flat retrieval: terminal views", config.quiet)):
+        chunk.append(image)
+        if len(chunk) == ENCODE_BATCH:
+            parts.append(model.encode(chunk)[0])
+            chunk = []
+    terminal = torch.cat(parts + ([model.encode(chunk)[0]] if chunk else []))
+    kinds = [k for k, asked in (("aerial", config.aerial), ("street", config.street)) if asked]
+    out = {}
+    for kind in kinds:
+        query, paths, origin = _flat_training_frames(config, mapdir, model, kind, train_args)
+        labels = terminal_number(paths, mapdir.grid.actions)
+        out[kind] = FlatRetrieval.fit(query, labels, terminal, seed=config.seed, trained_on=origin)
+    return out
+
+
+def _flat_training_frames(
+    config: EvalConfig, mapdir: MapDir, model: ZoomModel, kind: str, train_args: dict
+) -> tuple[torch.Tensor, np.ndarray, str]:
+    """Features (N, F) and terminal paths (N, L) of the frames flat retrieval's heads are trained on, and whence."""
+    from ..train.config import TrainConfig
+    from ..train.errors import TrainError
+    from ..train.samples import Samples, cache_path, samples_key
+
+    only_kind = bool(train_args.get(kind)) and not any(
+        train_args.get(k) for k in ("aerial", "street", "data") if k != kind
+    )
+    if config.flat_samples is None and only_kind:
+        try:
+            trained = TrainConfig.from_dict(train_args)
+            cache = cache_path(Path(trained.out), samples_key(trained, mapdir, model.identity()))
+        except TrainError as e:  # a checkpoint of another version: render instead
+            log.info("flat retrieval: the model's training frames cannot be located (%s)", e)
+            cache = None
+        if cache is not None and cache.is_file():
+            samples = Samples.load(cache).part("train")
+            log.info("flat retrieval: trained on the model's own %d training frames (%s)", len(samples.x), cache)
+            return torch.from_numpy(samples.x.astype(np.float32)), samples.paths, "the model's training frames"
+    count = config.flat_samples or int(train_args.get("samples", config.samples))
+    log.info("flat retrieval: rendering %d %s frames of the map's raster to train its heads", count, kind)
+    image_px = model.cfg.encoder.image_px
+    frames = render_queries(
+        config, mapdir, kind, image_px, train_args, count=count, seed=config.seed + 1000, split="train"
+    )
+    return encode_queries(model, frames.images, config.quiet), frames.paths, "frames rendered for it"
 
 
 def encode_queries(model: ZoomModel, images: list[np.ndarray], quiet: bool = False) -> torch.Tensor:
@@ -211,6 +299,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     if not calibration.fitted:
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
     sources = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)
+    flat = flat_baselines(config, mapdir, model, train_args) if config.flat else {}
     refiner = Refiner(mapdir.grid, mapdir.pyramid()) if config.refine and mapdir.has_pyramid else None
     if config.refine and refiner is None:
         log.warning("%s has no orthophoto pyramid: no registration (add one with jzi build-pyramid)", mapdir.path)
@@ -225,18 +314,28 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         results[source] = {}
         beam_name = f"beam {config.beam}"
         for name, beam in (("greedy", 1), (beam_name, config.beam)):
+            search = partial(beam_search, model.decoder, beam=beam, top_k=config.top_k)
             with torch.inference_mode():
-                res = beam_search(model.decoder, query, views, beam=beam, top_k=config.top_k)
+                res = search(query, views)
+                search_ms = median_ms(partial(search, query[:1], views), 20)
             paths, probs = res.paths.cpu().numpy(), res.probs.float().cpu().numpy()
             results[source][name] = zoom_metrics(
                 mapdir.grid, paths, probs, queries.latlon, queries.paths, calibration, config.min_confidence
-            )
+            ) | {"search_ms": search_ms}
             if name == beam_name and refiner is not None and queries.poses:  # its candidates, registered
                 centres = mapdir.grid.centers_m(paths.reshape(-1, paths.shape[-1])).reshape(*paths.shape[:2], 2)
                 log.info("registering %d queries (%s) against the map", len(queries.images), source)
                 results[source][name] |= refined_metrics(
                     refiner, camera, queries.images, queries.poses, centres, attitudes
                 )
+        kind = "street" if source.startswith("street, ") else "aerial"
+        if kind in flat:  # uncalibrated: the covariance and confidence are its softmax's own
+            embedded = flat[kind].embed(query)
+            idx, probs = flat[kind].search(embedded, config.top_k)
+            paths = terminal_paths(idx, mapdir.grid.actions, mapdir.grid.levels)
+            results[source][FLAT] = zoom_metrics(
+                mapdir.grid, paths, probs, queries.latlon, queries.paths, Calibration(), config.min_confidence
+            ) | {"search_ms": median_ms(partial(flat[kind].search, embedded[:1], config.top_k), 20)}
     seconds = round(time.monotonic() - started, 1)
     report = {
         "map": str(mapdir.path),
@@ -258,8 +357,45 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         },
         "seconds": seconds,
     }
+    if flat:
+        report["flat_training"] = {k: {"frames": f.frames, "from": f.trained_on} for k, f in flat.items()}
+        report["flat_scaling"] = flat_scaling(config, mapdir, model)
     out = Path(config.out)
     tmp = start_partial(out.with_name(out.name + ".partial"))
     (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
     finish_partial(tmp, out, "metrics.json", "evaluation output", (config.map, config.model))
-    return ZoomReport(results, calibration, mapdir.grid.terminal_size_m, out / "metrics.json", seconds, heading_known)
+    return ZoomReport(
+        results,
+        calibration,
+        mapdir.grid.terminal_size_m,
+        out / "metrics.json",
+        seconds,
+        heading_known,
+        report.get("flat_scaling"),
+    )
+
+
+def flat_scaling(config: EvalConfig, mapdir: MapDir, model: ZoomModel) -> dict:
+    """The zoom's search (this model's decoder) against flat retrieval over a ``config.flat_scale_km`` region.
+
+    :func:`.benchmark.scaling` at the map's terminal cell side: random values, since cost is what it measures.
+    """
+    side = config.flat_scale_km
+    block_rows = min(2_000_000, max(1, int((side * 1000 / mapdir.grid.terminal_size_m) ** 2)))
+    log.info("timing the zoom against flat retrieval over a %g km region", side)
+    row = scaling([side], EMBED_DIM, 20, block_rows, model.cfg.decoder, cell_m=mapdir.grid.terminal_size_m)[0]
+    return {
+        k: row[k]
+        for k in (
+            "side_km",
+            "terminal_m",
+            "levels",
+            "terminal_cells",
+            "zoom_b1_ms",
+            "zoom_b4_ms",
+            "flat_cosine_ms",
+            "flat_per_zoom_b1",
+            "flat_per_zoom_b4",
+            "feat_dim",
+        )
+    }

@@ -62,6 +62,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip registering the beam's candidates of aerial queries against the map's pyramid",
     )
+    p.add_argument(
+        "--flat",
+        action="store_true",
+        help="also place aerial and street queries by flat retrieval (the same encoder, nearest terminal view)",
+    )
+    p.add_argument(
+        "--flat-samples",
+        type=int,
+        help="frames of the map's raster that train flat retrieval's heads (default: as many as the model's training)",
+    )
+    p.add_argument(
+        "--flat-scale-km",
+        type=float,
+        default=100.0,
+        help="region side at which the search's cost is compared with flat retrieval's (default 100)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the query frames (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -80,6 +96,14 @@ def run(args: argparse.Namespace) -> int:
         label = "the map's own raster" if source == "map" else source
         print(f"\nqueries from {label}:")
         print(format_table(results, report.terminal_size_m))
+    if report.flat_scaling:
+        f = report.flat_scaling
+        print(
+            f"\nsearch per frame over a {f['side_km']:g} km region ({f['terminal_cells']:,} terminal cells of "
+            f"{f['terminal_m']:.1f} m, {f['levels']} levels): zoom {f['zoom_b1_ms']:.2f} ms greedy, "
+            f"{f['zoom_b4_ms']:.2f} ms beam 4; flat retrieval {f['flat_cosine_ms']:.1f} ms "
+            f"({f['flat_per_zoom_b4']:.0f}x beam 4's)"
+        )
     cal = report.calibration
     print(
         f"\ncalibration of the model: fit on {cal.frames} frames (temperature {cal.temperature:g}, "

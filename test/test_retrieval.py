@@ -38,3 +38,23 @@ def test_the_heads_learn_to_place_frames_whose_features_are_a_view_seen_through_
 def test_labels_outside_the_maps_terminal_views_are_refused():
     with pytest.raises(EvaluationError, match="terminal view labels must be 0 to 7"):
         FlatRetrieval.fit(torch.zeros(4, 3), np.array([0, 1, 8, 2]), torch.zeros(8, 3))
+
+
+def test_a_place_in_a_cell_is_its_sub_cell_and_offset_and_back(tmp_path):
+    from jzi_ros.evaluation.fine_stage import _sub_cells, _sub_centres
+    from jzi_ros.geo import ZoomGrid
+
+    class Map:  # what the two functions read of a map
+        grid = ZoomGrid(47.0, 8.0, 640.0, grid=4, levels=2)
+
+    rng = np.random.default_rng(1)
+    east_north = rng.uniform(-319.0, 319.0, (200, 2))
+    paths, inside = Map.grid.paths_at_m(east_north[:, 0], east_north[:, 1])
+    assert inside.all()
+    cells = terminal_number(paths, Map.grid.actions)
+    sub, offset, centres = _sub_cells(Map, np.c_[east_north, np.zeros((200, 2))], cells)
+    assert ((sub >= 0) & (sub < 16)).all() and (np.abs(offset) <= 0.5 + 1e-9).all()
+    assert np.allclose(_sub_centres(Map, centres, sub, offset), east_north)
+    # the north-west sub-cell is number 0: a point just inside the cell's north-west corner
+    corner = centres[0] + [-Map.grid.terminal_size_m / 2 + 0.1, Map.grid.terminal_size_m / 2 - 0.1]
+    assert _sub_cells(Map, np.r_[corner, 0, 0][None], cells[:1])[0][0] == 0

@@ -301,7 +301,8 @@ def test_train_street_and_evaluate_street_run_from_the_command_line(trained, tmp
     )
     assert rc == 0
     evaluate = ["evaluate", "--map", str(map_dir), "--model", str(model), "--street", "--samples", "24", "--flat"]
-    assert main(evaluate + ["--flat-scale-km", "2", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    fine = ["--fine-study", "--fine-frames", "4"]
+    assert main(evaluate + ["--flat-scale-km", "2", *fine, "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     searches = metrics["results"]["street, map"]
     assert set(searches) == {"greedy", "beam 4", "flat retrieval"}  # the zoom beside flat retrieval, same frames
@@ -310,9 +311,23 @@ def test_train_street_and_evaluate_street_run_from_the_command_line(trained, tmp
     assert metrics["flat_training"] == {"street": {"frames": 160, "from": "the model's training frames"}}
     scale = metrics["flat_scaling"]  # the search's cost at a region of 2 km, this map's cells
     assert scale["side_km"] == 2 and scale["terminal_cells"] > 16 and scale["flat_cosine_ms"] > 0
-    assert main(evaluate + ["--flat-samples", "32", "--out", str(tmp_path / "eval2"), "--quiet"]) == 0
-    metrics = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
-    assert metrics["flat_training"] == {"street": {"frames": 32, "from": "frames rendered for it"}}
+    fine_stage = metrics["fine_stage"]  # both designs (and their cascade) on the same 4 frames
+    assert fine_stage["frames"] == {"train": 40, "test": 4, "image_px": 640}
+    for design in ("cell_centre", "learned", "geometric", "learned_then_geometric"):
+        assert fine_stage[design]["count"] == 4
+    cell = fine_stage["terminal_m"]
+    assert fine_stage["cell_centre"]["p90_m"] <= cell / 2**0.5  # the true cell's centre: within half a diagonal
+    assert 0 <= fine_stage["geometric_verified"]["share"] <= 1
+
+    # without the training cache (or with --flat-samples), flat retrieval renders its own frames
+    from jzi_ros.evaluation.zoom import EvalConfig, _flat_training_frames
+    from jzi_ros.geo import MapDir
+    from jzi_ros.model import load_checkpoint
+
+    loaded, extra = load_checkpoint(model)
+    config = EvalConfig(map_dir, model, tmp_path / "unused", street=True, flat=True, flat_samples=8, quiet=True)
+    feats, paths, origin = _flat_training_frames(config, MapDir(map_dir), loaded, "street", extra["train_config"])
+    assert feats.shape == (8, loaded.encoder.dim) and paths.shape == (8, 2) and origin == "frames rendered for it"
 
 
 def test_a_surface_model_in_a_feet_crs_is_read_in_metres_on_the_local_grid():

@@ -39,6 +39,7 @@ from ..outputs import check_replaceable, check_writable, finish_partial, start_p
 from ..progress import bar
 from .benchmark import median_ms, scaling
 from .errors import EvaluationError
+from .fine_stage import FineStudyConfig, fine_study
 from .metrics import PER_QUERY, zoom_metrics
 from .queries import (
     Queries,
@@ -85,7 +86,10 @@ class EvalConfig:
     terminal view), its heads trained on ``flat_samples`` frames of the map's
     raster (default: as many as the model trained on), and compare the search's
     cost with the zoom's at ``flat_scale_km`` (a region of that side at the
-    model's terminal cell).
+    model's terminal cell). ``fine_study``: also measure a ground robot's two
+    fine-stage designs (:mod:`.fine_stage`) on ``fine_frames`` street frames of
+    the first query raster (the map's own without one), its learned head
+    trained on ten times as many of the map's raster.
     """
 
     map: Path
@@ -109,6 +113,8 @@ class EvalConfig:
     flat: bool = False
     flat_samples: int | None = None
     flat_scale_km: float = 100.0
+    fine_study: bool = False
+    fine_frames: int = 200
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))
@@ -119,6 +125,8 @@ class EvalConfig:
             raise EvaluationError(problem)
         if self.split not in SPLITS:
             raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.fine_study and not self.street:
+            raise EvaluationError("the fine-stage study is of street frames: give --street with it")
         if self.flat and not (self.aerial or self.street):
             raise EvaluationError("flat retrieval is trained on rendered frames: give --aerial or --street with it")
         if (self.flat_samples is not None and self.flat_samples < 1) or not self.flat_scale_km > 0:
@@ -153,6 +161,7 @@ class ZoomReport:
     seconds: float
     heading_known: bool = False
     flat_scaling: dict | None = None
+    fine_stage: dict | None = None
 
 
 def load_queries(config: EvalConfig, mapdir: MapDir, image_px: int, train_args: dict) -> dict[str, Queries]:
@@ -360,6 +369,18 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     if flat:
         report["flat_training"] = {k: {"frames": f.frames, "from": f.trained_on} for k, f in flat.items()}
         report["flat_scaling"] = flat_scaling(config, mapdir, model)
+    if config.fine_study:
+        raster = config.query_rasters[0] if config.query_rasters else None
+        study = FineStudyConfig(
+            mapdir.path,
+            Path(config.model),
+            raster,
+            train_frames=10 * config.fine_frames,
+            test_frames=config.fine_frames,
+            seed=config.seed,
+            quiet=config.quiet,
+        )
+        report["fine_stage"] = fine_study(study)
     out = Path(config.out)
     tmp = start_partial(out.with_name(out.name + ".partial"))
     (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -372,6 +393,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         seconds,
         heading_known,
         report.get("flat_scaling"),
+        report.get("fine_stage"),
     )
 
 

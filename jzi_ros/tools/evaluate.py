@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluation import EvalConfig, evaluate_zoom, format_table
+from ..evaluation.fine_stage import fine_table
 from ..localizer import DEFAULT_MIN_CONFIDENCE
 from ..localizer.refine import IMU_SIGMAS_DEG
 from .common import config_from
@@ -78,6 +79,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=100.0,
         help="region side at which the search's cost is compared with flat retrieval's (default 100)",
     )
+    p.add_argument(
+        "--fine-study",
+        action="store_true",
+        help="with --street: a ground robot's fine stage, geometric against a learned cross-view head, on the same "
+        "frames of the first --query-rasters raster",
+    )
+    p.add_argument(
+        "--fine-frames",
+        type=int,
+        default=200,
+        help="frames of the fine-stage study (default 200; its learned head trains on 10x as many)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the query frames (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -104,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             f"{f['zoom_b4_ms']:.2f} ms beam 4; flat retrieval {f['flat_cosine_ms']:.1f} ms "
             f"({f['flat_per_zoom_b4']:.0f}x beam 4's)"
         )
+    if report.fine_stage:
+        print(fine_table(report.fine_stage))
     cal = report.calibration
     print(
         f"\ncalibration of the model: fit on {cal.frames} frames (temperature {cal.temperature:g}, "

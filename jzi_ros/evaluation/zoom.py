@@ -8,6 +8,10 @@ and FIX status the localizer would publish (the checkpoint's calibration).
 Aerial queries come from the map's own raster ("map") and from every
 ``query_rasters`` raster (another date or sensor of the place), each
 reported on its own; the report goes to ``metrics.json`` in ``out``.
+With ``flat`` the same queries are also placed by flat retrieval
+(:mod:`.retrieval`, the baseline at an equal encoder) and both searches are
+timed; with ``fine_study`` a ground robot's two fine-stage designs are
+measured (:mod:`.fine_stage`).
 
 A heading-known model (``train_config`` ``heading_known``: ``jzi train
 --heading-known``) encodes aerial queries turned north up with an IMU's

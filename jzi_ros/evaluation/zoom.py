@@ -370,9 +370,11 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         },
         "seconds": seconds,
     }
+    scale: dict | None = None
+    fine: dict | None = None
     if flat:
         report["flat_training"] = {k: {"frames": f.frames, "from": f.trained_on} for k, f in flat.items()}
-        report["flat_scaling"] = flat_scaling(config, mapdir, model)
+        report["flat_scaling"] = scale = flat_scaling(config, mapdir, model)
     if config.fine_study:
         raster = config.query_rasters[0] if config.query_rasters else None
         study = FineStudyConfig(
@@ -384,7 +386,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
             seed=config.seed,
             quiet=config.quiet,
         )
-        report["fine_stage"] = fine_study(study)
+        report["fine_stage"] = fine = fine_study(study)
     out = Path(config.out)
     tmp = start_partial(out.with_name(out.name + ".partial"))
     (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -396,8 +398,8 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
         out / "metrics.json",
         seconds,
         heading_known,
-        report.get("flat_scaling"),
-        report.get("fine_stage"),
+        scale,
+        fine,
     )
 
 

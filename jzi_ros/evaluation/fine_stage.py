@@ -44,7 +44,7 @@ from ..localizer.refine import Attitude
 from ..model import ZoomModel, load_checkpoint
 from ..progress import bar
 from .errors import EvaluationError
-from .retrieval import terminal_number, terminal_paths, terminal_views
+from .retrieval import encode_terminal_views, terminal_number, terminal_paths
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +178,12 @@ def fine_study(config: FineStudyConfig) -> dict:
     """
     mapdir = MapDir(config.map)
     model, _ = load_checkpoint(config.model)
-    model.eval()
     if not mapdir.has_pyramid:
         raise EvaluationError(f"{mapdir.path} has no orthophoto pyramid: the geometric fine stage registers on it")
     grid = mapdir.grid
     torch.manual_seed(config.seed)
     with torch.no_grad():
-        views = list(terminal_views(mapdir, bar("terminal views", config.quiet)))
-        children = torch.cat([model.encode(views[i : i + 32])[1] for i in range(0, len(views), 32)])
+        children = encode_terminal_views(mapdir, model, bar("terminal views", config.quiet))[1]
         train = _render(mapdir, model, None, config.train_frames, config.seed + 1, config.image_px, config.quiet, False)
         test = _render(
             mapdir, model, config.raster, config.test_frames, config.seed, config.image_px, config.quiet, True

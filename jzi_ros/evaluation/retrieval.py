@@ -13,6 +13,7 @@ zoom's stays a few decoder steps.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from torch import nn
 from ..geo import MapDir
 from ..geo.grid import view_indices
 from ..geo.mapdir import view_bounds_m
+from ..model import ZoomModel
 from ..progress import Progress
 from .errors import EvaluationError
 
@@ -63,6 +65,25 @@ def terminal_views(mapdir: MapDir, progress: Progress | None = None) -> Iterator
             bounds = view_bounds_m(grid, tuple(terminal_paths(number, grid.actions, grid.levels)), mapdir.margin)
             rgb, _ = pyramid.read(bounds, (bounds.east_m - bounds.west_m) / mapdir.view_px)
             yield rgb
+
+
+def encode_terminal_views(
+    mapdir: MapDir, model: ZoomModel, progress: Progress | None = None, batch: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every terminal view (:func:`terminal_views`) under the model's encoder: global (T, F), child tokens (T, g*g, F).
+
+    Encoded ``batch`` views at a time, so a large map's views are never all in memory.
+    """
+    pooled, children = [], []
+    views = terminal_views(mapdir, progress)
+    while True:
+        chunk = list(itertools.islice(views, batch))
+        if not chunk:
+            break
+        p, c = model.encode(chunk, batch=batch)
+        pooled.append(p)
+        children.append(c)
+    return torch.cat(pooled), torch.cat(children)
 
 
 @dataclass

@@ -55,7 +55,7 @@ from .queries import (
     training_street_config,
 )
 from .registration import refined_metrics
-from .retrieval import EMBED_DIM, FlatRetrieval, terminal_number, terminal_paths, terminal_views
+from .retrieval import EMBED_DIM, FlatRetrieval, encode_terminal_views, terminal_number, terminal_paths
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +225,7 @@ def flat_baselines(config: EvalConfig, mapdir: MapDir, model: ZoomModel, train_a
     ``config.flat_samples`` is not given; otherwise from as many new frames of the map's raster, outside the
     cells training held out, drawn with another seed than the queries.
     """
-    chunk: list[np.ndarray] = []
-    parts = []
-    for image in terminal_views(mapdir, bar("flat retrieval: terminal views", config.quiet)):
-        chunk.append(image)
-        if len(chunk) == ENCODE_BATCH:
-            parts.append(model.encode(chunk)[0])
-            chunk = []
-    terminal = torch.cat(parts + ([model.encode(chunk)[0]] if chunk else []))
+    terminal = encode_terminal_views(mapdir, model, bar("flat retrieval: terminal views", config.quiet))[0]
     kinds = [k for k, asked in (("aerial", config.aerial), ("street", config.street)) if asked]
     out = {}
     for kind in kinds:

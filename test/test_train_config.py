@@ -51,6 +51,7 @@ def config(**changes) -> TrainConfig:
         ({"label_smoothing": -0.1}, "label_smoothing"),
         ({"eval_every_s": 0}, "eval_every_s"),
         ({"threads": 0}, "threads"),
+        ({"learned_matcher": True, "aerial": False, "data": "x.csv"}, "learned_matcher needs aerial"),
     ],
 )
 def test_a_bad_train_config_is_refused_with_a_message_naming_the_parameter(changes, named):

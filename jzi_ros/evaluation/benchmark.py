@@ -44,7 +44,7 @@ from ..localizer.refine import Attitude
 from ..model import DecoderConfig, Encoder, EncoderConfig, ZoomDecoder, beam_search, load_checkpoint
 from ..model.search import ViewTokens
 from .errors import EvaluationError
-from .registration import RegistrationStudyConfig, registration_study
+from .registration import MODEL_STUDIED, RegistrationStudyConfig, registration_study
 from .registration import markdown_table as registration_table
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class BenchConfig:
     threads: int | None = None
     register: bool = False
     register_rasters: tuple[Path, ...] = ()
-    matchers: tuple[str, ...] = ("cfog", "sift", "sift-grad", "akaze", "orb", "encoder")
+    matchers: tuple[str, ...] = ("cfog", "learned", "sift", "sift-grad", "akaze", "orb", "encoder")
     register_frames: int = 40
     quick: bool = False
     quiet: bool = False
@@ -399,7 +399,7 @@ def run_benchmark(config: BenchConfig) -> dict:
         report["scaling"] = scaling(config.sizes_km, config.feat_dim, config.queries, block_rows)
     report["peak_rss_mb_with_scaling"] = _peak_rss_mb()
     if config.register and config.map is not None:
-        matchers = tuple(m for m in config.matchers if m != "encoder" or config.model is not None)
+        matchers = tuple(m for m in config.matchers if m not in MODEL_STUDIED or _model_has(config.model, m))
         log.info("comparing matchers %s ...", ", ".join(matchers))
         study = RegistrationStudyConfig(
             map=config.map,
@@ -585,6 +585,17 @@ def markdown(report: dict) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _model_has(model: Path | None, matcher: str) -> bool:
+    """Whether checkpoint ``model`` gives the study ``matcher`` (any its encoder, few a learned matcher)."""
+    if model is None or not Path(model).is_file():
+        return False
+    if matcher == "encoder":
+        return True
+    from ..model.zoom import read_checkpoint
+
+    return bool(read_checkpoint(model).get("extra", {}).get("matcher"))
 
 
 def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:

@@ -20,9 +20,11 @@ standard deviations) or known without the heading (searched). The study
 uses the map's in-memory orthophoto, not its pyramid file, so it runs on
 maps of any age.
 
-Besides the matchers of :mod:`jzi_ros.localizer.matchers`, ``encoder``
-measures the model's own encoder patch features as the dense descriptor (the
-backbone's stride-8 feature map of the upsampled images, in place of CFOG).
+Besides the matchers of :mod:`jzi_ros.localizer.matchers`, two come from
+``--model``: ``learned``, the checkpoint's learned matcher (``jzi
+train-matcher``), and ``encoder``, the model's own encoder patch features as
+the dense descriptor (the backbone's stride-8 feature map of the upsampled
+images, in place of CFOG).
 """
 
 from __future__ import annotations
@@ -76,16 +78,32 @@ class RegistrationStudyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rasters", tuple(Path(r) for r in self.rasters))
-        unknown = [m for m in self.matchers if m not in MATCHERS and m != "encoder"]
+        unknown = [m for m in self.matchers if m not in MATCHERS + MODEL_STUDIED]
         if unknown:
-            raise EvaluationError(f"unknown matcher {unknown[0]!r}; choose from {', '.join(MATCHERS)}, encoder")
-        if "encoder" in self.matchers and self.model is None:
-            raise EvaluationError("the encoder matcher needs --model")
+            raise EvaluationError(f"unknown matcher {unknown[0]!r}; choose from {', '.join(MATCHERS + MODEL_STUDIED)}")
+        needs_model = [m for m in self.matchers if m in MODEL_STUDIED]
+        if needs_model and self.model is None:
+            raise EvaluationError(f"the {needs_model[0]} matcher needs --model")
         bad = [h for h in self.headings if h not in HEADINGS]
         if bad:
             raise EvaluationError(f"unknown heading mode {bad[0]!r}; choose from {', '.join(HEADINGS)}")
         if self.frames < 1:
             raise EvaluationError(f"frames must be 1 or more, not {self.frames}")
+
+
+MODEL_STUDIED = ("learned", "encoder")
+"""Matchers the study takes from ``--model``: its learned matcher (``jzi train-matcher``), its encoder's features."""
+
+
+def checkpoint_matcher(model_path: Path) -> Matcher:
+    """The learned matcher stored in a checkpoint (EvaluationError when it has none)."""
+    from ..model import load_checkpoint
+    from ..model.descriptor import checkpoint_matcher as stored_matcher
+
+    _, extra = load_checkpoint(model_path)
+    if not extra.get("matcher"):
+        raise EvaluationError(f"{model_path} has no learned matcher: jzi train-matcher --model {model_path}")
+    return stored_matcher(extra["matcher"])
 
 
 def encoder_matcher(model_path: Path) -> Matcher:
@@ -155,9 +173,9 @@ def registration_study(config: RegistrationStudyConfig) -> list[dict]:
                     break
             cases.append((pose, frame, right, wrong, int(rng.integers(2**31))))
         for matcher_name in config.matchers:
-            if matcher_name == "encoder":
+            if matcher_name in MODEL_STUDIED:
                 assert config.model is not None  # checked in the config
-                matcher = encoder_matcher(config.model)
+                matcher = (encoder_matcher if matcher_name == "encoder" else checkpoint_matcher)(config.model)
             else:
                 matcher = make_matcher(matcher_name)
             # keypoints need detail: they work at the map's own resolution, the dense matchers at 64 px

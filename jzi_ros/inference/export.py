@@ -34,6 +34,7 @@ from torch import nn
 from ..model import ZoomModel
 from ..outputs import PARTIAL_MARKER, check_replaceable, start_partial
 from .errors import BackendError
+from .runtime import MATCHER_FILE
 
 OPSET = 17
 
@@ -201,6 +202,12 @@ def export_onnx(
         onnx.checker.check_model(str(tmp / name))
     np.savez(tmp / "tokens.npz", actions=action_tokens(model))
     kept = {k: v for k, v in (extra or {}).items() if k in ("calibration", "train_config")}
+    if (extra or {}).get("matcher"):  # the learned matcher's network, run by ONNX Runtime whatever the backend
+        from ..model.descriptor import export_descriptor
+
+        export_descriptor(extra["matcher"], tmp / MATCHER_FILE, opset)  # type: ignore[index]
+        onnx.checker.check_model(str(tmp / MATCHER_FILE))
+        kept["matcher"] = {"file": MATCHER_FILE, "config": dict(extra["matcher"]["config"])}  # type: ignore[index]
     if view_feats is not None:
         np.save(tmp / "view_tokens.npy", map_view_tokens(model, view_feats))
         kept["map"] = dict(map_grid or {})

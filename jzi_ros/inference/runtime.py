@@ -18,6 +18,7 @@ region, the calibration and the training settings the localizer needs).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,6 +36,8 @@ PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 EXPORT_FILE = "export.yaml"
 TOKENS_FILE = "tokens.npz"
 VIEWS_FILE = "view_tokens.npy"
+MATCHER_FILE = "matcher.onnx"
+"""The learned matcher's network, in an export of a model that has one (``export.yaml`` names it ``matcher``)."""
 
 
 class Zoomed(NamedTuple):
@@ -381,3 +384,31 @@ class OnnxBackend(GraphBackend):
     def encode_one(self, crops: np.ndarray) -> list[np.ndarray]:
         """One frame's crops (n, 3, S, S) -> its feature (1, F) and first token (1, D)."""
         return self.encoder.run(None, {"crops": crops})
+
+
+def onnx_matcher_runner(source: Path | bytes, threads: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """The learned matcher's network on ONNX Runtime's CPU (for every backend: its inputs are small).
+
+    ``source``: an export folder (its :data:`MATCHER_FILE`) or the ONNX graph's bytes; ``threads``: 0 for
+    ONNX Runtime's choice (on 2 cores a 208 px crop takes 4.7 ms with two threads, 9.3 ms with one).
+
+    Raises:
+        BackendError: The folder holds no learned matcher, or onnxruntime is missing.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendError("onnxruntime is not installed (pip install onnxruntime)") from None
+    graph: str | bytes = source if isinstance(source, bytes) else str(Path(source) / MATCHER_FILE)
+    if isinstance(graph, str) and not Path(graph).is_file():
+        raise BackendError(f"{graph} does not exist: the export holds no learned matcher")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    return run

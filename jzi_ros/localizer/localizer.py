@@ -22,6 +22,7 @@ from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
 from .index import check_region
+from .matchers import Matcher, learned_matcher
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
 
@@ -205,7 +206,7 @@ class Localizer:
         extra: dict = {}
         if isinstance(model, (str, Path)) and Path(model).is_dir():  # an export: no torch
             self.backend: Backend = self._exported(Path(model), backend, device, threads, engines or EngineSettings())
-            extra = {k: self.backend.exported.meta.get(k) for k in ("calibration", "train_config")}
+            extra = {k: self.backend.exported.meta.get(k) for k in ("calibration", "train_config", "matcher")}
         else:
             from ..inference import make_backend
             from ..model import load_checkpoint
@@ -216,6 +217,10 @@ class Localizer:
             self.backend = make_backend(
                 backend, self.model, feats, device, beam=config.beam, precision=config.map_precision, threads=threads
             )
+        export = Path(model) if self.model is None and isinstance(model, (str, Path)) else None
+        learned = self._learned_matcher(export, extra) if config.refine.matcher in ("auto", "learned") else None
+        if learned is None and config.refine.matcher == "learned":
+            raise LocalizerError("matcher learned: the model has no learned matcher (jzi train-matcher gives it one)")
         self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
@@ -231,13 +236,26 @@ class Localizer:
                 self.ground = GroundRegistrar(self.map.pyramid(), config.ground)
             else:
                 surface = self.map.surface() if self.map.has_surface else None
-                self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine, surface)
+                self.refiner = Refiner(self.grid, self.map.pyramid(), config.refine, surface, learned)
         self.tracker = Tracker(config.tracking)
         self.heading_known = bool(train_config.get("heading_known", False))
         """The model sees frames turned north up (``jzi train --heading-known``): every frame needs a heading."""
         footprint = train_config.get("footprint_cells", (4.0, 8.0))
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
+
+    @staticmethod
+    def _learned_matcher(export: Path | None, extra: dict) -> Matcher | None:
+        """The model's learned matcher (an ``export``'s on ONNX Runtime, a checkpoint's on PyTorch), or None."""
+        if not extra.get("matcher"):
+            return None
+        if export is not None:  # no torch
+            from ..inference.runtime import onnx_matcher_runner
+
+            return learned_matcher(onnx_matcher_runner(export))
+        from ..model.descriptor import checkpoint_matcher
+
+        return checkpoint_matcher(extra["matcher"])
 
     def _exported(self, folder: Path, backend: str, device: str, threads: int, engines: EngineSettings):
         """The backend of an export folder, checked against the map: its region and the map it was made for."""
@@ -266,7 +284,7 @@ class Localizer:
             return {"on": True, "matcher": "street view on the ground plane", "range_m": self.config.ground.range_m}
         if self.refiner is None:
             return {"on": False, "why": self.refine_off}
-        return {"on": True, "matcher": self.config.refine.matcher, "candidates": self.config.refine.candidates}
+        return {"on": True, "matcher": self.refiner.matcher.name, "candidates": self.config.refine.candidates}
 
     def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
         """The frame's camera: the field of view of ``camera`` (else ``hfov_deg``) at the image's size.

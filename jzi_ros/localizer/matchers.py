@@ -25,7 +25,16 @@ Two kinds are built in, chosen by measurement (``jzi bench register``):
   intensity or, with ``"-grad"``, on the gradient magnitude): OpenCV
   detectors, ratio test, rotation-invariant.
 
-A learned matcher plugs in by implementing :class:`Matcher` (one method).
+- the learned matcher (``"learned"``, :func:`learned_matcher`): the dense
+  matcher's correlation, patches and checks on descriptors of a small
+  convolutional network trained so that co-located crops of different
+  sources agree and shifted ones do not (``jzi train-matcher``,
+  :mod:`jzi_ros.train.matcher`). Its input is the CFOG channels and the
+  standardized grey image (:func:`learned_input`); the network comes with
+  the model (checkpoint or export), so :func:`make_matcher` cannot make it
+  from its name alone.
+
+Any other matcher plugs in by implementing :class:`Matcher` (one method).
 """
 
 from __future__ import annotations
@@ -126,6 +135,27 @@ def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0) -> np.ndarray:
     norm = np.sqrt(np.einsum("hwc,hwc->hw", chans, chans))[..., None]
     eps = max(float(norm.mean()) * 0.1, 1e-3)
     return chans / (norm + np.float32(eps))
+
+
+LEARNED_INPUTS = 10
+"""Channels of the learned matcher's input: the nine CFOG channels and the standardized grey image."""
+
+
+def learned_input(grey: np.ndarray) -> np.ndarray:
+    """(1, :data:`LEARNED_INPUTS`, H, W) float32 input of the learned descriptor network for a grey image."""
+    g = grey.astype(np.float32)
+    standard = (g - np.float32(g.mean())) / np.float32(g.std() + 1.0)
+    chans = np.concatenate([cfog(g), standard[..., None]], axis=-1)
+    return np.ascontiguousarray(chans.transpose(2, 0, 1)[None])
+
+
+def learned_matcher(run: Callable[[np.ndarray], np.ndarray], config: MatcherConfig = MatcherConfig()) -> DenseMatcher:
+    """The dense matcher on learned descriptors; ``run`` maps :func:`learned_input` to (1, C, H, W) descriptors."""
+
+    def describe(grey: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(run(learned_input(grey)), np.float32)[0].transpose(1, 2, 0))
+
+    return DenseMatcher(config, describe=describe, name="learned")
 
 
 def _integral(image: np.ndarray) -> np.ndarray:
@@ -323,13 +353,26 @@ class KeypointMatcher:
 
 MATCHERS = ("cfog", "sift", "sift-grad", "akaze", "akaze-grad", "orb", "orb-grad")
 """Names :func:`make_matcher` knows; ``cfog`` is the default."""
+MODEL_MATCHERS = ("auto", "learned")
+"""Matcher names that depend on the model: ``learned`` (the model's own), ``auto`` (the model's, else cfog)."""
+
+
+def check_matcher_name(name: str) -> None:
+    """LocalizerError unless ``name`` is one of :data:`MATCHERS` or :data:`MODEL_MATCHERS`."""
+    if name not in MATCHERS + MODEL_MATCHERS:
+        raise LocalizerError(f"unknown matcher {name!r}; choose one of {', '.join(MATCHERS + MODEL_MATCHERS)}")
 
 
 def make_matcher(name: str) -> Matcher:
-    """The matcher called ``name`` (one of :data:`MATCHERS`)."""
-    if name == "cfog":
+    """The matcher called ``name`` (one of :data:`MATCHERS`; ``auto`` is cfog here: the model may replace it)."""
+    if name in ("cfog", "auto"):
         return DenseMatcher()
+    if name == "learned":
+        raise LocalizerError(
+            "the learned matcher comes with its model: give a model trained with one (jzi train-matcher)"
+        )
     base, _, grad = name.partition("-")
     if base in ("sift", "akaze", "orb") and grad in ("", "grad"):
         return KeypointMatcher(base, gradient=grad == "grad")
-    raise LocalizerError(f"unknown matcher {name!r}; choose one of {', '.join(MATCHERS)}")
+    check_matcher_name(name)
+    raise AssertionError(name)  # every known name is handled above

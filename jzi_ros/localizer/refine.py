@@ -77,7 +77,7 @@ from ..geo.camera import Mount, camera_pose_from_body, quaternion_from_rotation,
 from ..geo.lens import Lens
 from ..geo.surface import Orthophoto, Surface, orthorectify
 from .errors import LocalizerError
-from .matchers import Matcher, Matches, make_matcher
+from .matchers import Matcher, Matches, check_matcher_name, make_matcher
 from .tracking import Region
 
 Gate = tuple[np.ndarray, float] | Region
@@ -98,7 +98,8 @@ class OrthoReader(Protocol):
 class RefineConfig:
     """Settings of the refinement and its checks (the module docstring explains each check).
 
-    ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`;
+    ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`, or ``learned`` (the model's
+    learned matcher) or ``auto`` (the model's when it has one, else ``cfog``);
     ``candidates``: how many of the zoom's candidates may be registered;
     ``work_px``: side of the ground-projected frame [px] (its ground
     resolution is the footprint over ``work_px``, never finer than the map);
@@ -109,7 +110,7 @@ class RefineConfig:
     """
 
     enabled: bool = True
-    matcher: str = "cfog"
+    matcher: str = "auto"
     candidates: int = 5
     work_px: int = 64
     search_footprints: float = 1.0
@@ -129,7 +130,7 @@ class RefineConfig:
     max_gate_share: float = 0.02
 
     def __post_init__(self) -> None:
-        make_matcher(self.matcher)  # raises for an unknown name
+        check_matcher_name(self.matcher)
         if self.candidates < 1 or self.work_px < 16 or self.min_inliers < 4:
             raise LocalizerError(
                 f"refinement needs candidates >= 1, work_px >= 16 and min_inliers >= 4, "
@@ -419,10 +420,17 @@ class Refiner:
     """Registers frames against a map's orthophoto (see the module docstring)."""
 
     def __init__(
-        self, grid: ZoomGrid, ortho: OrthoReader, config: RefineConfig = RefineConfig(), surface: Surface | None = None
+        self,
+        grid: ZoomGrid,
+        ortho: OrthoReader,
+        config: RefineConfig = RefineConfig(),
+        surface: Surface | None = None,
+        learned: Matcher | None = None,
     ) -> None:
+        """``learned``: the model's learned matcher, used for ``matcher`` ``learned`` and ``auto``."""
         self.grid, self.ortho, self.config, self.surface = grid, ortho, config, surface
-        self.matcher: Matcher = make_matcher(config.matcher)
+        use_learned = learned is not None and config.matcher in ("auto", "learned")
+        self.matcher: Matcher = learned if use_learned else make_matcher(config.matcher)  # type: ignore[assignment]
 
     def refine(
         self,

@@ -607,9 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     launch without a lifecycle manager expects; without, the node waits, unconfigured, for its
     manager, and a failed configure leaves it so.
     """
-    rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
-    try:
+    try:  # a signal while rclpy initializes ends the process as cleanly as one while it spins
+        rclpy.init(args=argv if argv is not None else sys.argv)
         node = LocalizerNode()
         if node.get_parameter("autostart").value is not False:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

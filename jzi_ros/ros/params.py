@@ -82,7 +82,9 @@ class NodeParams:
 
     refine: bool = _param(True, "register each frame against the map's orthophoto pyramid to verify and refine the fix")
     matcher: str = _param(
-        "cfog", "registration matcher: cfog (dense; robust across sensors and years), sift, akaze or orb"
+        "auto",
+        "registration matcher: auto (the model's learned matcher when it has one, else cfog), learned, "
+        "cfog (dense; robust across sensors), sift, akaze or orb",
     )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")

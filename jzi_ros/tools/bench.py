@@ -77,8 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--matchers",
         type=_names,
-        default="cfog,sift,sift-grad,akaze,orb,encoder",
-        help="matchers to compare (encoder: the model's own patch features, needs --model)",
+        default="cfog,learned,sift,sift-grad,akaze,orb,encoder",
+        help="matchers to compare (learned: the model's learned matcher, encoder: its own patch features; "
+        "both only with --model)",
     )
     p.add_argument("--register-frames", type=int, default=40, help="frames per raster in the comparison")
     p.add_argument(

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map-frame": ("map_frame", "the static transform from a robot's map frame to the map's (jzi_map)"),
     "import": ("import_data", "geotagged images (EXIF, rosbag, benchmark) into a training CSV"),
     "train": ("train", "train a zoom model for a map"),
+    "train-matcher": ("train_matcher", "give a model a learned matcher for the registration"),
     "index-map": ("index_map", "store a model's encoder features of every map view"),
     "evaluate": ("evaluate", "zoom accuracy on held-out frames or geotagged images"),
     "make-bag": ("make_bag", "simulate a camera flight over a GeoTIFF into a rosbag2"),

@@ -127,6 +127,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="also train the encoder's last N blocks (a GPU job; default 0)",
     )
+    p.add_argument(
+        "--learned-matcher",
+        action="store_true",
+        help="also train the registration's learned matcher (jzi train-matcher) in the same --minutes (aerial only)",
+    )
     p.add_argument("--workers", type=int, default=2, help="data loader workers when fine-tuning (default 2)")
     p.add_argument("--dim", type=int, default=128, help="decoder width (default 128; the paper: 768)")
     p.add_argument("--depth", type=int, default=3, help="decoder layers (default 3; the paper: 6)")

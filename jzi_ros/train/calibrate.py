@@ -13,6 +13,7 @@ the camera took them, as the localizer's refinement does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -22,11 +23,12 @@ import torch
 
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
 from ..data.augment import domain, photometric
-from ..geo import MapDir, ZoomGrid
+from ..geo import CameraPose, MapDir, ZoomGrid
 from ..geo.ortho import LocalOrtho
 from ..geo.surface import Surface
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
 from ..localizer.calibration import fit_heading_scale, fit_registration_scale
+from ..localizer.matchers import Matcher
 from ..localizer.refine import Attitude, Refiner
 from ..model import ZoomModel, search_features
 from .samples import Samples
@@ -89,48 +91,27 @@ class RegistrationFit(NamedTuple):
     heading_scale: float
 
 
-def calibrate_registration(
-    mapdir: MapDir,
-    cfg: AerialConfig,
-    query_rasters: tuple[Path, ...] = (),
-    frames: int = REGISTRATION_FRAMES,
-    seed: int = 0,
-) -> RegistrationFit | None:
-    """Fit the factors of verified fixes' covariances and heading variances on frames with the training's domain gap.
+def registration_frames(
+    mapdir: MapDir, cfg: AerialConfig, query_rasters: tuple[Path, ...], frames: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, CameraPose, float, int]]:
+    """Frames as a flight gives them to the registration: (RGB frame, camera pose, height above ground [m], source).
 
-    Frames are rendered at new poses anywhere on the map from the map's raster
-    and each of ``query_rasters``, with ``cfg``'s domain changes, and
-    registered against the map's pyramid around a candidate up to half a
-    footprint from the truth, with an IMU's attitude and the true height (a
-    rangefinder's); :func:`~jzi_ros.localizer.calibration.fit_registration_scale`
-    on the verified ones. The frames are never turned north up (whatever
-    ``cfg.heading_known`` says): the registration takes the camera's own
-    frame and its attitude, for every model.
+    ``source``: 0 for the map's raster, i + 1 for ``query_rasters[i]``.
 
-    With a surface model in the map the frames are rendered in 3D over it (the
-    world of :mod:`jzi_ros.data.render3d`: relief, roofs, occlusion), ranged
-    to the surface under the camera, and registered on the surface, as a
-    real flight over that place is.
-
-    Returns:
-        The position's scale, the verified frames and the heading's scale
-        (:func:`~jzi_ros.localizer.calibration.fit_heading_scale`; 1 when too
-        few had a heading variance), or None without a pyramid or with too few verified frames.
+    Rendered at new poses anywhere on the map from the map's raster and each
+    of ``query_rasters``, with ``cfg``'s domain changes, never turned north up
+    (the registration takes the camera's own frame and its attitude, for every
+    model). With a surface model in the map they are rendered in 3D over it
+    (the world of :mod:`jzi_ros.data.render3d`: relief, roofs, occlusion) and
+    ranged to the surface under the camera, as a real flight over that place is.
     """
-    if not mapdir.has_pyramid:
-        log.info("the map has no orthophoto pyramid: no registration to calibrate")
-        return None
     grid = mapdir.grid
     surface = mapdir.surface() if mapdir.has_surface else None
-    refiner = Refiner(grid, mapdir.pyramid(), surface=surface)
     orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), r) for r in (None, *query_rasters)]
     worlds = None if surface is None else [_world(ortho, surface) for ortho in orthos]
-    rng = np.random.default_rng([seed, 77])
-    heldout = heldout_cells(grid, 0.0)
     camera = cfg.camera
-    offsets, covariances, yaw_errors, yaw_variances = [], [], [], []
     raw = replace(cfg, holdout_share=0.0, heading_known=False)  # the refiner turns the frame itself
-    for images, poses, sources in covered_frames(orthos, grid, frames, rng, raw, "all", heldout):
+    for images, poses, sources in covered_frames(orthos, grid, frames, rng, raw, "all", heldout_cells(grid, 0.0)):
         for image, pose, source in zip(images, poses, sources, strict=True):
             height = pose.altitude_m
             if worlds is not None:  # the same pose in the 3D world, seen and ranged as a real camera would
@@ -140,15 +121,48 @@ def calibrate_registration(
                 image = domain(image, rng, raw.domain_ops, raw.domain_p) if raw.domain_ops else image
                 centre = world.camera_centre(pose)
                 height = float(centre[2] - world.surface_at(pose.east_m, pose.north_m))
-            footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
-            angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
-            candidate = np.array([[pose.east_m + dist * np.cos(angle), pose.north_m + dist * np.sin(angle)]])
-            reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=height)
-            if reg.verified:
-                offsets.append((pose.east_m - reg.east_m, pose.north_m - reg.north_m))
-                covariances.append(reg.covariance_m2)
-                yaw_errors.append((reg.yaw_deg - pose.yaw_deg + 180.0) % 360.0 - 180.0)
-                yaw_variances.append(reg.yaw_variance_deg2)
+            yield image, pose, height, int(source)
+
+
+def calibrate_registration(
+    mapdir: MapDir,
+    cfg: AerialConfig,
+    query_rasters: tuple[Path, ...] = (),
+    frames: int = REGISTRATION_FRAMES,
+    seed: int = 0,
+    learned: Matcher | None = None,
+) -> RegistrationFit | None:
+    """Fit the factors of verified fixes' covariances and heading variances on frames with the training's domain gap.
+
+    The frames of :func:`registration_frames` are registered against the
+    map's pyramid (with ``learned``, the model's learned matcher, else CFOG)
+    around a candidate up to half a footprint from the truth, with an IMU's
+    attitude and the true height (a rangefinder's);
+    :func:`~jzi_ros.localizer.calibration.fit_registration_scale` on the verified ones.
+
+    Returns:
+        The position's scale, the verified frames and the heading's scale
+        (:func:`~jzi_ros.localizer.calibration.fit_heading_scale`; 1 when too
+        few had a heading variance), or None without a pyramid or with too few verified frames.
+    """
+    if not mapdir.has_pyramid:
+        log.info("the map has no orthophoto pyramid: no registration to calibrate")
+        return None
+    surface = mapdir.surface() if mapdir.has_surface else None
+    refiner = Refiner(mapdir.grid, mapdir.pyramid(), surface=surface, learned=learned)
+    rng = np.random.default_rng([seed, 77])
+    camera = cfg.camera
+    offsets, covariances, yaw_errors, yaw_variances = [], [], [], []
+    for image, pose, height, _ in registration_frames(mapdir, cfg, query_rasters, frames, rng):
+        footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
+        angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
+        candidate = np.array([[pose.east_m + dist * np.cos(angle), pose.north_m + dist * np.sin(angle)]])
+        reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=height)
+        if reg.verified:
+            offsets.append((pose.east_m - reg.east_m, pose.north_m - reg.north_m))
+            covariances.append(reg.covariance_m2)
+            yaw_errors.append((reg.yaw_deg - pose.yaw_deg + 180.0) % 360.0 - 180.0)
+            yaw_variances.append(reg.yaw_variance_deg2)
     scale = fit_registration_scale(np.array(offsets).reshape(-1, 2), np.array(covariances).reshape(-1, 2, 2))
     if scale is None:
         log.warning("%d of %d frames verified: too few to calibrate the registration", len(offsets), frames)

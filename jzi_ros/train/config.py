@@ -76,6 +76,8 @@ class TrainConfig:
         query: frame encoding: "single" (centre square) or "halves" (two halves of S x 2S).
         tokens: decoder tokens per view: "children" (one per child) or "cls".
         fine_tune_blocks: also train the encoder's last N blocks (0: frozen encoder).
+        learned_matcher: also train the registration's learned matcher
+            (:mod:`jzi_ros.train.matcher`) within ``minutes``, aerial runs only.
         workers: data loader processes when fine-tuning.
         dim: decoder width.
         depth: decoder layers.
@@ -133,6 +135,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+    learned_matcher: bool = False
     resume: bool = False
     quiet: bool = False
 
@@ -163,6 +166,8 @@ class TrainConfig:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise TrainError(f"{name}: no such file {path}")
+        if self.learned_matcher and not self.aerial:
+            raise TrainError("learned_matcher needs aerial: the matcher registers downward frames")
         problem = query_raster_problem(self.query_rasters, self.aerial or self.street)
         if problem:
             raise TrainError(problem)

@@ -30,11 +30,14 @@ from .decoder_loop import build_model, train_decoder
 from .distributed import Dist
 from .errors import TrainError
 from .finetune import train_end_to_end
+from .matcher import MatcherTrainConfig, train_matcher
 from .samples import aerial_config, encoded_samples
 
 log = logging.getLogger(__name__)
 
 SAMPLES_SHARE = 0.45
+MATCHER_SHARE = 0.3
+"""The budget's share kept for the learned matcher (``learned_matcher``): its pairs, training and calibration."""
 """Share of the time budget that encoding aerial frames may take (runs without ``max_steps``)."""
 
 
@@ -123,7 +126,8 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
     """:func:`train` once the process knows its place in the job."""
-    deadline_s = started_s + config.budget_s
+    # the learned matcher trains after the zoom, in the same budget
+    deadline_s = started_s + config.budget_s * (1.0 - MATCHER_SHARE * config.learned_matcher)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     mapdir = MapDir(config.map)
@@ -190,7 +194,7 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
         if dist.main:
             calib = samples.part("calib") if samples.count("calib") else samples.part("val")
             calibration = calibrate(model, feats, calib, mapdir.grid)
-            if calibration is not None and config.aerial:
+            if calibration is not None and config.aerial and not config.learned_matcher:  # the matcher's fit below
                 fitted = calibrate_registration(mapdir, aerial_config(config), config.query_rasters, seed=config.seed)
                 if fitted is not None:
                     calibration = replace(
@@ -202,6 +206,14 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             if calibration is not None:
                 extra = read_checkpoint(config.out).get("extra", {})
                 save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})
+            if config.learned_matcher:
+                left_min = (started_s + config.budget_s - time.monotonic()) / 60
+                minutes = MATCHER_SHARE * config.minutes if config.max_steps is not None else left_min
+                train_matcher(
+                    MatcherTrainConfig(
+                        config.out, minutes=max(0.5, 0.6 * minutes), seed=config.seed, quiet=config.quiet
+                    )  # about 40 % of its share goes to making pairs and the registration's fit
+                )
     last = history[-1] if history else {}
     return TrainResult(
         model=model,

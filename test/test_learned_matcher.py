@@ -1,0 +1,154 @@
+"""The learned matcher: its training geometry, its descriptors across sources, the checkpoint and ONNX, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jzi_ros.data.camera import render_frame
+from jzi_ros.data.scene import SceneSpec, write_scene
+from jzi_ros.evaluation.registration import RegistrationStudyConfig, registration_study
+from jzi_ros.geo import BoundsM, CameraPose, MapDir, Pinhole
+from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.inference.export import export_for_map
+from jzi_ros.localizer import Localizer, LocalizerConfig
+from jzi_ros.localizer.errors import LocalizerError
+from jzi_ros.localizer.matchers import DenseMatcher, cfog, learned_input
+from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, grey
+from jzi_ros.model.descriptor import checkpoint_matcher, load_descriptor, torch_runner
+from jzi_ros.model.zoom import read_checkpoint
+from jzi_ros.tools.cli import main
+from jzi_ros.train.matcher import Pairs, _turned, correlation
+
+CAMERA = Pinhole(64, 64, 60.0)
+
+
+@pytest.fixture(scope="module")
+def learned(trained, tmp_path_factory):
+    """The trained fixture's model given a learned matcher by ``jzi train-matcher``, paired with an autumn raster."""
+    map_dir, model, _ = trained
+    root = tmp_path_factory.mktemp("learned")
+    autumn = write_scene(root / "autumn.tif", SceneSpec(size_px=512, seed=11, season="autumn"))
+    out = root / "learned.pt"
+    argv = ["train-matcher", "--model", model, "--out", out, "--query-rasters", autumn, "--pairs", 150]
+    assert main([*argv, "--max-steps", 40, "--no-calibrate", "--quiet"]) == 0
+    return map_dir, out, autumn, model
+
+
+def test_the_trainings_correlation_is_the_dense_matchers():
+    rng = np.random.default_rng(0)
+    ref = cv2_blur(rng.random((112, 112)).astype(np.float32))
+    query = ref[20:68, 30:78].copy()
+    mask = np.ones((48, 48), bool)
+    mask[:6] = False
+    expected = DenseMatcher()._correlate(cfog(query), mask, cfog(ref))
+    as_tensor = lambda a: torch.from_numpy(a.transpose(2, 0, 1))[None]  # noqa: E731
+    got = correlation(as_tensor(cfog(query)), torch.from_numpy(mask)[None], as_tensor(cfog(ref)))[0].numpy()
+    assert got.shape == expected.shape == (65, 65)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.unravel_index(got.argmax(), got.shape) == (20, 30)
+
+
+def cv2_blur(a: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(a, (0, 0), 1.5)
+
+
+def test_turning_a_pair_moves_its_target_with_it():
+    """Each of the eight turns and mirrors keeps the correlation's peak on the (moved) label."""
+    rng = np.random.default_rng(1)
+    refs, queries, targets = [], [], []
+    for _ in range(16):
+        ref = cv2_blur(rng.random((80, 80)).astype(np.float32))
+        r, c = rng.integers(0, 33, 2)
+        refs.append(ref)
+        queries.append(ref[r : r + 48, c : c + 48])
+        targets.append((r, c))
+    pairs = Pairs(np.stack(queries), np.ones((16, 48, 48), bool), np.stack(refs), np.array(targets), np.zeros(16, bool))
+    q, m, r, t = _turned(pairs, rng)
+    assert not (t == pairs.target).all(), "some pairs were turned"
+    for i in range(16):
+        score = DenseMatcher()._correlate(cfog(q[i].copy()), m[i], cfog(r[i].copy()))
+        assert np.unravel_index(score.argmax(), score.shape) == tuple(t[i])
+
+
+def test_descriptors_of_colocated_crops_from_two_sources_peak_at_zero_offset(learned):
+    """Crops of the autumn raster and of the summer map at the same place agree where they coincide."""
+    map_dir, model, autumn, plain = learned
+    mapdir = MapDir(map_dir)
+    stored = read_checkpoint(model)["extra"]["matcher"]
+    assert stored["report"]["held_out"]["cross_share"] > 0.2
+    assert stored["report"]["held_out"]["learned"]["peak_within_1px"] >= 0.7, stored["report"]
+    describe = checkpoint_matcher(stored).describe
+    other = LocalOrtho.for_map(mapdir, rasters=[autumn])
+    pyramid = mapdir.pyramid()
+    gsd, hits = 1.5, 0
+    places = [(-50.0, -40.0), (0.0, 0.0), (40.0, 30.0), (-30.0, 45.0), (45.0, -45.0)]
+    for e, n in places:
+        half_q, half_r = 24 * gsd, 56 * gsd
+        query = grey(other.read(BoundsM(e - half_q, n - half_q, e + half_q, n + half_q), gsd)[0])
+        ref = grey(pyramid.read(BoundsM(e - half_r, n - half_r, e + half_r, n + half_r), gsd)[0])
+        score = DenseMatcher()._correlate(describe(query), np.ones(query.shape, bool), describe(ref))
+        peak = np.array(np.unravel_index(score.argmax(), score.shape))
+        hits += int(np.abs(peak - 32).max() <= 1)
+    assert hits >= 4, f"{hits} of {len(places)} places peak at zero offset"
+
+
+def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned, tmp_path):
+    map_dir, model, _, _ = learned
+    from_checkpoint = Localizer(map_dir, model)
+    assert from_checkpoint.refine_summary()["matcher"] == "learned"
+    export = export_for_map(model, map_dir, tmp_path / "export")
+    from_export = Localizer(map_dir, export, backend="onnxruntime")
+    assert from_export.refine_summary()["matcher"] == "learned"
+    image = np.random.default_rng(3).random((70, 90)).astype(np.float32) * 255
+    a = from_checkpoint.refiner.matcher.describe(image)  # type: ignore[union-attr]
+    b = from_export.refiner.matcher.describe(image)  # type: ignore[union-attr]
+    net = load_descriptor(read_checkpoint(model)["extra"]["matcher"])  # the trained network itself, in PyTorch
+    c = torch_runner(net)(learned_input(image))[0].transpose(1, 2, 0)
+    assert a.shape == b.shape == c.shape == (70, 90, 8)
+    np.testing.assert_allclose(a, c, atol=1e-4)
+    np.testing.assert_allclose(b, c, atol=1e-4)
+    # cfog by name stays cfog; learned without one is refused
+    cfog_config = LocalizerConfig(refine=RefineConfig(matcher="cfog"))
+    assert Localizer(map_dir, model, config=cfog_config).refine_summary()["matcher"] == "cfog"
+    with pytest.raises(LocalizerError, match="no learned matcher"):
+        Localizer(map_dir, learned[3], config=LocalizerConfig(refine=RefineConfig(matcher="learned")))
+
+
+def test_a_frame_from_another_place_is_refused_and_one_from_its_own_verified(learned, tmp_path):
+    map_dir, model, autumn, plain = learned
+    mapdir = MapDir(map_dir)
+    matcher = Localizer(map_dir, model).refiner.matcher  # type: ignore[union-attr]
+    refiner = Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(candidates=1), learned=matcher)
+    assert refiner.matcher.name == "learned"
+    here = LocalOrtho.for_map(mapdir, rasters=[autumn])
+    elsewhere = LocalOrtho.for_map(mapdir, rasters=[write_scene(tmp_path / "far.tif", SceneSpec(512, seed=12))])
+    height = CAMERA.altitude_for_footprint(100.0)
+    verified = 0
+    for e, n in [(-40.0, -30.0), (20.0, 10.0), (35.0, -40.0)]:
+        pose = CameraPose(e, n, height, 30.0)
+        right = render_frame(here, CAMERA, pose)[0]
+        reg = refiner.refine(right, CAMERA, np.array([[e + 10, n - 5]]), Attitude(30.0, 0.0, 0.0), height_m=height)
+        verified += reg.verified and np.hypot(reg.east_m - e, reg.north_m - n) < 5.0
+        wrong = render_frame(elsewhere, CAMERA, pose)[0]
+        reg = refiner.refine(wrong, CAMERA, np.array([[e, n]]), Attitude(30.0, 0.0, 0.0), height_m=height)
+        assert not reg.verified, reg
+    assert verified >= 2, "frames of the place itself (another season) verify"
+
+
+def test_the_matcher_study_measures_the_learned_matcher(learned):
+    map_dir, model, autumn, plain = learned
+    config = RegistrationStudyConfig(
+        map=map_dir, rasters=(autumn,), matchers=("cfog", "learned"), headings=("imu",), frames=3, model=model,
+        footprint_cells=1.5, image_px=64, quiet=True,
+    )  # fmt: skip
+    rows = registration_study(config)
+    assert {(r["matcher"], r["cross_source"]) for r in rows} == {
+        ("cfog", False), ("learned", False), ("cfog", True), ("learned", True)
+    }  # fmt: skip
+    plain = RegistrationStudyConfig(map=map_dir, matchers=("learned",), frames=1, model=plain)
+    with pytest.raises(Exception, match="no learned matcher"):
+        registration_study(plain)

@@ -116,6 +116,17 @@ def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned
     assert Localizer(map_dir, model, config=cfog_config).refine_summary()["matcher"] == "cfog"
     with pytest.raises(LocalizerError, match="no learned matcher"):
         Localizer(map_dir, learned[3], config=LocalizerConfig(refine=RefineConfig(matcher="learned")))
+    # checks fitted with it: the refinement asks its peak ratios; auto keeps CFOG where the fit found CFOG better
+    state = read_checkpoint(model)
+    for better, expected in ((True, "learned"), (False, "cfog")):
+        checks = {"min_distinctiveness": 1.4, "min_distinctiveness_searched": 1.7, "better_than_cfog": better}
+        state["extra"]["matcher"]["checks"] = checks
+        torch.save(state, tmp_path / "fitted.pt")
+        loc = Localizer(map_dir, tmp_path / "fitted.pt")
+        assert loc.refine_summary()["matcher"] == expected
+    forced = Localizer(map_dir, tmp_path / "fitted.pt", config=LocalizerConfig(refine=RefineConfig(matcher="learned")))
+    assert forced.refiner.matcher.min_distinctiveness == 1.4  # type: ignore[union-attr]
+    assert forced.refiner.matcher.searched_distinctiveness == 1.7  # type: ignore[union-attr]
 
 
 def test_a_frame_from_another_place_is_refused_and_one_from_its_own_verified(learned, tmp_path):
@@ -152,3 +163,18 @@ def test_the_matcher_study_measures_the_learned_matcher(learned):
     plain = RegistrationStudyConfig(map=map_dir, matchers=("learned",), frames=1, model=plain)
     with pytest.raises(Exception, match="no learned matcher"):
         registration_study(plain)
+
+
+def test_the_checks_fitted_with_the_matcher_keep_wrong_places_out(learned):
+    map_dir, model, autumn, _ = learned
+    from jzi_ros.train.calibrate import AerialConfig
+    from jzi_ros.train.matcher import fit_checks
+
+    entry = read_checkpoint(model)["extra"]["matcher"]
+    cfg = AerialConfig(image_px=64, footprint_cells=(1.0, 2.0))
+    checks = fit_checks(MapDir(map_dir), cfg, (autumn,), entry, frames=12, quiet=True)
+    defaults = RefineConfig()
+    assert checks["min_distinctiveness"] >= defaults.min_distinctiveness
+    assert checks["min_distinctiveness_searched"] >= defaults.min_distinctiveness_searched
+    assert checks["wrong_tried"]["known"] > 0 and checks["wrong_tried"]["searched"] > 0
+    assert set(checks["right_verified"]) == {"learned", "cfog"} and isinstance(checks["better_than_cfog"], bool)

@@ -207,7 +207,8 @@ def export_onnx(
 
         export_descriptor(extra["matcher"], tmp / MATCHER_FILE, opset)  # type: ignore[index]
         onnx.checker.check_model(str(tmp / MATCHER_FILE))
-        kept["matcher"] = {"file": MATCHER_FILE, "config": dict(extra["matcher"]["config"])}  # type: ignore[index]
+        stored = extra["matcher"]  # type: ignore[index]
+        kept["matcher"] = {"file": MATCHER_FILE, "config": dict(stored["config"]), "checks": stored.get("checks")}
     if view_feats is not None:
         np.save(tmp / "view_tokens.npy", map_view_tokens(model, view_feats))
         kept["map"] = dict(map_grid or {})

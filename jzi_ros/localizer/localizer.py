@@ -218,7 +218,11 @@ class Localizer:
                 backend, self.model, feats, device, beam=config.beam, precision=config.map_precision, threads=threads
             )
         export = Path(model) if self.model is None and isinstance(model, (str, Path)) else None
-        learned = self._learned_matcher(export, extra) if config.refine.matcher in ("auto", "learned") else None
+        checks = (extra.get("matcher") or {}).get("checks") or {}
+        wanted = config.refine.matcher == "learned" or (
+            config.refine.matcher == "auto" and checks.get("better_than_cfog", True)
+        )  # auto: unless its fit found CFOG verifying more on this map
+        learned = self._learned_matcher(export, extra) if wanted else None
         if learned is None and config.refine.matcher == "learned":
             raise LocalizerError("matcher learned: the model has no learned matcher (jzi train-matcher gives it one)")
         self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
@@ -252,7 +256,7 @@ class Localizer:
         if export is not None:  # no torch
             from ..inference.runtime import onnx_matcher_runner
 
-            return learned_matcher(onnx_matcher_runner(export))
+            return learned_matcher(onnx_matcher_runner(export), extra["matcher"].get("checks"))
         from ..model.descriptor import checkpoint_matcher
 
         return checkpoint_matcher(extra["matcher"])

@@ -149,13 +149,21 @@ def learned_input(grey: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(chans.transpose(2, 0, 1)[None])
 
 
-def learned_matcher(run: Callable[[np.ndarray], np.ndarray], config: MatcherConfig = MatcherConfig()) -> DenseMatcher:
-    """The dense matcher on learned descriptors; ``run`` maps :func:`learned_input` to (1, C, H, W) descriptors."""
+def learned_matcher(
+    run: Callable[[np.ndarray], np.ndarray], checks: dict | None = None, config: MatcherConfig = MatcherConfig()
+) -> DenseMatcher:
+    """The dense matcher on learned descriptors; ``run`` maps :func:`learned_input` to (1, C, H, W) descriptors.
+
+    ``checks``: the least peak ratios fitted with the network (``min_distinctiveness``,
+    ``min_distinctiveness_searched``; :func:`jzi_ros.train.matcher.fit_checks`).
+    """
 
     def describe(grey: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(run(learned_input(grey)), np.float32)[0].transpose(1, 2, 0))
 
-    return DenseMatcher(config, describe=describe, name="learned")
+    checks = checks or {}
+    known, searched = (float(checks.get(k, 0.0)) for k in ("min_distinctiveness", "min_distinctiveness_searched"))
+    return DenseMatcher(config, describe, "learned", known, searched)
 
 
 def _integral(image: np.ndarray) -> np.ndarray:
@@ -193,9 +201,17 @@ class DenseMatcher:
         config: MatcherConfig = MatcherConfig(),
         describe: Callable[[np.ndarray], np.ndarray] | None = None,
         name: str = "cfog",
+        min_distinctiveness: float = 0.0,
+        searched_distinctiveness: float = 0.0,
     ) -> None:
-        """``describe`` turns a grey image into (H, W, C) per-pixel descriptors (default :func:`cfog`)."""
+        """``describe`` turns a grey image into (H, W, C) per-pixel descriptors (default :func:`cfog`).
+
+        ``min_distinctiveness`` and ``searched_distinctiveness``: the least ratio of the best global
+        match to the runner-up that the registration accepts with a known and a searched heading, where
+        they ask more than its own settings (a learned matcher's, fitted with it; 0: the settings rule).
+        """
         self.config, self.name = config, name
+        self.min_distinctiveness, self.searched_distinctiveness = min_distinctiveness, searched_distinctiveness
         self.describe = describe or (lambda g: cfog(g, config.bins, config.sigma_px))
 
     def _correlate(self, q: np.ndarray, qmask: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -801,7 +801,11 @@ class Refiner:
         span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
         if span.min() < c.min_spread:
             return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
-        least = c.min_distinctiveness if heading_known else c.min_distinctiveness_searched
+        # a learned matcher, whose peaks stand out more than CFOG's, asks more of them (fitted with it)
+        if heading_known:
+            least = max(c.min_distinctiveness, getattr(self.matcher, "min_distinctiveness", 0.0))
+        else:
+            least = max(c.min_distinctiveness_searched, getattr(self.matcher, "searched_distinctiveness", 0.0))
         if measured and m.distinctiveness < least:
             ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
             if not gated:

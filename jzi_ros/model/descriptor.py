@@ -69,7 +69,10 @@ class DescriptorNet(nn.Module):
 
 
 def matcher_state(net: DescriptorNet, report: dict | None = None) -> dict:
-    """What a checkpoint stores under ``matcher``: the config, the weights and how it was trained."""
+    """What a checkpoint stores under ``matcher``: the config, the weights and how it was trained.
+
+    :func:`jzi_ros.train.matcher.train_matcher` adds ``checks``, the peak ratios fitted for it.
+    """
     return {"config": asdict(net.cfg), "state": {k: v.detach().cpu() for k, v in net.state_dict().items()}} | (
         {"report": report} if report else {}
     )
@@ -124,4 +127,4 @@ def checkpoint_matcher(stored: dict) -> DenseMatcher:
 
     buffer = io.BytesIO()
     export_descriptor(stored, buffer)
-    return learned_matcher(onnx_matcher_runner(buffer.getvalue()))
+    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"))

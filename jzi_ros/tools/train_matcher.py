@@ -35,7 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", type=int, default=3000, help="training pairs (a tenth more are held out; default 3000)")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget after the pairs are made (default 6)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead of the budget")
-    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep the registration's scale")
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="fit neither its checks nor the registration's scale (the settings' checks then apply)",
+    )
+    p.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="keep the checkpoint's learned matcher and only refit its checks and the registration's scale",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -44,17 +54,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def summary(result: MatcherResult) -> str:
     """What the training did and how the learned descriptor compares with CFOG on held-out pairs."""
     r = result.report
-    held = r["held_out"]
-    learned, cfog = held["learned"], held["cfog"]
-    lines = [
-        f"trained the learned matcher {r['steps']} steps in {r['train_s'] / 60:.1f} min on {r['pairs']} pairs",
-        f"held-out pairs ({held['pairs']}, cross-source {held['cross_share']:.0%}), learned (CFOG):",
-        f"  whole frame's peak within a pixel of the truth {learned['peak_within_1px']:.1%} "
-        f"({cfog['peak_within_1px']:.1%}), median distinctiveness {learned['distinctiveness']:.2f} "
-        f"({cfog['distinctiveness']:.2f})",
-        f"  patches whose peak is within a pixel of the truth {learned['patches_within_1px']:.1%} "
-        f"({cfog['patches_within_1px']:.1%})",
-    ]
+    lines = []
+    if "held_out" in r:
+        held = r["held_out"]
+        learned, cfog = held["learned"], held["cfog"]
+        lines += [
+            f"trained the learned matcher {r['steps']} steps in {r['train_s'] / 60:.1f} min on {r['pairs']} pairs",
+            f"held-out pairs ({held['pairs']}, cross-source {held['cross_share']:.0%}), learned (CFOG):",
+            f"  whole frame's peak within a pixel of the truth {learned['peak_within_1px']:.1%} "
+            f"({cfog['peak_within_1px']:.1%}), median distinctiveness {learned['distinctiveness']:.2f} "
+            f"({cfog['distinctiveness']:.2f})",
+            f"  patches whose peak is within a pixel of the truth {learned['patches_within_1px']:.1%} "
+            f"({cfog['patches_within_1px']:.1%})",
+        ]
+    if result.checks:
+        c = result.checks
+        kept = c["right_kept"]
+        lines.append(
+            f"checks on {c['frames']} frames: the best match at least {c['min_distinctiveness']:.2f}x the runner-up "
+            f"with the heading known ({kept['known']:.0%} of right places keep it), "
+            f"{c['min_distinctiveness_searched']:.2f}x searched ({kept['searched']:.0%})"
+        )
+        verified = c["right_verified"]
+        lines.append(
+            f"right places verified with the heading known: learned {verified['learned']['known']:.0%}, "
+            f"CFOG {verified['cfog']['known']:.0%}; searched: {verified['learned']['searched']:.0%}, "
+            f"{verified['cfog']['searched']:.0%}; matcher auto uses "
+            + ("the learned one" if c["better_than_cfog"] else "CFOG (it verifies more here)")
+        )
     if result.registration_scale is not None:
         lines.append(
             f"registration covariance x {result.registration_scale:.2f} on {result.registration_frames} verified frames"

@@ -41,10 +41,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 from tqdm import tqdm
 
+from ..data import AerialConfig
 from ..geo import BoundsM, CameraPose, MapDir
+from ..localizer.calibration import WITHIN_CELLS
 from ..localizer.errors import LocalizerError
 from ..localizer.matchers import cfog, learned_input
-from ..localizer.refine import Attitude, RefineConfig, grey, ground_view
+from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view
 from ..model import load_checkpoint, save_checkpoint
 from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, matcher_state
 from .calibrate import calibrate_registration, registration_frames
@@ -64,7 +66,9 @@ class MatcherTrainConfig:
     otherwise); ``out``: where the checkpoint with the matcher goes (default:
     ``model`` itself); ``pairs``: training pairs (a tenth more are held out);
     ``minutes`` / ``max_steps``: the training's budget (the first reached
-    ends it; pairs are made first); ``query_px``: side of the projected
+    ends it; pairs are made first); ``calibrate``: fit its checks
+    (:func:`fit_checks`) and the registration's covariance scale;
+    ``checks_only``: keep the checkpoint's network and only fit those; ``query_px``: side of the projected
     frame's crop; ``search_px``: how far the true offset may lie from the
     crop's centre in training; ``temperature``: of the softmax over offsets.
     """
@@ -83,6 +87,7 @@ class MatcherTrainConfig:
     temperature: float = 0.03
     descriptor: DescriptorConfig = DescriptorConfig()
     calibrate: bool = True
+    checks_only: bool = False
     seed: int = 0
     quiet: bool = False
 
@@ -371,12 +376,111 @@ def train_descriptor(config: MatcherTrainConfig, train: Pairs, val: Pairs) -> tu
 
 @dataclass(frozen=True)
 class MatcherResult:
-    """What :func:`train_matcher` did: the checkpoint written, the training's report, the registration's fit."""
+    """What :func:`train_matcher` did: the checkpoint, the training's report, the registration's fit, the checks."""
 
     out: Path
     report: dict
     registration_scale: float | None
     registration_frames: int
+    checks: dict | None = None
+
+
+CHECK_FRAMES = 150
+"""Frames registered around a wrong place (and the right one) to fit the learned matcher's checks."""
+WRONG_PLACES = 3
+"""Wrong places each of those frames is registered around: the tail of chance matches is what the fit must see."""
+WRONG_ACCEPTED = 0.005
+"""The share of wrong registrations the fitted checks may let through (their peak ratio's 99.5th percentile)."""
+CHECK_MARGIN = 1.05
+"""The fitted least peak ratio stands this much above the highest one a wrong place reached."""
+
+
+def fit_checks(
+    mapdir: MapDir, cfg: AerialConfig, rasters: tuple[Path, ...], entry: dict, seed: int = 0, quiet: bool = False,
+    frames: int = CHECK_FRAMES,
+) -> dict:  # fmt: skip
+    """The learned matcher's least peak ratios, heading known and searched, at which no wrong place is accepted.
+
+    Frames of :func:`~jzi_ros.train.calibrate.registration_frames` are registered with an IMU's attitude
+    (with its heading, and without) around :data:`WRONG_PLACES` wrong places, 1.5 to 3 footprints from the
+    truth in different directions, with every
+    check but the peak ratio. The least ratio is :data:`CHECK_MARGIN` times the highest a wrong place
+    reached that way once the highest :data:`WRONG_ACCEPTED` of the wrong registrations are set aside,
+    never under the settings' own (:class:`~jzi_ros.localizer.refine.RefineConfig`);
+    the share of right places (up to half a footprint off) that keep it is reported beside it, and the
+    share of right places it and CFOG verify (``better_than_cfog``: its share with the heading known is at
+    least CFOG's; ``matcher: auto`` uses the learned matcher only then).
+    """
+    defaults = RefineConfig()
+    relaxed = RefineConfig(candidates=1, min_distinctiveness=1.0, min_distinctiveness_searched=1.0)
+    surface = mapdir.surface() if mapdir.has_surface else None
+    learned = checkpoint_matcher(entry | {"checks": {}})  # the settings' checks alone, relaxed as above
+    refiner = Refiner(mapdir.grid, mapdir.pyramid(), relaxed, surface, learned=learned)
+    hand_made = Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(candidates=1, matcher="cfog"), surface)
+    camera, grid = cfg.camera, mapdir.grid
+    cfog_right = {"known": 0, "searched": 0}
+    rng = np.random.default_rng([seed, 11])
+    wrong: dict[str, list[float]] = {"known": [], "searched": []}
+    right: dict[str, list[float]] = {"known": [], "searched": []}
+    tries, right_tries = {"known": 0, "searched": 0}, {"known": 0, "searched": 0}
+    shown = registration_frames(mapdir, cfg, rasters, frames, rng)
+    for image, pose, height, _ in tqdm(shown, total=frames, desc="matcher checks", unit="frame", disable=quiet):
+        truth = np.array([pose.east_m, pose.north_m])
+        footprint = 2 * height * math.tan(math.radians(camera.hfov_deg) / 2)
+        angle = rng.uniform(0, 2 * np.pi)
+        near = truth + footprint * math.sqrt(rng.uniform()) / 2 * np.array([math.cos(angle), math.sin(angle)])
+        places = [(near, right, True)]
+        for a in angle + np.pi / 2 + np.arange(WRONG_PLACES) * 2 * np.pi / (WRONG_PLACES + 1):
+            far = truth + rng.uniform(1.5, 3.0) * footprint * np.array([math.cos(a), math.sin(a)])
+            places.append((far, wrong, False))
+        for mode in ("known", "searched"):
+            att = Attitude.imu_like(pose, rng, heading=mode == "known")
+            for centre, out, wanted in places:
+                if not (np.abs(centre) <= grid.size_m / 2).all():
+                    continue
+                tries[mode] += not wanted
+                right_tries[mode] += wanted
+                for which in (refiner, hand_made) if wanted else (refiner,):
+                    reg = which.refine(image, camera, centre[None], att, height_m=height)
+                    off = math.hypot(reg.east_m - truth[0], reg.north_m - truth[1]) if reg.verified else math.inf
+                    if not (reg.verified and (off <= WITHIN_CELLS * grid.terminal_size_m) == wanted):
+                        continue
+                    if which is refiner:
+                        out[mode].append(float(reg.distinctiveness))
+                    else:
+                        cfog_right[mode] += 1
+
+    def least(values: list[float], tries: int) -> float:
+        """The ratio that lets at most WRONG_ACCEPTED of the ``tries`` wrong registrations through, with the margin."""
+        allowed = int(WRONG_ACCEPTED * tries)
+        ranked = sorted(values, reverse=True)
+        return CHECK_MARGIN * ranked[allowed] if len(ranked) > allowed else 0.0
+
+    known = max(defaults.min_distinctiveness, least(wrong["known"], tries["known"]))
+    searched = max(defaults.min_distinctiveness_searched, least(wrong["searched"], tries["searched"]))
+
+    def kept(values: list[float], least: float) -> float:
+        return float(np.mean(np.array(values) >= least)) if values else math.nan
+
+    def share(count: int, mode: str) -> float:
+        return count / right_tries[mode] if right_tries[mode] else math.nan
+
+    learned_right = {
+        mode: share(sum(d >= t for d in right[mode]), mode) for mode, t in (("known", known), ("searched", searched))
+    }
+    cfog_share = {mode: share(n, mode) for mode, n in cfog_right.items()}
+    return {
+        "min_distinctiveness": known,
+        "min_distinctiveness_searched": searched,
+        "frames": frames,
+        "wrong_tried": tries,
+        "wrong_accepted_without": {k: len(v) for k, v in wrong.items()},
+        "right_kept": {"known": kept(right["known"], known), "searched": kept(right["searched"], searched)},
+        "right_verified": {"learned": learned_right, "cfog": cfog_share},
+        # what the node's matcher auto goes by: with its checks, the learned matcher verifies at least as many
+        # right places as CFOG with the heading known (its main use)
+        "better_than_cfog": bool(learned_right["known"] >= cfog_share["known"]),
+    }
 
 
 def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
@@ -403,25 +507,30 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
         train_config = TrainConfig(map=map_path, out=config.out or config.model, aerial=True)
     train_config = replace(train_config, query_rasters=tuple(Path(r) for r in rasters))
     mapdir = MapDir(map_path)
-    rng = np.random.default_rng([config.seed, 3])
-    n_val = max(10, config.pairs // 10)
-    pairs = registration_pairs(
-        mapdir, train_config, config.pairs + n_val, config.query_px, config.search_px, rng, config.quiet
-    )
-    order = rng.permutation(len(pairs))
-    net, report = train_descriptor(config, pairs.take(order[n_val:]), pairs.take(order[:n_val]))
-    report["rasters"] = [str(r) for r in rasters]
-    entry = matcher_state(net, report)
+    if config.checks_only:
+        if not extra.get("matcher"):
+            raise TrainError(f"{config.model} has no learned matcher to refit: train one (without --checks-only)")
+        entry = dict(extra["matcher"])
+        report: dict = {}  # the network's own report stays in the entry
+    else:
+        rng = np.random.default_rng([config.seed, 3])
+        n_val = max(10, config.pairs // 10)
+        pairs = registration_pairs(
+            mapdir, train_config, config.pairs + n_val, config.query_px, config.search_px, rng, config.quiet
+        )
+        order = rng.permutation(len(pairs))
+        net, report = train_descriptor(config, pairs.take(order[n_val:]), pairs.take(order[:n_val]))
+        report["rasters"] = [str(r) for r in rasters]
+        entry = matcher_state(net, report)
     calibration = dict(extra.get("calibration") or {})
     fitted = None
-    if config.calibrate and calibration:
-        fitted = calibrate_registration(
-            mapdir,
-            aerial_config(train_config),
-            train_config.query_rasters,
-            seed=config.seed,
-            learned=checkpoint_matcher(entry),
-        )
+    if config.calibrate:
+        cfg = aerial_config(train_config)
+        rasters = train_config.query_rasters
+        entry["checks"] = fit_checks(mapdir, cfg, rasters, entry, seed=config.seed, quiet=config.quiet)
+        if calibration:
+            learned = checkpoint_matcher(entry)
+            fitted = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed, learned=learned)
         if fitted is not None:
             calibration |= {
                 "registration_scale": fitted.scale,
@@ -431,5 +540,9 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
     out = config.out or config.model
     save_checkpoint(out, model, {**extra, "matcher": entry} | ({"calibration": calibration} if calibration else {}))
     return MatcherResult(
-        Path(out), report, None if fitted is None else fitted.scale, 0 if fitted is None else fitted.frames
+        Path(out),
+        report,
+        None if fitted is None else fitted.scale,
+        0 if fitted is None else fitted.frames,
+        entry.get("checks"),
     )

@@ -83,8 +83,8 @@ class NodeParams:
     refine: bool = _param(True, "register each frame against the map's orthophoto pyramid to verify and refine the fix")
     matcher: str = _param(
         "auto",
-        "registration matcher: auto (the model's learned matcher when it has one, else cfog), learned, "
-        "cfog (dense; robust across sensors), sift, akaze or orb",
+        "registration matcher: auto (the model's learned matcher where it verified more than cfog, else cfog), "
+        "learned, cfog (dense; robust across sensors), sift, akaze or orb",
     )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")

@@ -22,10 +22,13 @@ whose frame came from another raster are drawn three times as often
 (:data:`CROSS_WEIGHT`).
 
 The held-out pairs measure it against CFOG with the same correlation: the
-share whose peak lies within a pixel of the truth, and the peak's margin over
-the best offset outside its neighbourhood (the matcher's distinctiveness).
-:func:`train_matcher` stores the network in the checkpoint (``matcher``) and
-refits the registration's covariance and heading scales with it.
+share whose peak lies within a pixel of the truth, the peak's margin over the
+best offset outside its neighbourhood (the matcher's distinctiveness), and the
+share of patches that find their place. :func:`train_matcher` fits its checks
+(:func:`fit_checks`: the least peak ratios that keep wrong places out, and
+whether it verifies more right places than CFOG), stores the network and them
+in the checkpoint (``matcher``) and refits the registration's covariance and
+heading scales with it.
 """
 
 from __future__ import annotations
@@ -68,9 +71,10 @@ class MatcherTrainConfig:
     ``minutes`` / ``max_steps``: the training's budget (the first reached
     ends it; pairs are made first); ``calibrate``: fit its checks
     (:func:`fit_checks`) and the registration's covariance scale;
-    ``checks_only``: keep the checkpoint's network and only fit those; ``query_px``: side of the projected
-    frame's crop; ``search_px``: how far the true offset may lie from the
-    crop's centre in training; ``temperature``: of the softmax over offsets.
+    ``checks_only``: keep the checkpoint's network and only fit those;
+    ``query_px``: side of the projected frame's crop; ``search_px``: the map
+    crop's margin around it (the truth lies within half of it of the centre);
+    ``temperature``: of the softmax over offsets.
     """
 
     model: Path

@@ -209,10 +209,16 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             if config.learned_matcher:
                 left_min = (started_s + config.budget_s - time.monotonic()) / 60
                 minutes = MATCHER_SHARE * config.minutes if config.max_steps is not None else left_min
-                train_matcher(
+                matcher = train_matcher(
                     MatcherTrainConfig(
                         config.out, minutes=max(0.5, 0.6 * minutes), seed=config.seed, quiet=config.quiet
                     )  # about 40 % of its share goes to making pairs and the registration's fit
+                )
+                checks = matcher.checks or {}
+                log.info(
+                    "learned matcher: %d steps; the node's matcher auto uses %s",
+                    matcher.report.get("steps", 0),
+                    "it" if checks.get("better_than_cfog", True) else "CFOG (it verified more right places)",
                 )
     last = history[-1] if history else {}
     return TrainResult(

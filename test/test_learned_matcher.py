@@ -178,3 +178,12 @@ def test_the_checks_fitted_with_the_matcher_keep_wrong_places_out(learned):
     assert checks["min_distinctiveness_searched"] >= defaults.min_distinctiveness_searched
     assert checks["wrong_tried"]["known"] > 0 and checks["wrong_tried"]["searched"] > 0
     assert set(checks["right_verified"]) == {"learned", "cfog"} and isinstance(checks["better_than_cfog"], bool)
+
+
+def test_eval_bag_takes_the_nodes_matcher_setting_and_refuses_an_unknown_one(tmp_path):
+    from jzi_ros.evaluation.bag import BagEvalConfig
+
+    common = {"bag": tmp_path, "map": tmp_path, "model": tmp_path, "image_topic": "/i", "gt_topic": "/g"}
+    assert BagEvalConfig(**common, matcher="cfog").matcher == "cfog"
+    with pytest.raises(LocalizerError, match="unknown matcher 'loftr'"):
+        BagEvalConfig(**common, matcher="loftr")

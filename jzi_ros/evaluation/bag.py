@@ -53,7 +53,8 @@ from ..geo.lens import Lens, lens_of
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, Odometry, TrackingConfig
 from ..localizer.localizer import HEADING_NEEDED
-from ..localizer.refine import Attitude
+from ..localizer.matchers import check_matcher_name
+from ..localizer.refine import Attitude, RefineConfig
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
 from .errors import EvaluationError
 from .flight_outputs import write_geojson, write_replay_bag, write_tum
@@ -80,7 +81,8 @@ class BagEvalConfig:
     localize every n-th frame; ``realtime``: instead drop frames as the node
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
-    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``backend``,
+    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``: the registration's
+    (the node's parameter of that name); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
@@ -117,6 +119,7 @@ class BagEvalConfig:
     top_k: int = 5
     min_confidence: float = LocalizerConfig.min_confidence
     trust_unverified: bool = False
+    matcher: str = "auto"
     backend: str = "torch"
     device: str = "cpu"
     storage: str = "mcap"
@@ -142,6 +145,7 @@ class BagEvalConfig:
             )
         if self.every < 1:
             raise EvaluationError(f"every must be 1 or more, not {self.every}")
+        check_matcher_name(self.matcher)
         if not self.max_gap_s >= 0:
             raise EvaluationError(f"max_gap_s must be 0 or more, not {self.max_gap_s}")
         if not (self.height_m >= 0 and math.isfinite(self.height_m)):
@@ -604,6 +608,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             min_confidence=config.min_confidence,
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
             trust_unverified=config.trust_unverified,
+            refine=RefineConfig(matcher=config.matcher),
         ),
     )
     if loc.heading_known and not (config.imu_topic and config.imu_heading):
@@ -670,6 +675,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
         "trust_unverified": config.trust_unverified,
+        "registration": loc.refine_summary(),
         "calibration": loc.calibration.to_dict(),
         "terminal_size_m": loc.grid.terminal_size_m,
         "bag": str(config.bag),

@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="publish zoom fixes the registration could not verify as FIX by their confidence (the node's "
         "trust_unverified parameter)",
     )
+    p.add_argument(
+        "--matcher",
+        default="auto",
+        help="registration matcher, as the node's parameter: auto (the model's learned one where it verified more "
+        "than cfog), learned, cfog, sift, akaze or orb",
+    )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")

@@ -160,3 +160,22 @@ def test_the_node_benchmark_reports_the_in_process_baseline_of_the_same_frames(t
         report["cpu_ms_per_fix"] / report["inprocess_cpu_ms_per_frame"]
     )
     assert report["node_peak_rss_mb"] > 0 and report["latency_ms"]["p95"] >= report["latency_ms"]["p50"]
+
+
+def test_sigint_ends_the_executable_even_when_its_parent_ignored_it():
+    """A CI runner's background job starts the node with SIGINT ignored; the executable takes it back."""
+    probe = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # as inherited from a shell without job control
+        "from jzi_ros.ros import entry\n"
+        "entry.take_signals()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    for _ in range(1000):\n"
+        "        pass\n"
+        "    print('lost')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', entry.signalled())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["interrupted", "True"], proc.stdout + proc.stderr

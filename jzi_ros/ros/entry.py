@@ -60,8 +60,29 @@ def skipped_imports(names: tuple[str, ...] = UNUSED_MODULES) -> Iterator[None]:
                 del sys.modules[name]
 
 
+_SIGNALS: list[int] = []
+"""The SIGINT and SIGTERM the process received before rclpy took them over."""
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _SIGNALS.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def take_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (and are remembered, :func:`signalled`) from here on.
+
+    Also SIGINT, which Python would handle so already, unless the process started with it ignored: a
+    background job of a shell without job control (``make test &`` in a script, a CI runner) inherits
+    SIGINT ignored, and Python then leaves it so; a launch's SIGINT during the node's imports was lost.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def signalled() -> bool:
+    """Whether SIGINT or SIGTERM came, also one whose KeyboardInterrupt an import swallowed (a bare except)."""
+    return bool(_SIGNALS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     (rclpy handles both once it is initialized): 0, as after a shutdown.
     """
     set_process_defaults()
-    signal.signal(signal.SIGTERM, _interrupt)
+    take_signals()
     try:
         with skipped_imports():
             from .node import main as node_main
@@ -87,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return node_main(argv)
+    if signalled():  # its KeyboardInterrupt was lost in an import: the signal still ends the process
+        return 0
+    return node_main(argv, stop_requested=signalled)
 
 
 def executable() -> NoReturn:

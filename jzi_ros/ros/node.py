@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -600,24 +601,31 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, stop_requested: Callable[[], bool] = lambda: False) -> int:
     """Spin the node until SIGINT or SIGTERM (then 0); with ``autostart`` configure and activate it first.
 
     With ``autostart`` a failed configure is the process's end (1, after its one-line reason), as a
     launch without a lifecycle manager expects; without, the node waits, unconfigured, for its
-    manager, and a failed configure leaves it so.
+    manager, and a failed configure leaves it so. ``stop_requested``: whether a signal came before rclpy
+    handled signals (:func:`jzi_ros.ros.entry.signalled`); checked before each step, so that one whose
+    KeyboardInterrupt was lost still ends the process.
     """
     node = None
     try:  # a signal while rclpy initializes ends the process as cleanly as one while it spins
         rclpy.init(args=argv if argv is not None else sys.argv)
+        if stop_requested():
+            return 0
         node = LocalizerNode()
         if node.get_parameter("autostart").value is not False:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 1
+                return 0 if stop_requested() else 1
+            if stop_requested():
+                return 0
             node.trigger_activate()
         else:
             node.get_logger().info("waiting for a lifecycle manager to configure and activate it")
-        rclpy.spin(node)
+        if not stop_requested():
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

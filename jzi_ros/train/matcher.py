@@ -406,8 +406,8 @@ def fit_checks(
     """The learned matcher's least peak ratios, heading known and searched, at which no wrong place is accepted.
 
     Frames of :func:`~jzi_ros.train.calibrate.registration_frames` are registered with an IMU's attitude
-    (with its heading, and without) around :data:`WRONG_PLACES` wrong places, 1.5 to 3 footprints from the
-    truth in different directions, with every
+    (with its heading, and without) around :data:`WRONG_PLACES` wrong places inside the map's region, 1.5 to
+    3 footprints from the truth, with every
     check but the peak ratio. The least ratio is :data:`CHECK_MARGIN` times the highest a wrong place
     reached that way once the highest :data:`WRONG_ACCEPTED` of the wrong registrations are set aside,
     never under the settings' own (:class:`~jzi_ros.localizer.refine.RefineConfig`);
@@ -434,9 +434,13 @@ def fit_checks(
         angle = rng.uniform(0, 2 * np.pi)
         near = truth + footprint * math.sqrt(rng.uniform()) / 2 * np.array([math.cos(angle), math.sin(angle)])
         places = [(near, right, True)]
-        for a in angle + np.pi / 2 + np.arange(WRONG_PLACES) * 2 * np.pi / (WRONG_PLACES + 1):
-            far = truth + rng.uniform(1.5, 3.0) * footprint * np.array([math.cos(a), math.sin(a)])
-            places.append((far, wrong, False))
+        for _ in range(WRONG_PLACES):
+            for _ in range(20):  # a wrong place inside the map's region, as a zoom's wrong candidate is
+                a = rng.uniform(0, 2 * np.pi)
+                far = truth + rng.uniform(1.5, 3.0) * footprint * np.array([math.cos(a), math.sin(a)])
+                if (np.abs(far) <= grid.size_m / 2).all():
+                    places.append((far, wrong, False))
+                    break
         for mode in ("known", "searched"):
             att = Attitude.imu_like(pose, rng, heading=mode == "known")
             for centre, out, wanted in places:

@@ -122,11 +122,19 @@ def ros2_launch(colcon_install, tmp_path_factory):
             PYTHONPATH=os.pathsep.join([str(VENDOR), str(setup), str(site)]),
             PYTHONUNBUFFERED="1",
         )
-        return subprocess.Popen(
-            [sys.executable, str(runner), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        # as from a terminal, where Ctrl-C reaches `ros2 launch`: a CI runner's background job passes SIGINT on
+        # ignored, and launch keeps an ignored SIGINT ignored
+        cmd = [sys.executable, "-c", FROM_A_TERMINAL, str(runner), *args]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     return start
+
+
+FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+"""Run the rest of the command line with SIGINT's default action, as a terminal's foreground job has it."""
 
 
 def _parameters_of(client, node: str, names: list[str]) -> dict:

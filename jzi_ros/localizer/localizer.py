@@ -250,7 +250,7 @@ class Localizer:
 
     @staticmethod
     def _learned_matcher(export: Path | None, extra: dict) -> Matcher | None:
-        """The model's learned matcher (an ``export``'s on ONNX Runtime, a checkpoint's on PyTorch), or None."""
+        """The model's learned matcher on ONNX Runtime (an ``export``'s graph, or a checkpoint's), or None."""
         if not extra.get("matcher"):
             return None
         if export is not None:  # no torch

@@ -228,6 +228,13 @@ def grey(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32)
 
 
+def map_grey(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A crop of the map as :func:`grey`, its gaps filled with the mean of what it covers (0 when nothing)."""
+    ref = grey(rgb)
+    ref[~valid] = float(ref[valid].mean()) if valid.any() else 0.0
+    return ref
+
+
 @dataclass(frozen=True)
 class GroundView:
     """A frame projected onto the ground, north up: ``image`` (grey) and ``valid``, ``gsd_m`` [m/px].
@@ -571,9 +578,7 @@ class Refiner:
         timings["read"] = timings.get("read", 0.0) + (time.perf_counter() - t0) * 1e3
         if valid.mean() < 0.2:
             return None
-        ref = grey(rgb)
-        ref[~valid] = float(ref[valid].mean()) if valid.any() else 0.0
-        return ref, valid
+        return map_grey(rgb, valid), valid
 
     def _on_surface(
         self,

@@ -49,7 +49,7 @@ from ..geo import BoundsM, CameraPose, MapDir
 from ..localizer.calibration import WITHIN_CELLS
 from ..localizer.errors import LocalizerError
 from ..localizer.matchers import cfog, learned_input
-from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view
+from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view, map_grey
 from ..model import load_checkpoint, save_checkpoint
 from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, matcher_state
 from .calibrate import calibrate_registration, registration_frames
@@ -174,8 +174,7 @@ def registration_pairs(
         rgb, ok = pyramid.read(BoundsM(ref_west, ref_north - side, ref_west + side, ref_north), gsd)
         if rgb.shape[:2] != (q + 2 * s, q + 2 * s) or ok.mean() < 0.98:
             continue
-        ref = grey(rgb)
-        ref[~ok] = float(ref[ok].mean())
+        ref = map_grey(rgb, ok)
         out["query"].append(view.image[r0 : r0 + q, c0 : c0 + q].astype(np.float32))
         out["mask"].append(valid)
         out["reference"].append(ref.astype(np.float32))
@@ -534,8 +533,9 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
     fitted = None
     if config.calibrate:
         cfg = aerial_config(train_config)
-        rasters = train_config.query_rasters
-        entry["checks"] = fit_checks(mapdir, cfg, rasters, entry, seed=config.seed, quiet=config.quiet)
+        entry["checks"] = fit_checks(
+            mapdir, cfg, train_config.query_rasters, entry, seed=config.seed, quiet=config.quiet
+        )
         if calibration:
             learned = checkpoint_matcher(entry)
             fitted = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed, learned=learned)

@@ -1,17 +1,24 @@
 # make demo   -- run the pipeline on the embedded default (creates .venv on first use)
 # make test   -- lint, format and type checks, then the whole test suite (creates .venv on first use)
+# make models -- retrain the shipped general model (models/README.md) from ../shared/data (or DATA=...)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip -qq
+DATA   ?= ../shared/data
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean models
 
 demo: $(VENV)/.deps
 	$(BIN)/jzi demo
 
 test: lint
 	$(BIN)/python -m pytest
+
+models: $(VENV)/.deps
+	$(BIN)/jzi train --general models/general-aerial.yaml --data-dir $(DATA) --work build/general \
+	    --out models/general-aerial.pt --threads 2
+	sha256sum models/general-aerial.pt
 
 lint: $(VENV)/.deps-test
 	$(BIN)/ruff check jzi_ros test launch setup.py

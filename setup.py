@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/presets", glob("config/presets/*.yaml")),
+        (f"share/{PACKAGE}/models", glob("models/*.pt") + glob("models/*.yaml") + ["models/README.md"]),
     ],
     # Exact pins live in requirements.txt; these ranges let `pip install -e .`
     # pull what is missing. colcon does not install them (rosdep + pip do).

@@ -1,4 +1,4 @@
-"""The package's installed files: ``config/`` (node parameters, presets).
+"""The package's installed files: ``config/`` (node parameters, presets) and ``models/`` (the shipped model).
 
 A ROS 2 workspace installs them under the package's share directory (found
 through the ament index); a source checkout (``pip install -e .``) has them
@@ -16,19 +16,24 @@ from .errors import JziError
 PACKAGE = "jzi_ros"
 
 
-def config_dirs() -> list[Path]:
-    """The ``config/`` folders that exist: a source checkout's, then the installed share's."""
-    dirs = [Path(__file__).resolve().parent.parent / "config"]
+def share_dirs(name: str) -> list[Path]:
+    """The folders ``name`` (``config``, ``models``) that exist: a source checkout's, then the installed share's."""
+    dirs = [Path(__file__).resolve().parent.parent / name]
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:  # no ROS 2 installation: a plain Python environment
         pass
     else:
         try:
-            dirs.append(Path(get_package_share_directory(PACKAGE)) / "config")
+            dirs.append(Path(get_package_share_directory(PACKAGE)) / name)
         except (PackageNotFoundError, OSError, ValueError):  # not installed in a ROS workspace
             pass
     return [d for d in dirs if d.is_dir()]
+
+
+def config_dirs() -> list[Path]:
+    """The ``config/`` folders that exist: a source checkout's, then the installed share's."""
+    return share_dirs("config")
 
 
 def config_file(relative: str) -> Path:
@@ -54,3 +59,19 @@ def load_preset(name: str, section: str) -> dict:
             raise JziError(f"no preset {name!r}; known presets: {', '.join(preset_names()) or 'none'}") from None
     doc = yaml.safe_load(path.read_text()) or {}
     return dict(doc.get(section) or {})
+
+
+SHIPPED_MODEL = "general-aerial.pt"
+"""The general model every command and the node use when given no model (``models/README.md``)."""
+
+
+def shipped_model() -> Path:
+    """The shipped general model: a source checkout's ``models/``, else the installed share's.
+
+    Raises:
+        JziError: neither has it (an installation without its models).
+    """
+    for folder in share_dirs("models"):
+        if (folder / SHIPPED_MODEL).is_file():
+            return folder / SHIPPED_MODEL
+    raise JziError(f"the shipped model models/{SHIPPED_MODEL} of {PACKAGE} is not installed; give a model")

@@ -1,9 +1,9 @@
 """Start the jzi_ros localizer node with config/localize.yaml (or params_file) and per-robot launch arguments.
 
-    ros2 launch jzi_ros localize.launch.py map:=DIR model:=CKPT image_topic:=T [NAME:=VALUE ...]
+    ros2 launch jzi_ros localize.launch.py map:=DIR [model:=CKPT] image_topic:=T [NAME:=VALUE ...]
 
 Arguments (each sets the node parameter in brackets; see config/localize.yaml):
-  map [map_path], model [model_path], image_topic, transport (raw or
+  map [map_path], model [model_path; none: the shipped general model], image_topic, transport (raw or
   compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
   height_m [m], mount_pitch_deg [deg], odom_topic, backend (torch,
   onnxruntime, tensorrt), device (cpu, cuda:N),

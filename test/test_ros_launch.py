@@ -190,14 +190,41 @@ def test_ros2_launch_starts_the_node_with_the_arguments_given_and_it_publishes_f
     assert "Traceback" not in out and "process has died" not in out, out
 
 
+def test_ros2_launch_without_a_model_uses_the_shipped_general_one(ros2_launch, tmp_path):
+    """``map:=`` alone: the installed general model, the map indexed for it on first use, and fixes come."""
+    from jzi_ros.data.aerial import frames_over_map
+    from jzi_ros.data.scene import SceneSpec, write_scene
+    from jzi_ros.geo import MapDir, build_map
+    from jzi_ros.ros.harness import Client, compressed_msg
+
+    tif = write_scene(tmp_path / "scene.tif", SceneSpec(size_px=512, seed=31))
+    mapdir = build_map([tif], tmp_path / "map", grid=4, levels=2, view_px=64)
+    domain = random.randint(1, 200)
+    proc = ros2_launch(domain, f"map:={mapdir.path}", "image_topic:=/s/image", "transport:=compressed")
+    client = Client(domain, "/s/image", compressed=True)
+    try:
+        client.wait_for_node(proc, timeout_s=180)
+        assert _parameters_of(client, "/jzi_localizer", ["model_path"]) == {"model_path": ""}
+        frame = frames_over_map(MapDir(mapdir.path), 128, 1, footprint_cells=2.0)[0]
+        client.send_and_wait(compressed_msg(frame, 10**18))
+        assert len(client.fixes) == 1
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "process has died" not in out, out
+    assert list((mapdir.path / "features").iterdir()), "indexed for the shipped model on first use"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "set the parameters map_path and model_path (launch arguments map:= and model:=)"),
+        ([], "set the parameter map_path (launch argument map:=)"),
         (["map:=/nowhere", "model:=/nowhere.pt", "height_m:=high"], "launch argument height_m must be a number"),
         (["map:=/nowhere", "model:=/nowhere.pt", "transport:=mjpeg"], "transport must be raw or compressed"),
     ],
-    ids=["map-and-model-missing", "not-a-number", "wrong-transport"],
+    ids=["map-missing", "not-a-number", "wrong-transport"],
 )
 def test_ros2_launch_with_missing_or_wrong_arguments_says_what_in_one_line(ros2_launch, args, message):
     proc = ros2_launch(random.randint(1, 200), *args)

@@ -11,6 +11,8 @@ Layout (every file is plain YAML or a NumPy ``.npy`` that memory-maps)::
       features/KEY/         one folder per encoder the map was indexed for
         identity.yaml       the encoder's identity (name, weights digest, input size, ...)
         features.npy        float (N, ...) encoder output for every view
+      calibrations/DIGEST.yaml  the calibration fit on this map for one model (``jzi calibrate``; a general
+                            model's own for the map): temperature, covariance and registration scales
       ortho.tif             the orthophoto pyramid: the region (grown by 2 terminal cells) in its local
                             frame, a cloud-optimized GeoTIFF (JPEG, 256 px tiles, overviews, coverage
                             mask) that the registration reads crops of (``MapDir.pyramid()``)
@@ -297,6 +299,23 @@ class MapDir:
         if array.shape[0] != self.grid.num_views:
             raise MapError(f"{path} holds {array.shape[0]} views, the map has {self.grid.num_views}: re-index it")
         return array
+
+    # -- calibrations of models ---------------------------------------------
+
+    def load_calibration(self, model_digest: str) -> dict | None:
+        """The calibration record fit on this map for the model of ``model_digest`` (``jzi calibrate``), or None."""
+        path = self.path / "calibrations" / f"{model_digest}.yaml"
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+    def save_calibration(self, model_digest: str, record: dict) -> Path:
+        """Store a calibration record (JSON types) for the model of ``model_digest``, atomically."""
+        folder = self.path / "calibrations"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{model_digest}.yaml"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+        os.replace(tmp, path)
+        return path
 
     def save_features(self, identity: dict, features: np.ndarray) -> Path:
         """Store features of every view for ``identity``, replacing earlier ones atomically."""

@@ -116,6 +116,8 @@ def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
         "decoder": "step",
         "query_crops": query_crops(model),
         "region": dict(model.cfg.region),
+        "general": model.cfg.general,
+        "digest": model.digest(),
         "torch": str(torch.__version__),
         **extra,
     }
@@ -219,6 +221,7 @@ def export_for_map(checkpoint: str | Path, map_dir: str | Path | None, out: str 
     """``jzi export --format onnx [--map]``: a checkpoint exported with its calibration and a map's view tokens.
 
     The folder localizes on that map without torch (:mod:`.runtime`); ``map_dir`` None: no view tokens.
+    The map's own calibration for the model (``jzi calibrate``), when it has one, replaces the checkpoint's.
     """
     from ..geo import MapDir
     from ..localizer.index import check_region
@@ -230,6 +233,9 @@ def export_for_map(checkpoint: str | Path, map_dir: str | Path | None, out: str 
         mapdir = MapDir(map_dir)
         check_region(mapdir, model)
         feats, grid = mapdir.load_features(model.identity()), mapdir.grid.to_dict()
+        record = mapdir.load_calibration(model.digest())
+        if record is not None:  # the map's own calibration for this model (jzi calibrate)
+            extra = {**extra, "calibration": record["calibration"]}
     return export_onnx(model, out, beam=beam, extra=extra, view_feats=feats, map_grid=grid)
 
 

@@ -15,9 +15,25 @@ if TYPE_CHECKING:
 Progress = Callable[[Iterable[int], int], Iterable[int]]
 
 
-def check_region(mapdir: MapDir, model: ZoomModel | dict) -> None:
-    """Refuse a map whose zoom grid is not the one the model (or its region, a grid's dict) was trained for."""
+def check_region(mapdir: MapDir, model: ZoomModel | dict, general: bool | None = None) -> None:
+    """Refuse a map the model cannot zoom through.
+
+    A map-specific model zooms only through the zoom grid it was trained for
+    (``model``'s region, or ``model`` itself as a grid's dict); a general one
+    (``general``, default the model's own flag) through any map whose grid has
+    its ``grid`` x ``grid`` children and its levels.
+    """
     trained = ZoomGrid.from_dict(model if isinstance(model, dict) else model.cfg.region)
+    if general is None:
+        general = not isinstance(model, dict) and model.cfg.general
+    if general:
+        if (trained.grid, trained.levels) != (mapdir.grid.grid, mapdir.grid.levels):
+            raise MapError(
+                f"the general model zooms through {trained.grid} x {trained.grid} grids of {trained.levels} levels; "
+                f"map {mapdir.path} has {mapdir.grid.grid} x {mapdir.grid.grid} of {mapdir.grid.levels} "
+                f"(jzi build-map --grid {trained.grid} --levels {trained.levels})"
+            )
+        return
     if trained != mapdir.grid:
         raise MapError(
             f"the model was trained for another region ({trained.describe()}) than map {mapdir.path} "

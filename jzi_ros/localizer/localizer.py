@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, replace
@@ -17,11 +18,12 @@ from ..geo.camera import CameraPose, north_up
 from ..geo.lens import Lens
 from ..images import to_rgb
 from ..inference.runtime import PRECISIONS, to_numpy
+from ..progress import logged
 from .calibration import WITHIN_CELLS, Calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
-from .index import check_region
+from .index import check_region, index_map
 from .matchers import Matcher, learned_matcher
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
@@ -29,6 +31,8 @@ from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, Tracki
 if TYPE_CHECKING:
     from ..inference import Backend
     from ..model import ZoomModel
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
@@ -206,14 +210,20 @@ class Localizer:
         extra: dict = {}
         if isinstance(model, (str, Path)) and Path(model).is_dir():  # an export: no torch
             self.backend: Backend = self._exported(Path(model), backend, device, threads, engines or EngineSettings())
-            extra = {k: self.backend.exported.meta.get(k) for k in ("calibration", "train_config", "matcher")}
+            meta = self.backend.exported.meta
+            extra = {k: meta.get(k) for k in ("calibration", "train_config", "matcher")}
+            digest, general = meta.get("digest"), bool(meta.get("general"))
         else:
             from ..inference import make_backend
             from ..model import load_checkpoint
 
             self.model, extra = (model, {}) if not isinstance(model, (str, Path)) else load_checkpoint(model)
             check_region(self.map, self.model)
-            feats = self.map.load_features(self.model.identity())
+            digest, general = self.model.digest(), self.model.cfg.general
+            if general:  # any map: indexed for it on first use
+                feats = index_map(self.map, self.model, progress=logged("indexing map views", log))
+            else:
+                feats = self.map.load_features(self.model.identity())
             self.backend = make_backend(
                 backend, self.model, feats, device, beam=config.beam, precision=config.map_precision, threads=threads
             )
@@ -225,7 +235,8 @@ class Localizer:
         learned = self._learned_matcher(export, extra) if wanted else None
         if learned is None and config.refine.matcher == "learned":
             raise LocalizerError("matcher learned: the model has no learned matcher (jzi train-matcher gives it one)")
-        self.calibration = calibration or Calibration.from_dict(extra.get("calibration"))
+        record = self.map.load_calibration(digest) if digest else None
+        self.calibration = calibration or self._calibration(extra, record, general)
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
         self.ground: GroundRegistrar | None = None
@@ -248,6 +259,23 @@ class Localizer:
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
 
+    def _calibration(self, extra: dict, record: dict | None, general: bool) -> Calibration:
+        """The map's own calibration for the model (``record``, ``jzi calibrate``) if it has one, else the model's.
+
+        A ``general`` model has none of its own: on a map not calibrated for
+        it, the search's own numbers (the identity), with a warning.
+        """
+        if record is not None:
+            return Calibration.from_dict(record.get("calibration"))
+        if general:
+            log.warning(
+                "map %s is not calibrated for this general model: covariances and confidences are the search's own; "
+                "run `jzi calibrate --map %s` once (under a minute)",
+                self.map.path,
+                self.map.path,
+            )
+        return Calibration.from_dict(extra.get("calibration"))
+
     @staticmethod
     def _learned_matcher(export: Path | None, extra: dict) -> Matcher | None:
         """The model's learned matcher on ONNX Runtime (an ``export``'s graph, or a checkpoint's), or None."""
@@ -268,7 +296,7 @@ class Localizer:
         if backend not in ("onnxruntime", "tensorrt"):
             raise LocalizerError(f"{folder} is an export: it runs on backend onnxruntime or tensorrt, not {backend}")
         exported = ExportedModel.load(folder)
-        check_region(self.map, exported.meta["region"])
+        check_region(self.map, exported.meta["region"], bool(exported.meta.get("general")))
         made_for = exported.meta.get("map")
         if made_for is not None and ZoomGrid.from_dict(made_for) != self.grid:
             raise LocalizerError(f"{folder} holds the view tokens of another map: jzi export --map {self.map.path}")

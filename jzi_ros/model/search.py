@@ -224,13 +224,16 @@ def search_features(
 
 
 def teacher_inputs(
-    view_feats: torch.Tensor, paths: torch.Tensor, cfg: DecoderConfig
+    view_feats: torch.Tensor, paths: torch.Tensor, cfg: DecoderConfig, offsets: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Views along given paths and their actions, for teacher forcing.
 
-    ``paths`` (B, L) -> views (B, L, V, F), actions (B, L-1).
+    ``paths`` (B, L) -> views (B, L, V, F), actions (B, L-1). ``offsets``
+    (B,): where each path's map starts in ``view_feats`` (several maps' views stacked).
     """
     idx = torch.stack([view_indices(paths[:, :k], cfg.actions) for k in range(cfg.levels)], 1)  # (B, L)
+    if offsets is not None:
+        idx = idx + offsets[:, None]
     return view_feats[idx][:, :, : cfg.view_tokens], paths[:, : cfg.levels - 1]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,16 @@ import torch
 from torch import nn
 
 from .decoder import DecoderConfig, ZoomDecoder
-from .encoder import Encoder, EncoderConfig, encoder_identity, pool_queries, prepare_images, prepare_queries
+from .encoder import (
+    Encoder,
+    EncoderConfig,
+    encoder_identity,
+    load_backbone_weights,
+    pool_queries,
+    prepare_images,
+    prepare_queries,
+    state_digest,
+)
 from .errors import CheckpointError
 
 FORMAT = "jzi-model"
@@ -22,23 +33,33 @@ VERSION = 1
 class ModelConfig:
     """Everything needed to rebuild a model.
 
-    ``region`` is the zoom grid (``ZoomGrid.to_dict()``) of the map it was trained for.
+    ``region`` is the zoom grid (``ZoomGrid.to_dict()``) of the map it was
+    trained for (for a general model: the first of its places). ``general``:
+    trained across many places to compare a frame with any map's views
+    (``jzi train --general``), so it localizes on every map of its grid
+    (``grid`` x ``grid``, ``levels`` levels), not only on ``region``.
     """
 
     encoder: EncoderConfig
     decoder: DecoderConfig
     region: dict
+    general: bool = False
 
     def to_dict(self) -> dict:
         """The config as plain dicts, as a checkpoint's ``config`` stores it."""
-        return {"encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict(), "region": dict(self.region)}
+        return {
+            "encoder": self.encoder.to_dict(),
+            "decoder": self.decoder.to_dict(),
+            "region": dict(self.region),
+            "general": self.general,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict` (the encoder's mean and std back to tuples)."""
         enc = dict(d["encoder"])
         enc["mean"], enc["std"] = tuple(enc["mean"]), tuple(enc["std"])
-        return cls(EncoderConfig(**enc), DecoderConfig(**d["decoder"]), dict(d["region"]))
+        return cls(EncoderConfig(**enc), DecoderConfig(**d["decoder"]), dict(d["region"]), bool(d.get("general")))
 
 
 class ZoomModel(nn.Module):
@@ -57,6 +78,12 @@ class ZoomModel(nn.Module):
         if self._identity is None:
             self._identity = encoder_identity(self.encoder)
         return self._identity
+
+    def digest(self) -> str:
+        """sha256 (16 hex) of the encoder's identity and the decoder's weights: the model a map's calibration is for."""
+        h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())
+        h.update(state_digest(self.decoder).encode())
+        return h.hexdigest()[:16]
 
     def forget_identity(self) -> None:
         """Call after changing encoder weights (fine-tuning)."""
@@ -85,19 +112,30 @@ class ZoomModel(nn.Module):
         return torch.cat(out)
 
 
-def save_checkpoint(path: str | Path, model: ZoomModel, extra: dict | None = None) -> Path:
-    """Write config, weights and ``extra`` (training state, metrics) atomically."""
+def save_checkpoint(
+    path: str | Path, model: ZoomModel, extra: dict | None = None, encoder_weights: str | None = None
+) -> Path:
+    """Write config, weights and ``extra`` (training state, metrics) atomically.
+
+    ``encoder_weights``: where the (frozen) encoder's weights come from
+    (:data:`~.encoder.PACKAGED_WEIGHTS`) instead of the file: the checkpoint
+    holds the decoder alone, and loading checks that those weights give the
+    encoder identity it was trained with (a small checkpoint to ship).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.cfg.to_dict(),
-        "encoder": model.encoder.state_dict(),
         "decoder": model.decoder.state_dict(),
         "identity": model.identity(),
         "extra": extra or {},
     }
+    if encoder_weights is None:
+        state["encoder"] = model.encoder.state_dict()
+    else:
+        state["encoder_weights"] = str(encoder_weights)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -138,11 +176,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     state = read_checkpoint(path)
     try:
         model = ZoomModel(ModelConfig.from_dict(state["config"]))
-        model.encoder.load_state_dict(state["encoder"], strict=True)
+        if "encoder" in state:
+            model.encoder.load_state_dict(state["encoder"], strict=True)
+        else:
+            load_backbone_weights(model.encoder, state["encoder_weights"])
         decoder = {_current_name(k): v for k, v in state["decoder"].items()}
         model.decoder.load_state_dict(decoder, strict=True)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not rebuild into a model: {exc}") from None
+    if "encoder" not in state and encoder_identity(model.encoder) != state.get("identity"):
+        raise CheckpointError(
+            f"{path} was trained with other {state['encoder_weights']} encoder weights than this installation's "
+            f"(their identities differ): reinstall the version it names or retrain it"
+        )
     model._identity = state.get("identity")
     model.source = Path(path)  # where exported backends keep their files
     return model.to(device).eval(), state.get("extra", {})

@@ -58,6 +58,7 @@ from ..geo.lens import Lens
 from ..localizer import Estimate, InputError, Localizer, Odometry, PriorError
 from ..localizer.localizer import HEADING_NEEDED, EngineSettings
 from ..localizer.refine import Attitude
+from ..share import shipped_model
 from .convert import (
     camera_info_to_lens,
     candidates_to_poses,
@@ -222,14 +223,15 @@ class LocalizerNode(LifecycleNode):
     def load_localizer(self) -> Localizer:
         """Load map and model; raises JziError with a clear message."""
         p = self.params
-        if not p.map_path or not p.model_path:
-            raise JziError("set the parameters map_path and model_path (launch arguments map:= and model:=)")
-        if not Path(p.model_path).is_dir():  # a checkpoint: torch and timm load it, skipping what no node uses
+        if not p.map_path:
+            raise JziError("set the parameter map_path (launch argument map:=)")
+        model_path = p.model_path or str(shipped_model())  # no model: the shipped general one
+        if not Path(model_path).is_dir():  # a checkpoint: torch and timm load it, skipping what no node uses
             with skipped_imports():
                 from .. import model  # noqa: F401
         loc = Localizer(
             p.map_path,
-            p.model_path,
+            model_path,
             backend=p.backend,
             config=p.localizer_config(),
             device=p.device,
@@ -237,7 +239,7 @@ class LocalizerNode(LifecycleNode):
             engines=EngineSettings(p.tensorrt_fp16, p.force_engine_update),
         )
         if loc.heading_known and not (p.imu_topic and p.imu_heading):
-            raise JziError(f"{p.model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")
+            raise JziError(f"{model_path}: {HEADING_NEEDED}: set imu_topic (with imu_heading true)")
         return loc
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -32,7 +32,9 @@ class NodeParams:
     autostart: bool = _param(True, "configure and activate at start-up (false: wait for a lifecycle manager)")
     map_path: str = _param("", "map directory (jzi build-map), indexed for the model (jzi index-map)")
     model_path: str = _param(
-        "", "model checkpoint (jzi train), or an export folder (jzi export --map; backend onnxruntime, no torch)"
+        "",
+        "model checkpoint (jzi train), or an export folder (jzi export --map; backend onnxruntime, no torch); "
+        "empty: the shipped general model (calibrated for the map by jzi calibrate)",
     )
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
     device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")

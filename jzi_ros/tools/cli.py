@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("import_data", "geotagged images (EXIF, rosbag, benchmark) into a training CSV"),
     "train": ("train", "train a zoom model for a map"),
     "train-matcher": ("train_matcher", "give a model a learned matcher for the registration"),
+    "calibrate": ("calibrate", "fit a model's calibration for a map (a general model's, once per map)"),
     "index-map": ("index_map", "store a model's encoder features of every map view"),
     "evaluate": ("evaluate", "zoom accuracy on held-out frames or geotagged images"),
     "make-bag": ("make_bag", "simulate a camera flight over a GeoTIFF into a rosbag2"),

@@ -18,6 +18,28 @@ def config_from(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     return cls(**{**values, **overrides})
 
 
+def add_model_argument(p: argparse.ArgumentParser, what: str = "checkpoint from jzi train") -> None:
+    """``--model``: a model; without it the shipped general model (``models/README.md``)."""
+    p.add_argument("--model", type=Path, default=None, help=f"{what} (default: the shipped general model)")
+
+
+def model_or_shipped(model: Path | None) -> Path:
+    """``model``, or the shipped general model when None."""
+    from ..share import shipped_model
+
+    return model if model is not None else shipped_model()
+
+
+def calibrated_for(map_dir: Path, model: Path, quiet: bool = False) -> None:
+    """Fit a general model's calibration for a map on first use (``jzi calibrate``), saying so."""
+    from ..geo import MapDir
+    from ..train.calibrate import ensure_calibrated
+
+    done = ensure_calibrated(MapDir(map_dir), model, quiet)
+    if done is not None:
+        print(f"calibrated {map_dir} for the general model {model} in {done.seconds:.0f} s: wrote {done.path}")
+
+
 def number_pair(sep: str, form: str, example: str) -> Callable[[str], tuple[float, float]]:
     """An argparse ``type`` for an option of two numbers joined by ``sep`` (``form`` and ``example`` name it)."""
 

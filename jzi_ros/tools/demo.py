@@ -8,13 +8,15 @@ map and the training see only the summer, the camera flies over the autumn.
    (two GeoTIFFs in UTM on one georeference, see :mod:`jzi_ros.data.scene`);
 2. build the map from the summer one (a 1 km region, 4 x 4 grid, 2 levels: 63 m cells),
    with the scene's surface model, onto which the registration lays each frame;
-3. train a model on that map with aerial self-supervision (one token per
-   view: the fast decoder for a CPU budget of minutes);
+3. take the shipped general model (trained across other places; this one
+   it never saw), calibrate it for the map from the map's own frames, and
+   fine-tune a copy of it on the map for a few hundred steps (aerial self-supervision);
 4. fly a simulated camera over the autumn one, inside the map's region, into
    a rosbag2, with the drone's IMU attitude and rangefinder height;
-5. replay the bag through the localizer, which registers each frame against
-   the map's orthophoto pyramid to verify and refine the zoom's fix: metrics
-   and pictures;
+5. replay the bag through the localizer with the general model, which
+   registers each frame against the map's orthophoto pyramid to verify and
+   refine the zoom's fix (metrics and pictures), then with the fine-tuned one:
+   what the short fine-tune adds;
 6. train a street-level model on the summer world (frames of a camera
    looking along its roads), drive a ground robot through the autumn world's
    streets (camera ahead, IMU, wheel odometry) and replay it from where it
@@ -47,14 +49,18 @@ from ..geo import MapDir, add_pyramid, build_map
 from ..geo.surface import add_surface
 from ..images import decode_message, to_rgb
 from ..progress import bar
+from ..share import shipped_model
 from ..train import TrainConfig, train
+from ..train.calibrate import ensure_calibrated
 from .train import summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything it makes")
-    p.add_argument("--steps", type=int, default=2500, help="training steps (default 2500; the result is seeded)")
+    p.add_argument(
+        "--steps", type=int, default=600, help="fine-tuning steps from the general model (default 600; seeded)"
+    )
     p.add_argument(
         "--street-steps", type=int, default=400, help="training steps of the street-level model (default 400)"
     )
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     out, quiet = args.out, args.quiet
     summer, autumn = SceneSpec(season="summer"), SceneSpec(season="autumn")
     tifs = {spec.season: out / f"scene_seed{spec.seed}_{spec.season}.tif" for spec in (summer, autumn)}
-    map_dir, model, bag = out / "map", out / "model.pt", out / "flight_autumn"
+    map_dir, tuned, bag = out / "map", out / "model_finetuned.pt", out / "flight_autumn"
 
     side_m = summer.size_px * summer.gsd_m
     _step(1, f"scene: a {side_m:.0f} m generated orthophoto in two seasons (map: summer, flight: autumn)")
@@ -112,22 +118,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"built {built.grid.describe()}, with the surface model {dsm.name}")
     print(f"wrote {draw_overview(MapDir(map_dir), out / 'overview.png')}")
 
-    _step(3, f"model: aerial self-supervised training on the summer map (10,000 frames, {args.steps} steps)")
-    if model.exists():
-        print(f"reusing {model}")
+    _step(3, f"model: the shipped general model, calibrated for this map; then a {args.steps}-step fine-tune of it")
+    general = shipped_model()
+    calibrated = ensure_calibrated(MapDir(map_dir), general, quiet)
+    if calibrated is None:
+        print(f"reusing the calibration of {general.name} in {map_dir}")
+    else:
+        print(f"calibrated {general.name} for the map in {calibrated.seconds:.0f} s: wrote {calibrated.path}")
+    if tuned.exists():
+        print(f"reusing {tuned}")
     else:
         config = TrainConfig(
             map=map_dir,
-            out=model,
+            out=tuned,
             aerial=True,
+            init=general,  # the general model's decoder, trained on for this map
             max_steps=args.steps,  # a fixed amount of work: the same model every time
             minutes=60,
             image_px=128,
-            samples=10000,
+            samples=4000,
             val_samples=200,
             footprint_cells=(1.0, 2.0),
             holdout=0.0,
-            tokens="cls",
             quiet=quiet,
         )
         print(summary(train(config)))
@@ -156,24 +168,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {flight.path}: {flight.frames} frames on {flight.image_topic}, {flight.fixes} fixes")
 
     _step(5, "evaluation: the bag replayed through the localizer (zoom, then registration against the map)")
-    report = evaluate_bag(
-        BagEvalConfig(
-            bag=bag,
-            map=map_dir,
-            model=model,
-            image_topic=flight_config.frame_topic,
-            gt_topic=flight_config.gt_topic,
-            out=out / "eval",
-            quiet=quiet,
-            imu_topic=flight_config.imu_topic,
-            height_topic=flight_config.height_topic,
-            camera_info_topic=CAMERA_INFO_TOPIC,
-            gt_imu_topic=flight_config.gt_imu_topic,
+    reports = {}
+    for name, model, folder in (("general", general, "eval"), ("fine-tuned", tuned, "eval_finetuned")):
+        print(f"\n{name} model ({model.name}):")
+        report = evaluate_bag(
+            BagEvalConfig(
+                bag=bag,
+                map=map_dir,
+                model=model,
+                image_topic=flight_config.frame_topic,
+                gt_topic=flight_config.gt_topic,
+                out=out / folder,
+                quiet=quiet,
+                imu_topic=flight_config.imu_topic,
+                height_topic=flight_config.height_topic,
+                camera_info_topic=CAMERA_INFO_TOPIC,
+                gt_imu_topic=flight_config.gt_imu_topic,
+            )
         )
+        print(format_summary(report.metrics))
+        for path in (report.metrics_path, report.frames_path, report.geojson_path, *report.pictures):
+            print(f"wrote {path}")
+        reports[name] = report.metrics
+    g, f = reports["general"], reports["fine-tuned"]
+    print(
+        f"\nthe {args.steps}-step fine-tune: FIX {100 * g['fix_share']:.1f} % -> {100 * f['fix_share']:.1f} % "
+        f"of frames, estimate within a cell {100 * g['R@1cell']:.1f} % -> {100 * f['R@1cell']:.1f} %, "
+        f"false fixes {100 * g['false_fix_rate']:.1f} % -> {100 * f['false_fix_rate']:.1f} %"
     )
-    print(format_summary(report.metrics))
-    for path in (report.metrics_path, report.frames_path, report.estimates_path, report.geojson_path, *report.pictures):
-        print(f"wrote {path}")
 
     _step(6, "ground robot: a street-level model, then a drive through the autumn streets, replayed")
     street = _ground_robot(out, tifs["autumn"], map_dir, args.street_steps, quiet)

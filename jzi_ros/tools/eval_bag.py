@@ -15,14 +15,14 @@ from pathlib import Path
 from ..data.bags import STORAGES
 from ..evaluation import BagEvalConfig, evaluate_bag
 from ..localizer import LocalizerConfig, TrackingConfig
-from .common import config_from, print_flight_report
+from .common import add_model_argument, calibrated_for, config_from, model_or_shipped, print_flight_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
     p.add_argument("--bag", required=True, type=Path, help="rosbag2 directory (sqlite3 or MCAP)")
     p.add_argument("--map", required=True, type=Path, help="map directory, indexed for the model")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    add_model_argument(p, "checkpoint from jzi train, or an export folder")
     p.add_argument("--image-topic", required=True, help="camera topic (Image or CompressedImage)")
     p.add_argument("--gt-topic", required=True, help="ground-truth NavSatFix topic")
     p.add_argument(
@@ -122,6 +122,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary and what was written."""
-    report = evaluate_bag(config_from(BagEvalConfig, args))
+    model = model_or_shipped(args.model)
+    calibrated_for(args.map, model, args.quiet)
+    report = evaluate_bag(config_from(BagEvalConfig, args, model=model))
     print_flight_report(report, f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")
     return 0

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from ..inference.export import export_for_map, export_tensorrt
 from ..model import load_checkpoint
+from .common import add_model_argument, calibrated_for, model_or_shipped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
-    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    add_model_argument(p)
     p.add_argument("--format", required=True, choices=["onnx", "tensorrt"])
     p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--beam", type=int, default=4, help="decoder batch = the beam width it will run (default 4)")
@@ -42,12 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the model and say where the files are."""
     started = time.monotonic()
+    model = model_or_shipped(args.model)
     if args.format == "onnx":
-        out = export_for_map(args.model, args.map, args.out, beam=args.beam)
+        if args.map is not None:  # a general model: the map indexed and calibrated for it first
+            calibrated_for(args.map, model)
+        out = export_for_map(model, args.map, args.out, beam=args.beam)
     else:
-        out = export_tensorrt(load_checkpoint(args.model)[0], args.out, beam=args.beam, fp16=args.fp16)
+        out = export_tensorrt(load_checkpoint(model)[0], args.out, beam=args.beam, fp16=args.fp16)
     print(
-        f"exported {args.model} ({args.format}{', fp16' if args.fp16 else ''}, decoder batch {args.beam}) "
+        f"exported {model} ({args.format}{', fp16' if args.fp16 else ''}, decoder batch {args.beam}) "
         f"in {time.monotonic() - started:.1f} s"
     )
     for f in sorted(out.iterdir()):

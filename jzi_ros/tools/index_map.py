@@ -10,12 +10,13 @@ from ..geo import MapDir, feature_key
 from ..localizer import index_map
 from ..model import load_checkpoint
 from ..progress import bar
+from .common import add_model_argument, calibrated_for, model_or_shipped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
     p.add_argument("--map", required=True, type=Path, help="map directory")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    add_model_argument(p)
     p.add_argument("--batch", type=int, default=16, help="views per encoder pass (default 16)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="recompute even if the map has these features")
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Index the map for the model and say where the features are."""
     started = time.monotonic()
-    model, _ = load_checkpoint(args.model, args.device)
+    model, _ = load_checkpoint(model_or_shipped(args.model), args.device)
     mapdir = MapDir(args.map)
     feats = index_map(
         mapdir, model, batch=args.batch, force=args.force, progress=bar("encoding views", args.quiet, unit="batch")
@@ -34,4 +35,5 @@ def run(args: argparse.Namespace) -> int:
     key = feature_key(model.identity())
     print(f"{mapdir.grid.num_views} views -> features {tuple(feats.shape)} in {time.monotonic() - started:.1f} s")
     print(f"wrote {mapdir.path / 'features' / key}")
+    calibrated_for(args.map, model_or_shipped(args.model), args.quiet)
     return 0

@@ -42,7 +42,7 @@ from .common import config_from
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
-    p.add_argument("--map", required=True, type=Path, help="map directory (jzi build-map)")
+    p.add_argument("--map", type=Path, help="map directory (jzi build-map); not with --general")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. model.pt")
     p.add_argument("--aerial", action="store_true", help="train on frames rendered from the map's orthophoto")
     p.add_argument(
@@ -146,6 +146,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue the run saved at --out")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this model's decoder (e.g. the shipped general model) and fine-tune it for --map",
+    )
+    p.add_argument(
+        "--general",
+        type=Path,
+        default=None,
+        metavar="RECIPE",
+        help="train a general model across the places of a recipe (models/general-aerial.yaml) instead of one map; "
+        "its train options and these given on the line (--minutes, --max-steps, --seed, --device, --threads)",
+    )
+    p.add_argument("--work", type=Path, default=Path("general_work"), help="--general: where the places' maps go")
+    p.add_argument("--data-dir", type=Path, default=None, help="--general: the folder of the recipe's rasters")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run, preset_section="train")
 
@@ -162,10 +178,12 @@ def summary(result: TrainResult) -> str:
         )
     if result.heading_known:
         done += " (heading known: frames north up)"
-    lines = [
-        f"{done}; validation: path accuracy {val.get('path_acc', nan):.3f}, "
-        f"median error {val.get('median_m', nan):.1f} m"
-    ]
+    median = (
+        f"median error {val['median_cells']:.2f} cells over its places"
+        if "median_cells" in val  # a general model's places have cells of many sizes
+        else f"median error {val.get('median_m', nan):.1f} m"
+    )
+    lines = [f"{done}; validation: path accuracy {val.get('path_acc', nan):.3f}, {median}"]
     if result.encode_s > 1:
         train_min = max(result.elapsed_s - result.encode_s, 1e-9) / 60
         lines.append(
@@ -184,7 +202,19 @@ def summary(result: TrainResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train as the options say; print what was done and where it was written."""
-    result = train(config_from(TrainConfig, args))
+    if args.general is not None:
+        from ..train.general import Recipe, train_general
+
+        given = {k: getattr(args, k) for k in ("seed", "device", "threads", "quiet")}
+        if args.max_steps is not None:
+            given["max_steps"] = args.max_steps
+        if args.minutes != 10.0:
+            given["minutes"] = args.minutes
+        result = train_general(Recipe.read(args.general, args.data_dir), args.out, args.work, given)
+    elif args.map is None:
+        raise SystemExit("jzi train: give --map (or --general RECIPE)")
+    else:
+        result = train(config_from(TrainConfig, args))
     if result.rank == 0:
         print(summary(result))
         print(f"wrote {result.out}")

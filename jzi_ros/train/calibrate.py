@@ -90,6 +90,15 @@ class RegistrationFit(NamedTuple):
     frames: int
     heading_scale: float
 
+    def applied_to(self, calibration: Calibration) -> Calibration:
+        """``calibration`` with this fit's registration scales."""
+        return replace(
+            calibration,
+            registration_scale=self.scale,
+            registration_frames=self.frames,
+            heading_scale=self.heading_scale,
+        )
+
 
 def registration_frames(
     mapdir: MapDir, cfg: AerialConfig, query_rasters: tuple[Path, ...], frames: int, rng: np.random.Generator
@@ -169,3 +178,107 @@ def calibrate_registration(
         return None
     heading = fit_heading_scale(np.array(yaw_errors), np.array(yaw_variances))
     return RegistrationFit(scale, len(offsets), 1.0 if heading is None else heading)
+
+
+MAP_FRAMES = 300
+"""Frames a map's own calibration (:func:`calibrate_map`) is fit on."""
+
+
+class MapCalibration(NamedTuple):
+    """What :func:`calibrate_map` fit and stored: the calibration, where, and how long it took [s]."""
+
+    calibration: Calibration
+    path: Path
+    seconds: float
+
+
+def map_aerial_config(model: ZoomModel, train_config: dict) -> AerialConfig:
+    """How a model's training rendered its frames (size, footprint, domain changes, heading), anywhere on a map."""
+    from .config import DEFAULT_DOMAIN_OPS
+
+    return AerialConfig(
+        image_px=model.cfg.encoder.image_px,
+        footprint_cells=tuple(float(v) for v in train_config.get("footprint_cells", (4.0, 8.0))),  # type: ignore[arg-type]
+        domain_ops=tuple(train_config.get("domain_ops", DEFAULT_DOMAIN_OPS)),
+        holdout_share=0.0,
+        heading_known=bool(train_config.get("heading_known", False)),
+        heading_error_deg=float(train_config.get("heading_error_deg", 10.0)),
+    )
+
+
+def calibrate_map(
+    mapdir: MapDir,
+    model: ZoomModel,
+    train_config: dict,
+    frames: int = MAP_FRAMES,
+    seed: int = 0,
+    quiet: bool = False,
+) -> MapCalibration:
+    """Fit the model's calibration for this map from the map's own rendered frames, and store it in the map.
+
+    A general model (or any model on a map it was not calibrated for) reports
+    probabilities whose spread fits the places it learned on, not this map:
+    ``frames`` aerial frames of the map's orthophoto (at new poses anywhere,
+    with the training's domain changes standing in for another year or sensor)
+    are encoded and searched as the localizer would, and :func:`calibrate`
+    fits temperature, covariance scale and confidence; the registration's
+    scales follow (:func:`calibrate_registration`, without the model). The
+    record goes to ``calibrations/<model digest>.yaml`` of the map, where the
+    localizer finds it. Indexes the map for the model first when it has not been.
+
+    Raises:
+        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`).
+    """
+    import time
+
+    from ..data import pose_paths
+    from ..localizer.index import index_map
+    from ..model.search import as_features
+    from ..progress import bar
+    from .errors import TrainError
+    from .samples import ROLES
+
+    started = time.monotonic()
+    grid = mapdir.grid
+    cfg = map_aerial_config(model, train_config)
+    device = next(model.decoder.parameters()).device
+    feats = as_features(index_map(mapdir, model, progress=bar("indexing map views", quiet, unit="batch")), device)
+    orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), None)]
+    rng = np.random.default_rng([seed, 29])
+    xs, poses = [], []
+    for images, batch_poses, _ in covered_frames(orthos, grid, frames, rng, cfg, "all", heldout_cells(grid, 0.0)):
+        xs.append(model.encode_queries(list(images)).cpu().numpy())
+        poses += batch_poses
+    east_north = np.array([[p.east_m, p.north_m] for p in poses])
+    val = Samples(np.concatenate(xs), pose_paths(grid, poses), east_north, np.full(len(poses), ROLES.index("calib")))
+    calibration = calibrate(model, feats, val, grid)
+    if calibration is None:
+        raise TrainError(f"{len(poses)} frames of {mapdir.path}: too few to calibrate ({MIN_FRAMES} needed)")
+    fitted = calibrate_registration(mapdir, cfg, (), seed=seed)
+    if fitted is not None:
+        calibration = fitted.applied_to(calibration)
+    seconds = time.monotonic() - started
+    record = {
+        "model": str(model.source) if model.source else None,
+        "frames": len(poses),
+        "seconds": round(seconds, 1),
+        "calibration": calibration.to_dict(),
+    }
+    path = mapdir.save_calibration(model.digest(), record)
+    return MapCalibration(calibration, path, seconds)
+
+
+def ensure_calibrated(mapdir: MapDir, model: str | Path, quiet: bool = False) -> MapCalibration | None:
+    """A general checkpoint's calibration for ``mapdir``, fit now when the map has none (None: nothing to do).
+
+    Map-specific checkpoints carry their own, and export folders the one
+    they were exported with; neither is touched.
+    """
+    from ..model import load_checkpoint
+
+    if Path(model).is_dir():
+        return None
+    loaded, extra = load_checkpoint(model)
+    if not loaded.cfg.general or mapdir.load_calibration(loaded.digest()) is not None:
+        return None
+    return calibrate_map(mapdir, loaded, extra.get("train_config") or {}, quiet=quiet)

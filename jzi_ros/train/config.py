@@ -92,6 +92,8 @@ class TrainConfig:
         device: torch device ("cpu", "cuda", "cuda:N").
         threads: torch CPU threads; None: torch's choice.
         resume: continue the run saved at ``out``.
+        init: a checkpoint whose model (a general one, of the map's grid) the
+            run starts from instead of a new decoder: fine-tuning for ``map``.
         quiet: no progress bars.
     """
 
@@ -137,13 +139,14 @@ class TrainConfig:
     threads: int | None = None
     learned_matcher: bool = False
     resume: bool = False
+    init: Path | None = None
     quiet: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize the types once, here
         set_(self, "map", Path(self.map))
         set_(self, "out", Path(self.out))
-        for name in ("data", "dsm", "roads"):
+        for name in ("data", "dsm", "roads", "init"):
             if getattr(self, name) is not None:
                 set_(self, name, Path(getattr(self, name)))
         if self.weights is not None:
@@ -162,10 +165,12 @@ class TrainConfig:
             raise TrainError("street trains the decoder on cached features; fine_tune_blocks needs aerial or data")
         if self.street_panorama and not self.street:
             raise TrainError("street_panorama needs street")
-        for name in ("dsm", "roads"):
+        for name in ("dsm", "roads", "init"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise TrainError(f"{name}: no such file {path}")
+        if self.init is not None and (self.resume or self.fine_tune_blocks):
+            raise TrainError("init starts a new run from a model's decoder: not with resume or fine_tune_blocks")
         if self.learned_matcher and not self.aerial:
             raise TrainError("learned_matcher needs aerial: the matcher registers downward frames")
         problem = query_raster_problem(self.query_rasters, self.aerial or self.street)
@@ -225,7 +230,7 @@ class TrainConfig:
         """The options as JSON types (paths as strings, ``footprint_cells`` as a list)."""
         d = dataclasses.asdict(self)
         d.update(map=str(self.map), out=str(self.out), footprint_cells=list(self.footprint_cells))
-        for name in ("data", "dsm", "roads"):
+        for name in ("data", "dsm", "roads", "init"):
             d[name] = None if getattr(self, name) is None else str(getattr(self, name))
         d.update(query_rasters=[str(p) for p in self.query_rasters], domain_ops=list(self.domain_ops))
         return d

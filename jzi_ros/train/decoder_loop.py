@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -89,7 +90,9 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 @torch.no_grad()
-def evaluate_features(model: ZoomModel, feats: torch.Tensor, samples: Samples, beam: int = 1) -> dict:
+def evaluate_features(
+    model: ZoomModel, feats: torch.Tensor, samples: Samples, beam: int = 1, grid: ZoomGrid | None = None
+) -> dict:
     """Greedy (or beam) zoom on encoded samples.
 
     Args:
@@ -97,6 +100,7 @@ def evaluate_features(model: ZoomModel, feats: torch.Tensor, samples: Samples, b
         feats: the map's view features (N, 1 + g*g, F) on the decoder's device.
         samples: encoded frames and their true paths.
         beam: beam width (1: greedy).
+        grid: the map's zoom grid (default: the model's region).
 
     Returns:
         ``path_acc`` (share of exact terminal cells), ``level_acc`` (per level,
@@ -105,7 +109,7 @@ def evaluate_features(model: ZoomModel, feats: torch.Tensor, samples: Samples, b
     """
     model.decoder.eval()
     pred = search_features(model.decoder, samples.x, feats, beam, top_k=1)[0][:, 0]
-    grid = ZoomGrid.from_dict(model.cfg.region)
+    grid = grid or ZoomGrid.from_dict(model.cfg.region)
     err = np.hypot(*(grid.centers_m(pred) - samples.east_north).T)
     level_acc = [(pred[:, : k + 1] == samples.paths[:, : k + 1]).all(1).mean() for k in range(grid.levels)]
     return {
@@ -124,6 +128,7 @@ def train_decoder(
     dist: Dist,
     deadline_s: float,
     state: dict | None = None,
+    validate: Callable[[], dict] | None = None,
 ) -> tuple[int, list[dict]]:
     """Teacher-forced training of the decoder on cached features.
 
@@ -141,6 +146,8 @@ def train_decoder(
             ``max_steps`` ends.
         state: the ``train_state`` of a checkpoint to continue (optimizer,
             step, total, history), or None.
+        validate: the validation's metrics (default: :func:`evaluate_features`
+            on ``samples``' validation part; several maps' features need their own).
 
     Returns:
         The number of steps done and the validation history (one dict per
@@ -151,7 +158,13 @@ def train_decoder(
     train = samples.part("train")
     x_all = torch.from_numpy(train.x).float()
     p_all = torch.from_numpy(train.paths).long()
+    o_all = torch.from_numpy(train.offsets())
     val = samples.part("val")
+    if validate is None:
+
+        def validate() -> dict:
+            return evaluate_features(model, feats, val) if len(val.x) else {}
+
     net: torch.nn.Module = decoder
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(decoder)
@@ -194,7 +207,7 @@ def train_decoder(
         idx = perm[pos + dist.rank * per_rank : pos + (dist.rank + 1) * per_rank]
         pos += config.batch
         x, paths = x_all[idx].to(dev), p_all[idx].to(dev)
-        views, acts = teacher_inputs(feats, paths, decoder.cfg)
+        views, acts = teacher_inputs(feats, paths, decoder.cfg, o_all[idx].to(dev))
         warmup = max(1, min(500, total // 20)) if calibrated else 500
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, config.lr, warmup)
@@ -216,7 +229,7 @@ def train_decoder(
         done = step >= total
         if dist.main and (done or step == 1 or time.monotonic() - last_eval_s > config.eval_every_s):
             last_eval_s = time.monotonic()
-            metrics = evaluate_features(model, feats, val) if len(val.x) else {}
+            metrics = validate()
             history.append({"step": step, "loss": loss.item(), **{k: v for k, v in metrics.items() if k != "errors_m"}})
             pbar.set_postfix(
                 loss=f"{loss.item():.3f}",

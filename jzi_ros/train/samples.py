@@ -51,12 +51,15 @@ class Samples:
         paths: terminal paths (N, L) [actions].
         east_north: positions (N, 2) [m, the map's local frame].
         role: index into :data:`ROLES` of each sample (N,) int8.
+        view_offset: (N,) where each sample's map's views start in features
+            of several maps stacked (a general model's training); None: one map.
     """
 
     x: np.ndarray
     paths: np.ndarray
     east_north: np.ndarray
     role: np.ndarray
+    view_offset: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         """Write the samples to an ``.npz`` file, atomically."""
@@ -74,7 +77,14 @@ class Samples:
     @classmethod
     def concat(cls, parts: list[Samples]) -> Samples:
         """The samples of ``parts``, one after the other."""
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "paths", "east_north", "role")))
+        out = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "paths", "east_north", "role")))
+        if any(p.view_offset is not None for p in parts):
+            out.view_offset = np.concatenate([p.offsets() for p in parts])
+        return out
+
+    def offsets(self) -> np.ndarray:
+        """(N,) int64: :attr:`view_offset`, zeros for one map."""
+        return np.zeros(len(self.x), np.int64) if self.view_offset is None else self.view_offset.astype(np.int64)
 
     def count(self, role: str) -> int:
         """How many samples have ``role`` (one of :data:`ROLES`)."""
@@ -83,7 +93,8 @@ class Samples:
     def part(self, role: str) -> Samples:
         """The samples with ``role`` (one of :data:`ROLES`)."""
         keep = self.role == ROLES.index(role)
-        return Samples(self.x[keep], self.paths[keep], self.east_north[keep], self.role[keep])
+        offset = None if self.view_offset is None else self.view_offset[keep]
+        return Samples(self.x[keep], self.paths[keep], self.east_north[keep], self.role[keep], offset)
 
 
 def cache_path(out: Path, key: dict) -> Path:

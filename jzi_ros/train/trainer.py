@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import JziError
 from ..geo import MapDir
 from ..localizer import Calibration
-from ..localizer.index import index_map
+from ..localizer.index import check_region, index_map
 from ..model import ZoomModel, load_checkpoint, save_checkpoint
 from ..model.search import as_features
 from ..model.zoom import read_checkpoint
@@ -124,6 +125,29 @@ def train(config: TrainConfig) -> TrainResult:
         dist.stop()
 
 
+def initial_model(config: TrainConfig, init: Path, mapdir: MapDir) -> ZoomModel:
+    """``init``'s model, made the map's own: fine-tuning starts from its decoder (and its encoder's config).
+
+    Raises:
+        TrainError: it was trained for frames of another kind (north up or not), or cannot zoom through the map.
+    """
+    model, extra = load_checkpoint(init)
+    was = bool((extra.get("train_config") or {}).get("heading_known", False))
+    if was != config.heading_known:
+        raise TrainError(f"init {init} was trained {'with' if was else 'without'} heading_known; so must this run be")
+    try:
+        check_region(mapdir, model)
+    except JziError as exc:
+        raise TrainError(f"init {init}: {exc}") from None
+    mine = (config.image_px, config.tokens, config.dim, config.depth, config.encoder)
+    dec = model.cfg.decoder
+    theirs = (model.cfg.encoder.image_px, dec.tokens, dec.dim, dec.depth, model.cfg.encoder.name)
+    if mine != theirs:
+        log.info("init %s: its encoder and decoder sizes (%s) are kept over the run's (%s)", init, theirs, mine)
+    model.cfg = replace(model.cfg, region=mapdir.grid.to_dict(), general=False)
+    return model
+
+
 def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
     """:func:`train` once the process knows its place in the job."""
     # the learned matcher trains after the zoom, in the same budget
@@ -145,6 +169,8 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             )
         if dist.main:
             log.info("resuming %s at step %d of %d", config.out, state["step"], state["total"])
+    elif config.init is not None:
+        model = initial_model(config, config.init, mapdir)
     else:
         model = build_model(config, mapdir)
     model.to(dist.device)
@@ -197,12 +223,7 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             if calibration is not None and config.aerial and not config.learned_matcher:  # the matcher's fit below
                 fitted = calibrate_registration(mapdir, aerial_config(config), config.query_rasters, seed=config.seed)
                 if fitted is not None:
-                    calibration = replace(
-                        calibration,
-                        registration_scale=fitted.scale,
-                        registration_frames=fitted.frames,
-                        heading_scale=fitted.heading_scale,
-                    )
+                    calibration = fitted.applied_to(calibration)
             if calibration is not None:
                 extra = read_checkpoint(config.out).get("extra", {})
                 save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})

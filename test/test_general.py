@@ -1,0 +1,196 @@
+"""A general model: trained across places, it localizes on maps it never saw; each map gets its own calibration."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from jzi_ros.geo import MapDir, MapError
+from jzi_ros.localizer import Localizer, LocalizerConfig
+from jzi_ros.localizer.estimate import inside_ellipse_95
+from jzi_ros.localizer.refine import RefineConfig
+from jzi_ros.model import load_checkpoint
+from jzi_ros.model.zoom import read_checkpoint
+from jzi_ros.share import shipped_model
+from jzi_ros.train import TrainConfig, TrainError, train
+from jzi_ros.train.calibrate import calibrate_map, ensure_calibrated
+from jzi_ros.train.general import Recipe, train_general
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOOM_ONLY = LocalizerConfig(refine=RefineConfig(enabled=False))
+
+
+@pytest.fixture(scope="module")
+def general(tmp_path_factory) -> Path:
+    """A tiny general model trained across two maps of a generated world of another seed than ``trained``'s."""
+    root = tmp_path_factory.mktemp("general")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "grid": 2,
+                "levels": 2,
+                "view_px": 64,
+                "train": {
+                    "image_px": 64,
+                    "footprint_cells": [1.0, 2.0],
+                    "holdout": 0.0,
+                    "max_steps": 150,
+                    "dim": 64,
+                    "depth": 2,
+                    "eval_every_s": 600,
+                },
+                "places": [
+                    {"name": "a", "scene": {"seed": 21, "size_px": 384}, "size_m": 180, "samples": 400},
+                    {
+                        "name": "b",  # another map of the same world: smaller cells, centred elsewhere
+                        "scene": {"seed": 21, "size_px": 384},
+                        "size_m": 96,
+                        "offset_m": [40, -40],
+                        "samples": 400,
+                    },
+                ],
+            }
+        )
+    )
+    result = train_general(Recipe.read(recipe), root / "general.pt", root / "work", {"quiet": True})
+    assert result.steps == 150
+    return result.out
+
+
+def test_general_checkpoint_is_general_and_holds_only_the_decoder(general: Path) -> None:
+    maps = general.parent / "work" / "maps"
+    a, b = MapDir(maps / "a").grid, MapDir(maps / "b").grid
+    assert np.allclose(a.frame.to_local(b.center_lat, b.center_lon), (40, -40), atol=1.0)  # offset_m
+    state = read_checkpoint(general)
+    assert state["config"]["general"] is True
+    assert "encoder" not in state and state["encoder_weights"] == "imagenet-lite0"
+    assert [p["name"] for p in state["extra"]["general"]["recipe"]["places"]] == ["a", "b"]
+    model, _ = load_checkpoint(general)  # the packaged weights give the identity it was trained with
+    assert model.cfg.general and model.identity() == state["identity"]
+
+
+def test_general_model_localizes_on_a_map_of_another_region_and_scale(general: Path, trained) -> None:
+    map_dir, _, tif = trained  # another seed, size and cell size than either training place
+    mapdir = MapDir(map_dir)
+    model, _ = load_checkpoint(general)
+    assert mapdir.grid.terminal_size_m not in (45.0, 24.0)
+    loc = Localizer(mapdir, general, config=ZOOM_ONLY)  # indexed for it on first use
+    assert mapdir.load_features(model.identity()).shape[0] == mapdir.grid.num_views
+    est = loc.localize(np.asarray(mapdir.views[1]))  # a level-1 cell's view, as a frame of the place
+    half = mapdir.grid.size_m / 2
+    assert abs(est.east_m) < half and abs(est.north_m) < half  # a terminal cell of this map
+    assert len(est.path) == mapdir.grid.levels and est.cell_size_m == mapdir.grid.terminal_size_m
+
+
+def test_a_map_specific_model_is_refused_on_another_map_in_one_line(general: Path, trained) -> None:
+    _, specific, _ = trained
+    other = Path(read_checkpoint(general)["extra"]["train_config"]["map"])  # place a: not the model's map
+    with pytest.raises(MapError) as err:
+        Localizer(other, specific, config=ZOOM_ONLY)
+    assert "\n" not in str(err.value) and "trained for another region" in str(err.value)
+
+
+def test_general_model_is_refused_on_a_map_of_another_grid(general: Path, tmp_path: Path, utm_tif: Path) -> None:
+    from jzi_ros.geo import build_map
+
+    mapdir = build_map([utm_tif], tmp_path / "m", grid=2, levels=3, view_px=32)
+    with pytest.raises(MapError, match="zooms through 2 x 2 grids of 2 levels"):
+        Localizer(mapdir, general, config=ZOOM_ONLY)
+
+
+def _coverage(mapdir: MapDir, loc: Localizer, frames) -> float:
+    """Share of FIX-worthy frames (all, here) whose 95 % ellipse holds the truth."""
+    hits = []
+    for image, pose in frames:
+        est = loc.localize(image)
+        east, north = mapdir.grid.frame.to_local(est.lat, est.lon)
+        truth = np.array([pose.east_m - east, pose.north_m - north])
+        hits.append(inside_ellipse_95(truth[None], est.covariance_m2[None, :2, :2])[0])
+    return float(np.mean(hits))
+
+
+def test_per_map_calibration_moves_ellipse_coverage_toward_95(general: Path, trained) -> None:
+    from jzi_ros.data import covered_frames, heldout_cells, source_ortho
+    from jzi_ros.train.calibrate import map_aerial_config
+
+    map_dir, _, _ = trained
+    mapdir = MapDir(map_dir)
+    model, extra = load_checkpoint(general)
+    before = Localizer(mapdir, general, config=ZOOM_ONLY)
+    assert not before.calibration.fitted  # no calibration of its own on a map it never saw
+    done = calibrate_map(mapdir, model, extra["train_config"], frames=300, quiet=True)
+    assert done.path.is_file() and mapdir.load_calibration(model.digest())["frames"] >= 250
+    after = Localizer(mapdir, general, config=ZOOM_ONLY)
+    assert after.calibration == done.calibration  # the node and every command read it from the map
+    assert ensure_calibrated(mapdir, general) is None  # once per map
+
+    cfg = map_aerial_config(model, extra["train_config"])
+    orthos = [source_ortho(mapdir, cfg.max_footprint_m(mapdir.grid), None)]
+    rng = np.random.default_rng(123)  # other poses than the fit's
+    frames = [
+        (image, pose)
+        for images, poses, _ in covered_frames(orthos, mapdir.grid, 150, rng, cfg, "all", heldout_cells(mapdir.grid, 0))
+        for image, pose in zip(images, poses, strict=True)
+    ]
+    raw, fitted = _coverage(mapdir, before, frames), _coverage(mapdir, after, frames)
+    assert abs(fitted - 0.95) < abs(raw - 0.95), (raw, fitted)
+
+
+def test_fine_tuning_starts_from_the_general_model(general: Path, trained, tmp_path: Path) -> None:
+    map_dir, _, _ = trained
+    config = TrainConfig(
+        map=map_dir,
+        out=tmp_path / "tuned.pt",
+        aerial=True,
+        init=general,
+        image_px=64,
+        samples=200,
+        val_samples=60,
+        footprint_cells=(1.0, 2.0),
+        holdout=0.0,
+        max_steps=5,
+        quiet=True,
+    )
+    result = train(config)
+    tuned, start = load_checkpoint(result.out)[0], load_checkpoint(general)[0]
+    assert not tuned.cfg.general and tuned.cfg.region == MapDir(map_dir).grid.to_dict()
+    assert tuned.cfg.decoder == start.cfg.decoder  # its decoder, trained on from there
+    with pytest.raises(TrainError, match="heading_known"):  # its frames were not north up
+        train(replace(config, heading_known=True, out=tmp_path / "north_up.pt"))
+
+
+def test_shipped_model_matches_its_model_card() -> None:
+    path = shipped_model()
+    card = (ROOT / "models" / "README.md").read_text()
+    stated = re.search(r"sha256[^0-9a-f]*([0-9a-f]{64})", card)
+    assert stated, "the model card states the checkpoint's sha256"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stated.group(1)
+    model, extra = load_checkpoint(path)
+    assert model.cfg.general and (model.cfg.decoder.grid, model.cfg.decoder.levels) == (4, 2)
+    recipe = yaml.safe_load((ROOT / "models" / "general-aerial.yaml").read_text())
+    assert [p["name"] for p in extra["general"]["recipe"]["places"]] == [p["name"] for p in recipe["places"]]
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"grid": 4}, "a recipe needs places"),
+        ({"places": [{"name": "x", "size_m": 100}]}, "place 1 needs name, size_m and one of scene or raster"),
+        ({"places": [{"name": "x", "size_m": 100, "scene": {}, "colour": 1}]}, "unknown: colour"),
+        ({"places": [{"name": "x", "size_m": 100, "raster": "none.tif"}]}, "place x needs .*none.tif"),
+        ({"train": {"map": "m"}, "places": [{"name": "x", "size_m": 1, "scene": {}}]}, "train may not set map"),
+        ({"places": [{"name": "x", "size_m": 1, "scene": {}}, {"name": "x", "size_m": 2, "scene": {}}]}, "two places"),
+    ],
+)
+def test_a_bad_recipe_says_what_is_wrong(tmp_path: Path, doc: dict, message: str) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(TrainError, match=message):
+        Recipe.read(path, tmp_path)

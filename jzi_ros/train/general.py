@@ -79,7 +79,8 @@ class Place:
         name: its folder under the work folder's ``maps/``.
         size_m: side of its map's region [m] (its terminal cells: ``size_m / grid**levels``).
         offset_m: (east, north) [m] of the region's centre from the raster's
-            (several places of one raster: other maps of the same ground).
+            (several places of one raster: other maps of the same ground); none:
+            the centre of the largest square the raster covers.
         scene_seed: the generated world's seed (None: ``raster``).
         scene_gsd_m: the generated world's ground sample distance [m/px].
         scene_px: the generated world's side [px].
@@ -209,12 +210,15 @@ def prepare_places(recipe: Recipe, work: str | Path, quiet: bool = False) -> lis
         map_dir = work / "maps" / place.name
         if not (map_dir / "map.yaml").exists():
             sources: list[str | Path] = [r for r in rasters if r is not None]
-            b = read_info(sources[0]).bounds_latlon
-            lat, lon = LocalFrame((b.south + b.north) / 2, (b.west + b.east) / 2).to_latlon(*place.offset_m)
+            center = None  # no offset: build_map's own choice, the centre of the largest square the rasters cover
+            if any(place.offset_m):
+                b = read_info(sources[0]).bounds_latlon
+                lat, lon = LocalFrame((b.south + b.north) / 2, (b.west + b.east) / 2).to_latlon(*place.offset_m)
+                center = (float(lat), float(lon))
             build_map(
                 sources,
                 map_dir,
-                center=(float(lat), float(lon)),
+                center=center,
                 size_m=place.size_m,
                 grid=recipe.grid,
                 levels=recipe.levels,

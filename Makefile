@@ -1,6 +1,6 @@
 # make demo   -- run the pipeline on the embedded default (creates .venv on first use)
 # make test   -- lint, format and type checks, then the whole test suite (creates .venv on first use)
-# make models -- retrain the shipped general model (models/README.md) from ../shared/data (or DATA=...)
+# make models -- retrain the shipped general models (models/README.md) from ../shared/data (or DATA=...)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -16,9 +16,11 @@ test: lint
 	$(BIN)/python -m pytest
 
 models: $(VENV)/.deps
-	$(BIN)/jzi train --general models/general-aerial.yaml --data-dir $(DATA) --work build/general \
-	    --out models/general-aerial.pt --threads 2
-	sha256sum models/general-aerial.pt
+	for m in general-aerial general-street; do \
+	    $(BIN)/jzi train --general models/$$m.yaml --data-dir $(DATA) --work build/general \
+	        --out models/$$m.pt --threads 2 || exit 1; \
+	done
+	sha256sum models/general-aerial.pt models/general-street.pt
 
 lint: $(VENV)/.deps-test
 	$(BIN)/ruff check jzi_ros test launch setup.py

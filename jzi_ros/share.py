@@ -61,17 +61,37 @@ def load_preset(name: str, section: str) -> dict:
     return dict(doc.get(section) or {})
 
 
-SHIPPED_MODEL = "general-aerial.pt"
-"""The general model every command and the node use when given no model (``models/README.md``)."""
+SHIPPED_MODELS = {"general-aerial": "downward frames (drones)", "general-street": "street-level frames (ground robots)"}
+"""The general models shipped in ``models/`` (``models/README.md``), by name; the first is the default."""
+DEFAULT_MODEL = next(iter(SHIPPED_MODELS))
+"""The general model every command and the node use when given no model."""
 
 
-def shipped_model() -> Path:
-    """The shipped general model: a source checkout's ``models/``, else the installed share's.
+def shipped_model(name: str = DEFAULT_MODEL) -> Path:
+    """A shipped general model by name: a source checkout's ``models/NAME.pt``, else the installed share's.
 
     Raises:
-        JziError: neither has it (an installation without its models).
+        JziError: no such shipped model, or neither folder has it (an installation without its models).
     """
+    name = name.removesuffix(".pt")
+    if name not in SHIPPED_MODELS:
+        known = ", ".join(f"{k} ({v})" for k, v in SHIPPED_MODELS.items())
+        raise JziError(f"no shipped model {name!r}; shipped: {known}")
     for folder in share_dirs("models"):
-        if (folder / SHIPPED_MODEL).is_file():
-            return folder / SHIPPED_MODEL
-    raise JziError(f"the shipped model models/{SHIPPED_MODEL} of {PACKAGE} is not installed; give a model")
+        if (folder / f"{name}.pt").is_file():
+            return folder / f"{name}.pt"
+    raise JziError(f"the shipped model models/{name}.pt of {PACKAGE} is not installed; give a model")
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model given by path, or by a shipped model's name (``general-street``); none: the default shipped one.
+
+    A path that exists wins over a shipped name; anything else is returned as given,
+    for the loader to report.
+    """
+    if model is None or str(model) == "":
+        return shipped_model()
+    path = Path(model)
+    if not path.exists() and path.parent == Path(".") and path.name.removesuffix(".pt") in SHIPPED_MODELS:
+        return shipped_model(path.name)
+    return path

@@ -3,8 +3,9 @@
     ros2 launch jzi_ros localize.launch.py map:=DIR [model:=CKPT] image_topic:=T [NAME:=VALUE ...]
 
 Arguments (each sets the node parameter in brackets; see config/localize.yaml):
-  map [map_path], model [model_path; none: the shipped general model], image_topic, transport (raw or
-  compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
+  map [map_path], model [model_path; none: the shipped general model;
+  general-street: the shipped street-level one], image_topic, transport (raw
+  or compressed), camera_info_topic, imu_topic, height_topic, prior_topic,
   height_m [m], mount_pitch_deg [deg], odom_topic, backend (torch,
   onnxruntime, tensorrt), device (cpu, cuda:N),
   tracking (true/false), max_speed_mps [m/s], reacquire_after (frames),
@@ -28,9 +29,10 @@ A drone with an IMU and a rangefinder:
     ros2 launch jzi_ros localize.launch.py map:=maps/city model:=model.pt \
         image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
         imu_topic:=/imu/data height_topic:=/rangefinder max_speed_mps:=20.0
-A ground robot (a street-level model) with a camera 1.6 m up looking ahead,
-wheel odometry and an IMU, started from its last GPS fix on /gps/fix:
-    ros2 launch jzi_ros localize.launch.py map:=maps/campus model:=street.pt \
+A ground robot (the shipped street-level model, or one of your own) with a
+camera 1.6 m up looking ahead, wheel odometry and an IMU, started from its
+last GPS fix on /gps/fix:
+    ros2 launch jzi_ros localize.launch.py map:=maps/campus model:=general-street \
         image_topic:=/camera/image_raw/compressed transport:=compressed \
         camera_info_topic:=/camera/camera_info imu_topic:=/imu/data \
         odom_topic:=/odom height_m:=1.6 mount_pitch_deg:=90.0 prior_topic:=/gps/fix

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
+from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir, MapError
 from jzi_ros.localizer import Localizer, LocalizerConfig
 from jzi_ros.localizer.estimate import inside_ellipse_95
 from jzi_ros.localizer.refine import RefineConfig
 from jzi_ros.model import load_checkpoint
 from jzi_ros.model.zoom import read_checkpoint
-from jzi_ros.share import shipped_model
+from jzi_ros.share import SHIPPED_MODELS, resolve_model, shipped_model
 from jzi_ros.train import TrainConfig, TrainError, train
 from jzi_ros.train.calibrate import calibrate_map, ensure_calibrated
 from jzi_ros.train.general import Recipe, train_general
@@ -72,6 +73,8 @@ def test_general_checkpoint_is_general_and_holds_only_the_decoder(general: Path)
     assert state["config"]["general"] is True
     assert "encoder" not in state and state["encoder_weights"] == "imagenet-lite0"
     assert [p["name"] for p in state["extra"]["general"]["recipe"]["places"]] == ["a", "b"]
+    recorded = state["extra"]["train_config"]
+    assert recorded["map"] == "" and recorded["out"] == "general.pt"  # no paths of the machine it was trained on
     model, _ = load_checkpoint(general)  # the packaged weights give the identity it was trained with
     assert model.cfg.general and model.identity() == state["identity"]
 
@@ -91,7 +94,7 @@ def test_general_model_localizes_on_a_map_of_another_region_and_scale(general: P
 
 def test_a_map_specific_model_is_refused_on_another_map_in_one_line(general: Path, trained) -> None:
     _, specific, _ = trained
-    other = Path(read_checkpoint(general)["extra"]["train_config"]["map"])  # place a: not the model's map
+    other = general.parent / "work" / "maps" / "a"  # a place of the general model: not the specific model's map
     with pytest.raises(MapError) as err:
         Localizer(other, specific, config=ZOOM_ONLY)
     assert "\n" not in str(err.value) and "trained for another region" in str(err.value)
@@ -101,8 +104,34 @@ def test_general_model_is_refused_on_a_map_of_another_grid(general: Path, tmp_pa
     from jzi_ros.geo import build_map
 
     mapdir = build_map([utm_tif], tmp_path / "m", grid=2, levels=3, view_px=32)
-    with pytest.raises(MapError, match="zooms through 2 x 2 grids of 2 levels"):
+    with pytest.raises(MapError, match="zooms through 2 x 2 grids of at most 2 levels"):
         Localizer(mapdir, general, config=ZOOM_ONLY)
+
+
+def test_general_model_zooms_through_a_map_of_fewer_levels(general: Path, tmp_path: Path, utm_tif: Path) -> None:
+    import torch
+
+    from jzi_ros.geo import build_map
+    from jzi_ros.inference.export import export_for_map
+
+    model, _ = load_checkpoint(general)
+    full, cut = model.decoder, model.decoder.first_levels(1)
+    assert cut.cfg.levels == 1 and full.cfg.levels == 2
+    torch.manual_seed(0)
+    query, views = torch.randn(3, full.cfg.feat_dim), torch.randn(3, 2, full.cfg.view_tokens, full.cfg.feat_dim)
+    first = full(query, views, torch.zeros(3, 1, dtype=torch.long))[:, 0]
+    assert torch.allclose(cut(query, views[:, :1], torch.zeros(3, 0, dtype=torch.long))[:, 0], first, atol=1e-5)
+
+    mapdir = build_map([utm_tif], tmp_path / "m", grid=2, levels=1, view_px=64)
+    done = ensure_calibrated(mapdir, general, quiet=True)  # calibrated as the cut model it is on this map
+    assert done is not None and ensure_calibrated(mapdir, general) is None
+    loc = Localizer(mapdir, general)
+    assert loc.calibration == done.calibration
+    frame = np.asarray(mapdir.views[0])
+    est = loc.localize(frame)
+    assert len(est.path) == 1 and est.cell_size_m == mapdir.grid.terminal_size_m
+    exported = Localizer(mapdir, export_for_map(general, mapdir.path, tmp_path / "export"), backend="onnxruntime")
+    assert exported.localize(frame).path == est.path  # the cut decoder's ONNX graph zooms the same
 
 
 def _coverage(mapdir: MapDir, loc: Localizer, frames) -> float:
@@ -166,16 +195,32 @@ def test_fine_tuning_starts_from_the_general_model(general: Path, trained, tmp_p
         train(replace(config, heading_known=True, out=tmp_path / "north_up.pt"))
 
 
-def test_shipped_model_matches_its_model_card() -> None:
-    path = shipped_model()
+@pytest.mark.parametrize("name", list(SHIPPED_MODELS))
+def test_shipped_models_match_their_model_card(name: str) -> None:
+    path = shipped_model(name)
     card = (ROOT / "models" / "README.md").read_text()
-    stated = re.search(r"sha256[^0-9a-f]*([0-9a-f]{64})", card)
-    assert stated, "the model card states the checkpoint's sha256"
+    section = card[card.index(f"## `{name}.pt`") :]
+    stated = re.search(r"sha256[^0-9a-f]*([0-9a-f]{64})", section)
+    assert stated, f"the model card states {name}.pt's sha256"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == stated.group(1)
     model, extra = load_checkpoint(path)
     assert model.cfg.general and (model.cfg.decoder.grid, model.cfg.decoder.levels) == (4, 2)
-    recipe = yaml.safe_load((ROOT / "models" / "general-aerial.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "models" / f"{name}.yaml").read_text())
     assert [p["name"] for p in extra["general"]["recipe"]["places"]] == [p["name"] for p in recipe["places"]]
+    street = bool(recipe["train"].get("street"))
+    assert extra["train_config"]["street"] is street and extra["train_config"]["aerial"] is not street
+    assert extra["train_config"]["map"] == ""  # nothing of the machine it was trained on
+
+
+def test_models_are_given_by_path_or_by_a_shipped_name(tmp_path: Path, monkeypatch) -> None:
+    assert resolve_model(None) == resolve_model("") == shipped_model() == shipped_model("general-aerial.pt")
+    assert resolve_model("general-street") == shipped_model("general-street") != shipped_model()
+    assert resolve_model("mine.pt") == Path("mine.pt")  # not shipped: left for the loader to report
+    monkeypatch.chdir(tmp_path)
+    Path("general-street").write_bytes(b"")
+    assert resolve_model("general-street") == Path("general-street")  # a file of that name wins
+    with pytest.raises(JziError, match="no shipped model 'general-boat'; shipped: general-aerial"):
+        shipped_model("general-boat")
 
 
 @pytest.mark.parametrize(
@@ -194,3 +239,38 @@ def test_a_bad_recipe_says_what_is_wrong(tmp_path: Path, doc: dict, message: str
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(TrainError, match=message):
         Recipe.read(path, tmp_path)
+
+
+def test_a_street_recipe_needs_heights_at_every_place(tmp_path: Path) -> None:
+    (tmp_path / "flat.tif").write_bytes(b"")
+    doc = {"train": {"street": True}, "places": [{"name": "flat", "size_m": 100, "raster": "flat.tif"}]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(TrainError, match="street recipe's places need heights: flat has no dsm"):
+        Recipe.read(tmp_path / "recipe.yaml", tmp_path)
+
+
+def test_a_general_street_model_registers_on_the_ground_and_is_calibrated_with_street_frames(
+    tmp_path: Path, trained, utm_tif: Path
+) -> None:
+    from jzi_ros.geo import build_map
+
+    recipe = tmp_path / "street.yaml"
+    place = {"name": "s", "scene": {"seed": 21, "size_px": 384}, "size_m": 180, "samples": 96, "val_samples": 32}
+    train = {"street": True, "image_px": 64, "holdout": 0.0, "max_steps": 10, "dim": 64, "depth": 1}
+    recipe.write_text(yaml.safe_dump({"grid": 2, "levels": 2, "view_px": 64, "train": train, "places": [place]}))
+    result = train_general(Recipe.read(recipe), tmp_path / "street.pt", tmp_path / "work", {"quiet": True})
+    recorded = read_checkpoint(result.out)["extra"]["train_config"]
+    assert recorded["street"] and not recorded["aerial"]
+
+    _, _, tif = trained  # another world (its roads and heights beside it), a map it never saw
+    mapdir = build_map([tif], tmp_path / "map", grid=2, levels=2, view_px=64)
+    loc = Localizer(mapdir, result.out)
+    assert loc.street and loc.refine_summary()["matcher"] == "street view on the ground plane"
+    done = ensure_calibrated(mapdir, result.out, quiet=True)
+    assert done is not None and mapdir.load_calibration(load_checkpoint(result.out)[0].digest())["frames"] >= 250
+    assert Localizer(mapdir, result.out).calibration == done.calibration
+
+    flat = build_map([utm_tif], tmp_path / "flat", grid=2, levels=2, view_px=64)  # no heights, no roads
+    with pytest.raises(TrainError, match="no street frames to calibrate a street model on"):
+        calibrate_map(flat, *load_checkpoint(result.out)[:1], {"street": True}, quiet=True)
+    assert ensure_calibrated(flat, result.out, quiet=True) is None  # it runs uncalibrated there, with a warning

@@ -57,6 +57,19 @@ class StreetConfig:
         if not 10.0 <= self.hfov_deg < 170.0:
             raise DataError(f"hfov_deg must be 10 to 170, not {self.hfov_deg}")
 
+    @classmethod
+    def trained(cls, image_px: int, train_args: dict) -> StreetConfig:
+        """How a model's training rendered its street frames (encoder side ``image_px``, options ``train_args``).
+
+        A model of ``query: halves`` encodes a frame's two halves, so its frames are twice as wide.
+        """
+        return cls(
+            image_px=image_px * (2 if train_args.get("query") == "halves" else 1),
+            panorama=bool(train_args.get("street_panorama", False)),
+            holdout_share=float(train_args.get("holdout", cls.holdout_share)),
+            holdout_by_area=bool(train_args.get("holdout_by_area", False)),
+        )
+
     @property
     def size_px(self) -> tuple[int, int]:
         """(width, height) of a frame [px]."""

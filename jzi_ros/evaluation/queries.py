@@ -111,16 +111,6 @@ def aerial_queries(
     return Queries(frames, np.stack([lat, lon], 1), pose_paths(grid, poses), poses)
 
 
-def training_street_config(image_px: int, train_args: dict) -> StreetConfig:
-    """The street-level rendering a model was trained with (its input side, query encoding, held-out cells)."""
-    return StreetConfig(
-        image_px=image_px * (2 if train_args.get("query") == "halves" else 1),
-        panorama=bool(train_args.get("street_panorama", False)),
-        holdout_share=train_args.get("holdout", StreetConfig.holdout_share),
-        holdout_by_area=train_args.get("holdout_by_area", False),
-    )
-
-
 def street_queries(
     mapdir: MapDir,
     cfg: StreetConfig,
@@ -136,7 +126,7 @@ def street_queries(
 
     Args:
         mapdir: The map.
-        cfg: How frames are rendered (as in training: :func:`training_street_config`).
+        cfg: How frames are rendered (as in training: :meth:`StreetConfig.trained`).
         count: Frames to render.
         seed: Seed of the frames' positions, headings and colours.
         split: ``"heldout"`` (in the cells training held out) or ``"all"``.

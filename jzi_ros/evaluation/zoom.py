@@ -34,8 +34,11 @@ import torch
 from tqdm import tqdm
 
 from ..data import query_raster_problem
+from ..data.street import StreetConfig
 from ..geo import MapDir
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
+from ..localizer.calibration import map_calibration
+from ..localizer.index import zoomable
 from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import ViewTokens
@@ -52,7 +55,6 @@ from .queries import (
     north_up_queries,
     street_queries,
     training_aerial_config,
-    training_street_config,
 )
 from .registration import refined_metrics
 from .retrieval import EMBED_DIM, FlatRetrieval, encode_terminal_views, terminal_number, terminal_paths
@@ -213,7 +215,7 @@ def render_queries(
     if kind == "aerial":
         cfg = training_aerial_config(image_px, train_args)
         return aerial_queries(mapdir, cfg, count, seed, split, holdout_seed, raster)
-    street = training_street_config(image_px, train_args)
+    street = StreetConfig.trained(image_px, train_args)
     return street_queries(mapdir, street, count, seed, split, holdout_seed, raster, config.dsm, config.roads)
 
 
@@ -299,9 +301,10 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     if heading_known and config.street:
         raise EvaluationError(f"{config.model} is heading-known (frames turned north up): street frames look ahead")
     mapdir = MapDir(config.map)
+    model = zoomable(mapdir, model)
     feats = index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch"))
     views = ViewTokens.project(model.decoder, feats, device=config.device)
-    calibration = Calibration.from_dict(extra.get("calibration"))
+    calibration = map_calibration(mapdir, extra, model.digest(), model.cfg.general)  # the map's own, if any
     if not calibration.fitted:
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
     sources = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)

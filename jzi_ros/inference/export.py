@@ -85,13 +85,14 @@ DECODER_OUTPUTS = ("logits", "new_keys", "new_values")
 def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch.float32):
     """Inputs of the exported shapes, to trace with: ``(crops, (level, tokens, keys, values))``.
 
-    Crops (n, 3, S, S) in [0, 255]; level 1 (int64 scalar), tokens (beam, 1 +
-    V, D) and a random key/value cache, all but the level in ``dtype``.
+    Crops (n, 3, S, S) in [0, 255]; the last level (int64 scalar; any level
+    traces the same graph), tokens (beam, 1 + V, D) and a random key/value
+    cache, all but the level in ``dtype``.
     """
     cfg = model.cfg.decoder
     s = model.cfg.encoder.image_px
     crops = torch.rand(query_crops(model), 3, s, s, device=device, dtype=dtype) * 255
-    level = torch.tensor(1, device=device)
+    level = torch.tensor(cfg.levels - 1, device=device)
     tokens = torch.randn(beam, cfg.step_len, cfg.dim, device=device, dtype=dtype)
     keys = torch.randn(cfg.cache_shape(beam), device=device, dtype=dtype)
     return crops, (level, tokens, keys, torch.randn_like(keys))
@@ -175,8 +176,6 @@ def export_onnx(
     """
     import onnx
 
-    if model.cfg.decoder.levels < 2:
-        raise BackendError("export needs a grid of at least 2 levels")
     out = Path(out)
     tmp = start_partial(out.with_name(out.name + ".partial"))
     model = model.cpu().float().eval()
@@ -224,18 +223,18 @@ def export_for_map(checkpoint: str | Path, map_dir: str | Path | None, out: str 
     The map's own calibration for the model (``jzi calibrate``), when it has one, replaces the checkpoint's.
     """
     from ..geo import MapDir
-    from ..localizer.index import check_region
+    from ..localizer.calibration import map_calibration
+    from ..localizer.index import zoomable
     from ..model import load_checkpoint
 
     model, extra = load_checkpoint(checkpoint)
     feats, grid = None, None
     if map_dir is not None:
         mapdir = MapDir(map_dir)
-        check_region(mapdir, model)
+        model = zoomable(mapdir, model)
         feats, grid = mapdir.load_features(model.identity()), mapdir.grid.to_dict()
-        record = mapdir.load_calibration(model.digest())
-        if record is not None:  # the map's own calibration for this model (jzi calibrate)
-            extra = {**extra, "calibration": record["calibration"]}
+        calibration = map_calibration(mapdir, extra, model.digest(), model.cfg.general)  # the map's own, if any
+        extra = {**extra, "calibration": calibration.to_dict()}
     return export_onnx(model, out, beam=beam, extra=extra, view_feats=feats, map_grid=grid)
 
 

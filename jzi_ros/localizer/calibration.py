@@ -30,11 +30,18 @@ numbers; it stands in for checkpoints trained without a calibration.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .estimate import CHI2_95_2DOF, inside_ellipse_95
+
+if TYPE_CHECKING:
+    from ..geo import MapDir
+
+log = logging.getLogger(__name__)
 
 WITHIN_CELLS = 2.0
 """A fix is right when it lies within this many terminal cell sides of the truth."""
@@ -274,3 +281,23 @@ def ellipse_hits(
     centres_m = np.asarray(centres_m, float)
     offsets = np.asarray(truth_m, float) - centres_m[:, 0]
     return inside_ellipse_95(offsets, cal.covariances(centres_m, probs, cell_m))
+
+
+def map_calibration(mapdir: MapDir, extra: dict, digest: str | None, general: bool) -> Calibration:
+    """The map's own calibration for a model (``jzi calibrate``) if it has one, else the model's (``extra``).
+
+    ``digest``: the model's (:meth:`~jzi_ros.model.ZoomModel.digest`), which
+    names the map's record. A ``general`` model has none of its own: on a map
+    not calibrated for it, the search's own numbers (the identity), with a warning.
+    """
+    record = mapdir.load_calibration(digest) if digest else None
+    if record is not None:
+        return Calibration.from_dict(record.get("calibration"))
+    if general:
+        log.warning(
+            "map %s is not calibrated for this general model: covariances and confidences are the search's own; "
+            "run `jzi calibrate --map %s` once (under a minute)",
+            mapdir.path,
+            mapdir.path,
+        )
+    return Calibration.from_dict(extra.get("calibration"))

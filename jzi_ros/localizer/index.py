@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[Iterable[int], int], Iterable[int]]
 
+log = logging.getLogger(__name__)
+
 
 def check_region(mapdir: MapDir, model: ZoomModel | dict, general: bool | None = None) -> None:
     """Refuse a map the model cannot zoom through.
@@ -21,16 +24,16 @@ def check_region(mapdir: MapDir, model: ZoomModel | dict, general: bool | None =
     A map-specific model zooms only through the zoom grid it was trained for
     (``model``'s region, or ``model`` itself as a grid's dict); a general one
     (``general``, default the model's own flag) through any map whose grid has
-    its ``grid`` x ``grid`` children and its levels.
+    its ``grid`` x ``grid`` children and at most its levels (:func:`zoomable`).
     """
     trained = ZoomGrid.from_dict(model if isinstance(model, dict) else model.cfg.region)
     if general is None:
         general = not isinstance(model, dict) and model.cfg.general
     if general:
-        if (trained.grid, trained.levels) != (mapdir.grid.grid, mapdir.grid.levels):
+        if trained.grid != mapdir.grid.grid or mapdir.grid.levels > trained.levels:
             raise MapError(
-                f"the general model zooms through {trained.grid} x {trained.grid} grids of {trained.levels} levels; "
-                f"map {mapdir.path} has {mapdir.grid.grid} x {mapdir.grid.grid} of {mapdir.grid.levels} "
+                f"the general model zooms through {trained.grid} x {trained.grid} grids of at most {trained.levels} "
+                f"levels; map {mapdir.path} has {mapdir.grid.grid} x {mapdir.grid.grid} of {mapdir.grid.levels} "
                 f"(jzi build-map --grid {trained.grid} --levels {trained.levels})"
             )
         return
@@ -39,6 +42,19 @@ def check_region(mapdir: MapDir, model: ZoomModel | dict, general: bool | None =
             f"the model was trained for another region ({trained.describe()}) than map {mapdir.path} "
             f"({mapdir.grid.describe()}); use the map it was trained on or train for this map"
         )
+
+
+def zoomable(mapdir: MapDir, model: ZoomModel) -> ZoomModel:
+    """``model``, made to zoom through ``mapdir``: a general model cut, in place, to a map of fewer levels.
+
+    Raises:
+        MapError: the model cannot zoom through the map (:func:`check_region`).
+    """
+    check_region(mapdir, model)
+    if model.cfg.general and mapdir.grid.levels < model.cfg.decoder.levels:
+        log.info("the general model zooms through its first %d levels on map %s", mapdir.grid.levels, mapdir.path)
+        model.first_levels(mapdir.grid.levels)
+    return model
 
 
 def index_map(

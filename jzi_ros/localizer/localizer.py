@@ -19,11 +19,11 @@ from ..geo.lens import Lens
 from ..images import to_rgb
 from ..inference.runtime import PRECISIONS, to_numpy
 from ..progress import logged
-from .calibration import WITHIN_CELLS, Calibration
+from .calibration import WITHIN_CELLS, Calibration, map_calibration
 from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
-from .index import check_region, index_map
+from .index import check_region, index_map, zoomable
 from .matchers import Matcher, learned_matcher
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
@@ -218,7 +218,7 @@ class Localizer:
             from ..model import load_checkpoint
 
             self.model, extra = (model, {}) if not isinstance(model, (str, Path)) else load_checkpoint(model)
-            check_region(self.map, self.model)
+            self.model = zoomable(self.map, self.model)  # a general model on a map of fewer levels: cut to them
             digest, general = self.model.digest(), self.model.cfg.general
             if general:  # any map: indexed for it on first use
                 feats = index_map(self.map, self.model, progress=logged("indexing map views", log))
@@ -235,8 +235,7 @@ class Localizer:
         learned = self._learned_matcher(export, extra) if wanted else None
         if learned is None and config.refine.matcher == "learned":
             raise LocalizerError("matcher learned: the model has no learned matcher (jzi train-matcher gives it one)")
-        record = self.map.load_calibration(digest) if digest else None
-        self.calibration = calibration or self._calibration(extra, record, general)
+        self.calibration = calibration or map_calibration(self.map, extra, digest, general)
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None
         self.ground: GroundRegistrar | None = None
@@ -258,23 +257,6 @@ class Localizer:
         footprint = train_config.get("footprint_cells", (4.0, 8.0))
         self.footprint_cells = math.sqrt(float(footprint[0]) * float(footprint[1]))
         """Ground width [terminal cells] of a typical training frame: the height assumed when none is given."""
-
-    def _calibration(self, extra: dict, record: dict | None, general: bool) -> Calibration:
-        """The map's own calibration for the model (``record``, ``jzi calibrate``) if it has one, else the model's.
-
-        A ``general`` model has none of its own: on a map not calibrated for
-        it, the search's own numbers (the identity), with a warning.
-        """
-        if record is not None:
-            return Calibration.from_dict(record.get("calibration"))
-        if general:
-            log.warning(
-                "map %s is not calibrated for this general model: covariances and confidences are the search's own; "
-                "run `jzi calibrate --map %s` once (under a minute)",
-                self.map.path,
-                self.map.path,
-            )
-        return Calibration.from_dict(extra.get("calibration"))
 
     @staticmethod
     def _learned_matcher(export: Path | None, extra: dict) -> Matcher | None:

@@ -25,7 +25,7 @@ once per map by :class:`~.search.ViewTokens`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import torch
@@ -198,6 +198,27 @@ class ZoomDecoder(nn.Module):
         self.register_buffer("step_place", (torch.arange(cfg.seq_len)[:, None] == places[:, None]).float(), False)
         self.register_buffer("step_mask", mask[places], persistent=False)
         nn.init.normal_(self.pos_emb, std=0.02)
+
+    def first_levels(self, levels: int) -> ZoomDecoder:
+        """This decoder over its first ``levels`` levels only (a map of fewer levels), with the same weights.
+
+        A zoom step at level k reads only the sequence before it, whose places
+        and embeddings do not depend on how many levels follow, so the first
+        ``levels`` steps of the shorter decoder are this one's.
+
+        Raises:
+            ModelError: ``levels`` is not 1 to this decoder's levels.
+        """
+        if not 1 <= levels <= self.cfg.levels:
+            raise ModelError(f"a decoder of {self.cfg.levels} levels zooms through 1 to them, not {levels}")
+        if levels == self.cfg.levels:
+            return self
+        cut = ZoomDecoder(replace(self.cfg, levels=levels))
+        state = self.state_dict()
+        state["level_emb.weight"] = state["level_emb.weight"][:levels]
+        state["pos_emb"] = state["pos_emb"][:, : cut.cfg.seq_len]
+        cut.load_state_dict(state, strict=True)
+        return cut.to(self.pos_emb.device).train(self.training)
 
     def view_embedding(self, feats: torch.Tensor, level: int) -> torch.Tensor:
         """Decoder input tokens (n, V, D) of level-``level`` views from their features (n, V, F).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,16 @@ class ZoomModel(nn.Module):
         h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())
         h.update(state_digest(self.decoder).encode())
         return h.hexdigest()[:16]
+
+    def first_levels(self, levels: int) -> ZoomModel:
+        """Cut to its first ``levels`` levels, in place (a general model on a map of fewer levels); returns itself.
+
+        Its digest changes with the decoder, so a map's calibration is for the cut model.
+        """
+        if levels != self.cfg.decoder.levels:
+            self.decoder = self.decoder.first_levels(levels)
+            self.cfg = replace(self.cfg, decoder=self.decoder.cfg, region={**self.cfg.region, "levels": levels})
+        return self
 
     def forget_identity(self) -> None:
         """Call after changing encoder weights (fine-tuning)."""

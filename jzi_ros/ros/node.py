@@ -58,7 +58,7 @@ from ..geo.lens import Lens
 from ..localizer import Estimate, InputError, Localizer, Odometry, PriorError
 from ..localizer.localizer import HEADING_NEEDED, EngineSettings
 from ..localizer.refine import Attitude
-from ..share import shipped_model
+from ..share import resolve_model
 from .convert import (
     camera_info_to_lens,
     candidates_to_poses,
@@ -225,7 +225,7 @@ class LocalizerNode(LifecycleNode):
         p = self.params
         if not p.map_path:
             raise JziError("set the parameter map_path (launch argument map:=)")
-        model_path = p.model_path or str(shipped_model())  # no model: the shipped general one
+        model_path = str(resolve_model(p.model_path))  # none: the shipped general one; or one by name
         if not Path(model_path).is_dir():  # a checkpoint: torch and timm load it, skipping what no node uses
             with skipped_imports():
                 from .. import model  # noqa: F401

@@ -34,7 +34,8 @@ class NodeParams:
     model_path: str = _param(
         "",
         "model checkpoint (jzi train), or an export folder (jzi export --map; backend onnxruntime, no torch); "
-        "empty: the shipped general model (calibrated for the map by jzi calibrate)",
+        "a shipped model by name (general-aerial, general-street for street-level cameras); "
+        "empty: the shipped general-aerial (a general model is calibrated for the map by jzi calibrate)",
     )
     backend: str = _param("torch", "inference backend: torch, onnxruntime or tensorrt")
     device: str = _param("cpu", "device of the backend: cpu, cuda or cuda:N")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..evaluation.benchmark import BenchConfig, markdown, ratios, run_benchmark, write_report
 from ..inference.export import export_for_map
-from .common import config_from
+from ..share import resolve_model
+from .common import add_model_argument, calibrated_for, config_from
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -36,8 +37,8 @@ def _sizes(text: str) -> tuple[float, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
-    p.add_argument("--map", type=Path, help="map for the per-frame latency (with --model)")
-    p.add_argument("--model", type=Path, help="checkpoint for the per-frame latency (with --map)")
+    p.add_argument("--map", type=Path, help="map for the per-frame latency and the node (with --model)")
+    add_model_argument(p, "checkpoint for the per-frame latency (with --map)")
     p.add_argument(
         "--backends", type=_names, default="torch,onnxruntime", help="comma-separated (default torch,onnxruntime)"
     )
@@ -132,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
         print(text)
         print(f"wrote {args.out / 'photos.md'}")
         return 0
-    if args.node and not (args.map and args.model):
-        raise SystemExit("jzi bench: --node needs --map and --model")
-    report = run_benchmark(config_from(BenchConfig, args))
+    if args.node and not args.map:
+        raise SystemExit("jzi bench: --node needs --map")
+    given = None if args.model is None and not args.map else resolve_model(args.model)
+    if args.map:  # timed with the shipped general model unless one is given, calibrated for the map
+        calibrated_for(args.map, resolve_model(args.model), args.quiet)
+    report = run_benchmark(config_from(BenchConfig, args, model=given))
     if args.node:
         try:
             from ..ros.bench import bench_node
@@ -143,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
         frames = min(args.node_frames, 20) if args.quick else args.node_frames
         nodes = {}
         for backend in args.backends or ["torch"]:
-            model = args.model
+            model = resolve_model(args.model)
             if backend == "onnxruntime":  # the robot's way: an export with the map's view tokens, no torch
-                model = export_for_map(args.model, args.map, args.out / "export", beam=args.beam)
+                model = export_for_map(model, args.map, args.out / "export", beam=args.beam)
             nodes[backend] = bench_node(
                 args.map,
                 model,

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..geo import MapDir
 from ..model import load_checkpoint
+from ..share import resolve_model
 from ..train.calibrate import MAP_FRAMES, calibrate_map
-from .common import add_model_argument, model_or_shipped
+from .common import add_model_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, then print what was fit and where it went."""
-    model, extra = load_checkpoint(model_or_shipped(args.model))
+    model, extra = load_checkpoint(resolve_model(args.model))
     done = calibrate_map(MapDir(args.map), model, extra.get("train_config") or {}, args.frames, args.seed, args.quiet)
     cal = done.calibration
     print(

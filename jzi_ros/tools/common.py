@@ -19,25 +19,26 @@ def config_from(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
 
 
 def add_model_argument(p: argparse.ArgumentParser, what: str = "checkpoint from jzi train") -> None:
-    """``--model``: a model; without it the shipped general model (``models/README.md``)."""
-    p.add_argument("--model", type=Path, default=None, help=f"{what} (default: the shipped general model)")
+    """``--model``: a model file or a shipped model's name; without it the shipped general model."""
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"{what}, or a shipped model by name: general-aerial (the default), general-street (ground robots)",
+    )
 
 
-def model_or_shipped(model: Path | None) -> Path:
-    """``model``, or the shipped general model when None."""
-    from ..share import shipped_model
+def calibrated_for(map_dir: Path, model: Path | tuple, quiet: bool = False) -> None:
+    """Fit a general model's calibration for a map on first use (``jzi calibrate``), saying so.
 
-    return model if model is not None else shipped_model()
-
-
-def calibrated_for(map_dir: Path, model: Path, quiet: bool = False) -> None:
-    """Fit a general model's calibration for a map on first use (``jzi calibrate``), saying so."""
+    ``model``: its checkpoint, or the (model, extra) pair already loaded from it.
+    """
     from ..geo import MapDir
     from ..train.calibrate import ensure_calibrated
 
     done = ensure_calibrated(MapDir(map_dir), model, quiet)
     if done is not None:
-        print(f"calibrated {map_dir} for the general model {model} in {done.seconds:.0f} s: wrote {done.path}")
+        name = model if isinstance(model, Path) else model[0].source
+        print(f"calibrated {map_dir} for the general model {name} in {done.seconds:.0f} s: wrote {done.path}")
 
 
 def number_pair(sep: str, form: str, example: str) -> Callable[[str], tuple[float, float]]:

@@ -17,12 +17,12 @@ map and the training see only the summer, the camera flies over the autumn.
    registers each frame against the map's orthophoto pyramid to verify and
    refine the zoom's fix (metrics and pictures), then with the fine-tuned one:
    what the short fine-tune adds;
-6. train a street-level model on the summer world (frames of a camera
-   looking along its roads), drive a ground robot through the autumn world's
-   streets (camera ahead, IMU, wheel odometry) and replay it from where it
-   started (the road ahead registered on the ground plane, the odometry
-   carrying it between fixes), with a picture of one street frame beside the
-   map and its estimate.
+6. drive a ground robot through the autumn world's streets (camera ahead,
+   IMU, wheel odometry) and replay it with the shipped street-level model
+   (``general-street``, calibrated for the map from its own street frames)
+   from where it started: the road ahead registered on the ground plane, the
+   odometry carrying it between fixes; with a picture of one street frame
+   beside the map and its estimate.
 
 The scene has heights (:mod:`jzi_ros.data.scene` writes its surface model),
 so the drone's frames show relief and the street frames facades
@@ -60,9 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for everything it makes")
     p.add_argument(
         "--steps", type=int, default=600, help="fine-tuning steps from the general model (default 600; seeded)"
-    )
-    p.add_argument(
-        "--street-steps", type=int, default=400, help="training steps of the street-level model (default 400)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -197,36 +194,24 @@ def run(args: argparse.Namespace) -> int:
         f"false fixes {100 * g['false_fix_rate']:.1f} % -> {100 * f['false_fix_rate']:.1f} %"
     )
 
-    _step(6, "ground robot: a street-level model, then a drive through the autumn streets, replayed")
-    street = _ground_robot(out, tifs["autumn"], map_dir, args.street_steps, quiet)
+    _step(6, "ground robot: a drive through the autumn streets, replayed with the shipped street-level model")
+    street = _ground_robot(out, tifs["autumn"], map_dir, quiet)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; look at {out / 'eval' / 'trajectory.png'}")
     print(f"and at {street}")
     return 0
 
 
-def _ground_robot(out: Path, autumn: Path, map_dir: Path, steps: int, quiet: bool) -> Path:
-    """Train a street-level model on the summer world, drive a robot through the autumn one, replay the drive.
+def _ground_robot(out: Path, autumn: Path, map_dir: Path, quiet: bool) -> Path:
+    """Drive a robot through the autumn world, replay the drive with the shipped street-level model.
 
     Returns the picture of a street frame beside the map with its estimate.
     """
-    model = out / "model_street.pt"
-    if model.exists():
-        print(f"reusing {model}")
+    model = shipped_model("general-street")
+    calibrated = ensure_calibrated(MapDir(map_dir), model, quiet)  # from the map's own street frames
+    if calibrated is None:
+        print(f"reusing the calibration of {model.name} in {map_dir}")
     else:
-        street_training = TrainConfig(
-            map=map_dir,
-            out=model,
-            street=True,  # street-level frames of the summer world (the map's raster over its surface model)
-            max_steps=steps,
-            minutes=60,
-            image_px=128,
-            samples=1000,
-            val_samples=150,
-            holdout=0.0,
-            tokens="cls",
-            quiet=quiet,
-        )
-        print(summary(train(street_training)))
+        print(f"calibrated {model.name} for the map in {calibrated.seconds:.0f} s: wrote {calibrated.path}")
     region = MapDir(map_dir).grid
     bag = out / "drive_autumn"
     config = FlightConfig(

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..data.bags import STORAGES
 from ..evaluation import BagEvalConfig, evaluate_bag
 from ..localizer import LocalizerConfig, TrackingConfig
-from .common import add_model_argument, calibrated_for, config_from, model_or_shipped, print_flight_report
+from ..share import resolve_model
+from .common import add_model_argument, calibrated_for, config_from, print_flight_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -122,7 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary and what was written."""
-    model = model_or_shipped(args.model)
+    model = resolve_model(args.model)
     calibrated_for(args.map, model, args.quiet)
     report = evaluate_bag(config_from(BagEvalConfig, args, model=model))
     print_flight_report(report, f"wrote {report.estimates_path} (the camera frames, /jzi/fix and /jzi/candidates)")

@@ -20,13 +20,14 @@ from ..evaluation import EvalConfig, evaluate_zoom, format_table
 from ..evaluation.fine_stage import fine_table
 from ..localizer import DEFAULT_MIN_CONFIDENCE
 from ..localizer.refine import IMU_SIGMAS_DEG
-from .common import config_from
+from ..share import resolve_model
+from .common import add_model_argument, calibrated_for, config_from
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
-    p.add_argument("--map", required=True, type=Path, help="map directory the model was trained for")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint from jzi train")
+    p.add_argument("--map", required=True, type=Path, help="map directory (jzi build-map)")
+    add_model_argument(p)
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     p.add_argument("--aerial", action="store_true", help="render aerial query frames from the map's orthophoto")
     p.add_argument(
@@ -99,7 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and where the metrics went."""
-    report = evaluate_zoom(config_from(EvalConfig, args))
+    config = config_from(EvalConfig, args, model=resolve_model(args.model))  # its options checked first
+    calibrated_for(config.map, config.model, args.quiet)  # a general model: the map's own calibration, on first use
+    report = evaluate_zoom(config)
     if report.heading_known:
         print(
             "the model is heading-known: aerial queries turned north up with an IMU's attitude "
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(fine_table(report.fine_stage))
     cal = report.calibration
     print(
-        f"\ncalibration of the model: fit on {cal.frames} frames (temperature {cal.temperature:g}, "
+        f"\ncalibration of the model for this map: fit on {cal.frames} frames (temperature {cal.temperature:g}, "
         f"covariance x {cal.covariance_scale:.2f})"
         if cal.fitted
         else "\nthe model holds no calibration: covariance and confidence are the search's own"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..inference.export import export_for_map, export_tensorrt
 from ..model import load_checkpoint
-from .common import add_model_argument, calibrated_for, model_or_shipped
+from ..share import resolve_model
+from .common import add_model_argument, calibrated_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the model and say where the files are."""
     started = time.monotonic()
-    model = model_or_shipped(args.model)
+    model = resolve_model(args.model)
     if args.format == "onnx":
         if args.map is not None:  # a general model: the map indexed and calibrated for it first
             calibrated_for(args.map, model)

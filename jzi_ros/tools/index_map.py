@@ -10,7 +10,8 @@ from ..geo import MapDir, feature_key
 from ..localizer import index_map
 from ..model import load_checkpoint
 from ..progress import bar
-from .common import add_model_argument, calibrated_for, model_or_shipped
+from ..share import resolve_model
+from .common import add_model_argument, calibrated_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Index the map for the model and say where the features are."""
     started = time.monotonic()
-    model, _ = load_checkpoint(model_or_shipped(args.model), args.device)
+    loaded = load_checkpoint(resolve_model(args.model), args.device)
+    model = loaded[0]
     mapdir = MapDir(args.map)
     feats = index_map(
         mapdir, model, batch=args.batch, force=args.force, progress=bar("encoding views", args.quiet, unit="batch")
@@ -35,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     key = feature_key(model.identity())
     print(f"{mapdir.grid.num_views} views -> features {tuple(feats.shape)} in {time.monotonic() - started:.1f} s")
     print(f"wrote {mapdir.path / 'features' / key}")
-    calibrated_for(args.map, model_or_shipped(args.model), args.quiet)
+    calibrated_for(args.map, loaded, args.quiet)
     return 0

@@ -23,7 +23,10 @@ import torch
 
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
 from ..data.augment import domain, photometric
+from ..data.errors import DataError
+from ..data.street import StreetConfig
 from ..geo import CameraPose, MapDir, ZoomGrid
+from ..geo.mapdir import SURFACE_FILE
 from ..geo.ortho import LocalOrtho
 from ..geo.surface import Surface
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
@@ -31,6 +34,7 @@ from ..localizer.calibration import fit_heading_scale, fit_registration_scale
 from ..localizer.matchers import Matcher
 from ..localizer.refine import Attitude, Refiner
 from ..model import ZoomModel, search_features
+from .errors import TrainError
 from .samples import Samples
 
 if TYPE_CHECKING:
@@ -227,36 +231,42 @@ def calibrate_map(
     localizer finds it. Indexes the map for the model first when it has not been.
 
     Raises:
-        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`).
+        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`), or a street model's map
+            has no heights or roads to draw street frames from.
     """
     import time
 
-    from ..data import pose_paths
-    from ..localizer.index import index_map
+    from ..localizer.index import index_map, zoomable
     from ..model.search import as_features
     from ..progress import bar
-    from .errors import TrainError
-    from .samples import ROLES
+    from .samples import aerial_samples, street_samples
 
     started = time.monotonic()
-    grid = mapdir.grid
-    cfg = map_aerial_config(model, train_config)
+    model = zoomable(mapdir, model)
+    street = bool(train_config.get("street")) and not train_config.get("aerial")
     device = next(model.decoder.parameters()).device
     feats = as_features(index_map(mapdir, model, progress=bar("indexing map views", quiet, unit="batch")), device)
-    orthos = [source_ortho(mapdir, cfg.max_footprint_m(grid), None)]
-    rng = np.random.default_rng([seed, 29])
-    xs, poses = [], []
-    for images, batch_poses, _ in covered_frames(orthos, grid, frames, rng, cfg, "all", heldout_cells(grid, 0.0)):
-        xs.append(model.encode_queries(list(images)).cpu().numpy())
-        poses += batch_poses
-    east_north = np.array([[p.east_m, p.north_m] for p in poses])
-    val = Samples(np.concatenate(xs), pose_paths(grid, poses), east_north, np.full(len(poses), ROLES.index("calib")))
-    calibration = calibrate(model, feats, val, grid)
+    if street:  # street frames of the map's own 3D world: its raster over its surface, on its roads
+        street_cfg = replace(StreetConfig.trained(model.cfg.encoder.image_px, train_config), holdout_share=0.0)
+        dsm = mapdir.path / SURFACE_FILE if mapdir.has_surface else None
+        try:
+            val = street_samples(mapdir, model, street_cfg, 0, frames, seed, [None], dsm, None, quiet, roles=("calib",))
+        except DataError as exc:
+            raise TrainError(
+                f"{mapdir.path}: no street frames to calibrate a street model on ({exc}; a map built with --dsm and "
+                f"the roads as NAME_roads.geojson beside its raster NAME.tif give them)"
+            ) from None
+    else:
+        cfg = map_aerial_config(model, train_config)
+        val = aerial_samples(mapdir, model, cfg, 0, frames, seed, quiet=quiet, roles=("calib",))
+    poses = val.east_north
+    calibration = calibrate(model, feats, val, mapdir.grid)
     if calibration is None:
         raise TrainError(f"{len(poses)} frames of {mapdir.path}: too few to calibrate ({MIN_FRAMES} needed)")
-    fitted = calibrate_registration(mapdir, cfg, (), seed=seed)
-    if fitted is not None:
-        calibration = fitted.applied_to(calibration)
+    if not street:  # street frames are registered on the ground plane, whose sigma is its own (localizer.ground)
+        fitted = calibrate_registration(mapdir, cfg, (), seed=seed)
+        if fitted is not None:
+            calibration = fitted.applied_to(calibration)
     seconds = time.monotonic() - started
     record = {
         "model": str(model.source) if model.source else None,
@@ -268,17 +278,38 @@ def calibrate_map(
     return MapCalibration(calibration, path, seconds)
 
 
-def ensure_calibrated(mapdir: MapDir, model: str | Path, quiet: bool = False) -> MapCalibration | None:
-    """A general checkpoint's calibration for ``mapdir``, fit now when the map has none (None: nothing to do).
+def ensure_calibrated(
+    mapdir: MapDir,
+    model: str | Path | tuple[ZoomModel, dict],
+    quiet: bool = False,
+) -> MapCalibration | None:
+    """A general model's calibration for ``mapdir``, fit now when the map has none (None: nothing to do).
 
+    ``model``: a checkpoint, or one already loaded (``load_checkpoint``'s pair), which is then not read again.
     Map-specific checkpoints carry their own, and export folders the one
-    they were exported with; neither is touched.
+    they were exported with; neither is touched (nor rebuilt: only the checkpoint's config is read).
+    A street model on a map that gives no street frames (no heights or roads) stays uncalibrated, with a
+    warning: its frames are registered on the ground plane all the same.
     """
+    from ..localizer.index import zoomable
     from ..model import load_checkpoint
+    from ..model.zoom import read_checkpoint
 
-    if Path(model).is_dir():
+    if isinstance(model, tuple):
+        loaded, extra = model
+    elif Path(model).is_dir() or not (read_checkpoint(model).get("config") or {}).get("general"):
         return None
-    loaded, extra = load_checkpoint(model)
+    else:
+        loaded, extra = load_checkpoint(model)
+    if loaded.cfg.general:
+        loaded = zoomable(mapdir, loaded)  # its digest is the cut model's on a map of fewer levels
     if not loaded.cfg.general or mapdir.load_calibration(loaded.digest()) is not None:
         return None
-    return calibrate_map(mapdir, loaded, extra.get("train_config") or {}, quiet=quiet)
+    train_config = extra.get("train_config") or {}
+    try:
+        return calibrate_map(mapdir, loaded, train_config, quiet=quiet)
+    except TrainError as exc:
+        if not train_config.get("street"):
+            raise
+        log.warning("%s; the street model runs uncalibrated on it", exc)  # its frames are registered all the same
+        return None

@@ -8,7 +8,7 @@ one is ``models/general-aerial.yaml``)::
     grid: 4                     # every place's map: grid x grid children,
     levels: 2                   # this many levels,
     view_px: 224                # views of this many pixels
-    train: {image_px: 128, footprint_cells: [1, 8]}   # TrainConfig options
+    train: {image_px: 128, footprint_cells: [1, 8]}   # TrainConfig options (street: true for a street-level model)
     places:
       - name: world-1
         scene: {seed: 1, gsd_m: 0.5, size_px: 2048}  # a generated world: map of its summer, frames of its autumn too
@@ -165,6 +165,10 @@ class Recipe:
                     f"(--data-dir or ${DATA_ENV}) that holds them"
                 )
             places.append(place)
+        if train.get("street"):
+            flat = [p.name for p in places if p.scene_seed is None and p.dsm is None]
+            if flat:
+                raise TrainError(f"{path}: a street recipe's places need heights: {', '.join(flat)} has no dsm")
         grid, levels, view_px = (int(doc.get(k, d)) for k, d in (("grid", 4), ("levels", 2), ("view_px", 224)))
         return cls(path, grid, levels, train, tuple(places), view_px)
 
@@ -254,7 +258,8 @@ def train_general(
     options = {**recipe.train, **(overrides or {})}
     quiet = bool(options.get("quiet", False))
     places = prepare_places(recipe, work, quiet)
-    base = TrainConfig(map=places[0][1].path, out=Path(out), aerial=True, **options)
+    street = bool(options.get("street", False))  # street-level frames only; otherwise downward ones
+    base = TrainConfig(map=places[0][1].path, out=Path(out), aerial=not street, **options)
     if base.threads:
         torch.set_num_threads(base.threads)
     dist = Dist.start(torch.device(base.device))
@@ -278,6 +283,7 @@ def train_general(
                 query_rasters=place.query_rasters,
                 samples=place.samples,
                 val_samples=place.val_samples,
+                dsm=place.dsm if street else None,  # a raster place's heights, which street frames stand in
             )
             samples = encoded_samples(cfg, mapdir, model, dist, None)
             samples.view_offset = np.full(len(samples.x), start, np.int64)
@@ -316,7 +322,9 @@ def train_general(
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {base.device}",
                 "validation": history[-1] if history else {},
             }
-            save_checkpoint(base.out, model, {"train_config": base.to_dict(), "general": record}, weights)
+            # no map and no paths of this machine: the places are in the record, by name
+            options = base.to_dict() | {"map": "", "out": base.out.name}
+            save_checkpoint(base.out, model, {"train_config": options, "general": record}, weights)
     finally:
         dist.stop()
     last = history[-1] if history else {}

@@ -151,6 +151,12 @@ def prefetched(items: Iterator, depth: int = 2) -> Generator:
                 thread.join(0.01)
 
 
+def _parts(val_split: str, n_val: int, n_train: int, roles: Sequence[str]) -> list[tuple[str, str, int]]:
+    """(role, split, count) of each part a sampler makes, validation first, ``roles`` only."""
+    parts = (("val", val_split, n_val), ("calib", "all", n_val), ("train", "train", n_train))
+    return [part for part in parts if part[0] in roles]
+
+
 def aerial_samples(
     mapdir: MapDir,
     model: ZoomModel,
@@ -161,6 +167,7 @@ def aerial_samples(
     deadline_s: float | None = None,
     quiet: bool = False,
     query_rasters: Sequence[str | Path] = (),
+    roles: Sequence[str] = ROLES,
 ) -> Samples:
     """Render and encode aerial frames.
 
@@ -183,9 +190,10 @@ def aerial_samples(
             stop early (once there are 256); None: never.
         quiet: no progress bar.
         query_rasters: other rasters of the map's region (dates, sensors).
+        roles: the parts to make (a map's calibration needs only "calib").
 
     Returns:
-        The validation samples, the calibration ones, then the training ones.
+        The validation samples, the calibration ones, then the training ones (of ``roles``).
     """
     grid = mapdir.grid
     pad_m = cfg.max_footprint_m(grid)
@@ -194,7 +202,7 @@ def aerial_samples(
     rng = np.random.default_rng(seed)
     parts = []
     val_split = "heldout" if cfg.holdout_share > 0 else "all"
-    for role, split, count in (("val", val_split, n_val), ("calib", "all", n_val), ("train", "train", n_train)):
+    for role, split, count in _parts(val_split, n_val, n_train, roles):
         xs: list[np.ndarray] = []
         poses_done: list[CameraPose] = []
         batches = prefetched(covered_frames(orthos, grid, count, rng, cfg, split, heldout))
@@ -209,8 +217,8 @@ def aerial_samples(
                     break
         batches.close()
         east_north = np.array([[p.east_m, p.north_m] for p in poses_done])
-        roles = np.full(len(poses_done), ROLES.index(role), np.int8)
-        parts.append(Samples(np.concatenate(xs), pose_paths(grid, poses_done), east_north, roles))
+        role_ids = np.full(len(poses_done), ROLES.index(role), np.int8)
+        parts.append(Samples(np.concatenate(xs), pose_paths(grid, poses_done), east_north, role_ids))
     return Samples.concat(parts)
 
 
@@ -225,6 +233,7 @@ def street_samples(
     dsm: Path | None = None,
     roads: Path | None = None,
     quiet: bool = False,
+    roles: Sequence[str] = ROLES,
 ) -> Samples:
     """Render and encode street-level frames (:mod:`jzi_ros.data.street`).
 
@@ -232,9 +241,10 @@ def street_samples(
     map's own) drawn at random; validation frames lie in the held-out cells
     (anywhere when none is), calibration frames anywhere, training frames
     outside the held-out cells; the label is the cell that holds the camera.
+    ``roles``: the parts to make, as :func:`aerial_samples`'s.
 
     Returns:
-        The validation samples, the calibration ones, then the training ones.
+        The validation samples, the calibration ones, then the training ones (of ``roles``).
     """
     grid = mapdir.grid
     worlds = [street_world(mapdir, r, dsm) for r in rasters]
@@ -243,7 +253,7 @@ def street_samples(
     rng = np.random.default_rng([seed, 5])
     parts = []
     val_split = "heldout" if cfg.holdout_share > 0 else "all"
-    for role, split, count in (("val", val_split, n_val), ("calib", "all", n_val), ("train", "train", n_train)):
+    for role, split, count in _parts(val_split, n_val, n_train, roles):
         xs: list[np.ndarray] = []
         poses: list[np.ndarray] = []
         batches = prefetched(street_frames(worlds, network, grid, count, rng, cfg, split, heldout))
@@ -255,19 +265,14 @@ def street_samples(
         batches.close()
         east_north = np.concatenate(poses)[:, :2]
         paths, _ = grid.paths_at_m(east_north[:, 0], east_north[:, 1])
-        roles = np.full(len(east_north), ROLES.index(role), np.int8)
-        parts.append(Samples(np.concatenate(xs), paths, east_north, roles))
+        role_ids = np.full(len(east_north), ROLES.index(role), np.int8)
+        parts.append(Samples(np.concatenate(xs), paths, east_north, role_ids))
     return Samples.concat(parts)
 
 
 def street_config(config: TrainConfig) -> StreetConfig:
     """How street frames are rendered for a training run."""
-    return StreetConfig(
-        image_px=config.image_px * (2 if config.query == "halves" else 1),
-        panorama=config.street_panorama,
-        holdout_share=config.holdout,
-        holdout_by_area=config.holdout_by_area,
-    )
+    return StreetConfig.trained(config.image_px, config.to_dict())
 
 
 def geotagged_samples(

@@ -20,7 +20,7 @@ import torch
 from ..errors import JziError
 from ..geo import MapDir
 from ..localizer import Calibration
-from ..localizer.index import check_region, index_map
+from ..localizer.index import index_map, zoomable
 from ..model import ZoomModel, load_checkpoint, save_checkpoint
 from ..model.search import as_features
 from ..model.zoom import read_checkpoint
@@ -136,7 +136,7 @@ def initial_model(config: TrainConfig, init: Path, mapdir: MapDir) -> ZoomModel:
     if was != config.heading_known:
         raise TrainError(f"init {init} was trained {'with' if was else 'without'} heading_known; so must this run be")
     try:
-        check_region(mapdir, model)
+        model = zoomable(mapdir, model)  # a general model: onto a map of at most its levels
     except JziError as exc:
         raise TrainError(f"init {init}: {exc}") from None
     mine = (config.image_px, config.tokens, config.dim, config.depth, config.encoder)

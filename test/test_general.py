@@ -15,6 +15,7 @@ from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir, MapError
 from jzi_ros.localizer import Localizer, LocalizerConfig
 from jzi_ros.localizer.estimate import inside_ellipse_95
+from jzi_ros.localizer.index import zoomable
 from jzi_ros.localizer.refine import RefineConfig
 from jzi_ros.model import load_checkpoint
 from jzi_ros.model.zoom import read_checkpoint
@@ -123,6 +124,7 @@ def test_general_model_zooms_through_a_map_of_fewer_levels(general: Path, tmp_pa
     assert torch.allclose(cut(query, views[:, :1], torch.zeros(3, 0, dtype=torch.long))[:, 0], first, atol=1e-5)
 
     mapdir = build_map([utm_tif], tmp_path / "m", grid=2, levels=1, view_px=64)
+    assert zoomable(mapdir, model).cfg.decoder.levels == 1 and model.cfg.decoder.levels == 2  # a cut copy
     done = ensure_calibrated(mapdir, general, quiet=True)  # calibrated as the cut model it is on this map
     assert done is not None and ensure_calibrated(mapdir, general) is None
     loc = Localizer(mapdir, general)

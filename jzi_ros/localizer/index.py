@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -45,7 +46,11 @@ def check_region(mapdir: MapDir, model: ZoomModel | dict, general: bool | None =
 
 
 def zoomable(mapdir: MapDir, model: ZoomModel) -> ZoomModel:
-    """``model``, made to zoom through ``mapdir``: a general model cut, in place, to a map of fewer levels.
+    """``model``, made to zoom through ``mapdir``: itself, or a copy cut to the map's levels.
+
+    A general model on a map of fewer levels than its own zooms through its
+    first levels (:meth:`~jzi_ros.model.ZoomModel.first_levels`); the model
+    given is left as it is.
 
     Raises:
         MapError: the model cannot zoom through the map (:func:`check_region`).
@@ -53,7 +58,7 @@ def zoomable(mapdir: MapDir, model: ZoomModel) -> ZoomModel:
     check_region(mapdir, model)
     if model.cfg.general and mapdir.grid.levels < model.cfg.decoder.levels:
         log.info("the general model zooms through its first %d levels on map %s", mapdir.grid.levels, mapdir.path)
-        model.first_levels(mapdir.grid.levels)
+        return copy.deepcopy(model).first_levels(mapdir.grid.levels)
     return model
 
 

@@ -305,7 +305,7 @@ def evaluate_zoom(config: EvalConfig) -> ZoomReport:
     feats = index_map(mapdir, model, progress=bar("indexing map", config.quiet, unit="batch"))
     views = ViewTokens.project(model.decoder, feats, device=config.device)
     calibration = map_calibration(mapdir, extra, model.digest(), model.cfg.general)  # the map's own, if any
-    if not calibration.fitted:
+    if not calibration.fitted and not model.cfg.general:  # a general one's is the map's: map_calibration warned
         log.warning("%s holds no calibration: covariance and confidence are the search's own", config.model)
     sources = load_queries(config, mapdir, model.cfg.encoder.image_px, train_args)
     flat = flat_baselines(config, mapdir, model, train_args) if config.flat else {}

@@ -74,6 +74,15 @@ def _has_topic(bag: Path, topic: str) -> bool:
         return False
 
 
+def _calibrate(map_dir: Path, model: Path, quiet: bool) -> None:
+    """Calibrate a shipped general model for the map (once), saying so."""
+    calibrated = ensure_calibrated(MapDir(map_dir), model, quiet)
+    if calibrated is None:
+        print(f"reusing the calibration of {model.name} in {map_dir}")
+    else:
+        print(f"calibrated {model.name} for the map in {calibrated.seconds:.0f} s: wrote {calibrated.path}")
+
+
 def _step(n: int, text: str) -> None:
     print(f"\n[{n}/6] {text}", flush=True)
 
@@ -117,11 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     _step(3, f"model: the shipped general model, calibrated for this map; then a {args.steps}-step fine-tune of it")
     general = shipped_model()
-    calibrated = ensure_calibrated(MapDir(map_dir), general, quiet)
-    if calibrated is None:
-        print(f"reusing the calibration of {general.name} in {map_dir}")
-    else:
-        print(f"calibrated {general.name} for the map in {calibrated.seconds:.0f} s: wrote {calibrated.path}")
+    _calibrate(map_dir, general, quiet)
     if tuned.exists():
         print(f"reusing {tuned}")
     else:
@@ -207,11 +212,7 @@ def _ground_robot(out: Path, autumn: Path, map_dir: Path, quiet: bool) -> Path:
     Returns the picture of a street frame beside the map with its estimate.
     """
     model = shipped_model("general-street")
-    calibrated = ensure_calibrated(MapDir(map_dir), model, quiet)  # from the map's own street frames
-    if calibrated is None:
-        print(f"reusing the calibration of {model.name} in {map_dir}")
-    else:
-        print(f"calibrated {model.name} for the map in {calibrated.seconds:.0f} s: wrote {calibrated.path}")
+    _calibrate(map_dir, model, quiet)  # from the map's own street frames
     region = MapDir(map_dir).grid
     bag = out / "drive_autumn"
     config = FlightConfig(

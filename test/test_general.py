@@ -276,3 +276,30 @@ def test_a_general_street_model_registers_on_the_ground_and_is_calibrated_with_s
     with pytest.raises(TrainError, match="no street frames to calibrate a street model on"):
         calibrate_map(flat, *load_checkpoint(result.out)[:1], {"street": True}, quiet=True)
     assert ensure_calibrated(flat, result.out, quiet=True) is None  # it runs uncalibrated there, with a warning
+
+
+def test_flat_retrieval_beside_a_general_model_renders_a_fixed_number_of_the_maps_frames(
+    general: Path, trained, monkeypatch
+) -> None:
+    import jzi_ros.evaluation.zoom as zoom
+
+    map_dir, _, _ = trained
+    model, extra = load_checkpoint(general)
+    asked: list[int] = []
+
+    class EnoughError(Exception):
+        pass
+
+    def render(*args, count: int, **kwargs):
+        asked.append(count)
+        raise EnoughError
+
+    monkeypatch.setattr(zoom, "render_queries", render)
+    for flat_samples, expected in ((None, zoom.FLAT_SAMPLES_GENERAL), (8, 8)):
+        config = zoom.EvalConfig(
+            map_dir, general, map_dir / "unused", aerial=True, flat=True, flat_samples=flat_samples
+        )
+        with pytest.raises(EnoughError):  # the general model's training frames are of other places: never used
+            zoom._flat_training_frames(config, MapDir(map_dir), model, "aerial", extra["train_config"])
+        assert asked[-1] == expected
+    assert extra["train_config"]["samples"] != zoom.FLAT_SAMPLES_GENERAL  # not the training's count

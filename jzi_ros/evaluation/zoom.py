@@ -219,13 +219,18 @@ def render_queries(
     return street_queries(mapdir, street, count, seed, split, holdout_seed, raster, config.dsm, config.roads)
 
 
+FLAT_SAMPLES_GENERAL = 6000
+"""Frames of the map that train flat retrieval's heads beside a general model (which never trained on the map)."""
+
+
 def flat_baselines(config: EvalConfig, mapdir: MapDir, model: ZoomModel, train_args: dict) -> dict[str, FlatRetrieval]:
     """Flat retrieval per kind of rendered query ("aerial", "street"), trained on the zoom's own training data.
 
     Its heads learn from the very frames the model was trained on (their encoded features, cached beside the
     checkpoint by ``jzi train``) when that cache is there and holds only this kind of frame and
-    ``config.flat_samples`` is not given; otherwise from as many new frames of the map's raster, outside the
-    cells training held out, drawn with another seed than the queries.
+    ``config.flat_samples`` is not given; otherwise from as many new frames of the map's raster (a general
+    model's training holds none of this map: :data:`FLAT_SAMPLES_GENERAL`), outside the cells training held
+    out, drawn with another seed than the queries.
     """
     terminal = encode_terminal_views(mapdir, model, bar("flat retrieval: terminal views", config.quiet))[0]
     kinds = [k for k, asked in (("aerial", config.aerial), ("street", config.street)) if asked]
@@ -259,7 +264,12 @@ def _flat_training_frames(
             samples = Samples.load(cache).part("train")
             log.info("flat retrieval: trained on the model's own %d training frames (%s)", len(samples.x), cache)
             return torch.from_numpy(samples.x.astype(np.float32)), samples.paths, "the model's training frames"
-    count = config.flat_samples or int(train_args.get("samples", config.samples))
+    if config.flat_samples:
+        count = config.flat_samples
+    elif model.cfg.general:  # its training drew frames of many places, none of this map
+        count = FLAT_SAMPLES_GENERAL
+    else:
+        count = int(train_args.get("samples", config.samples))
     log.info("flat retrieval: rendering %d %s frames of the map's raster to train its heads", count, kind)
     image_px = model.cfg.encoder.image_px
     frames = render_queries(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..evaluation import EvalConfig, evaluate_zoom, format_table
 from ..evaluation.fine_stage import fine_table
+from ..evaluation.zoom import FLAT_SAMPLES_GENERAL
 from ..localizer import DEFAULT_MIN_CONFIDENCE
 from ..localizer.refine import IMU_SIGMAS_DEG
 from ..share import resolve_model
@@ -72,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--flat-samples",
         type=int,
-        help="frames of the map's raster that train flat retrieval's heads (default: as many as the model's training)",
+        help="frames of the map's raster that train flat retrieval's heads (default: as many as the model's "
+        f"training; {FLAT_SAMPLES_GENERAL} beside a general model)",
     )
     p.add_argument(
         "--flat-scale-km",

@@ -303,3 +303,22 @@ def test_flat_retrieval_beside_a_general_model_renders_a_fixed_number_of_the_map
             zoom._flat_training_frames(config, MapDir(map_dir), model, "aerial", extra["train_config"])
         assert asked[-1] == expected
     assert extra["train_config"]["samples"] != zoom.FLAT_SAMPLES_GENERAL  # not the training's count
+
+
+def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained, tmp_path: Path) -> None:
+    import shutil
+
+    from jzi_ros.data.scene import SceneSpec, write_scene
+
+    map_dir, _, _ = trained
+    shutil.copytree(map_dir, tmp_path / "map")  # the session's map keeps its calibration as the other tests left it
+    mapdir = MapDir(tmp_path / "map")
+    autumn = write_scene(tmp_path / "autumn.tif", SceneSpec(size_px=512, seed=11, season="autumn"))
+    model, extra = load_checkpoint(general)
+    own = calibrate_map(mapdir, model, extra["train_config"], frames=120, quiet=True)
+    across = calibrate_map(mapdir, model, extra["train_config"], frames=120, quiet=True, query_rasters=[autumn])
+    record = mapdir.load_calibration(model.digest())
+    assert record["query_rasters"] == [str(autumn)]  # what it was fit across is recorded beside the fit
+    assert across.calibration != own.calibration  # the autumn frames were drawn and changed the fit
+    with pytest.raises(TrainError, match="no such raster"):
+        calibrate_map(mapdir, model, extra["train_config"], query_rasters=[tmp_path / "missing.tif"])

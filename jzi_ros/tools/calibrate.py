@@ -24,6 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", required=True, type=Path, help="map directory (jzi build-map)")
     add_model_argument(p)
     p.add_argument("--frames", type=int, default=MAP_FRAMES, help=f"frames to fit on (default {MAP_FRAMES})")
+    p.add_argument(
+        "--query-rasters",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="TIF",
+        help="the map's place at another date or from another sensor: calibration frames are drawn from them too, "
+        "so covariances and confidence fit that gap (default: the map's own raster only)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
@@ -32,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Calibrate, then print what was fit and where it went."""
     model, extra = load_checkpoint(resolve_model(args.model))
-    done = calibrate_map(MapDir(args.map), model, extra.get("train_config") or {}, args.frames, args.seed, args.quiet)
+    done = calibrate_map(
+        MapDir(args.map), model, extra.get("train_config") or {}, args.frames, args.seed, args.quiet, args.query_rasters
+    )
     cal = done.calibration
     print(
         f"calibrated on {cal.frames} frames in {done.seconds:.0f} s: temperature {cal.temperature:g}, covariance "

@@ -13,7 +13,7 @@ the camera took them, as the localizer's refinement does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
+from ..data.aerial import query_raster_problem
 from ..data.augment import domain, photometric
 from ..data.errors import DataError
 from ..data.street import StreetConfig
@@ -217,6 +218,7 @@ def calibrate_map(
     frames: int = MAP_FRAMES,
     seed: int = 0,
     quiet: bool = False,
+    query_rasters: Sequence[Path] = (),
 ) -> MapCalibration:
     """Fit the model's calibration for this map from the map's own rendered frames, and store it in the map.
 
@@ -226,13 +228,17 @@ def calibrate_map(
     with the training's domain changes standing in for another year or sensor)
     are encoded and searched as the localizer would, and :func:`calibrate`
     fits temperature, covariance scale and confidence; the registration's
-    scales follow (:func:`calibrate_registration`, without the model). The
+    scales follow (:func:`calibrate_registration`, without the model). With
+    ``query_rasters`` (the same place at another date or from another sensor)
+    the frames are drawn from them as well as from the map's raster, so the
+    fit sees that gap, as ``jzi train --query-rasters`` does. The
     record goes to ``calibrations/<model digest>.yaml`` of the map, where the
     localizer finds it. Indexes the map for the model first when it has not been.
 
     Raises:
-        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`), or a street model's map
-            has no heights or roads to draw street frames from.
+        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`), a street model's map
+            has no heights or roads to draw street frames from, or a query raster does not exist.
+        DataError: a query raster covers too little of the map's region (:func:`~jzi_ros.data.source_ortho`).
     """
     import time
 
@@ -241,6 +247,9 @@ def calibrate_map(
     from ..progress import bar
     from .samples import aerial_samples, street_samples
 
+    problem = query_raster_problem(query_rasters, rendered=True)
+    if problem:
+        raise TrainError(f"{mapdir.path}: {problem}")
     started = time.monotonic()
     model = zoomable(mapdir, model)
     street = bool(train_config.get("street")) and not train_config.get("aerial")
@@ -250,7 +259,10 @@ def calibrate_map(
         street_cfg = replace(StreetConfig.trained(model.cfg.encoder.image_px, train_config), holdout_share=0.0)
         dsm = mapdir.path / SURFACE_FILE if mapdir.has_surface else None
         try:
-            val = street_samples(mapdir, model, street_cfg, 0, frames, seed, [None], dsm, None, quiet, roles=("calib",))
+            sources = [None, *query_rasters]  # None: the map's own raster
+            val = street_samples(
+                mapdir, model, street_cfg, 0, frames, seed, sources, dsm, None, quiet, roles=("calib",)
+            )
         except DataError as exc:
             raise TrainError(
                 f"{mapdir.path}: no street frames to calibrate a street model on ({exc}; a map built with --dsm and "
@@ -258,19 +270,22 @@ def calibrate_map(
             ) from None
     else:
         cfg = map_aerial_config(model, train_config)
-        val = aerial_samples(mapdir, model, cfg, 0, frames, seed, quiet=quiet, roles=("calib",))
+        val = aerial_samples(
+            mapdir, model, cfg, 0, frames, seed, quiet=quiet, query_rasters=query_rasters, roles=("calib",)
+        )
     poses = val.east_north
     calibration = calibrate(model, feats, val, mapdir.grid)
     if calibration is None:
         raise TrainError(f"{len(poses)} frames of {mapdir.path}: too few to calibrate ({MIN_FRAMES} needed)")
     if not street:  # street frames are registered on the ground plane, whose sigma is its own (localizer.ground)
-        fitted = calibrate_registration(mapdir, cfg, (), seed=seed)
+        fitted = calibrate_registration(mapdir, cfg, tuple(query_rasters), seed=seed)
         if fitted is not None:
             calibration = fitted.applied_to(calibration)
     seconds = time.monotonic() - started
     record = {
         "model": str(model.source) if model.source else None,
         "frames": len(poses),
+        "query_rasters": [str(r) for r in query_rasters],
         "seconds": round(seconds, 1),
         "calibration": calibration.to_dict(),
     }

@@ -305,7 +305,7 @@ def test_flat_retrieval_beside_a_general_model_renders_a_fixed_number_of_the_map
     assert extra["train_config"]["samples"] != zoom.FLAT_SAMPLES_GENERAL  # not the training's count
 
 
-def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained, tmp_path: Path) -> None:
+def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained, tmp_path: Path, capsys) -> None:
     import shutil
 
     from jzi_ros.data.scene import SceneSpec, write_scene
@@ -322,3 +322,11 @@ def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained,
     assert across.calibration != own.calibration  # the autumn frames were drawn and changed the fit
     with pytest.raises(TrainError, match="no such raster"):
         calibrate_map(mapdir, model, extra["train_config"], query_rasters=[tmp_path / "missing.tif"])
+
+    from jzi_ros.tools.cli import main
+
+    argv = ["calibrate", "--map", str(mapdir.path), "--model", str(general), "--frames", "60", "--quiet"]
+    assert main([*argv, "--query-rasters", str(autumn)]) == 0
+    assert f"frames (the map's raster and {autumn})" in capsys.readouterr().out  # says what it was fit across
+    assert main([*argv, "--query-rasters", str(tmp_path / "missing.tif")]) == 2  # one line, no traceback
+    assert "no such raster" in capsys.readouterr().err

@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
         MapDir(args.map), model, extra.get("train_config") or {}, args.frames, args.seed, args.quiet, args.query_rasters
     )
     cal = done.calibration
+    across = f" (the map's raster and {', '.join(str(r) for r in args.query_rasters)})" if args.query_rasters else ""
     print(
-        f"calibrated on {cal.frames} frames in {done.seconds:.0f} s: temperature {cal.temperature:g}, covariance "
-        f"x {cal.covariance_scale:.2f}, confidence {cal.confidence_weight:.2f} logit + {cal.confidence_bias:.2f}, "
-        f"registration x {cal.registration_scale:.2f} ({cal.registration_frames} verified frames)"
+        f"calibrated on {cal.frames} frames{across} in {done.seconds:.0f} s: temperature {cal.temperature:g}, "
+        f"covariance x {cal.covariance_scale:.2f}, confidence {cal.confidence_weight:.2f} logit + "
+        f"{cal.confidence_bias:.2f}, registration x {cal.registration_scale:.2f} "
+        f"({cal.registration_frames} verified frames)"
     )
     print(f"wrote {done.path}")
     return 0

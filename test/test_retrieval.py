@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from jzi_ros.evaluation.errors import EvaluationError
-from jzi_ros.evaluation.retrieval import FlatRetrieval, terminal_number, terminal_paths
+from jzi_ros.evaluation.retrieval import FlatRetrieval
+from jzi_ros.geo import terminal_number, terminal_paths
 
 
 def test_terminal_numbers_and_paths_are_each_others_inverse_in_the_maps_row_major_order():

@@ -253,3 +253,47 @@ def test_fine_tuning_is_seeded_so_the_same_seed_gives_the_same_weights(trained, 
     assert torch.equal(_weights(a.model), _weights(b.model))
     assert not torch.equal(_weights(a.model), _weights(c.model))
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
+def test_child_tokens_from_the_childrens_own_views_are_indexed_trained_and_localize(trained, tmp_path):
+    from jzi_ros.geo import feature_key, terminal_number
+    from jzi_ros.localizer import Localizer
+    from jzi_ros.localizer.index import encode_terminal_views
+
+    map_dir, base_model, _ = trained
+    copy = shutil.copytree(map_dir, tmp_path / "map")
+    config = TrainConfig(
+        map=copy, out=tmp_path / "views.pt", aerial=True, image_px=64, samples=1200, val_samples=100,
+        footprint_cells=(1.0, 2.0), holdout=0.0, max_steps=300, batch=64, dim=64, depth=2, tokens="views", quiet=True,
+    )  # fmt: skip
+    result = train(config)
+    model = result.model.cpu()
+    assert model.cfg.decoder.tokens == "views"
+    mapdir = MapDir(copy)
+    # stored apart from the patch-pooled features of the same encoder
+    assert feature_key(model.feature_identity()) != feature_key(model.identity())
+    feats = mapdir.load_features(model.feature_identity())
+    pooled = mapdir.load_features(load_checkpoint(base_model)[0].identity())
+    assert np.array_equal(feats[:, 0], pooled[:, 0])  # the views' own global tokens are the same
+    g = mapdir.grid
+    # the root's children are the level-1 views, and a level-1 view's children the terminal cells' own views
+    assert np.array_equal(feats[0, 1:], feats[1 : 1 + g.actions, 0])
+    terminal = encode_terminal_views(mapdir, model)[0].numpy()
+    for view in range(1, g.num_views):
+        path = g.path_of_view(view)
+        for c in range(g.actions):
+            t = int(terminal_number(np.array(path + (c,)), g.actions))
+            np.testing.assert_allclose(feats[view, 1 + c], terminal[t], atol=2e-2, rtol=1e-2)  # float16
+    assert not np.allclose(feats[1:, 1:], pooled[1:, 1:], atol=0.1)  # not the patches pooled
+    assert result.validation["path_acc"] > 0.5  # it learns to zoom through them
+    # the localizer reads the same features and zooms frames of the map into their own cells
+    from jzi_ros.data.aerial import posed_frames_over_map
+    from jzi_ros.localizer import LocalizerConfig
+    from jzi_ros.localizer.refine import RefineConfig
+
+    loc = Localizer(copy, result.out, config=LocalizerConfig(beam=4, refine=RefineConfig(enabled=False)))
+    hits = []
+    for frame, pose in posed_frames_over_map(mapdir, 64, 20, footprint_cells=1.5, seed=4):
+        est = loc.localize(frame)
+        hits.append(np.hypot(est.east_m - pose.east_m, est.north_m - pose.north_m) < g.terminal_size_m)
+    assert np.mean(hits) > 0.5  # 16 cells: chance is 1 in 16

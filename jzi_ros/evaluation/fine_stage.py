@@ -38,13 +38,13 @@ from tqdm import tqdm
 
 from ..data.aerial import heldout_cells
 from ..data.street import StreetConfig, street_frames, street_roads, street_world
-from ..geo import CameraPose, MapDir
+from ..geo import CameraPose, MapDir, terminal_number, terminal_paths
 from ..localizer.ground import GroundRegistrar
+from ..localizer.index import encode_terminal_views
 from ..localizer.refine import Attitude
 from ..model import ZoomModel, load_checkpoint
 from ..progress import bar
 from .errors import EvaluationError
-from .retrieval import encode_terminal_views, terminal_number, terminal_paths
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,6 @@ zoom's stays a few decoder steps.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,68 +20,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from ..geo import MapDir
-from ..geo.grid import view_indices
-from ..geo.mapdir import view_bounds_m
-from ..model import ZoomModel
-from ..progress import Progress
 from .errors import EvaluationError
 
 EMBED_DIM = 128
 """Width of the shared embedding (the zoom decoder's default width)."""
-
-
-def terminal_paths(index: np.ndarray, actions: int, levels: int) -> np.ndarray:
-    """Terminal view numbers (...) in the map's row-major order -> their paths (..., levels) [actions]."""
-    index = np.asarray(index, np.int64)
-    digits = [(index // actions ** (levels - 1 - k)) % actions for k in range(levels)]
-    return np.stack(digits, axis=-1)
-
-
-def terminal_number(paths: np.ndarray, actions: int) -> np.ndarray:
-    """Terminal paths (..., levels) -> their numbers in the map's row-major order (:func:`terminal_paths` inverted)."""
-    paths = np.asarray(paths, np.int64)
-    return view_indices(paths, actions) - sum(actions**j for j in range(paths.shape[-1]))
-
-
-def terminal_views(mapdir: MapDir, progress: Progress | None = None) -> Iterator[np.ndarray]:
-    """Every terminal cell's own overhead view (view_px square, with the map's context margin), in the map's order.
-
-    A map holds views of the cells the zoom looks into, not of the terminal cells; these are read from its
-    orthophoto pyramid at the views' size, as a flat retrieval system would tile the map.
-
-    Raises:
-        EvaluationError: The map has no pyramid.
-    """
-    if not mapdir.has_pyramid:
-        raise EvaluationError(f"{mapdir.path} has no orthophoto pyramid, which flat retrieval's views come from")
-    grid = mapdir.grid
-    count = grid.actions**grid.levels
-    iterate = progress or (lambda it, total: it)
-    with mapdir.pyramid() as pyramid:
-        for number in iterate(range(count), count):
-            bounds = view_bounds_m(grid, tuple(terminal_paths(number, grid.actions, grid.levels)), mapdir.margin)
-            rgb, _ = pyramid.read(bounds, (bounds.east_m - bounds.west_m) / mapdir.view_px)
-            yield rgb
-
-
-def encode_terminal_views(
-    mapdir: MapDir, model: ZoomModel, progress: Progress | None = None, batch: int = 32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every terminal view (:func:`terminal_views`) under the model's encoder: global (T, F), child tokens (T, g*g, F).
-
-    Encoded ``batch`` views at a time, so a large map's views are never all in memory.
-    """
-    pooled, children = [], []
-    views = terminal_views(mapdir, progress)
-    while True:
-        chunk = list(itertools.islice(views, batch))
-        if not chunk:
-            break
-        p, c = model.encode(chunk, batch=batch)
-        pooled.append(p)
-        children.append(c)
-    return torch.cat(pooled), torch.cat(children)
 
 
 @dataclass

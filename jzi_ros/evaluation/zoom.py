@@ -35,10 +35,10 @@ from tqdm import tqdm
 
 from ..data import query_raster_problem
 from ..data.street import StreetConfig
-from ..geo import MapDir
+from ..geo import MapDir, terminal_number, terminal_paths
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, index_map
 from ..localizer.calibration import map_calibration
-from ..localizer.index import zoomable
+from ..localizer.index import encode_terminal_views, zoomable
 from ..localizer.refine import Refiner
 from ..model import ZoomModel, beam_search, load_checkpoint
 from ..model.search import ViewTokens
@@ -57,7 +57,7 @@ from .queries import (
     training_aerial_config,
 )
 from .registration import refined_metrics
-from .retrieval import EMBED_DIM, FlatRetrieval, encode_terminal_views, terminal_number, terminal_paths
+from .retrieval import EMBED_DIM, FlatRetrieval
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from ..lazy import lazy_attributes
 from .camera import CameraPose, Pinhole, ground_footprint, ground_to_image, image_to_ground
 from .errors import GeoError, MapError, OutsideRegionError, RasterError
 from .frame import LocalFrame
-from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid, view_indices
+from .grid import BoundsM, CellPath, LatLonBounds, ZoomGrid, terminal_number, terminal_paths, view_indices
 from .mapdir import MapDir, MapWriter, feature_key
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ __all__ = [
     "image_to_ground",
     "largest_square_region",
     "read_info",
+    "terminal_number",
+    "terminal_paths",
     "view_indices",
     "write_pyramid",
 ]

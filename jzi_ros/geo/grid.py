@@ -65,6 +65,24 @@ def view_indices(paths: ArrayT, actions: int) -> ArrayT:
     return number + offset
 
 
+def terminal_paths(index: np.ndarray, actions: int, levels: int) -> np.ndarray:
+    """Terminal cell numbers (...) in the map's row-major order -> their paths (..., levels) [actions].
+
+    The terminal cells (the children of the last level's views) follow the
+    views in breadth-first order: number t is view index
+    ``num_views + t`` of a map with one level more (:func:`view_indices`).
+    """
+    index = np.asarray(index, np.int64)
+    digits = [(index // actions ** (levels - 1 - k)) % actions for k in range(levels)]
+    return np.stack(digits, axis=-1)
+
+
+def terminal_number(paths: np.ndarray, actions: int) -> np.ndarray:
+    """Terminal paths (..., levels) -> their numbers in the map's row-major order (:func:`terminal_paths` inverted)."""
+    paths = np.asarray(paths, np.int64)
+    return view_indices(paths, actions) - sum(actions**j for j in range(paths.shape[-1]))
+
+
 @dataclass(frozen=True)
 class ZoomGrid:
     """A square region of ``size_m`` metres centred on (center_lat, center_lon) [deg].

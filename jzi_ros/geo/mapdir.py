@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,9 @@ import numpy as np
 import yaml
 
 from ..outputs import PARTIAL_MARKER, check_replaceable, start_partial
+from ..progress import Progress
 from .errors import MapError
-from .grid import BoundsM, CellPath, ZoomGrid
+from .grid import BoundsM, CellPath, ZoomGrid, terminal_paths
 
 if TYPE_CHECKING:
     from .pyramid import Pyramid
@@ -253,6 +255,25 @@ class MapDir:
     def view_bounds_m(self, index: int) -> BoundsM:
         """Area [m] view ``index`` shows in the local frame: its cell grown by the context margin."""
         return view_bounds_m(self.grid, self.grid.path_of_view(index), self.margin)
+
+    def terminal_views(self, progress: Progress | None = None) -> Iterator[np.ndarray]:
+        """Every terminal cell's own overhead view (view_px square, with the context margin), in row-major order.
+
+        The map holds views of the cells the zoom looks into, not of the terminal
+        cells; these are read from its orthophoto pyramid at the views' size (as
+        a flat retrieval system would tile the map), one at a time.
+
+        Raises:
+            MapError: The map has no pyramid (on the first view).
+        """
+        grid = self.grid
+        count = grid.actions**grid.levels
+        iterate = progress or (lambda it, total: it)
+        with self.pyramid() as pyramid:
+            for number in iterate(range(count), count):
+                bounds = view_bounds_m(grid, tuple(terminal_paths(number, grid.actions, grid.levels)), self.margin)
+                rgb, _ = pyramid.read(bounds, (bounds.east_m - bounds.west_m) / self.view_px)
+                yield rgb
 
     def mosaic(self, level: int) -> np.ndarray:
         """The cells of ``level`` side by side, each cropped to its own area (without the context margin).

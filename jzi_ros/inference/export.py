@@ -232,7 +232,7 @@ def export_for_map(checkpoint: str | Path, map_dir: str | Path | None, out: str 
     if map_dir is not None:
         mapdir = MapDir(map_dir)
         model = zoomable(mapdir, model)
-        feats, grid = mapdir.load_features(model.identity()), mapdir.grid.to_dict()
+        feats, grid = mapdir.load_features(model.feature_identity()), mapdir.grid.to_dict()
         calibration = map_calibration(mapdir, extra, model.digest(), model.cfg.general)  # the map's own, if any
         extra = {**extra, "calibration": calibration.to_dict()}
     return export_onnx(model, out, beam=beam, extra=extra, view_feats=feats, map_grid=grid)

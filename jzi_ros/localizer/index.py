@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..geo import MapDir, MapError, ZoomGrid
+from ..progress import Progress
 
 if TYPE_CHECKING:
-    from ..model import ZoomModel
+    import torch
 
-Progress = Callable[[Iterable[int], int], Iterable[int]]
+    from ..model import ZoomModel
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,40 @@ def zoomable(mapdir: MapDir, model: ZoomModel) -> ZoomModel:
     return model
 
 
+def encode_terminal_views(
+    mapdir: MapDir, model: ZoomModel, progress: Progress | None = None, batch: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every terminal cell's own view (:meth:`~jzi_ros.geo.MapDir.terminal_views`) encoded.
+
+    Returns the global features (T, F) and the child tokens (T, g*g, F).
+
+    Encoded ``batch`` views at a time, so a large map's views are never all in memory.
+    """
+    import torch
+
+    pooled, children = [], []
+    views = mapdir.terminal_views(progress)
+    while chunk := list(itertools.islice(views, batch)):
+        p, c = model.encode(chunk, batch=batch)
+        pooled.append(p)
+        children.append(c)
+    return torch.cat(pooled), torch.cat(children)
+
+
+def children_from_views(pooled: np.ndarray, terminal: np.ndarray, actions: int) -> np.ndarray:
+    """View features (N, 1 + g*g, F) whose child tokens are the children's own views' global features.
+
+    ``pooled`` (N, F): the global feature of every map view in breadth-first
+    order; ``terminal`` (g**L, F): every terminal cell's own view's, in the
+    map's order, which continues the breadth-first order one level down. So
+    child c of view i is row g*g * i + 1 + c of the two stacked.
+    """
+    every = np.concatenate([pooled, terminal])
+    n = len(pooled)
+    children = every[actions * np.arange(n)[:, None] + 1 + np.arange(actions)]  # (N, g*g, F)
+    return np.concatenate([pooled[:, None], children], axis=1)
+
+
 def index_map(
     mapdir: MapDir,
     model: ZoomModel,
@@ -72,12 +107,16 @@ def index_map(
 ) -> np.ndarray:
     """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the model's encoder.
 
-    Global token, then child tokens; stored in the map beside other encoders'
-    and reused when already there (``save`` False: only returned, e.g. to
+    Global token, then child tokens: the view's patch tokens pooled over each
+    child's area, or (a decoder of ``tokens="views"``) each child's own view's
+    global token, the terminal cells' read from the map's pyramid
+    (:func:`children_from_views`). Stored in the map beside other encoders'
+    under the model's :meth:`~jzi_ros.model.ZoomModel.feature_identity`, and
+    reused when already there (``save`` False: only returned, e.g. to
     validate an encoder being trained).
     """
     check_region(mapdir, model)
-    identity = model.identity()
+    identity = model.feature_identity()
     if not force:
         try:
             return mapdir.load_features(identity)
@@ -94,6 +133,9 @@ def index_map(
             views = np.asarray(mapdir.views[start : start + batch])
             pooled, children = model.encode(list(views), batch=batch)
             out[start : start + batch] = torch.cat([pooled[:, None], children], 1).cpu().numpy().astype(np.float16)
+        if model.cfg.decoder.tokens == "views":
+            terminal = encode_terminal_views(mapdir, model, progress, batch=batch)[0].cpu().numpy()
+            out = children_from_views(out[:, 0], terminal.astype(np.float16), model.cfg.decoder.actions)
     if not save:
         return out
     mapdir.save_features(identity, out)

@@ -223,7 +223,7 @@ class Localizer:
             if general:  # any map: indexed for it on first use
                 feats = index_map(self.map, self.model, progress=logged("indexing map views", log))
             else:
-                feats = self.map.load_features(self.model.identity())
+                feats = self.map.load_features(self.model.feature_identity())
             self.backend = make_backend(
                 backend, self.model, feats, device, beam=config.beam, precision=config.map_precision, threads=threads
             )

@@ -10,7 +10,11 @@ the logits over the g*g children are read from it. With ``tokens="children"``
 it is a block of 1 + g*g tokens: the global feature, then one token per child
 (the view's patch tokens pooled over that child's area, plus an embedding of
 the child's place in the grid); the logit of child c is read from its own
-token. Attention is causal between blocks and full inside a view's block.
+token. ``tokens="views"`` is the same block with each child's token taken
+from the child's own view (its global feature), as flat retrieval compares a
+frame with every terminal cell's own view: the decoder is the same, only the
+map's features differ (:func:`~jzi_ros.localizer.index.index_map`).
+Attention is causal between blocks and full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
 forcing). Zooming runs one level per :meth:`ZoomDecoder.step`: the level's
@@ -107,12 +111,18 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x)), cache
 
 
+TOKENS = ("children", "cls", "views")
+"""A view's tokens (:attr:`DecoderConfig.tokens`), the default first."""
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
     """Decoder size and the grid it zooms through.
 
     ``feat_dim``: encoder feature width; ``grid``: g; ``levels``: L;
-    ``tokens``: "cls" (one token per view) or "children" (1 + g*g per view).
+    ``tokens``: "cls" (one token per view), "children" (1 + g*g per view, the
+    children's tokens pooled from the view's patches) or "views" (1 + g*g, the
+    children's tokens from their own views).
     """
 
     feat_dim: int
@@ -126,8 +136,8 @@ class DecoderConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.tokens not in ("cls", "children"):
-            raise ModelError(f"decoder tokens must be 'cls' or 'children', not {self.tokens!r}")
+        if self.tokens not in TOKENS:
+            raise ModelError(f"decoder tokens must be one of {', '.join(TOKENS)}, not {self.tokens!r}")
         if self.dim % self.heads:
             raise ModelError(f"decoder width {self.dim} is not divisible by {self.heads} heads")
 
@@ -138,7 +148,7 @@ class DecoderConfig:
 
     @property
     def view_tokens(self) -> int:
-        """Tokens V in one view block: 1 with "cls", 1 + g*g with "children"."""
+        """Tokens V in one view block: 1 with "cls", 1 + g*g with "children" and "views"."""
         return 1 if self.tokens == "cls" else 1 + self.actions
 
     @property

@@ -79,6 +79,17 @@ class ZoomModel(nn.Module):
             self._identity = encoder_identity(self.encoder)
         return self._identity
 
+    def feature_identity(self) -> dict:
+        """What a map's view features depend on: the encoder's identity and, for ``tokens="views"``, that source.
+
+        The map stores features under it (:func:`~jzi_ros.geo.feature_key`), so a
+        model whose child tokens come from the children's own views never reads
+        features pooled from the view's patches under the same encoder.
+        """
+        if self.cfg.decoder.tokens == "views":
+            return {**self.identity(), "children": "views"}
+        return self.identity()
+
     def digest(self) -> str:
         """sha256 (16 hex) of the encoder's identity and the decoder's weights: the model a map's calibration is for."""
         h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())

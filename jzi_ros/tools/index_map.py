@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     feats = index_map(
         mapdir, model, batch=args.batch, force=args.force, progress=bar("encoding views", args.quiet, unit="batch")
     )
-    key = feature_key(model.identity())
+    key = feature_key(model.feature_identity())
     print(f"{mapdir.grid.num_views} views -> features {tuple(feats.shape)} in {time.monotonic() - started:.1f} s")
     print(f"wrote {mapdir.path / 'features' / key}")
     calibrated_for(args.map, loaded, args.quiet)

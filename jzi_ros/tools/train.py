@@ -117,9 +117,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tokens",
-        choices=["children", "cls"],
+        choices=["children", "cls", "views"],
         default="children",
-        help="decoder tokens per view: one per child (default) or the paper's one CLS token",
+        help="decoder tokens per view: one per child pooled from the view's patches (default), the paper's one "
+        "CLS token, or one per child from the child's own view (the map is indexed with its terminal cells' views)",
     )
     p.add_argument(
         "--fine-tune-blocks",

@@ -45,7 +45,7 @@ def _inputs(cfg: DecoderConfig, batch: int = 3, seed: int = 1):
     return query, views, acts
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
 def test_decoder_is_causal_later_tokens_do_not_change_earlier_logits(tokens):
     dec = _decoder(tokens)
     query, views, acts = _inputs(dec.cfg)
@@ -74,7 +74,7 @@ def _map_feats(cfg: DecoderConfig, seed: int = 2) -> torch.Tensor:
     return torch.randn(n, 1 + cfg.actions, cfg.feat_dim, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
 def test_beam_of_one_is_greedy_decoding(tokens):
     dec = _decoder(tokens)
     feats = _map_feats(dec.cfg)
@@ -103,7 +103,7 @@ def _logits_for(dec, query, feats, paths):
     return dec(query, views, acts)
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
 def test_a_beam_keeping_every_path_ranks_every_cell_by_its_path_probability(tokens):
     dec = _decoder(tokens)
     cfg = dec.cfg
@@ -226,7 +226,7 @@ def full_sequence_search(dec: ZoomDecoder, query, feats, beam: int, top_k: int, 
     return torch.cat([take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
 @pytest.mark.parametrize("beam", [1, 4])
 def test_incremental_search_gives_the_full_sequence_paths_and_probabilities(tokens, beam):
     dec = _decoder(tokens)

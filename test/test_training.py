@@ -291,9 +291,12 @@ def test_child_tokens_from_the_childrens_own_views_are_indexed_trained_and_local
     from jzi_ros.localizer import LocalizerConfig
     from jzi_ros.localizer.refine import RefineConfig
 
-    loc = Localizer(copy, result.out, config=LocalizerConfig(beam=4, refine=RefineConfig(enabled=False)))
+    config = LocalizerConfig(beam=4, refine=RefineConfig(enabled=False))
+    loc = Localizer(copy, result.out, config=config)
+    onnx = Localizer(copy, result.out, backend="onnxruntime", config=config)  # its step graph has the match too
     hits = []
     for frame, pose in posed_frames_over_map(mapdir, 64, 20, footprint_cells=1.5, seed=4):
-        est = loc.localize(frame)
+        est, other = loc.localize(frame), onnx.localize(frame)
         hits.append(np.hypot(est.east_m - pose.east_m, est.north_m - pose.north_m) < g.terminal_size_m)
+        assert other.path == est.path and other.confidence == pytest.approx(est.confidence, abs=1e-4)
     assert np.mean(hits) > 0.5  # 16 cells: chance is 1 in 16

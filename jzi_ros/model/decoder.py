@@ -12,8 +12,12 @@ it is a block of 1 + g*g tokens: the global feature, then one token per child
 the child's place in the grid); the logit of child c is read from its own
 token. ``tokens="views"`` is the same block with each child's token taken
 from the child's own view (its global feature), as flat retrieval compares a
-frame with every terminal cell's own view: the decoder is the same, only the
-map's features differ (:func:`~jzi_ros.localizer.index.index_map`).
+frame with every terminal cell's own view (the map's features differ,
+:func:`~jzi_ros.localizer.index.index_map`), and the logit of child c adds the
+product of its final token with the query, as retrieval scores a view by its
+product with the frame. The query enters that product as the first block's
+attention value of the query token, which the key/value cache holds at every
+level.
 Attention is causal between blocks and full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
@@ -29,6 +33,7 @@ once per map by :class:`~.search.ViewTokens`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import cast
 
@@ -201,6 +206,8 @@ class ZoomDecoder(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.actions if cfg.tokens == "cls" else 1)
+        if cfg.tokens == "views":  # a child's logit also matches its view with the frame
+            self.match_query, self.match_view = nn.Linear(d, d), nn.Linear(d, d)
         mask = attention_mask(cfg)
         self.register_buffer("mask", mask, persistent=False)
         # per zoom step k: the sequence places of its n tokens, one-hot (T, n), and their mask rows (n, T)
@@ -253,17 +260,32 @@ class ZoomDecoder(nn.Module):
                 act = self.action_emb(actions[:, k : k + 1]) + self.level_emb.weight[k]  # taken at level k
                 parts.append(act + self.pos_emb[:, p : p + 1])  # (B, 1, D)
         x = torch.cat(parts, dim=1)  # (B, T, D)
+        first = x[:, 0]
         for block in self.blocks:
             x = block(x, self.mask)
         x = self.ln_f(x)
-        logits = [self._logits(x[:, s : s + cfg.view_tokens]) for s in map(cfg.view_start, range(cfg.levels))]
+        frame = self._frame_value(first) if cfg.tokens == "views" else None
+        logits = [self._logits(x[:, s : s + cfg.view_tokens], frame) for s in map(cfg.view_start, range(cfg.levels))]
         return torch.stack(logits, dim=1).reshape(b, cfg.levels, cfg.actions)  # (B, L, g*g)
 
-    def _logits(self, block: torch.Tensor) -> torch.Tensor:
-        """Logits (B, g*g) over the children from a view block's final tokens (B, V, D)."""
+    def _frame_value(self, token: torch.Tensor) -> torch.Tensor:
+        """The first block's attention value (B, D) of the query token (B, D): what the cache holds of the query."""
+        block = cast(Block, self.blocks[0])
+        return block.attn.qkv(block.ln1(token))[:, 2 * self.cfg.dim :]
+
+    def _logits(self, block: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, g*g) over the children from a view block's final tokens (B, V, D).
+
+        ``frame`` (B, D): the query's value (:meth:`_frame_value`), which the
+        children's tokens are matched with (``tokens="views"``; None otherwise).
+        """
         if self.cfg.tokens == "cls":
             return self.head(block[:, 0])
-        return self.head(block[:, 1:]).squeeze(-1)
+        logits = self.head(block[:, 1:]).squeeze(-1)
+        if frame is not None:
+            match = self.match_view(block[:, 1:]) @ self.match_query(frame)[..., None]  # (B, g*g, 1)
+            logits = logits + match.squeeze(-1) / math.sqrt(self.cfg.dim)
+        return logits
 
     def query_token(self, query: torch.Tensor) -> torch.Tensor:
         """The first token (B, D) of the sequence, from query features (B, F): zoom step 0 starts with it."""
@@ -297,4 +319,6 @@ class ZoomDecoder(nn.Module):
             x, (k, v) = cast(Block, blk).step(x, mask, (keys[i], values[i]), place)
             new_keys.append(k)
             new_values.append(v)
-        return self._logits(self.ln_f(x[:, 1:])), torch.stack(new_keys), torch.stack(new_values)
+        keys, values = torch.stack(new_keys), torch.stack(new_values)
+        frame = values[0, :, :, 0].reshape(x.shape[0], -1) if self.cfg.tokens == "views" else None  # (B, D)
+        return self._logits(self.ln_f(x[:, 1:]), frame), keys, values

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from jzi_ros.data.errors import CoverageError
 from jzi_ros.errors import JziError
 from jzi_ros.geo import MapDir, MapError
 from jzi_ros.localizer import Localizer, LocalizerConfig
@@ -271,6 +272,9 @@ def test_a_general_street_model_registers_on_the_ground_and_is_calibrated_with_s
     done = ensure_calibrated(mapdir, result.out, quiet=True)
     assert done is not None and mapdir.load_calibration(load_checkpoint(result.out)[0].digest())["frames"] >= 250
     assert Localizer(mapdir, result.out).calibration == done.calibration
+    with pytest.raises(CoverageError, match="% of the map's region .at least") as refused:  # a raster of elsewhere
+        calibrate_map(mapdir, *load_checkpoint(result.out)[:1], {"street": True}, quiet=True, query_rasters=[utm_tif])
+    assert "roads" not in str(refused.value)  # the map's own heights and roads are not at fault
 
     flat = build_map([utm_tif], tmp_path / "flat", grid=2, levels=2, view_px=64)  # no heights, no roads
     with pytest.raises(TrainError, match="no street frames to calibrate a street model on"):

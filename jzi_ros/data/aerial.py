@@ -30,7 +30,7 @@ from ..geo.camera import north_up
 from ..geo.ortho import LocalOrtho
 from .augment import domain, photometric
 from .camera import CameraPose, Pinhole, render_frame
-from .errors import DataError
+from .errors import CoverageError, DataError
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def source_ortho(mapdir: MapDir, pad_m: float, raster: str | Path | None = None)
     ``raster`` shows the same place at another date or from another sensor.
 
     Raises:
-        DataError: ``raster`` covers less than :data:`MIN_SOURCE_COVERAGE` of the map's region.
+        CoverageError: ``raster`` covers less than :data:`MIN_SOURCE_COVERAGE` of the map's region.
     """
     if raster is None:
         return LocalOrtho.for_map(mapdir, pad_m=pad_m)
@@ -183,7 +183,7 @@ def source_ortho(mapdir: MapDir, pad_m: float, raster: str | Path | None = None)
     h, w = ortho.valid.shape
     share = float(ortho.valid[pad_px : h - pad_px, pad_px : w - pad_px].mean())
     if not share >= MIN_SOURCE_COVERAGE:
-        raise DataError(
+        raise CoverageError(
             f"{raster} covers {100 * np.nan_to_num(share):.0f} % of the map's region (at least "
             f"{100 * MIN_SOURCE_COVERAGE:.0f} % needed): it must show the same place as the map"
         )

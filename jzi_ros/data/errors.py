@@ -11,3 +11,7 @@ class DataError(JziError):
 
 class BagError(DataError):
     """A rosbag2 is missing, unreadable, or lacks what was asked of it."""
+
+
+class CoverageError(DataError):
+    """A raster of the place shows too little of the map's region."""

@@ -88,12 +88,19 @@ class StreetConfig:
 def street_world(mapdir: MapDir, raster: str | Path | None = None, dsm: str | Path | None = None) -> World3D:
     """The 3D world of the map's region: ``raster`` (default the map's own) over ``dsm`` (default the raster's own).
 
+    A ``raster`` of another date with no surface model beside it lies over the
+    one beside the map's own raster: the place's heights.
+
     Raises:
         DataError: no surface model: street views need one (a flat world shows no street).
+        CoverageError: ``raster`` shows too little of the map's region.
     """
-    source = Path(raster) if raster is not None else Path(mapdir.sources[0]["path"])
+    mine = Path(mapdir.sources[0]["path"])
+    source = Path(raster) if raster is not None else mine
     files = SceneFiles.beside(source)
     own = dsm is None and files.dsm.is_file()
+    if dsm is None and not own and SceneFiles.beside(mine).dsm.is_file():
+        dsm = SceneFiles.beside(mine).dsm
     dsm = dsm or (files.dsm if own else None)
     if dsm is None:
         raise DataError(f"street-level frames need a surface model: give --dsm (none beside {source})")

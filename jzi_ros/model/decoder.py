@@ -17,8 +17,7 @@ frame with every terminal cell's own view (the map's features differ,
 product of its final token with the query, as retrieval scores a view by its
 product with the frame. The query enters that product as the first block's
 attention value of the query token, which the key/value cache holds at every
-level.
-Attention is causal between blocks and full inside a view's block.
+level. Attention is causal between blocks and full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
 forcing). Zooming runs one level per :meth:`ZoomDecoder.step`: the level's

@@ -24,7 +24,7 @@ import torch
 from ..data import AerialConfig, covered_frames, heldout_cells, source_ortho
 from ..data.aerial import query_raster_problem
 from ..data.augment import domain, photometric
-from ..data.errors import DataError
+from ..data.errors import CoverageError, DataError
 from ..data.street import StreetConfig
 from ..geo import CameraPose, MapDir, ZoomGrid
 from ..geo.mapdir import SURFACE_FILE
@@ -238,7 +238,7 @@ def calibrate_map(
     Raises:
         TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`), a street model's map
             has no heights or roads to draw street frames from, or a query raster does not exist.
-        DataError: a query raster covers too little of the map's region (:func:`~jzi_ros.data.source_ortho`).
+        CoverageError: a query raster covers too little of the map's region (:func:`~jzi_ros.data.source_ortho`).
     """
     import time
 
@@ -263,6 +263,8 @@ def calibrate_map(
             val = street_samples(
                 mapdir, model, street_cfg, 0, frames, seed, sources, dsm, None, quiet, roles=("calib",)
             )
+        except CoverageError:  # a query raster of another place: the map's own heights and roads are not at fault
+            raise
         except DataError as exc:
             raise TrainError(
                 f"{mapdir.path}: no street frames to calibrate a street model on ({exc}; a map built with --dsm and "

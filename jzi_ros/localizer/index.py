@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,23 +64,27 @@ def zoomable(mapdir: MapDir, model: ZoomModel) -> ZoomModel:
     return model
 
 
+def terminal_chunks(
+    mapdir: MapDir, model: ZoomModel, progress: Progress | None = None, batch: int = 32
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every terminal cell's own view (:meth:`~jzi_ros.geo.MapDir.terminal_views`) encoded, ``batch`` at a time.
+
+    Yields the global features (n, F) and child tokens (n, g*g, F) of the
+    next ``batch`` views in the map's order, so a large map's views (or their
+    child tokens) are never all in memory.
+    """
+    views = mapdir.terminal_views(progress)
+    while chunk := list(itertools.islice(views, batch)):
+        yield model.encode(chunk, batch=batch)
+
+
 def encode_terminal_views(
     mapdir: MapDir, model: ZoomModel, progress: Progress | None = None, batch: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every terminal cell's own view (:meth:`~jzi_ros.geo.MapDir.terminal_views`) encoded.
-
-    Returns the global features (T, F) and the child tokens (T, g*g, F).
-
-    Encoded ``batch`` views at a time, so a large map's views are never all in memory.
-    """
+    """Every terminal cell's own view encoded (:func:`terminal_chunks`): global (T, F), child tokens (T, g*g, F)."""
     import torch
 
-    pooled, children = [], []
-    views = mapdir.terminal_views(progress)
-    while chunk := list(itertools.islice(views, batch)):
-        p, c = model.encode(chunk, batch=batch)
-        pooled.append(p)
-        children.append(c)
+    pooled, children = zip(*terminal_chunks(mapdir, model, progress, batch), strict=True)
     return torch.cat(pooled), torch.cat(children)
 
 
@@ -133,9 +138,10 @@ def index_map(
             views = np.asarray(mapdir.views[start : start + batch])
             pooled, children = model.encode(list(views), batch=batch)
             out[start : start + batch] = torch.cat([pooled[:, None], children], 1).cpu().numpy().astype(np.float16)
-        if model.cfg.decoder.tokens == "views":
-            terminal = encode_terminal_views(mapdir, model, progress, batch=batch)[0].cpu().numpy()
-            out = children_from_views(out[:, 0], terminal.astype(np.float16), model.cfg.decoder.actions)
+        if model.cfg.decoder.tokens == "views":  # the terminal cells' own views: their global features only
+            chunks = terminal_chunks(mapdir, model, progress, batch=batch)
+            terminal = np.concatenate([p.cpu().numpy().astype(np.float16) for p, _ in chunks])
+            out = children_from_views(out[:, 0], terminal, model.cfg.decoder.actions)
     if not save:
         return out
     mapdir.save_features(identity, out)

@@ -99,9 +99,8 @@ def street_world(mapdir: MapDir, raster: str | Path | None = None, dsm: str | Pa
     source = Path(raster) if raster is not None else mine
     files = SceneFiles.beside(source)
     own = dsm is None and files.dsm.is_file()
-    if dsm is None and not own and SceneFiles.beside(mine).dsm.is_file():
-        dsm = SceneFiles.beside(mine).dsm
-    dsm = dsm or (files.dsm if own else None)
+    places = SceneFiles.beside(mine).dsm  # the heights beside the map's own raster
+    dsm = dsm or (files.dsm if own else places if places.is_file() else None)
     if dsm is None:
         raise DataError(f"street-level frames need a surface model: give --dsm (none beside {source})")
     ortho = source_ortho(mapdir, 20.0, raster)

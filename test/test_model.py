@@ -45,7 +45,7 @@ def _inputs(cfg: DecoderConfig, batch: int = 3, seed: int = 1):
     return query, views, acts
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views", "match"])
 def test_decoder_is_causal_later_tokens_do_not_change_earlier_logits(tokens):
     dec = _decoder(tokens)
     query, views, acts = _inputs(dec.cfg)
@@ -69,12 +69,26 @@ def test_children_inside_a_view_see_each_other():
     assert not torch.allclose(out[:, 0, 0], base[:, 0, 0], atol=1e-6)  # the first child's logit sees it
 
 
+def test_matched_children_score_only_themselves_and_stay_out_of_the_sequence():
+    dec = _decoder("match")
+    query, views, acts = _inputs(dec.cfg)
+    base = dec(query, views, acts)
+    v2 = views.clone()
+    v2[:, 0, 1 + 3] = torch.randn_like(v2[:, 0, 1 + 3])  # child 3's own view, first level
+    out = dec(query, v2, acts)
+    changed = ~torch.isclose(out, base, atol=1e-6)
+    assert changed[:, 0, 3].all()  # that child's logit moves with its view ...
+    changed[:, 0, 3] = False
+    assert not changed.any()  # ... and nothing else: no other child, no later level
+    assert dec.cfg.seq_len == _decoder("cls").cfg.seq_len  # a CLS decoder's sequence
+
+
 def _map_feats(cfg: DecoderConfig, seed: int = 2) -> torch.Tensor:
     n = sum(cfg.actions**k for k in range(cfg.levels))
     return torch.randn(n, 1 + cfg.actions, cfg.feat_dim, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views", "match"])
 def test_beam_of_one_is_greedy_decoding(tokens):
     dec = _decoder(tokens)
     feats = _map_feats(dec.cfg)
@@ -103,7 +117,7 @@ def _logits_for(dec, query, feats, paths):
     return dec(query, views, acts)
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views", "match"])
 def test_a_beam_keeping_every_path_ranks_every_cell_by_its_path_probability(tokens):
     dec = _decoder(tokens)
     cfg = dec.cfg
@@ -226,7 +240,7 @@ def full_sequence_search(dec: ZoomDecoder, query, feats, beam: int, top_k: int, 
     return torch.cat([take(paths, parent), action[..., None]], dim=2), probs.gather(1, idx), top
 
 
-@pytest.mark.parametrize("tokens", ["cls", "children", "views"])
+@pytest.mark.parametrize("tokens", ["cls", "children", "views", "match"])
 @pytest.mark.parametrize("beam", [1, 4])
 def test_incremental_search_gives_the_full_sequence_paths_and_probabilities(tokens, beam):
     dec = _decoder(tokens)

@@ -113,7 +113,7 @@ def index_map(
     """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the model's encoder.
 
     Global token, then child tokens: the view's patch tokens pooled over each
-    child's area, or (a decoder of ``tokens="views"``) each child's own view's
+    child's area, or (a decoder of ``tokens="views"`` or ``"match"``) each child's own view's
     global token, the terminal cells' read from the map's pyramid
     (:func:`children_from_views`). Stored in the map beside other encoders'
     under the model's :meth:`~jzi_ros.model.ZoomModel.feature_identity`, and
@@ -138,7 +138,7 @@ def index_map(
             views = np.asarray(mapdir.views[start : start + batch])
             pooled, children = model.encode(list(views), batch=batch)
             out[start : start + batch] = torch.cat([pooled[:, None], children], 1).cpu().numpy().astype(np.float16)
-        if model.cfg.decoder.tokens == "views":  # the terminal cells' own views: their global features only
+        if model.cfg.decoder.own_views:  # the terminal cells' own views: their global features only
             chunks = terminal_chunks(mapdir, model, progress, batch=batch)
             terminal = np.concatenate([p.cpu().numpy().astype(np.float16) for p, _ in chunks])
             out = children_from_views(out[:, 0], terminal, model.cfg.decoder.actions)

@@ -17,7 +17,11 @@ frame with every terminal cell's own view (the map's features differ,
 product of its final token with the query, as retrieval scores a view by its
 product with the frame. The query enters that product as the first block's
 attention value of the query token, which the key/value cache holds at every
-level. Attention is causal between blocks and full inside a view's block.
+level. ``tokens="match"`` keeps the sequence of ``"cls"`` (one token per
+view) and scores each child by the product of its own view's token with the
+view's final token: the children's views never pass through the blocks, so
+a step costs what a CLS step costs. Attention is causal between blocks and
+full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
 forcing). Zooming runs one level per :meth:`ZoomDecoder.step`: the level's
@@ -115,7 +119,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x)), cache
 
 
-TOKENS = ("children", "cls", "views")
+TOKENS = ("children", "cls", "views", "match")
 """A view's tokens (:attr:`DecoderConfig.tokens`), the default first."""
 
 
@@ -125,8 +129,9 @@ class DecoderConfig:
 
     ``feat_dim``: encoder feature width; ``grid``: g; ``levels``: L;
     ``tokens``: "cls" (one token per view), "children" (1 + g*g per view, the
-    children's tokens pooled from the view's patches) or "views" (1 + g*g, the
-    children's tokens from their own views).
+    children's tokens pooled from the view's patches), "views" (1 + g*g, the
+    children's tokens from their own views) or "match" (one token per view in
+    the sequence; the children's own views matched with its final token).
     """
 
     feat_dim: int
@@ -151,23 +156,33 @@ class DecoderConfig:
         return self.grid * self.grid
 
     @property
+    def own_views(self) -> bool:
+        """Whether the children's tokens come from their own views ("views", "match"), not the view's patches."""
+        return self.tokens in ("views", "match")
+
+    @property
     def view_tokens(self) -> int:
-        """Tokens V in one view block: 1 with "cls", 1 + g*g with "children" and "views"."""
+        """Tokens V in one view block as the map gives it: 1 with "cls", 1 + g*g otherwise."""
         return 1 if self.tokens == "cls" else 1 + self.actions
 
     @property
+    def block_tokens(self) -> int:
+        """Tokens of a view block in the sequence: 1 with "cls" and "match", V otherwise."""
+        return 1 if self.tokens in ("cls", "match") else self.view_tokens
+
+    @property
     def step_len(self) -> int:
-        """Tokens n added by one zoom step: the query or the action just taken, then a view block."""
+        """Tokens n given to one zoom step: the query or the action just taken, then a view block."""
         return 1 + self.view_tokens
 
     @property
     def seq_len(self) -> int:
         """Sequence length T: the query, L view blocks and the L-1 actions between them."""
-        return 1 + self.levels * self.view_tokens + (self.levels - 1)
+        return 1 + self.levels * self.block_tokens + (self.levels - 1)
 
     def view_start(self, level: int) -> int:
         """Sequence position of the first token of level ``level``'s view block."""
-        return 1 + level * self.step_len
+        return 1 + level * (1 + self.block_tokens)
 
     def cache_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the key (or value) cache of :meth:`ZoomDecoder.step`: (depth, B, heads, T, dim / heads)."""
@@ -184,7 +199,7 @@ def attention_mask(cfg: DecoderConfig) -> torch.Tensor:
     block = torch.arange(t)
     for k in range(cfg.levels):
         s = cfg.view_start(k)
-        block[s : s + cfg.view_tokens] = s
+        block[s : s + cfg.block_tokens] = s
     i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
     return (j <= i) | (block[:, None] == block[None, :])
 
@@ -204,13 +219,14 @@ class ZoomDecoder(nn.Module):
         self.pos_emb = nn.Parameter(torch.zeros(1, cfg.seq_len, d))
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, cfg.actions if cfg.tokens == "cls" else 1)
-        if cfg.tokens == "views":  # a child's logit also matches its view with the frame
+        self.head = nn.Linear(d, cfg.actions if cfg.block_tokens == 1 else 1)
+        if cfg.own_views:  # a child's logit also matches its own view with the frame or the view's final token
             self.match_query, self.match_view = nn.Linear(d, d), nn.Linear(d, d)
         mask = attention_mask(cfg)
         self.register_buffer("mask", mask, persistent=False)
         # per zoom step k: the sequence places of its n tokens, one-hot (T, n), and their mask rows (n, T)
-        places = torch.arange(cfg.levels)[:, None] * cfg.step_len + torch.arange(cfg.step_len)  # (L, n)
+        n = 1 + cfg.block_tokens
+        places = torch.arange(cfg.levels)[:, None] * n + torch.arange(n)  # (L, n)
         self.register_buffer("step_place", (torch.arange(cfg.seq_len)[:, None] == places[:, None]).float(), False)
         self.register_buffer("step_mask", mask[places], persistent=False)
         nn.init.normal_(self.pos_emb, std=0.02)
@@ -241,19 +257,25 @@ class ZoomDecoder(nn.Module):
 
         The projection, the slot, level and position embeddings: what a view
         contributes to the sequence before the first block, the same at every
-        query (so :class:`~.search.ViewTokens` computes it once per map).
+        query (so :class:`~.search.ViewTokens` computes it once per map). With
+        ``tokens="match"`` the children's tokens stay out of the sequence and
+        have no position.
         """
-        s = self.cfg.view_start(level)
-        extra = self.slot_emb.weight + self.level_emb.weight[level] + self.pos_emb[0, s : s + self.cfg.view_tokens]
-        return self.view_in(feats) + extra
+        cfg = self.cfg
+        s, n = cfg.view_start(level), cfg.block_tokens
+        pos = F.pad(self.pos_emb[0, s : s + n], (0, 0, 0, cfg.view_tokens - n))
+        return self.view_in(feats) + self.slot_emb.weight + self.level_emb.weight[level] + pos
 
     def forward(self, query: torch.Tensor, views: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, g*g) over each level's children from query (B, F), views (B, L, V, F), actions (B, L-1)."""
         cfg = self.cfg
         b = query.shape[0]
         parts = [self.query_in(query)[:, None] + self.pos_emb[:, :1]]  # (B, 1, D)
+        outside = []  # per level: the children's tokens kept out of the sequence (B, V - block, D)
         for k in range(cfg.levels):
-            parts.append(self.view_embedding(views[:, k], k))  # (B, V, D)
+            block = self.view_embedding(views[:, k], k)  # (B, V, D)
+            parts.append(block[:, : cfg.block_tokens])
+            outside.append(block[:, cfg.block_tokens :])
             if k < cfg.levels - 1:
                 p = cfg.view_start(k + 1) - 1
                 act = self.action_emb(actions[:, k : k + 1]) + self.level_emb.weight[k]  # taken at level k
@@ -264,7 +286,8 @@ class ZoomDecoder(nn.Module):
             x = block(x, self.mask)
         x = self.ln_f(x)
         frame = self._frame_value(first) if cfg.tokens == "views" else None
-        logits = [self._logits(x[:, s : s + cfg.view_tokens], frame) for s in map(cfg.view_start, range(cfg.levels))]
+        starts = [cfg.view_start(k) for k in range(cfg.levels)]
+        logits = [self._logits(x[:, s : s + cfg.block_tokens], frame, c) for s, c in zip(starts, outside, strict=True)]
         return torch.stack(logits, dim=1).reshape(b, cfg.levels, cfg.actions)  # (B, L, g*g)
 
     def _frame_value(self, token: torch.Tensor) -> torch.Tensor:
@@ -272,17 +295,22 @@ class ZoomDecoder(nn.Module):
         block = cast(Block, self.blocks[0])
         return block.attn.qkv(block.ln1(token))[:, 2 * self.cfg.dim :]
 
-    def _logits(self, block: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
-        """Logits (B, g*g) over the children from a view block's final tokens (B, V, D).
+    def _logits(self, block: torch.Tensor, frame: torch.Tensor | None, outside: torch.Tensor) -> torch.Tensor:
+        """Logits (B, g*g) over the children from a view block's final tokens (B, block_tokens, D).
 
         ``frame`` (B, D): the query's value (:meth:`_frame_value`), which the
         children's tokens are matched with (``tokens="views"``; None otherwise).
+        ``outside`` (B, g*g or 0, D): the children's own views' tokens that
+        ``tokens="match"`` matches with the view's final token.
         """
         if self.cfg.tokens == "cls":
             return self.head(block[:, 0])
-        logits = self.head(block[:, 1:]).squeeze(-1)
+        if self.cfg.tokens == "match":
+            frame, children, logits = block[:, 0], outside, self.head(block[:, 0])
+        else:
+            children, logits = block[:, 1:], self.head(block[:, 1:]).squeeze(-1)
         if frame is not None:
-            match = self.match_view(block[:, 1:]) @ self.match_query(frame)[..., None]  # (B, g*g, 1)
+            match = self.match_view(children) @ self.match_query(frame)[..., None]  # (B, g*g, 1)
             logits = logits + match.squeeze(-1) / math.sqrt(self.cfg.dim)
         return logits
 
@@ -312,7 +340,8 @@ class ZoomDecoder(nn.Module):
         """
         places, masks = cast(torch.Tensor, self.step_place), cast(torch.Tensor, self.step_mask)
         place, mask = places[level].to(tokens.dtype), masks[level]  # (T, n), (n, T)
-        x = tokens
+        n = 1 + self.cfg.block_tokens
+        x, outside = tokens[:, :n], tokens[:, n:]
         new_keys, new_values = [], []
         for i, blk in enumerate(self.blocks):
             x, (k, v) = cast(Block, blk).step(x, mask, (keys[i], values[i]), place)
@@ -320,4 +349,4 @@ class ZoomDecoder(nn.Module):
             new_values.append(v)
         keys, values = torch.stack(new_keys), torch.stack(new_values)
         frame = values[0, :, :, 0].reshape(x.shape[0], -1) if self.cfg.tokens == "views" else None  # (B, D)
-        return self._logits(self.ln_f(x[:, 1:]), frame), keys, values
+        return self._logits(self.ln_f(x[:, 1:]), frame, outside), keys, values

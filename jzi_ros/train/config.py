@@ -25,7 +25,7 @@ DEFAULT_DOMAIN_OPS = tuple(op for op in DOMAIN_OPS if op != "lens")
 asked for: on the demo it cost validation accuracy (0.24 to 0.19 of paths, one run each) and the
 localizer rectifies every frame with its ``CameraInfo`` before the model sees it."""
 
-_CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls", "views")}
+_CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls", "views", "match")}
 MAX_HEADING_ERROR_DEG = 90.0
 """Largest heading error [deg] a heading-known run may be trained with: beyond it the heading is not known."""
 _POSITIVE = ("samples", "val_samples", "image_px", "dim", "depth", "heads", "batch")
@@ -75,7 +75,8 @@ class TrainConfig:
         pooling: global feature of a view: "cls" or "mean".
         query: frame encoding: "single" (centre square) or "halves" (two halves of S x 2S).
         tokens: decoder tokens per view: "children" (one per child, pooled from the view's patches),
-            "cls" (one) or "views" (one per child, from the child's own view).
+            "cls" (one), "views" (one per child, from the child's own view) or "match" (one, and each
+            child's own view matched with its final token).
         fine_tune_blocks: also train the encoder's last N blocks (0: frozen encoder).
         learned_matcher: also train the registration's learned matcher
             (:mod:`jzi_ros.train.matcher`) within ``minutes``, aerial runs only.

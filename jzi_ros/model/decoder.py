@@ -273,9 +273,9 @@ class ZoomDecoder(nn.Module):
         parts = [self.query_in(query)[:, None] + self.pos_emb[:, :1]]  # (B, 1, D)
         outside = []  # per level: the children's tokens kept out of the sequence (B, V - block, D)
         for k in range(cfg.levels):
-            block = self.view_embedding(views[:, k], k)  # (B, V, D)
-            parts.append(block[:, : cfg.block_tokens])
-            outside.append(block[:, cfg.block_tokens :])
+            tokens = self.view_embedding(views[:, k], k)  # (B, V, D)
+            parts.append(tokens[:, : cfg.block_tokens])
+            outside.append(tokens[:, cfg.block_tokens :])
             if k < cfg.levels - 1:
                 p = cfg.view_start(k + 1) - 1
                 act = self.action_emb(actions[:, k : k + 1]) + self.level_emb.weight[k]  # taken at level k

@@ -14,7 +14,7 @@ from jzi_ros.geo import MapDir
 from jzi_ros.inference import BackendError, make_backend
 from jzi_ros.inference.export import export_onnx, read_meta
 from jzi_ros.localizer import Localizer, LocalizerConfig
-from jzi_ros.model import load_checkpoint
+from jzi_ros.model import ZoomModel, load_checkpoint, save_checkpoint
 from jzi_ros.tools.cli import main
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make test installs it)")
@@ -49,10 +49,20 @@ def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_with_static_s
     assert dims(enc.graph.output) == [[1, cfg.feat_dim], [1, cfg.dim]]  # the feature and the decoder's first token
 
 
-def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats):
+@pytest.mark.parametrize("tokens", ["children", "match"])
+def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats, tokens, tmp_path):
+    import dataclasses
+
     from jzi_ros.model.search import ViewTokens
 
     model, feats = model_and_feats
+    if tokens != model.cfg.decoder.tokens:  # the same encoder before a new decoder of those tokens
+        cfg = dataclasses.replace(model.cfg, decoder=dataclasses.replace(model.cfg.decoder, tokens=tokens))
+        torch.manual_seed(0)
+        other = ZoomModel(cfg)
+        other.encoder.load_state_dict(model.encoder.state_dict())
+        save_checkpoint(tmp_path / f"{tokens}.pt", other, {})
+        model = load_checkpoint(tmp_path / f"{tokens}.pt")[0]
     ort_b = make_backend("onnxruntime", model, feats, beam=4)
     cfg = model.cfg.decoder
     views = ViewTokens.project(model.decoder, feats)

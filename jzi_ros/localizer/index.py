@@ -113,7 +113,7 @@ def index_map(
     """Features (N, 1 + g*g, F) float16 of every view of ``mapdir`` under the model's encoder.
 
     Global token, then child tokens: the view's patch tokens pooled over each
-    child's area, or (a decoder of ``tokens="views"`` or ``"match"``) each child's own view's
+    child's area, or (a decoder of ``tokens="views"``) each child's own view's
     global token, the terminal cells' read from the map's pyramid
     (:func:`children_from_views`). Stored in the map beside other encoders'
     under the model's :meth:`~jzi_ros.model.ZoomModel.feature_identity`, and

@@ -18,9 +18,10 @@ product of its final token with the query, as retrieval scores a view by its
 product with the frame. The query enters that product as the first block's
 attention value of the query token, which the key/value cache holds at every
 level. ``tokens="match"`` keeps the sequence of ``"cls"`` (one token per
-view) and scores each child by the product of its own view's token with the
-view's final token: the children's views never pass through the blocks, so
-a step costs what a CLS step costs. Attention is causal between blocks and
+view) and scores each child by the product of its token (pooled from the
+view's patches, as with ``"children"``) with the view's final token: the
+children's tokens never pass through the blocks, so a step costs what a CLS
+step costs. Attention is causal between blocks and
 full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
@@ -131,7 +132,7 @@ class DecoderConfig:
     ``tokens``: "cls" (one token per view), "children" (1 + g*g per view, the
     children's tokens pooled from the view's patches), "views" (1 + g*g, the
     children's tokens from their own views) or "match" (one token per view in
-    the sequence; the children's own views matched with its final token).
+    the sequence; the children's pooled tokens matched with its final token).
     """
 
     feat_dim: int
@@ -157,8 +158,8 @@ class DecoderConfig:
 
     @property
     def own_views(self) -> bool:
-        """Whether the children's tokens come from their own views ("views", "match"), not the view's patches."""
-        return self.tokens in ("views", "match")
+        """Whether the children's tokens come from their own views ("views"), not the view's patches."""
+        return self.tokens == "views"
 
     @property
     def view_tokens(self) -> int:
@@ -220,7 +221,7 @@ class ZoomDecoder(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.actions if cfg.block_tokens == 1 else 1)
-        if cfg.own_views:  # a child's logit also matches its own view with the frame or the view's final token
+        if cfg.tokens in ("views", "match"):  # a child's logit also matches its token with the frame or the view
             self.match_query, self.match_view = nn.Linear(d, d), nn.Linear(d, d)
         mask = attention_mask(cfg)
         self.register_buffer("mask", mask, persistent=False)

@@ -121,7 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="children",
         help="decoder tokens per view: one per child pooled from the view's patches (default), the paper's one "
         "CLS token, one per child from the child's own view (the map is indexed with its terminal cells' views), "
-        "or one CLS token whose final state is matched with each child's own view (a CLS step's cost)",
+        "or one CLS token whose final state is matched with each child's pooled token (a CLS step's cost)",
     )
     p.add_argument(
         "--fine-tune-blocks",

@@ -76,7 +76,7 @@ class TrainConfig:
         query: frame encoding: "single" (centre square) or "halves" (two halves of S x 2S).
         tokens: decoder tokens per view: "children" (one per child, pooled from the view's patches),
             "cls" (one), "views" (one per child, from the child's own view) or "match" (one, and each
-            child's own view matched with its final token).
+            child's pooled token matched with its final token).
         fine_tune_blocks: also train the encoder's last N blocks (0: frozen encoder).
         learned_matcher: also train the registration's learned matcher
             (:mod:`jzi_ros.train.matcher`) within ``minutes``, aerial runs only.

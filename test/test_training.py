@@ -255,48 +255,6 @@ def test_fine_tuning_is_seeded_so_the_same_seed_gives_the_same_weights(trained, 
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
 
 
-def test_wrong_branches_swap_one_level_of_a_share_of_the_paths():
-    from jzi_ros.train.decoder_loop import wrong_branches
-
-    paths = torch.randint(0, 16, (40, 3), generator=torch.Generator().manual_seed(0))
-    wrong, level = wrong_branches(paths, 16, 0.25, torch.Generator().manual_seed(1))
-    assert wrong.shape == (10, 3) and level.shape == (10,) and bool((level < 2).all())  # never the last level
-    differs = wrong != paths[:10]
-    assert differs.sum(1).tolist() == [1] * 10  # exactly one child swapped per path ...
-    assert torch.equal(differs.float().argmax(1), level)  # ... at the level it names
-    assert len(wrong_branches(paths[:, :1], 16, 0.5, torch.Generator())[0]) == 0  # one level: no branch to miss
-
-
-def test_taught_down_wrong_branches_the_zoom_spreads_its_probability_there(trained, tmp_path):
-    """A beam ranks a wrong branch's cells below a right one's only if the decoder is unsure below a wrong child."""
-    from jzi_ros.data.aerial import posed_frames_over_map
-    from jzi_ros.model import teacher_inputs
-
-    map_dir, base_path, _ = trained
-    mapdir = MapDir(map_dir)
-    g = mapdir.grid
-    config = TrainConfig(
-        map=map_dir, out=tmp_path / "wrong.pt", aerial=True, image_px=64, samples=1200, val_samples=100,
-        footprint_cells=(1.0, 2.0), holdout=0.0, max_steps=400, batch=64, dim=64, depth=2, wrong_paths=0.5, quiet=True,
-    )  # fmt: skip
-    result = train(config)
-    assert result.validation["path_acc"] > 0.3  # the right branch is still learned (chance: 1 in 16)
-    frames, poses = zip(*posed_frames_over_map(mapdir, 64, 40, footprint_cells=1.5, seed=4), strict=True)
-    truth = torch.from_numpy(g.paths_at_m([p.east_m for p in poses], [p.north_m for p in poses])[0])
-    wrong = truth.clone()
-    wrong[:, 0] = (wrong[:, 0] + 1) % g.actions  # a wrong quarter
-    entropy = {}
-    for name, model in (("plain", load_checkpoint(base_path)[0]), ("wrong paths", result.model.cpu())):
-        model.eval()
-        feats = torch.from_numpy(np.asarray(mapdir.load_features(model.feature_identity()))).float()
-        with torch.no_grad():
-            query = model.encode_queries(list(frames))
-            p = model.decoder(query, *teacher_inputs(feats, wrong, model.decoder.cfg))[:, 1].softmax(-1)
-        entropy[name] = float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
-    assert entropy["wrong paths"] > 0.9 * np.log(g.actions)  # nearly even over the children of a wrong quarter
-    assert entropy["wrong paths"] > entropy["plain"] + 0.2  # where the plain decoder still picks one
-
-
 def test_child_tokens_from_the_childrens_own_views_are_indexed_trained_and_localize(trained, tmp_path):
     from jzi_ros.geo import feature_key, terminal_number
     from jzi_ros.localizer import Localizer

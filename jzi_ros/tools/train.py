@@ -143,13 +143,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument(
-        "--wrong-paths",
-        type=float,
-        default=0.0,
-        help="share of each batch also taught down a wrong child at one level, below which every child is the "
-        "target alike, so a beam ranks a wrong branch's cells below a right one's (frozen encoder; default 0)",
-    )
     p.add_argument("--eval-every-s", type=float, default=60.0, help="validate and save this often [s]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")

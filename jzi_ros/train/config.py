@@ -89,8 +89,6 @@ class TrainConfig:
         lr: peak learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
-        wrong_paths: share of each batch also taught down a wrong child at one level, where
-            every child below is the target alike (frozen encoder only; 0: none).
         eval_every_s: validate and save at most this often [s].
         seed: seed of every random choice.
         device: torch device ("cpu", "cuda", "cuda:N").
@@ -137,7 +135,6 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
-    wrong_paths: float = 0.0
     eval_every_s: float = 60.0
     seed: int = 0
     device: str = "cpu"
@@ -174,8 +171,6 @@ class TrainConfig:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise TrainError(f"{name}: no such file {path}")
-        if self.wrong_paths and self.fine_tune_blocks:
-            raise TrainError("wrong_paths teaches the decoder on cached features: not with fine_tune_blocks")
         if self.init is not None and (self.resume or self.fine_tune_blocks):
             raise TrainError("init starts a new run from a model's decoder: not with resume or fine_tune_blocks")
         if self.learned_matcher and not self.aerial:
@@ -211,7 +206,7 @@ class TrainConfig:
         for name in ("augment", "fine_tune_blocks", "workers"):
             if getattr(self, name) < 0:
                 raise TrainError(f"{name} must be 0 or more, not {getattr(self, name)}")
-        for name in ("holdout", "dropout", "label_smoothing", "wrong_paths"):
+        for name in ("holdout", "dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TrainError(f"{name} must lie in [0, 1), not {getattr(self, name)}")
         for name, choices in _CHOICES.items():

@@ -2,10 +2,7 @@
 
 Every frame and every map view is encoded once; each step then teaches the
 decoder (teacher forcing) to pick the true child at every level of a batch of
-terminal paths. With ``wrong_paths`` a share of the batch is also sent down a
-wrong child at one level, and below it the decoder learns to spread its
-probability over the children (none of them holds the frame), so a beam ranks
-the cells of a wrong branch below those of a right one. The learning rate warms up linearly and decays by a cosine to
+terminal paths. The learning rate warms up linearly and decays by a cosine to
 5 % of its peak. With ``max_steps`` the run is exactly that many steps; without,
 the steps are budgeted from the speed of the first 30, then of the next 300,
 and the time left.
@@ -78,43 +75,6 @@ def build_model(config: TrainConfig, mapdir: MapDir) -> ZoomModel:
     if config.weights != RANDOM_WEIGHTS:
         load_backbone_weights(model.encoder, config.weights)
     return model
-
-
-def wrong_branches(
-    paths: torch.Tensor, actions: int, share: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``share`` of ``paths`` (B, L) with one level's child swapped for another, and that level.
-
-    Returns:
-        The wrong paths (m, L) and the level (m,) of each one's wrong child;
-        m = 0 when ``share`` is 0 or the paths have one level (no branch to miss).
-    """
-    b, levels = paths.shape
-    m = min(b, round(share * b)) if levels > 1 else 0
-    level = torch.randint(0, max(1, levels - 1), (m,), generator=gen)
-    shift = torch.randint(1, actions, (m,), generator=gen)
-    wrong = paths[:m].clone()
-    rows = torch.arange(m)
-    wrong[rows, level] = (wrong[rows, level] + shift.to(paths.device)) % actions
-    return wrong, level.to(paths.device)
-
-
-def zoom_loss(
-    logits: torch.Tensor, paths: torch.Tensor, lost: torch.Tensor | None, label_smoothing: float
-) -> torch.Tensor:
-    """Cross-entropy of the true child at every level of ``paths`` (B, L), from ``logits`` (B + m, L, g*g).
-
-    The m rows after the batch went down a wrong branch: where ``lost`` (m, L)
-    is True (below the wrong child) their target is every child alike. One mean over all the terms.
-    """
-    b, levels, actions = paths.shape[0], paths.shape[1], logits.shape[-1]
-    true = F.cross_entropy(
-        logits[:b].reshape(-1, actions).float(), paths.reshape(-1), label_smoothing=label_smoothing, reduction="sum"
-    )
-    if lost is None or not lost.any():
-        return true / (b * levels)
-    spread = -logits[b:].float().log_softmax(-1).mean(-1)[lost].sum()
-    return (true + spread) / (b * levels + lost.sum())
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -231,7 +191,6 @@ def train_decoder(
         dynamic_ncols=True,
     )
     perm, pos = torch.randperm(len(x_all), generator=gen), 0
-    wrong_gen = torch.Generator().manual_seed(config.seed + 7 + 1000 * step)
     last_eval_s = time.monotonic()
     while step < total:
         if not fixed_total and step - s0 == BUDGET_AT[budgets]:  # budget the steps from the measured speed
@@ -247,20 +206,19 @@ def train_decoder(
             perm, pos = torch.randperm(len(x_all), generator=gen), 0
         idx = perm[pos + dist.rank * per_rank : pos + (dist.rank + 1) * per_rank]
         pos += config.batch
-        x, paths, offsets = x_all[idx].to(dev), p_all[idx].to(dev), o_all[idx].to(dev)
-        views, acts = teacher_inputs(feats, paths, decoder.cfg, offsets)
-        lost = None
-        if config.wrong_paths:
-            wrong, level = wrong_branches(paths, decoder.cfg.actions, config.wrong_paths, wrong_gen)
-            w_views, w_acts = teacher_inputs(feats, wrong, decoder.cfg, offsets[: len(wrong)])
-            x, views, acts = torch.cat([x, x[: len(wrong)]]), torch.cat([views, w_views]), torch.cat([acts, w_acts])
-            lost = torch.arange(decoder.cfg.levels, device=dev)[None] > level[:, None]  # (m, L)
+        x, paths = x_all[idx].to(dev), p_all[idx].to(dev)
+        views, acts = teacher_inputs(feats, paths, decoder.cfg, o_all[idx].to(dev))
         warmup = max(1, min(500, total // 20)) if calibrated else 500
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, config.lr, warmup)
         decoder.train()
         with autocast:
-            loss = zoom_loss(net(x, views, acts), paths, lost, config.label_smoothing)
+            logits = net(x, views, acts)
+            loss = F.cross_entropy(
+                logits.reshape(-1, decoder.cfg.actions).float(),
+                paths.reshape(-1),
+                label_smoothing=config.label_smoothing,
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)

@@ -138,7 +138,7 @@ def index_map(
             views = np.asarray(mapdir.views[start : start + batch])
             pooled, children = model.encode(list(views), batch=batch)
             out[start : start + batch] = torch.cat([pooled[:, None], children], 1).cpu().numpy().astype(np.float16)
-        if model.cfg.decoder.own_views:  # the terminal cells' own views: their global features only
+        if model.cfg.decoder.tokens == "views":  # the terminal cells' own views: their global features only
             chunks = terminal_chunks(mapdir, model, progress, batch=batch)
             terminal = np.concatenate([p.cpu().numpy().astype(np.float16) for p, _ in chunks])
             out = children_from_views(out[:, 0], terminal, model.cfg.decoder.actions)

@@ -21,8 +21,7 @@ level. ``tokens="match"`` keeps the sequence of ``"cls"`` (one token per
 view) and scores each child by the product of its token (pooled from the
 view's patches, as with ``"children"``) with the view's final token: the
 children's tokens never pass through the blocks, so a step costs what a CLS
-step costs. Attention is causal between blocks and
-full inside a view's block.
+step costs. Attention is causal between blocks and full inside a view's block.
 
 Training runs the full sequence (:meth:`ZoomDecoder.forward`, teacher
 forcing). Zooming runs one level per :meth:`ZoomDecoder.step`: the level's
@@ -155,11 +154,6 @@ class DecoderConfig:
     def actions(self) -> int:
         """Number of children of a cell (g*g): the logits per level."""
         return self.grid * self.grid
-
-    @property
-    def own_views(self) -> bool:
-        """Whether the children's tokens come from their own views ("views"), not the view's patches."""
-        return self.tokens == "views"
 
     @property
     def view_tokens(self) -> int:
@@ -301,7 +295,7 @@ class ZoomDecoder(nn.Module):
 
         ``frame`` (B, D): the query's value (:meth:`_frame_value`), which the
         children's tokens are matched with (``tokens="views"``; None otherwise).
-        ``outside`` (B, g*g or 0, D): the children's own views' tokens that
+        ``outside`` (B, g*g or 0, D): the children's tokens that
         ``tokens="match"`` matches with the view's final token.
         """
         if self.cfg.tokens == "cls":

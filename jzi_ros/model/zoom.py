@@ -80,13 +80,13 @@ class ZoomModel(nn.Module):
         return self._identity
 
     def feature_identity(self) -> dict:
-        """What a map's view features depend on: the encoder's identity and whether children come from their own views.
+        """What a map's view features depend on: the encoder's identity and, for ``tokens="views"``, that source.
 
         The map stores features under it (:func:`~jzi_ros.geo.feature_key`), so a
         model whose child tokens come from the children's own views never reads
         features pooled from the view's patches under the same encoder.
         """
-        if self.cfg.decoder.own_views:
+        if self.cfg.decoder.tokens == "views":
             return {**self.identity(), "children": "views"}
         return self.identity()
 

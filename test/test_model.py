@@ -74,10 +74,10 @@ def test_matched_children_score_only_themselves_and_stay_out_of_the_sequence():
     query, views, acts = _inputs(dec.cfg)
     base = dec(query, views, acts)
     v2 = views.clone()
-    v2[:, 0, 1 + 3] = torch.randn_like(v2[:, 0, 1 + 3])  # child 3's own view, first level
+    v2[:, 0, 1 + 3] = torch.randn_like(v2[:, 0, 1 + 3])  # child 3's token, first level
     out = dec(query, v2, acts)
     changed = ~torch.isclose(out, base, atol=1e-6)
-    assert changed[:, 0, 3].all()  # that child's logit moves with its view ...
+    assert changed[:, 0, 3].all()  # that child's logit moves with its token ...
     changed[:, 0, 3] = False
     assert not changed.any()  # ... and nothing else: no other child, no later level
     assert dec.cfg.seq_len == _decoder("cls").cfg.seq_len  # a CLS decoder's sequence

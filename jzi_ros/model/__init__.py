@@ -1,6 +1,6 @@
 """The zoom model: encoder (timm), causal decoder, beam search, checkpoints (no rasterio here)."""
 
-from .decoder import DecoderConfig, ZoomDecoder
+from .decoder import TOKENS, DecoderConfig, ZoomDecoder
 from .encoder import PACKAGED_WEIGHTS, RANDOM_WEIGHTS, Encoder, EncoderConfig, load_backbone_weights
 from .errors import CheckpointError, ModelError, WeightsError
 from .search import SearchResult, StepDecoder, beam_search, path_log_probs, search_features, teacher_inputs
@@ -9,6 +9,7 @@ from .zoom import ModelConfig, ZoomModel, load_checkpoint, save_checkpoint
 __all__ = [
     "PACKAGED_WEIGHTS",
     "RANDOM_WEIGHTS",
+    "TOKENS",
     "CheckpointError",
     "DecoderConfig",
     "Encoder",

@@ -166,6 +166,11 @@ class DecoderConfig:
         return 1 if self.tokens in ("cls", "match") else self.view_tokens
 
     @property
+    def step_places(self) -> int:
+        """Sequence places one zoom step fills: the query or the action just taken, then the view's block."""
+        return 1 + self.block_tokens
+
+    @property
     def step_len(self) -> int:
         """Tokens n given to one zoom step: the query or the action just taken, then a view block."""
         return 1 + self.view_tokens
@@ -177,7 +182,7 @@ class DecoderConfig:
 
     def view_start(self, level: int) -> int:
         """Sequence position of the first token of level ``level``'s view block."""
-        return 1 + level * (1 + self.block_tokens)
+        return 1 + level * self.step_places
 
     def cache_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the key (or value) cache of :meth:`ZoomDecoder.step`: (depth, B, heads, T, dim / heads)."""
@@ -220,7 +225,7 @@ class ZoomDecoder(nn.Module):
         mask = attention_mask(cfg)
         self.register_buffer("mask", mask, persistent=False)
         # per zoom step k: the sequence places of its n tokens, one-hot (T, n), and their mask rows (n, T)
-        n = 1 + cfg.block_tokens
+        n = cfg.step_places
         places = torch.arange(cfg.levels)[:, None] * n + torch.arange(n)  # (L, n)
         self.register_buffer("step_place", (torch.arange(cfg.seq_len)[:, None] == places[:, None]).float(), False)
         self.register_buffer("step_mask", mask[places], persistent=False)
@@ -301,13 +306,14 @@ class ZoomDecoder(nn.Module):
         if self.cfg.tokens == "cls":
             return self.head(block[:, 0])
         if self.cfg.tokens == "match":
-            frame, children, logits = block[:, 0], outside, self.head(block[:, 0])
-        else:
-            children, logits = block[:, 1:], self.head(block[:, 1:]).squeeze(-1)
-        if frame is not None:
-            match = self.match_view(children) @ self.match_query(frame)[..., None]  # (B, g*g, 1)
-            logits = logits + match.squeeze(-1) / math.sqrt(self.cfg.dim)
-        return logits
+            return self.head(block[:, 0]) + self._match(outside, block[:, 0])
+        logits = self.head(block[:, 1:]).squeeze(-1)
+        return logits if frame is None else logits + self._match(block[:, 1:], frame)
+
+    def _match(self, children: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Each child's product (B, g*g) of its token (B, g*g, D) with ``token`` (B, D), as retrieval scores a view."""
+        match = self.match_view(children) @ self.match_query(token)[..., None]  # (B, g*g, 1)
+        return match.squeeze(-1) / math.sqrt(self.cfg.dim)
 
     def query_token(self, query: torch.Tensor) -> torch.Tensor:
         """The first token (B, D) of the sequence, from query features (B, F): zoom step 0 starts with it."""
@@ -335,7 +341,7 @@ class ZoomDecoder(nn.Module):
         """
         places, masks = cast(torch.Tensor, self.step_place), cast(torch.Tensor, self.step_mask)
         place, mask = places[level].to(tokens.dtype), masks[level]  # (T, n), (n, T)
-        n = 1 + self.cfg.block_tokens
+        n = self.cfg.step_places
         x, outside = tokens[:, :n], tokens[:, n:]
         new_keys, new_values = [], []
         for i, blk in enumerate(self.blocks):

@@ -35,7 +35,7 @@ import argparse
 from pathlib import Path
 
 from ..data.augment import DOMAIN_OPS
-from ..model import PACKAGED_WEIGHTS, RANDOM_WEIGHTS
+from ..model import PACKAGED_WEIGHTS, RANDOM_WEIGHTS, TOKENS
 from ..train import DEFAULT_DOMAIN_OPS, DEFAULT_ENCODER, DEFAULT_WEIGHTS, TrainConfig, TrainResult, train
 from .common import config_from
 
@@ -117,8 +117,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tokens",
-        choices=["children", "cls", "views", "match"],
-        default="children",
+        choices=TOKENS,
+        default=TOKENS[0],
         help="decoder tokens per view: one per child pooled from the view's patches (default), the paper's one "
         "CLS token, one per child from the child's own view (the map is indexed with its terminal cells' views), "
         "or one CLS token whose final state is matched with each child's pooled token (a CLS step's cost)",

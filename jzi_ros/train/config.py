@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data.aerial import query_raster_problem
 from ..data.augment import DOMAIN_OPS
-from ..model import PACKAGED_WEIGHTS
+from ..model import PACKAGED_WEIGHTS, TOKENS
 from .errors import TrainError
 
 DEFAULT_ENCODER = "tf_efficientnet_lite0"
@@ -25,7 +25,7 @@ DEFAULT_DOMAIN_OPS = tuple(op for op in DOMAIN_OPS if op != "lens")
 asked for: on the demo it cost validation accuracy (0.24 to 0.19 of paths, one run each) and the
 localizer rectifies every frame with its ``CameraInfo`` before the model sees it."""
 
-_CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": ("children", "cls", "views", "match")}
+_CHOICES = {"pooling": ("cls", "mean"), "query": ("single", "halves"), "tokens": TOKENS}
 MAX_HEADING_ERROR_DEG = 90.0
 """Largest heading error [deg] a heading-known run may be trained with: beyond it the heading is not known."""
 _POSITIVE = ("samples", "val_samples", "image_px", "dim", "depth", "heads", "batch")

@@ -255,6 +255,21 @@ def exported(trained, tmp_path_factory):
     return export_for_map(model_path, map_dir, tmp_path_factory.mktemp("export") / "onnx", beam=4)
 
 
+def test_the_exported_view_tokens_are_the_checkpoint_s_map_views_projected_level_by_level(trained, exported):
+    map_dir, model_path, _ = trained
+    model = load_checkpoint(model_path)[0].eval()
+    mapdir = MapDir(map_dir)
+    feats = torch.from_numpy(np.asarray(mapdir.load_features(model.feature_identity()), np.float32))
+    saved = np.load(exported / "view_tokens.npy")
+    g, v = mapdir.grid, model.cfg.decoder.view_tokens
+    assert saved.shape == (g.num_views, v, model.cfg.decoder.dim)
+    with torch.no_grad():
+        for level in range(g.levels):  # each level's views carry that level's embeddings
+            views = slice(g.level_offset(level), g.level_offset(level + 1))
+            want = model.decoder.view_embedding(feats[views, :v], level).numpy()
+            np.testing.assert_allclose(saved[views], want, atol=1e-5)
+
+
 def test_an_export_with_its_map_localizes_without_torch_as_the_checkpoint_does(trained, exported):
     import subprocess
     import sys

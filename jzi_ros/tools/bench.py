@@ -8,7 +8,9 @@ from 1 to 100 km, and the registration matchers compared
 ratios that hold on any machine. ``--render`` times the 3D world's renderer
 alone (:mod:`jzi_ros.evaluation.render_bench`); ``--photos DIR`` measures the
 camera model and the registration on real photos with known poses
-(:mod:`jzi_ros.evaluation.photos`).
+(:mod:`jzi_ros.evaluation.photos`); ``--street-photos DIR`` zooms real street
+photos through maps of their overhead context
+(:mod:`jzi_ros.evaluation.street_photos`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..evaluation import street_photos
 from ..evaluation.benchmark import BenchConfig, markdown, ratios, run_benchmark, write_report
 from ..inference.export import export_for_map
 from ..share import resolve_model
@@ -105,6 +108,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="real photos with known poses (an OpenDroneMap folder, e.g. ../shared/data/dji_oblique): the lens's "
         "projection onto their surface model against OpenCV's, and each registered against the others' orthophotos",
     )
+    p.add_argument(
+        "--street-photos",
+        type=Path,
+        metavar="DIR",
+        help="real street photos with their overhead context (the Just Zoom In samples' layout, e.g. "
+        "../shared/data/jzi_samples): each zoomed through maps cut from its context, beside chance "
+        "(--model, default general-street)",
+    )
+    p.add_argument(
+        "--street-context",
+        choices=sorted(street_photos.CONTEXTS),
+        default=street_photos.CONTEXT,
+        help=f"the context the maps are cut from (default {street_photos.CONTEXT}, about 1 km; maps of half its side)",
+    )
+    p.add_argument(
+        "--street-windows",
+        type=int,
+        default=street_photos.WINDOWS,
+        help=f"maps per photo, each with the truth at another place (default {street_photos.WINDOWS})",
+    )
     p.add_argument("--quick", action="store_true", help="a reduced run of seconds (CI)")
     p.add_argument("--out", type=Path, default=Path("bench_out"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -132,6 +155,21 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "photos.md").write_text(text)
         print(text)
         print(f"wrote {args.out / 'photos.md'}")
+        return 0
+    if args.street_photos:
+        config = street_photos.StreetPhotoConfig(
+            args.street_photos,
+            resolve_model(args.model or "general-street"),
+            args.out,
+            context=args.street_context,
+            windows=1 if args.quick else args.street_windows,
+            beam=args.beam,
+            limit=2 if args.quick else None,
+            quiet=args.quiet,
+        )
+        text = street_photos.markdown(street_photos.evaluate_street_photos(config))
+        print(text)
+        print(f"wrote {args.out / 'street_photos.md'} and {args.out / 'street_photos.json'}")
         return 0
     if args.node and not args.map:
         raise SystemExit("jzi bench: --node needs --map")

@@ -93,6 +93,28 @@ def test_the_motion_gate_forgives_a_short_agreement_inside_it_and_nowhere_else(s
     assert not turned.verified and not turned.forgiven
 
 
+def test_a_match_that_does_not_stand_out_stands_only_when_seen_again_at_another_resolution(scene):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 30.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    attitude = Attitude(30.0, 0.0, 0.0)
+    start = np.array([[25.0, -8.0]])
+
+    def register(gate=None, **settings):
+        refiner = Refiner(grid, ortho, RefineConfig(**settings))
+        return refiner.refine(frame, CAMERA, start, attitude, height_m=HEIGHT_M, gate=gate)
+
+    looked = register(sure_distinctiveness=math.inf)  # every verification takes the second look
+    assert looked.verified and "confirm" in looked.timings_ms  # the right place is seen again
+    assert math.hypot(looked.east_m - pose.east_m, looked.north_m - pose.north_m) < GSD_M
+    blind = register(sure_distinctiveness=math.inf, confirm_px=(16,))  # a look too coarse to verify anything
+    assert not blind.verified and blind.verdict.startswith("not seen again at 16 px")
+    assert register(sure_distinctiveness=1.0, confirm_px=(16,)).verified  # a match that stands out needs none
+    assert register(sure_distinctiveness=math.inf, confirm_px=()).verified  # none asked for
+    gated = register(gate=(np.array([14.0, -18.0]), 5.0), sure_distinctiveness=math.inf, confirm_px=(16,))
+    assert gated.verified and "confirm" not in gated.timings_ms  # tracking's gate vouches for the place
+
+
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
     pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
     reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))

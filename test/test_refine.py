@@ -113,6 +113,9 @@ def test_a_match_that_does_not_stand_out_stands_only_when_seen_again_at_another_
     assert register(sure_distinctiveness=math.inf, confirm_px=()).verified  # none asked for
     gated = register(gate=(np.array([14.0, -18.0]), 5.0), sure_distinctiveness=math.inf, confirm_px=(16,))
     assert gated.verified and "confirm" not in gated.timings_ms  # tracking's gate vouches for the place
+    refiner = Refiner(grid, ortho, RefineConfig(sure_distinctiveness=math.inf, confirm_px=(16,)))
+    searched = refiner.refine(frame, CAMERA, start, Attitude(None, 0.0, 0.0), height_m=HEIGHT_M)
+    assert searched.verified and "confirm" not in searched.timings_ms  # a searched heading's stands out already
 
 
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):

@@ -50,16 +50,19 @@ is searched, whose 24 tries make a chance match likelier); a plausible height (w
 the known height, or of the searched range); a tilt below ``max_tilt_deg``; a
 heading within ``max_heading_error_deg`` of the known one.
 
-**A second look.** A verification that does not stand out (its best match
-under ``sure_distinctiveness`` times the runner-up) and that no tracking gate
-vouches for (below) is registered again around its pose at each ground
-resolution of ``confirm_px`` in turn (the frame's side in pixels, as
-``work_px``); it stands when one of them verifies within two of that
-registration's pixels of it, and is refused otherwise (the next candidate is
-then tried). A chance match of a dozen inliers rarely recurs at another
-resolution; a right place does: on the demo's autumn flight searched frame by
-frame all five wrong places verified by the general model failed both second
-looks, which 61 of the 63 right fixes passed (``docs/results.md``).
+**A second look.** A verification with the heading known that does not stand
+out (its best match under ``sure_distinctiveness`` times the runner-up) and
+that no tracking gate vouches for (below) is registered again around its pose
+at each ground resolution of ``confirm_px`` in turn (the frame's side in
+pixels, as ``work_px``); it stands when one of them verifies within two of
+that registration's pixels of it, and is refused otherwise (the next
+candidate is then tried). A chance match of a dozen inliers rarely recurs at
+another resolution; a right place does: on the demo's autumn flight searched
+frame by frame all five wrong places verified by the general model failed
+both second looks, which 61 of the 63 right fixes passed
+(``docs/results.md``). A searched heading's match is not looked at again: it
+must already stand out (``min_distinctiveness_searched``), and a second look
+at 24 headings cost a tenth of a tracked flight's verified frames.
 
 **Gated by the robot's motion.** When tracking gives a *gate* (the last
 verified fix and how far the robot can have moved since,
@@ -590,7 +593,13 @@ class Refiner:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         if not reg.verified:
             reg = replace(reg, forgiven="")
-        elif c.confirm_px and work_px is None and not in_gate and not reg.distinctiveness >= c.sure_distinctiveness:
+        elif (
+            c.confirm_px
+            and work_px is None
+            and attitude.yaw_deg is not None  # a searched heading's match must already stand out
+            and not in_gate
+            and not reg.distinctiveness >= c.sure_distinctiveness
+        ):
             t3 = time.perf_counter()
             reg = self._second_look(frame_grey, camera, reg, attitude, height_m, band)
             timings["confirm"] = (time.perf_counter() - t3) * 1e3

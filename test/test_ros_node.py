@@ -391,7 +391,12 @@ def test_node_tracks_a_ground_drive_with_its_imu_and_odometry(trained, tmp_path)
     grid = MapDir(map_dir).grid
     # the checkpoint of a street-level model (the zoom's guesses do not matter once the prior starts tracking)
     model, extra = load_checkpoint(model_path)
-    extra = {**extra, "train_config": {**extra.get("train_config", {}), "street": True, "aerial": False}}
+    extra = {
+        **extra,
+        "train_config": {**extra.get("train_config", {}), "street": True, "aerial": False},
+        # a street model's registration scale is not fitted (its frames are registered on the ground plane)
+        "calibration": {**extra.get("calibration", {}), "registration_scale": 1.0},
+    }
     street = save_checkpoint(tmp_path / "street.pt", model, extra)
     drive = FlightConfig(
         out=tmp_path / "drive",

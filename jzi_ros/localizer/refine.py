@@ -54,9 +54,11 @@ heading within ``max_heading_error_deg`` of the known one.
 out (its best match under ``sure_distinctiveness`` times the runner-up) and
 that no tracking gate vouches for (below) is registered again around its pose
 at each ground resolution of ``confirm_px`` in turn (the frame's side in
-pixels, as ``work_px``); it stands when one of them verifies within two of
-that registration's pixels of it, and is refused otherwise (the next
-candidate is then tried). A chance match of a dozen inliers rarely recurs at
+pixels, as ``work_px``; never finer than the map's, so over a map coarser
+than the frame a look differs from the first only by its crop, centred on
+the accepted pose); it stands when one of them verifies within two of that
+registration's pixels of it, and is refused otherwise (the next candidate is
+then tried). A chance match of a dozen inliers rarely recurs at
 another resolution; a right place does: on the demo's autumn flight searched
 frame by frame all five wrong places verified by the general model failed
 both second looks, which 61 of the 63 right fixes passed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -116,6 +117,24 @@ def test_a_match_that_does_not_stand_out_stands_only_when_seen_again_at_another_
     refiner = Refiner(grid, ortho, RefineConfig(sure_distinctiveness=math.inf, confirm_px=(16,)))
     searched = refiner.refine(frame, CAMERA, start, Attitude(None, 0.0, 0.0), height_m=HEIGHT_M)
     assert searched.verified and "confirm" not in searched.timings_ms  # a searched heading's stands out already
+
+
+@pytest.mark.parametrize("pixels, stands", [(1.5, True), (3.0, False)])
+def test_the_second_look_must_see_the_frame_within_two_of_its_pixels(scene, monkeypatch, pixels, stands):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 30.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    register = Refiner._register
+
+    def moved(self, *args, work_px=None, **kwargs):  # the second look verifies, ``pixels`` of its own east
+        reg = register(self, *args, work_px=work_px, **kwargs)
+        return replace(reg, east_m=reg.east_m + pixels * reg.gsd_m) if work_px and reg.verified else reg
+
+    monkeypatch.setattr(Refiner, "_register", moved)
+    refiner = Refiner(grid, ortho, RefineConfig(sure_distinctiveness=math.inf))
+    reg = refiner.refine(frame, CAMERA, np.array([[25.0, -8.0]]), Attitude(30.0, 0.0, 0.0), height_m=HEIGHT_M)
+    assert reg.verified == stands
+    assert stands or reg.verdict.startswith("not seen again at 48 px or 96 px")
 
 
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):

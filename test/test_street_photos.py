@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pyproj
 import pytest
 import rasterio
 from conftest import pattern, shared
@@ -13,7 +14,7 @@ from conftest import pattern, shared
 from jzi_ros.evaluation import EvaluationError
 from jzi_ros.evaluation.street_photos import (
     CRS,
-    TRUTH_UTM,
+    MALL_LATLON,
     StreetPhotoConfig,
     StreetSample,
     context_geotiff,
@@ -61,18 +62,25 @@ def test_the_marker_is_painted_out_and_its_centre_is_the_truth():
     assert np.array_equal(painted[:60], image[:60])  # the rest is left as it was
 
 
-def test_a_context_without_a_marker_is_refused():
+def test_a_context_without_a_round_marker_is_refused():
+    grey = np.full((200, 200, 3), 128, np.uint8)
     with pytest.raises(EvaluationError, match="no red dot"):
-        mask_marker(np.full((200, 200, 3), 128, np.uint8))
+        mask_marker(grey)
+    roof = grey.copy()
+    roof[90:110, 85:115] = (200, 20, 20)  # a red roof where the dot would be
+    with pytest.raises(EvaluationError, match="not a round dot"):
+        mask_marker(roof)
 
 
 def test_the_context_geotiff_puts_the_truth_at_the_marker(tmp_path):
     (sample,) = StreetSample.find(_sample_folder(tmp_path, dot=(101, 130)).parent)
     tif = context_geotiff(sample, tmp_path / "context.tif", 480.0)
     with rasterio.open(tif) as src:
-        assert src.crs.to_string() == CRS
+        assert pyproj.CRS(src.crs.to_wkt()).equals(pyproj.CRS(CRS))
         assert src.res == pytest.approx((2.0, 2.0))  # 480 m over 240 px
-        assert src.index(*TRUTH_UTM) == (130, 101)  # (row, col) of the dot
+        assert src.xy(130, 101) == pytest.approx((0.0, 0.0), abs=1e-6)  # the dot's pixel centre is the origin
+        lon, lat = pyproj.Transformer.from_crs(src.crs.to_wkt(), "EPSG:4326", always_xy=True).transform(0.0, 0.0)
+        assert (lat, lon) == pytest.approx(MALL_LATLON)
         assert _red(np.moveaxis(src.read(), 0, -1)) == CAR
 
 
@@ -110,7 +118,7 @@ def test_real_street_photos_zoom_through_maps_cut_about_their_truth(tmp_path, ca
             best = grid.centers_m(np.array([row[search]["path"]]))[0]
             assert row[search]["error_m"] == pytest.approx(float(np.hypot(*(best - truth))), abs=0.1)  # truth_m: 0.1 m
         with rasterio.open(out / f"{row['sample']}_sat_step_2.tif") as src:
-            r, c = src.index(*TRUTH_UTM)
+            r, c = src.index(0.0, 0.0)
             around = np.moveaxis(src.read(window=((r - 20, r + 20), (c - 20, c + 20))), 0, -1)
             assert _red(around) == 0  # the map never shows the marker
     assert report["rows"][0]["truth_m"] != report["rows"][1]["truth_m"]

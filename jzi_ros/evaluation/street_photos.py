@@ -9,9 +9,13 @@ its own context:
 
 - the dot is painted out (OpenCV's inpainting, :func:`mask_marker`) and its
   centre is the truth;
-- the context is written as a GeoTIFF in UTM zone 18N (Washington, D.C.'s)
-  with the truth at :data:`TRUTH_UTM` (:func:`context_geotiff`): distances
-  inside a context are real, its place on the Earth is not;
+- the context is written as a GeoTIFF in a transverse Mercator centred on
+  the National Mall (:data:`CRS`: north up, as the tiles are, with no grid
+  convergence) with the truth at its origin (:func:`context_geotiff`):
+  distances inside a context are real, its place on the Earth is not; the
+  painted-out dot leaves a smooth smear about 12, 40 and 120 m wide (3 km, 1 km
+  and 300 m contexts: its size in pixels is fixed) at the truth, which a model
+  that found it would have to be checked against;
 - ``windows`` square regions of ``window_m`` (default half the context's
   side, the most that lets the truth lie anywhere) are cut from it, each placed at
   random (seeded) so that the truth lies anywhere in it rather than at its
@@ -52,10 +56,10 @@ CONTEXTS = {"sat_step_1": 3000.0, "sat_step_2": 1000.0, "sat_step_3": 300.0}
 """The overhead contexts of a sample and their sides [m], as the samples' source gives them ("about")."""
 CONTEXT = "sat_step_2"
 """The context the maps are cut from by default."""
-CRS = "EPSG:32618"
-"""UTM zone 18N, where Washington, D.C. lies."""
-TRUTH_UTM = (323_500.0, 4_306_500.0)
-"""Where each sample's truth is placed (easting, northing) [m], on the National Mall (the samples lack coordinates)."""
+MALL_LATLON = (38.8895, -77.0230)
+"""Where each sample's truth is placed [deg]: on the National Mall (the samples have no coordinates)."""
+CRS = f"+proj=tmerc +lat_0={MALL_LATLON[0]} +lon_0={MALL_LATLON[1]} +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+"""The contexts' CRS: a transverse Mercator whose origin, the truth, is :data:`MALL_LATLON`."""
 QUERY_ASPECT = 4 / 3
 """The street model's camera (width / height): photos are cut to it about their centre."""
 WINDOWS = 3
@@ -122,6 +126,9 @@ def mask_marker(image: np.ndarray, search_px: int = 60) -> tuple[np.ndarray, tup
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 0
     if not largest or stats[largest, cv2.CC_STAT_AREA] < 30:  # red roofs and cars are left alone: the largest blob
         raise EvaluationError("the context has no red dot near its centre to mark the truth")
+    bw, bh, area = (int(stats[largest, k]) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+    if not (0.8 <= bw / bh <= 1.25 and 0.65 <= area / (bw * bh) <= 0.9):  # a disc fills pi/4 of its box
+        raise EvaluationError(f"the red mark near the context's centre is not a round dot ({bw} x {bh} px, {area} px)")
     ys, xs = np.nonzero(labels == largest)
     x, y = float(xs.mean()), float(ys.mean())
     radius = math.sqrt(len(xs) / math.pi)
@@ -132,11 +139,10 @@ def mask_marker(image: np.ndarray, search_px: int = 60) -> tuple[np.ndarray, tup
 
 
 def context_geotiff(sample: StreetSample, out: Path, context_m: float) -> Path:
-    """The sample's context, its dot painted out, as a GeoTIFF with the dot's centre at :data:`TRUTH_UTM`."""
+    """The sample's context, its dot painted out, as a GeoTIFF with the dot's centre at the origin of :data:`CRS`."""
     image, (x, y) = mask_marker(read_rgb(sample.context))
     gsd = context_m / image.shape[1]
-    east, north = TRUTH_UTM
-    transform = from_origin(east - (x + 0.5) * gsd, north + (y + 0.5) * gsd, gsd, gsd)  # pixel centres
+    transform = from_origin(-(x + 0.5) * gsd, (y + 0.5) * gsd, gsd, gsd)  # the dot's pixel centre at (0, 0)
     profile = dict(driver="GTiff", width=image.shape[1], height=image.shape[0], count=3, dtype="uint8")
     with rasterio.open(out, "w", crs=CRS, transform=transform, photometric="RGB", **profile) as dst:
         dst.write(np.moveaxis(image, -1, 0))
@@ -205,7 +211,7 @@ def evaluate_street_photos(config: StreetPhotoConfig) -> dict:
     samples = StreetSample.find(config.root, config.context)[: config.limit]
     model, _ = load_checkpoint(config.model)
     to_latlon = pyproj.Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
-    lon0, lat0 = to_latlon.transform(*TRUTH_UTM)
+    lat0, lon0 = MALL_LATLON
     rng = np.random.default_rng([config.seed, 2718])
     searches = {"greedy": 1, f"beam {config.beam}": config.beam}
     rows = []
@@ -217,8 +223,7 @@ def evaluate_street_photos(config: StreetPhotoConfig) -> dict:
             tif = config.out / f"{sample.name}_{config.context}.tif"
             tifs[sample.name] = context_geotiff(sample, tif, config.context_m)
         u, v = rng.uniform(0.02, 0.98, 2)  # the truth's place in the window, from its west and south sides
-        centre_e = TRUTH_UTM[0] + (0.5 - u) * config.side_m
-        centre_n = TRUTH_UTM[1] + (0.5 - v) * config.side_m
+        centre_e, centre_n = (0.5 - u) * config.side_m, (0.5 - v) * config.side_m
         lon, lat = to_latlon.transform(centre_e, centre_n)
         mapdir = build_map(
             [tifs[sample.name]],

@@ -406,8 +406,8 @@ def fit_checks(
 
     Frames of :func:`~jzi_ros.train.calibrate.registration_frames` are registered with an IMU's attitude
     (with its heading, and without) around :data:`WRONG_PLACES` wrong places inside the map's region, 1.5 to
-    3 footprints from the truth, with every
-    check but the peak ratio. The least ratio is :data:`CHECK_MARGIN` times the highest a wrong place
+    3 footprints from the truth, with every check but the peak ratio (the second look at another
+    resolution included). The least ratio is :data:`CHECK_MARGIN` times the highest a wrong place
     reached that way once the highest :data:`WRONG_ACCEPTED` of the wrong registrations are set aside,
     never under the settings' own (:class:`~jzi_ros.localizer.refine.RefineConfig`);
     the share of right places (up to half a footprint off) that keep it is reported beside it, and the

@@ -43,8 +43,11 @@ import cv2
 import numpy as np
 import pyproj
 import rasterio
+import torch
 from rasterio.transform import from_origin
 
+from ..data.geotagged import read_image
+from ..geo import terminal_paths
 from ..geo.build import build_map
 from ..localizer.index import index_map, zoomable
 from ..model import beam_search, load_checkpoint
@@ -99,18 +102,6 @@ class StreetSample:
         return found
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3).
-
-    Raises:
-        EvaluationError: it cannot be read as an image.
-    """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise EvaluationError(f"{path} cannot be read as an image")
-    return np.ascontiguousarray(bgr[..., ::-1])
-
-
 def mask_marker(image: np.ndarray, search_px: int = 60) -> tuple[np.ndarray, tuple[float, float]]:
     """``image`` with the red dot near its centre (and its white ring) painted out, and the dot's centre (x, y) [px].
 
@@ -140,7 +131,7 @@ def mask_marker(image: np.ndarray, search_px: int = 60) -> tuple[np.ndarray, tup
 
 def context_geotiff(sample: StreetSample, out: Path, context_m: float) -> Path:
     """The sample's context, its dot painted out, as a GeoTIFF with the dot's centre at the origin of :data:`CRS`."""
-    image, (x, y) = mask_marker(read_rgb(sample.context))
+    image, (x, y) = mask_marker(read_image(sample.context))
     gsd = context_m / image.shape[1]
     transform = from_origin(-(x + 0.5) * gsd, (y + 0.5) * gsd, gsd, gsd)  # the dot's pixel centre at (0, 0)
     profile = dict(driver="GTiff", width=image.shape[1], height=image.shape[0], count=3, dtype="uint8")
@@ -151,7 +142,7 @@ def context_geotiff(sample: StreetSample, out: Path, context_m: float) -> Path:
 
 def query_photo(sample: StreetSample, aspect: float = QUERY_ASPECT) -> np.ndarray:
     """The street view cut about its centre to ``aspect`` (width / height)."""
-    image = read_rgb(sample.query)
+    image = read_image(sample.query)
     h, w = image.shape[:2]
     if w / h > aspect:
         keep = round(h * aspect)
@@ -218,10 +209,12 @@ def evaluate_street_photos(config: StreetPhotoConfig) -> dict:
     config.out.mkdir(parents=True, exist_ok=True)
     pairs = [(s, k) for s in samples for k in range(config.windows)]
     tifs: dict[str, Path] = {}
+    queries: dict[str, torch.Tensor] = {}  # each photo encoded once, for all its maps
     for sample, k in bar("street photos", config.quiet, unit="map")(pairs, len(pairs)):
         if sample.name not in tifs:
             tif = config.out / f"{sample.name}_{config.context}.tif"
             tifs[sample.name] = context_geotiff(sample, tif, config.context_m)
+            queries[sample.name] = model.encode_queries([query_photo(sample)])
         u, v = rng.uniform(0.02, 0.98, 2)  # the truth's place in the window, from its west and south sides
         centre_e, centre_n = (0.5 - u) * config.side_m, (0.5 - v) * config.side_m
         lon, lat = to_latlon.transform(centre_e, centre_n)
@@ -239,8 +232,8 @@ def evaluate_street_photos(config: StreetPhotoConfig) -> dict:
         grid = mapdir.grid
         truth = np.array(grid.frame.to_local(lat0, lon0)).reshape(1, 2)
         true_path = grid.paths_at_m(truth[:, 0], truth[:, 1])[0][0]
-        query = zoom.encode_queries([query_photo(sample)])
-        every = grid.centers_m(np.array(_all_paths(grid.grid, grid.levels)))
+        query = queries[sample.name]
+        every = grid.centers_m(terminal_paths(np.arange(grid.actions**grid.levels), grid.actions, grid.levels))
         row = {
             "sample": sample.name,
             "window": k,
@@ -271,12 +264,6 @@ def evaluate_street_photos(config: StreetPhotoConfig) -> dict:
     (config.out / "street_photos.json").write_text(json.dumps(report, indent=2))
     (config.out / "street_photos.md").write_text(markdown(report))
     return report
-
-
-def _all_paths(grid: int, levels: int) -> list[tuple[int, ...]]:
-    """Every terminal path of a grid, in row-major order of its cells' numbers."""
-    digits = np.indices((grid * grid,) * levels).reshape(levels, -1).T
-    return [tuple(int(d) for d in row) for row in digits]
 
 
 def summarize(rows: list[dict], searches: list[str], config: StreetPhotoConfig) -> dict:

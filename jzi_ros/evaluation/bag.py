@@ -81,8 +81,8 @@ class BagEvalConfig:
     localize every n-th frame; ``realtime``: instead drop frames as the node
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
-    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``: the registration's
-    (the node's parameter of that name); ``backend``,
+    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``, ``global_candidates``: the registration's
+    (the node's parameters of those names); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
@@ -120,6 +120,7 @@ class BagEvalConfig:
     min_confidence: float = LocalizerConfig.min_confidence
     trust_unverified: bool = False
     matcher: str = "auto"
+    global_candidates: int = RefineConfig.global_candidates
     backend: str = "torch"
     device: str = "cpu"
     storage: str = "mcap"
@@ -608,7 +609,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             min_confidence=config.min_confidence,
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
             trust_unverified=config.trust_unverified,
-            refine=RefineConfig(matcher=config.matcher),
+            refine=RefineConfig(matcher=config.matcher, global_candidates=config.global_candidates),
         ),
     )
     if loc.heading_known and not (config.imu_topic and config.imu_heading):

@@ -298,7 +298,10 @@ class Localizer:
             return {"on": True, "matcher": "street view on the ground plane", "range_m": self.config.ground.range_m}
         if self.refiner is None:
             return {"on": False, "why": self.refine_off}
-        return {"on": True, "matcher": self.refiner.matcher.name, "candidates": self.config.refine.candidates}
+        r = self.config.refine
+        return {"on": True, "matcher": self.refiner.matcher.name, "candidates": r.candidates} | (
+            {"global_candidates": r.registered(True, False)}
+        )
 
     def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
         """The frame's camera: the field of view of ``camera`` (else ``hfov_deg``) at the image's size.
@@ -403,7 +406,11 @@ class Localizer:
             gate = region
             (east, north), radius = region.centre, region.radius
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
-        res = self.backend.search(query, self.config.beam, self.config.top_k, prefix, self.config.greedy_above)
+        top_k = self.config.top_k
+        if self.refiner is not None:  # the registration may try more of them than are published
+            yaw_known = attitude is not None and attitude.yaw_deg is not None
+            top_k = max(top_k, self.config.refine.registered(yaw_known, gate is not None))
+        res = self.backend.search(query, self.config.beam, top_k, prefix, self.config.greedy_above)
         t3 = time.perf_counter()
         paths, probs = to_numpy(res.paths[0]), to_numpy(res.probs[0])
         centres = self.grid.centers_m(paths)
@@ -412,9 +419,9 @@ class Localizer:
             Candidate(tuple(int(a) for a in p), float(la), float(lo), float(c[0]), float(c[1]), float(pr))
             for p, la, lo, c, pr in zip(paths, lat, lon, centres, probs, strict=True)
         ]
-        cell_m = self.grid.terminal_size_m
-        cov = self.calibration.covariances(centres[None], probs[None], cell_m)[0]
-        confidence = float(self.calibration.confidences(centres[None], probs[None], cell_m)[0])
+        cell_m, kept = self.grid.terminal_size_m, slice(0, self.config.top_k)  # the calibration's and the publication's
+        cov = self.calibration.covariances(centres[None, kept], probs[None, kept], cell_m)[0]
+        confidence = float(self.calibration.confidences(centres[None, kept], probs[None, kept], cell_m)[0])
         position, path = centres[0], cands[0].path
         verified, verdict, inliers, gated, altitude = False, self.refine_off, 0, False, math.nan
         heading = math.nan  # where the robot faces, from a verified registration
@@ -487,7 +494,7 @@ class Localizer:
                 and (self.refiner is None and self.ground is None or self.config.trust_unverified)
             ),
             path,
-            cands,
+            cands[: self.config.top_k],
             self.grid.terminal_size_m,
             timings,
             verified,

@@ -58,8 +58,13 @@ pixels, as ``work_px``; never finer than the map's, so over a map coarser
 than the frame a look differs from the first only by its crop, centred on
 the accepted pose); it stands when one of them verifies within two of that
 registration's pixels of it, and is refused otherwise (the next candidate is
-then tried). A chance match of a dozen inliers rarely recurs at
-another resolution; a right place does: on the demo's autumn flight searched
+then tried). A frame searched over the whole map with its heading known
+has more of the zoom's candidates registered (``global_candidates``, 16,
+against ``candidates``, 5): past the fifth, each try is another chance for
+a wrong place to pass, so there a match that does not stand out must be
+seen again at every resolution of ``confirm_px``. A chance match of a
+dozen inliers rarely recurs at another resolution; a right place does: on
+the demo's autumn flight searched
 frame by frame all five wrong places verified by the general model failed
 both second looks, which 61 of the 63 right fixes passed
 (``docs/results.md``). A searched heading's match is not looked at again: it
@@ -120,6 +125,10 @@ class RefineConfig:
     ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`, or ``learned`` (the model's
     learned matcher) or ``auto`` (the model's when it has one, else ``cfog``);
     ``candidates``: how many of the zoom's candidates may be registered;
+    ``global_candidates``: how many when the heading is known and no
+    tracking gate is given (a frame searched over the whole map or a
+    prior's box): beyond ``candidates`` a match that does not stand out
+    must be seen again at every resolution of ``confirm_px``, not one;
     ``work_px``: side of the ground-projected frame [px] (its ground
     resolution is the footprint over ``work_px``, never finer than the map);
     ``search_footprints``: how far around a candidate's cell the crop reaches,
@@ -133,6 +142,7 @@ class RefineConfig:
     enabled: bool = True
     matcher: str = "auto"
     candidates: int = 5
+    global_candidates: int = 16
     work_px: int = 64
     search_footprints: float = 1.0
     min_inliers: int = 10
@@ -153,11 +163,20 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)
-        if self.candidates < 1 or min((self.work_px, *self.confirm_px)) < 16 or self.min_inliers < 4:
+        if (
+            min(self.candidates, self.global_candidates) < 1
+            or min((self.work_px, *self.confirm_px)) < 16
+            or self.min_inliers < 4
+        ):
             raise LocalizerError(
-                f"refinement needs candidates >= 1, work_px and confirm_px >= 16 and min_inliers >= 4, "
-                f"not {self.candidates}, {self.work_px}, {self.confirm_px}, {self.min_inliers}"
+                f"refinement needs candidates and global_candidates >= 1, work_px and confirm_px >= 16 and "
+                f"min_inliers >= 4, not {self.candidates}, {self.global_candidates}, {self.work_px}, "
+                f"{self.confirm_px}, {self.min_inliers}"
             )
+
+    def registered(self, heading_known: bool, gated: bool) -> int:
+        """How many of the zoom's candidates are registered: ``global_candidates`` only with a heading and no gate."""
+        return max(self.candidates, self.global_candidates) if heading_known and not gated else self.candidates
 
 
 @dataclass(frozen=True)
@@ -495,14 +514,17 @@ class Refiner:
         cell = self.grid.terminal_size_m
         searched: list[tuple[np.ndarray, float]] = []
         best: Registration | None = None
-        starts = list(enumerate(np.asarray(candidates_m, float).reshape(-1, 2)[: c.candidates]))
+        count = c.registered(attitude.yaw_deg is not None, gate is not None)
+        starts = list(enumerate(np.asarray(candidates_m, float).reshape(-1, 2)[:count]))
         if gate is not None:
             starts.insert(0, (-1, np.asarray(gate[0], float)))
         for idx, centre in starts:
             if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
                 continue  # an earlier crop already covered this candidate's cell
             for h in heights:
-                reg = replace(self._register(g, camera, centre, attitude, h, band, gate), candidate=idx)
+                late = idx >= c.candidates  # one of many tried: a chance match must recur at every look
+                reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late)
+                reg = replace(reg, candidate=idx)
                 if best is None or _better(reg, best):
                     best = reg
                 if reg.verified:
@@ -529,11 +551,13 @@ class Refiner:
         band: tuple[float, float],
         gate: Gate | None = None,
         work_px: int | None = None,
+        every_look: bool = False,
     ) -> Registration:
         """Register around one candidate: on the flat ground, then (surface model, tilt known) on the surface.
 
         ``work_px``: the ground-projected frame's side [px] (default the settings'); a second look
-        (the module docstring) is taken at the settings' own only.
+        (the module docstring) is taken at the settings' own only, and with ``every_look`` must
+        verify at every resolution of ``confirm_px``.
         """
         c = self.config
         tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
@@ -606,7 +630,7 @@ class Refiner:
             and not reg.distinctiveness >= c.sure_distinctiveness
         ):
             t3 = time.perf_counter()
-            reg = self._second_look(frame_grey, camera, reg, attitude, height_m, band)
+            reg = self._second_look(frame_grey, camera, reg, attitude, height_m, band, every_look)
             timings["confirm"] = (time.perf_counter() - t3) * 1e3
         return replace(reg, timings_ms=timings)
 
@@ -618,15 +642,27 @@ class Refiner:
         attitude: Attitude,
         height_m: float,
         band: tuple[float, float],
+        every_look: bool = False,
     ) -> Registration:
-        """``reg`` where the frame verifies again around it at one of ``confirm_px``, else refused (see the module)."""
-        here = np.array([reg.east_m, reg.north_m])
+        """``reg`` where the frame verifies again around it at one of ``confirm_px`` (``every_look``: at each).
+
+        Else refused, with the resolutions it was not seen at.
+        """
+        here, missed = np.array([reg.east_m, reg.north_m]), []
         for px in self.config.confirm_px:
             again = self._register(frame_grey, camera, here, attitude, height_m, band, work_px=px)
             if again.verified and math.hypot(again.east_m - here[0], again.north_m - here[1]) <= 2 * again.gsd_m:
-                return reg
-        sides = " or ".join(f"{px} px" for px in self.config.confirm_px)
-        return replace(reg, verified=False, verdict=f"not seen again at {sides} around its pose (a chance match)")
+                if not every_look:
+                    return reg
+            else:
+                missed.append(f"{px} px")
+                if every_look:
+                    break
+        if every_look and not missed:
+            return reg
+        return replace(
+            reg, verified=False, verdict=f"not seen again at {' or '.join(missed)} around its pose (a chance match)"
+        )
 
     def _reference(self, crop: BoundsM, gsd: float, timings: dict, t0: float) -> tuple[np.ndarray, np.ndarray] | None:
         """The map's crop as grey (its gaps filled with its mean) and its coverage; None where it has too little."""

@@ -89,6 +89,11 @@ class NodeParams:
         "registration matcher: auto (the model's learned matcher where it verified more than cfog, else cfog), "
         "learned, cfog (dense; robust across sensors), sift, akaze or orb",
     )
+    global_candidates: int = _param(
+        RefineConfig.global_candidates,
+        "zoom candidates registered for a frame searched over the whole map with the IMU's heading (at start, "
+        "after a loss): more verify at once, each refused one costs a registration (5 when tracking)",
+    )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")
     imu_topic: str = _param("", "sensor_msgs/Imu topic: orientation of the robot's body, ENU per REP-103 ('' = none)")
@@ -167,7 +172,7 @@ class NodeParams:
             min_confidence=self.min_confidence,
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,
             hfov_deg=self.hfov_deg,
-            refine=RefineConfig(enabled=self.refine, matcher=self.matcher),
+            refine=RefineConfig(enabled=self.refine, matcher=self.matcher, global_candidates=self.global_candidates),
             tracking=TrackingConfig(
                 self.tracking, self.max_speed_mps, self.reacquire_after, odom_error_share=self.odom_error_share
             ),

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..data.bags import STORAGES
 from ..evaluation import BagEvalConfig, evaluate_bag
 from ..localizer import LocalizerConfig, TrackingConfig
+from ..localizer.refine import RefineConfig
 from ..share import resolve_model
 from .common import add_model_argument, calibrated_for, config_from, print_flight_report
 
@@ -55,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="registration matcher, as the node's parameter: auto (the model's learned one where it verified more "
         "than cfog), learned, cfog, sift, akaze or orb",
+    )
+    p.add_argument(
+        "--global-candidates",
+        type=int,
+        default=RefineConfig.global_candidates,
+        help=f"zoom candidates registered for a frame searched over the whole map with the IMU's heading, as the "
+        f"node's parameter (default {RefineConfig.global_candidates}; 5 when tracking)",
     )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")

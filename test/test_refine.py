@@ -137,6 +137,40 @@ def test_the_second_look_must_see_the_frame_within_two_of_its_pixels(scene, monk
     assert stands or reg.verdict.startswith("not seen again at 48 px or 96 px")
 
 
+def test_a_frame_searched_with_its_heading_has_more_candidates_registered_and_looks_twice_past_the_first(
+    scene, monkeypatch
+):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 30.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    starts = np.array([[-90.0, 90.0], [25.0, -8.0]])  # a wrong place first (its crop misses the truth), then the right
+    heading = Attitude(30.0, 0.0, 0.0)
+
+    def refine(attitude=heading, gate=None, **settings):
+        refiner = Refiner(grid, ortho, RefineConfig(**({"candidates": 1, "global_candidates": 2} | settings)))
+        return refiner.refine(frame, CAMERA, starts, attitude, height_m=HEIGHT_M, gate=gate)
+
+    found = refine()
+    assert found.verified and found.candidate == 1
+    assert math.hypot(found.east_m - pose.east_m, found.north_m - pose.north_m) < GSD_M
+    assert not refine(Attitude(None, 0.0, 0.0)).verified  # a searched heading: the first candidate only
+    assert not refine(gate=(starts[0], 5.0)).verified  # tracking: the gate and the first candidate only
+    assert RefineConfig(candidates=5, global_candidates=16).registered(True, False) == 16
+    assert RefineConfig(candidates=5, global_candidates=2).registered(True, False) == 5  # never fewer
+
+    register = Refiner._register
+
+    def blind_at_96(self, *args, work_px=None, **kwargs):  # the second look at 96 px never verifies
+        reg = register(self, *args, work_px=work_px, **kwargs)
+        return replace(reg, verified=False, verdict="blind") if work_px == 96 else reg
+
+    monkeypatch.setattr(Refiner, "_register", blind_at_96)
+    late = refine(sure_distinctiveness=math.inf)  # every verification takes the second look
+    assert not late.verified and late.verdict.startswith("not seen again at 96 px")
+    early = refine(candidates=2, sure_distinctiveness=math.inf)  # among the first candidates one look suffices
+    assert early.verified and early.candidate == 1
+
+
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
     pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
     reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))

@@ -8,7 +8,11 @@ read around the candidate (the cell grown by the camera's footprint on every
 side), and a :class:`~jzi_ros.localizer.matchers.Matcher` finds
 correspondences between the two. The first candidate whose registration
 passes every check (:class:`RefineConfig`) is the fix; the others are not
-tried. The fix is the camera's position on the ground, not the image
+tried. A candidate within a terminal cell of one already registered is
+skipped; one farther off is registered even where an earlier crop reached
+it, since a crop centred near the place verifies it more often than one
+holding it off-centre (the energy floor and the runner-up are the crop's).
+The fix is the camera's position on the ground, not the image
 centre's, so a tilted camera's fix is not biased by its tilt:
 
 - **Attitude known** (the IMU's roll and pitch; heading known or searched):
@@ -512,15 +516,15 @@ class Refiner:
             band = (min(heights) / (1 + c.height_tolerance), max(heights) * (1 + c.height_tolerance))
         g = grey(frame_rgb)
         cell = self.grid.terminal_size_m
-        searched: list[tuple[np.ndarray, float]] = []
+        searched: list[np.ndarray] = []
         best: Registration | None = None
         count = c.registered(attitude.yaw_deg is not None, gate is not None)
         starts = list(enumerate(np.asarray(candidates_m, float).reshape(-1, 2)[:count]))
         if gate is not None:
             starts.insert(0, (-1, np.asarray(gate[0], float)))
         for idx, centre in starts:
-            if any(np.abs(centre - s).max() <= reach - cell / 2 for s, reach in searched):
-                continue  # an earlier crop already covered this candidate's cell
+            if any(np.abs(centre - s).max() <= 1.01 * cell for s in searched):
+                continue  # next to a candidate already registered: its crop would be nearly the same
             for h in heights:
                 late = idx >= c.candidates  # one of many tried: a chance match must recur at every look
                 reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late)
@@ -529,7 +533,7 @@ class Refiner:
                     best = reg
                 if reg.verified:
                     break
-            searched.append((centre, cell / 2 + self._reach_m(camera, heights[-1])))
+            searched.append(centre)
             if best is not None and best.verified:
                 break
         if best is None:

@@ -15,7 +15,7 @@ from jzi_ros.geo import BoundsM, CameraPose, LocalFrame, Pinhole, ZoomGrid, imag
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.matchers import cfog, make_matcher
-from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, fit_similarity
+from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, Registration, fit_similarity
 
 SIDE_M = 240.0
 GSD_M = 0.5
@@ -169,6 +169,24 @@ def test_a_frame_searched_with_its_heading_has_more_candidates_registered_and_lo
     assert not late.verified and late.verdict.startswith("not seen again at 96 px")
     early = refine(candidates=2, sure_distinctiveness=math.inf)  # among the first candidates one look suffices
     assert early.verified and early.candidate == 1
+
+
+def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monkeypatch):
+    grid, ortho = scene
+    centres: list[tuple[float, float]] = []
+
+    def refused(self, frame, camera, centre, *args, **kwargs):
+        centres.append((float(centre[0]), float(centre[1])))
+        return Registration(False, "refused")
+
+    monkeypatch.setattr(Refiner, "_register", refused)
+    cell = grid.terminal_size_m
+    starts = np.array([[0.0, 0.0], [cell, 0.0], [2.5 * cell, 0.0], [2.5 * cell + 2.0, cell], [0.0, -3 * cell]])
+    frame = np.zeros((64, 64, 3), np.uint8)
+    Refiner(grid, ortho).refine(frame, CAMERA, starts, Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M)
+    # the second and fourth lie within a cell of one registered before them; the crops of the first
+    # reach the third and fifth, which are registered all the same
+    assert centres == [(0.0, 0.0), (2.5 * cell, 0.0), (0.0, -3 * cell)]
 
 
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):

@@ -299,9 +299,12 @@ class Localizer:
         if self.refiner is None:
             return {"on": False, "why": self.refine_off}
         r = self.config.refine
-        return {"on": True, "matcher": self.refiner.matcher.name, "candidates": r.candidates} | (
-            {"global_candidates": r.registered(True, False)}
-        )
+        return {
+            "on": True,
+            "matcher": self.refiner.matcher.name,
+            "candidates": r.candidates,
+            "global_candidates": r.registered(True, False),
+        }
 
     def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
         """The frame's camera: the field of view of ``camera`` (else ``hfov_deg``) at the image's size.

@@ -81,8 +81,9 @@ class BagEvalConfig:
     localize every n-th frame; ``realtime``: instead drop frames as the node
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
-    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``, ``global_candidates``: the registration's
-    (the node's parameters of those names); ``backend``,
+    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``,
+    ``global_candidates``: the registration's (the node's parameters of those
+    names); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;

@@ -525,8 +525,8 @@ class Refiner:
         for idx, centre in starts:
             if any(np.abs(centre - s).max() <= 1.01 * cell for s in searched):
                 continue  # next to a candidate already registered: its crop would be nearly the same
+            late = idx >= c.candidates  # one of many tried: a chance match must recur at every look
             for h in heights:
-                late = idx >= c.candidates  # one of many tried: a chance match must recur at every look
                 reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late)
                 reg = replace(reg, candidate=idx)
                 if best is None or _better(reg, best):

@@ -288,6 +288,14 @@ def test_a_frame_searched_over_the_map_with_its_heading_has_more_candidates_regi
     loc.reset()
     loc.localize(frame, camera=cam, attitude=tilt, height_m=pose.altitude_m, stamp_s=1.0)  # the heading searched
     assert asked[-1] == loc.config.top_k
+    # a frame no candidate verifies keeps the zoom's confidence and covariance of the published candidates only
+    five = Localizer(map_dir, model, config=replace(loc.config, refine=replace(refine, global_candidates=5)))
+    horizon = Attitude(40.0, 80.0, 0.0)  # looking at the horizon: refused
+    loc.reset()
+    wide, narrow = (x.localize(frame, camera=cam, attitude=horizon, height_m=pose.altitude_m) for x in (loc, five))
+    assert asked[-1] == refine.global_candidates and not wide.verified and "tilted" in wide.verdict
+    assert [c.path for c in wide.candidates] == [c.path for c in narrow.candidates]
+    assert wide.confidence == narrow.confidence and np.allclose(wide.covariance_m2, narrow.covariance_m2)
 
 
 def test_without_a_pyramid_refinement_is_off_and_says_why(trained, tmp_path):

@@ -410,9 +410,8 @@ class Localizer:
             (east, north), radius = region.centre, region.radius
             mode, prefix = TRACKING, self.box_prefix(float(east), float(north), radius, radius)
         top_k = self.config.top_k
-        if self.refiner is not None:  # the registration may try more of them than are published
-            yaw_known = attitude is not None and attitude.yaw_deg is not None
-            top_k = max(top_k, self.config.refine.registered(yaw_known, gate is not None))
+        if self.refiner is not None and gate is None and attitude is not None and attitude.yaw_deg is not None:
+            top_k = max(top_k, self.config.refine.registered(True, False))  # registered, not all published
         res = self.backend.search(query, self.config.beam, top_k, prefix, self.config.greedy_above)
         t3 = time.perf_counter()
         paths, probs = to_numpy(res.paths[0]), to_numpy(res.probs[0])

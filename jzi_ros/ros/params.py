@@ -91,8 +91,9 @@ class NodeParams:
     )
     global_candidates: int = _param(
         RefineConfig.global_candidates,
-        "zoom candidates registered for a frame searched over the whole map with the IMU's heading (at start, "
-        "after a loss): more verify at once, each refused one costs a registration (5 when tracking)",
+        "zoom candidates registered for a frame searched over the whole map (or a prior's box) with the IMU's "
+        "heading, at start and after a loss: more verify at once, each refused one costs a registration (at least "
+        "5, the number registered when tracking or with the heading searched)",
     )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")

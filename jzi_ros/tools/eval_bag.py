@@ -61,8 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--global-candidates",
         type=int,
         default=RefineConfig.global_candidates,
-        help=f"zoom candidates registered for a frame searched over the whole map with the IMU's heading, as the "
-        f"node's parameter (default {RefineConfig.global_candidates}; 5 when tracking)",
+        help=f"zoom candidates registered for a frame searched over the whole map (or a prior's box) with the IMU's "
+        f"heading, as the node's parameter (default {RefineConfig.global_candidates}; at least "
+        f"{RefineConfig.candidates}, the number registered when tracking or with the heading searched)",
     )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")

@@ -164,6 +164,7 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
         grid.terminal_size_m, color="tab:red", ls="--", lw=1, label=f"terminal cell {grid.terminal_size_m:.1f} m"
     )
     ax.set_xscale("symlog", linthresh=max(1.0, grid.terminal_size_m / 4))
+    ax.set_xlim(left=0)  # errors are never negative: no empty negative half of the symlog axis
     ax.set_xlabel("error [m]")
     ax.set_ylabel("share of frames")
     ax.set_ylim(0, 1)
@@ -179,6 +180,7 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     ax.plot(t_s, err, ".-", lw=0.8, ms=3, label="error [m]")
     ax.plot(t_s[verified], err[verified], "o", color="tab:green", ms=3, label="verified")
     ax.set_yscale("symlog", linthresh=max(1.0, grid.terminal_size_m / 4))
+    ax.set_ylim(bottom=0)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("time [s]")
     ax.set_ylabel("error [m]")

@@ -8,13 +8,20 @@ recognizes it as its own output by a file only it writes there (a map's
 ``.jzi-partial`` marker of an unfinished output), and never when it is ``/``,
 the home folder, the working directory or one of its parents, or a folder
 that holds one of the command's inputs.
+
+Caches built on first use beside their source (a checkpoint's ONNX export, an
+export's TensorRT engines) are built under :func:`build_lock`, so that two
+processes starting at once (two replays, a node and a benchmark) build them
+once and never remove each other's unfinished folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import JziError
@@ -96,3 +103,24 @@ def finish_partial(
         shutil.rmtree(out)
     partial.rename(out)
     return out
+
+
+@contextmanager
+def build_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``NAME.lock`` beside the cache folder ``path`` while it is built.
+
+    A process waits here while another builds; it should then check again whether the cache
+    is still to be built. The lock file stays (it is empty); the lock goes with the process.
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot write {lock}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases its lock

@@ -81,6 +81,42 @@ def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats, 
                 first = model.decoder.action_token(level + 1, torch.tensor([0, 1, 2, 3]) % cfg.actions)
 
 
+def test_two_backends_started_at_once_export_a_checkpoint_once(model_and_feats, tmp_path, monkeypatch):
+    import threading
+
+    from jzi_ros.inference import exported
+
+    model, feats = model_and_feats
+    save_checkpoint(tmp_path / "m.pt", model, {})
+    fresh = load_checkpoint(tmp_path / "m.pt")[0]  # a checkpoint with no export beside it yet
+    exports: list[Path] = []
+    real = exported.export_onnx
+
+    def counted(*args, **kwargs):
+        exports.append(Path(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exported, "export_onnx", counted)
+    backends: list = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            backends.append(make_backend("onnxruntime", fresh, feats, beam=4))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(backends) == 2
+    assert exports == [tmp_path / "m.pt.onnx-b4"], "the second waited for the first's export and used it"
+    image = [np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    assert np.array_equal(backends[0].encode(image), backends[1].encode(image))
+
+
 def test_an_export_of_the_full_sequence_decoder_is_stale(model_and_feats, tmp_path):
     import yaml
 

@@ -11,7 +11,7 @@ from conftest import UTM_ORIGIN, pattern, write_tif
 from rasterio.transform import from_origin
 
 from jzi_ros.geo import build_map
-from jzi_ros.outputs import PARTIAL_MARKER, OutputError, check_replaceable, start_partial
+from jzi_ros.outputs import PARTIAL_MARKER, OutputError, build_lock, check_replaceable, start_partial
 from jzi_ros.tools.cli import main
 
 
@@ -100,3 +100,33 @@ def test_an_out_below_a_file_is_refused_before_the_work(tmp_path, capsys):
     code = main(["build-map", "--geotiff", str(tif), "--out", str(tmp_path / "afile" / "site"), "--levels", "1"])
     assert code != 0 and "cannot write" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_cache_is_built_by_one_process_at_a_time(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "model.pt.onnx-b4"
+    held = tmp_path / "held"
+    code = (
+        "import sys, time, pathlib; from jzi_ros.outputs import build_lock\n"
+        "with build_lock(sys.argv[1]):\n"
+        "    pathlib.Path(sys.argv[2]).touch(); time.sleep(1.5)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code, str(cache), str(held)])
+    try:
+        while not held.exists():
+            assert other.poll() is None, "the other process ended before it held the lock"
+            time.sleep(0.02)
+        seen = time.monotonic()
+        with build_lock(cache):
+            waited = time.monotonic() - seen
+    finally:
+        other.wait(timeout=30)
+    assert waited > 1.0, "the lock was taken while the other process held it (1.5 s)"
+    assert (tmp_path / "model.pt.onnx-b4.lock").is_file() and not cache.exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write"):
+        with build_lock(tmp_path / "a-file" / "cache"):
+            pass

@@ -21,6 +21,7 @@ import torch
 from ..model import SearchResult, ZoomModel, beam_search
 from ..model.encoder import prepare_queries
 from ..model.search import ViewTokens
+from ..outputs import build_lock
 from .errors import BackendError
 from .export import EXPORT_LAYOUT, export_onnx, export_tensorrt, map_view_tokens, query_crops, read_meta, tensorrt_key
 from .runtime import ExportedModel, OnnxBackend
@@ -96,8 +97,10 @@ class OnnxRuntimeBackend(OnnxBackend):
         self.model = model
         folder = folder or _artifacts(model, f".onnx-b{beam}")
         if is_stale(folder, model, beam):
-            log.info("exporting %s to ONNX in %s", getattr(model, "source", "the model"), folder)
-            export_onnx(model, folder, beam=beam)
+            with build_lock(folder):  # another process may be exporting it now: once it has, it is not stale
+                if is_stale(folder, model, beam):
+                    log.info("exporting %s to ONNX in %s", getattr(model, "source", "the model"), folder)
+                    export_onnx(model, folder, beam=beam)
         super().__init__(
             ExportedModel.load(folder), map_view_tokens(model, view_feats), device, threads, precision or ""
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..outputs import build_lock
 from .errors import BackendError
 from .runtime import ExportedModel, GraphBackend, fixed_batch
 
@@ -209,7 +210,9 @@ class TensorRTBackend(GraphBackend):
         gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         folder = engine_folder(exported.folder, gpu, (props.major, props.minor), trt.__version__, fp16)
         if needs_build(folder, exported.folder, force_engine_update):
-            build_engines(exported.folder, folder, fp16)
+            with build_lock(folder):  # another process may be building them now: then they are current
+                if needs_build(folder, exported.folder, force_engine_update):
+                    build_engines(exported.folder, folder, fp16)
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine_folder = folder
         self.encoder = Engine(folder / "encoder.engine", trt, logger, cudart)

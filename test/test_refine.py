@@ -171,6 +171,44 @@ def test_a_frame_searched_with_its_heading_has_more_candidates_registered_and_lo
     assert early.verified and early.candidate == 1
 
 
+def test_a_searched_headings_match_that_stands_out_only_as_a_known_headings_is_seen_again_at_every_look(
+    scene, monkeypatch
+):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 233.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    searched = Attitude(None, 0.0, 0.0)
+
+    def refine(**settings):
+        refiner = Refiner(grid, ortho, RefineConfig(**({"min_distinctiveness_searched": math.inf} | settings)))
+        return refiner.refine(frame, CAMERA, np.array([[25.0, -8.0]]), searched, height_m=HEIGHT_M)
+
+    seen = refine(min_distinctiveness=1.0)  # short of the searched check, enough for a known heading's
+    assert seen.verified and seen.verdict == "ok" and "confirm" in seen.timings_ms and not seen.unconfirmed
+    assert math.hypot(seen.east_m - pose.east_m, seen.north_m - pose.north_m) < 2 * GSD_M
+    assert abs((seen.yaw_deg - 233.0 + 180) % 360 - 180) < 2.0
+    blind = refine(min_distinctiveness=1.0, confirm_px=(16,))  # a look too coarse to verify anything
+    assert not blind.verified and blind.verdict.startswith("ambiguous") and "not seen again at 16 px" in blind.verdict
+    unlooked = refine(min_distinctiveness=1.0, confirm_px=())  # no second look: the searched check stands
+    assert not unlooked.verified and unlooked.verdict.startswith("ambiguous") and "confirm" not in unlooked.timings_ms
+    weak = refine(min_distinctiveness=math.inf)  # short of a known heading's check too: no second look
+    assert not weak.verified and weak.verdict.startswith("ambiguous") and "confirm" not in weak.timings_ms
+
+    register = Refiner._register
+    looks: list[tuple[int | None, float | None]] = []
+
+    def blind_at_96(self, frame_grey, camera, centre, attitude, *args, work_px=None, **kwargs):
+        looks.append((work_px, attitude.yaw_deg))
+        reg = register(self, frame_grey, camera, centre, attitude, *args, work_px=work_px, **kwargs)
+        return replace(reg, verified=False, verdict="blind") if work_px == 96 else reg
+
+    monkeypatch.setattr(Refiner, "_register", blind_at_96)
+    once = refine(min_distinctiveness=1.0)  # seen again at 48 px but not at 96: one look is not enough
+    assert not once.verified and "not seen again at 96 px" in once.verdict
+    assert [px for px, _ in looks] == [None, 48, 96]
+    assert looks[0][1] is None and all(abs((yaw - 233.0 + 180) % 360 - 180) < 2.0 for _, yaw in looks[1:])
+
+
 def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monkeypatch):
     grid, ortho = scene
     centres: list[tuple[float, float]] = []

@@ -71,12 +71,16 @@ dozen inliers rarely recurs at another resolution; a right place does: on
 the demo's autumn flight searched
 frame by frame all five wrong places verified by the general model failed
 both second looks, which 61 of the 63 right fixes passed
-(``docs/results.md``). A searched heading's match is not looked at again: it
-must already stand out (``min_distinctiveness_searched``), and a second look
-at 24 headings cost ten points of a tracked flight's frames (Rotterdam, IMU
-tilt only: 55 to 45 %). A keypoint matcher's match (its distinctiveness
-infinite) never takes it; a learned matcher's takes it on the same scale as
-CFOG's.
+(``docs/results.md``). A searched heading's match that stands out
+(``min_distinctiveness_searched``) is not looked at again. One that falls
+short of that but stands out as a known heading's must (``min_distinctiveness``)
+is registered again at the heading it found, now known, and must be seen
+again at every resolution of ``confirm_px``; tracking's gate, where it
+vouches for the place, replaces that as it replaces the check. (A second look
+that searched the 24 headings again cost ten points of a tracked flight's
+frames: Rotterdam, IMU tilt only, 55 to 45 %.) A keypoint matcher's match (its
+distinctiveness infinite) never takes it; a learned matcher's takes it on the
+same scale as CFOG's.
 
 **Gated by the robot's motion.** When tracking gives a *gate* (the last
 verified fix and how far the robot can have moved since,
@@ -233,7 +237,9 @@ class Registration:
     check that failed but the motion gate replaced ("" when none did);
     ``altitude_m``: the camera's elevation [m] in the surface model's datum
     when the map has one (its ``height_m`` is then above the surface under it);
-    ``yaw_variance_deg2``: the variance [deg²] of ``yaw_deg`` from the fit.
+    ``yaw_variance_deg2``: the variance [deg²] of ``yaw_deg`` from the fit;
+    ``unconfirmed``: the check a searched heading's match fell short of that a
+    second look at the heading it found may replace ("" when none).
     """
 
     verified: bool
@@ -256,6 +262,7 @@ class Registration:
     forgiven: str = ""
     altitude_m: float = math.nan
     yaw_variance_deg2: float = math.nan
+    unconfirmed: str = ""
 
 
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
@@ -619,17 +626,26 @@ class Refiner:
                 start, yaw, rescue = np.array([reg.east_m, reg.north_m]), reg.yaw_deg, True
             if flat.verified and not reg.verified:  # the surface refines a flat verification, never undoes it
                 reg = flat
+            elif flat.unconfirmed and reg.verified:  # started from a match still to be seen again: so is it
+                reg = replace(reg, unconfirmed=flat.unconfirmed)
         in_gate = (
             gate is not None and gated and math.hypot(reg.east_m - gate[0][0], reg.north_m - gate[0][1]) <= gate[1]
         )
         if reg.forgiven and reg.verified and not in_gate:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         if not reg.verified:
-            reg = replace(reg, forgiven="")
+            reg = replace(reg, forgiven="", unconfirmed="")
+        elif reg.unconfirmed:  # a searched heading's match standing out only as a known heading's must
+            t3 = time.perf_counter()
+            found = replace(attitude, yaw_deg=reg.yaw_deg)  # its heading is now known
+            again = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)
+            verdict = again.verdict if again.verified else f"{reg.unconfirmed}, and {again.verdict}"
+            reg = replace(again, verdict=verdict, unconfirmed="")
+            timings["confirm"] = (time.perf_counter() - t3) * 1e3
         elif (
             c.confirm_px
             and work_px is None
-            and attitude.yaw_deg is not None  # a searched heading's match must already stand out
+            and attitude.yaw_deg is not None  # a searched heading's match must stand out (or be seen again)
             and not in_gate
             and not reg.distinctiveness >= c.sure_distinctiveness
         ):
@@ -836,7 +852,9 @@ class Refiner:
             return Registration(False, "no consistent geometry among the matches", **base)
         inl = mask.ravel().astype(bool)
         img_pts = _apply(view.to_frame, m.query_px)
-        refused = self._agreement(m, inl, img_pts, camera, attitude.yaw_deg is not None, gated, base)
+        heading_known = attitude.yaw_deg is not None
+        confirmable = not heading_known and bool(c.confirm_px)
+        refused = self._agreement(m, inl, img_pts, camera, heading_known, gated, base, confirmable)
         if refused is not None:
             return refused
         if tilt_known:
@@ -884,10 +902,13 @@ class Refiner:
         heading_known: bool,
         gated: bool,
         base: dict,
+        confirmable: bool = False,
     ) -> Registration | None:
         """The checks on the matches themselves (count, share, spread, distinctiveness): a refusal, or None.
 
-        Sets ``base["inliers"]``, and ``base["forgiven"]`` for a check the gate may replace.
+        Sets ``base["inliers"]``, ``base["forgiven"]`` for a check the gate may replace, and with
+        ``confirmable`` (a searched heading, no gate) ``base["unconfirmed"]`` for a distinctiveness
+        that a known heading's check would accept: a second look decides (:meth:`_register`).
         """
         c = self.config
         n_in = int(inl.sum())
@@ -902,17 +923,24 @@ class Refiner:
         span = np.ptp(img_pts[inl], axis=0) / np.array([camera.width_px, camera.height_px])
         if span.min() < c.min_spread:
             return Registration(False, f"the inliers span only {100 * span.min():.0f} % of the image", **base)
-        # a learned matcher, whose peaks stand out more than CFOG's, asks more of them (fitted with it)
-        if heading_known:
-            least = max(c.min_distinctiveness, getattr(self.matcher, "min_distinctiveness", 0.0))
-        else:
-            least = max(c.min_distinctiveness_searched, getattr(self.matcher, "searched_distinctiveness", 0.0))
+        least = self._least(heading_known)
         if measured and m.distinctiveness < least:
             ambiguous = f"ambiguous: the best match is only {m.distinctiveness:.2f}x the runner-up"
-            if not gated:
+            if gated:
+                base["forgiven"] = "; ".join(filter(None, (base.get("forgiven"), ambiguous)))
+            elif confirmable and m.distinctiveness >= self._least(True):
+                base["unconfirmed"] = ambiguous  # it stands out as a known heading's: looked at again
+            else:
                 return Registration(False, ambiguous, **base)
-            base["forgiven"] = "; ".join(filter(None, (base.get("forgiven"), ambiguous)))
         return None
+
+    def _least(self, heading_known: bool) -> float:
+        """The least ratio of the best global match to the runner-up that the checks accept."""
+        c = self.config
+        # a learned matcher, whose peaks stand out more than CFOG's, asks more of them (fitted with it)
+        if heading_known:
+            return max(c.min_distinctiveness, getattr(self.matcher, "min_distinctiveness", 0.0))
+        return max(c.min_distinctiveness_searched, getattr(self.matcher, "searched_distinctiveness", 0.0))
 
     def _similarity(
         self,

@@ -17,7 +17,7 @@ once and never remove each other's unfinished folder.
 
 from __future__ import annotations
 
-import fcntl
+import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import JziError
+
+log = logging.getLogger(__name__)
 
 PARTIAL_MARKER = ".jzi-partial"
 """The file inside every ``NAME.partial`` folder the project writes, so that a leftover one may be removed."""
@@ -112,15 +114,20 @@ def build_lock(path: str | Path) -> Iterator[None]:
     A process waits here while another builds; it should then check again whether the cache
     is still to be built. The lock file stays (it is empty); the lock goes with the process.
     """
+    import fcntl  # POSIX: imported here so that the rest of the module is not
+
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        fd = os.open(lock, os.O_CREAT | os.O_RDONLY, 0o644)  # a lock needs no write access to its file
     except OSError as exc:
         raise OutputError(f"cannot write {lock}: {exc.strerror or exc}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks (some NFS, SMB or FUSE mounts)
+            log.warning("cannot lock %s (%s): building %s without a lock", lock, exc.strerror or exc, path)
         yield
     finally:
         os.close(fd)  # closing the file releases its lock

@@ -402,6 +402,13 @@ def test_tensorrt_engines_are_cached_per_gpu_version_and_precision_and_rebuilt_w
     (folder / ENGINE_META).write_text(json.dumps({"graphs": digests}))
     assert not needs_build(folder, export), "built from these graphs: loaded, not rebuilt"
     assert needs_build(folder, export, force=True), "force_engine_update"
+    import time
+
+    from jzi_ros.inference.tensorrt_runtime import built_since
+
+    # a forced start that waited for another's rebuild takes those engines: built after it asked
+    assert built_since(folder, time.time() - 60) and not built_since(folder, time.time() + 60)
+    assert not built_since(tmp_path / "none", 0.0)
     (export / "decoder.onnx").write_bytes((export / "decoder.onnx").read_bytes() + b" ")
     assert needs_build(folder, export), "the graph changed: the engine is stale"
     assert (device_of("cuda"), device_of("cuda:1")) == (0, 1)

@@ -130,3 +130,16 @@ def test_a_cache_is_built_by_one_process_at_a_time(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         with build_lock(tmp_path / "a-file" / "cache"):
             pass
+
+
+def test_a_cache_on_a_file_system_without_locks_is_built_without_one(tmp_path, monkeypatch, caplog):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    built = False
+    with build_lock(tmp_path / "engines"):
+        built = True
+    assert built and "without a lock" in caplog.text

@@ -133,8 +133,10 @@ class TensorRTBackend:
         root = folder or _artifacts(model, f".trt-b{beam}")
         engine = root / tensorrt_key(fp16)
         if is_stale(engine, model, beam):
-            log.info("building TensorRT engines in %s (minutes, once per GPU and precision)", engine)
-            export_tensorrt(model, root, beam=beam, fp16=fp16)
+            with build_lock(engine):  # another process may be building them now: once it has, they are current
+                if is_stale(engine, model, beam):
+                    log.info("building TensorRT engines in %s (minutes, once per GPU and precision)", engine)
+                    export_tensorrt(model, root, beam=beam, fp16=fp16)
         self.dtype = torch.float16 if fp16 else torch.float32
         self.encoder = torch.export.load(str(engine / "encoder.ep")).module()
         decoder = torch.export.load(str(engine / "decoder.ep")).module()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,12 @@ def needs_build(folder: Path, export: Path, force: bool = False) -> bool:
         return True
     built = yaml.safe_load(meta_file.read_text()) or {}
     return any(built.get("graphs", {}).get(g) != graph_digest(export / f"{g}.onnx") for g in GRAPHS)
+
+
+def built_since(folder: Path, when: float) -> bool:
+    """Whether the engines in ``folder`` were built at or after ``when`` (seconds since the epoch)."""
+    meta_file = folder / ENGINE_META
+    return meta_file.is_file() and meta_file.stat().st_mtime >= when
 
 
 def _cuda():
@@ -210,8 +217,10 @@ class TensorRTBackend(GraphBackend):
         gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         folder = engine_folder(exported.folder, gpu, (props.major, props.minor), trt.__version__, fp16)
         if needs_build(folder, exported.folder, force_engine_update):
+            asked = time.time()
             with build_lock(folder):  # another process may be building them now: then they are current
-                if needs_build(folder, exported.folder, force_engine_update):
+                forced = force_engine_update and not built_since(folder, asked)  # a rebuild it waited for counts
+                if needs_build(folder, exported.folder, forced):
                     build_engines(exported.folder, folder, fp16)
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine_folder = folder

@@ -209,6 +209,35 @@ def test_a_searched_headings_match_that_stands_out_only_as_a_known_headings_is_s
     assert looks[0][1] is None and all(abs((yaw - 233.0 + 180) % 360 - 180) < 2.0 for _, yaw in looks[1:])
 
 
+def test_a_surface_pass_from_a_searched_headings_match_checks_it_at_its_heading_and_is_seen_again(scene, monkeypatch):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 233.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    laid: list[float | None] = []
+
+    def on_surface(self, frame_grey, camera, start, yaw, attitude, *args, **kwargs):  # verifies the first pass only
+        laid.append(attitude.yaw_deg)
+        ok = len(laid) == 1
+        return Registration(
+            ok, "ok" if ok else "refused", east_m=float(start[0]), north_m=float(start[1]), yaw_deg=float(yaw)
+        )
+
+    monkeypatch.setattr(Refiner, "_on_surface", on_surface)
+
+    def refine(**settings):
+        laid.clear()
+        config = RefineConfig(**({"min_distinctiveness_searched": math.inf, "min_distinctiveness": 1.0} | settings))
+        refiner = Refiner(grid, ortho, config)
+        refiner.surface = object()  # a surface model: each flat pass is followed by one on the surface
+        return refiner.refine(frame, CAMERA, np.array([[25.0, -8.0]]), Attitude(None, 0.0, 0.0), height_m=HEIGHT_M)
+
+    seen = refine()
+    assert abs((laid[0] - 233.0 + 180) % 360 - 180) < 2.0  # laid on the surface at the heading the flat pass found
+    assert seen.verified and "confirm" in seen.timings_ms  # the surface's fix was seen again, on the flat ground
+    blind = refine(confirm_px=(16,))  # a look too coarse to see it: the surface's verification does not stand alone
+    assert not blind.verified and "not seen again at 16 px" in blind.verdict
+
+
 def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monkeypatch):
     grid, ortho = scene
     centres: list[tuple[float, float]] = []

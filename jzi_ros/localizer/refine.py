@@ -611,11 +611,13 @@ class Refiner:
             rescue = not math.isfinite(reg.east_m)
             start = np.asarray(centre_m, float) if rescue else np.array([reg.east_m, reg.north_m])
             yaw = attitude.yaw_deg if rescue else reg.yaw_deg
+            # from a searched heading's match still to be seen again: at its heading, with a known heading's check
+            laid = replace(attitude, yaw_deg=reg.yaw_deg) if reg.unconfirmed else attitude
             for _ in range(2):  # a second pass from the first one's pose when that was refused
                 if yaw is None:
                     break
                 on_surface = self._on_surface(
-                    frame_grey, camera, start, yaw, attitude, height_m, band, gated, reach, gsd, rescue and not gated
+                    frame_grey, camera, start, yaw, laid, height_m, band, gated, reach, gsd, rescue and not gated
                 )
                 if on_surface is None:
                     break
@@ -635,7 +637,7 @@ class Refiner:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         if not reg.verified:
             reg = replace(reg, forgiven="", unconfirmed="")
-        elif reg.unconfirmed:  # a searched heading's match standing out only as a known heading's must
+        elif reg.unconfirmed and work_px is None:  # a searched heading's match standing out only as a known one's
             t3 = time.perf_counter()
             found = replace(attitude, yaw_deg=reg.yaw_deg)  # its heading is now known
             again = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)

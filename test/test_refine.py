@@ -15,7 +15,7 @@ from jzi_ros.geo import BoundsM, CameraPose, LocalFrame, Pinhole, ZoomGrid, imag
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.matchers import cfog, make_matcher
-from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, Registration, fit_similarity
+from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, Registration, fit_similarity, grey
 
 SIDE_M = 240.0
 GSD_M = 0.5
@@ -193,6 +193,10 @@ def test_a_searched_headings_match_that_stands_out_only_as_a_known_headings_is_s
     assert not unlooked.verified and unlooked.verdict.startswith("ambiguous") and "confirm" not in unlooked.timings_ms
     weak = refine(min_distinctiveness=math.inf)  # short of a known heading's check too: no second look
     assert not weak.verified and weak.verdict.startswith("ambiguous") and "confirm" not in weak.timings_ms
+    strict = Refiner(grid, ortho, RefineConfig(min_distinctiveness_searched=math.inf, min_distinctiveness=1.0))
+    band = (0.9 * HEIGHT_M, 1.1 * HEIGHT_M)
+    look = strict._register(grey(frame), CAMERA, np.array([25.0, -8.0]), searched, HEIGHT_M, band, work_px=64)
+    assert not look.verified and look.verdict.startswith("ambiguous") and not look.unconfirmed  # a look: no looks
 
     register = Refiner._register
     looks: list[tuple[int | None, float | None]] = []

@@ -637,7 +637,9 @@ class Refiner:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
         if not reg.verified:
             reg = replace(reg, forgiven="", unconfirmed="")
-        elif reg.unconfirmed and work_px is None:  # a searched heading's match standing out only as a known one's
+        elif reg.unconfirmed and work_px is not None:  # a look is never seen again: the check stands
+            reg = replace(reg, verified=False, verdict=reg.unconfirmed, unconfirmed="")
+        elif reg.unconfirmed:  # a searched heading's match standing out only as a known heading's must
             t3 = time.perf_counter()
             found = replace(attitude, yaw_deg=reg.yaw_deg)  # its heading is now known
             again = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)

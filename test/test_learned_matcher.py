@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from jzi_ros.evaluation.registration import RegistrationStudyConfig, registratio
 from jzi_ros.geo import BoundsM, CameraPose, MapDir, Pinhole
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.inference.export import export_for_map
+from jzi_ros.inference.runtime import onnx_matcher_runner
 from jzi_ros.localizer import Localizer, LocalizerConfig
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.matchers import DenseMatcher, cfog, learned_input
@@ -111,6 +114,19 @@ def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned
     assert a.shape == b.shape == c.shape == (70, 90, 8)
     np.testing.assert_allclose(a, c, atol=1e-4)
     np.testing.assert_allclose(b, c, atol=1e-4)
+    # an export made before the input channels moved into the graph (input grey_features) still describes alike
+    earlier = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 10, 64, 64),),
+        earlier,
+        input_names=["grey_features"],
+        dynamo=False,
+        output_names=["descriptors"],
+        dynamic_axes={"grey_features": axes, "descriptors": axes},
+    )
+    np.testing.assert_allclose(onnx_matcher_runner(earlier.getvalue())(image), c, atol=1e-4)
     # cfog by name stays cfog; learned without one is refused
     cfog_config = LocalizerConfig(refine=RefineConfig(matcher="cfog"))
     assert Localizer(map_dir, model, config=cfog_config).refine_summary()["matcher"] == "cfog"

@@ -39,8 +39,9 @@ from .runtime import MATCHER_FILE
 OPSET = 17
 
 
-EXPORT_LAYOUT = 2
-"""Exports of an older layout (no first token, no action tokens) are rebuilt."""
+EXPORT_LAYOUT = 3
+"""Exports of an older layout are rebuilt beside a checkpoint (2: the learned matcher's input made
+outside its graph; 1: no first token, no action tokens)."""
 
 
 def query_crops(model: ZoomModel) -> int:

@@ -152,18 +152,14 @@ def learned_input(grey: np.ndarray) -> np.ndarray:
 def learned_matcher(
     run: Callable[[np.ndarray], np.ndarray], checks: dict | None = None, config: MatcherConfig = MatcherConfig()
 ) -> DenseMatcher:
-    """The dense matcher on learned descriptors; ``run`` maps :func:`learned_input` to (1, C, H, W) descriptors.
+    """The dense matcher on learned descriptors; ``run`` maps a grey image (H, W) to its (H, W, C) descriptors.
 
     ``checks``: the least peak ratios fitted with the network (``min_distinctiveness``,
     ``min_distinctiveness_searched``; :func:`jzi_ros.train.matcher.fit_checks`).
     """
-
-    def describe(grey: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(run(learned_input(grey)), np.float32)[0].transpose(1, 2, 0))
-
     checks = checks or {}
     known, searched = (float(checks.get(k, 0.0)) for k in ("min_distinctiveness", "min_distinctiveness_searched"))
-    return DenseMatcher(config, describe, "learned", known, searched)
+    return DenseMatcher(config, run, "learned", known, searched)
 
 
 def _integral(image: np.ndarray) -> np.ndarray:

@@ -15,7 +15,15 @@ from jzi_ros.geo import BoundsM, CameraPose, LocalFrame, Pinhole, ZoomGrid, imag
 from jzi_ros.geo.ortho import LocalOrtho
 from jzi_ros.localizer.errors import LocalizerError
 from jzi_ros.localizer.matchers import cfog, make_matcher
-from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, Registration, fit_similarity, grey
+from jzi_ros.localizer.refine import (
+    SWEPT,
+    Attitude,
+    RefineConfig,
+    Refiner,
+    Registration,
+    fit_similarity,
+    grey,
+)
 
 SIDE_M = 240.0
 GSD_M = 0.5
@@ -171,6 +179,58 @@ def test_a_frame_searched_with_its_heading_has_more_candidates_registered_and_lo
     assert early.verified and early.candidate == 1
 
 
+def test_a_frame_none_of_whose_candidates_verifies_is_swept_over_a_small_map_nearest_first(scene, monkeypatch):
+    grid, ortho = scene
+    pose = CameraPose(80.0, 70.0, HEIGHT_M, 30.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    wrong = np.array([[-90.0, -90.0]])  # the zoom's only candidate: its crop misses the truth
+    heading = Attitude(30.0, 0.0, 0.0)
+    tried: list[np.ndarray] = []
+    blind: set[int] = set()  # resolutions of the second look that never verify
+    register = Refiner._register
+
+    def counted(self, frame_grey, camera, centre_m, *args, **kwargs):
+        if kwargs.get("work_px") is None:  # a registration, not a second look
+            tried.append(np.asarray(centre_m, float))
+        reg = register(self, frame_grey, camera, centre_m, *args, **kwargs)
+        return replace(reg, verified=False, verdict="blind") if kwargs.get("work_px") in blind else reg
+
+    monkeypatch.setattr(Refiner, "_register", counted)
+
+    def refine(attitude=heading, height=HEIGHT_M, region=None, image=frame, **settings):
+        tried.clear()
+        refiner = Refiner(grid, ortho, RefineConfig(**settings))
+        return refiner.refine(image, CAMERA, wrong, attitude, height, HEIGHT_M, region=region)
+
+    found = refine()  # a 240 m map, a 50 m footprint: 5 x 5 places
+    assert found.verified and found.candidate == SWEPT
+    assert math.hypot(found.east_m - pose.east_m, found.north_m - pose.north_m) < 2 * GSD_M
+    off = [math.hypot(*(t - wrong[0])) for t in tried[1:]]
+    assert len(tried) > 2 and off == sorted(off) and off[0] < 50.0  # the zoom's candidate, then nearest it first
+    lattice = {(round(t[0]), round(t[1])) for t in tried[1:]}
+    assert lattice <= {(x, y) for x in range(-96, 97, 48) for y in range(-96, 97, 48)}
+    looked = refine(sure_distinctiveness=math.inf)  # every verification takes the second look
+    assert looked.verified and looked.candidate == SWEPT and "confirm" in looked.timings_ms
+    blind.add(96)
+    assert not refine(sure_distinctiveness=math.inf).verified  # a place swept is a late candidate: every look
+    blind.clear()
+    for not_swept in (
+        refine(sweep_places=0),
+        refine(sweep_places=24),  # the map needs 25
+        refine(attitude=Attitude(None, 0.0, 0.0)),  # 24 headings a place: too dear
+        refine(height=None),  # three heights a place
+    ):
+        assert not not_swept.verified and all(np.array_equal(t, wrong[0]) for t in tried)
+    box = BoundsM(50.0, 40.0, 110.0, 100.0)  # a prior's box: 2 x 2 places inside it
+    boxed = refine(region=box)
+    assert boxed.verified and boxed.candidate == SWEPT and len(tried) <= 5
+    assert all(box.west_m < t[0] < box.east_m and box.south_m < t[1] < box.north_m for t in tried[1:])
+    half = SIDE_M / 2
+    elsewhere = LocalOrtho(_town(5), np.ones((480, 480), bool), BoundsM(-half, -half, half, half), GSD_M, ortho.frame)
+    stranger = refine(image=render_frame(elsewhere, CAMERA, pose)[0])  # a frame of another town: nowhere here
+    assert not stranger.verified and len(tried) == 25  # the candidate and every place but the one beside it
+
+
 def test_a_searched_headings_match_that_stands_out_only_as_a_known_headings_is_seen_again_at_every_look(
     scene, monkeypatch
 ):
@@ -254,7 +314,9 @@ def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monke
     cell = grid.terminal_size_m
     starts = np.array([[0.0, 0.0], [cell, 0.0], [2.5 * cell, 0.0], [2.5 * cell + 2.0, cell], [0.0, -3 * cell]])
     frame = np.zeros((64, 64, 3), np.uint8)
-    Refiner(grid, ortho).refine(frame, CAMERA, starts, Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M)
+    Refiner(grid, ortho, RefineConfig(sweep_places=0)).refine(
+        frame, CAMERA, starts, Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M
+    )
     # the second and fourth lie within a cell of one registered before them; the crops of the first
     # reach the third and fifth, which are registered all the same
     assert centres == [(0.0, 0.0), (2.5 * cell, 0.0), (0.0, -3 * cell)]
@@ -262,7 +324,8 @@ def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monke
 
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
     pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
-    reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))
+    unswept = RefineConfig(sweep_places=0)  # swept, the small map's place of the frame would be found
+    reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0), unswept)
     assert not reg.verified
     assert reg.verdict and reg.verdict != "ok"
 

@@ -129,11 +129,17 @@ def test_after_a_verified_fix_the_next_frames_are_tracked_and_registered_at_the_
         assert est.mode == "tracking"
         assert est.verified, est.verdict
         assert np.hypot(est.east_m - poses[i].east_m, est.north_m - poses[i].north_m) < 0.1 * cell
-    # the same lost zoom without tracking: nothing verifies
-    lost = Localizer(trained[0], trained[1], config=LocalizerConfig(tracking=TrackingConfig(enabled=False)))
+    # the same lost zoom without tracking: nothing verifies, unless the map is swept (it is small enough)
+    unswept = LocalizerConfig(tracking=TrackingConfig(enabled=False), refine=RefineConfig(sweep_places=0))
+    lost = Localizer(trained[0], trained[1], config=unswept)
     _wrong_zoom(lost)
     est = lost.localize(frames[3], stamp_s=0.6, **_knowing(poses[3], cam))
     assert est.mode == "global" and not est.verified
+    swept = Localizer(trained[0], trained[1], config=replace(unswept, refine=RefineConfig()))
+    _wrong_zoom(swept)
+    est = swept.localize(frames[3], stamp_s=0.6, **_knowing(poses[3], cam))
+    assert est.mode == "global" and est.verified, est.verdict
+    assert np.hypot(est.east_m - poses[3].east_m, est.north_m - poses[3].north_m) < 0.1 * cell
 
 
 def test_tracking_gives_way_to_a_prior_and_to_a_global_search_after_misses_or_a_new_sequence(trained, flight):

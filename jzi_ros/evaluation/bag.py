@@ -82,7 +82,7 @@ class BagEvalConfig:
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
     localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``,
-    ``global_candidates``: the registration's (the node's parameters of those
+    ``global_candidates``, ``sweep_places``: the registration's (the node's parameters of those
     names); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
@@ -122,6 +122,7 @@ class BagEvalConfig:
     trust_unverified: bool = False
     matcher: str = "auto"
     global_candidates: int = RefineConfig.global_candidates
+    sweep_places: int = RefineConfig.sweep_places
     backend: str = "torch"
     device: str = "cpu"
     storage: str = "mcap"
@@ -610,7 +611,9 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             min_confidence=config.min_confidence,
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
             trust_unverified=config.trust_unverified,
-            refine=RefineConfig(matcher=config.matcher, global_candidates=config.global_candidates),
+            refine=RefineConfig(
+                matcher=config.matcher, global_candidates=config.global_candidates, sweep_places=config.sweep_places
+            ),
         ),
     )
     if loc.heading_known and not (config.imu_topic and config.imu_heading):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import JziError
-from ..geo import MapDir, Pinhole, ZoomGrid
+from ..geo import BoundsM, MapDir, Pinhole, ZoomGrid
 from ..geo.camera import CameraPose, north_up
 from ..geo.lens import Lens
 from ..images import to_rgb
@@ -438,7 +438,10 @@ class Localizer:
                     reg = self._register_ground(rgb, cam, centres, attitude or Attitude(), height_m, gate, prior_at)
                 else:
                     assert self.refiner is not None
-                    reg = self.refiner.refine(rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate)
+                    swept = None if bound is None else self._box(bound)
+                    reg = self.refiner.refine(
+                        rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate, swept
+                    )
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
                 reg = Registration(False, f"registration failed: {exc}")
@@ -574,6 +577,12 @@ class Localizer:
                 return reg
             best = best or reg
         return best or Registration(False, "no candidate to register around")
+
+    def _box(self, bound: tuple[np.ndarray, np.ndarray]) -> BoundsM:
+        """A prior's box (centre, half-widths [m]) as bounds inside the map."""
+        half = self.grid.size_m / 2
+        (w, s), (e, n) = (np.clip(bound[0] + sign * bound[1], -half, half) for sign in (-1, 1))
+        return BoundsM(float(w), float(s), float(max(e, w + 1e-3)), float(max(n, s + 1e-3)))
 
     def _camera_pose(self, reg: Registration, attitude: Attitude | None) -> CameraPose:
         """The camera of a verified registration: its place, height and heading with the known tilt (else level)."""

@@ -95,6 +95,12 @@ class NodeParams:
         "heading, at start and after a loss: more verify at once, each refused one costs a registration (at least "
         "5, the number registered when tracking or with the heading searched)",
     )
+    sweep_places: int = _param(
+        RefineConfig.sweep_places,
+        "a frame searched over the whole map (or a prior's box) with the IMU's heading and a height, none of whose "
+        "candidates verified, is registered around the places of a lattice one camera footprint apart over it when "
+        "there are at most this many (a small map; 0: never)",
+    )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")
     imu_topic: str = _param("", "sensor_msgs/Imu topic: orientation of the robot's body, ENU per REP-103 ('' = none)")
@@ -173,7 +179,12 @@ class NodeParams:
             min_confidence=self.min_confidence,
             smoothing_noise_m2_s=self.smoothing_noise_m2_s,
             hfov_deg=self.hfov_deg,
-            refine=RefineConfig(enabled=self.refine, matcher=self.matcher, global_candidates=self.global_candidates),
+            refine=RefineConfig(
+                enabled=self.refine,
+                matcher=self.matcher,
+                global_candidates=self.global_candidates,
+                sweep_places=self.sweep_places,
+            ),
             tracking=TrackingConfig(
                 self.tracking, self.max_speed_mps, self.reacquire_after, odom_error_share=self.odom_error_share
             ),

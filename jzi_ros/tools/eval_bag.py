@@ -65,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"heading, as the node's parameter (default {RefineConfig.global_candidates}; at least "
         f"{RefineConfig.candidates}, the number registered when tracking or with the heading searched)",
     )
+    p.add_argument(
+        "--sweep-places",
+        type=int,
+        default=RefineConfig.sweep_places,
+        help=f"places of a lattice one footprint apart over the map (or a prior's box) registered for a frame with the "
+        f"IMU's heading and a height none of whose candidates verified, when there are at most this many, as the "
+        f"node's parameter (default {RefineConfig.sweep_places}; 0: never)",
+    )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")

@@ -82,6 +82,12 @@ class GreyFeatures(nn.Module):
     normalization by the image's own mean norm, then the grey image standardized.
     """
 
+    sobel: torch.Tensor
+    orient: torch.Tensor
+    blur_y: torch.Tensor
+    blur_x: torch.Tensor
+    across: torch.Tensor
+
     def __init__(self, bins: int = MatcherConfig.bins, sigma_px: float = MatcherConfig.sigma_px) -> None:
         super().__init__()
         gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])

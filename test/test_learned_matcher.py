@@ -13,6 +13,7 @@ from jzi_ros.data.scene import SceneSpec, write_scene
 from jzi_ros.evaluation.registration import RegistrationStudyConfig, registration_study
 from jzi_ros.geo import BoundsM, CameraPose, MapDir, Pinhole
 from jzi_ros.geo.ortho import LocalOrtho
+from jzi_ros.inference.errors import BackendError
 from jzi_ros.inference.export import export_for_map
 from jzi_ros.inference.runtime import onnx_matcher_runner
 from jzi_ros.localizer import Localizer, LocalizerConfig
@@ -114,6 +115,8 @@ def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned
     assert a.shape == b.shape == c.shape == (70, 90, 8)
     np.testing.assert_allclose(a, c, atol=1e-4)
     np.testing.assert_allclose(b, c, atol=1e-4)
+    with pytest.raises(BackendError, match="5 px or more"):  # under the graph's mirrored border: a clear refusal
+        from_export.refiner.matcher.describe(np.zeros((4, 30), np.float32))  # type: ignore[union-attr]
     # an export made before the input channels moved into the graph (input grey_features) still describes alike
     earlier = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}

@@ -197,10 +197,13 @@ def test_a_frame_none_of_whose_candidates_verifies_is_swept_over_a_small_map_nea
 
     monkeypatch.setattr(Refiner, "_register", counted)
 
-    def refine(attitude=heading, height=HEIGHT_M, region=None, image=frame, **settings):
+    half = SIDE_M / 2
+    whole = BoundsM(-half, -half, half, half)
+
+    def refine(attitude=heading, height=HEIGHT_M, sweep=whole, image=frame, **settings):
         tried.clear()
         refiner = Refiner(grid, ortho, RefineConfig(**settings))
-        return refiner.refine(image, CAMERA, wrong, attitude, height, HEIGHT_M, region=region)
+        return refiner.refine(image, CAMERA, wrong, attitude, height, HEIGHT_M, sweep=sweep)
 
     found = refine()  # a 240 m map, a 50 m footprint: 5 x 5 places
     assert found.verified and found.candidate == SWEPT
@@ -215,6 +218,7 @@ def test_a_frame_none_of_whose_candidates_verifies_is_swept_over_a_small_map_nea
     assert not refine(sure_distinctiveness=math.inf).verified  # a place swept is a late candidate: every look
     blind.clear()
     for not_swept in (
+        refine(sweep=None),  # a registration around the candidates alone (the matcher study, the calibration)
         refine(sweep_places=0),
         refine(sweep_places=24),  # the map needs 25
         refine(attitude=Attitude(None, 0.0, 0.0)),  # 24 headings a place: too dear
@@ -222,10 +226,9 @@ def test_a_frame_none_of_whose_candidates_verifies_is_swept_over_a_small_map_nea
     ):
         assert not not_swept.verified and all(np.array_equal(t, wrong[0]) for t in tried)
     box = BoundsM(50.0, 40.0, 110.0, 100.0)  # a prior's box: 2 x 2 places inside it
-    boxed = refine(region=box)
+    boxed = refine(sweep=box)
     assert boxed.verified and boxed.candidate == SWEPT and len(tried) <= 5
     assert all(box.west_m < t[0] < box.east_m and box.south_m < t[1] < box.north_m for t in tried[1:])
-    half = SIDE_M / 2
     elsewhere = LocalOrtho(_town(5), np.ones((480, 480), bool), BoundsM(-half, -half, half, half), GSD_M, ortho.frame)
     stranger = refine(image=render_frame(elsewhere, CAMERA, pose)[0])  # a frame of another town: nowhere here
     assert not stranger.verified and len(tried) == 25  # the candidate and every place but the one beside it
@@ -314,9 +317,7 @@ def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monke
     cell = grid.terminal_size_m
     starts = np.array([[0.0, 0.0], [cell, 0.0], [2.5 * cell, 0.0], [2.5 * cell + 2.0, cell], [0.0, -3 * cell]])
     frame = np.zeros((64, 64, 3), np.uint8)
-    Refiner(grid, ortho, RefineConfig(sweep_places=0)).refine(
-        frame, CAMERA, starts, Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M
-    )
+    Refiner(grid, ortho).refine(frame, CAMERA, starts, Attitude(0.0, 0.0, 0.0), height_m=HEIGHT_M)
     # the second and fourth lie within a cell of one registered before them; the crops of the first
     # reach the third and fifth, which are registered all the same
     assert centres == [(0.0, 0.0), (2.5 * cell, 0.0), (0.0, -3 * cell)]
@@ -324,8 +325,7 @@ def test_a_candidate_is_skipped_only_next_to_one_already_registered(scene, monke
 
 def test_a_frame_from_another_place_is_refused_with_a_reason(scene):
     pose = CameraPose(-60.0, 50.0, HEIGHT_M, 200.0)
-    unswept = RefineConfig(sweep_places=0)  # swept, the small map's place of the frame would be found
-    reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0), unswept)
+    reg = _register(scene, pose, (50.0, -50.0), Attitude(200.0, 0.0, 0.0))
     assert not reg.verified
     assert reg.verdict and reg.verdict != "ok"
 

@@ -36,6 +36,8 @@ PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 EXPORT_FILE = "export.yaml"
 TOKENS_FILE = "tokens.npz"
 VIEWS_FILE = "view_tokens.npy"
+MIN_DESCRIBED_PX = 5
+"""The least side [px] of an image the learned matcher's graph describes (its Gaussian's mirrored border is 4 px)."""
 MATCHER_FILE = "matcher.onnx"
 """The learned matcher's network, in an export of a model that has one (``export.yaml`` names it ``matcher``)."""
 
@@ -411,6 +413,10 @@ def onnx_matcher_runner(source: Path | bytes, threads: int = 0) -> Callable[[np.
     if name == "grey":
 
         def run(grey: np.ndarray) -> np.ndarray:
+            if min(grey.shape) < MIN_DESCRIBED_PX:  # the graph's mirrored borders need that much image
+                raise BackendError(
+                    f"the learned matcher describes images of {MIN_DESCRIBED_PX} px or more, not {grey.shape}"
+                )
             return session.run(None, {name: np.ascontiguousarray(grey, np.float32)})[0]
 
         return run

@@ -304,6 +304,7 @@ class Localizer:
             "matcher": self.refiner.matcher.name,
             "candidates": r.candidates,
             "global_candidates": r.registered(True, False),
+            "sweep_places": r.sweep_places,
         }
 
     def camera(self, image: np.ndarray, camera: Pinhole | None = None) -> Pinhole:
@@ -438,9 +439,8 @@ class Localizer:
                     reg = self._register_ground(rgb, cam, centres, attitude or Attitude(), height_m, gate, prior_at)
                 else:
                     assert self.refiner is not None
-                    swept = None if bound is None else self._box(bound)
                     reg = self.refiner.refine(
-                        rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate, swept
+                        rgb, cam, centres, attitude or Attitude(), height_m, assumed_m, gate, self._box(bound)
                     )
             except (JziError, cv2.error, ValueError, np.linalg.LinAlgError) as exc:
                 # the zoom's estimate stands; the reason goes with it
@@ -578,9 +578,11 @@ class Localizer:
             best = best or reg
         return best or Registration(False, "no candidate to register around")
 
-    def _box(self, bound: tuple[np.ndarray, np.ndarray]) -> BoundsM:
-        """A prior's box (centre, half-widths [m]) as bounds inside the map."""
+    def _box(self, bound: tuple[np.ndarray, np.ndarray] | None) -> BoundsM:
+        """Where the robot can be: a prior's box (centre, half-widths [m]) inside the map, else the map."""
         half = self.grid.size_m / 2
+        if bound is None:
+            return BoundsM(-half, -half, half, half)
         (w, s), (e, n) = (np.clip(bound[0] + sign * bound[1], -half, half) for sign in (-1, 1))
         return BoundsM(float(w), float(s), float(max(e, w + 1e-3)), float(max(n, s + 1e-3)))
 

@@ -92,9 +92,11 @@ leaves no place unseen). Each place is a late candidate: a match that does
 not stand out must be seen again at every resolution of ``confirm_px``. It
 turns a zoom that missed into a verified fix where the registration can see
 the place (``docs/results.md``: the general model on Rotterdam, 81.8 to
-96.8 % of frames one by one, no false fix) at a registration per place (84 ms
-for such a frame there, at the median); a frame whose heading is searched
-(24 headings each) or whose height is unknown is not swept.
+96.8 % of frames one by one, no false fix) at a registration per place; a
+frame whose heading is searched (24 headings each) or whose height is unknown
+is not swept. The localizer asks for it (``sweep`` of :meth:`Refiner.refine`);
+a registration around given candidates alone (the matcher study, the
+calibration, the matcher's fitted checks) does not.
 
 **Gated by the robot's motion.** When tracking gives a *gate* (the last
 verified fix and how far the robot can have moved since,
@@ -525,7 +527,7 @@ class Refiner:
         height_m: float | None = None,
         assumed_height_m: float | None = None,
         gate: Gate | None = None,
-        region: BoundsM | None = None,
+        sweep: BoundsM | None = None,
     ) -> Registration:
         """Register the frame around the candidates (N, 2) [m] in order; the first verified one, else the best refusal.
 
@@ -534,8 +536,9 @@ class Refiner:
         ``gate``: (centre (2,) [m], radius [m]) where tracking says the camera
         is: its centre is tried first, before the candidates
         (:attr:`Registration.candidate` -1), and the module docstring says
-        what it relaxes. ``region``: the searched region [m] a frame is swept over
-        when none of its candidates verifies (the module docstring; default the map).
+        what it relaxes. ``sweep``: the searched region [m] (the map, a prior's box)
+        to sweep when none of the candidates verifies (the module docstring; None:
+        no sweep, a registration around the candidates alone).
         """
         t0 = time.perf_counter()
         c = self.config
@@ -556,9 +559,9 @@ class Refiner:
         starts = list(enumerate(np.asarray(candidates_m, float).reshape(-1, 2)[:count]))
         if gate is not None:
             starts.insert(0, (GATE, np.asarray(gate[0], float)))
-        elif attitude.yaw_deg is not None and height_m is not None:
+        elif sweep is not None and attitude.yaw_deg is not None and height_m is not None:
             first = starts[0][1] if starts else np.zeros(2)
-            starts += [(SWEPT, p) for p in self._sweep(camera, height_m, region, first)]
+            starts += [(SWEPT, p) for p in self._sweep(camera, height_m, sweep, first)]
         for idx, centre in starts:
             if any(np.abs(centre - s).max() <= 1.01 * cell for s in searched):
                 continue  # next to a candidate already registered: its crop would be nearly the same
@@ -578,13 +581,11 @@ class Refiner:
         timings = dict(best.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
         return replace(best, timings_ms=timings)
 
-    def _sweep(self, camera: Pinhole, height_m: float, region: BoundsM | None, first: np.ndarray) -> list[np.ndarray]:
-        """Centres [m] of a lattice one footprint apart over ``region`` (default the map), nearest ``first`` first.
+    def _sweep(self, camera: Pinhole, height_m: float, r: BoundsM, first: np.ndarray) -> list[np.ndarray]:
+        """Centres [m] of a lattice one footprint apart over ``r``, nearest ``first`` first.
 
         Empty when it would take more than ``sweep_places`` places.
         """
-        half = self.grid.size_m / 2
-        r = region or BoundsM(-half, -half, half, half)
         step = _footprint_m(camera, height_m)
         nx, ny = (max(1, math.ceil(side / step)) for side in (r.east_m - r.west_m, r.north_m - r.south_m))
         if nx * ny > self.config.sweep_places:

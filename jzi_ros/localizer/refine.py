@@ -186,7 +186,7 @@ class RefineConfig:
     heights: tuple[float, ...] = (0.75, 1.0, 1.33)
     max_gate_share: float = 0.02
     confirm_px: tuple[int, ...] = (48, 96)
-    sweep_places: int = 36
+    sweep_places: int = 144
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)

@@ -140,6 +140,16 @@ def test_after_a_verified_fix_the_next_frames_are_tracked_and_registered_at_the_
     est = swept.localize(frames[3], stamp_s=0.6, **_knowing(poses[3], cam))
     assert est.mode == "global" and est.verified, est.verdict
     assert np.hypot(est.east_m - poses[3].east_m, est.north_m - poses[3].north_m) < 0.1 * cell
+    # a prior's box is what is swept: the map's part of it, else the whole map
+    half = swept.grid.size_m / 2
+    box = swept._box((np.array([half - 5.0, 0.0]), np.array([20.0, 10.0])))
+    assert (box.west_m, box.south_m, box.east_m, box.north_m) == (half - 25.0, -10.0, half, 10.0)
+    whole = swept._box(None)
+    assert (whole.west_m, whole.south_m, whole.east_m, whole.north_m) == (-half, -half, half, half)
+    lat, lon = swept.grid.frame.to_latlon(poses[3].east_m, poses[3].north_m)
+    near = swept.localize(frames[3], prior=Prior(float(lat), float(lon), np.eye(2) * 4.0), stamp_s=0.8,
+                          **_knowing(poses[3], cam))  # fmt: skip
+    assert near.mode == "prior" and near.verified, near.verdict  # its 12 m box swept around the truth
 
 
 def test_tracking_gives_way_to_a_prior_and_to_a_global_search_after_misses_or_a_new_sequence(trained, flight):

@@ -59,6 +59,12 @@ def test_the_lens_maps_pixels_as_opencvs_projection_does_over_the_whole_image(mo
     assert dots >= 3
 
 
+def test_a_nadir_footprint_and_the_altitude_that_gives_it_are_inverses():
+    camera = Pinhole(640, 480, 90.0)  # tan(45°) = 1: the footprint is twice the altitude
+    assert camera.footprint_at(100.0) == pytest.approx(200.0)
+    assert camera.footprint_at(camera.altitude_for_footprint(50.0)) == pytest.approx(50.0)
+
+
 def test_a_centred_undistorted_camera_is_left_as_it_is_and_a_resized_frame_scales_the_calibration():
     ideal = Lens(640, 480, Pinhole(640, 480, 90.0).K.reshape(-1))
     frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)

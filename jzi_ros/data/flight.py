@@ -644,7 +644,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
     area, rasters = _flight_area(config)
     cam = config.camera
     altitude_m = config.altitude_m or cam.altitude_for_footprint(area.size_m / 10)
-    footprint_m = 2 * altitude_m * math.tan(math.radians(cam.hfov_deg) / 2)
+    footprint_m = cam.footprint_at(altitude_m)
     half_m = area.size_m / 2 - footprint_m / 2
     if half_m <= 0:
         raise DataError(

@@ -61,6 +61,10 @@ class Pinhole:
         """Altitude [m] at which a nadir view is ``width_m`` metres wide on the ground."""
         return width_m / 2 / math.tan(math.radians(self.hfov_deg) / 2)
 
+    def footprint_at(self, altitude_m: float) -> float:
+        """Width [m] on flat ground of a nadir view from ``altitude_m`` (:meth:`altitude_for_footprint`'s inverse)."""
+        return 2 * altitude_m * math.tan(math.radians(self.hfov_deg) / 2)
+
 
 @dataclass(frozen=True)
 class CameraPose:

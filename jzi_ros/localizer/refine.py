@@ -586,7 +586,7 @@ class Refiner:
 
         Empty when it would take more than ``sweep_places`` places.
         """
-        step = _footprint_m(camera, height_m)
+        step = camera.footprint_at(height_m)
         nx, ny = (max(1, math.ceil(side / step)) for side in (r.east_m - r.west_m, r.north_m - r.south_m))
         if nx * ny > self.config.sweep_places:
             return []
@@ -596,7 +596,7 @@ class Refiner:
         return list(places[np.argsort(np.hypot(*(places - first).T), kind="stable")])
 
     def _reach_m(self, camera: Pinhole, height_m: float) -> float:
-        return self.config.search_footprints * _footprint_m(camera, height_m)
+        return self.config.search_footprints * camera.footprint_at(height_m)
 
     def _register(
         self,
@@ -623,7 +623,7 @@ class Refiner:
         pose = CameraPose(
             0.0, 0.0, height_m, attitude.yaw_deg or 0.0, attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0
         )
-        footprint = _footprint_m(camera, height_m)
+        footprint = camera.footprint_at(height_m)
         gsd = max(self.ortho.gsd_m, footprint / (work_px or c.work_px))
         reach = self._reach_m(camera, height_m) + self.grid.terminal_size_m / 2
         t0 = time.perf_counter()
@@ -1047,11 +1047,6 @@ class Refiner:
             if off > c.max_heading_error_deg:
                 return Registration(False, f"heading {off:.0f}° off the attitude's", **found)
         return Registration(True, "ok", **found)
-
-
-def _footprint_m(camera: Pinhole, height_m: float) -> float:
-    """Width [m] of a level camera's view of flat ground ``height_m`` below it."""
-    return 2 * height_m * math.tan(math.radians(camera.hfov_deg) / 2)
 
 
 def covered(m: Matches, valid: np.ndarray) -> Matches:

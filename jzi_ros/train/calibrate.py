@@ -168,7 +168,7 @@ def calibrate_registration(
     camera = cfg.camera
     offsets, covariances, yaw_errors, yaw_variances = [], [], [], []
     for image, pose, height, _ in registration_frames(mapdir, cfg, query_rasters, frames, rng):
-        footprint = 2 * pose.altitude_m * np.tan(np.radians(camera.hfov_deg) / 2)
+        footprint = camera.footprint_at(pose.altitude_m)
         angle, dist = rng.uniform(0, 2 * np.pi), footprint * np.sqrt(rng.uniform()) / 2
         candidate = np.array([[pose.east_m + dist * np.cos(angle), pose.north_m + dist * np.sin(angle)]])
         reg = refiner.refine(image, camera, candidate, Attitude.imu_like(pose, rng), height_m=height)

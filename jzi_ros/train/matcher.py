@@ -150,7 +150,7 @@ def registration_pairs(
         if len(out["query"]) >= count:
             break
         att = Attitude.imu_like(pose, rng)
-        footprint = 2 * height * math.tan(math.radians(camera.hfov_deg) / 2)
+        footprint = camera.footprint_at(height)
         gsd = max(pyramid.gsd_m, footprint / work_px)
         try:
             at = CameraPose(0.0, 0.0, height, float(att.yaw_deg or 0.0), att.pitch_deg or 0.0, att.roll_deg or 0.0)
@@ -429,7 +429,7 @@ def fit_checks(
     shown = registration_frames(mapdir, cfg, rasters, frames, rng)
     for image, pose, height, _ in tqdm(shown, total=frames, desc="matcher checks", unit="frame", disable=quiet):
         truth = np.array([pose.east_m, pose.north_m])
-        footprint = 2 * height * math.tan(math.radians(camera.hfov_deg) / 2)
+        footprint = camera.footprint_at(height)
         angle = rng.uniform(0, 2 * np.pi)
         near = truth + footprint * math.sqrt(rng.uniform()) / 2 * np.array([math.cos(angle), math.sin(angle)])
         places = [(near, right, True)]

@@ -169,17 +169,17 @@ def _integral(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _box(integral: np.ndarray, r0: int, c0: int, h: int, w: int):
-    """The sum over the box of ``h`` x ``w`` pixels from (r0, c0), from an integral image."""
+def _box(integral: np.ndarray, r0: np.ndarray, c0: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N, C) sums over the boxes of ``h`` x ``w`` pixels from each (r0, c0), from an integral image."""
     return integral[r0 + h, c0 + w] - integral[r0, c0 + w] - integral[r0 + h, c0] + integral[r0, c0]
 
 
-def _parabola(left: float, mid: float, right: float) -> float:
-    """Offset of the vertex of a parabola through three equally spaced values (in -0.5..0.5)."""
+def _parabola(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Offsets of the vertices of parabolas through three equally spaced values each (in -0.5..0.5; 0 where none)."""
+    left, right = np.asarray(left, np.float64), np.asarray(right, np.float64)
     den = left - 2 * mid + right
-    if den >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den < 0, np.clip(0.5 * (left - right) / den, -0.5, 0.5), 0.0)
 
 
 def rotate(image: np.ndarray, angle_deg: float, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
@@ -276,41 +276,73 @@ class DenseMatcher:
         assert best is not None
         x0, y0, peak, ratio, angle, q, mask = best
         # the fine stage: each patch of the query, searched within ±search_px of the global offset
-        s = c.search_px
-        ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
-        mask_sum = _integral(mask.astype(np.float32)[..., None])[..., 0]
-        q_sum = _integral(q)
-        qpts, rpts, scores = [], [], []
-        for r0 in range(0, hq - ph + 1, max(1, round(ph * c.stride))):
-            for c0 in range(0, wq - pw + 1, max(1, round(pw * c.stride))):
-                if _box(mask_sum, r0, c0, ph, pw) < c.min_patch_valid * ph * pw:
-                    continue
-                patch = q[r0 : r0 + ph, c0 : c0 + pw]
-                ry, rx = y0 + r0 - s, x0 + c0 - s
-                if ry < 0 or rx < 0 or ry + ph + 2 * s > hr or rx + pw + 2 * s > wr:
-                    continue
-                window = ref[ry : ry + ph + 2 * s, rx : rx + pw + 2 * s]
-                pz = (patch - _box(q_sum, r0, c0, ph, pw) / (ph * pw)).astype(np.float32)
-                sc = cv2.matchTemplate(window, pz, cv2.TM_CCORR)  # summed over the channels
-                yy, xx = np.unravel_index(int(np.argmax(sc)), sc.shape)
-                if not (0 < yy < 2 * s and 0 < xx < 2 * s):
-                    continue  # the peak is on the window's edge: no reliable correspondence
-                dy = _parabola(sc[yy - 1, xx], sc[yy, xx], sc[yy + 1, xx])
-                dx = _parabola(sc[yy, xx - 1], sc[yy, xx], sc[yy, xx + 1])
-                centre = np.array([c0 + (pw - 1) / 2, r0 + (ph - 1) / 2])
-                qpts.append(centre)
-                rpts.append(centre + np.array([x0 - s + xx + dx, y0 - s + yy + dy]))
-                scores.append(float(sc[yy, xx]) / (math.sqrt(float(np.einsum("hwc,hwc->", pz, pz))) + 1e-6))
-        if not qpts:
+        qarr, rpts, scores = self._patches(q, mask, ref, x0, y0)
+        if not len(qarr):
             return Matches(empty.query_px, empty.reference_px, empty.score, angle, ratio, peak)
-        qarr = np.array(qpts, float)
         if angle:
             # back from the rotated query to the query's own pixels
             m = cv2.getRotationMatrix2D(((wq - 1) / 2, (hq - 1) / 2), angle, 1.0)
             inv = cv2.invertAffineTransform(m)
             qarr = qarr @ inv[:, :2].T + inv[:, 2]
         overlap = 1.0 / min(1.0, c.stride) ** 2
-        return Matches(qarr, np.array(rpts, float), np.array(scores), angle, ratio, peak, overlap)
+        return Matches(qarr, rpts, scores, angle, ratio, peak, overlap)
+
+    def _patches(
+        self, q: np.ndarray, mask: np.ndarray, ref: np.ndarray, x0: int, y0: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Query points (N, 2), where they lie in the reference (N, 2) and their scores (N,): one per patch.
+
+        Each patch of the query (mean-free, the camera having seen most of it) is correlated over the
+        window of ±``search_px`` around where the global offset ``(x0, y0)`` puts it, all patches at
+        once (for each column offset one batched product of the windows' rows with the patches'); a
+        patch whose peak lies on its window's edge gives no correspondence, the others one each,
+        sub-pixel by a parabola through the peak.
+        """
+        c = self.config
+        hq, wq = mask.shape
+        hr, wr = ref.shape[:2]
+        s = c.search_px
+        ph, pw = max(8, hq // c.patches), max(8, wq // c.patches)
+        r0, c0 = (
+            a.ravel()
+            for a in np.meshgrid(
+                np.arange(0, hq - ph + 1, max(1, round(ph * c.stride))),
+                np.arange(0, wq - pw + 1, max(1, round(pw * c.stride))),
+                indexing="ij",
+            )
+        )
+        ry, rx = y0 + r0 - s, x0 + c0 - s
+        keep = (
+            _box(_integral(mask.astype(np.float32)[..., None]), r0, c0, ph, pw)[:, 0] >= c.min_patch_valid * ph * pw
+        ) & ((ry >= 0) & (rx >= 0) & (ry + ph + 2 * s <= hr) & (rx + pw + 2 * s <= wr))
+        r0, c0, ry, rx = r0[keep], c0[keep], ry[keep], rx[keep]
+        n, side = len(r0), 2 * s + 1
+        if not n:
+            return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0)
+        means = (_box(_integral(q), r0, c0, ph, pw) / (ph * pw)).astype(np.float32)
+        rows, cols = np.arange(ph), np.arange(pw)
+        patches = q[(r0[:, None] + rows)[:, :, None], (c0[:, None] + cols)[:, None, :]] - means[:, None, None]
+        windows = ref[
+            (ry[:, None] + np.arange(ph + 2 * s))[:, :, None], (rx[:, None] + np.arange(pw + 2 * s))[:, None, :]
+        ]
+        # per column offset dx: every window row against every patch row, then summed along the diagonals
+        flat = patches.reshape(n, ph, -1).transpose(0, 2, 1)  # (n, pw * C, ph)
+        diagonals = (np.arange(side)[:, None] + rows[None, :], rows[None, :])  # window row dy + i, patch row i
+        score = np.empty((n, side, side), np.float32)
+        for dx in range(side):
+            by_row = np.ascontiguousarray(windows[:, :, dx : dx + pw]).reshape(n, ph + 2 * s, -1) @ flat
+            score[:, :, dx] = by_row[:, diagonals[0], diagonals[1]].sum(-1)
+        best = score.reshape(n, -1).argmax(1)
+        yy, xx = best // side, best % side
+        inside = (yy > 0) & (yy < 2 * s) & (xx > 0) & (xx < 2 * s)  # on the window's edge: no reliable correspondence
+        idx, yy, xx = np.flatnonzero(inside), yy[inside], xx[inside]
+        mid = score[idx, yy, xx].astype(np.float64)
+        dy = _parabola(score[idx, yy - 1, xx], mid, score[idx, yy + 1, xx])
+        dx_ = _parabola(score[idx, yy, xx - 1], mid, score[idx, yy, xx + 1])
+        centre = np.stack([c0[idx] + (pw - 1) / 2, r0[idx] + (ph - 1) / 2], 1)
+        reference = centre + np.stack([x0 - s + xx + dx_, y0 - s + yy + dy], 1)
+        norms = np.sqrt(np.einsum("nijc,nijc->n", patches[idx], patches[idx], dtype=np.float64)) + 1e-6
+        return centre, reference, mid / norms
 
 
 @dataclass

@@ -182,6 +182,26 @@ def _parabola(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.ndarra
         return np.where(den < 0, np.clip(0.5 * (left - right) / den, -0.5, 0.5), 0.0)
 
 
+@dataclass(frozen=True)
+class _Spectra:
+    """A reference's spectra for :meth:`DenseMatcher._correlate`.
+
+    ``shape``: the reference's (H, W); ``size``: the DFT's (zero-padded) size; ``channels``: each
+    descriptor channel's packed real spectrum; ``energy``: that of the descriptors' squared norm.
+    """
+
+    shape: tuple[int, int]
+    size: tuple[int, int]
+    channels: list[np.ndarray]
+    energy: np.ndarray
+
+
+def _spectrum(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """OpenCV's packed real spectrum of a 2D float32 image, zero-padded to ``size`` (rows, columns)."""
+    h, w = image.shape
+    return cv2.dft(cv2.copyMakeBorder(image, 0, size[0] - h, 0, size[1] - w, cv2.BORDER_CONSTANT, value=0))
+
+
 def rotate(image: np.ndarray, angle_deg: float, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """``image`` turned by ``angle_deg`` counter-clockwise about its centre (same size)."""
     h, w = image.shape[:2]
@@ -210,33 +230,37 @@ class DenseMatcher:
         self.min_distinctiveness, self.searched_distinctiveness = min_distinctiveness, searched_distinctiveness
         self.describe = describe or (lambda g: cfog(g, config.bins, config.sigma_px))
 
-    def _correlate(self, q: np.ndarray, qmask: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _spectra(ref: np.ndarray) -> _Spectra:
+        """The reference's per-channel spectra and its energy's, which every correlation with it reuses."""
+        hr, wr = ref.shape[:2]
+        size = (cv2.getOptimalDFTSize(hr), cv2.getOptimalDFTSize(wr))
+        channels = [_spectrum(np.ascontiguousarray(ref[..., k]), size) for k in range(ref.shape[-1])]
+        energy = _spectrum(np.ascontiguousarray(np.einsum("hwc,hwc->hw", ref, ref)), size)
+        return _Spectra((hr, wr), size, channels, energy)
+
+    def _correlate(
+        self, q: np.ndarray, qmask: np.ndarray, ref: np.ndarray, spectra: _Spectra | None = None
+    ) -> np.ndarray:
         """Normalized correlation of query features over every offset of the reference (valid part only).
 
         Returns (H_r - H_q + 1, W_r - W_q + 1): entry (y, x) scores the query's
-        top-left at reference pixel (x, y).
+        top-left at reference pixel (x, y). ``spectra``: the reference's (:meth:`_spectra`), when
+        already computed.
         """
+        spectra = spectra or self._spectra(ref)
         hq, wq = qmask.shape
-        hr, wr = ref.shape[:2]
+        (hr, wr), size = spectra.shape, spectra.size
         maskf = qmask.astype(np.float32)
         qz = (q - np.einsum("hwc,hw->c", q, maskf) / max(float(maskf.sum()), 1.0)) * maskf[..., None]
         qn = math.sqrt(float(np.einsum("hwc,hwc->", qz, qz))) + 1e-6
-        fh, fw = cv2.getOptimalDFTSize(hr), cv2.getOptimalDFTSize(wr)
-
-        def spectrum(image: np.ndarray) -> np.ndarray:  # OpenCV's packed real spectrum, zero-padded
-            h, w = image.shape
-            padded = cv2.copyMakeBorder(image, 0, fh - h, 0, fw - w, cv2.BORDER_CONSTANT, value=0)
-            return cv2.dft(padded)
-
         # correlation = IDFT(DFT(ref) * conj(DFT(q))), summed over channels
-        spec = np.zeros((fh, fw), np.float32)
-        for k in range(q.shape[-1]):
-            r_k, q_k = np.ascontiguousarray(ref[..., k]), np.ascontiguousarray(qz[..., k])
-            spec += cv2.mulSpectrums(spectrum(r_k), spectrum(q_k), 0, conjB=True)
+        spec = np.zeros(size, np.float32)
+        for k, r_k in enumerate(spectra.channels):
+            spec += cv2.mulSpectrums(r_k, _spectrum(np.ascontiguousarray(qz[..., k]), size), 0, conjB=True)
         out = cv2.idft(spec, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)[: hr - hq + 1, : wr - wq + 1]
         # local energy of the reference under the query's mask, for normalization
-        e = np.ascontiguousarray(np.einsum("hwc,hwc->hw", ref, ref))
-        fe = cv2.mulSpectrums(spectrum(e), spectrum(maskf), 0, conjB=True)
+        fe = cv2.mulSpectrums(spectra.energy, _spectrum(maskf, size), 0, conjB=True)
         energy = cv2.idft(fe, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)[: hr - hq + 1, : wr - wq + 1]
         # a floor on the reference's energy: flat ground (water, fields) must not win by having none
         en = np.sqrt(np.maximum(energy, max(0.5 * float(np.median(energy)), 1e-6)))
@@ -261,6 +285,7 @@ class DenseMatcher:
         if hr < hq or wr < wq or query_valid.mean() < 0.3:
             return empty
         ref = self.describe(reference)
+        spectra = self._spectra(ref)  # one reference for every heading tried
         angles = [0.0] if heading_known else list(np.arange(c.headings) * 360.0 / c.headings)
         radius = max(2, int(c.exclusion * max(hq, wq)))
         best = None
@@ -269,7 +294,7 @@ class DenseMatcher:
             mask = query_valid if angle == 0 else rotate(query_valid.astype(np.uint8), angle) > 0
             mask = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
             q = self.describe(q_img)
-            score = self._correlate(q, mask, ref)
+            score = self._correlate(q, mask, ref, spectra)
             x, y, val, ratio = self._peak(score, radius)
             if best is None or val > best[2]:
                 best = (x, y, val, ratio, angle, q, mask)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..model.descriptor import DescriptorConfig
 from ..train.matcher import MatcherResult, MatcherTrainConfig, train_matcher
 from .common import config_from
 
@@ -46,19 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--checks-only",
         action="store_true",
         help="keep the checkpoint's learned matcher and only refit its checks and the registration's scale",
-    )
-    p.add_argument(
-        "--width",
-        type=int,
-        default=DescriptorConfig.width,
-        help=f"channels of the descriptor network's hidden layers (default {DescriptorConfig.width}; "
-        "its time per crop grows about with the square)",
-    )
-    p.add_argument(
-        "--channels",
-        type=int,
-        default=DescriptorConfig.channels,
-        help=f"descriptor channels per pixel (default {DescriptorConfig.channels})",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -107,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     """Train the matcher as the options say; print the comparison and where it was written."""
     if args.query_rasters is not None:
         args.query_rasters = tuple(args.query_rasters)
-    descriptor = DescriptorConfig(width=args.width, channels=args.channels)
-    result = train_matcher(config_from(MatcherTrainConfig, args, descriptor=descriptor))
+    result = train_matcher(config_from(MatcherTrainConfig, args))
     print(summary(result))
     print(f"wrote {result.out}")
     return 0

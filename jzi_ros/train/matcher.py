@@ -102,11 +102,6 @@ class MatcherTrainConfig:
             raise TrainError("the matcher's budget must be positive minutes (and max_steps >= 1)")
         if self.query_px < 16 or self.search_px < 2:
             raise TrainError(f"query_px >= 16 and search_px >= 2, not {self.query_px} and {self.search_px}")
-        if min(self.descriptor.width, self.descriptor.channels) < 1:
-            raise TrainError(
-                f"the descriptor needs a width and channels of 1 or more, not {self.descriptor.width} and "
-                f"{self.descriptor.channels}"
-            )
 
 
 @dataclass

@@ -186,11 +186,10 @@ def _parabola(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.ndarra
 class _Spectra:
     """A reference's spectra for :meth:`DenseMatcher._correlate`.
 
-    ``shape``: the reference's (H, W); ``size``: the DFT's (zero-padded) size; ``channels``: each
-    descriptor channel's packed real spectrum; ``energy``: that of the descriptors' squared norm.
+    ``size``: the DFT's (zero-padded) size; ``channels``: each descriptor channel's packed real
+    spectrum; ``energy``: that of the descriptors' squared norm.
     """
 
-    shape: tuple[int, int]
     size: tuple[int, int]
     channels: list[np.ndarray]
     energy: np.ndarray
@@ -237,7 +236,7 @@ class DenseMatcher:
         size = (cv2.getOptimalDFTSize(hr), cv2.getOptimalDFTSize(wr))
         channels = [_spectrum(np.ascontiguousarray(ref[..., k]), size) for k in range(ref.shape[-1])]
         energy = _spectrum(np.ascontiguousarray(np.einsum("hwc,hwc->hw", ref, ref)), size)
-        return _Spectra((hr, wr), size, channels, energy)
+        return _Spectra(size, channels, energy)
 
     def _correlate(
         self, q: np.ndarray, qmask: np.ndarray, ref: np.ndarray, spectra: _Spectra | None = None
@@ -250,7 +249,8 @@ class DenseMatcher:
         """
         spectra = spectra or self._spectra(ref)
         hq, wq = qmask.shape
-        (hr, wr), size = spectra.shape, spectra.size
+        hr, wr = ref.shape[:2]
+        size = spectra.size
         maskf = qmask.astype(np.float32)
         qz = (q - np.einsum("hwc,hw->c", q, maskf) / max(float(maskf.sum()), 1.0)) * maskf[..., None]
         qn = math.sqrt(float(np.einsum("hwc,hwc->", qz, qz))) + 1e-6

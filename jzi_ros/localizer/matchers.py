@@ -116,11 +116,19 @@ class MatcherConfig:
     stride: float = 0.5
 
 
-def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0) -> np.ndarray:
+def local_mean(image: np.ndarray, window: int) -> np.ndarray:
+    """The mean of a (H, W) float32 image over a ``window`` px square around each pixel (mirrored borders)."""
+    return cv2.blur(image, (window, window), borderType=cv2.BORDER_REFLECT_101)
+
+
+def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0, window: int = 0) -> np.ndarray:
     """(H, W, bins) float32 channel features of oriented gradients of a grey image.
 
     Each pixel's vector is L2-normalized, with a tenth of the mean norm added
-    to the denominator so that flat areas stay near zero.
+    to the denominator so that flat areas stay near zero: the whole image's
+    mean, or with ``window`` the mean over that square around the pixel
+    (:func:`local_mean`), so that a pixel's features do not depend on ground
+    farther off.
     """
     g = grey.astype(np.float32)
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
@@ -132,20 +140,32 @@ def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0) -> np.ndarray:
     chans = cv2.GaussianBlur(chans, (0, 0), sigma_px).reshape(chans.shape)
     # smooth across orientation (circular [1, 2, 1])
     chans = (np.roll(chans, 1, -1) + 2 * chans + np.roll(chans, -1, -1)) * np.float32(0.25)
-    norm = np.sqrt(np.einsum("hwc,hwc->hw", chans, chans))[..., None]
+    norm = np.sqrt(np.einsum("hwc,hwc->hw", chans, chans))
+    if window:
+        eps = np.maximum(local_mean(norm, window) * np.float32(0.1), np.float32(1e-3))
+        return chans / (norm + eps)[..., None]
     eps = max(float(norm.mean()) * 0.1, 1e-3)
-    return chans / (norm + np.float32(eps))
+    return chans / (norm[..., None] + np.float32(eps))
 
 
 LEARNED_INPUTS = 10
 """Channels of the learned matcher's input: the nine CFOG channels and the standardized grey image."""
 
 
-def learned_input(grey: np.ndarray) -> np.ndarray:
-    """(1, :data:`LEARNED_INPUTS`, H, W) float32 input of the learned descriptor network for a grey image."""
+def learned_input(grey: np.ndarray, window: int = 0) -> np.ndarray:
+    """(1, :data:`LEARNED_INPUTS`, H, W) float32 input of the learned descriptor network for a grey image.
+
+    ``window``: 0 to normalize by the whole image's statistics; else by those of a square of that
+    side around each pixel (:class:`~jzi_ros.model.descriptor.DescriptorConfig`).
+    """
     g = grey.astype(np.float32)
-    standard = (g - np.float32(g.mean())) / np.float32(g.std() + 1.0)
-    chans = np.concatenate([cfog(g), standard[..., None]], axis=-1)
+    if window:
+        mean = local_mean(g, window)
+        spread = np.sqrt(np.maximum(local_mean(g * g, window) - mean * mean, 0.0))
+        standard = (g - mean) / (spread + np.float32(1.0))
+    else:
+        standard = (g - np.float32(g.mean())) / np.float32(g.std() + 1.0)
+    chans = np.concatenate([cfog(g, window=window), standard[..., None]], axis=-1)
     return np.ascontiguousarray(chans.transpose(2, 0, 1)[None])
 
 

@@ -33,13 +33,37 @@ from torch import nn
 from ..localizer.matchers import LEARNED_INPUTS, DenseMatcher, MatcherConfig, learned_matcher
 from .errors import CheckpointError
 
+MAX_WINDOW = 31
+"""The widest normalization window [px]: its mirrored border needs half of it, and the registration's images are 16 px or more."""
+
+
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, C, H, W) -> the mean over a ``window`` px square around each pixel, borders mirrored as OpenCV's.
+
+    :func:`jzi_ros.localizer.matchers.local_mean` in PyTorch (two one-dimensional means: cheaper in
+    ONNX Runtime than one square).
+    """
+    r = window // 2
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    return F.avg_pool2d(F.avg_pool2d(x, (window, 1), stride=1), (1, window), stride=1)
+
 
 @dataclass(frozen=True)
 class DescriptorConfig:
-    """``width``: channels of the hidden layers; ``channels``: descriptor channels per pixel."""
+    """``width``: channels of the hidden layers; ``channels``: descriptor channels per pixel;
+    ``window``: 0 to normalize the input and the descriptors by the whole image's statistics
+    (its mean grey, spread and norm), else the side [px] of the square around each pixel whose
+    statistics normalize it, so that a pixel's descriptor depends only on ground near it and the
+    map's descriptors can be computed once for every crop (odd, 3 to :data:`MAX_WINDOW`).
+    """
 
     width: int = 16
     channels: int = 8
+    window: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window and not (3 <= self.window <= MAX_WINDOW and self.window % 2):
+            raise CheckpointError(f"the descriptor's window is 0 or odd from 3 to {MAX_WINDOW} px, not {self.window}")
 
     @classmethod
     def from_dict(cls, d: dict) -> DescriptorConfig:
@@ -69,9 +93,9 @@ class DescriptorNet(nn.Module):
         """Descriptors of a batch of inputs."""
         y = self.body(x) + self.shortcut(x)
         norm = torch.sqrt((y * y).sum(1, keepdim=True) + 1e-12)
-        # as CFOG: a tenth of the image's mean norm in the denominator keeps flat ground near zero
-        eps = torch.clamp(norm.mean(dim=(2, 3), keepdim=True) * 0.1, min=1e-3)
-        return y / (norm + eps)
+        # as CFOG: a tenth of the mean norm (the image's or the window's) in the denominator keeps flat ground near zero
+        mean = local_mean(norm, self.cfg.window) if self.cfg.window else norm.mean(dim=(2, 3), keepdim=True)
+        return y / (norm + torch.clamp(mean * 0.1, min=1e-3))
 
 
 class GreyFeatures(nn.Module):
@@ -79,7 +103,8 @@ class GreyFeatures(nn.Module):
 
     The same numbers to float rounding: Sobel gradients and the Gaussian with OpenCV's mirrored
     border (ONNX ``reflect`` padding), the orientation smoothing as a 1x1 convolution, the
-    normalization by the image's own mean norm, then the grey image standardized.
+    normalization by the mean norm, then the grey image standardized (by the whole image's
+    statistics, or with ``window`` by those of the square around each pixel).
     """
 
     sobel: torch.Tensor
@@ -88,8 +113,9 @@ class GreyFeatures(nn.Module):
     blur_x: torch.Tensor
     across: torch.Tensor
 
-    def __init__(self, bins: int = MatcherConfig.bins, sigma_px: float = MatcherConfig.sigma_px) -> None:
+    def __init__(self, bins: int = MatcherConfig.bins, sigma_px: float = MatcherConfig.sigma_px, window: int = 0) -> None:
         super().__init__()
+        self.window = window
         gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
         self.register_buffer("sobel", torch.stack([gx, gx.T])[:, None])  # (2, 1, 3, 3): d/dx, d/dy
         angles = torch.arange(bins, dtype=torch.float64) * math.pi / bins
@@ -113,6 +139,11 @@ class GreyFeatures(nn.Module):
         chans = F.conv2d(F.pad(chans, (r, r, 0, 0), mode="reflect"), self.blur_x, groups=self.bins)
         chans = F.conv2d(chans, self.across)
         norm = torch.sqrt((chans * chans).sum(1, keepdim=True))
+        if self.window:
+            chans = chans / (norm + torch.clamp(local_mean(norm, self.window) * 0.1, min=1e-3))
+            mean = local_mean(g, self.window)
+            spread = torch.sqrt(torch.clamp(local_mean(g * g, self.window) - mean * mean, min=0.0))
+            return torch.cat([chans, (g - mean) / (spread + 1.0)], 1)
         chans = chans / (norm + torch.clamp(norm.mean() * 0.1, min=1e-3))
         centred = g - g.mean()
         return torch.cat([chans, centred / (torch.sqrt((centred * centred).mean()) + 1.0)], 1)
@@ -123,7 +154,7 @@ class GreyDescriptor(nn.Module):
 
     def __init__(self, net: DescriptorNet) -> None:
         super().__init__()
-        self.features, self.net = GreyFeatures(), net
+        self.features, self.net = GreyFeatures(window=net.cfg.window), net
 
     def forward(self, grey: torch.Tensor) -> torch.Tensor:
         """Descriptors of one grey image, channels last as the dense matcher reads them."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..model.descriptor import MAX_WINDOW, DescriptorConfig
 from ..train.matcher import MatcherResult, MatcherTrainConfig, train_matcher
 from .common import config_from
 
@@ -45,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--checks-only",
         action="store_true",
         help="keep the checkpoint's learned matcher and only refit its checks and the registration's scale",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=DescriptorConfig.window,
+        help=f"normalize the descriptor by the statistics of a square of this side around each pixel [px, odd, 3 "
+        f"to {MAX_WINDOW}] instead of the whole image's (default {DescriptorConfig.window}: the whole image)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """Train the matcher as the options say; print the comparison and where it was written."""
     if args.query_rasters is not None:
         args.query_rasters = tuple(args.query_rasters)
-    result = train_matcher(config_from(MatcherTrainConfig, args))
+    result = train_matcher(config_from(MatcherTrainConfig, args, descriptor=DescriptorConfig(window=args.window)))
     print(summary(result))
     print(f"wrote {result.out}")
     return 0

@@ -214,8 +214,8 @@ def _turned(pairs: Pairs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return np.stack(qs), np.stack(ms), np.stack(rs), np.stack(ts)
 
 
-def _inputs(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.concatenate([learned_input(np.ascontiguousarray(g)) for g in images]))
+def _inputs(images: np.ndarray, window: int) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([learned_input(np.ascontiguousarray(g), window) for g in images]))
 
 
 def _cfog(images: np.ndarray) -> torch.Tensor:
@@ -309,7 +309,8 @@ def evaluate_descriptor(net: DescriptorNet | None, pairs: Pairs, batch: int = 64
             if net is None:
                 q, r = _cfog(part.query), _cfog(part.reference)
             else:
-                q, r = net(_inputs(part.query)), net(_inputs(part.reference))
+                w = net.cfg.window
+                q, r = net(_inputs(part.query, w)), net(_inputs(part.reference, w))
             mask = torch.from_numpy(part.mask)
             h, d = _scores(correlation(q, mask, r), torch.from_numpy(part.target), radius)
             hits.append(h)
@@ -343,7 +344,8 @@ def train_descriptor(config: MatcherTrainConfig, train: Pairs, val: Pairs) -> tu
     while time.monotonic() < deadline and (config.max_steps is None or steps < config.max_steps):
         idx = rng.choice(len(train), size=min(config.batch, len(train)), replace=False, p=draw)
         q, m, r, t = _turned(train.take(idx), rng)
-        dq, dr, mask = net(_inputs(q)), net(_inputs(r)), torch.from_numpy(np.ascontiguousarray(m))
+        w = net.cfg.window
+        dq, dr, mask = net(_inputs(q, w)), net(_inputs(r, w)), torch.from_numpy(np.ascontiguousarray(m))
         score = correlation(dq, mask, dr)
         label = torch.from_numpy(t[:, 0] * score.shape[2] + t[:, 1])
         loss = F.cross_entropy(score.flatten(1) / config.temperature, label)

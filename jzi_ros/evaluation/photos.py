@@ -223,7 +223,8 @@ def register_photos(
     orthos = {p.name: photos.orthophoto(p, gsd_m) for p in photos.photos}
     grid = ZoomGrid(photos.frame.lat0, photos.frame.lon0, 2 * photos.surface.bounds.east_m, 4, 2)
     ideal = photos.lens.ideal
-    config = RefineConfig(max_tilt_deg=max_tilt_deg, work_px=work_px)
+    # one registration per refiner: a crop described on its own costs less than the map's tiles
+    config = RefineConfig(max_tilt_deg=max_tilt_deg, work_px=work_px, reference_cache_mb=0)
     rows = []
     for p in photos.photos:
         others = [q.name for q in photos.photos if q.name != p.name]

@@ -297,14 +297,18 @@ class DenseMatcher:
         return int(x), int(y), best, ratio
 
     def match(self, query: np.ndarray, query_valid: np.ndarray, reference: np.ndarray, heading_known: bool) -> Matches:
-        """Global offset (and rotation) by FFT correlation, then one correspondence per query patch."""
+        """Global offset (and rotation) by FFT correlation, then one correspondence per query patch.
+
+        ``reference`` may also be given as this matcher's descriptors of it, (H, W, C)
+        (:class:`~jzi_ros.localizer.described.DescribedMap`).
+        """
         c = self.config
         hq, wq = query.shape
-        hr, wr = reference.shape
+        hr, wr = reference.shape[:2]
         empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0.0, 0.0)
         if hr < hq or wr < wq or query_valid.mean() < 0.3:
             return empty
-        ref = self.describe(reference)
+        ref = reference if reference.ndim == 3 else self.describe(reference)
         spectra = self._spectra(ref)  # one reference for every heading tried
         angles = [0.0] if heading_known else list(np.arange(c.headings) * 360.0 / c.headings)
         radius = max(2, int(c.exclusion * max(hq, wq)))

@@ -124,8 +124,9 @@ from ..geo import BoundsM, CameraPose, Pinhole, ZoomGrid, ground_footprint, imag
 from ..geo.camera import Mount, camera_pose_from_body, quaternion_from_rotation, rotation_from_quaternion
 from ..geo.lens import Lens
 from ..geo.surface import Orthophoto, Surface, orthorectify
+from .described import DescribedMap
 from .errors import LocalizerError
-from .matchers import Matcher, Matches, check_matcher_name, make_matcher
+from .matchers import DenseMatcher, Matcher, Matches, check_matcher_name, make_matcher
 from .tracking import Region
 
 Gate = tuple[np.ndarray, float] | Region
@@ -162,7 +163,10 @@ class RefineConfig:
     ``confirm_px``: the ground-projected frame's sides [px] of the second look
     (empty: none); ``sweep_places``: the most places of a lattice one footprint
     apart over the searched region that a frame none of whose candidates
-    verified is registered around (the module docstring; 0: none).
+    verified is registered around (the module docstring; 0: none); ``reference_cache_mb``:
+    memory [MB] for the dense matcher's descriptors of the map, described by tile once and
+    reused by every registration after (:mod:`~jzi_ros.localizer.described`; 0: each crop
+    described anew).
     """
 
     enabled: bool = True
@@ -187,6 +191,7 @@ class RefineConfig:
     max_gate_share: float = 0.02
     confirm_px: tuple[int, ...] = (48, 96)
     sweep_places: int = 144
+    reference_cache_mb: float = 64.0
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)
@@ -195,11 +200,13 @@ class RefineConfig:
             or min((self.work_px, *self.confirm_px)) < 16
             or self.min_inliers < 4
             or self.sweep_places < 0
+            or self.reference_cache_mb < 0
         ):
             raise LocalizerError(
                 f"refinement needs candidates and global_candidates >= 1, work_px and confirm_px >= 16, "
-                f"min_inliers >= 4 and sweep_places >= 0, not {self.candidates}, {self.global_candidates}, "
-                f"{self.work_px}, {self.confirm_px}, {self.min_inliers}, {self.sweep_places}"
+                f"min_inliers >= 4, sweep_places >= 0 and reference_cache_mb >= 0, not {self.candidates}, "
+                f"{self.global_candidates}, {self.work_px}, {self.confirm_px}, {self.min_inliers}, "
+                f"{self.sweep_places}, {self.reference_cache_mb}"
             )
 
     def registered(self, heading_known: bool, gated: bool) -> int:
@@ -517,6 +524,7 @@ class Refiner:
         self.grid, self.ortho, self.config, self.surface = grid, ortho, config, surface
         use_learned = learned is not None and config.matcher in ("auto", "learned")
         self.matcher: Matcher = learned if use_learned else make_matcher(config.matcher)  # type: ignore[assignment]
+        self._described: tuple[Matcher, DescribedMap] | None = None
 
     def refine(
         self,
@@ -625,6 +633,9 @@ class Refiner:
         )
         footprint = camera.footprint_at(height_m)
         gsd = max(self.ortho.gsd_m, footprint / (work_px or c.work_px))
+        described = self.described()
+        if described is not None:
+            gsd = described.gsd(gsd)  # a resolution the map is described at
         reach = self._reach_m(camera, height_m) + self.grid.terminal_size_m / 2
         t0 = time.perf_counter()
         view = ground_view(frame_grey, camera, pose, gsd)
@@ -643,6 +654,7 @@ class Refiner:
         got = self._reference(crop, gsd, timings, t0)
         if got is None:
             return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
+        crop = got[2]
         t1 = time.perf_counter()
         m = covered(self.matcher.match(view.image, view.valid, got[0], attitude.yaw_deg is not None), got[1])
         t2 = time.perf_counter()
@@ -734,13 +746,37 @@ class Refiner:
             reg, verified=False, verdict=f"not seen again at {' or '.join(missed)} around its pose (a chance match)"
         )
 
-    def _reference(self, crop: BoundsM, gsd: float, timings: dict, t0: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """The map's crop as grey (its gaps filled with its mean) and its coverage; None where it has too little."""
-        rgb, valid = self.ortho.read(crop, gsd)
+    def described(self) -> DescribedMap | None:
+        """The map as the matcher describes it (a dense matcher with ``reference_cache_mb``), else None.
+
+        Made anew when :attr:`matcher` is replaced, so its tiles are always the matcher's own.
+        """
+        if self.config.reference_cache_mb <= 0 or not isinstance(self.matcher, DenseMatcher):
+            return None
+        if self._described is None or self._described[0] is not self.matcher:
+            cache = DescribedMap(self.ortho, self.matcher.describe, map_grey, self.config.reference_cache_mb)
+            self._described = (self.matcher, cache)
+        return self._described[1]
+
+    def _reference(
+        self, crop: BoundsM, gsd: float, timings: dict, t0: float
+    ) -> tuple[np.ndarray, np.ndarray, BoundsM] | None:
+        """The map's crop for the matcher, its coverage and where it lies; None where it has too little.
+
+        With the map described (:attr:`RefineConfig.reference_cache_mb`) the crop is the dense
+        matcher's descriptors of it, moved by under half a pixel onto the described tiles; else grey,
+        its gaps filled with its mean.
+        """
+        described = self.described()
+        if described is not None:
+            crop, ref, valid = described.crop(crop, gsd)
+        else:
+            rgb, valid = self.ortho.read(crop, gsd)
+            ref = map_grey(rgb, valid) if valid.mean() >= 0.2 else rgb
         timings["read"] = timings.get("read", 0.0) + (time.perf_counter() - t0) * 1e3
         if valid.mean() < 0.2:
             return None
-        return map_grey(rgb, valid), valid
+        return ref, valid, crop
 
     def _on_surface(
         self,
@@ -792,6 +828,7 @@ class Refiner:
         got = self._reference(crop, gsd, timings, t0)
         if got is None:
             return Registration(False, "the map has no imagery around the candidate", gsd_m=gsd, timings_ms=timings)
+        crop = got[2]
         t1 = time.perf_counter()
         m = covered(self.matcher.match(ortho.image, ortho.valid, got[0], True), got[1])
         t2 = time.perf_counter()

@@ -1,0 +1,131 @@
+"""The map described once: a dense matcher's descriptors of the map's orthophoto, kept by tile and resolution.
+
+A registration correlates a frame's descriptors with the map's around a
+candidate. Describing the map's crop is most of a registration's time with a
+learned matcher (a small network over some 200 x 200 pixels), and the same
+ground is described again for every frame that passes over it.
+:class:`DescribedMap` describes the map in tiles of :data:`TILE_PX` pixels on
+a lattice anchored at the local frame's origin, at resolutions of a ladder
+:data:`STEPS_PER_OCTAVE` steps to the octave from the map's own
+(:meth:`DescribedMap.gsd` snaps a registration's resolution to it), keeps the
+tiles it described (the least recently used dropped beyond a memory budget)
+and assembles a crop's descriptors from them.
+
+Each tile is described with a margin of :data:`MARGIN_PX` pixels, more than
+the descriptors reach (CFOG's about 5 px, the learned network's 12), so that
+no descriptor sees a tile's edge; the statistics a descriptor normalizes by
+(the grey image's mean and spread, the mean norm) are its tile's, as they
+were its crop's. Where a crop was described anew its statistics and
+resolution followed the frame; that is the one change: the registrations
+measured with and without the cache are in the docs (results.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..geo import BoundsM
+
+if TYPE_CHECKING:
+    from .refine import OrthoReader
+
+TILE_PX = 256
+"""Side of a described tile [px]."""
+
+MARGIN_PX = 16
+"""Pixels described around a tile and dropped (more than any descriptor reaches)."""
+
+STEPS_PER_OCTAVE = 8
+"""Resolutions of the ladder per octave: a registration's is within 2^(1/16) (4.4 %) of the one it asks for."""
+
+
+class DescribedMap:
+    """A map's descriptors by tile, described on first use and kept within ``max_mb``.
+
+    ``ortho``: the map's orthophoto (:class:`~jzi_ros.localizer.refine.OrthoReader`);
+    ``describe``: the dense matcher's grey (H, W) -> (H, W, C) descriptors; ``grey``: an RGB
+    crop and its coverage -> the grey image that is described (gaps filled).
+    """
+
+    def __init__(
+        self,
+        ortho: OrthoReader,
+        describe: Callable[[np.ndarray], np.ndarray],
+        grey: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        max_mb: float,
+    ) -> None:
+        self.ortho, self.describe, self.grey = ortho, describe, grey
+        self.max_bytes = max_mb * 2**20
+        self._tiles: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self.described = 0  # tiles described so far (kept or dropped)
+
+    def gsd(self, wanted_m: float) -> float:
+        """The resolution of the ladder [m/px] nearest ``wanted_m`` (never finer than the map's)."""
+        return self._resolution(self._step(wanted_m))
+
+    def _step(self, gsd_m: float) -> int:
+        return max(0, round(STEPS_PER_OCTAVE * math.log2(gsd_m / self.ortho.gsd_m)))
+
+    def _resolution(self, step: int) -> float:
+        return self.ortho.gsd_m * 2 ** (step / STEPS_PER_OCTAVE)
+
+    def crop(self, bounds: BoundsM, gsd_m: float) -> tuple[BoundsM, np.ndarray, np.ndarray]:
+        """The crop of ``bounds`` [m] at ``gsd_m`` (one of :meth:`gsd`'s): where it lies, its descriptors and coverage.
+
+        The crop's north-west corner is ``bounds``' moved by under half a pixel onto the lattice,
+        its size the pyramid's read's (``round(side / gsd)`` pixels): (H, W, C) descriptors and
+        (H, W) bool, pixel (r, c) centred at ``(west + (c + 0.5) gsd, north - (r + 0.5) gsd)`` of
+        the returned bounds.
+        """
+        step = self._step(gsd_m)
+        gsd = self._resolution(step)
+        c0, r0 = round(bounds.west_m / gsd), round(-bounds.north_m / gsd)
+        w, h = (
+            max(1, round((bounds.east_m - bounds.west_m) / gsd)),
+            max(1, round((bounds.north_m - bounds.south_m) / gsd)),
+        )
+        out: np.ndarray | None = None
+        valid = np.zeros((h, w), bool)
+        for ti in range(r0 // TILE_PX, (r0 + h - 1) // TILE_PX + 1):
+            for tj in range(c0 // TILE_PX, (c0 + w - 1) // TILE_PX + 1):
+                desc, seen = self._tile(step, ti, tj)
+                if out is None:
+                    out = np.zeros((h, w, desc.shape[-1]), desc.dtype)
+                # the tile's part inside the crop, in the crop's and the tile's pixels
+                a0, a1 = max(r0, ti * TILE_PX), min(r0 + h, (ti + 1) * TILE_PX)
+                b0, b1 = max(c0, tj * TILE_PX), min(c0 + w, (tj + 1) * TILE_PX)
+                rows, cols = slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0)
+                tile_rows, tile_cols = (
+                    slice(a0 - ti * TILE_PX, a1 - ti * TILE_PX),
+                    slice(b0 - tj * TILE_PX, b1 - tj * TILE_PX),
+                )
+                out[rows, cols] = desc[tile_rows, tile_cols]
+                valid[rows, cols] = seen[tile_rows, tile_cols]
+        assert out is not None
+        snapped = BoundsM(c0 * gsd, -(r0 + h) * gsd, (c0 + w) * gsd, -r0 * gsd)
+        return snapped, out, valid
+
+    def _tile(self, step: int, ti: int, tj: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tile (``ti``, ``tj``) of the ladder's ``step``: described with its margin on first use."""
+        key = (step, ti, tj)
+        if key in self._tiles:
+            self._tiles.move_to_end(key)
+            return self._tiles[key]
+        gsd, m, side = self._resolution(step), MARGIN_PX, TILE_PX + 2 * MARGIN_PX
+        west, north = (tj * TILE_PX - m) * gsd, -(ti * TILE_PX - m) * gsd
+        rgb, seen = self.ortho.read(BoundsM(west, north - side * gsd, west + side * gsd, north), gsd)
+        desc = np.ascontiguousarray(self.describe(self.grey(rgb, seen))[m:-m, m:-m])
+        tile = (desc, np.ascontiguousarray(seen[m:-m, m:-m]))
+        self.described += 1
+        self._tiles[key] = tile
+        self._bytes += desc.nbytes + tile[1].nbytes
+        while self._bytes > self.max_bytes and len(self._tiles) > 1:
+            _, (d, v) = self._tiles.popitem(last=False)
+            self._bytes -= d.nbytes + v.nbytes
+        return tile

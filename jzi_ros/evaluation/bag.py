@@ -82,8 +82,8 @@ class BagEvalConfig:
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
     localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``,
-    ``global_candidates``, ``sweep_places``: the registration's (the node's parameters of those
-    names); ``backend``,
+    ``global_candidates``, ``sweep_places``, ``reference_cache_mb``: the registration's (the
+    node's parameters of those names); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
     ``quiet``: no progress bar. What the robot knows, as the node uses it:
     ``imu_topic`` (``sensor_msgs/Imu`` orientation: the camera's attitude;
@@ -123,6 +123,7 @@ class BagEvalConfig:
     matcher: str = "auto"
     global_candidates: int = RefineConfig.global_candidates
     sweep_places: int = RefineConfig.sweep_places
+    reference_cache_mb: float = RefineConfig.reference_cache_mb
     backend: str = "torch"
     device: str = "cpu"
     storage: str = "mcap"
@@ -612,7 +613,10 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             tracking=TrackingConfig(config.tracking, config.max_speed_mps, config.reacquire_after),
             trust_unverified=config.trust_unverified,
             refine=RefineConfig(
-                matcher=config.matcher, global_candidates=config.global_candidates, sweep_places=config.sweep_places
+                matcher=config.matcher,
+                global_candidates=config.global_candidates,
+                sweep_places=config.sweep_places,
+                reference_cache_mb=config.reference_cache_mb,
             ),
         ),
     )

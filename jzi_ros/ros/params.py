@@ -101,6 +101,11 @@ class NodeParams:
         "candidates verified, is registered around the places of a lattice one camera footprint apart over it when "
         "there are at most this many (a small map; 0: never)",
     )
+    reference_cache_mb: float = _param(
+        RefineConfig.reference_cache_mb,
+        "memory [MB] for the map's descriptors, described by tile once and reused by every registration after "
+        "(0: each crop described anew)",
+    )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")
     imu_topic: str = _param("", "sensor_msgs/Imu topic: orientation of the robot's body, ENU per REP-103 ('' = none)")
@@ -184,6 +189,7 @@ class NodeParams:
                 matcher=self.matcher,
                 global_candidates=self.global_candidates,
                 sweep_places=self.sweep_places,
+                reference_cache_mb=self.reference_cache_mb,
             ),
             tracking=TrackingConfig(
                 self.tracking, self.max_speed_mps, self.reacquire_after, odom_error_share=self.odom_error_share

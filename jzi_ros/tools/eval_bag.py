@@ -73,6 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"IMU's heading and a height none of whose candidates verified, when there are at most this many, as the "
         f"node's parameter (default {RefineConfig.sweep_places}; 0: never)",
     )
+    p.add_argument(
+        "--reference-cache-mb",
+        type=float,
+        default=RefineConfig.reference_cache_mb,
+        help=f"memory [MB] for the map's descriptors, described by tile once and reused by the registrations after, "
+        f"as the node's parameter (default {RefineConfig.reference_cache_mb:g}; 0: each crop described anew)",
+    )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")

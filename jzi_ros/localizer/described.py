@@ -5,7 +5,8 @@ candidate. Describing the map's crop is most of a registration's time with a
 learned matcher (a small network over some 200 x 200 pixels), and the same
 ground is described again for every frame that passes over it.
 :class:`DescribedMap` describes the map in tiles of :data:`TILE_PX` pixels on
-a lattice anchored at the local frame's origin, at resolutions of a ladder
+a lattice anchored at the region's north-west corner (so that a small map's tiles hold
+little beyond it), at resolutions of a ladder
 :data:`STEPS_PER_OCTAVE` steps to the octave from the map's own
 (:meth:`DescribedMap.gsd` snaps a registration's resolution to it), keeps the
 tiles it described (the least recently used dropped beyond a memory budget)
@@ -49,7 +50,8 @@ class DescribedMap:
 
     ``ortho``: the map's orthophoto (:class:`~jzi_ros.localizer.refine.OrthoReader`);
     ``describe``: the dense matcher's grey (H, W) -> (H, W, C) descriptors; ``grey``: an RGB
-    crop and its coverage -> the grey image that is described (gaps filled).
+    crop and its coverage -> the grey image that is described (gaps filled); ``origin_m``: the
+    lattice's north-west corner (west, north) [m].
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class DescribedMap:
         describe: Callable[[np.ndarray], np.ndarray],
         grey: Callable[[np.ndarray, np.ndarray], np.ndarray],
         max_mb: float,
+        origin_m: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.ortho, self.describe, self.grey = ortho, describe, grey
+        self.west_m, self.north_m = origin_m
         self.max_bytes = max_mb * 2**20
         self._tiles: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._bytes = 0
@@ -85,7 +89,7 @@ class DescribedMap:
         """
         step = self._step(gsd_m)
         gsd = self._resolution(step)
-        c0, r0 = round(bounds.west_m / gsd), round(-bounds.north_m / gsd)
+        c0, r0 = round((bounds.west_m - self.west_m) / gsd), round((self.north_m - bounds.north_m) / gsd)
         w, h = (
             max(1, round((bounds.east_m - bounds.west_m) / gsd)),
             max(1, round((bounds.north_m - bounds.south_m) / gsd)),
@@ -108,7 +112,8 @@ class DescribedMap:
                 out[rows, cols] = desc[tile_rows, tile_cols]
                 valid[rows, cols] = seen[tile_rows, tile_cols]
         assert out is not None
-        snapped = BoundsM(c0 * gsd, -(r0 + h) * gsd, (c0 + w) * gsd, -r0 * gsd)
+        west, north = self.west_m + c0 * gsd, self.north_m - r0 * gsd
+        snapped = BoundsM(west, north - h * gsd, west + w * gsd, north)
         return snapped, out, valid
 
     def _tile(self, step: int, ti: int, tj: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +123,7 @@ class DescribedMap:
             self._tiles.move_to_end(key)
             return self._tiles[key]
         gsd, m, side = self._resolution(step), MARGIN_PX, TILE_PX + 2 * MARGIN_PX
-        west, north = (tj * TILE_PX - m) * gsd, -(ti * TILE_PX - m) * gsd
+        west, north = self.west_m + (tj * TILE_PX - m) * gsd, self.north_m - (ti * TILE_PX - m) * gsd
         rgb, seen = self.ortho.read(BoundsM(west, north - side * gsd, west + side * gsd, north), gsd)
         desc = np.ascontiguousarray(self.describe(self.grey(rgb, seen))[m:-m, m:-m])
         tile = (desc, np.ascontiguousarray(seen[m:-m, m:-m]))

@@ -754,7 +754,14 @@ class Refiner:
         if self.config.reference_cache_mb <= 0 or not isinstance(self.matcher, DenseMatcher):
             return None
         if self._described is None or self._described[0] is not self.matcher:
-            cache = DescribedMap(self.ortho, self.matcher.describe, map_grey, self.config.reference_cache_mb)
+            corner = self.grid.bounds_m(())
+            cache = DescribedMap(
+                self.ortho,
+                self.matcher.describe,
+                map_grey,
+                self.config.reference_cache_mb,
+                (corner.west_m, corner.north_m),
+            )
             self._described = (self.matcher, cache)
         return self._described[1]
 

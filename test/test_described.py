@@ -11,16 +11,20 @@ import pytest
 from jzi_ros.data.camera import render_frame
 from jzi_ros.geo import BoundsM, CameraPose, LocalFrame, Pinhole, ZoomGrid
 from jzi_ros.geo.ortho import LocalOrtho
-from jzi_ros.localizer.described import MARGIN_PX, TILE_PX, DescribedMap
-from jzi_ros.localizer.matchers import DenseMatcher, MatcherConfig
+from jzi_ros.localizer.described import TILE_PX, DescribedMap
+from jzi_ros.localizer.matchers import DenseMatcher, MatcherConfig, cfog
 from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, map_grey
 
 GSD_M = 0.5
 SIDE_M = 400.0
 
 
+REACH_PX = 4
+"""How far :func:`_local`'s descriptors depend on the image: a 5x5 Gaussian, then a 3x3 Sobel."""
+
+
 def _local(grey: np.ndarray) -> np.ndarray:
-    """A descriptor with no image-wide statistics: gradients and the grey value (2 px reach)."""
+    """A descriptor with no image-wide statistics: gradients and the grey value."""
     g = cv2.GaussianBlur(grey, (5, 5), 0)
     return np.stack([cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1), g], -1)
 
@@ -39,7 +43,7 @@ def ortho() -> LocalOrtho:
 
 
 def test_a_crop_across_four_tiles_is_the_crop_described_whole(ortho):
-    described = DescribedMap(ortho, _local, map_grey, max_mb=64)
+    described = DescribedMap(ortho, _local, map_grey, max_mb=64, margin_px=REACH_PX)
     assert described.gsd(0.9) == pytest.approx(GSD_M * 2 ** (7 / 8))  # the ladder's step nearest 0.9 m/px
     assert described.gsd(0.3) == GSD_M  # never finer than the map
     gsd = described.gsd(GSD_M)  # the map's own pixels: reads copy them, so tile and crop see the same
@@ -65,16 +69,21 @@ def test_tiles_are_described_once_and_dropped_beyond_the_budget(ortho):
         return _local(grey)
 
     bounds, gsd = BoundsM(10.0, 10.0, 60.0, 60.0), GSD_M * 2
-    kept = DescribedMap(ortho, counted, map_grey, max_mb=64)
+    kept = DescribedMap(ortho, counted, map_grey, max_mb=64, margin_px=REACH_PX)
     for _ in range(3):
         kept.crop(bounds, gsd)
-    assert calls == [(TILE_PX + 2 * MARGIN_PX,) * 2]  # one tile, described once with its margin
+    assert calls == [(TILE_PX + 2 * REACH_PX,) * 2]  # one tile, described once with its margin
     tile_mb = (TILE_PX**2 * 3 * 4 + TILE_PX**2) / 2**20
-    tight = DescribedMap(ortho, counted, map_grey, max_mb=1.5 * tile_mb)  # room for one tile
+    tight = DescribedMap(ortho, counted, map_grey, max_mb=1.5 * tile_mb, margin_px=REACH_PX)  # room for one tile
     far = BoundsM(-190.0, -190.0, -150.0, -150.0)
     for b in (bounds, far, bounds):
         tight.crop(b, gsd)
     assert tight.described == 3  # the first tile was dropped for the second and described again
+
+
+def _windowed() -> DenseMatcher:
+    """CFOG normalized over a 17 px window: a dense matcher whose descriptors depend on nearby ground alone."""
+    return DenseMatcher(MatcherConfig(), lambda g: cfog(g, window=17), "cfog-17", reach_px=1 + 4 + 8)
 
 
 def test_registration_with_the_map_described_finds_the_pose_it_finds_without(ortho):
@@ -83,27 +92,29 @@ def test_registration_with_the_map_described_finds_the_pose_it_finds_without(ort
     frame, covered = render_frame(ortho, camera, pose)
     assert covered == 1.0
     grid = ZoomGrid(47.0, 8.0, SIDE_M, 4, 2)
-    fixes = {}
     for mb in (0.0, 64.0):
         refiner = Refiner(grid, ortho, RefineConfig(reference_cache_mb=mb))
+        refiner.matcher = _windowed()
         for candidate in ((30.0, -20.0), (18.0, -40.0)):
             reg = refiner.refine(frame, camera, np.array([candidate]), Attitude(40.0, 0.0, 0.0), pose.altitude_m)
             assert reg.verified, reg.verdict
             assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M
-            fixes[mb, candidate] = (reg.east_m, reg.north_m)
         described = refiner.described()
         assert (described is None) == (mb == 0)
     # the second frame's crop was already described: no tile described anew
     cached = Refiner(grid, ortho)
+    cached.matcher = _windowed()
     cached.refine(frame, camera, np.array([(30.0, -20.0)]), Attitude(40.0, 0.0, 0.0), pose.altitude_m)
     first = cached.described().described
     cached.refine(frame, camera, np.array([(30.0, -20.0)]), Attitude(40.0, 0.0, 0.0), pose.altitude_m)
     assert cached.described().described == first
 
 
-def test_a_replaced_matcher_gets_the_map_described_its_own_way(ortho):
+def test_only_descriptors_of_nearby_ground_are_kept(ortho):
     refiner = Refiner(ZoomGrid(47.0, 8.0, SIDE_M, 4, 2), ortho)
+    assert refiner.described() is None  # CFOG normalizes by its whole crop: each crop described anew
+    refiner.matcher = _windowed()
     first = refiner.described()
-    assert first is not None and refiner.described() is first
-    refiner.matcher = DenseMatcher(MatcherConfig(patches=3))
+    assert first is not None and refiner.described() is first and first.margin_px == 13
+    refiner.matcher = _windowed()  # another matcher: the map described its own way
     assert refiner.described() is not first

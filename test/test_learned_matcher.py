@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,9 +19,16 @@ from jzi_ros.inference.export import export_for_map
 from jzi_ros.inference.runtime import onnx_matcher_runner
 from jzi_ros.localizer import Localizer, LocalizerConfig
 from jzi_ros.localizer.errors import LocalizerError
-from jzi_ros.localizer.matchers import DenseMatcher, cfog, learned_input
+from jzi_ros.localizer.matchers import DenseMatcher, cfog, learned_input, learned_reach_px
 from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, grey
-from jzi_ros.model.descriptor import checkpoint_matcher, load_descriptor, torch_runner
+from jzi_ros.model.descriptor import (
+    DescriptorConfig,
+    DescriptorNet,
+    checkpoint_matcher,
+    load_descriptor,
+    matcher_state,
+    torch_runner,
+)
 from jzi_ros.model.zoom import read_checkpoint
 from jzi_ros.tools.cli import main
 from jzi_ros.train.matcher import Pairs, _turned, correlation
@@ -206,3 +214,33 @@ def test_eval_bag_takes_the_nodes_matcher_setting_and_refuses_an_unknown_one(tmp
     assert BagEvalConfig(**common, matcher="cfog").matcher == "cfog"
     with pytest.raises(LocalizerError, match="unknown matcher 'loftr'"):
         BagEvalConfig(**common, matcher="loftr")
+
+
+def test_a_windowed_descriptor_describes_the_map_once_for_every_crop(learned, tmp_path):
+    """Normalized over a window, a descriptor depends on nearby ground alone: tiles of the map give any crop's."""
+    map_dir, model, _, _ = learned
+    torch.manual_seed(0)
+    net = DescriptorNet(DescriptorConfig(window=17)).eval()
+    state = read_checkpoint(model)
+    state["extra"]["matcher"] = matcher_state(net)
+    torch.save(state, tmp_path / "windowed.pt")
+    from_checkpoint = Localizer(map_dir, tmp_path / "windowed.pt")
+    from_export = Localizer(
+        map_dir, export_for_map(tmp_path / "windowed.pt", map_dir, tmp_path / "export"), backend="onnxruntime"
+    )
+    reach = learned_reach_px(17)
+    for loc in (from_checkpoint, from_export):
+        assert loc.refiner.matcher.reach_px == reach == 28  # type: ignore[union-attr]
+        assert loc.refiner.described() is not None
+    assert Localizer(map_dir, model).refiner.matcher.reach_px is None  # type: ignore[union-attr]
+    image = np.random.default_rng(4).random((120, 150)).astype(np.float32) * 255
+    image = cv2.GaussianBlur(image, (0, 0), 2.0)
+    graph = from_export.refiner.matcher.describe  # type: ignore[union-attr]
+    # the graph's inputs and network are the NumPy inputs and PyTorch network
+    np.testing.assert_allclose(graph(image), torch_runner(net)(learned_input(image, 17))[0].transpose(1, 2, 0), atol=1e-4)
+    whole = graph(image)
+    part = graph(image[20:100, 30:130])
+    inside = (slice(reach, -reach), slice(reach, -reach))
+    np.testing.assert_allclose(part[inside], whole[20:100, 30:130][inside], atol=1e-4)
+    near_edge = (slice(6, -6), slice(6, -6))
+    assert np.abs(part[near_edge] - whole[20:100, 30:130][near_edge]).max() > 1e-3  # there a crop's own differ

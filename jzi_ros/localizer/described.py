@@ -12,13 +12,16 @@ little beyond it), at resolutions of a ladder
 tiles it described (the least recently used dropped beyond a memory budget)
 and assembles a crop's descriptors from them.
 
-Each tile is described with a margin of :data:`MARGIN_PX` pixels, more than
-the descriptors reach (CFOG's about 5 px, the learned network's 12), so that
-no descriptor sees a tile's edge; the statistics a descriptor normalizes by
-(the grey image's mean and spread, the mean norm) are its tile's, as they
-were its crop's. Where a crop was described anew its statistics and
-resolution followed the frame; that is the one change: the registrations
-measured with and without the cache are in the docs (results.md).
+Each tile is described with a margin of the matcher's reach
+(:attr:`~jzi_ros.localizer.matchers.DenseMatcher.reach_px`: how far a pixel's
+descriptor depends on the image), so that no descriptor sees a tile's edge
+and a crop assembled from tiles holds the descriptors a description of the
+whole map would: only a matcher whose descriptors depend on nearby ground
+alone has a reach (a learned matcher normalized over a window,
+``train-matcher --window``); one normalized by its whole image's statistics
+(CFOG, a learned matcher without a window) describes each crop anew. The
+one change from describing the crop: its resolution is the ladder's nearest
+to the frame's, and the crop's pixels lie on the tiles' lattice.
 """
 
 from __future__ import annotations
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
 TILE_PX = 256
 """Side of a described tile [px]."""
 
-MARGIN_PX = 16
-"""Pixels described around a tile and dropped (more than any descriptor reaches)."""
-
 STEPS_PER_OCTAVE = 8
 """Resolutions of the ladder per octave: a registration's is within 2^(1/16) (4.4 %) of the one it asks for."""
 
@@ -49,7 +49,8 @@ class DescribedMap:
     """A map's descriptors by tile, described on first use and kept within ``max_mb``.
 
     ``ortho``: the map's orthophoto (:class:`~jzi_ros.localizer.refine.OrthoReader`);
-    ``describe``: the dense matcher's grey (H, W) -> (H, W, C) descriptors; ``grey``: an RGB
+    ``describe``: the dense matcher's grey (H, W) -> (H, W, C) descriptors; ``margin_px``: how far
+    a descriptor depends on the image (pixels described around each tile and dropped); ``grey``: an RGB
     crop and its coverage -> the grey image that is described (gaps filled); ``origin_m``: the
     lattice's north-west corner (west, north) [m].
     """
@@ -60,9 +61,10 @@ class DescribedMap:
         describe: Callable[[np.ndarray], np.ndarray],
         grey: Callable[[np.ndarray, np.ndarray], np.ndarray],
         max_mb: float,
+        margin_px: int,
         origin_m: tuple[float, float] = (0.0, 0.0),
     ) -> None:
-        self.ortho, self.describe, self.grey = ortho, describe, grey
+        self.ortho, self.describe, self.grey, self.margin_px = ortho, describe, grey, margin_px
         self.west_m, self.north_m = origin_m
         self.max_bytes = max_mb * 2**20
         self._tiles: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -122,7 +124,8 @@ class DescribedMap:
         if key in self._tiles:
             self._tiles.move_to_end(key)
             return self._tiles[key]
-        gsd, m, side = self._resolution(step), MARGIN_PX, TILE_PX + 2 * MARGIN_PX
+        gsd, m = self._resolution(step), self.margin_px
+        side = TILE_PX + 2 * m
         west, north = self.west_m + (tj * TILE_PX - m) * gsd, self.north_m - (ti * TILE_PX - m) * gsd
         rgb, seen = self.ortho.read(BoundsM(west, north - side * gsd, west + side * gsd, north), gsd)
         desc = np.ascontiguousarray(self.describe(self.grey(rgb, seen))[m:-m, m:-m])

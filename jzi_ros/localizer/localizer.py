@@ -266,7 +266,9 @@ class Localizer:
         if export is not None:  # no torch
             from ..inference.runtime import onnx_matcher_runner
 
-            return learned_matcher(onnx_matcher_runner(export), extra["matcher"].get("checks"))
+            stored = extra["matcher"]
+            window = int(stored.get("config", {}).get("window", 0))
+            return learned_matcher(onnx_matcher_runner(export), stored.get("checks"), window=window)
         from ..model.descriptor import checkpoint_matcher
 
         return checkpoint_matcher(extra["matcher"])

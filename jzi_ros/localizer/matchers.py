@@ -151,6 +151,22 @@ def cfog(grey: np.ndarray, bins: int = 9, sigma_px: float = 1.0, window: int = 0
 LEARNED_INPUTS = 10
 """Channels of the learned matcher's input: the nine CFOG channels and the standardized grey image."""
 
+LEARNED_NETWORK_REACH_PX = 7
+"""How far the learned descriptor network's convolutions see [px]: 3x3 with dilations 1, 2 and 4."""
+
+
+def learned_reach_px(window: int, config: MatcherConfig = MatcherConfig()) -> int | None:
+    """How far [px] a pixel's learned descriptor, normalized over ``window``, depends on the image; None if 0.
+
+    With ``window`` 0 every descriptor depends on the whole image (its statistics). Else: the Sobel
+    gradient (1), CFOG's Gaussian (its kernel's radius), CFOG's normalization (half the window),
+    the network (:data:`LEARNED_NETWORK_REACH_PX`) and the descriptors' normalization (half the window).
+    """
+    if not window:
+        return None
+    blur = (round(config.sigma_px * 8 + 1) | 1) // 2
+    return 1 + blur + LEARNED_NETWORK_REACH_PX + 2 * (window // 2)
+
 
 def learned_input(grey: np.ndarray, window: int = 0) -> np.ndarray:
     """(1, :data:`LEARNED_INPUTS`, H, W) float32 input of the learned descriptor network for a grey image.
@@ -170,16 +186,20 @@ def learned_input(grey: np.ndarray, window: int = 0) -> np.ndarray:
 
 
 def learned_matcher(
-    run: Callable[[np.ndarray], np.ndarray], checks: dict | None = None, config: MatcherConfig = MatcherConfig()
+    run: Callable[[np.ndarray], np.ndarray],
+    checks: dict | None = None,
+    config: MatcherConfig = MatcherConfig(),
+    window: int = 0,
 ) -> DenseMatcher:
     """The dense matcher on learned descriptors; ``run`` maps a grey image (H, W) to its (H, W, C) descriptors.
 
     ``checks``: the least peak ratios fitted with the network (``min_distinctiveness``,
-    ``min_distinctiveness_searched``; :func:`jzi_ros.train.matcher.fit_checks`).
+    ``min_distinctiveness_searched``; :func:`jzi_ros.train.matcher.fit_checks`); ``window``: the
+    network's normalization window (:class:`~jzi_ros.model.descriptor.DescriptorConfig`).
     """
     checks = checks or {}
     known, searched = (float(checks.get(k, 0.0)) for k in ("min_distinctiveness", "min_distinctiveness_searched"))
-    return DenseMatcher(config, run, "learned", known, searched)
+    return DenseMatcher(config, run, "learned", known, searched, learned_reach_px(window, config))
 
 
 def _integral(image: np.ndarray) -> np.ndarray:
@@ -238,14 +258,18 @@ class DenseMatcher:
         name: str = "cfog",
         min_distinctiveness: float = 0.0,
         searched_distinctiveness: float = 0.0,
+        reach_px: int | None = None,
     ) -> None:
         """``describe`` turns a grey image into (H, W, C) per-pixel descriptors (default :func:`cfog`).
 
         ``min_distinctiveness`` and ``searched_distinctiveness``: the least ratio of the best global
         match to the runner-up that the registration accepts with a known and a searched heading, where
         they ask more than its own settings (a learned matcher's, fitted with it; 0: the settings rule).
+        ``reach_px``: how far a pixel's descriptor depends on the image, when it depends on nothing
+        farther (then the map's descriptors can be computed once and reused:
+        :class:`~jzi_ros.localizer.described.DescribedMap`); None when it depends on the whole image.
         """
-        self.config, self.name = config, name
+        self.config, self.name, self.reach_px = config, name, reach_px
         self.min_distinctiveness, self.searched_distinctiveness = min_distinctiveness, searched_distinctiveness
         self.describe = describe or (lambda g: cfog(g, config.bins, config.sigma_px))
 

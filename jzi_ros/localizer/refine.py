@@ -165,8 +165,8 @@ class RefineConfig:
     apart over the searched region that a frame none of whose candidates
     verified is registered around (the module docstring; 0: none); ``reference_cache_mb``:
     memory [MB] for the dense matcher's descriptors of the map, described by tile once and
-    reused by every registration after (:mod:`~jzi_ros.localizer.described`; 0: each crop
-    described anew).
+    reused by every registration after, where the matcher's descriptors depend on nearby ground
+    alone (:mod:`~jzi_ros.localizer.described`; 0: each crop described anew).
     """
 
     enabled: bool = True
@@ -747,11 +747,14 @@ class Refiner:
         )
 
     def described(self) -> DescribedMap | None:
-        """The map as the matcher describes it (a dense matcher with ``reference_cache_mb``), else None.
+        """The map as the matcher describes it, else None.
 
-        Made anew when :attr:`matcher` is replaced, so its tiles are always the matcher's own.
+        A dense matcher whose descriptors depend on nearby ground alone (its ``reach_px``), given
+        ``reference_cache_mb``. Made anew when :attr:`matcher` is replaced, so its tiles are always
+        the matcher's own.
         """
-        if self.config.reference_cache_mb <= 0 or not isinstance(self.matcher, DenseMatcher):
+        m = self.matcher
+        if self.config.reference_cache_mb <= 0 or not isinstance(m, DenseMatcher) or m.reach_px is None:
             return None
         if self._described is None or self._described[0] is not self.matcher:
             corner = self.grid.bounds_m(())
@@ -760,6 +763,7 @@ class Refiner:
                 self.matcher.describe,
                 map_grey,
                 self.config.reference_cache_mb,
+                m.reach_px,
                 (corner.west_m, corner.north_m),
             )
             self._described = (self.matcher, cache)

@@ -223,4 +223,5 @@ def checkpoint_matcher(stored: dict) -> DenseMatcher:
 
     buffer = io.BytesIO()
     export_descriptor(stored, buffer)
-    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"))
+    window = DescriptorConfig.from_dict(stored["config"]).window
+    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"), window=window)

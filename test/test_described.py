@@ -44,9 +44,10 @@ def ortho() -> LocalOrtho:
 
 def test_a_crop_across_four_tiles_is_the_crop_described_whole(ortho):
     described = DescribedMap(ortho, _local, map_grey, max_mb=64, margin_px=REACH_PX)
-    assert described.gsd(0.9) == pytest.approx(GSD_M * 2 ** (7 / 8))  # the ladder's step nearest 0.9 m/px
-    assert described.gsd(0.3) == GSD_M  # never finer than the map
-    gsd = described.gsd(GSD_M)  # the map's own pixels: reads copy them, so tile and crop see the same
+    assert described.gsd(0.9) == pytest.approx(GSD_M * 2 ** (6.5 / 8))  # the ladder's step nearest 0.9 m/px
+    # never finer than the map, and half a step off its own resolution
+    assert described.gsd(0.3) == described.gsd(GSD_M) == pytest.approx(GSD_M * 2 ** (1 / 16))
+    gsd = described.gsd(GSD_M)
     # around the lattice's origin: the crop takes a part of four tiles
     wanted = BoundsM(-40.3, -35.1, 38.2, 41.7)
     snapped, desc, valid = described.crop(wanted, gsd)

@@ -237,7 +237,8 @@ def test_a_windowed_descriptor_describes_the_map_once_for_every_crop(learned, tm
     image = cv2.GaussianBlur(image, (0, 0), 2.0)
     graph = from_export.refiner.matcher.describe  # type: ignore[union-attr]
     # the graph's inputs and network are the NumPy inputs and PyTorch network
-    np.testing.assert_allclose(graph(image), torch_runner(net)(learned_input(image, 17))[0].transpose(1, 2, 0), atol=1e-4)
+    by_torch = torch_runner(net)(learned_input(image, 17))[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(graph(image), by_torch, atol=1e-4)
     whole = graph(image)
     part = graph(image[20:100, 30:130])
     inside = (slice(reach, -reach), slice(reach, -reach))

@@ -756,17 +756,11 @@ class Refiner:
         m = self.matcher
         if self.config.reference_cache_mb <= 0 or not isinstance(m, DenseMatcher) or m.reach_px is None:
             return None
-        if self._described is None or self._described[0] is not self.matcher:
+        if self._described is None or self._described[0] is not m:
             corner = self.grid.bounds_m(())
-            cache = DescribedMap(
-                self.ortho,
-                self.matcher.describe,
-                map_grey,
-                self.config.reference_cache_mb,
-                m.reach_px,
-                (corner.west_m, corner.north_m),
-            )
-            self._described = (self.matcher, cache)
+            origin = (corner.west_m, corner.north_m)
+            cache = DescribedMap(self.ortho, m.describe, map_grey, self.config.reference_cache_mb, m.reach_px, origin)
+            self._described = (m, cache)
         return self._described[1]
 
     def _reference(

@@ -34,7 +34,7 @@ from ..localizer.matchers import LEARNED_INPUTS, DenseMatcher, MatcherConfig, le
 from .errors import CheckpointError
 
 MAX_WINDOW = 31
-"""The widest normalization window [px]: its mirrored border needs half of it, and the registration's images are 16 px or more."""
+"""The widest normalization window [px]: its mirrored border needs half of it (the registration's images: 16 px or more)."""
 
 
 def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -50,7 +50,9 @@ def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DescriptorConfig:
-    """``width``: channels of the hidden layers; ``channels``: descriptor channels per pixel;
+    """The network's size and normalization.
+
+    ``width``: channels of the hidden layers; ``channels``: descriptor channels per pixel;
     ``window``: 0 to normalize the input and the descriptors by the whole image's statistics
     (its mean grey, spread and norm), else the side [px] of the square around each pixel whose
     statistics normalize it, so that a pixel's descriptor depends only on ground near it and the
@@ -113,7 +115,9 @@ class GreyFeatures(nn.Module):
     blur_x: torch.Tensor
     across: torch.Tensor
 
-    def __init__(self, bins: int = MatcherConfig.bins, sigma_px: float = MatcherConfig.sigma_px, window: int = 0) -> None:
+    def __init__(
+        self, bins: int = MatcherConfig.bins, sigma_px: float = MatcherConfig.sigma_px, window: int = 0
+    ) -> None:
         super().__init__()
         self.window = window
         gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])

@@ -34,7 +34,7 @@ from ..localizer.matchers import LEARNED_INPUTS, DenseMatcher, MatcherConfig, le
 from .errors import CheckpointError
 
 MAX_WINDOW = 31
-"""The widest normalization window [px]: its mirrored border needs half of it (the registration's images: 16 px or more)."""
+"""The widest normalization window [px]: its mirrored border needs half of it (images: 16 px or more)."""
 
 
 def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -103,8 +103,9 @@ class NodeParams:
     )
     reference_cache_mb: float = _param(
         RefineConfig.reference_cache_mb,
-        "memory [MB] for the map's descriptors, described by tile once and reused by every registration after "
-        "(0: each crop described anew)",
+        "memory [MB] for the map's descriptors, described by tile once and reused by every registration after, where "
+        "the matcher's descriptors depend on nearby ground alone (a learned matcher trained with train-matcher "
+        "--window; any other describes each crop anew; 0: each crop described anew)",
     )
     hfov_deg: float = _param(60.0, "camera's horizontal field of view [deg], used when camera_info_topic is ''")
     camera_info_topic: str = _param("", "sensor_msgs/CameraInfo topic of the camera's intrinsics ('' = use hfov_deg)")

@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=RefineConfig.reference_cache_mb,
         help=f"memory [MB] for the map's descriptors, described by tile once and reused by the registrations after, "
-        f"as the node's parameter (default {RefineConfig.reference_cache_mb:g}; 0: each crop described anew)",
+        f"for a learned matcher trained with a window (train-matcher --window), as the node's parameter (default "
+        f"{RefineConfig.reference_cache_mb:g}; 0: each crop described anew)",
     )
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")

@@ -24,14 +24,16 @@ from jzi_ros.localizer.refine import Attitude, RefineConfig, Refiner, grey
 from jzi_ros.model.descriptor import (
     DescriptorConfig,
     DescriptorNet,
+    GreyFeatures,
     checkpoint_matcher,
     load_descriptor,
     matcher_state,
     torch_runner,
 )
+from jzi_ros.model.errors import CheckpointError
 from jzi_ros.model.zoom import read_checkpoint
 from jzi_ros.tools.cli import main
-from jzi_ros.train.matcher import Pairs, _turned, correlation
+from jzi_ros.train.matcher import Pairs, _inputs, _turned, correlation
 
 CAMERA = Pinhole(64, 64, 60.0)
 
@@ -245,3 +247,21 @@ def test_a_windowed_descriptor_describes_the_map_once_for_every_crop(learned, tm
     np.testing.assert_allclose(part[inside], whole[20:100, 30:130][inside], atol=1e-4)
     near_edge = (slice(6, -6), slice(6, -6))
     assert np.abs(part[near_edge] - whole[20:100, 30:130][near_edge]).max() > 1e-3  # there a crop's own differ
+
+
+def test_a_window_that_is_not_odd_or_too_wide_is_refused_by_train_matcher(tmp_path, capsys):
+    for window in (4, 33):
+        assert main(["train-matcher", "--model", str(tmp_path / "m.pt"), "--window", str(window)]) != 0
+        assert f"window is 0 or odd from 3 to 31 px, not {window}" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="not 2"):
+        DescriptorConfig(window=2)
+    assert DescriptorConfig.from_dict({"width": 16, "channels": 8}).window == 0  # a checkpoint made before windows
+
+
+def test_the_training_feeds_the_network_the_inputs_its_export_computes():
+    images = np.random.default_rng(5).random((2, 48, 60)).astype(np.float32) * 255
+    for window in (0, 17):
+        trained_on = _inputs(images, window).numpy()
+        exported = np.concatenate([GreyFeatures(window=window)(torch.from_numpy(g)).numpy() for g in images])
+        np.testing.assert_allclose(trained_on, exported, atol=2e-3)
+    assert not np.allclose(_inputs(images, 17).numpy(), _inputs(images, 0).numpy(), atol=1e-2)

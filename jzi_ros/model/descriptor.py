@@ -69,8 +69,8 @@ class DescriptorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DescriptorConfig:
-        """The config a checkpoint stored (:func:`dataclasses.asdict`)."""
-        return cls(**{k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        """The config a checkpoint stored (:func:`dataclasses.asdict`); one stored before windows has none (0)."""
+        return cls(**({"window": 0} | {k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__}))
 
 
 class DescriptorNet(nn.Module):

@@ -121,17 +121,21 @@ def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned
     a = from_checkpoint.refiner.matcher.describe(image)  # type: ignore[union-attr]
     b = from_export.refiner.matcher.describe(image)  # type: ignore[union-attr]
     net = load_descriptor(read_checkpoint(model)["extra"]["matcher"])  # the trained network itself, in PyTorch
-    c = torch_runner(net)(learned_input(image))[0].transpose(1, 2, 0)
+    assert net.cfg.window == 17  # train-matcher's default
+    c = torch_runner(net)(learned_input(image, net.cfg.window))[0].transpose(1, 2, 0)
     assert a.shape == b.shape == c.shape == (70, 90, 8)
     np.testing.assert_allclose(a, c, atol=1e-4)
     np.testing.assert_allclose(b, c, atol=1e-4)
     with pytest.raises(BackendError, match="5 px or more"):  # under the graph's mirrored border: a clear refusal
         from_export.refiner.matcher.describe(np.zeros((4, 30), np.float32))  # type: ignore[union-attr]
-    # an export made before the input channels moved into the graph (input grey_features) still describes alike
+    # an export made before the input channels moved into the graph (input grey_features, no window) still
+    # describes alike
+    unwindowed = DescriptorNet(DescriptorConfig(window=0)).eval()
+    unwindowed.load_state_dict(net.state_dict())
     earlier = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}
     torch.onnx.export(
-        net,
+        unwindowed,
         (torch.zeros(1, 10, 64, 64),),
         earlier,
         input_names=["grey_features"],
@@ -139,7 +143,8 @@ def test_the_learned_matcher_round_trips_through_the_checkpoint_and_onnx(learned
         output_names=["descriptors"],
         dynamic_axes={"grey_features": axes, "descriptors": axes},
     )
-    np.testing.assert_allclose(onnx_matcher_runner(earlier.getvalue())(image), c, atol=1e-4)
+    by_earlier = torch_runner(unwindowed)(learned_input(image))[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(onnx_matcher_runner(earlier.getvalue())(image), by_earlier, atol=1e-4)
     # cfog by name stays cfog; learned without one is refused
     cfog_config = LocalizerConfig(refine=RefineConfig(matcher="cfog"))
     assert Localizer(map_dir, model, config=cfog_config).refine_summary()["matcher"] == "cfog"
@@ -234,7 +239,13 @@ def test_a_windowed_descriptor_describes_the_map_once_for_every_crop(learned, tm
     for loc in (from_checkpoint, from_export):
         assert loc.refiner.matcher.reach_px == reach == 28  # type: ignore[union-attr]
         assert loc.refiner.described() is not None
-    assert Localizer(map_dir, model).refiner.matcher.reach_px is None  # type: ignore[union-attr]
+    # normalized by its whole image (a matcher trained before windows stored none): each crop described anew
+    stored = matcher_state(DescriptorNet(DescriptorConfig(window=0)))
+    stored["config"].pop("window")
+    state["extra"]["matcher"] = stored
+    torch.save(state, tmp_path / "whole.pt")
+    whole_image = Localizer(map_dir, tmp_path / "whole.pt")
+    assert whole_image.refiner.matcher.reach_px is None and whole_image.refiner.described() is None  # type: ignore
     image = np.random.default_rng(4).random((120, 150)).astype(np.float32) * 255
     image = cv2.GaussianBlur(image, (0, 0), 2.0)
     graph = from_export.refiner.matcher.describe  # type: ignore[union-attr]

@@ -53,15 +53,16 @@ class DescriptorConfig:
     """The network's size and normalization.
 
     ``width``: channels of the hidden layers; ``channels``: descriptor channels per pixel;
-    ``window``: 0 to normalize the input and the descriptors by the whole image's statistics
-    (its mean grey, spread and norm), else the side [px] of the square around each pixel whose
-    statistics normalize it, so that a pixel's descriptor depends only on ground near it and the
-    map's descriptors can be computed once for every crop (odd, 3 to :data:`MAX_WINDOW`).
+    ``window``: the side [px] of the square around each pixel whose statistics (its mean grey,
+    spread and norm) normalize the input and the descriptors, so that a pixel's descriptor depends
+    only on ground near it and the map's descriptors can be computed once for every crop (odd, 3
+    to :data:`MAX_WINDOW`); 0 for the whole image's statistics (every matcher trained before
+    windows: :meth:`from_dict` reads those so).
     """
 
     width: int = 16
     channels: int = 8
-    window: int = 0
+    window: int = 17
 
     def __post_init__(self) -> None:
         if self.window and not (3 <= self.window <= MAX_WINDOW and self.window % 2):

@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DescriptorConfig.window,
         help=f"normalize the descriptor by the statistics of a square of this side around each pixel [px, odd, 3 "
-        f"to {MAX_WINDOW}] instead of the whole image's (default {DescriptorConfig.window}: the whole image)",
+        f"to {MAX_WINDOW}; 0: the whole image's] (default {DescriptorConfig.window}: the map's descriptors are then "
+        "computed once and reused, see the node's reference_cache_mb)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -7,6 +7,10 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +30,36 @@ def test_package_xml_is_format_3_ament_python_with_the_runtime_deps():
         "python3-opencv",
         "python3-numpy",
     } <= deps
+
+
+def _pins(path: Path, python: str) -> dict[str, str]:
+    """The exact pins a requirements file gives on ``python`` (its markers evaluated there), by package."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("-r"):
+            pins |= _pins(path.parent / line.split()[1], python)
+        elif line and not line.startswith("#"):
+            req = Requirement(line)
+            where = {"python_version": python, "python_full_version": f"{python}.0"}
+            if req.marker is None or req.marker.evaluate(where):
+                assert req.name not in pins, f"{req.name} pinned twice for Python {python} in {path.name}"
+                (pin,) = req.specifier
+                assert pin.operator == "==", f"{line}: an exact pin"
+                pins[req.name] = pin.version
+    return pins
+
+
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12"])
+def test_every_requirement_is_pinned_once_for_each_python(python):
+    """Humble's Python 3.10 gets the last releases built for it; every file pins each package once there."""
+    for name in ("requirements.txt", "requirements-test.txt", "requirements-robot.txt"):
+        pins = _pins(ROOT / name, python)
+        assert {"numpy", "onnxruntime", "pyproj"} <= set(pins)
+    runtime = _pins(ROOT / "requirements.txt", python)
+    assert _pins(ROOT / "requirements-robot.txt", python).items() <= runtime.items()  # the robot's are the same
+    # NumPy 2.3 and later need Python 3.11
+    assert (runtime["numpy"] in SpecifierSet("<2.3")) == (python == "3.10")
 
 
 def test_colcon_builds_and_installs_the_package(colcon_install, tmp_path):

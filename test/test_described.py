@@ -99,7 +99,8 @@ def test_registration_with_the_map_described_finds_the_pose_it_finds_without(ort
         for candidate in ((30.0, -20.0), (18.0, -40.0)):
             reg = refiner.refine(frame, camera, np.array([candidate]), Attitude(40.0, 0.0, 0.0), pose.altitude_m)
             assert reg.verified, reg.verdict
-            assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 2 * GSD_M
+            # where the crop truly lies (its snapped bounds), else the fix is off by up to half a pixel
+            assert math.hypot(reg.east_m - pose.east_m, reg.north_m - pose.north_m) < 0.3 * GSD_M
         described = refiner.described()
         assert (described is None) == (mb == 0)
     # the second frame's crop was already described: no tile described anew

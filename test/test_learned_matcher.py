@@ -276,3 +276,16 @@ def test_the_training_feeds_the_network_the_inputs_its_export_computes():
         exported = np.concatenate([GreyFeatures(window=window)(torch.from_numpy(g)).numpy() for g in images])
         np.testing.assert_allclose(trained_on, exported, atol=2e-3)
     assert not np.allclose(_inputs(images, 17).numpy(), _inputs(images, 0).numpy(), atol=1e-2)
+
+
+def test_a_windowed_matcher_gives_no_matches_for_a_view_under_its_window():
+    """A view of a few pixels (low over a coarse map) is refused with no matches, not an error of the graph."""
+    torch.manual_seed(0)
+    matcher = checkpoint_matcher(matcher_state(DescriptorNet(DescriptorConfig(window=17)).eval()))
+    assert matcher.min_px == 9 and matcher.reach_px == 28
+    rng = np.random.default_rng(6)
+    reference = rng.random((30, 30)).astype(np.float32) * 255
+    for side, refused in ((8, True), (9, False)):
+        query = np.ascontiguousarray(reference[5 : 5 + side, 7 : 7 + side])
+        got = matcher.match(query, np.ones((side, side), bool), reference, True)
+        assert (len(got) == 0) == refused

@@ -199,7 +199,7 @@ def learned_matcher(
     """
     checks = checks or {}
     known, searched = (float(checks.get(k, 0.0)) for k in ("min_distinctiveness", "min_distinctiveness_searched"))
-    return DenseMatcher(config, run, "learned", known, searched, learned_reach_px(window, config))
+    return DenseMatcher(config, run, "learned", known, searched, learned_reach_px(window, config), window // 2 + 1)
 
 
 def _integral(image: np.ndarray) -> np.ndarray:
@@ -259,6 +259,7 @@ class DenseMatcher:
         min_distinctiveness: float = 0.0,
         searched_distinctiveness: float = 0.0,
         reach_px: int | None = None,
+        min_px: int = 1,
     ) -> None:
         """``describe`` turns a grey image into (H, W, C) per-pixel descriptors (default :func:`cfog`).
 
@@ -268,8 +269,10 @@ class DenseMatcher:
         ``reach_px``: how far a pixel's descriptor depends on the image, when it depends on nothing
         farther (then the map's descriptors can be computed once and reused:
         :class:`~jzi_ros.localizer.described.DescribedMap`); None when it depends on the whole image.
+        ``min_px``: the smallest side [px] it describes (a window's mirrored border needs half of it);
+        a smaller query gives no matches.
         """
-        self.config, self.name, self.reach_px = config, name, reach_px
+        self.config, self.name, self.reach_px, self.min_px = config, name, reach_px, min_px
         self.min_distinctiveness, self.searched_distinctiveness = min_distinctiveness, searched_distinctiveness
         self.describe = describe or (lambda g: cfog(g, config.bins, config.sigma_px))
 
@@ -330,7 +333,7 @@ class DenseMatcher:
         hq, wq = query.shape
         hr, wr = reference.shape[:2]
         empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0.0, 0.0)
-        if hr < hq or wr < wq or query_valid.mean() < 0.3:
+        if hr < hq or wr < wq or min(hq, wq) < self.min_px or query_valid.mean() < 0.3:
             return empty
         ref = reference if reference.ndim == 3 else self.describe(reference)
         spectra = self._spectra(ref)  # one reference for every heading tried

@@ -191,7 +191,7 @@ class RefineConfig:
     max_gate_share: float = 0.02
     confirm_px: tuple[int, ...] = (48, 96)
     sweep_places: int = 144
-    reference_cache_mb: float = 16.0
+    reference_cache_mb: float = 32.0
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)

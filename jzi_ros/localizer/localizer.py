@@ -24,7 +24,7 @@ from .errors import InputError, LocalizerError, PriorError
 from .estimate import VERIFIED_CONFIDENCE, Candidate, Estimate
 from .ground import GroundConfig, GroundRegistrar
 from .index import check_region, index_map, zoomable
-from .matchers import Matcher, learned_matcher
+from .matchers import Matcher, learned_matcher, stored_window
 from .refine import Attitude, Gate, RefineConfig, Refiner, Registration
 from .tracking import GLOBAL, PRIOR, TRACKING, Odometry, Region, Tracker, TrackingConfig
 
@@ -267,8 +267,7 @@ class Localizer:
             from ..inference.runtime import onnx_matcher_runner
 
             stored = extra["matcher"]
-            window = int(stored.get("config", {}).get("window", 0))
-            return learned_matcher(onnx_matcher_runner(export), stored.get("checks"), window=window)
+            return learned_matcher(onnx_matcher_runner(export), stored.get("checks"), window=stored_window(stored))
         from ..model.descriptor import checkpoint_matcher
 
         return checkpoint_matcher(extra["matcher"])

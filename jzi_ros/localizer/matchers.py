@@ -185,6 +185,11 @@ def learned_input(grey: np.ndarray, window: int = 0) -> np.ndarray:
     return np.ascontiguousarray(chans.transpose(2, 0, 1)[None])
 
 
+def stored_window(stored: dict) -> int:
+    """The normalization window of a checkpoint's or an export's ``matcher`` entry (0: stored before windows)."""
+    return int(stored.get("config", {}).get("window", 0))
+
+
 def learned_matcher(
     run: Callable[[np.ndarray], np.ndarray],
     checks: dict | None = None,

@@ -776,12 +776,11 @@ class Refiner:
         if described is not None:
             crop, ref, valid = described.crop(crop, gsd)
         else:
-            rgb, valid = self.ortho.read(crop, gsd)
-            ref = map_grey(rgb, valid) if valid.mean() >= 0.2 else rgb
+            ref, valid = self.ortho.read(crop, gsd)  # RGB, made grey below when it is kept
         timings["read"] = timings.get("read", 0.0) + (time.perf_counter() - t0) * 1e3
         if valid.mean() < 0.2:
             return None
-        return ref, valid, crop
+        return (ref if described is not None else map_grey(ref, valid)), valid, crop
 
     def _on_surface(
         self,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from ..localizer.matchers import LEARNED_INPUTS, DenseMatcher, MatcherConfig, learned_matcher
+from ..localizer.matchers import LEARNED_INPUTS, DenseMatcher, MatcherConfig, learned_matcher, stored_window
 from .errors import CheckpointError
 
 MAX_WINDOW = 31
@@ -228,5 +228,4 @@ def checkpoint_matcher(stored: dict) -> DenseMatcher:
 
     buffer = io.BytesIO()
     export_descriptor(stored, buffer)
-    window = DescriptorConfig.from_dict(stored["config"]).window
-    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"), window=window)
+    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"), window=stored_window(stored))

@@ -239,6 +239,10 @@ def test_bench_quick_run_writes_a_report(trained, tmp_path):
     assert "| onnxruntime |" in (tmp_path / "bench.md").read_text()
     node = report["node"]  # the node in its own process, fed 20 frames with their IMU and height
     assert node["frames_sent"] == 20 and node["sensors"] and 0 < node["fixes_received"] <= 20
+    diagnostics = node["node_diagnostics"]  # the drone's IMU and rangefinder reach the node with every frame
+    processed = int(diagnostics["frames_processed"])
+    assert 2 * int(diagnostics["stale_attitude"]) < processed, diagnostics
+    assert 2 * int(diagnostics["stale_height"]) < processed, diagnostics
     assert report["ratios"]["node_cpu_per_inprocess"] == node["node_cpu_per_inprocess"] > 0
     assert set(report["latency"]) == {"torch", "onnxruntime"}
     for lat in report["latency"].values():

@@ -40,10 +40,10 @@ def soaked(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faulted(trained):
-    """Every fault in one 100 s soak, one after the other, with no gaps or blackouts beside them."""
+    """Every fault in one 70 s soak, one after the other, with no gaps or blackouts beside them."""
     map_dir, model, _ = trained
     plan = SoakPlan(
-        minutes=100 / 60, rate_hz=30.0, image_px=FRAME_PX, sensor_gap_every_s=0, blackout_every_s=0, faults=FAULTS
+        minutes=70 / 60, rate_hz=30.0, image_px=FRAME_PX, sensor_gap_every_s=0, blackout_every_s=0, faults=FAULTS
     )
     return soak(map_dir, model, plan, show_progress=False)
 

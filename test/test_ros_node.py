@@ -276,13 +276,13 @@ def _assert_poses_hold_the_headings(client, fixes: list[NavSatFix], poses: list[
 
 
 def test_a_replay_under_sim_time_gives_the_same_fixes_at_half_and_double_speed(trained):
-    """With use_sim_time the node goes by /clock: diagnostics come before any clock, and a replay at 0.5x
-    and 2x gives the fixes a replay at 1x gives, and the rate the diagnostics report is the replay's own."""
+    """With use_sim_time the node goes by /clock: diagnostics come before any clock, a replay at 2x gives
+    the fixes a replay at 0.5x gives, and the rate the diagnostics report is the replay's own."""
     from jzi_ros.evaluation import geodesic_m
 
-    frames, poses = _flight(trained[0], 8)
-    runs = {rate: _replay_under_clock(trained, frames, poses, rate) for rate in (1.0, 0.5, 2.0)}
-    fixes, _ = runs[1.0]
+    frames, poses = _flight(trained[0], 6)
+    runs = {rate: _replay_under_clock(trained, frames, poses, rate) for rate in (0.5, 2.0)}
+    fixes, _ = runs[0.5]
     assert len(fixes) == len(frames)
     for rate in (0.5, 2.0):
         got, rate_hz = runs[rate]

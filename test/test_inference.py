@@ -28,7 +28,7 @@ def model_and_feats(trained):
     return model, feats
 
 
-def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_with_static_shapes(model_and_feats, tmp_path):
+def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_for_any_rows(model_and_feats, tmp_path):
     import onnx
 
     model, _ = model_and_feats
@@ -36,13 +36,15 @@ def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_with_static_s
     meta = read_meta(out)
     assert meta["identity"] == model.identity() and meta["opset"] >= 17 and meta["beam"] == 4
     assert meta["decoder"] == "step"
-    dims = lambda values: [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in values]  # noqa: E731
+    dims = lambda values: [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in values]  # noqa: E731
     dec = onnx.load(str(out / "decoder.onnx"))
     cfg = model.cfg.decoder
-    cache = list(cfg.cache_shape(4))
+    cache = list(cfg.cache_shape(1))
+    cache[1] = "rows"  # the beam's paths: as many as a level keeps
     assert [i.name for i in dec.graph.input] == ["level", "tokens", "keys", "values"]
-    assert dims(dec.graph.input) == [[], [4, 1 + cfg.view_tokens, cfg.dim], cache, cache]
-    assert dims(dec.graph.output) == [[4, cfg.actions], cache, cache]
+    assert dims(dec.graph.input) == [[], ["rows", 1 + cfg.view_tokens, cfg.dim], cache, cache]
+    logits, new_keys, new_values = dims(dec.graph.output)  # the cache's other axes follow from the inputs'
+    assert logits == ["rows", cfg.actions] and new_keys[:2] == new_values[:2] == cache[:2]
     enc = onnx.load(str(out / "encoder.onnx"))
     s = model.cfg.encoder.image_px
     assert dims(enc.graph.input) == [[meta["query_crops"], 3, s, s]]
@@ -73,10 +75,16 @@ def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats, 
             block = views.take(torch.tensor([level, level + 1, level, 1]), torch.float32)
             tokens = torch.cat([first[:, None], block], dim=1)
             la, keys_a, values_a = model.decoder.step(torch.tensor(level), tokens, keys_a, values_a)
-            lb, keys_b, values_b = (
-                torch.from_numpy(x) for x in ort_b.step(level, tokens.numpy(), keys_b.numpy(), values_b.numpy())
-            )
+            before = (tokens.numpy(), keys_b.numpy(), values_b.numpy())
+            lb, keys_b, values_b = (torch.from_numpy(x) for x in ort_b.step(level, *before))
             assert torch.allclose(la, lb, atol=1e-4) and torch.allclose(keys_a, keys_b, atol=1e-4)
+            # fewer rows than the beam (the root's one, a greedy level's): each row gives what it gave among four
+            for rows in (slice(1, 2), slice(0, 3)):
+                tok, k, v = before[0][rows], before[1][:, rows], before[2][:, rows]
+                lc, kc, _ = ort_b.step(level, tok, k, v)
+                assert lc.shape == (tok.shape[0], cfg.actions) and kc.shape[1] == tok.shape[0]
+                np.testing.assert_allclose(lc, lb[rows].numpy(), atol=1e-5)
+                np.testing.assert_allclose(kc, keys_b[:, rows].numpy(), atol=1e-5)
             if level + 1 < cfg.levels:
                 first = model.decoder.action_token(level + 1, torch.tensor([0, 1, 2, 3]) % cfg.actions)
 
@@ -295,6 +303,33 @@ def exported(trained, tmp_path_factory):
     return export_for_map(model_path, map_dir, tmp_path_factory.mktemp("export") / "onnx", beam=4)
 
 
+def test_an_export_whose_step_takes_the_beams_rows_only_still_runs_padded(exported, tmp_path):
+    """Exports of layout 3 fixed the step's rows at the beam: fewer rows are padded and give the same logits."""
+    import shutil
+
+    import onnx
+
+    from jzi_ros.inference.runtime import ExportedModel, OnnxBackend
+
+    old = shutil.copytree(exported, tmp_path / "layout3")
+    graph = onnx.load(str(old / "decoder.onnx"))
+    beam = read_meta(old)["beam"]
+    for value in [*graph.graph.input, *graph.graph.output]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param == "rows":
+                d.dim_value = beam
+    onnx.save(graph, str(old / "decoder.onnx"))
+    views = np.load(exported / "view_tokens.npy")
+    now, before = (OnnxBackend(ExportedModel.load(f), views) for f in (exported, old))
+    meta = read_meta(exported)
+    cache = np.zeros((meta["cache"][0], 1, *meta["cache"][1:]), np.float32)
+    tokens = np.random.default_rng(0).normal(size=(1, 1 + meta["view_tokens"], meta["dim"])).astype(np.float32)
+    a, b = now.step(0, tokens, cache, cache), before.step(0, tokens, cache, cache)
+    assert a[0].shape == b[0].shape == (1, meta["actions"])
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
 def test_the_exported_view_tokens_are_the_checkpoint_s_map_views_projected_level_by_level(trained, exported):
     map_dir, model_path, _ = trained
     model = load_checkpoint(model_path)[0].eval()
@@ -430,12 +465,14 @@ def test_tensorrt_engines_are_built_from_the_export_s_graphs_with_their_fixed_sh
 
     from jzi_ros.inference.tensorrt_runtime import ENGINE_META, build_engines, engine_folder, needs_build
 
-    calls: dict = {"profiles": [], "fp16": []}
+    calls: dict = {"profiles": [], "fp16": [], "networks": []}
 
-    class Tensor:
+    class Tensor:  # TensorRT gives a named (dynamic) axis as -1
         def __init__(self, value_info):
             self.name = value_info.name
-            self.shape = [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+            self.shape = tuple(
+                d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim
+            )
 
     class Network:
         num_inputs = 0
@@ -479,7 +516,8 @@ def test_tensorrt_engines_are_built_from_the_export_s_graphs_with_their_fixed_sh
             pass
 
         def create_network(self, flags):
-            return Network()
+            calls["networks"].append(Network())
+            return calls["networks"][-1]
 
         def create_builder_config(self):
             return Config()
@@ -510,6 +548,8 @@ def test_tensorrt_engines_are_built_from_the_export_s_graphs_with_their_fixed_sh
         "keys": tuple(cache),
         "values": tuple(cache),
     }, "the level is a scalar: no profile"
+    built = {t.name: t.shape for t in calls["networks"][1].tensors}  # the step's rows fixed at the beam
+    assert built["tokens"] == decoder_shapes["tokens"] and built["keys"] == tuple(cache)
     assert calls["fp16"] == ["FP16", "FP16"]
     assert (folder / "decoder.engine").read_bytes() == b"serialized level,tokens,keys,values"
     assert not needs_build(folder, export) and (folder / ENGINE_META).is_file()

@@ -1,11 +1,12 @@
-"""Export of a zoom model: encoder and decoder separately, static shapes.
+"""Export of a zoom model: encoder and decoder separately; static shapes but for the decoder step's rows.
 
 * ONNX (opset >= 17, TorchScript exporter): ``encoder.onnx`` takes one
   frame's n crops of the query encoding (n, 3, S, S) float in [0, 255] and
   returns its global feature (1, F) and the decoder's first token (1, D);
   ``decoder.onnx`` is one zoom step
-  (:meth:`~jzi_ros.model.decoder.ZoomDecoder.step`) for ``beam`` rows at a
-  time: level () int64, the step's tokens (B, 1 + V, D) and the key/value
+  (:meth:`~jzi_ros.model.decoder.ZoomDecoder.step`) for any B rows (exports
+  before it took ``beam`` rows at a time):
+  level () int64, the step's tokens (B, 1 + V, D) and the key/value
   cache (depth, B, heads, T, D/heads) in, logits (B, g*g) and the updated
   cache out. The same graph serves every level. ``tokens.npz`` holds the
   tokens that start each later step (a table per level), and with a map
@@ -39,9 +40,10 @@ from .runtime import MATCHER_FILE
 OPSET = 17
 
 
-EXPORT_LAYOUT = 3
-"""Exports of an older layout are rebuilt beside a checkpoint (2: the learned matcher's input made
-outside its graph; 1: no first token, no action tokens)."""
+EXPORT_LAYOUT = 4
+"""Exports of an older layout are rebuilt beside a checkpoint (3: the decoder step for the beam's
+rows only, run padded; 2: the learned matcher's input made outside its graph; 1: no first token,
+no action tokens). An export folder of layout 3 still runs on its own."""
 
 
 def query_crops(model: ZoomModel) -> int:
@@ -81,6 +83,10 @@ class DecoderStepExport(nn.Module):
 
 DECODER_INPUTS = ("level", "tokens", "keys", "values")
 DECODER_OUTPUTS = ("logits", "new_keys", "new_values")
+DECODER_ROWS = {"tokens": {0: "rows"}, "keys": {1: "rows"}, "values": {1: "rows"}}
+DECODER_ROWS |= {"logits": {0: "rows"}, "new_keys": {1: "rows"}, "new_values": {1: "rows"}}
+"""The step graph's axis of rows (beam paths), any length: a level with fewer paths (the root's one, or
+greedy-until-unsure's) costs less. TensorRT builds it at ``beam`` rows."""
 
 
 def example_inputs(model: ZoomModel, beam: int, device: str = "cpu", dtype=torch.float32):
@@ -198,6 +204,7 @@ def export_onnx(
             opset_version=opset,
             input_names=list(DECODER_INPUTS),
             output_names=list(DECODER_OUTPUTS),
+            dynamic_axes=DECODER_ROWS,
             dynamo=False,
         )
     for name in ("encoder.onnx", "decoder.onnx"):

@@ -375,13 +375,15 @@ class OnnxBackend(GraphBackend):
         step_opts = ort.SessionOptions()
         step_opts.intra_op_num_threads = 1  # a step's matrices are a few rows: a second thread costs more than it saves
         decoder = ort.InferenceSession(str(folder / "decoder.onnx"), step_opts, providers=providers)
-        names = [i.name for i in decoder.get_inputs()]
+        inputs = decoder.get_inputs()
+        names = [i.name for i in inputs]
 
         def run(level: int, tokens: np.ndarray, keys: np.ndarray, values: np.ndarray):
             feed = dict(zip(names, (np.asarray(level, np.int64), tokens, keys, values), strict=True))
             return decoder.run(None, feed)
 
-        self.step = fixed_batch(run, int(exported.meta["beam"]))  # type: ignore[method-assign]
+        rows = inputs[1].shape[0]  # an int where the graph takes a fixed number of rows (an earlier export)
+        self.step = fixed_batch(run, rows) if isinstance(rows, int) else run  # type: ignore[method-assign]
 
     def encode_one(self, crops: np.ndarray) -> list[np.ndarray]:
         """One frame's crops (n, 3, S, S) -> its feature (1, F) and first token (1, D)."""

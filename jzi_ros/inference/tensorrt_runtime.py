@@ -2,7 +2,8 @@
 
 As Isaac ROS serves TensorRT: an engine is built once per device from the
 export's ONNX graphs with TensorRT's own builder (fp16 when asked, an
-optimization profile of the graphs' fixed shapes), written to an engine cache
+optimization profile of the graphs' fixed shapes, the decoder's rows fixed at
+the export's beam), written to an engine cache
 inside the export (:func:`engine_folder`: one folder per GPU, compute
 capability, TensorRT version and precision, so another GPU or TensorRT builds
 its own), and loaded by the TensorRT runtime on the next start; the
@@ -26,7 +27,7 @@ import yaml
 
 from ..outputs import build_lock
 from .errors import BackendError
-from .runtime import ExportedModel, GraphBackend, fixed_batch
+from .runtime import EXPORT_FILE, ExportedModel, GraphBackend, fixed_batch
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def build_engines(export: Path, folder: Path, fp16: bool) -> Path:
     tmp = folder.with_name(folder.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     digests = {}
+    rows = int(yaml.safe_load((export / EXPORT_FILE).read_text())["beam"])
     for graph in GRAPHS:
         onnx_file = export / f"{graph}.onnx"
         builder = trt.Builder(logger)
@@ -126,8 +128,9 @@ def build_engines(export: Path, folder: Path, fp16: bool) -> Path:
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
             shape = tuple(tensor.shape)
-            if any(d < 0 for d in shape):
-                raise BackendError(f"{onnx_file}: input {tensor.name} has no fixed shape {shape}")
+            if any(d < 0 for d in shape):  # the step's rows (DECODER_ROWS): built for the beam's
+                shape = tuple(rows if d < 0 else d for d in shape)
+                tensor.shape = shape
             if len(shape):
                 profile.set_shape(tensor.name, shape, shape, shape)
         config.add_optimization_profile(profile)

@@ -1,13 +1,13 @@
 """`jzi export`: a model's encoder and decoder as ONNX or TensorRT artefacts.
 
-ONNX: ``encoder.onnx`` and ``decoder.onnx`` (opset 17, static shapes), the
+ONNX: ``encoder.onnx`` and ``decoder.onnx`` (opset 17, static shapes but the step's rows), the
 decoder's action tokens and the checkpoint's calibration; with ``--map`` the
 map's view tokens too, so that the node runs from the folder alone
 (``model:=OUT backend:=onnxruntime``) without importing torch. The
 ``trtexec`` route, for users who prefer it, builds engines from them::
 
     trtexec --onnx=OUT/encoder.onnx --saveEngine=encoder.plan [--fp16]
-    trtexec --onnx=OUT/decoder.onnx --saveEngine=decoder.plan [--fp16]
+    trtexec --onnx=OUT/decoder.onnx --saveEngine=decoder.plan [--fp16] --shapes=tokens:BxNxD,keys:...,values:...
 
 TensorRT: both compiled by torch-tensorrt for this GPU and saved with its own
 serialization under ``OUT/<gpu>-<tensorrt version>-<precision>/``.

@@ -1,13 +1,13 @@
 """Backends that run exported models from a checkpoint: ONNX Runtime and TensorRT (torch-tensorrt).
 
 Both run the query encoder as exported (one frame's crops at a time) and the
-one-step decoder with a fixed batch (the beam width) and its key/value cache
-as inputs and outputs, on the map's view tokens projected to the decoder's
-width. ONNX Runtime runs as an export folder alone does (:mod:`.runtime`, no
-torch per frame); TensorRT runs the PyTorch beam search. The
-export is made next to the checkpoint on first use (``MODEL.onnx-bB`` or
-``MODEL.trt-bB/<gpu>-sm<capability>-trt<version>-<precision>``) and rebuilt when it belongs to
-another model.
+one-step decoder (ONNX Runtime: for any number of rows; torch-tensorrt: a fixed
+batch, the beam width) with its key/value cache as inputs and outputs, on the
+map's view tokens projected to the decoder's width. ONNX Runtime runs as an
+export folder alone does (:mod:`.runtime`, no torch per frame); TensorRT runs
+the PyTorch beam search. The export is made next to the checkpoint on first use
+(``MODEL.onnx-bB`` or ``MODEL.trt-bB/<gpu>-sm<capability>-trt<version>-<precision>``)
+and rebuilt when it belongs to another model.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_onnx_export_writes_a_query_encoder_and_a_one_step_decoder_for_any_rows(
     assert dims(enc.graph.output) == [[1, cfg.feat_dim], [1, cfg.dim]]  # the feature and the decoder's first token
 
 
-@pytest.mark.parametrize("tokens", ["children", "match"])
+@pytest.mark.parametrize("tokens", ["children", "match", "views"])
 def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats, tokens, tmp_path):
     import dataclasses
 
@@ -66,6 +66,7 @@ def test_onnx_step_graph_gives_the_pytorch_step_at_every_level(model_and_feats, 
         save_checkpoint(tmp_path / f"{tokens}.pt", other, {})
         model = load_checkpoint(tmp_path / f"{tokens}.pt")[0]
     ort_b = make_backend("onnxruntime", model, feats, beam=4)
+    assert ort_b.step_rows is None  # the graph's own rows: none padded
     cfg = model.cfg.decoder
     views = ViewTokens.project(model.decoder, feats)
     first = model.decoder.query_token(torch.randn(4, cfg.feat_dim))
@@ -321,6 +322,7 @@ def test_an_export_whose_step_takes_the_beams_rows_only_still_runs_padded(export
     onnx.save(graph, str(old / "decoder.onnx"))
     views = np.load(exported / "view_tokens.npy")
     now, before = (OnnxBackend(ExportedModel.load(f), views) for f in (exported, old))
+    assert now.step_rows is None and before.step_rows == beam
     meta = read_meta(exported)
     cache = np.zeros((meta["cache"][0], 1, *meta["cache"][1:]), np.float32)
     tokens = np.random.default_rng(0).normal(size=(1, 1 + meta["view_tokens"], meta["dim"])).astype(np.float32)

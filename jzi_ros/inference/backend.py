@@ -84,7 +84,7 @@ def make_backend(
 ) -> Backend:
     """The backend called ``name``, chosen explicitly (no probing of accelerators).
 
-    ``beam`` fixes the decoder batch of exported backends; ``precision``: how
+    ``beam``: the beam width exported backends are built for (TensorRT's decoder batch); ``precision``: how
     the map's view tokens are stored (:data:`~jzi_ros.model.search.PRECISIONS`;
     None: in the precision the decoder computes in, float32 or float16);
     ``threads``: CPU threads (0: the library's default).

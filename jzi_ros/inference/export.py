@@ -41,9 +41,17 @@ OPSET = 17
 
 
 EXPORT_LAYOUT = 4
-"""Exports of an older layout are rebuilt beside a checkpoint (3: the decoder step for the beam's
-rows only, run padded; 2: the learned matcher's input made outside its graph; 1: no first token,
-no action tokens). An export folder of layout 3 still runs on its own."""
+"""ONNX exports of an older layout are rebuilt beside a checkpoint (3: the decoder step for the
+beam's rows only, run padded; 2: the learned matcher's input made outside its graph; 1: no first
+token, no action tokens). An export folder of layout 3 still runs on its own."""
+
+TENSORRT_LAYOUT = 3
+"""The layout of torch-tensorrt exports (a fixed batch of the beam's rows), rebuilt beside a checkpoint when older."""
+
+
+def layout(fmt: str) -> int:
+    """The current layout of an export of format ``fmt`` (onnx or tensorrt)."""
+    return TENSORRT_LAYOUT if fmt == "tensorrt" else EXPORT_LAYOUT
 
 
 def query_crops(model: ZoomModel) -> int:
@@ -110,7 +118,7 @@ def export_meta(model: ZoomModel, fmt: str, beam: int, **extra) -> dict:
     cfg = model.cfg.decoder
     return {
         "format": fmt,
-        "layout": EXPORT_LAYOUT,
+        "layout": layout(fmt),
         "identity": model.identity(),
         "beam": beam,
         "image_px": model.cfg.encoder.image_px,
@@ -186,7 +194,7 @@ def export_onnx(
     out = Path(out)
     tmp = start_partial(out.with_name(out.name + ".partial"))
     model = model.cpu().float().eval()
-    images, dec_inputs = example_inputs(model, beam)
+    images, dec_inputs = example_inputs(model, max(beam, 2))  # traced at 2 rows or more: none taken for a constant
     with torch.no_grad():
         torch.onnx.export(
             QueryEncoderExport(model).eval(),

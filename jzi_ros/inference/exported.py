@@ -23,7 +23,7 @@ from ..model.encoder import prepare_queries
 from ..model.search import ViewTokens
 from ..outputs import build_lock
 from .errors import BackendError
-from .export import EXPORT_LAYOUT, export_onnx, export_tensorrt, map_view_tokens, query_crops, read_meta, tensorrt_key
+from .export import export_onnx, export_tensorrt, layout, map_view_tokens, query_crops, read_meta, tensorrt_key
 from .runtime import ExportedModel, OnnxBackend
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def is_stale(folder: Path, model: ZoomModel, beam: int) -> bool:
         or meta.get("beam") != beam
         or meta.get("decoder") != "step"
         or meta.get("query_crops") != query_crops(model)
-        or meta.get("layout") != EXPORT_LAYOUT
+        or meta.get("layout") != layout(meta.get("format", ""))
     )
 
 

@@ -312,7 +312,7 @@ class GraphBackend:
     """An export's two graphs run by some runtime, NumPy between them: the encoding and the beam search.
 
     A subclass sets ``encode_one(crops) -> (feature (1, F), first token (1, D))`` and ``step`` (one decoder
-    step for any rows, :func:`fixed_batch` over its graph).
+    step for any rows: the graph's own, or :func:`fixed_batch` over a graph of a fixed number).
     """
 
     name = "exported"
@@ -375,15 +375,18 @@ class OnnxBackend(GraphBackend):
         step_opts = ort.SessionOptions()
         step_opts.intra_op_num_threads = 1  # a step's matrices are a few rows: a second thread costs more than it saves
         decoder = ort.InferenceSession(str(folder / "decoder.onnx"), step_opts, providers=providers)
-        inputs = decoder.get_inputs()
-        names = [i.name for i in inputs]
+        names = [i.name for i in decoder.get_inputs()]
 
         def run(level: int, tokens: np.ndarray, keys: np.ndarray, values: np.ndarray):
             feed = dict(zip(names, (np.asarray(level, np.int64), tokens, keys, values), strict=True))
             return decoder.run(None, feed)
 
-        rows = inputs[1].shape[0]  # an int where the graph takes a fixed number of rows (an earlier export)
-        self.step = fixed_batch(run, rows) if isinstance(rows, int) else run  # type: ignore[method-assign]
+        rows = next(i.shape[0] for i in decoder.get_inputs() if i.name == "tokens")
+        if not isinstance(rows, int) and "TensorrtExecutionProvider" in providers:
+            rows = int(exported.meta["beam"])  # its engine is built for the shapes it meets: one shape, one engine
+        # the rows every step runs (an export of layout 3 fixed them at its beam); None: any number
+        self.step_rows: int | None = rows if isinstance(rows, int) else None
+        self.step = run if self.step_rows is None else fixed_batch(run, self.step_rows)  # type: ignore[method-assign]
 
     def encode_one(self, crops: np.ndarray) -> list[np.ndarray]:
         """One frame's crops (n, 3, S, S) -> its feature (1, F) and first token (1, D)."""

@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
     p.add_argument("--format", required=True, choices=["onnx", "tensorrt"])
     p.add_argument("--out", required=True, type=Path, help="folder to write")
-    p.add_argument("--beam", type=int, default=4, help="decoder batch = the beam width it will run (default 4)")
+    p.add_argument(
+        "--beam", type=int, default=4, help="the beam width it will run (default 4): TensorRT's decoder batch"
+    )
     p.add_argument("--fp16", action="store_true", help="TensorRT: build fp16 engines")
     p.add_argument(
         "--map",
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = export_tensorrt(load_checkpoint(model)[0], args.out, beam=args.beam, fp16=args.fp16)
     print(
-        f"exported {model} ({args.format}{', fp16' if args.fp16 else ''}, decoder batch {args.beam}) "
+        f"exported {model} ({args.format}{', fp16' if args.fp16 else ''}, beam {args.beam}) "
         f"in {time.monotonic() - started:.1f} s"
     )
     for f in sorted(out.iterdir()):

@@ -540,8 +540,8 @@ def test_tensorrt_engines_are_built_from_the_export_s_graphs_with_their_fixed_sh
     )
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     export = shutil.copytree(exported, tmp_path / "export")
-    folder = build_engines(export, engine_folder(export, "GPU", (8, 7), "10.0", True), fp16=True)
     meta = read_meta(export)
+    folder = build_engines(export, engine_folder(export, "GPU", (8, 7), "10.0", True), fp16=True, rows=meta["beam"])
     cache = [meta["cache"][0], meta["beam"], *meta["cache"][1:]]
     encoder_shapes, decoder_shapes = calls["profiles"]
     assert encoder_shapes == {"crops": (meta["query_crops"], 3, meta["image_px"], meta["image_px"])}

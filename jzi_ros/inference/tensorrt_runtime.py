@@ -27,7 +27,7 @@ import yaml
 
 from ..outputs import build_lock
 from .errors import BackendError
-from .runtime import EXPORT_FILE, ExportedModel, GraphBackend, fixed_batch
+from .runtime import ExportedModel, GraphBackend, fixed_batch
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,16 @@ def device_of(device: str) -> int:
     return int(match.group(1))
 
 
-def build_engines(export: Path, folder: Path, fp16: bool) -> Path:
-    """Build the engines of an export's graphs into ``folder`` with TensorRT's builder; returns ``folder``."""
+def build_engines(export: Path, folder: Path, fp16: bool, rows: int) -> Path:
+    """Build the engines of an export's graphs into ``folder`` with TensorRT's builder; returns ``folder``.
+
+    ``rows``: the decoder step's rows (its beam) where its graph takes any number.
+    """
     trt = _tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     tmp = folder.with_name(folder.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     digests = {}
-    rows = int(yaml.safe_load((export / EXPORT_FILE).read_text())["beam"])
     for graph in GRAPHS:
         onnx_file = export / f"{graph}.onnx"
         builder = trt.Builder(logger)
@@ -224,7 +226,7 @@ class TensorRTBackend(GraphBackend):
             with build_lock(folder):  # another process may be building them now: then they are current
                 forced = force_engine_update and not built_since(folder, asked)  # a rebuild it waited for counts
                 if needs_build(folder, exported.folder, forced):
-                    build_engines(exported.folder, folder, fp16)
+                    build_engines(exported.folder, folder, fp16, int(exported.meta["beam"]))
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine_folder = folder
         self.encoder = Engine(folder / "encoder.engine", trt, logger, cudart)

@@ -52,6 +52,7 @@ from ..geo.errors import GeoError
 from ..geo.lens import Lens, lens_of
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, Odometry, TrackingConfig
+from ..localizer.calibration import MIN_REGISTRATION_FRAMES, ellipse_factor
 from ..localizer.localizer import HEADING_NEEDED
 from ..localizer.matchers import check_matcher_name
 from ..localizer.refine import Attitude, RefineConfig
@@ -269,7 +270,8 @@ def frame_row(
         ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
         ``confidence``, ``trusted``, ``status`` (FIX or NO_FIX, as
         published), ``verified`` (registered against the map), its
-        ``verdict`` and ``inliers``, ``inside_95``, the covariance entries
+        ``verdict`` and ``inliers``, ``inside_95`` and ``mahalanobis2`` (the truth's squared
+        Mahalanobis distance under the covariance), the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
         ``mode``: how the frame was searched (global, tracking or prior);
         ``gated``: verified only because it landed inside tracking's gate.
@@ -298,6 +300,7 @@ def frame_row(
         "mode": est.mode,
         "gated": est.gated,
         "inside_95": est.contains(east_m, north_m),
+        "mahalanobis2": est.mahalanobis2(east_m, north_m),
         "cov_ee_m2": est.covariance_m2[0, 0],
         "cov_en_m2": est.covariance_m2[0, 1],
         "cov_nn_m2": est.covariance_m2[1, 1],
@@ -353,8 +356,15 @@ def frame_statistics(
     """:func:`.metrics.fix_summary` and ``latency_ms`` (p50 and p95 of each of ``stages``) of frame rows.
 
     ``verified`` False: the rows do not know whether a frame was verified (a recording without poses).
+    With ``verified`` and :data:`~jzi_ros.localizer.calibration.MIN_REGISTRATION_FRAMES` verified
+    rows or more, ``verified_ellipse_factor``: the factor their covariances need to hold 95 % of
+    the truths (:func:`~jzi_ros.localizer.calibration.ellipse_factor`; ``jzi calibrate --from-replay``
+    applies it).
     """
+    d2 = [r["mahalanobis2"] for r in rows if r["verified"]] if verified else []
+    factor = {"verified_ellipse_factor": ellipse_factor(np.array(d2))} if len(d2) >= MIN_REGISTRATION_FRAMES else {}
     return {
+        **factor,
         **fix_summary(
             [r["error_m"] for r in rows],
             [r["trusted"] for r in rows],
@@ -412,6 +422,11 @@ def format_summary(m: dict) -> str:
         else "verified against the map: not known (no pose topic recorded)"
     )
     cal = m.get("calibration", {})
+    if "verified_ellipse_factor" in m:
+        verified += (
+            f"\nits covariances need x{m['verified_ellipse_factor']:.2f} to hold 95 % of the truths "
+            "(jzi calibrate --from-replay fits the map's on this replay)"
+        )
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
         f"{m['frames_without_truth']} without ground truth, {m['frames_rejected']} rejected"
@@ -686,6 +701,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "trust_unverified": config.trust_unverified,
         "registration": loc.refine_summary(),
         "calibration": loc.calibration.to_dict(),
+        "model_digest": loc.model_digest,
         "terminal_size_m": loc.grid.terminal_size_m,
         "bag": str(config.bag),
         "model": str(config.model),

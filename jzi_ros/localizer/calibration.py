@@ -133,6 +133,14 @@ REGISTRATION_SCALE_RANGE = (0.5, 100.0)
 """A fitted registration scale is kept within these bounds."""
 
 
+def ellipse_factor(mahalanobis2: np.ndarray) -> float:
+    """The factor of the covariances that puts 95 % of the truths inside their 95 % ellipses.
+
+    ``mahalanobis2``: each truth's squared Mahalanobis distance under its covariance.
+    """
+    return float(np.quantile(np.asarray(mahalanobis2, float), 0.95)) / CHI2_95_2DOF
+
+
 def fit_registration_scale(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> float | None:
     """The factor s that puts 95 % of the truths inside the 95 % ellipses of ``s`` x the covariances.
 
@@ -150,7 +158,7 @@ def fit_registration_scale(offsets_m: np.ndarray, covariances_m2: np.ndarray) ->
         return None
     solved = np.linalg.solve(np.asarray(covariances_m2, float), offsets_m[..., None])[..., 0]
     d2 = (offsets_m * solved).sum(-1)
-    return float(np.clip(np.quantile(d2, 0.95) / CHI2_95_2DOF, *REGISTRATION_SCALE_RANGE))
+    return float(np.clip(ellipse_factor(d2), *REGISTRATION_SCALE_RANGE))
 
 
 CHI2_95_1DOF = 3.841458820694124

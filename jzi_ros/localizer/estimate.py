@@ -104,6 +104,15 @@ class Estimate:
         offset = np.array([[east_m - self.east_m, north_m - self.north_m]])
         return bool(inside_ellipse_95(offset, self.covariance_m2[None])[0])
 
+    def mahalanobis2(self, east_m: float, north_m: float) -> float:
+        """The squared Mahalanobis distance of a position [m, local frame] under the covariance.
+
+        At most :data:`CHI2_95_2DOF` inside the 95 % ellipse: how far past it (or how deep inside) a
+        truth lies, which :func:`~jzi_ros.evaluation.replay.fit_replays` fits the covariance's factor on.
+        """
+        offset = np.array([east_m - self.east_m, north_m - self.north_m])
+        return float(offset @ np.linalg.solve(self.covariance_m2, offset))
+
 
 def inside_ellipse_95(offsets_m: np.ndarray, covariances_m2: np.ndarray) -> np.ndarray:
     """(N,) bool: whether each offset (N, 2) [m] from an estimate lies inside its 95 % ellipse.

@@ -235,6 +235,8 @@ class Localizer:
         learned = self._learned_matcher(export, extra) if wanted else None
         if learned is None and config.refine.matcher == "learned":
             raise LocalizerError("matcher learned: the model has no learned matcher (jzi train-matcher gives it one)")
+        self.model_digest: str | None = digest
+        """The model's digest, which names its calibration record in a map (``jzi calibrate``)."""
         self.calibration = calibration or map_calibration(self.map, extra, digest, general)
         self._filter: tuple[np.ndarray, np.ndarray, float] | None = None
         self.refiner: Refiner | None = None

@@ -5,6 +5,10 @@ its probabilities, covariances and confidences are made honest per map
 (temperature, covariance scale, confidence curve, the registration's scales),
 once, in under a minute on two cores. ``jzi eval-bag``, ``jzi export`` and
 ``jzi index-map`` do it on first use; the node reads what this wrote.
+
+``--from-replay`` fits the registration's scales instead on flights the robot
+made with ground truth, replayed by ``jzi eval-bag``
+(:mod:`jzi_ros.evaluation.replay_calibration`), for any model.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..evaluation.errors import EvaluationError
+from ..evaluation.replay_calibration import calibrate_from_replays
 from ..geo import MapDir
+from ..localizer.calibration import map_calibration
+from ..localizer.index import zoomable
 from ..model import load_checkpoint
 from ..share import resolve_model
 from ..train.calibrate import MAP_FRAMES, calibrate_map
-from .common import add_model_argument
+from .common import add_model_argument, calibrated_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the map's place at another date or from another sensor: calibration frames are drawn from them too, "
         "so covariances and confidence fit that gap (default: the map's own raster only)",
     )
+    p.add_argument(
+        "--from-replay",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="instead of rendered frames, fit the verified fixes' covariance and heading scales on these replays of "
+        "real flights with ground truth (jzi eval-bag --out folders of this model on this map); the zoom's "
+        "calibration stays",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
@@ -40,7 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, then print what was fit and where it went."""
-    model, extra = load_checkpoint(resolve_model(args.model))
+    path = resolve_model(args.model)
+    model, extra = load_checkpoint(path)
+    if args.from_replay:
+        return _from_replay(args, path, model, extra)
     done = calibrate_map(
         MapDir(args.map), model, extra.get("train_config") or {}, args.frames, args.seed, args.quiet, args.query_rasters
     )
@@ -53,4 +74,31 @@ def run(args: argparse.Namespace) -> int:
         f"({cal.registration_frames} verified frames)"
     )
     print(f"wrote {done.path}")
+    return 0
+
+
+def _from_replay(args: argparse.Namespace, path: Path, model, extra: dict) -> int:
+    """The registration's scales fitted on replays; a general model's zoom calibration first where it has none."""
+    if args.query_rasters:
+        print("--query-rasters: rendered frames; --from-replay fits on replays instead: give one or the other")
+        return 2
+    train_config = extra.get("train_config") or {}
+    if train_config.get("street") and not train_config.get("aerial"):
+        raise EvaluationError(
+            f"{path} is a street model: a ground robot's fix is its registration fused with the odometry's region "
+            "(localizer.ground), not a registration's covariance times the factor fitted here"
+        )
+    mapdir = MapDir(args.map)
+    calibrated_for(args.map, (model, extra), args.quiet)
+    model = zoomable(mapdir, model)  # a general model on a map of fewer levels: the record is the cut model's
+    base = map_calibration(mapdir, extra, model.digest(), model.cfg.general)
+    fit = calibrate_from_replays(mapdir, args.from_replay, base, model.digest(), str(path))
+    cal = fit.calibration
+    print(
+        f"fitted on {fit.frames} verified fixes of {len(args.from_replay)} replay(s): registration covariance "
+        f"x {base.registration_scale:.2f} -> x {cal.registration_scale:.2f} (truth inside the 95 % ellipse of "
+        f"{100 * fit.before:.1f} % -> {100 * fit.after:.1f} % of them), heading variance x {base.heading_scale:.2f} -> "
+        f"x {cal.heading_scale:.2f}" + ("" if fit.headings else " (no true heading in the replays: kept)")
+    )
+    print(f"wrote {fit.path}")
     return 0

@@ -1,0 +1,154 @@
+"""The registration's covariance fitted on replayed flights (`jzi calibrate --from-replay`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jzi_ros.evaluation.bag import frame_row, frame_statistics, write_frames_csv
+from jzi_ros.evaluation.errors import EvaluationError
+from jzi_ros.evaluation.replay_calibration import calibrate_from_replays, fit_replays
+from jzi_ros.geo import MapDir, ZoomGrid
+from jzi_ros.localizer import Calibration, Estimate
+from jzi_ros.localizer.calibration import CHI2_95_2DOF, ellipse_factor, fit_registration_scale, map_calibration
+
+GRID = ZoomGrid(center_lat=47.05, center_lon=8.54, size_m=400.0, grid=2, levels=2)
+
+
+def fixes(grid: ZoomGrid, n: int, sigma_m: float, true_sigma_m: float, seed: int = 0) -> list[dict]:
+    """Frame rows of ``n`` verified fixes published with an isotropic ``sigma_m``, the truths ``true_sigma_m`` off.
+
+    Each fix carries a heading 1° (its sigma) from a truth 2° off.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        east, north = rng.uniform(-100, 100, 2)
+        lat, lon = grid.frame.to_latlon(east, north)
+        est = Estimate(
+            float(lat), float(lon), east, north, np.eye(2) * sigma_m**2, 0.99, True, (0, 0), [],
+            grid.terminal_size_m, {"total": 1.0}, verified=True, yaw_variance_deg2=1.0,
+        )  # fmt: skip
+        truth = grid.frame.to_latlon(*(np.array([east, north]) + rng.normal(0, true_sigma_m, 2)))
+        row = frame_row(grid, i * 10**9, 0, est, (float(truth[0]), float(truth[1])))
+        row["yaw_deg"], row["yaw_error_deg"] = 0.0, float(rng.normal(0, 2.0))
+        rows.append(row)
+    return rows
+
+
+def write_replay(folder: Path, rows: list[dict], scale: float, digest: str | None = "abc", cell_m: float = 100.0):
+    """An eval-bag output folder: frames.csv and the metrics naming the calibration it ran with."""
+    folder.mkdir(parents=True)
+    write_frames_csv(rows, folder / "frames.csv")
+    metrics = {
+        "calibration": Calibration(registration_scale=scale).to_dict(),
+        "verified_share": 1.0,
+        "model_digest": digest,
+        "terminal_size_m": cell_m,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_a_frame_row_holds_the_truths_squared_mahalanobis_distance_and_the_replay_the_factor_it_needs():
+    rows = fixes(GRID, 200, sigma_m=10.0, true_sigma_m=20.0)
+    d2 = np.array([r["mahalanobis2"] for r in rows])
+    assert np.array_equal(d2 <= CHI2_95_2DOF, [r["inside_95"] for r in rows])
+    assert np.mean(d2 <= CHI2_95_2DOF) < 0.6  # ellipses half as wide as the errors
+    stats = frame_statistics(rows, GRID.terminal_size_m)
+    assert stats["verified_ellipse_factor"] == pytest.approx(ellipse_factor(d2))
+    assert 3.0 < stats["verified_ellipse_factor"] < 5.5  # about (20 / 10)² = 4
+    assert "verified_ellipse_factor" not in frame_statistics(rows[:29], GRID.terminal_size_m)  # too few to say
+
+
+def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_with(tmp_path):
+    rows = fixes(GRID, 200, sigma_m=10.0, true_sigma_m=20.0)
+    replay = write_replay(tmp_path / "eval", rows, scale=2.0)  # published: 2 x a covariance of 50 m²
+    base = Calibration(temperature=3.0, covariance_scale=7.0, registration_scale=5.0, heading_scale=1.5)
+    fitted, errors = fit_replays([replay], GRID, base, "abc")
+    assert np.allclose(errors.covariances_m2, np.eye(2) * 50.0)  # without the factor the replay ran with
+    assert fitted.registration_scale == pytest.approx(fit_registration_scale(errors.offsets_m, errors.covariances_m2))
+    assert 6.0 < fitted.registration_scale < 11.0  # about 2 x (20 / 10)²: the factor of the published ones
+    assert (fitted.temperature, fitted.covariance_scale) == (3.0, 7.0)  # the zoom's calibration stays
+    assert fitted.registration_frames == 200
+    # headings 2° off with a sigma of 1° (before the replay's heading factor of 1): about 4
+    assert 2.5 < fitted.heading_scale < 6.0
+    # the same fixes replayed with another factor give the same fit: it is the covariances that count
+    again, _ = fit_replays([write_replay(tmp_path / "again", rows, scale=2.0)], GRID, Calibration(), "abc")
+    assert again.registration_scale == pytest.approx(fitted.registration_scale)
+
+
+def test_a_replay_of_another_model_or_map_or_too_short_is_refused(tmp_path):
+    rows = fixes(GRID, 40, sigma_m=10.0, true_sigma_m=10.0)
+    with pytest.raises(EvaluationError, match="another model"):
+        fit_replays([write_replay(tmp_path / "a", rows, 1.0, digest="other")], GRID, Calibration(), "abc")
+    with pytest.raises(EvaluationError, match="50 m cells"):
+        fit_replays([write_replay(tmp_path / "b", rows, 1.0, cell_m=50.0)], GRID, Calibration(), "abc")
+    with pytest.raises(EvaluationError, match="29 verified fixes"):
+        fit_replays([write_replay(tmp_path / "c", rows[:29], 1.0)], GRID, Calibration(), "abc")
+    with pytest.raises(EvaluationError, match="holds no replay"):
+        fit_replays([tmp_path], GRID, Calibration(), "abc")
+    scored = write_replay(tmp_path / "d", rows, 1.0)
+    (scored / "metrics.json").write_text(json.dumps({"terminal_size_m": 100.0}))  # jzi score's: no calibration
+    with pytest.raises(EvaluationError, match="not a replay by jzi eval-bag"):
+        fit_replays([scored], GRID, Calibration(), "abc")
+    with pytest.raises(EvaluationError, match="at least one"):
+        fit_replays([], GRID, Calibration(), "abc")
+
+
+def test_calibrate_from_replay_stores_the_fit_where_the_localizer_finds_it(trained, tmp_path, capsys):
+    from jzi_ros.localizer import Localizer
+    from jzi_ros.model import load_checkpoint
+    from jzi_ros.tools.cli import main
+
+    map_dir, model_path, _ = trained
+    shutil.copytree(map_dir, tmp_path / "map")  # the session's map stays as the other tests use it
+    mapdir = MapDir(tmp_path / "map")
+    model, extra = load_checkpoint(model_path)
+    digest = model.digest()
+    own = map_calibration(mapdir, extra, digest, False)  # the checkpoint's: the map has no record yet
+    rows = fixes(mapdir.grid, 120, sigma_m=2.0, true_sigma_m=4.0)
+    replay = write_replay(tmp_path / "eval", rows, own.registration_scale, digest, mapdir.grid.terminal_size_m)
+    argv = ["calibrate", "--map", str(mapdir.path), "--model", str(model_path), "--from-replay", str(replay)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fitted on 120 verified fixes of 1 replay(s)" in printed and "% -> " in printed
+    record = mapdir.load_calibration(digest)
+    assert record["replays"] == [str(replay)]
+    loc = Localizer(mapdir.path, model_path)
+    assert loc.calibration.registration_scale == pytest.approx(record["calibration"]["registration_scale"])
+    assert loc.calibration.registration_scale > 2.5 * own.registration_scale  # errors twice the ellipses
+    assert loc.calibration.temperature == own.temperature  # the zoom's calibration is the checkpoint's
+    # a replay of another model: one line, no traceback
+    other = write_replay(tmp_path / "other", rows, 1.0, "0123", mapdir.grid.terminal_size_m)
+    assert main([*argv[:-1], str(other)]) == 2
+    assert "replayed another model" in capsys.readouterr().err
+
+
+def test_calibrate_from_replay_keeps_to_one_source_of_frames_and_to_drones(trained, tmp_path, capsys):
+    from jzi_ros.tools.cli import main
+
+    map_dir, model_path, tif = trained
+    argv = ["calibrate", "--map", str(map_dir), "--model", str(model_path), "--from-replay", str(tmp_path)]
+    assert main([*argv, "--query-rasters", str(tif)]) == 2
+    assert "give one or the other" in capsys.readouterr().out
+    # a ground robot's fixes fuse the odometry's region: their covariance is no registration's times a factor
+    assert main([*argv[:3], "--model", "general-street", *argv[5:]]) == 2
+    assert "is a street model" in capsys.readouterr().err
+
+
+def test_calibrate_from_replays_writes_a_record_naming_them(tmp_path, utm_tif):
+    from jzi_ros.geo import build_map
+
+    mapdir = build_map([utm_tif], tmp_path / "map", grid=2, levels=2, view_px=32)
+    rows = fixes(mapdir.grid, 60, sigma_m=1.0, true_sigma_m=1.0)
+    replay = write_replay(tmp_path / "eval", rows, 1.0, "d1", mapdir.grid.terminal_size_m)
+    fit = calibrate_from_replays(mapdir, [replay], Calibration(temperature=2.0), "d1", "model.pt")
+    record = mapdir.load_calibration("d1")
+    assert record["model"] == "model.pt" and record["replays"] == [str(replay)]
+    assert Calibration.from_dict(record["calibration"]) == fit.calibration
+    assert fit.frames == fit.headings == 60 and 0.0 <= fit.before <= 1.0 and fit.after >= 0.95

@@ -15,6 +15,7 @@ from jzi_ros.evaluation.replay_calibration import calibrate_from_replays, fit_re
 from jzi_ros.geo import MapDir, ZoomGrid
 from jzi_ros.localizer import Calibration, Estimate
 from jzi_ros.localizer.calibration import CHI2_95_2DOF, ellipse_factor, fit_registration_scale, map_calibration
+from jzi_ros.localizer.localizer import GROUND_MATCHER
 
 GRID = ZoomGrid(center_lat=47.05, center_lon=8.54, size_m=400.0, grid=2, levels=2)
 
@@ -40,15 +41,25 @@ def fixes(grid: ZoomGrid, n: int, sigma_m: float, true_sigma_m: float, seed: int
     return rows
 
 
-def write_replay(folder: Path, rows: list[dict], scale: float, digest: str | None = "abc", cell_m: float = 100.0):
+def write_replay(
+    folder: Path,
+    rows: list[dict],
+    scale: float,
+    digest: str | None = "abc",
+    cell_m: float = 100.0,
+    heading_scale: float = 1.0,
+    **more,
+) -> Path:
     """An eval-bag output folder: frames.csv and the metrics naming the calibration it ran with."""
     folder.mkdir(parents=True)
     write_frames_csv(rows, folder / "frames.csv")
     metrics = {
-        "calibration": Calibration(registration_scale=scale).to_dict(),
+        "calibration": Calibration(registration_scale=scale, heading_scale=heading_scale).to_dict(),
         "verified_share": 1.0,
         "model_digest": digest,
         "terminal_size_m": cell_m,
+        "registration": {"on": True, "matcher": "cfog"},
+        **more,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
@@ -65,21 +76,32 @@ def test_a_frame_row_holds_the_truths_squared_mahalanobis_distance_and_the_repla
     assert "verified_ellipse_factor" not in frame_statistics(rows[:29], GRID.terminal_size_m)  # too few to say
 
 
+def scaled(rows: list[dict], factor: float) -> list[dict]:
+    """The rows as a replay whose registration factor was ``factor`` times theirs would have published them."""
+    return [r | {k: r[k] * factor for k in ("cov_ee_m2", "cov_en_m2", "cov_nn_m2")} for r in rows]
+
+
 def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_with(tmp_path):
     rows = fixes(GRID, 200, sigma_m=10.0, true_sigma_m=20.0)
-    replay = write_replay(tmp_path / "eval", rows, scale=2.0)  # published: 2 x a covariance of 50 m²
+    # frames that did not verify (their errors large, their covariances the zoom's) are no registration's
+    others = [r | {"verified": False} for r in fixes(GRID, 50, sigma_m=10.0, true_sigma_m=500.0, seed=1)]
+    replay = write_replay(tmp_path / "eval", rows + others, scale=2.0, heading_scale=2.0)
     base = Calibration(temperature=3.0, covariance_scale=7.0, registration_scale=5.0, heading_scale=1.5)
     fitted, errors = fit_replays([replay], GRID, base, "abc")
-    assert np.allclose(errors.covariances_m2, np.eye(2) * 50.0)  # without the factor the replay ran with
+    assert len(errors.offsets_m) == 200  # the verified fixes only
+    assert np.allclose(errors.covariances_m2, np.eye(2) * 50.0)  # published 100 m²: 2 x 50 without the factor
     assert fitted.registration_scale == pytest.approx(fit_registration_scale(errors.offsets_m, errors.covariances_m2))
     assert 6.0 < fitted.registration_scale < 11.0  # about 2 x (20 / 10)²: the factor of the published ones
     assert (fitted.temperature, fitted.covariance_scale) == (3.0, 7.0)  # the zoom's calibration stays
     assert fitted.registration_frames == 200
-    # headings 2° off with a sigma of 1° (before the replay's heading factor of 1): about 4
-    assert 2.5 < fitted.heading_scale < 6.0
-    # the same fixes replayed with another factor give the same fit: it is the covariances that count
-    again, _ = fit_replays([write_replay(tmp_path / "again", rows, scale=2.0)], GRID, Calibration(), "abc")
+    # headings 2° off with a sigma of 1° published under a heading factor of 2: about 2 x 4
+    assert 5.0 < fitted.heading_scale < 12.0
+    # the same fixes replayed with a factor 3 times larger give the same fit: it is the errors that count
+    again, _ = fit_replays([write_replay(tmp_path / "again", scaled(rows, 3.0), scale=6.0)], GRID, Calibration(), "abc")
     assert again.registration_scale == pytest.approx(fitted.registration_scale)
+    # a replay whose headings came out better than their sigmas keeps the registration's own (never below 1)
+    calm = [r | {"yaw_error_deg": 0.1} for r in rows]
+    assert fit_replays([write_replay(tmp_path / "calm", calm, 2.0)], GRID, Calibration(), "abc")[0].heading_scale == 1.0
 
 
 def test_a_replay_of_another_model_or_map_or_too_short_is_refused(tmp_path):
@@ -98,6 +120,25 @@ def test_a_replay_of_another_model_or_map_or_too_short_is_refused(tmp_path):
         fit_replays([scored], GRID, Calibration(), "abc")
     with pytest.raises(EvaluationError, match="at least one"):
         fit_replays([], GRID, Calibration(), "abc")
+    with pytest.raises(EvaluationError, match="0 verified fixes"):
+        fit_replays(
+            [write_replay(tmp_path / "e", [r | {"verified": False} for r in rows], 1.0)], GRID, Calibration(), "abc"
+        )
+    broken = [r | {"cov_nn_m2": float("nan")} if i == 3 else r for i, r in enumerate(rows)]
+    with pytest.raises(EvaluationError, match="1 verified fixes without a finite, positive definite covariance"):
+        fit_replays([write_replay(tmp_path / "f", broken, 1.0)], GRID, Calibration(), "abc")
+    elsewhere = ZoomGrid(center_lat=47.06, center_lon=8.54, size_m=400.0, grid=2, levels=2).to_dict()
+    with pytest.raises(EvaluationError, match="another map"):
+        fit_replays([write_replay(tmp_path / "g", rows, 1.0, region=elsewhere)], GRID, Calibration(), "abc")
+    street = {"on": True, "matcher": GROUND_MATCHER}
+    with pytest.raises(EvaluationError, match="replayed a street model"):
+        fit_replays([write_replay(tmp_path / "h", rows, 1.0, registration=street)], GRID, Calibration(), "abc")
+    learned = write_replay(tmp_path / "i", rows, 1.0, registration={"on": True, "matcher": "learned"})
+    with pytest.raises(EvaluationError, match="different matchers"):
+        fit_replays([write_replay(tmp_path / "j", rows, 1.0), learned], GRID, Calibration(), "abc")
+    (tmp_path / "j" / "metrics.json").write_text("{not json")
+    with pytest.raises(EvaluationError, match="not the JSON eval-bag writes"):
+        fit_replays([tmp_path / "j"], GRID, Calibration(), "abc")
 
 
 def test_calibrate_from_replay_stores_the_fit_where_the_localizer_finds_it(trained, tmp_path, capsys):
@@ -116,7 +157,7 @@ def test_calibrate_from_replay_stores_the_fit_where_the_localizer_finds_it(train
     argv = ["calibrate", "--map", str(mapdir.path), "--model", str(model_path), "--from-replay", str(replay)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "fitted on 120 verified fixes of 1 replay(s)" in printed and "% -> " in printed
+    assert "fitted on 120 verified fixes of 1 replay(s)" in printed and "(in-sample)" in printed
     record = mapdir.load_calibration(digest)
     assert record["replays"] == [str(replay)]
     loc = Localizer(mapdir.path, model_path)
@@ -135,7 +176,7 @@ def test_calibrate_from_replay_keeps_to_one_source_of_frames_and_to_drones(train
     map_dir, model_path, tif = trained
     argv = ["calibrate", "--map", str(map_dir), "--model", str(model_path), "--from-replay", str(tmp_path)]
     assert main([*argv, "--query-rasters", str(tif)]) == 2
-    assert "give one or the other" in capsys.readouterr().out
+    assert "give one" in capsys.readouterr().err
     # a ground robot's fixes fuse the odometry's region: their covariance is no registration's times a factor
     assert main([*argv[:3], "--model", "general-street", *argv[5:]]) == 2
     assert "is a street model" in capsys.readouterr().err

@@ -359,7 +359,7 @@ def frame_statistics(
     With ``verified`` and :data:`~jzi_ros.localizer.calibration.MIN_REGISTRATION_FRAMES` verified
     rows or more, ``verified_ellipse_factor``: the factor their covariances need to hold 95 % of
     the truths (:func:`~jzi_ros.localizer.calibration.ellipse_factor`; ``jzi calibrate --from-replay``
-    applies it).
+    refits the map's registration factor on an ``eval-bag`` replay).
     """
     d2 = [r["mahalanobis2"] for r in rows if r["verified"]] if verified else []
     factor = {"verified_ellipse_factor": ellipse_factor(np.array(d2))} if len(d2) >= MIN_REGISTRATION_FRAMES else {}
@@ -423,9 +423,8 @@ def format_summary(m: dict) -> str:
     )
     cal = m.get("calibration", {})
     if "verified_ellipse_factor" in m:
-        verified += (
-            f"\nits covariances need x{m['verified_ellipse_factor']:.2f} to hold 95 % of the truths "
-            "(jzi calibrate --from-replay fits the map's on this replay)"
+        verified += f"\nits covariances need x{m['verified_ellipse_factor']:.2f} to hold 95 % of the truths" + (
+            " (jzi calibrate --from-replay fits the map's on this replay)" if "calibration" in m else ""
         )
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "
@@ -702,6 +701,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         "registration": loc.refine_summary(),
         "calibration": loc.calibration.to_dict(),
         "model_digest": loc.model_digest,
+        "region": loc.grid.to_dict(),
         "terminal_size_m": loc.grid.terminal_size_m,
         "bag": str(config.bag),
         "model": str(config.model),

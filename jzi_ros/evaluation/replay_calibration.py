@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -40,7 +40,11 @@ from ..localizer.calibration import (
     fit_registration_scale,
 )
 from ..localizer.estimate import CHI2_95_2DOF
+from ..localizer.localizer import GROUND_MATCHER
 from .errors import EvaluationError
+
+if TYPE_CHECKING:
+    from ..model import ZoomModel
 
 COLUMNS = ("verified", "true_lat", "true_lon", "est_lat", "est_lon", "cov_ee_m2", "cov_en_m2", "cov_nn_m2")
 """The columns of ``frames.csv`` a replay needs (``yaw_error_deg`` and ``yaw_sigma_deg`` also fit the heading's)."""
@@ -65,7 +69,9 @@ class ReplayFit(NamedTuple):
 
     ``frames``: the verified fixes fitted on, ``headings`` those with a true heading; ``before`` and
     ``after``: the share of those fixes whose truth lies inside the 95 % ellipse as replayed and
-    with the new factor.
+    with the new factor (in-sample: about 95 % by construction); ``replay_scales``: the registration
+    factors the replays ran with; ``heading_fitted``: False where too few fixes had a true heading
+    (the heading's factor was kept).
     """
 
     calibration: Calibration
@@ -74,29 +80,50 @@ class ReplayFit(NamedTuple):
     headings: int
     before: float
     after: float
+    replay_scales: tuple[float, ...]
+    heading_fitted: bool
 
 
-def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> ReplayErrors:
-    """The verified fixes of one ``jzi eval-bag`` output folder, their covariances without its registration factor.
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("true", "1")
+
+
+def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[ReplayErrors, str]:
+    """The verified fixes of one ``jzi eval-bag`` output folder, their covariances without its factors; its matcher.
 
     Raises:
         EvaluationError: Not an ``eval-bag`` folder (``metrics.json`` with the calibration it ran
-            with, ``frames.csv`` with :data:`COLUMNS`), a replay of another model or map.
+            with, ``frames.csv`` with :data:`COLUMNS`), a replay of another model or map, of a
+            street model (its fixes are fused with the odometry's region: ``localizer.ground``),
+            or a verified fix without a finite, positive definite covariance.
     """
     folder = Path(folder)
     metrics_path, frames_path = folder / "metrics.json", folder / "frames.csv"
     if not metrics_path.is_file() or not frames_path.is_file():
         raise EvaluationError(f"{folder} holds no replay: jzi eval-bag --out writes metrics.json and frames.csv there")
-    metrics = json.loads(metrics_path.read_text())
-    if "calibration" not in metrics or "verified_share" not in metrics:
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{metrics_path} is not the JSON eval-bag writes: {exc}") from None
+    if not isinstance(metrics, dict) or "calibration" not in metrics or "verified_share" not in metrics:
         raise EvaluationError(
             f"{folder} is not a replay by jzi eval-bag (its metrics name no calibration or verified share); "
             "a recording scored by jzi score does not say which factors the node ran with"
         )
+    matcher = str((metrics.get("registration") or {}).get("matcher", ""))
+    if matcher == GROUND_MATCHER:
+        raise EvaluationError(
+            f"{folder} replayed a street model: a ground robot's fix is its registration fused with the "
+            "odometry's region, not a registration's covariance times the factor fitted here"
+        )
     ran = metrics.get("model_digest")
     if digest is not None and ran is not None and ran != digest:
         raise EvaluationError(f"{folder} replayed another model (digest {ran}, this one {digest})")
-    cell = metrics.get("terminal_size_m")
+    region, cell = metrics.get("region"), metrics.get("terminal_size_m")
+    if region is not None and not all(
+        math.isclose(float(region[k]), float(getattr(grid, k)), rel_tol=1e-9, abs_tol=1e-9) for k in region
+    ):
+        raise EvaluationError(f"{folder} replayed another map ({ZoomGrid.from_dict(region).describe()})")
     if cell is not None and not math.isclose(float(cell), grid.terminal_size_m, rel_tol=1e-6):
         raise EvaluationError(
             f"{folder} replayed a map of {float(cell):g} m cells, this one has {grid.terminal_size_m:g} m cells"
@@ -107,19 +134,31 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> ReplayError
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if missing:
         raise EvaluationError(f"{frames_path} lacks the columns {', '.join(missing)}")
-    rows = [r for r in rows if r["verified"] == "True"]
-    truth = np.array([grid.frame.to_local(float(r["true_lat"]), float(r["true_lon"])) for r in rows]).reshape(-1, 2)
-    fixes = np.array([grid.frame.to_local(float(r["est_lat"]), float(r["est_lon"])) for r in rows]).reshape(-1, 2)
-    cov = np.array([[[r["cov_ee_m2"], r["cov_en_m2"]], [r["cov_en_m2"], r["cov_nn_m2"]]] for r in rows], float)
-    yaw = np.array([[r.get("yaw_error_deg", "nan"), r.get("yaw_sigma_deg", "nan")] for r in rows], float)
+    rows = [r for r in rows if _truthy(r["verified"])]
+    try:
+        at = np.array([[float(r[c]) for c in COLUMNS[1:]] for r in rows], float).reshape(-1, len(COLUMNS) - 1)
+        yaw = np.array([[float(r.get("yaw_error_deg") or "nan"), float(r.get("yaw_sigma_deg") or "nan")] for r in rows])
+    except ValueError as exc:
+        raise EvaluationError(f"{frames_path}: a verified fix has a value that is no number ({exc})") from None
+    cov = at[:, 4:].reshape(-1, 3)[:, [0, 1, 1, 2]].reshape(-1, 2, 2)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(at).all(1) & (cov[:, 0, 0] > 0) & (np.linalg.det(cov) > 0))
+    if bad.any():
+        raise EvaluationError(
+            f"{frames_path}: {int(bad.sum())} verified fixes without a finite, positive definite covariance "
+            f"(the first at t = {rows[int(np.argmax(bad))].get('t_s', '?')} s)"
+        )
+    truth = np.array(grid.frame.to_local(at[:, 0], at[:, 1]), float).reshape(2, -1).T
+    fixes = np.array(grid.frame.to_local(at[:, 2], at[:, 3]), float).reshape(2, -1).T
     yaw = yaw.reshape(-1, 2)[np.isfinite(yaw.reshape(-1, 2)).all(1)]
-    return ReplayErrors(
+    errors = ReplayErrors(
         truth - fixes,
-        cov.reshape(-1, 2, 2) / ran_with.registration_scale,
+        cov / ran_with.registration_scale,
         np.full(len(rows), ran_with.registration_scale),
         yaw[:, 0],
         yaw[:, 1] ** 2 / ran_with.heading_scale,
     )
+    return errors, matcher
 
 
 def fit_replays(
@@ -136,8 +175,11 @@ def fit_replays(
     """
     if not folders:
         raise EvaluationError("name at least one replay folder (jzi eval-bag --out)")
-    parts = [read_replay(f, grid, digest) for f in folders]
-    errors = ReplayErrors(*(np.concatenate([getattr(p, k) for p in parts]) for k in ReplayErrors._fields))
+    read = [read_replay(f, grid, digest) for f in folders]
+    matchers = sorted({m for _, m in read})
+    if len(matchers) > 1:
+        raise EvaluationError(f"the replays registered with different matchers ({', '.join(matchers)}): fit on one")
+    errors = ReplayErrors(*(np.concatenate([getattr(p, k) for p, _ in read]) for k in ReplayErrors._fields))
     scale = fit_registration_scale(errors.offsets_m, errors.covariances_m2)
     if scale is None:
         raise EvaluationError(
@@ -184,4 +226,34 @@ def calibrate_from_replays(
         len(errors.yaw_errors_deg),
         _inside(errors, errors.scales),
         _inside(errors, fitted.registration_scale),
+        tuple(sorted({float(v) for v in errors.scales})),
+        fit_heading_scale(errors.yaw_errors_deg, errors.yaw_variances_deg2) is not None,
     )
+
+
+def calibrate_model_from_replays(
+    mapdir: MapDir, folders: list[Path], model: ZoomModel, extra: dict, name: str, quiet: bool = False
+) -> ReplayFit:
+    """:func:`calibrate_from_replays` for a loaded checkpoint (``model``, ``extra``; ``name`` its file).
+
+    A general model's zoom calibration is fitted first where the map has none (``jzi calibrate``),
+    and its record is the one of the model cut to the map's levels, as the localizer reads it.
+
+    Raises:
+        EvaluationError: A street model (a ground robot's fix is fused with the odometry's region),
+            or replays that cannot be fitted on (:func:`fit_replays`).
+    """
+    from ..localizer.calibration import map_calibration
+    from ..localizer.index import zoomable
+    from ..train.calibrate import ensure_calibrated
+
+    train_config = extra.get("train_config") or {}
+    if train_config.get("street") and not train_config.get("aerial"):
+        raise EvaluationError(
+            f"{name} is a street model: a ground robot's fix is its registration fused with the odometry's "
+            "region, not a registration's covariance times the factor fitted here"
+        )
+    ensure_calibrated(mapdir, (model, extra), quiet)
+    model = zoomable(mapdir, model)
+    base = map_calibration(mapdir, extra, model.digest(), model.cfg.general)
+    return calibrate_from_replays(mapdir, folders, base, model.digest(), name)

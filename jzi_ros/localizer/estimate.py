@@ -108,7 +108,7 @@ class Estimate:
         """The squared Mahalanobis distance of a position [m, local frame] under the covariance.
 
         At most :data:`CHI2_95_2DOF` inside the 95 % ellipse: how far past it (or how deep inside) a
-        truth lies, which :func:`~jzi_ros.evaluation.replay.fit_replays` fits the covariance's factor on.
+        truth lies (``frames.csv``'s ``mahalanobis2``; :func:`~jzi_ros.localizer.calibration.ellipse_factor`).
         """
         offset = np.array([east_m - self.east_m, north_m - self.north_m])
         return float(offset @ np.linalg.solve(self.covariance_m2, offset))

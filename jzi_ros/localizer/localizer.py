@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+GROUND_MATCHER = "street view on the ground plane"
+"""The registration a street model runs (:meth:`Localizer.refine_summary`): the ground ahead against the map."""
+
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Default threshold of FIX: the estimate is within two terminal cells of the truth with 90 % probability."""
 
@@ -298,7 +301,7 @@ class Localizer:
     def refine_summary(self) -> dict:
         """How the registration against the map runs: ``on``, and the matcher or why it is off."""
         if self.ground is not None:
-            return {"on": True, "matcher": "street view on the ground plane", "range_m": self.config.ground.range_m}
+            return {"on": True, "matcher": GROUND_MATCHER, "range_m": self.config.ground.range_m}
         if self.refiner is None:
             return {"on": False, "why": self.refine_off}
         r = self.config.refine

@@ -8,7 +8,7 @@ once, in under a minute on two cores. ``jzi eval-bag``, ``jzi export`` and
 
 ``--from-replay`` fits the registration's scales instead on flights the robot
 made with ground truth, replayed by ``jzi eval-bag``
-(:mod:`jzi_ros.evaluation.replay_calibration`), for any model.
+(:mod:`jzi_ros.evaluation.replay_calibration`), for a drone model's checkpoint.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import argparse
 from pathlib import Path
 
 from ..evaluation.errors import EvaluationError
-from ..evaluation.replay_calibration import calibrate_from_replays
+from ..evaluation.replay_calibration import calibrate_model_from_replays
 from ..geo import MapDir
-from ..localizer.calibration import map_calibration
-from ..localizer.index import zoomable
 from ..model import load_checkpoint
 from ..share import resolve_model
 from ..train.calibrate import MAP_FRAMES, calibrate_map
-from .common import add_model_argument, calibrated_for
+from .common import add_model_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,27 +76,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_replay(args: argparse.Namespace, path: Path, model, extra: dict) -> int:
-    """The registration's scales fitted on replays; a general model's zoom calibration first where it has none."""
+    """The registration's scales fitted on replays; print what changed and where it went."""
     if args.query_rasters:
-        print("--query-rasters: rendered frames; --from-replay fits on replays instead: give one or the other")
-        return 2
-    train_config = extra.get("train_config") or {}
-    if train_config.get("street") and not train_config.get("aerial"):
-        raise EvaluationError(
-            f"{path} is a street model: a ground robot's fix is its registration fused with the odometry's region "
-            "(localizer.ground), not a registration's covariance times the factor fitted here"
-        )
-    mapdir = MapDir(args.map)
-    calibrated_for(args.map, (model, extra), args.quiet)
-    model = zoomable(mapdir, model)  # a general model on a map of fewer levels: the record is the cut model's
-    base = map_calibration(mapdir, extra, model.digest(), model.cfg.general)
-    fit = calibrate_from_replays(mapdir, args.from_replay, base, model.digest(), str(path))
+        raise EvaluationError("--query-rasters draws rendered frames, --from-replay fits on replays: give one")
+    fit = calibrate_model_from_replays(MapDir(args.map), args.from_replay, model, extra, str(path), args.quiet)
     cal = fit.calibration
+    ran = "/".join(f"{v:.2f}" for v in fit.replay_scales)
     print(
         f"fitted on {fit.frames} verified fixes of {len(args.from_replay)} replay(s): registration covariance "
-        f"x {base.registration_scale:.2f} -> x {cal.registration_scale:.2f} (truth inside the 95 % ellipse of "
-        f"{100 * fit.before:.1f} % -> {100 * fit.after:.1f} % of them), heading variance x {base.heading_scale:.2f} -> "
-        f"x {cal.heading_scale:.2f}" + ("" if fit.headings else " (no true heading in the replays: kept)")
+        f"x {ran} (as replayed) -> x {cal.registration_scale:.2f}; truth inside the 95 % ellipse of "
+        f"{100 * fit.before:.1f} % of them as replayed, {100 * fit.after:.1f} % with the new factor (in-sample); "
+        f"heading variance x {cal.heading_scale:.2f}"
+        + ("" if fit.heading_fitted else f" (kept: {fit.headings} fixes with a true heading)")
     )
     print(f"wrote {fit.path}")
     return 0

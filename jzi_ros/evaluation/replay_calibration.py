@@ -3,7 +3,7 @@
 ``jzi calibrate`` fits a verified fix's covariance factor on frames it renders
 from the map's own raster (and ``--query-rasters``). What those frames cannot
 show is an error every frame of a real flight shares: the map's shadows cast
-by another sun, its buildings' lean, a georeferencing offset of a few metres.
+by another sun, a georeferencing offset of a few metres.
 Such an error is the same in metres at any altitude, so it matters most where
 the registration is sharpest (low flights, fine maps), and the fitted ellipses
 are then too small: on the demo's autumn flight the truth lay inside the 95 %
@@ -17,8 +17,8 @@ and :func:`~jzi_ros.localizer.calibration.fit_heading_scale` do on rendered
 frames, and stores the result in the map's calibration record for the model,
 where the node and every command find it. The factors are fitted on the
 covariances the replay used divided by the factors it ran with, so fitting the
-same replays again gives the same record. Replays made before this record
-changed stay valid inputs.
+same replays again gives the same record, and a replay made before the record
+changed remains a valid input.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jzi_ros.evaluation.bag import frame_row, frame_statistics, write_frames_csv
+from jzi_ros.evaluation.bag import format_summary, frame_row, frame_statistics, write_frames_csv
 from jzi_ros.evaluation.errors import EvaluationError
+from jzi_ros.evaluation.metrics import error_summary
 from jzi_ros.evaluation.replay_calibration import calibrate_from_replays, fit_replays
 from jzi_ros.geo import MapDir, ZoomGrid
 from jzi_ros.localizer import Calibration, Estimate
@@ -79,6 +80,19 @@ def test_a_frame_row_holds_the_truths_squared_mahalanobis_distance_and_the_repla
 def scaled(rows: list[dict], factor: float) -> list[dict]:
     """The rows as a replay whose registration factor was ``factor`` times theirs would have published them."""
     return [r | {k: r[k] * factor for k in ("cov_ee_m2", "cov_en_m2", "cov_nn_m2")} for r in rows]
+
+
+def test_the_summary_points_to_the_refit_only_where_it_can_be_made():
+    rows = fixes(GRID, 40, sigma_m=10.0, true_sigma_m=20.0)
+    metrics = error_summary([r["error_m"] for r in rows], GRID.terminal_size_m) | frame_statistics(rows, 100.0)
+    metrics |= {"frames_in_bag": 40, "frames_localized": 40, "frames_dropped": 0, "frames_without_truth": 0}
+    metrics |= {"frames_rejected": 0, "terminal_size_m": 100.0}
+    assert "its covariances need x" in format_summary(metrics)  # a recording scored: the factor, no refit
+    assert "--from-replay" not in format_summary(metrics)
+    replayed = metrics | {"calibration": {}, "registration": {"on": True, "matcher": "cfog"}}
+    assert "jzi calibrate --from-replay" in format_summary(replayed)
+    street = replayed | {"registration": {"on": True, "matcher": GROUND_MATCHER}}
+    assert "its covariances need x" in format_summary(street) and "--from-replay" not in format_summary(street)
 
 
 def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_with(tmp_path):

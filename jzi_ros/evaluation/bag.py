@@ -53,7 +53,7 @@ from ..geo.lens import Lens, lens_of
 from ..images import decode_message
 from ..localizer import Estimate, InputError, Localizer, LocalizerConfig, Odometry, TrackingConfig
 from ..localizer.calibration import MIN_REGISTRATION_FRAMES, ellipse_factor
-from ..localizer.localizer import HEADING_NEEDED
+from ..localizer.localizer import GROUND_MATCHER, HEADING_NEEDED
 from ..localizer.matchers import check_matcher_name
 from ..localizer.refine import Attitude, RefineConfig
 from ..outputs import check_replaceable, check_writable, finish_partial, start_partial
@@ -423,8 +423,10 @@ def format_summary(m: dict) -> str:
     )
     cal = m.get("calibration", {})
     if "verified_ellipse_factor" in m:
+        # an eval-bag replay of a drone model can be fitted on; a recording or a street model's replay cannot
+        refit = "calibration" in m and m.get("registration", {}).get("matcher") != GROUND_MATCHER
         verified += f"\nits covariances need x{m['verified_ellipse_factor']:.2f} to hold 95 % of the truths" + (
-            " (jzi calibrate --from-replay fits the map's on this replay)" if "calibration" in m else ""
+            " (jzi calibrate --from-replay fits the map's on this replay)" if refit else ""
         )
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "

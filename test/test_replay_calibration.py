@@ -91,8 +91,11 @@ def test_the_summary_points_to_the_refit_only_where_it_can_be_made():
     assert "--from-replay" not in format_summary(metrics)
     replayed = metrics | {"calibration": {}, "registration": {"on": True, "matcher": "cfog"}}
     assert "jzi calibrate --from-replay" in format_summary(replayed)
+    assert "instead of 1.00" in format_summary(replayed)  # the factor it would fit, beside the one it ran with
     street = replayed | {"registration": {"on": True, "matcher": GROUND_MATCHER}}
     assert "its covariances need x" in format_summary(street) and "--from-replay" not in format_summary(street)
+    # a recording whose rows do not say which fixes verified: no factor at all
+    assert "verified_ellipse_factor" not in frame_statistics(rows, 100.0, verified=False)
 
 
 def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_with(tmp_path):
@@ -101,7 +104,8 @@ def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_wi
     others = [r | {"verified": False} for r in fixes(GRID, 50, sigma_m=10.0, true_sigma_m=500.0, seed=1)]
     replay = write_replay(tmp_path / "eval", rows + others, scale=2.0, heading_scale=2.0)
     base = Calibration(temperature=3.0, covariance_scale=7.0, registration_scale=5.0, heading_scale=1.5)
-    fitted, errors = fit_replays([replay], GRID, base, "abc")
+    fitted, errors, matcher = fit_replays([replay], GRID, base, "abc")
+    assert matcher == "cfog"
     assert len(errors.offsets_m) == 200  # the verified fixes only
     assert np.allclose(errors.covariances_m2, np.eye(2) * 50.0)  # published 100 m²: 2 x 50 without the factor
     assert fitted.registration_scale == pytest.approx(fit_registration_scale(errors.offsets_m, errors.covariances_m2))
@@ -111,11 +115,12 @@ def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_wi
     # headings 2° off with a sigma of 1° published under a heading factor of 2: about 2 x 4
     assert 5.0 < fitted.heading_scale < 12.0
     # the same fixes replayed with a factor 3 times larger give the same fit: it is the errors that count
-    again, _ = fit_replays([write_replay(tmp_path / "again", scaled(rows, 3.0), scale=6.0)], GRID, Calibration(), "abc")
+    again = fit_replays([write_replay(tmp_path / "again", scaled(rows, 3.0), scale=6.0)], GRID, Calibration(), "abc")[0]
     assert again.registration_scale == pytest.approx(fitted.registration_scale)
     # a replay whose headings came out better than their sigmas keeps the registration's own (never below 1)
     calm = [r | {"yaw_error_deg": 0.1} for r in rows]
-    assert fit_replays([write_replay(tmp_path / "calm", calm, 2.0)], GRID, Calibration(), "abc")[0].heading_scale == 1.0
+    kept = Calibration(heading_scale=1.5)
+    assert fit_replays([write_replay(tmp_path / "calm", calm, 2.0)], GRID, kept, "abc")[0].heading_scale == 1.0
 
 
 def test_a_replay_of_another_model_or_map_or_too_short_is_refused(tmp_path):
@@ -200,10 +205,13 @@ def test_calibrate_from_replays_writes_a_record_naming_them(tmp_path, utm_tif):
     from jzi_ros.geo import build_map
 
     mapdir = build_map([utm_tif], tmp_path / "map", grid=2, levels=2, view_px=32)
-    rows = fixes(mapdir.grid, 60, sigma_m=1.0, true_sigma_m=1.0)
+    rows = fixes(mapdir.grid, 60, sigma_m=1.0, true_sigma_m=2.0)  # ellipses half as wide as the errors
     replay = write_replay(tmp_path / "eval", rows, 1.0, "d1", mapdir.grid.terminal_size_m)
     fit = calibrate_from_replays(mapdir, [replay], Calibration(temperature=2.0), "d1", "model.pt")
     record = mapdir.load_calibration("d1")
     assert record["model"] == "model.pt" and record["replays"] == [str(replay)]
+    assert record["replay_matcher"] == fit.matcher == "cfog"  # the factor is that matcher's
     assert Calibration.from_dict(record["calibration"]) == fit.calibration
-    assert fit.frames == fit.headings == 60 and 0.0 <= fit.before <= 1.0 and fit.after >= 0.95
+    assert record["calibration"]["temperature"] == 2.0  # the zoom's calibration is kept
+    assert fit.frames == fit.headings == 60 and fit.replay_scales == (1.0,)
+    assert fit.before < 0.7 and fit.after >= 0.95

@@ -424,9 +424,13 @@ def format_summary(m: dict) -> str:
     cal = m.get("calibration", {})
     if "verified_ellipse_factor" in m:
         # an eval-bag replay of a drone model can be fitted on; a recording or a street model's replay cannot
-        refit = "calibration" in m and m.get("registration", {}).get("matcher") != GROUND_MATCHER
-        verified += f"\nits covariances need x{m['verified_ellipse_factor']:.2f} to hold 95 % of the truths" + (
-            " (jzi calibrate --from-replay fits the map's on this replay)" if refit else ""
+        factor, refit = m["verified_ellipse_factor"], m.get("registration", {}).get("matcher") != GROUND_MATCHER
+        ran = cal.get("registration_scale", 1.0)
+        verified += f"\nits covariances need x{factor:.2f} to hold 95 % of the truths" + (
+            f" (a registration factor of {factor * ran:.2f} instead of {ran:.2f}: jzi calibrate --from-replay "
+            "fits it on this replay)"
+            if refit and "calibration" in m
+            else ""
         )
     lines = [
         f"frames: {m['frames_in_bag']} in bag, {m['frames_localized']} localized, {m['frames_dropped']} dropped, "

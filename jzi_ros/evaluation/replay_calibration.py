@@ -18,7 +18,10 @@ frames, and stores the result in the map's calibration record for the model,
 where the node and every command find it. The factors are fitted on the
 covariances the replay used divided by the factors it ran with, so fitting the
 same replays again gives the same record, and a replay made before the record
-changed remains a valid input.
+changed remains a valid input. The record names the matcher the replays
+registered with: the factor belongs to that matcher's covariances, so replay
+with the matcher the node runs. A plain ``jzi calibrate`` afterwards fits the
+record afresh from rendered frames.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class ReplayFit(NamedTuple):
     ``after``: the share of those fixes whose truth lies inside the 95 % ellipse as replayed and
     with the new factor (in-sample: about 95 % by construction); ``replay_scales``: the registration
     factors the replays ran with; ``heading_fitted``: False where too few fixes had a true heading
-    (the heading's factor was kept).
+    (the heading's factor was kept); ``matcher``: the one the replays registered with.
     """
 
     calibration: Calibration
@@ -82,6 +85,7 @@ class ReplayFit(NamedTuple):
     after: float
     replay_scales: tuple[float, ...]
     heading_fitted: bool
+    matcher: str
 
 
 def _truthy(text: str) -> bool:
@@ -90,6 +94,9 @@ def _truthy(text: str) -> bool:
 
 def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[ReplayErrors, str]:
     """The verified fixes of one ``jzi eval-bag`` output folder, their covariances without its factors; its matcher.
+
+    A replay written before ``eval-bag`` recorded the model's digest and the map's region is
+    checked by the map's cell size alone.
 
     Raises:
         EvaluationError: Not an ``eval-bag`` folder (``metrics.json`` with the calibration it ran
@@ -163,8 +170,8 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[Repla
 
 def fit_replays(
     folders: list[Path], grid: ZoomGrid, base: Calibration, digest: str | None
-) -> tuple[Calibration, ReplayErrors]:
-    """``base`` with the registration's factors fitted on the verified fixes of ``folders``, and those fixes.
+) -> tuple[Calibration, ReplayErrors, str]:
+    """``base`` with the registration's factors fitted on the verified fixes of ``folders``, those fixes, their matcher.
 
     The heading's factor is kept where fewer than :data:`MIN_REGISTRATION_FRAMES` fixes have a true heading,
     and is never below 1 (:func:`~jzi_ros.localizer.calibration.fit_heading_scale`).
@@ -195,7 +202,7 @@ def fit_replays(
         registration_frames=len(errors.offsets_m),
         heading_scale=base.heading_scale if heading is None else heading,
     )
-    return fitted, errors
+    return fitted, errors, matchers[0]
 
 
 def _inside(errors: ReplayErrors, scales: np.ndarray | float) -> float:
@@ -214,10 +221,11 @@ def calibrate_from_replays(
     whose zoom calibration is kept; ``model_name`` goes into a new record. The record names the
     replays it was fitted on; ``jzi calibrate`` without them fits afresh.
     """
-    fitted, errors = fit_replays(folders, mapdir.grid, base, digest)
+    fitted, errors, matcher = fit_replays(folders, mapdir.grid, base, digest)
     record = mapdir.load_calibration(digest) or {"model": model_name, "frames": base.frames, "query_rasters": []}
     record["calibration"] = fitted.to_dict()
     record["replays"] = [str(f) for f in folders]
+    record["replay_matcher"] = matcher
     path = mapdir.save_calibration(digest, record)
     return ReplayFit(
         fitted,
@@ -228,16 +236,32 @@ def calibrate_from_replays(
         _inside(errors, fitted.registration_scale),
         tuple(sorted({float(v) for v in errors.scales})),
         fit_heading_scale(errors.yaw_errors_deg, errors.yaw_variances_deg2) is not None,
+        matcher,
     )
 
 
+def check_drone_model(extra: dict, name: str) -> None:
+    """Refuse a street model (its checkpoint's ``extra``; ``name`` its file).
+
+    Raises:
+        EvaluationError: A ground robot's fix is its registration fused with the odometry's region,
+            whose covariance a factor would compound through the drive.
+    """
+    train_config = extra.get("train_config") or {}
+    if train_config.get("street") and not train_config.get("aerial"):
+        raise EvaluationError(
+            f"{name} is a street model: a ground robot's fix is its registration fused with the odometry's "
+            "region, not a registration's covariance times the factor fitted here"
+        )
+
+
 def calibrate_model_from_replays(
-    mapdir: MapDir, folders: list[Path], model: ZoomModel, extra: dict, name: str, quiet: bool = False
+    mapdir: MapDir, folders: list[Path], model: ZoomModel, extra: dict, name: str
 ) -> ReplayFit:
     """:func:`calibrate_from_replays` for a loaded checkpoint (``model``, ``extra``; ``name`` its file).
 
-    A general model's zoom calibration is fitted first where the map has none (``jzi calibrate``),
-    and its record is the one of the model cut to the map's levels, as the localizer reads it.
+    The record is the one of a general model cut to the map's levels, as the localizer reads it;
+    a general model's zoom calibration must be fitted first (``jzi calibrate``), or it is the identity.
 
     Raises:
         EvaluationError: A street model (a ground robot's fix is fused with the odometry's region),
@@ -245,15 +269,8 @@ def calibrate_model_from_replays(
     """
     from ..localizer.calibration import map_calibration
     from ..localizer.index import zoomable
-    from ..train.calibrate import ensure_calibrated
 
-    train_config = extra.get("train_config") or {}
-    if train_config.get("street") and not train_config.get("aerial"):
-        raise EvaluationError(
-            f"{name} is a street model: a ground robot's fix is its registration fused with the odometry's "
-            "region, not a registration's covariance times the factor fitted here"
-        )
-    ensure_calibrated(mapdir, (model, extra), quiet)
+    check_drone_model(extra, name)
     model = zoomable(mapdir, model)
     base = map_calibration(mapdir, extra, model.digest(), model.cfg.general)
     return calibrate_from_replays(mapdir, folders, base, model.digest(), name)

@@ -17,12 +17,12 @@ import argparse
 from pathlib import Path
 
 from ..evaluation.errors import EvaluationError
-from ..evaluation.replay_calibration import calibrate_model_from_replays
+from ..evaluation.replay_calibration import calibrate_model_from_replays, check_drone_model
 from ..geo import MapDir
 from ..model import load_checkpoint
 from ..share import resolve_model
 from ..train.calibrate import MAP_FRAMES, calibrate_map
-from .common import add_model_argument
+from .common import add_model_argument, calibrated_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, then print what was fit and where it went."""
+    if args.from_replay and args.query_rasters:
+        raise EvaluationError("--query-rasters draws rendered frames, --from-replay fits on replays: give one")
     path = resolve_model(args.model)
     model, extra = load_checkpoint(path)
     if args.from_replay:
@@ -76,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_replay(args: argparse.Namespace, path: Path, model, extra: dict) -> int:
-    """The registration's scales fitted on replays; print what changed and where it went."""
-    if args.query_rasters:
-        raise EvaluationError("--query-rasters draws rendered frames, --from-replay fits on replays: give one")
-    fit = calibrate_model_from_replays(MapDir(args.map), args.from_replay, model, extra, str(path), args.quiet)
+    """The registration's scales fitted on replays (a general model's zoom calibrated first); print what changed."""
+    check_drone_model(extra, str(path))
+    calibrated_for(args.map, (model, extra), args.quiet)
+    fit = calibrate_model_from_replays(MapDir(args.map), args.from_replay, model, extra, str(path))
     cal = fit.calibration
     ran = "/".join(f"{v:.2f}" for v in fit.replay_scales)
     print(
@@ -88,6 +90,7 @@ def _from_replay(args: argparse.Namespace, path: Path, model, extra: dict) -> in
         f"{100 * fit.before:.1f} % of them as replayed, {100 * fit.after:.1f} % with the new factor (in-sample); "
         f"heading variance x {cal.heading_scale:.2f}"
         + ("" if fit.heading_fitted else f" (kept: {fit.headings} fixes with a true heading)")
+        + f"; for the {fit.matcher} matcher the replays registered with"
     )
     print(f"wrote {fit.path}")
     return 0

@@ -104,8 +104,8 @@ def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_wi
     others = [r | {"verified": False} for r in fixes(GRID, 50, sigma_m=10.0, true_sigma_m=500.0, seed=1)]
     replay = write_replay(tmp_path / "eval", rows + others, scale=2.0, heading_scale=2.0)
     base = Calibration(temperature=3.0, covariance_scale=7.0, registration_scale=5.0, heading_scale=1.5)
-    fitted, errors, matcher = fit_replays([replay], GRID, base, "abc")
-    assert matcher == "cfog"
+    fitted, errors, matcher, heading_fitted = fit_replays([replay], GRID, base, "abc")
+    assert matcher == "cfog" and heading_fitted
     assert len(errors.offsets_m) == 200  # the verified fixes only
     assert np.allclose(errors.covariances_m2, np.eye(2) * 50.0)  # published 100 m²: 2 x 50 without the factor
     assert fitted.registration_scale == pytest.approx(fit_registration_scale(errors.offsets_m, errors.covariances_m2))

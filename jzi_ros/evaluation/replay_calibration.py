@@ -41,13 +41,21 @@ from ..localizer.calibration import (
     Calibration,
     fit_heading_scale,
     fit_registration_scale,
+    map_calibration,
 )
-from ..localizer.estimate import CHI2_95_2DOF
+from ..localizer.estimate import inside_ellipse_95
+from ..localizer.index import zoomable
 from ..localizer.localizer import GROUND_MATCHER
 from .errors import EvaluationError
 
 if TYPE_CHECKING:
     from ..model import ZoomModel
+
+STREET_FIX = (
+    "a ground robot's fix is its registration fused with the odometry's region, not a registration's covariance "
+    "times the factor fitted here"
+)
+"""Why a street model's replays are refused (``localizer.ground``)."""
 
 COLUMNS = ("verified", "true_lat", "true_lon", "est_lat", "est_lon", "cov_ee_m2", "cov_en_m2", "cov_nn_m2")
 """The columns of ``frames.csv`` a replay needs (``yaw_error_deg`` and ``yaw_sigma_deg`` also fit the heading's)."""
@@ -119,10 +127,7 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[Repla
         )
     matcher = str((metrics.get("registration") or {}).get("matcher", ""))
     if matcher == GROUND_MATCHER:
-        raise EvaluationError(
-            f"{folder} replayed a street model: a ground robot's fix is its registration fused with the "
-            "odometry's region, not a registration's covariance times the factor fitted here"
-        )
+        raise EvaluationError(f"{folder} replayed a street model: {STREET_FIX}")
     ran = metrics.get("model_digest")
     if digest is not None and ran is not None and ran != digest:
         raise EvaluationError(f"{folder} replayed another model (digest {ran}, this one {digest})")
@@ -131,7 +136,7 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[Repla
         math.isclose(float(region[k]), float(getattr(grid, k)), rel_tol=1e-9, abs_tol=1e-9) for k in region
     ):
         raise EvaluationError(f"{folder} replayed another map ({ZoomGrid.from_dict(region).describe()})")
-    if cell is not None and not math.isclose(float(cell), grid.terminal_size_m, rel_tol=1e-6):
+    elif cell is not None and not math.isclose(float(cell), grid.terminal_size_m, rel_tol=1e-6):
         raise EvaluationError(
             f"{folder} replayed a map of {float(cell):g} m cells, this one has {grid.terminal_size_m:g} m cells"
         )
@@ -168,10 +173,17 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[Repla
     return errors, matcher
 
 
-def fit_replays(
-    folders: list[Path], grid: ZoomGrid, base: Calibration, digest: str | None
-) -> tuple[Calibration, ReplayErrors, str]:
-    """``base`` with the registration's factors fitted on the verified fixes of ``folders``, those fixes, their matcher.
+class Fitted(NamedTuple):
+    """What :func:`fit_replays` fit: ``base`` with the new factors, the fixes, their matcher, the heading fitted."""
+
+    calibration: Calibration
+    errors: ReplayErrors
+    matcher: str
+    heading_fitted: bool
+
+
+def fit_replays(folders: list[Path], grid: ZoomGrid, base: Calibration, digest: str | None) -> Fitted:
+    """``base`` with the registration's factors fitted on the verified fixes of ``folders`` (:class:`Fitted`).
 
     The heading's factor is kept where fewer than :data:`MIN_REGISTRATION_FRAMES` fixes have a true heading,
     and is never below 1 (:func:`~jzi_ros.localizer.calibration.fit_heading_scale`).
@@ -202,14 +214,12 @@ def fit_replays(
         registration_frames=len(errors.offsets_m),
         heading_scale=base.heading_scale if heading is None else heading,
     )
-    return fitted, errors, matchers[0]
+    return Fitted(fitted, errors, matchers[0], heading is not None)
 
 
 def _inside(errors: ReplayErrors, scales: np.ndarray | float) -> float:
     """The share of the fixes whose truth lies inside the 95 % ellipse of their covariances times ``scales``."""
-    cov = errors.covariances_m2 * np.reshape(scales, (-1, 1, 1))
-    solved = np.linalg.solve(cov, errors.offsets_m[..., None])[..., 0]
-    return float(((errors.offsets_m * solved).sum(-1) <= CHI2_95_2DOF).mean())
+    return float(inside_ellipse_95(errors.offsets_m, errors.covariances_m2 * np.reshape(scales, (-1, 1, 1))).mean())
 
 
 def calibrate_from_replays(
@@ -221,7 +231,7 @@ def calibrate_from_replays(
     whose zoom calibration is kept; ``model_name`` goes into a new record. The record names the
     replays it was fitted on; ``jzi calibrate`` without them fits afresh.
     """
-    fitted, errors, matcher = fit_replays(folders, mapdir.grid, base, digest)
+    fitted, errors, matcher, heading_fitted = fit_replays(folders, mapdir.grid, base, digest)
     record = mapdir.load_calibration(digest) or {"model": model_name, "frames": base.frames, "query_rasters": []}
     record["calibration"] = fitted.to_dict()
     record["replays"] = [str(f) for f in folders]
@@ -235,7 +245,7 @@ def calibrate_from_replays(
         _inside(errors, errors.scales),
         _inside(errors, fitted.registration_scale),
         tuple(sorted({float(v) for v in errors.scales})),
-        fit_heading_scale(errors.yaw_errors_deg, errors.yaw_variances_deg2) is not None,
+        heading_fitted,
         matcher,
     )
 
@@ -249,10 +259,7 @@ def check_drone_model(extra: dict, name: str) -> None:
     """
     train_config = extra.get("train_config") or {}
     if train_config.get("street") and not train_config.get("aerial"):
-        raise EvaluationError(
-            f"{name} is a street model: a ground robot's fix is its registration fused with the odometry's "
-            "region, not a registration's covariance times the factor fitted here"
-        )
+        raise EvaluationError(f"{name} is a street model: {STREET_FIX}")
 
 
 def calibrate_model_from_replays(
@@ -262,15 +269,12 @@ def calibrate_model_from_replays(
 
     The record is the one of a general model cut to the map's levels, as the localizer reads it;
     a general model's zoom calibration must be fitted first (``jzi calibrate``), or it is the identity.
+    A street model's replays are refused by their matcher (:func:`read_replay`;
+    :func:`check_drone_model` says so before anything is fitted).
 
     Raises:
-        EvaluationError: A street model (a ground robot's fix is fused with the odometry's region),
-            or replays that cannot be fitted on (:func:`fit_replays`).
+        EvaluationError: Replays that cannot be fitted on (:func:`fit_replays`).
     """
-    from ..localizer.calibration import map_calibration
-    from ..localizer.index import zoomable
-
-    check_drone_model(extra, name)
     model = zoomable(mapdir, model)
     base = map_calibration(mapdir, extra, model.digest(), model.cfg.general)
     return calibrate_from_replays(mapdir, folders, base, model.digest(), name)

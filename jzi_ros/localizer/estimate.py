@@ -101,8 +101,7 @@ class Estimate:
 
     def contains(self, east_m: float, north_m: float) -> bool:
         """Whether a position [m, local frame] lies inside the 95 % ellipse."""
-        offset = np.array([[east_m - self.east_m, north_m - self.north_m]])
-        return bool(inside_ellipse_95(offset, self.covariance_m2[None])[0])
+        return self.mahalanobis2(east_m, north_m) <= CHI2_95_2DOF
 
     def mahalanobis2(self, east_m: float, north_m: float) -> float:
         """The squared Mahalanobis distance of a position [m, local frame] under the covariance.

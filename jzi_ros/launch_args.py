@@ -34,7 +34,9 @@ class LaunchArgument(NamedTuple):
 
 LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "map": LaunchArgument("map_path", str, "map directory (jzi build-map, indexed for the model)"),
-    "model": LaunchArgument("model_path", str, "model checkpoint (jzi train)"),
+    "model": LaunchArgument(
+        "model_path", str, "model: a checkpoint (jzi train), an export folder (jzi export) or a shipped model's name"
+    ),
     "image_topic": LaunchArgument("image_topic", str, "camera topic"),
     "transport": LaunchArgument("transport", str, "raw (sensor_msgs/Image) or compressed (CompressedImage)"),
     "camera_info_topic": LaunchArgument("camera_info_topic", str, "sensor_msgs/CameraInfo topic of the intrinsics"),

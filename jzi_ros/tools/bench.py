@@ -41,7 +41,11 @@ def _sizes(text: str) -> tuple[float, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of this command."""
     p.add_argument("--map", type=Path, help="map for the per-frame latency and the node (with --model)")
-    add_model_argument(p, "checkpoint for the per-frame latency (with --map)")
+    add_model_argument(
+        p,
+        "checkpoint for the per-frame latency and the node (with --map) or the street photos",
+        "general-aerial with --map, general-street with --street-photos",
+    )
     p.add_argument(
         "--backends", type=_names, default="torch,onnxruntime", help="comma-separated (default torch,onnxruntime)"
     )

@@ -54,7 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="region side in metres (default: the largest square the rasters cover)",
     )
     p.add_argument("--grid", type=int, default=4, help="children per side at each level (default 4)")
-    p.add_argument("--levels", type=int, default=4, help="zoom levels L (default 4)")
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=4,
+        help="zoom levels L (default 4; the shipped general models zoom through 2 at most: --levels 2 to use them "
+        "without jzi train)",
+    )
     p.add_argument("--view-px", type=int, default=224, help="side of each rendered view in pixels (default 224)")
     p.add_argument(
         "--margin",
@@ -67,8 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="M",
-        help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; coarser "
-        "for huge regions)",
+        help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; a coarser one "
+        "for a region whose pyramid would not fit on disk)",
     )
     add_dsm_argument(
         p,

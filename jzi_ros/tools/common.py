@@ -18,12 +18,15 @@ def config_from(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     return cls(**{**values, **overrides})
 
 
-def add_model_argument(p: argparse.ArgumentParser, what: str = "checkpoint from jzi train") -> None:
-    """``--model``: a model file or a shipped model's name; without it the shipped general model."""
+def add_model_argument(
+    p: argparse.ArgumentParser, what: str = "checkpoint from jzi train", default: str = "general-aerial"
+) -> None:
+    """``--model``: a model file or a shipped model's name; without it the shipped model ``default`` says."""
     p.add_argument(
         "--model",
         default=None,
-        help=f"{what}, or a shipped model by name: general-aerial (the default), general-street (ground robots)",
+        help=f"{what}, or a shipped model by name: general-aerial (drones), general-street (ground robots) "
+        f"(default {default})",
     )
 
 

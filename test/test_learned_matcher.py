@@ -289,3 +289,20 @@ def test_a_windowed_matcher_gives_no_matches_for_a_view_under_its_window():
         query = np.ascontiguousarray(reference[5 : 5 + side, 7 : 7 + side])
         got = matcher.match(query, np.ones((side, side), bool), reference, True)
         assert (len(got) == 0) == refused
+
+
+def test_a_descriptor_of_fewer_channels_registers_through_the_same_pipeline(tmp_path, capsys):
+    """``train-matcher --channels``: the matcher's descriptors have that many channels; 0 is refused."""
+    torch.manual_seed(0)
+    net = DescriptorNet(DescriptorConfig(window=17, channels=4)).eval()
+    matcher = checkpoint_matcher(matcher_state(net))
+    rng = np.random.default_rng(7)
+    reference = cv2.GaussianBlur(rng.random((96, 96)).astype(np.float32) * 255, (0, 0), 1.5)
+    assert matcher.describe(reference).shape == (96, 96, 4)
+    query = np.ascontiguousarray(reference[20:60, 30:70])
+    got = matcher.match(query, np.ones(query.shape, bool), reference, True)
+    assert len(got)
+    offsets = got.reference_px - got.query_px
+    np.testing.assert_allclose(np.median(offsets, axis=0), (30, 20), atol=0.5)  # where the query was cut
+    assert main(["train-matcher", "--model", str(tmp_path / "m.pt"), "--channels", "0"]) != 0
+    assert "channels of 1 or more, not 16 and 0" in capsys.readouterr().err

@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"to {MAX_WINDOW}; 0: the whole image's] (default {DescriptorConfig.window}: the map's descriptors are then "
         "computed once and reused, see the node's reference_cache_mb)",
     )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=DescriptorConfig.channels,
+        help=f"descriptor channels per pixel (default {DescriptorConfig.channels}; the registration's correlation "
+        "costs about in proportion)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -102,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     """Train the matcher as the options say; print the comparison and where it was written."""
     if args.query_rasters is not None:
         args.query_rasters = tuple(args.query_rasters)
-    result = train_matcher(config_from(MatcherTrainConfig, args, descriptor=DescriptorConfig(window=args.window)))
+    result = train_matcher(
+        config_from(MatcherTrainConfig, args, descriptor=DescriptorConfig(window=args.window, channels=args.channels))
+    )
     print(summary(result))
     print(f"wrote {result.out}")
     return 0

@@ -65,10 +65,10 @@ class DescriptorConfig:
     window: int = 17
 
     def __post_init__(self) -> None:
-        if min(self.width, self.channels) < 1:
-            raise CheckpointError(
-                f"the descriptor needs a width and channels of 1 or more, not {self.width} and {self.channels}"
-            )
+        if self.channels < 1:
+            raise CheckpointError(f"the descriptor has 1 channel or more, not {self.channels}")
+        if self.width < 1:
+            raise CheckpointError(f"the descriptor's hidden layers have 1 channel or more, not {self.width}")
         if self.window and not (3 <= self.window <= MAX_WINDOW and self.window % 2):
             raise CheckpointError(f"the descriptor's window is 0 or odd from 3 to {MAX_WINDOW} px, not {self.window}")
 

@@ -86,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--matchers",
         type=_names,
         default="cfog,learned,sift,sift-grad,akaze,orb,encoder",
-        help="matchers to compare (learned: the model's learned matcher, encoder: its own patch features; "
-        "both only with --model)",
+        help="matchers to compare (learned: the model's learned matcher, where it has one; encoder: the model's "
+        "own patch features)",
     )
     p.add_argument("--register-frames", type=int, default=40, help="frames per raster in the comparison")
     p.add_argument(

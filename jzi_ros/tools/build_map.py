@@ -73,8 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="M",
-        help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; a coarser one "
-        "for a region whose pyramid would not fit on disk)",
+        help="ground resolution of the orthophoto pyramid in m/px (default: the finest raster's; build-map "
+        "refuses a pyramid that would not fit on disk and asks for a coarser one)",
     )
     add_dsm_argument(
         p,

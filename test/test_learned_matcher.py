@@ -308,3 +308,39 @@ def test_a_descriptor_of_fewer_channels_registers_through_the_same_pipeline(lear
     np.testing.assert_allclose(np.median(offsets, axis=0), (30, 20), atol=0.5)  # where the query was cut
     assert main(["train-matcher", "--model", str(tmp_path / "m.pt"), "--channels", "0"]) != 0
     assert "the descriptor has 1 channel or more, not 0" in capsys.readouterr().err
+
+
+def test_the_fallback_matcher_registers_what_the_learned_one_verifies_nowhere(learned, tmp_path):
+    """A frame the learned matcher refuses is registered again by CFOG, with CFOG's own checks and factor."""
+    map_dir, model, _, _ = learned
+    mapdir = MapDir(map_dir)
+    state = read_checkpoint(model)
+    # a learned matcher that verifies nothing, and factors told apart
+    state["extra"]["matcher"]["checks"] = {"min_distinctiveness": 1e9, "min_distinctiveness_searched": 1e9}
+    state["extra"]["calibration"] = {"registration_scale": 1.5, "fallback_registration_scale": 4.0}
+    torch.save(state, tmp_path / "strict.pt")
+    loc = Localizer(map_dir, tmp_path / "strict.pt")
+    strict = loc.refiner.matcher  # type: ignore[union-attr]
+    assert loc.refine_summary()["fallback_matcher"] == "cfog"
+    here = LocalOrtho.for_map(mapdir)
+    height = CAMERA.altitude_for_footprint(100.0)
+    e, n = 20.0, 10.0
+    frame = render_frame(here, CAMERA, CameraPose(e, n, height, 30.0))[0]
+    at, heading = np.array([[e + 10, n - 5]]), Attitude(30.0, 0.0, 0.0)
+    alone = Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(candidates=1, fallback_matcher=""), learned=strict)
+    assert alone.fallback is None
+    refused = alone.refine(frame, CAMERA, at, heading, height_m=height)
+    assert not refused.verified and refused.matcher == "learned" and "ambiguous" in refused.verdict
+    both = Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(candidates=1), learned=strict)
+    reg = both.refine(frame, CAMERA, at, heading, height_m=height)
+    assert reg.verified and reg.matcher == "cfog", reg
+    assert np.hypot(reg.east_m - e, reg.north_m - n) < 5.0
+    # the node's covariance of such a fix takes the fallback's factor, a learned one its own
+    assert loc._registration_scale(reg) == 4.0 and loc._registration_scale(refused) == 1.5
+    # with the heading searched the fallback does not run (CFOG seldom verifies a searched heading)
+    searched = both.refine(frame, CAMERA, at, Attitude(None, 0.0, 0.0), height_m=height)
+    assert searched.matcher == "learned" and not searched.verified
+    # CFOG chosen as the matcher has no fallback; a learned fallback is refused
+    assert Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(matcher="cfog"), learned=strict).fallback is None
+    with pytest.raises(LocalizerError, match="fallback matcher"):
+        RefineConfig(fallback_matcher="learned")

@@ -82,7 +82,7 @@ class BagEvalConfig:
     localize every n-th frame; ``realtime``: instead drop frames as the node
     would at the measured speed; ``max_gap_s``: largest ground-truth gap [s]
     to interpolate over. ``beam``, ``greedy_above``, ``top_k``, ``min_confidence``: the
-    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``,
+    localizer's (:class:`~jzi_ros.localizer.LocalizerConfig`); ``matcher``, ``fallback_matcher``,
     ``global_candidates``, ``sweep_places``, ``reference_cache_mb``: the registration's (the
     node's parameters of those names); ``backend``,
     ``device``: where it runs; ``storage``: format of the estimates bag;
@@ -122,6 +122,7 @@ class BagEvalConfig:
     min_confidence: float = LocalizerConfig.min_confidence
     trust_unverified: bool = False
     matcher: str = "auto"
+    fallback_matcher: str = RefineConfig.fallback_matcher
     global_candidates: int = RefineConfig.global_candidates
     sweep_places: int = RefineConfig.sweep_places
     reference_cache_mb: float = RefineConfig.reference_cache_mb
@@ -270,7 +271,8 @@ def frame_row(
         ``stamp_ns``, ``t_s``, truth and estimate [deg], ``error_m``,
         ``confidence``, ``trusted``, ``status`` (FIX or NO_FIX, as
         published), ``verified`` (registered against the map), its
-        ``verdict`` and ``inliers``, ``inside_95`` and ``mahalanobis2`` (the truth's squared
+        ``verdict``, ``inliers`` and ``matcher`` (the one that verified it), ``inside_95`` and
+        ``mahalanobis2`` (the truth's squared
         Mahalanobis distance under the covariance), the covariance entries
         [m²], the cell path (hex digits) and one ``<stage>_ms`` per timing.
         ``mode``: how the frame was searched (global, tracking or prior);
@@ -297,6 +299,7 @@ def frame_row(
         "verified": est.verified,
         "verdict": est.verdict,
         "inliers": est.inliers,
+        "matcher": est.matcher,
         "mode": est.mode,
         "gated": est.gated,
         "inside_95": est.contains(east_m, north_m),
@@ -634,6 +637,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             trust_unverified=config.trust_unverified,
             refine=RefineConfig(
                 matcher=config.matcher,
+                fallback_matcher=config.fallback_matcher,
                 global_candidates=config.global_candidates,
                 sweep_places=config.sweep_places,
                 reference_cache_mb=config.reference_cache_mb,
@@ -696,6 +700,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
             "reacquire_after": config.reacquire_after,
         },
         "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
+        "verified_by_matcher": dict(Counter(est.matcher for _, est in replay.estimates if est.verified)),
         "recoveries": recoveries(stamps_ns, replay.estimates),
         "refusals": refusals(replay.rows),
         "heading": heading_summary(

@@ -146,7 +146,8 @@ def read_replay(folder: Path, grid: ZoomGrid, digest: str | None) -> tuple[Repla
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if missing:
         raise EvaluationError(f"{frames_path} lacks the columns {', '.join(missing)}")
-    rows = [r for r in rows if _truthy(r["verified"])]
+    # fixes its fallback matcher verified carry that one's factor (RefineConfig.fallback_matcher): not fitted here
+    rows = [r for r in rows if _truthy(r["verified"]) and r.get("matcher", "") in ("", matcher)]
     try:
         at = np.array([[float(r[c]) for c in COLUMNS[1:]] for r in rows], float).reshape(-1, len(COLUMNS) - 1)
         yaw = np.array([[float(r.get("yaw_error_deg") or "nan"), float(r.get("yaw_sigma_deg") or "nan")] for r in rows])

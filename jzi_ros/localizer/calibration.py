@@ -71,6 +71,10 @@ class Calibration:
             the truth lies inside the 95 % ellipse of 95 % of the verified
             held-out frames (:func:`fit_registration_scale`).
         registration_frames: the verified frames it was fit on (0: not fit).
+        fallback_registration_scale: the same factor for fixes that the
+            registration's fallback matcher verified (CFOG where the model's
+            learned matcher verified nothing: ``RefineConfig.fallback_matcher``).
+        fallback_registration_frames: the verified frames that one was fit on (0: not fit).
         heading_scale: the factor of a verified fix's heading variance, fit on
             the same frames so that 95 % of the headings' errors lie within
             1.96 of its standard deviations (:func:`fit_heading_scale`).
@@ -86,6 +90,8 @@ class Calibration:
     registration_scale: float = 1.0
     registration_frames: int = 0
     heading_scale: float = 1.0
+    fallback_registration_scale: float = 1.0
+    fallback_registration_frames: int = 0
 
     @property
     def fitted(self) -> bool:

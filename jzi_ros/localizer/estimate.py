@@ -66,7 +66,8 @@ class Estimate:
     verified registration on it (NaN otherwise); ``camera``: the verified
     registration's camera pose (its heading ``yaw_deg`` solved, its tilt the
     attitude's or a level camera's; None unless verified) and
-    ``yaw_variance_deg2`` that heading's variance [deg²] (NaN unless verified).
+    ``yaw_variance_deg2`` that heading's variance [deg²] (NaN unless verified);
+    ``matcher``: the name of the matcher that verified it ("" unless verified).
     """
 
     lat: float
@@ -88,6 +89,7 @@ class Estimate:
     altitude_m: float = float("nan")
     camera: CameraPose | None = None
     yaw_variance_deg2: float = float("nan")
+    matcher: str = ""
 
     def fix_covariance_m2(self, vertical_variance_m2: float = VERTICAL_VARIANCE_M2) -> np.ndarray:
         """(3, 3) ENU covariance [m²] of a ``NavSatFix``.

@@ -308,6 +308,7 @@ class Localizer:
         return {
             "on": True,
             "matcher": self.refiner.matcher.name,
+            "fallback_matcher": self.refiner.fallback.matcher.name if self.refiner.fallback is not None else "",
             "candidates": r.candidates,
             "global_candidates": r.registered(True, False),
             "sweep_places": r.sweep_places,
@@ -435,7 +436,7 @@ class Localizer:
         verified, verdict, inliers, gated, altitude = False, self.refine_off, 0, False, math.nan
         heading = math.nan  # where the robot faces, from a verified registration
         camera_pose: CameraPose | None = None
-        yaw_var = math.nan
+        yaw_var, matcher = math.nan, ""
         t4 = time.perf_counter()
         if self.refiner is not None or self.ground is not None:
             assumed_m = cam.altitude_for_footprint(self.footprint_cells * cell_m)
@@ -456,12 +457,12 @@ class Localizer:
                 reg = replace(reg, verified=False, verdict=outside)
             verified, verdict, inliers, gated = reg.verified, reg.verdict, reg.inliers, bool(reg.forgiven)
             if reg.verified:
-                altitude = reg.altitude_m
+                altitude, matcher = reg.altitude_m, reg.matcher
                 camera_pose = self._camera_pose(reg, attitude)
                 heading = camera_pose.facing_deg() if math.isfinite(reg.yaw_deg) else math.nan
                 yaw_var = reg.yaw_variance_deg2 * self.calibration.heading_scale
                 position = np.array([reg.east_m, reg.north_m])
-                cov, confidence = reg.covariance_m2 * self.calibration.registration_scale, VERIFIED_CONFIDENCE
+                cov, confidence = reg.covariance_m2 * self._registration_scale(reg), VERIFIED_CONFIDENCE
                 half = self.grid.size_m / 2 - 1e-6
                 if reg.candidate >= 0 and np.abs(position).max() > half:  # in the pyramid's margin
                     path = cands[reg.candidate].path  # the registered candidate's cell names it
@@ -516,6 +517,7 @@ class Localizer:
             altitude,
             camera_pose,
             yaw_var,
+            matcher,
         )
 
     def initial_pose(
@@ -591,6 +593,13 @@ class Localizer:
             return BoundsM(-half, -half, half, half)
         (w, s), (e, n) = (np.clip(bound[0] + sign * bound[1], -half, half) for sign in (-1, 1))
         return BoundsM(float(w), float(s), float(max(e, w + 1e-3)), float(max(n, s + 1e-3)))
+
+    def _registration_scale(self, reg: Registration) -> float:
+        """The calibration's factor of a verified registration's covariance: its fallback matcher's or its own."""
+        fallback = self.refiner.fallback if self.refiner is not None else None
+        if fallback is not None and reg.matcher == fallback.matcher.name:
+            return self.calibration.fallback_registration_scale
+        return self.calibration.registration_scale
 
     def _camera_pose(self, reg: Registration, attitude: Attitude | None) -> CameraPose:
         """The camera of a verified registration: its place, height and heading with the known tilt (else level)."""

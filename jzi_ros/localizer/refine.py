@@ -126,7 +126,7 @@ from ..geo.lens import Lens
 from ..geo.surface import Orthophoto, Surface, orthorectify
 from .described import DescribedMap
 from .errors import LocalizerError
-from .matchers import DenseMatcher, Matcher, Matches, check_matcher_name, make_matcher
+from .matchers import MATCHERS, DenseMatcher, Matcher, Matches, check_matcher_name, make_matcher
 from .tracking import Region
 
 Gate = tuple[np.ndarray, float] | Region
@@ -149,6 +149,9 @@ class RefineConfig:
 
     ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`, or ``learned`` (the model's
     learned matcher) or ``auto`` (the model's when it has one, else ``cfog``);
+    ``fallback_matcher``: where the model's learned matcher verified none of a frame's places and the
+    heading is known, this one (of :data:`~jzi_ros.localizer.matchers.MATCHERS`) registers them again
+    with its own checks ("": none), since the two fail on different frames;
     ``candidates``: how many of the zoom's candidates may be registered;
     ``global_candidates``: how many when the heading is known and no
     tracking gate is given (a frame searched over the whole map or a
@@ -171,6 +174,7 @@ class RefineConfig:
 
     enabled: bool = True
     matcher: str = "auto"
+    fallback_matcher: str = "cfog"
     candidates: int = 5
     global_candidates: int = 16
     work_px: int = 64
@@ -195,6 +199,10 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)
+        if self.fallback_matcher and self.fallback_matcher not in MATCHERS:
+            raise LocalizerError(
+                f"the fallback matcher is one of {', '.join(MATCHERS)} or none, not {self.fallback_matcher!r}"
+            )
         if (
             min(self.candidates, self.global_candidates) < 1
             or min((self.work_px, *self.confirm_px)) < 16
@@ -273,7 +281,8 @@ class Registration:
     when the map has one (its ``height_m`` is then above the surface under it);
     ``yaw_variance_deg2``: the variance [deg²] of ``yaw_deg`` from the fit;
     ``unconfirmed``: the check a searched heading's match fell short of that a
-    second look at the heading it found may replace ("" when none).
+    second look at the heading it found may replace ("" when none); ``matcher``: the name of the
+    matcher it registered with (:attr:`RefineConfig.fallback_matcher` where that one verified it).
     """
 
     verified: bool
@@ -297,6 +306,7 @@ class Registration:
     altitude_m: float = math.nan
     yaw_variance_deg2: float = math.nan
     unconfirmed: str = ""
+    matcher: str = ""
 
 
 IMU_SIGMAS_DEG = (3.0, 0.5, 0.5)
@@ -520,11 +530,18 @@ class Refiner:
         surface: Surface | None = None,
         learned: Matcher | None = None,
     ) -> None:
-        """``learned``: the model's learned matcher, used for ``matcher`` ``learned`` and ``auto``."""
+        """``learned``: the model's learned matcher, used for ``matcher`` ``learned`` and ``auto``.
+
+        With it, :attr:`fallback` registers what it verifies nowhere (:attr:`RefineConfig.fallback_matcher`).
+        """
         self.grid, self.ortho, self.config, self.surface = grid, ortho, config, surface
         use_learned = learned is not None and config.matcher in ("auto", "learned")
         self.matcher: Matcher = learned if use_learned else make_matcher(config.matcher)  # type: ignore[assignment]
         self._described: tuple[Matcher, DescribedMap] | None = None
+        self.fallback: Refiner | None = None
+        if use_learned and config.fallback_matcher:
+            again = replace(config, matcher=config.fallback_matcher, fallback_matcher="")
+            self.fallback = Refiner(grid, ortho, again, surface)
 
     def refine(
         self,
@@ -586,6 +603,13 @@ class Refiner:
                 break
         if best is None:
             best = Registration(False, "no candidate to register around")
+        best = replace(best, matcher=self.matcher.name)
+        if not best.verified and self.fallback is not None and attitude.yaw_deg is not None:
+            again = self.fallback.refine(
+                frame_rgb, camera, candidates_m, attitude, height_m, assumed_height_m, gate, sweep
+            )
+            if again.verified:
+                best = again
         timings = dict(best.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
         return replace(best, timings_ms=timings)
 

@@ -89,6 +89,11 @@ class NodeParams:
         "registration matcher: auto (the model's learned matcher where it verified more than cfog, else cfog), "
         "learned, cfog (dense; robust across sensors), sift, akaze or orb",
     )
+    fallback_matcher: str = _param(
+        RefineConfig.fallback_matcher,
+        "where the model's learned matcher verified none of a frame's places and the heading is known, this "
+        "matcher registers them again with its own checks: cfog, sift, akaze, orb ('' = none)",
+    )
     global_candidates: int = _param(
         RefineConfig.global_candidates,
         "zoom candidates registered for a frame searched over the whole map (or a prior's box) with the IMU's "
@@ -188,6 +193,7 @@ class NodeParams:
             refine=RefineConfig(
                 enabled=self.refine,
                 matcher=self.matcher,
+                fallback_matcher=self.fallback_matcher,
                 global_candidates=self.global_candidates,
                 sweep_places=self.sweep_places,
                 reference_cache_mb=self.reference_cache_mb,

@@ -102,6 +102,11 @@ def summary(result: MatcherResult) -> str:
         lines.append(
             f"registration covariance x {result.registration_scale:.2f} on {result.registration_frames} verified frames"
         )
+    if result.fallback is not None:
+        lines.append(
+            f"CFOG, registering again where it verifies nothing: covariance x {result.fallback.scale:.2f} on "
+            f"{result.fallback.frames} verified frames"
+        )
     return "\n".join(lines)
 
 

@@ -52,7 +52,7 @@ from ..localizer.matchers import cfog, learned_input
 from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view, map_grey
 from ..model import load_checkpoint, save_checkpoint
 from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, matcher_state
-from .calibrate import calibrate_registration, registration_frames
+from .calibrate import RegistrationFit, calibrate_registration, registration_frames
 from .config import TrainConfig
 from .errors import TrainError
 from .samples import aerial_config
@@ -381,13 +381,18 @@ def train_descriptor(config: MatcherTrainConfig, train: Pairs, val: Pairs) -> tu
 
 @dataclass(frozen=True)
 class MatcherResult:
-    """What :func:`train_matcher` did: the checkpoint, the training's report, the registration's fit, the checks."""
+    """What :func:`train_matcher` did: the checkpoint, the training's report, the registration's fit, the checks.
+
+    ``fallback``: the fallback matcher's (CFOG's) registration fit, for the fixes it verifies where the
+    learned matcher verifies nothing (:attr:`~jzi_ros.localizer.refine.RefineConfig.fallback_matcher`).
+    """
 
     out: Path
     report: dict
     registration_scale: float | None
     registration_frames: int
     checks: dict | None = None
+    fallback: RegistrationFit | None = None
 
 
 CHECK_FRAMES = 150
@@ -532,7 +537,7 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
         report["rasters"] = [str(r) for r in rasters]
         entry = matcher_state(net, report)
     calibration = dict(extra.get("calibration") or {})
-    fitted = None
+    fitted = fallback = None
     if config.calibrate:
         cfg = aerial_config(train_config)
         entry["checks"] = fit_checks(
@@ -541,11 +546,17 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
         if calibration:
             learned = checkpoint_matcher(entry)
             fitted = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed, learned=learned)
+            fallback = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed)
         if fitted is not None:
             calibration |= {
                 "registration_scale": fitted.scale,
                 "registration_frames": fitted.frames,
                 "heading_scale": fitted.heading_scale,
+            }
+        if fallback is not None:
+            calibration |= {
+                "fallback_registration_scale": fallback.scale,
+                "fallback_registration_frames": fallback.frames,
             }
     out = config.out or config.model
     save_checkpoint(out, model, {**extra, "matcher": entry} | ({"calibration": calibration} if calibration else {}))
@@ -555,4 +566,5 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
         None if fitted is None else fitted.scale,
         0 if fitted is None else fitted.frames,
         entry.get("checks"),
+        fallback,
     )

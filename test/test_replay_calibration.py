@@ -102,7 +102,11 @@ def test_replays_refit_the_registrations_factor_from_the_covariances_they_ran_wi
     rows = fixes(GRID, 200, sigma_m=10.0, true_sigma_m=20.0)
     # frames that did not verify (their errors large, their covariances the zoom's) are no registration's
     others = [r | {"verified": False} for r in fixes(GRID, 50, sigma_m=10.0, true_sigma_m=500.0, seed=1)]
-    replay = write_replay(tmp_path / "eval", rows + others, scale=2.0, heading_scale=2.0)
+    # fixes a fallback matcher verified carry its own factor (fallback_registration_scale): not this one's
+    fallen = [r | {"matcher": "orb"} for r in fixes(GRID, 50, sigma_m=10.0, true_sigma_m=500.0, seed=2)]
+    replay = write_replay(
+        tmp_path / "eval", [r | {"matcher": "cfog"} for r in rows] + others + fallen, 2.0, heading_scale=2.0
+    )
     base = Calibration(temperature=3.0, covariance_scale=7.0, registration_scale=5.0, heading_scale=1.5)
     fitted, errors, matcher, heading_fitted = fit_replays([replay], GRID, base, "abc")
     assert matcher == "cfog" and heading_fitted

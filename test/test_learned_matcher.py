@@ -11,6 +11,7 @@ import torch
 
 from jzi_ros.data.camera import render_frame
 from jzi_ros.data.scene import SceneSpec, write_scene
+from jzi_ros.evaluation.bag import frame_row
 from jzi_ros.evaluation.registration import RegistrationStudyConfig, registration_study
 from jzi_ros.geo import BoundsM, CameraPose, MapDir, Pinhole
 from jzi_ros.geo.ortho import LocalOrtho
@@ -337,6 +338,19 @@ def test_the_fallback_matcher_registers_what_the_learned_one_verifies_nowhere(le
     assert np.hypot(reg.east_m - e, reg.north_m - n) < 5.0
     # the node's covariance of such a fix takes the fallback's factor, a learned one its own
     assert loc._registration_scale(reg) == 4.0 and loc._registration_scale(refused) == 1.5
+    state["extra"]["calibration"]["fallback_registration_scale"] = 1.0
+    torch.save(state, tmp_path / "strict1.pt")
+    quick = LocalizerConfig(refine=RefineConfig(global_candidates=5, sweep_places=0))
+    loc, loc1 = (Localizer(map_dir, tmp_path / name, config=quick) for name in ("strict.pt", "strict1.pt"))
+    cell = loc.grid.terminal_size_m
+    pose = CameraPose(e, n, CAMERA.altitude_for_footprint(1.5 * cell), 30.0, 4.0, -3.0)
+    frame = render_frame(LocalOrtho.for_map(mapdir, pad_m=2 * cell), CAMERA, pose)[0]
+    attitude = Attitude(pose.yaw_deg, pose.pitch_deg, pose.roll_deg)
+    est, est1 = (x.localize(frame, camera=CAMERA, attitude=attitude, height_m=pose.altitude_m) for x in (loc, loc1))
+    assert est.verified and est.matcher == "cfog" and np.hypot(est.east_m - e, est.north_m - n) < 0.1 * cell
+    np.testing.assert_allclose(est.covariance_m2, 4.0 * est1.covariance_m2)
+    row = frame_row(loc.grid, 0, 0, est, (est.lat, est.lon))
+    assert row["matcher"] == "cfog"
     # with the heading searched the fallback does not run (CFOG seldom verifies a searched heading)
     searched = both.refine(frame, CAMERA, at, Attitude(None, 0.0, 0.0), height_m=height)
     assert searched.matcher == "learned" and not searched.verified

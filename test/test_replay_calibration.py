@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jzi_ros.evaluation.bag import format_summary, frame_row, frame_statistics, write_frames_csv
+from jzi_ros.evaluation.bag import format_summary, frame_row, frame_statistics, matcher_factor, write_frames_csv
 from jzi_ros.evaluation.errors import EvaluationError
 from jzi_ros.evaluation.metrics import error_summary
 from jzi_ros.evaluation.replay_calibration import calibrate_from_replays, fit_replays
@@ -92,6 +92,14 @@ def test_the_summary_points_to_the_refit_only_where_it_can_be_made():
     replayed = metrics | {"calibration": {}, "registration": {"on": True, "matcher": "cfog"}}
     assert "jzi calibrate --from-replay" in format_summary(replayed)
     assert "instead of 1.00" in format_summary(replayed)  # the factor it would fit, beside the one it ran with
+    # where a fallback matcher verified some fixes, the refit named is the one of the matcher's own
+    learned = [r | {"matcher": "learned"} for r in rows]
+    mixed = learned + [r | {"matcher": "cfog", "mahalanobis2": 100.0} for r in rows[:5]]
+    own = matcher_factor(mixed, "learned")["matcher_ellipse_factor"]
+    assert own == pytest.approx(ellipse_factor(np.array([r["mahalanobis2"] for r in learned])))
+    assert matcher_factor(learned, "learned") == {}  # no fallback: the factor of all
+    ran = replayed | {"matcher_ellipse_factor": own, "calibration": {"registration_scale": 1.5}}
+    assert f"a registration factor of {own * 1.5:.2f} instead of 1.50" in format_summary(ran)
     street = replayed | {"registration": {"on": True, "matcher": GROUND_MATCHER}}
     assert "its covariances need x" in format_summary(street) and "--from-replay" not in format_summary(street)
     # a recording whose rows do not say which fixes verified: no factor at all

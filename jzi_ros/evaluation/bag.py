@@ -353,6 +353,18 @@ def refusals(rows: list[dict], most: int = 5) -> dict[str, int]:
     return dict(counts.most_common(most))
 
 
+def matcher_factor(rows: list[dict], matcher: str) -> dict:
+    """``matcher_ellipse_factor`` where a fallback matcher verified some fixes; empty otherwise.
+
+    The factor the covariances of ``matcher``'s own verified fixes need to hold 95 % of the truths:
+    what ``jzi calibrate --from-replay`` fits on.
+    """
+    own = [r["mahalanobis2"] for r in rows if r["verified"] and r.get("matcher") == matcher]
+    if len(own) == sum(bool(r["verified"]) for r in rows) or len(own) < MIN_REGISTRATION_FRAMES:
+        return {}
+    return {"matcher_ellipse_factor": ellipse_factor(np.array(own))}
+
+
 def frame_statistics(
     rows: list[dict], cell_m: float, verified: bool = True, stages: tuple[str, ...] = LATENCY_STAGES
 ) -> dict:
@@ -428,9 +440,9 @@ def format_summary(m: dict) -> str:
     if "verified_ellipse_factor" in m:
         # an eval-bag replay of a drone model can be fitted on; a recording or a street model's replay cannot
         factor, refit = m["verified_ellipse_factor"], m.get("registration", {}).get("matcher") != GROUND_MATCHER
-        ran = cal.get("registration_scale", 1.0)
+        ran, own = cal.get("registration_scale", 1.0), m.get("matcher_ellipse_factor", factor)  # without a fallback's
         verified += f"\nits covariances need x{factor:.2f} to hold 95 % of the truths" + (
-            f" (a registration factor of {factor * ran:.2f} instead of {ran:.2f}: jzi calibrate --from-replay "
+            f" (a registration factor of {own * ran:.2f} instead of {ran:.2f}: jzi calibrate --from-replay "
             "fits it on this replay)"
             if refit and "calibration" in m
             else ""
@@ -701,6 +713,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         },
         "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
         "verified_by_matcher": dict(Counter(est.matcher for _, est in replay.estimates if est.verified)),
+        **matcher_factor(replay.rows, loc.refine_summary().get("matcher", "")),
         "recoveries": recoveries(stamps_ns, replay.estimates),
         "refusals": refusals(replay.rows),
         "heading": heading_summary(

@@ -126,7 +126,7 @@ from ..geo.lens import Lens
 from ..geo.surface import Orthophoto, Surface, orthorectify
 from .described import DescribedMap
 from .errors import LocalizerError
-from .matchers import MATCHERS, DenseMatcher, Matcher, Matches, check_matcher_name, make_matcher
+from .matchers import DenseMatcher, Matcher, Matches, check_matcher_name, make_matcher
 from .tracking import Region
 
 Gate = tuple[np.ndarray, float] | Region
@@ -143,6 +143,10 @@ class OrthoReader(Protocol):
         ...
 
 
+FALLBACK_MATCHERS = ("cfog", "")
+"""What may register again where the learned matcher verified nothing: CFOG, or none."""
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """Settings of the refinement and its checks (the module docstring explains each check).
@@ -150,8 +154,9 @@ class RefineConfig:
     ``matcher``: a name of :data:`~jzi_ros.localizer.matchers.MATCHERS`, or ``learned`` (the model's
     learned matcher) or ``auto`` (the model's when it has one, else ``cfog``);
     ``fallback_matcher``: where the model's learned matcher verified none of a frame's places and the
-    heading is known, this one (of :data:`~jzi_ros.localizer.matchers.MATCHERS`) registers them again
-    with its own checks ("": none), since the two fail on different frames;
+    heading is known, this one (:data:`FALLBACK_MATCHERS`: cfog, whose covariance factor is fitted
+    beside the learned one's) registers them again with its own checks ("": none), since the two fail
+    on different frames;
     ``candidates``: how many of the zoom's candidates may be registered;
     ``global_candidates``: how many when the heading is known and no
     tracking gate is given (a frame searched over the whole map or a
@@ -199,10 +204,8 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_matcher_name(self.matcher)
-        if self.fallback_matcher and self.fallback_matcher not in MATCHERS:
-            raise LocalizerError(
-                f"the fallback matcher is one of {', '.join(MATCHERS)} or none, not {self.fallback_matcher!r}"
-            )
+        if self.fallback_matcher not in FALLBACK_MATCHERS:
+            raise LocalizerError(f"the fallback matcher is cfog or '' (none), not {self.fallback_matcher!r}")
         if (
             min(self.candidates, self.global_candidates) < 1
             or min((self.work_px, *self.confirm_px)) < 16

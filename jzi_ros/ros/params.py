@@ -92,7 +92,7 @@ class NodeParams:
     fallback_matcher: str = _param(
         RefineConfig.fallback_matcher,
         "where the model's learned matcher verified none of a frame's places and the heading is known, this "
-        "matcher registers them again with its own checks: cfog, sift, akaze, orb ('' = none)",
+        "matcher registers them again with its own checks and covariance factor: cfog ('' = none)",
     )
     global_candidates: int = _param(
         RefineConfig.global_candidates,

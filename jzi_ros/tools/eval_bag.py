@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fallback-matcher",
         default=RefineConfig.fallback_matcher,
         help=f"where the model's learned matcher verified none of a frame's places and the heading is known, this "
-        f"matcher registers them again with its own checks, as the node's parameter (default "
+        f"matcher registers them again with its own checks and covariance factor, as the node's parameter (default "
         f"{RefineConfig.fallback_matcher}; '' for none)",
     )
     p.add_argument(

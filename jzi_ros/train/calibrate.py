@@ -33,7 +33,7 @@ from ..geo.surface import Surface
 from ..localizer import DEFAULT_MIN_CONFIDENCE, Calibration, LocalizerConfig, fit_calibration
 from ..localizer.calibration import fit_heading_scale, fit_registration_scale
 from ..localizer.matchers import Matcher
-from ..localizer.refine import Attitude, Refiner
+from ..localizer.refine import Attitude, RefineConfig, Refiner
 from ..model import ZoomModel, search_features
 from .errors import TrainError
 from .samples import Samples
@@ -95,14 +95,17 @@ class RegistrationFit(NamedTuple):
     frames: int
     heading_scale: float
 
-    def applied_to(self, calibration: Calibration) -> Calibration:
-        """``calibration`` with this fit's registration scales."""
-        return replace(
+    def applied_to(self, calibration: Calibration, cfog: bool = False) -> Calibration:
+        """``calibration`` with this fit's registration scales; ``cfog``: a fit of CFOG, the fallback's too."""
+        fitted = replace(
             calibration,
             registration_scale=self.scale,
             registration_frames=self.frames,
             heading_scale=self.heading_scale,
         )
+        if cfog:
+            fitted = replace(fitted, fallback_registration_scale=self.scale, fallback_registration_frames=self.frames)
+        return fitted
 
 
 def registration_frames(
@@ -163,7 +166,8 @@ def calibrate_registration(
         log.info("the map has no orthophoto pyramid: no registration to calibrate")
         return None
     surface = mapdir.surface() if mapdir.has_surface else None
-    refiner = Refiner(mapdir.grid, mapdir.pyramid(), surface=surface, learned=learned)
+    # the learned matcher's factor from its own fixes: CFOG's, the fallback's, is fitted without one
+    refiner = Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(fallback_matcher=""), surface, learned)
     rng = np.random.default_rng([seed, 77])
     camera = cfg.camera
     offsets, covariances, yaw_errors, yaw_variances = [], [], [], []
@@ -282,7 +286,7 @@ def calibrate_map(
     if not street:  # street frames are registered on the ground plane, whose sigma is its own (localizer.ground)
         fitted = calibrate_registration(mapdir, cfg, tuple(query_rasters), seed=seed)
         if fitted is not None:
-            calibration = fitted.applied_to(calibration)
+            calibration = fitted.applied_to(calibration, cfog=True)
     seconds = time.monotonic() - started
     record = {
         "model": str(model.source) if model.source else None,

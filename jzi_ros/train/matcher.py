@@ -422,7 +422,7 @@ def fit_checks(
     least CFOG's; ``matcher: auto`` uses the learned matcher only then).
     """
     defaults = RefineConfig()
-    relaxed = RefineConfig(candidates=1, min_distinctiveness=1.0, min_distinctiveness_searched=1.0)
+    relaxed = RefineConfig(candidates=1, min_distinctiveness=1.0, min_distinctiveness_searched=1.0, fallback_matcher="")
     surface = mapdir.surface() if mapdir.has_surface else None
     learned = checkpoint_matcher(entry | {"checks": {}})  # the settings' checks alone, relaxed as above
     refiner = Refiner(mapdir.grid, mapdir.pyramid(), relaxed, surface, learned=learned)

@@ -223,7 +223,7 @@ def _train(config: TrainConfig, dist: Dist, started_s: float) -> TrainResult:
             if calibration is not None and config.aerial and not config.learned_matcher:  # the matcher's fit below
                 fitted = calibrate_registration(mapdir, aerial_config(config), config.query_rasters, seed=config.seed)
                 if fitted is not None:
-                    calibration = fitted.applied_to(calibration)
+                    calibration = fitted.applied_to(calibration, cfog=True)
             if calibration is not None:
                 extra = read_checkpoint(config.out).get("extra", {})
                 save_checkpoint(config.out, model, {**extra, "calibration": calibration.to_dict()})

@@ -687,6 +687,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         raise BagError(f"no frame of {config.bag} has ground truth within {config.max_gap_s} s on {config.gt_topic}")
     tmp = start_partial(out.with_name(out.name + ".partial"))
     metrics = error_summary([r["error_m"] for r in replay.rows], loc.grid.terminal_size_m)
+    registration = loc.refine_summary()
     metrics |= {
         "frames_in_bag": len(frames),
         "frames_localized": len(replay.estimates),
@@ -713,7 +714,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         },
         "search_modes": dict(Counter(est.mode for _, est in replay.estimates)),
         "verified_by_matcher": dict(Counter(est.matcher for _, est in replay.estimates if est.verified)),
-        **matcher_factor(replay.rows, loc.refine_summary().get("matcher", "")),
+        **matcher_factor(replay.rows, registration.get("matcher", "")),
         "recoveries": recoveries(stamps_ns, replay.estimates),
         "refusals": refusals(replay.rows),
         "heading": heading_summary(
@@ -722,7 +723,7 @@ def evaluate_bag(config: BagEvalConfig) -> BagReport:
         **frame_statistics(replay.rows, loc.grid.terminal_size_m),
         "min_confidence": config.min_confidence,
         "trust_unverified": config.trust_unverified,
-        "registration": loc.refine_summary(),
+        "registration": registration,
         "calibration": loc.calibration.to_dict(),
         "model_digest": loc.model_digest,
         "region": loc.grid.to_dict(),

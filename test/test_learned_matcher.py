@@ -358,3 +358,29 @@ def test_the_fallback_matcher_registers_what_the_learned_one_verifies_nowhere(le
     assert Refiner(mapdir.grid, mapdir.pyramid(), RefineConfig(matcher="cfog"), learned=strict).fallback is None
     with pytest.raises(LocalizerError, match="fallback matcher"):
         RefineConfig(fallback_matcher="learned")
+
+
+def test_a_matcher_is_taken_from_another_checkpoint_without_its_checks(learned, tmp_path, capsys):
+    """``train-matcher --matcher-from``: another checkpoint's network, describing alike, without its map's checks."""
+    _, source, autumn, model = learned
+    state = read_checkpoint(source)
+    state["extra"]["matcher"]["checks"] = {"min_distinctiveness": 1.3, "min_distinctiveness_searched": 1.7}
+    torch.save(state, tmp_path / "source.pt")
+    out = tmp_path / "taken.pt"
+    argv = ["train-matcher", "--model", model, "--out", out, "--matcher-from", tmp_path / "source.pt"]
+    assert main([*argv, "--no-calibrate", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    said = f"took the learned matcher of {tmp_path / 'source.pt'} (trained on its map's raster and autumn.tif)"
+    assert said in printed
+    entry = read_checkpoint(out)["extra"]["matcher"]
+    assert "checks" not in entry and entry["taken_from"] == str(tmp_path / "source.pt")
+    reference = cv2.GaussianBlur(np.random.default_rng(3).random((64, 64)).astype(np.float32) * 255, (0, 0), 1.5)
+    np.testing.assert_array_equal(
+        checkpoint_matcher(entry).describe(reference), checkpoint_matcher(state["extra"]["matcher"]).describe(reference)
+    )
+    assert "matcher" not in read_checkpoint(model)["extra"]  # --out: the model itself is untouched
+    # a checkpoint without a matcher has none to give, and --checks-only keeps the model's own
+    assert main(["train-matcher", "--model", str(model), "--out", str(tmp_path / "x.pt"), "--matcher-from", str(model)])
+    assert "has no learned matcher to take" in capsys.readouterr().err
+    assert main([*argv, "--checks-only"]) != 0
+    assert "not both" in capsys.readouterr().err

@@ -6,7 +6,8 @@ not, across the map's raster and every ``--query-rasters`` raster (by default
 those the checkpoint was trained with) with the training's domain changes.
 It goes into the checkpoint (``--out``, default the checkpoint itself) with
 the registration's covariance scale refitted for it; the node, ``eval-bag``
-and ``jzi export`` then use it (``matcher: auto``). The training is
+and ``jzi export`` then use it (``matcher: auto``). ``--matcher-from`` takes
+another checkpoint's matcher instead of training one. The training is
 :func:`jzi_ros.train.matcher.train_matcher`; this module parses the options.
 """
 
@@ -48,6 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep the checkpoint's learned matcher and only refit its checks and the registration's scale",
     )
     p.add_argument(
+        "--matcher-from",
+        type=Path,
+        metavar="CKPT",
+        help="take the learned matcher of this other checkpoint (trained on another place, sensor or years) instead "
+        "of training one, and fit its checks and the registration's scale on this map",
+    )
+    p.add_argument(
         "--window",
         type=int,
         default=DescriptorConfig.window,
@@ -71,6 +79,12 @@ def summary(result: MatcherResult) -> str:
     """What the training did and how the learned descriptor compares with CFOG on held-out pairs."""
     r = result.report
     lines = []
+    if "taken_from" in r:
+        others = ", ".join(Path(p).name for p in r["rasters"])
+        lines.append(
+            f"took the learned matcher of {r['taken_from']} (trained on its map's raster"
+            + (f" and {others})" if others else " alone)")
+        )
     if "held_out" in r:
         held = r["held_out"]
         learned, cfog = held["learned"], held["cfog"]

@@ -28,7 +28,9 @@ share of patches that find their place. :func:`train_matcher` fits its checks
 (:func:`fit_checks`: the least peak ratios that keep wrong places out, and
 whether it verifies more right places than CFOG), stores the network and them
 in the checkpoint (``matcher``) and refits the registration's covariance and
-heading scales with it.
+heading scales with it. A matcher trained for another checkpoint (another
+place, sensor or years) can be taken instead of training one
+(:func:`taken_matcher`); its checks and those scales are then fitted on this map.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from ..localizer.errors import LocalizerError
 from ..localizer.matchers import cfog, learned_input
 from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view, map_grey
 from ..model import load_checkpoint, save_checkpoint
-from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, matcher_state
+from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, load_descriptor, matcher_state
+from ..model.errors import CheckpointError
 from .calibrate import RegistrationFit, calibrate_registration, registration_frames
 from .config import TrainConfig
 from .errors import TrainError
@@ -72,6 +75,10 @@ class MatcherTrainConfig:
     ends it; pairs are made first); ``calibrate``: fit its checks
     (:func:`fit_checks`) and the registration's covariance scale;
     ``checks_only``: keep the checkpoint's network and only fit those;
+    ``matcher_from``: another checkpoint whose learned matcher (trained on
+    another place or gap) this one takes instead of training its own; its
+    checks and the registration's scales are fitted on this map as with
+    ``checks_only`` (without ``calibrate`` its checks are dropped: they were another map's);
     ``query_px``: side of the projected frame's crop; ``search_px``: the map
     crop's margin around it (the truth lies within half of it of the centre);
     ``temperature``: of the softmax over offsets.
@@ -92,10 +99,13 @@ class MatcherTrainConfig:
     descriptor: DescriptorConfig = DescriptorConfig()
     calibrate: bool = True
     checks_only: bool = False
+    matcher_from: Path | None = None
     seed: int = 0
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        if self.checks_only and self.matcher_from is not None:
+            raise TrainError("checks_only keeps the checkpoint's own matcher; matcher_from takes another's: not both")
         if self.pairs < 20:
             raise TrainError(f"the learned matcher needs 20 pairs or more, not {self.pairs}")
         if not self.minutes > 0 or (self.max_steps is not None and self.max_steps < 1):
@@ -497,6 +507,25 @@ def fit_checks(
     }
 
 
+def taken_matcher(path: Path) -> dict:
+    """Checkpoint ``path``'s learned matcher for another checkpoint: its network, without its own map's checks.
+
+    Raises:
+        TrainError: ``path`` has no learned matcher, or one that does not rebuild.
+    """
+    _, extra = load_checkpoint(path)
+    stored = extra.get("matcher")
+    if not stored:
+        raise TrainError(f"{path} has no learned matcher to take: jzi train-matcher --model {path}")
+    try:
+        load_descriptor(stored)
+    except CheckpointError as exc:
+        raise TrainError(f"{path}: {exc}") from None
+    entry = {k: v for k, v in stored.items() if k != "checks"}
+    entry["taken_from"] = str(path)
+    return entry
+
+
 def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
     """Train the learned matcher for a checkpoint and store it there (see the module docstring).
 
@@ -521,11 +550,14 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
         train_config = TrainConfig(map=map_path, out=config.out or config.model, aerial=True)
     train_config = replace(train_config, query_rasters=tuple(Path(r) for r in rasters))
     mapdir = MapDir(map_path)
+    report: dict = {}  # a kept or taken network's own report stays in its entry
     if config.checks_only:
         if not extra.get("matcher"):
             raise TrainError(f"{config.model} has no learned matcher to refit: train one (without --checks-only)")
         entry = dict(extra["matcher"])
-        report: dict = {}  # the network's own report stays in the entry
+    elif config.matcher_from is not None:
+        entry = taken_matcher(config.matcher_from)
+        report = {"taken_from": entry["taken_from"], "rasters": entry.get("report", {}).get("rasters", [])}
     else:
         rng = np.random.default_rng([config.seed, 3])
         n_val = max(10, config.pairs // 10)

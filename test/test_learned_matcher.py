@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -370,17 +371,27 @@ def test_a_matcher_is_taken_from_another_checkpoint_without_its_checks(learned, 
     argv = ["train-matcher", "--model", model, "--out", out, "--matcher-from", tmp_path / "source.pt"]
     assert main([*argv, "--no-calibrate", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    said = f"took the learned matcher of {tmp_path / 'source.pt'} (trained on its map's raster and autumn.tif)"
-    assert said in printed
+    trainer = str((tmp_path / "source.pt").resolve())
+    said = f"took the learned matcher of {trainer} (trained on its map's raster and autumn.tif)"
+    assert said in printed and "no checks fitted (--no-calibrate)" in printed
     entry = read_checkpoint(out)["extra"]["matcher"]
-    assert "checks" not in entry and entry["taken_from"] == str(tmp_path / "source.pt")
+    assert "checks" not in entry and entry["taken_from"] == trainer
     reference = cv2.GaussianBlur(np.random.default_rng(3).random((64, 64)).astype(np.float32) * 255, (0, 0), 1.5)
     np.testing.assert_array_equal(
         checkpoint_matcher(entry).describe(reference), checkpoint_matcher(state["extra"]["matcher"]).describe(reference)
     )
     assert "matcher" not in read_checkpoint(model)["extra"]  # --out: the model itself is untouched
     # a checkpoint without a matcher has none to give, and --checks-only keeps the model's own
-    assert main(["train-matcher", "--model", str(model), "--out", str(tmp_path / "x.pt"), "--matcher-from", str(model)])
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes(Path(model).read_bytes())
+    assert main(["train-matcher", "--model", str(model), "--out", str(tmp_path / "x.pt"), "--matcher-from", str(bare)])
     assert "has no learned matcher to take" in capsys.readouterr().err
     assert main([*argv, "--checks-only"]) != 0
     assert "not both" in capsys.readouterr().err
+    assert main(["train-matcher", "--model", str(source), "--matcher-from", str(source), "--no-calibrate"]) != 0
+    assert "would take its own matcher" in capsys.readouterr().err
+    # a checkpoint that took its matcher passes on the one that trained it
+    again = tmp_path / "again.pt"
+    argv = ["train-matcher", "--model", str(model), "--out", str(again), "--matcher-from", str(out), "--no-calibrate"]
+    assert main(argv) == 0
+    assert read_checkpoint(again)["extra"]["matcher"]["taken_from"] == trainer

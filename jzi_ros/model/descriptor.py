@@ -185,7 +185,7 @@ def load_descriptor(stored: dict) -> DescriptorNet:
     try:
         net = DescriptorNet(DescriptorConfig.from_dict(stored["config"]))
         net.load_state_dict(stored["state"], strict=True)
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"the checkpoint's learned matcher does not rebuild: {exc}") from None
     return net.eval()
 

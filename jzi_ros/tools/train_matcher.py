@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="CKPT",
         help="take the learned matcher of this other checkpoint (trained on another place, sensor or years) instead "
-        "of training one, and fit its checks and the registration's scale on this map",
+        "of training one, and fit its checks and the registration's scale on this map (the training's options, "
+        "--pairs, --minutes, --max-steps, --window and --channels, then do not apply)",
     )
     p.add_argument(
         "--window",
@@ -97,7 +98,9 @@ def summary(result: MatcherResult) -> str:
             f"  patches whose peak is within a pixel of the truth {learned['patches_within_1px']:.1%} "
             f"({cfog['patches_within_1px']:.1%})",
         ]
-    if result.checks:
+    if result.checks is None:
+        lines.append("no checks fitted (--no-calibrate): the settings' apply, and the registration's factors stay")
+    else:
         c = result.checks
         kept = c["right_kept"]
         lines.append(
@@ -116,6 +119,8 @@ def summary(result: MatcherResult) -> str:
         lines.append(
             f"registration covariance x {result.registration_scale:.2f} on {result.registration_frames} verified frames"
         )
+    elif result.checks is not None:
+        lines.append("the registration's covariance factor was not fitted (no calibration, or too few frames verified)")
     if result.fallback is not None:
         lines.append(
             f"CFOG, registering again where it verifies nothing: covariance x {result.fallback.scale:.2f} on "

@@ -55,6 +55,7 @@ from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_vie
 from ..model import load_checkpoint, save_checkpoint
 from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, load_descriptor, matcher_state
 from ..model.errors import CheckpointError
+from ..model.zoom import read_checkpoint
 from .calibrate import RegistrationFit, calibrate_registration, registration_frames
 from .config import TrainConfig
 from .errors import TrainError
@@ -510,19 +511,20 @@ def fit_checks(
 def taken_matcher(path: Path) -> dict:
     """Checkpoint ``path``'s learned matcher for another checkpoint: its network, without its own map's checks.
 
+    ``taken_from`` names the checkpoint that trained it (``path``, or where ``path`` took it from).
+
     Raises:
-        TrainError: ``path`` has no learned matcher, or one that does not rebuild.
+        TrainError: ``path`` is not a checkpoint, has no learned matcher, or one that does not rebuild.
     """
-    _, extra = load_checkpoint(path)
-    stored = extra.get("matcher")
-    if not stored:
-        raise TrainError(f"{path} has no learned matcher to take: jzi train-matcher --model {path}")
     try:
+        stored = (read_checkpoint(path).get("extra") or {}).get("matcher")
+        if not stored:
+            raise TrainError(f"{path} has no learned matcher to take: jzi train-matcher --model {path}")
         load_descriptor(stored)
     except CheckpointError as exc:
         raise TrainError(f"{path}: {exc}") from None
     entry = {k: v for k, v in stored.items() if k != "checks"}
-    entry["taken_from"] = str(path)
+    entry["taken_from"] = stored.get("taken_from") or str(Path(path).resolve())
     return entry
 
 
@@ -531,8 +533,11 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
 
     Raises:
         TrainError: The checkpoint says nothing of its map and none is given, the map has no pyramid,
-            or too few pairs could be made.
+            too few pairs could be made, ``checks_only`` finds no matcher in it, or ``matcher_from``
+            is the checkpoint itself or has none to take (:func:`taken_matcher`).
     """
+    if config.matcher_from is not None and Path(config.matcher_from).resolve() == Path(config.model).resolve():
+        raise TrainError(f"{config.model} would take its own matcher: refit its checks with --checks-only")
     model, extra = load_checkpoint(config.model)
     stored = dict(extra.get("train_config") or {})
     if stored.get("street") and not stored.get("aerial"):

@@ -35,6 +35,7 @@ from jzi_ros.model.descriptor import (
 from jzi_ros.model.errors import CheckpointError
 from jzi_ros.model.zoom import read_checkpoint
 from jzi_ros.tools.cli import main
+from jzi_ros.train.calibrate import calibrate_registration
 from jzi_ros.train.matcher import Pairs, _inputs, _turned, correlation
 
 CAMERA = Pinhole(64, 64, 60.0)
@@ -395,3 +396,24 @@ def test_a_matcher_is_taken_from_another_checkpoint_without_its_checks(learned, 
     argv = ["train-matcher", "--model", str(model), "--out", str(again), "--matcher-from", str(out), "--no-calibrate"]
     assert main(argv) == 0
     assert read_checkpoint(again)["extra"]["matcher"]["taken_from"] == trainer
+
+
+def test_a_taken_matcher_has_its_checks_and_factors_fitted_on_this_map(learned, tmp_path, monkeypatch):
+    """Without ``--no-calibrate`` the taken network's checks and both registration factors are fitted here."""
+    import functools
+
+    import jzi_ros.train.matcher as training
+    from jzi_ros.train.matcher import MatcherTrainConfig, train_matcher
+
+    _, source, _, model = learned
+    monkeypatch.setattr(training, "fit_checks", functools.partial(training.fit_checks, frames=12))
+    monkeypatch.setattr(training, "calibrate_registration", functools.partial(calibrate_registration, frames=60))
+    out = tmp_path / "fitted.pt"
+    result = train_matcher(MatcherTrainConfig(model=model, out=out, matcher_from=source, quiet=True))
+    extra = read_checkpoint(out)["extra"]
+    checks = extra["matcher"]["checks"]
+    assert checks["frames"] == 12 and checks == result.checks
+    assert checks["min_distinctiveness"] >= RefineConfig().min_distinctiveness
+    assert result.registration_scale is not None and result.fallback is not None
+    assert extra["calibration"]["registration_scale"] == result.registration_scale
+    assert extra["calibration"]["fallback_registration_scale"] == result.fallback.scale

@@ -34,6 +34,7 @@ from jzi_ros.model.descriptor import (
 )
 from jzi_ros.model.errors import CheckpointError
 from jzi_ros.model.zoom import read_checkpoint
+from jzi_ros.share import shipped_model
 from jzi_ros.tools.cli import main
 from jzi_ros.train.calibrate import calibrate_registration
 from jzi_ros.train.matcher import Pairs, _inputs, _turned, correlation
@@ -391,6 +392,9 @@ def test_a_matcher_is_taken_from_another_checkpoint_without_its_checks(learned, 
     assert "not both" in capsys.readouterr().err
     assert main(["train-matcher", "--model", str(source), "--matcher-from", str(source), "--no-calibrate"]) != 0
     assert "would take its own matcher" in capsys.readouterr().err
+    # a general model's registration is calibrated per map (jzi calibrate, with CFOG): no matcher for it
+    assert main(["train-matcher", "--model", str(shipped_model()), "--matcher-from", str(out), "--no-calibrate"]) != 0
+    assert "is a general model" in capsys.readouterr().err
     # a checkpoint that took its matcher passes on the one that trained it
     again = tmp_path / "again.pt"
     argv = ["train-matcher", "--model", str(model), "--out", str(again), "--matcher-from", str(out), "--no-calibrate"]

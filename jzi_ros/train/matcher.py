@@ -539,6 +539,11 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
     if config.matcher_from is not None and Path(config.matcher_from).resolve() == Path(config.model).resolve():
         raise TrainError(f"{config.model} would take its own matcher: refit its checks with --checks-only")
     model, extra = load_checkpoint(config.model)
+    if model.cfg.general:  # its registration factors live in each map's record, fitted there without a matcher
+        raise TrainError(
+            f"{config.model} is a general model: jzi calibrate fits its registration per map, with CFOG; give the "
+            f"learned matcher to a map's own model (jzi train --init {config.model})"
+        )
     stored = dict(extra.get("train_config") or {})
     if stored.get("street") and not stored.get("aerial"):
         raise TrainError(

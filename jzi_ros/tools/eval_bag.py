@@ -88,8 +88,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"for a learned matcher trained with a window (train-matcher --window), as the node's parameter (default "
         f"{RefineConfig.reference_cache_mb:g}; 0: each crop described anew)",
     )
-    p.add_argument("--backend", default="torch")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--backend", default="torch", help="torch, onnxruntime or tensorrt, as the node's backend (default torch)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="format of the output bag")
     p.add_argument("--imu-topic", default="", help="sensor_msgs/Imu topic: the camera's attitude (default none)")
     p.add_argument(

@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="frames of the fine-stage study (default 200; its learned head trains on 10x as many)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the query frames (default 1)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)
 

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", required=True, type=Path, help="map directory")
     add_model_argument(p)
     p.add_argument("--batch", type=int, default=16, help="views per encoder pass (default 16)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--force", action="store_true", help="recompute even if the map has these features")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run)

@@ -103,9 +103,11 @@ class RegistrationFit(NamedTuple):
             registration_frames=self.frames,
             heading_scale=self.heading_scale,
         )
-        if cfog:
-            fitted = replace(fitted, fallback_registration_scale=self.scale, fallback_registration_frames=self.frames)
-        return fitted
+        return self.as_fallback_of(fitted) if cfog else fitted
+
+    def as_fallback_of(self, calibration: Calibration) -> Calibration:
+        """``calibration`` with this fit (CFOG's) as the fallback matcher's factor, its own matcher's left as it is."""
+        return replace(calibration, fallback_registration_scale=self.scale, fallback_registration_frames=self.frames)
 
 
 def registration_frames(

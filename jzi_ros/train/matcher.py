@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from ..data import AerialConfig
 from ..geo import BoundsM, CameraPose, MapDir
-from ..localizer.calibration import WITHIN_CELLS
+from ..localizer.calibration import WITHIN_CELLS, Calibration
 from ..localizer.errors import LocalizerError
 from ..localizer.matchers import cfog, learned_input
 from ..localizer.refine import Attitude, RefineConfig, Refiner, grey, ground_view, map_grey
@@ -589,17 +589,10 @@ def train_matcher(config: MatcherTrainConfig) -> MatcherResult:
             learned = checkpoint_matcher(entry)
             fitted = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed, learned=learned)
             fallback = calibrate_registration(mapdir, cfg, train_config.query_rasters, seed=config.seed)
-        if fitted is not None:
-            calibration |= {
-                "registration_scale": fitted.scale,
-                "registration_frames": fitted.frames,
-                "heading_scale": fitted.heading_scale,
-            }
-        if fallback is not None:
-            calibration |= {
-                "fallback_registration_scale": fallback.scale,
-                "fallback_registration_frames": fallback.frames,
-            }
+        if fitted is not None or fallback is not None:
+            cal = Calibration.from_dict(calibration)
+            cal = cal if fitted is None else fitted.applied_to(cal)
+            calibration = (cal if fallback is None else fallback.as_fallback_of(cal)).to_dict()
     out = config.out or config.model
     save_checkpoint(out, model, {**extra, "matcher": entry} | ({"calibration": calibration} if calibration else {}))
     return MatcherResult(

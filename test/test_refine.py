@@ -279,6 +279,42 @@ def test_a_searched_headings_match_that_stands_out_only_as_a_known_headings_is_s
     assert looks[0][1] is None and all(abs((yaw - 233.0 + 180) % 360 - 180) < 2.0 for _, yaw in looks[1:])
 
 
+def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_heading_at_every_look(scene, monkeypatch):
+    grid, ortho = scene
+    pose = CameraPose(12.0, -20.0, HEIGHT_M, 233.0)
+    frame = render_frame(ortho, CAMERA, pose)[0]
+    searched = Attitude(None, 0.0, 0.0)
+    register = Refiner._register
+    looks: list[tuple[int | None, float | None]] = []
+    blind: set[int] = set()  # resolutions of the second look that never verify
+
+    def counted(self, frame_grey, camera, centre, attitude, *args, work_px=None, **kwargs):
+        looks.append((work_px, attitude.yaw_deg))
+        reg = register(self, frame_grey, camera, centre, attitude, *args, work_px=work_px, **kwargs)
+        return replace(reg, verified=False, verdict="blind") if work_px in blind else reg
+
+    monkeypatch.setattr(Refiner, "_register", counted)
+
+    def refine(height_m=None, gate=None):
+        looks.clear()
+        refiner = Refiner(grid, ortho, RefineConfig(min_distinctiveness_searched=1.0))  # every match stands out
+        candidates = np.array([[25.0, -8.0]])
+        return refiner.refine(frame, CAMERA, candidates, searched, height_m, HEIGHT_M, gate=gate)
+
+    seen = refine()  # a camera alone: seen again at the heading it found, at 48 and at 96 px
+    assert seen.verified and "confirm" in seen.timings_ms
+    assert math.hypot(seen.east_m - pose.east_m, seen.north_m - pose.north_m) < 2 * GSD_M
+    again = [(px, yaw) for px, yaw in looks if px is not None]
+    assert [px for px, _ in again] == [48, 96] and all(abs((yaw - 233.0 + 180) % 360 - 180) < 2.0 for _, yaw in again)
+    blind.add(96)
+    once = refine()  # seen again at 48 px but not at 96: a chance match for all it knows
+    assert not once.verified and "not seen again at 96 px" in once.verdict
+    ranged = refine(height_m=HEIGHT_M)  # its height known: a match that stands out is not looked at again
+    assert ranged.verified and "confirm" not in ranged.timings_ms and all(px is None for px, _ in looks)
+    tracked = refine(gate=(np.array([pose.east_m, pose.north_m]), 3.0))  # tracking's gate vouches for the place
+    assert tracked.verified and all(px is None for px, _ in looks)
+
+
 def test_a_surface_pass_from_a_searched_headings_match_checks_it_at_its_heading_and_is_seen_again(scene, monkeypatch):
     grid, ortho = scene
     pose = CameraPose(12.0, -20.0, HEIGHT_M, 233.0)

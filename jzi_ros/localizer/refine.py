@@ -78,7 +78,12 @@ is registered again at the heading it found, now known, and must be seen
 again at every resolution of ``confirm_px``; tracking's gate, where it
 vouches for the place, replaces that as it replaces the check. (A second look
 that searched the 24 headings again cost ten points of a tracked flight's
-frames: Rotterdam, IMU tilt only, 55 to 45 %.) A keypoint matcher's match (its
+frames: Rotterdam, IMU tilt only, 55 to 45 %.) A frame whose heading and
+height are both unknown (a camera alone) is registered at 24 headings and three
+heights around each candidate: there every match, however it stands out, is
+registered again at the heading it found and must be seen again at every
+resolution of ``confirm_px``, unless tracking's gate vouches for the place
+(a wrong place 2.5 cells off passed every other check on a real Zürich flight). A keypoint matcher's match (its
 distinctiveness infinite) never takes it; a learned matcher's takes it on the
 same scale as CFOG's.
 
@@ -580,6 +585,7 @@ class Refiner:
             heights = [assumed * f for f in c.heights]
             band = (min(heights) / (1 + c.height_tolerance), max(heights) * (1 + c.height_tolerance))
         g = grey(frame_rgb)
+        blind = attitude.yaw_deg is None and height_m is None  # a camera alone: the most tries per candidate
         cell = self.grid.terminal_size_m
         searched: list[np.ndarray] = []
         best: Registration | None = None
@@ -593,7 +599,8 @@ class Refiner:
         for idx, centre in starts:
             if any(np.abs(centre - s).max() <= 1.01 * cell for s in searched):
                 continue  # next to a candidate already registered: its crop would be nearly the same
-            late = idx >= c.candidates or idx == SWEPT  # one of many tried: a chance match must recur at every look
+            # one of many tried (a late candidate; 24 headings at 3 heights): a chance match must recur at every look
+            late = idx >= c.candidates or idx == SWEPT or blind
             for h in heights:
                 reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late)
                 reg = replace(reg, candidate=idx)
@@ -649,7 +656,7 @@ class Refiner:
 
         ``work_px``: the ground-projected frame's side [px] (default the settings'); a second look
         (the module docstring) is taken at the settings' own only, and with ``every_look`` must
-        verify at every resolution of ``confirm_px``.
+        verify at every resolution of ``confirm_px`` (a searched heading's match then always takes it).
         """
         c = self.config
         tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
@@ -730,6 +737,11 @@ class Refiner:
             again = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)
             verdict = again.verdict if again.verified else f"{reg.unconfirmed}, and {again.verdict}"
             reg = replace(again, verdict=verdict, unconfirmed="")
+            timings["confirm"] = (time.perf_counter() - t3) * 1e3
+        elif every_look and attitude.yaw_deg is None and work_px is None and not in_gate:
+            t3 = time.perf_counter()  # a searched heading's match among the most tries: seen again at its heading
+            found = replace(attitude, yaw_deg=reg.yaw_deg)
+            reg = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)
             timings["confirm"] = (time.perf_counter() - t3) * 1e3
         elif (
             c.confirm_px

@@ -141,6 +141,55 @@ def test_a_camera_that_sees_more_than_the_area_is_refused(utm_tif, tmp_path):
     assert not (tmp_path / "flight").exists()
 
 
+def test_a_flight_over_a_map_is_refused_early_when_its_raster_shows_another_place(utm_tif, tmp_path, monkeypatch):
+    from conftest import pattern, write_tif
+    from rasterio.transform import from_origin
+
+    from jzi_ros.geo import build_map
+
+    mapdir = build_map([utm_tif], tmp_path / "map", grid=2, levels=1, view_px=32)
+    far = write_tif(tmp_path / "far.tif", pattern(400, 400, 3), "EPSG:32632", from_origin(480000.0, 5230000.0, 1, 1))
+    config = FlightConfig(out=tmp_path / "flight", map=mapdir.path, geotiff=(far,), duration_s=2.0, quiet=True)
+    with pytest.raises(DataError, match=r"far.tif cover 0 % of the \d+ m flight area"):  # never a black bag
+        write_flight(config)
+    assert not (tmp_path / "flight").exists()
+    (tmp_path / "flight").mkdir()
+
+    def rendered(*args, **kwargs):
+        raise AssertionError("rendered before the output was checked")
+
+    monkeypatch.setattr(LocalOrtho, "render", rendered)
+    with pytest.raises(bags.BagError, match="exists"):  # an existing output is refused before any work
+        write_flight(replace(config, geotiff=(utm_tif,)))
+
+
+def test_a_flight_over_a_map_with_a_surface_model_sees_its_relief(utm_tif, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from jzi_ros.geo import build_map
+
+    dsm = tmp_path / "dsm.tif"
+    heights = np.full((400, 400), 400.0, np.float32)
+    heights[150:250, 150:250] = 420.0  # a 20 m block in the middle
+    profile = dict(driver="GTiff", width=400, height=400, count=1, dtype="float32", crs="EPSG:32632")
+    with rasterio.open(dsm, "w", transform=from_origin(*UTM_ORIGIN, 1.0, 1.0), **profile) as out:
+        out.write(heights[None])
+    mapdir = build_map([utm_tif], tmp_path / "map", grid=2, levels=1, view_px=32, dsm=dsm)
+    assert mapdir.has_surface
+    config = FlightConfig(
+        out=tmp_path / "flight",
+        map=mapdir.path,
+        duration_s=1.0,
+        camera_hz=1.0,
+        image_px=32,
+        altitude_m=60.0,
+        quiet=True,
+    )
+    assert write_flight(config).relief  # the map's own surface model, no --dsm needed
+    assert not write_flight(replace(config, out=tmp_path / "flat", flat=True)).relief
+
+
 # the robot's own sensors
 
 

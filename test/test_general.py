@@ -224,6 +224,15 @@ def test_models_are_given_by_path_or_by_a_shipped_name(tmp_path: Path, monkeypat
     assert resolve_model("general-street") == Path("general-street")  # a file of that name wins
     with pytest.raises(JziError, match="no shipped model 'general-boat'; shipped: general-aerial"):
         shipped_model("general-boat")
+    from jzi_ros.train.config import TrainConfig
+    from jzi_ros.train.matcher import MatcherTrainConfig, train_matcher
+
+    monkeypatch.chdir(tmp_path.parent)  # no file named after a shipped model here
+    assert TrainConfig(map="m", out="o.pt", aerial=True, init="general-aerial").init == shipped_model()
+    matcher = MatcherTrainConfig(model="general-aerial", matcher_from="general-street")
+    assert (matcher.model, matcher.matcher_from) == (shipped_model(), shipped_model("general-street"))
+    with pytest.raises(JziError, match="is a general model"):  # refused for what it is, not as a missing file
+        train_matcher(MatcherTrainConfig(model="general-aerial"))
 
 
 @pytest.mark.parametrize(
@@ -333,4 +342,5 @@ def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained,
     assert main([*argv, "--query-rasters", str(autumn)]) == 0
     assert f"frames (the map's raster and {autumn})" in capsys.readouterr().out  # says what it was fit across
     assert main([*argv, "--query-rasters", str(tmp_path / "missing.tif")]) == 2  # one line, no traceback
+    assert main([*argv[:6], "--frames", "0"]) == 2  # too few frames asked: one line, before any work
     assert "no such raster" in capsys.readouterr().err

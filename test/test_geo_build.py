@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -188,6 +191,13 @@ def test_missing_corrupt_and_unreferenced_rasters_are_refused(tmp_path):
         ds.write(np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(RasterError, match="no CRS"):
         read_info(tmp_path / "nocrs.tif")
+    plain = tmp_path / "plain.tif"  # no CRS and no geotransform: one error, without rasterio's warning before it
+    with rasterio.open(plain, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
+        ds.write(np.zeros((3, 8, 8), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RasterError, match="no CRS"):
+            read_info(plain)
     with pytest.raises(RasterError, match="no raster"):
         RasterMosaic([])
 
@@ -238,3 +248,17 @@ def test_context_margin_widens_each_view(utm_tif, tmp_path):
     centre = wide.views[5, 32:96, 32:96].astype(int)
     assert np.abs(centre - plain.views[5].astype(int)).mean() < 3.0
     assert ZoomGrid.load(wide.path / "grid.yaml") == plain.grid
+
+
+def test_a_region_largely_pure_black_without_nodata_is_warned_of(tmp_path, caplog):
+    rgb = pattern(400, 400)
+    rgb[:160] = 0  # a band of zeros that the raster does not declare as no data
+    black = write_tif(tmp_path / "black.tif", rgb, "EPSG:32632", from_origin(*UTM_ORIGIN, 1.0, 1.0))
+    with caplog.at_level("WARNING", logger="jzi_ros.geo.build"):
+        build_map([black], tmp_path / "black", grid=2, levels=1, view_px=64)
+    assert re.search(r"(39|40) % of the region is pure black", caplog.text) and "--nodata 0" in caplog.text
+    caplog.clear()
+    declared = write_tif(tmp_path / "declared.tif", rgb, "EPSG:32632", from_origin(*UTM_ORIGIN, 1.0, 1.0), nodata=0)
+    with caplog.at_level("WARNING", logger="jzi_ros.geo.build"):
+        build_map([declared], tmp_path / "declared", grid=2, levels=1, view_px=64, size_m=200.0, center=None)
+    assert "pure black" not in caplog.text  # declared no data is left out, not warned of

@@ -59,6 +59,7 @@ from ..geo.camera import (
 from ..geo.ortho import LocalOrtho
 from ..geo.raster import RasterMosaic
 from . import bags
+from .aerial import MIN_SOURCE_COVERAGE
 from .augment import motion_blur, photometric
 from .camera import Pinhole, render_frame
 from .errors import DataError
@@ -236,7 +237,8 @@ class FlightConfig:
     The 3D world (:mod:`jzi_ros.data.render3d`): ``dsm`` is the surface model
     under the rasters (any CRS), ``dtm`` its terrain and ``buildings`` a
     GeoJSON of facades; a generated scene's own (``NAME_dsm.tif`` beside
-    ``NAME.tif``) are found by themselves unless ``flat``. With a DSM the
+    ``NAME.tif``) are found by themselves unless ``flat``, and else the surface
+    model of ``map`` when it was built with one. With a DSM the
     drone's frames show relief and its rangefinder measures to the roofs;
     ``tilt_forward_deg`` (0-45) mounts its camera looking ahead of nadir
     (the bag's ``/tf_static`` says so; replay it with ``eval-bag --mount-pitch-deg``).
@@ -597,10 +599,14 @@ def _write_ranges(
 
 
 def world_3d(config: FlightConfig, ortho: LocalOrtho, rasters: list) -> World3D | None:
-    """The 3D world of the orthophoto over the configured DSM, or the generated scene's own; None: flat."""
+    """The 3D world of the orthophoto over the configured DSM, the generated scene's own, or the map's; None: flat."""
     files = SceneFiles.beside(rasters[0])
     own = config.dsm is None and not config.flat and files.dsm.is_file()
     dsm = config.dsm or (files.dsm if own else None)
+    if dsm is None and not config.flat and config.map is not None:
+        mapdir = MapDir(config.map)
+        if mapdir.has_surface:  # the map was built with its place's surface model: the flight sees that relief
+            return World3D.over(ortho, mapdir.surface())
     if dsm is None:
         return None
     dtm = config.dtm or (files.dtm if own and files.dtm.is_file() else None)
@@ -635,10 +641,11 @@ def write_flight(config: FlightConfig) -> FlightReport:
     """Fly the configured camera and write its frames, camera info, ground truth, IMU and ranges as a rosbag2.
 
     Raises:
-        DataError: the camera sees more than the area at that altitude, or the
-            waypoints cannot be read; :class:`~jzi_ros.data.errors.BagError`
-            when the bag exists or cannot be written.
+        DataError: the camera sees more than the area at that altitude, the
+            waypoints cannot be read, or the rasters cover under half of the area;
+            :class:`~jzi_ros.data.errors.BagError` when the bag exists or cannot be written.
     """
+    writer = bags.BagWriter(config.out, config.storage)  # refuses an existing output before any work
     rng = np.random.default_rng(config.seed)
     motion_rng, imu_rng, range_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
     area, rasters = _flight_area(config)
@@ -652,6 +659,13 @@ def write_flight(config: FlightConfig) -> FlightReport:
         )
     traj = _trajectory(config, area, half_m, footprint_m * 0.8, rng)
     duration_s = min(config.duration_s or traj.duration_s, traj.duration_s)
+    if config.duration_s and config.duration_s > duration_s + 0.5:
+        log.warning(
+            "the %s pattern over this area takes %.0f s: the flight ends there, not at %.0f s",
+            config.trajectory if config.trajectory in ("lawnmower", "random") else "waypoints'",
+            duration_s,
+            config.duration_s,
+        )
     log.info("rendering the orthophoto of the %.0f m flight area ...", area.size_m)
     finest_m = min(read_info(r).resolution_m for r in rasters)
     half_area_m = area.size_m / 2
@@ -661,6 +675,12 @@ def write_flight(config: FlightConfig) -> FlightReport:
         BoundsM(-half_area_m, -half_area_m, half_area_m, half_area_m),
         gsd_m=max(footprint_m / config.image_px / 2, finest_m / 2),
     )
+    covered = float(ortho.valid.mean())
+    if not covered >= MIN_SOURCE_COVERAGE:
+        raise DataError(
+            f"{', '.join(str(r) for r in rasters)} cover {100 * covered:.0f} % of the {area.size_m:.0f} m flight area "
+            f"(at least {100 * MIN_SOURCE_COVERAGE:.0f} % needed): they must show the map's place"
+        )
     motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
     world = world_3d(config, ortho, rasters)
     lens = (world or World3D(ortho)) if config.lens else None  # rays through the lens, over relief or flat
@@ -690,7 +710,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
     blur_px = config.speed_mps * config.exposure_s / (altitude_m / cam.focal_px)
     topic = config.frame_topic
     gain = 1.0
-    with bags.BagWriter(config.out, config.storage) as bag:
+    with writer as bag:
         camera = ("base_link", "camera", np.zeros(3), quaternion_from_rotation(mount.body_from_camera()))
         bag.add(TF_STATIC_TOPIC, bags.transforms(START_NS, [camera]), START_NS)  # how the camera is mounted
         for t_s in gps_times_s:

@@ -60,6 +60,10 @@ def _largest_square(valid: np.ndarray, prefer: tuple[float, float]) -> tuple[int
     return lo, int(rows[best]), int(cols[best])
 
 
+BLACK_WARNING = 0.1
+"""A region whose covered pixels are pure black at this share or more is warned of: likely undeclared no data."""
+
+
 def coverage_of(mosaic: RasterMosaic, grid: ZoomGrid, px: int = 256) -> float:
     """Share of the region that the rasters cover (from their coarse masks)."""
     valid = mosaic.coverage(grid.frame, grid.bounds_m(()), px)
@@ -191,10 +195,21 @@ def build_map(
         iterate = progress or (lambda it, total: it)
         with MapWriter(out_dir, region, view_px, margin, overwrite=overwrite) as writer:
             frame = region.frame
+            black = 0.0  # the share of the region's covered pixels that are pure black (its root view's)
             for i in iterate(range(region.num_views), region.num_views):
-                bounds = view_bounds_m(region, region.path_of_view(i), margin)
+                path = region.path_of_view(i)
+                bounds = view_bounds_m(region, path, margin)
                 rgb, valid = mosaic.render(frame, bounds, view_px)
                 writer.write_view(i, rgb, valid)
+                if path == () and valid.any():
+                    black = float((rgb.max(axis=-1) == 0)[valid].mean())
+            if black >= BLACK_WARNING:
+                log.warning(
+                    "%.0f %% of the region is pure black in rasters that declare no nodata there: if that is no "
+                    "imagery, declare it (rasterio's rio edit-info --nodata 0 RASTER) and build again, or give "
+                    "--center and --size-m inside the imagery",
+                    100 * black,
+                )
             pyramid = write_pyramid(
                 mosaic,
                 region,

@@ -9,6 +9,7 @@ values, alpha bands and internal masks mark pixels as not covered.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,10 @@ def read_info(path: str | Path) -> RasterInfo:
     if not path.exists():
         raise RasterError(f"no such file: {path}")
     try:
-        with rasterio.open(path) as ds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # the errors below say it
+            opened = rasterio.open(path)
+        with opened as ds:
             if ds.crs is None:
                 hint = " (it has GCPs: warp it first with gdalwarp)" if ds.gcps[0] else ""
                 raise RasterError(

@@ -171,8 +171,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(
-            f"not a jzi checkpoint: {path} cannot be read as a PyTorch file ({type(exc).__name__}: {exc}); "
+        raise CheckpointError(  # torch's own text is its advice on unpickling code: not for this user
+            f"not a jzi checkpoint: {path} cannot be read as a PyTorch file of tensors ({type(exc).__name__}); "
             f"give a model written by `jzi train`"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

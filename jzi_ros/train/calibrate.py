@@ -242,7 +242,7 @@ def calibrate_map(
     localizer finds it. Indexes the map for the model first when it has not been.
 
     Raises:
-        TrainError: too few frames to fit (fewer than :data:`MIN_FRAMES`), a street model's map
+        TrainError: too few frames asked or rendered to fit (fewer than :data:`MIN_FRAMES`), a street model's map
             has no heights or roads to draw street frames from, or a query raster does not exist.
         CoverageError: a query raster covers too little of the map's region (:func:`~jzi_ros.data.source_ortho`).
     """
@@ -256,6 +256,8 @@ def calibrate_map(
     problem = query_raster_problem(query_rasters, rendered=True)
     if problem:
         raise TrainError(f"{mapdir.path}: {problem}")
+    if frames < MIN_FRAMES:
+        raise TrainError(f"calibrating takes at least {MIN_FRAMES} frames, not {frames}")
     started = time.monotonic()
     model = zoomable(mapdir, model)
     street = bool(train_config.get("street")) and not train_config.get("aerial")

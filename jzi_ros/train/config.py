@@ -16,6 +16,7 @@ from pathlib import Path
 from ..data.aerial import query_raster_problem
 from ..data.augment import DOMAIN_OPS
 from ..model import PACKAGED_WEIGHTS, TOKENS
+from ..share import resolve_model
 from .errors import TrainError
 
 DEFAULT_ENCODER = "tf_efficientnet_lite0"
@@ -151,6 +152,8 @@ class TrainConfig:
         for name in ("data", "dsm", "roads", "init"):
             if getattr(self, name) is not None:
                 set_(self, name, Path(getattr(self, name)))
+        if self.init is not None:
+            set_(self, "init", resolve_model(self.init))  # a shipped model's name, or a path
         if self.weights is not None:
             set_(self, "weights", str(self.weights))
         set_(self, "query_rasters", tuple(Path(p) for p in self.query_rasters))

@@ -56,6 +56,7 @@ from ..model import load_checkpoint, save_checkpoint
 from ..model.descriptor import DescriptorConfig, DescriptorNet, checkpoint_matcher, load_descriptor, matcher_state
 from ..model.errors import CheckpointError
 from ..model.zoom import read_checkpoint
+from ..share import resolve_model
 from .calibrate import RegistrationFit, calibrate_registration, registration_frames
 from .config import TrainConfig
 from .errors import TrainError
@@ -105,6 +106,9 @@ class MatcherTrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model", resolve_model(self.model))  # a shipped model's name, or a path
+        if self.matcher_from is not None:
+            object.__setattr__(self, "matcher_from", resolve_model(self.matcher_from))
         if self.checks_only and self.matcher_from is not None:
             raise TrainError("checks_only keeps the checkpoint's own matcher; matcher_from takes another's: not both")
         if self.pairs < 20:
@@ -136,6 +140,10 @@ class Pairs:
     def take(self, idx: np.ndarray) -> Pairs:
         """The pairs at ``idx``."""
         return Pairs(self.query[idx], self.mask[idx], self.reference[idx], self.target[idx], self.cross[idx])
+
+
+MIN_PAIRS_SHARE = 0.8
+"""The least share of the asked pairs that the matcher trains on (with a warning) when the map gives no more."""
 
 
 def registration_pairs(
@@ -193,8 +201,15 @@ def registration_pairs(
         out["cross"].append(source > 0)
         bar.update()
     bar.close()
-    if len(out["query"]) < count:
-        raise TrainError(f"only {len(out['query'])} of {count} matcher pairs could be made over {mapdir.path}")
+    made = len(out["query"])
+    if made < count:
+        short = (
+            f"only {made} of {count} matcher pairs could be made over {mapdir.path}: too few of its frames see "
+            f"imagery all around (ground the rasters do not cover, or pure black)"
+        )
+        if made < MIN_PAIRS_SHARE * count:
+            raise TrainError(f"{short}; ask for fewer pairs, or build the map inside the imagery")
+        log.warning("%s; training on those", short)
     return Pairs(
         np.stack(out["query"]),
         np.stack(out["mask"]),

@@ -342,5 +342,6 @@ def test_a_raster_of_another_season_is_calibrated_across(general: Path, trained,
     assert main([*argv, "--query-rasters", str(autumn)]) == 0
     assert f"frames (the map's raster and {autumn})" in capsys.readouterr().out  # says what it was fit across
     assert main([*argv, "--query-rasters", str(tmp_path / "missing.tif")]) == 2  # one line, no traceback
-    assert main([*argv[:6], "--frames", "0"]) == 2  # too few frames asked: one line, before any work
     assert "no such raster" in capsys.readouterr().err
+    assert main([*argv[:5], "--frames", "0"]) == 2  # too few frames asked: one line, before any work
+    assert "at least 50 frames, not 0" in capsys.readouterr().err

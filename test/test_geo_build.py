@@ -251,14 +251,19 @@ def test_context_margin_widens_each_view(utm_tif, tmp_path):
 
 
 def test_a_region_largely_pure_black_without_nodata_is_warned_of(tmp_path, caplog):
+    import pyproj
+
     rgb = pattern(400, 400)
     rgb[:160] = 0  # a band of zeros that the raster does not declare as no data
+    to_latlon = pyproj.Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True)
+    lon, lat = to_latlon.transform(UTM_ORIGIN[0] + 200.0, UTM_ORIGIN[1] - 200.0)
+    region = dict(grid=2, levels=1, view_px=64, center=(lat, lon), size_m=380.0)  # the band inside it either way
     black = write_tif(tmp_path / "black.tif", rgb, "EPSG:32632", from_origin(*UTM_ORIGIN, 1.0, 1.0))
     with caplog.at_level("WARNING", logger="jzi_ros.geo.build"):
-        build_map([black], tmp_path / "black", grid=2, levels=1, view_px=64)
-    assert re.search(r"(39|40) % of the region is pure black", caplog.text) and "--nodata 0" in caplog.text
+        build_map([black], tmp_path / "black", **region)
+    assert re.search(r"\d+ % of the region's imagery is pure black", caplog.text) and "--nodata 0" in caplog.text
     caplog.clear()
     declared = write_tif(tmp_path / "declared.tif", rgb, "EPSG:32632", from_origin(*UTM_ORIGIN, 1.0, 1.0), nodata=0)
     with caplog.at_level("WARNING", logger="jzi_ros.geo.build"):
-        build_map([declared], tmp_path / "declared", grid=2, levels=1, view_px=64, size_m=200.0, center=None)
-    assert "pure black" not in caplog.text  # declared no data is left out, not warned of
+        build_map([declared], tmp_path / "declared", **region)
+    assert "only" in caplog.text and "pure black" not in caplog.text  # declared: uncovered, not warned of as black

@@ -421,3 +421,36 @@ def test_a_taken_matcher_has_its_checks_and_factors_fitted_on_this_map(learned, 
     assert result.registration_scale is not None and result.fallback is not None
     assert extra["calibration"]["registration_scale"] == result.registration_scale
     assert extra["calibration"]["fallback_registration_scale"] == result.fallback.scale
+
+
+def test_a_map_that_gives_too_few_pairs_trains_on_four_fifths_with_a_warning_and_refuses_fewer(
+    trained, monkeypatch, caplog
+):
+    import math
+    from itertools import islice
+
+    import jzi_ros.train.matcher as training
+    from jzi_ros.geo import MapDir
+    from jzi_ros.train.config import TrainConfig
+    from jzi_ros.train.errors import TrainError
+
+    map_dir, model, _ = trained
+    frames = training.registration_frames
+    monkeypatch.setattr(training, "registration_frames", lambda *a: islice(frames(*a), 12))  # a map of 12 frames
+    stored = read_checkpoint(model)["extra"]["train_config"]  # as train-matcher reads it
+    config = TrainConfig.from_dict(stored | {"map": map_dir, "out": "unused.pt"})
+
+    def pairs(count: int):
+        rng = np.random.default_rng(0)
+        return training.registration_pairs(MapDir(map_dir), config, count, 48, 8, rng, quiet=True)
+
+    made = len(pairs(12).query)
+    assert 4 <= made <= 12
+    if made < 12:  # the frames gave fewer than asked: the short run itself is the warning's
+        assert "training on those" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="jzi_ros.train.matcher"):
+        assert len(pairs(made + 1).query) == made  # four fifths or more of those asked: trained on
+    assert f"only {made} of {made + 1} matcher pairs could be made" in caplog.text
+    with pytest.raises(TrainError, match="ask for fewer pairs, or build the map inside the imagery"):
+        pairs(math.ceil(made / training.MIN_PAIRS_SHARE) + 1)

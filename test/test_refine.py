@@ -288,24 +288,31 @@ def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_headi
     looks: list[tuple[int | None, float | None]] = []
     blind: set[int] = set()  # resolutions of the second look that never verify
 
-    def counted(self, frame_grey, camera, centre, attitude, *args, work_px=None, **kwargs):
+    heights: list[float] = []  # the heights the second looks project the frame at
+
+    def counted(self, frame_grey, camera, centre, attitude, height, *args, work_px=None, **kwargs):
         looks.append((work_px, attitude.yaw_deg))
-        reg = register(self, frame_grey, camera, centre, attitude, *args, work_px=work_px, **kwargs)
+        heights.extend([height] if work_px else [])
+        reg = register(self, frame_grey, camera, centre, attitude, height, *args, work_px=work_px, **kwargs)
         return replace(reg, verified=False, verdict="blind") if work_px in blind else reg
 
     monkeypatch.setattr(Refiner, "_register", counted)
 
-    def refine(height_m=None, gate=None):
+    def refine(height_m=None, gate=None, assumed=HEIGHT_M):
         looks.clear()
+        heights.clear()
         refiner = Refiner(grid, ortho, RefineConfig(min_distinctiveness_searched=1.0))  # every match stands out
         candidates = np.array([[25.0, -8.0]])
-        return refiner.refine(frame, CAMERA, candidates, searched, height_m, HEIGHT_M, gate=gate)
+        return refiner.refine(frame, CAMERA, candidates, searched, height_m, assumed, gate=gate)
 
     seen = refine()  # a camera alone: seen again at the heading it found, at 48 and at 96 px
     assert seen.verified and "confirm" in seen.timings_ms
     assert math.hypot(seen.east_m - pose.east_m, seen.north_m - pose.north_m) < 2 * GSD_M
     again = [(px, yaw) for px, yaw in looks if px is not None]
     assert [px for px, _ in again] == [48, 96] and all(abs((yaw - 233.0 + 180) % 360 - 180) < 2.0 for _, yaw in again)
+    guessed = refine(assumed=0.85 * HEIGHT_M)  # the heights tried miss the true one: looked at again at the found one
+    assert guessed.verified and len(heights) == 2
+    assert all(abs(h - guessed.height_m) < 1e-6 and abs(h / HEIGHT_M - 1) < 0.05 for h in heights)
     blind.add(96)
     once = refine()  # seen again at 48 px but not at 96: a chance match for all it knows
     assert not once.verified and "not seen again at 96 px" in once.verdict

@@ -290,6 +290,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
         DataError: no road network or route, or the route leaves the area;
             :class:`~jzi_ros.data.errors.BagError` when the bag exists or cannot be written.
     """
+    writer = bags.BagWriter(config.out, config.storage)  # refuses an existing output before any work
     route_rng, motion_rng, imu_rng, odom_rng, frame_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)
     )
@@ -311,7 +312,7 @@ def write_drive(config: FlightConfig) -> FlightReport:
     frame_times_s, gps_times_s, imu_times_s = sensor_times(config, duration_s)
     odom_times_s = np.arange(0.0, duration_s, 1.0 / config.odom_hz) if config.odom_topic else np.zeros(0)
     camera_offset = np.array([0.0, 0.0, config.camera_height_m])
-    with bags.BagWriter(config.out, config.storage) as bag:
+    with writer as bag:
         tf = [(BODY_FRAME, CAMERA_FRAME, camera_offset, quaternion_from_rotation(mount.body_from_camera()))]
         bag.add(TF_STATIC_TOPIC, bags.transforms(START_NS, tf), START_NS)
         for t_s in gps_times_s:

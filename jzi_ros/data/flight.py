@@ -662,7 +662,7 @@ def write_flight(config: FlightConfig) -> FlightReport:
     if config.duration_s and config.duration_s > duration_s + 0.5:
         log.warning(
             "the %s pattern over this area takes %.0f s: the flight ends there, not at %.0f s",
-            config.trajectory if config.trajectory in ("lawnmower", "random") else "waypoints'",
+            config.trajectory if config.trajectory in ("lawnmower", "random") else "waypoint",
             duration_s,
             config.duration_s,
         )
@@ -676,10 +676,18 @@ def write_flight(config: FlightConfig) -> FlightReport:
         gsd_m=max(footprint_m / config.image_px / 2, finest_m / 2),
     )
     covered = float(ortho.valid.mean())
-    if not covered >= MIN_SOURCE_COVERAGE:
+    if not covered >= MIN_SOURCE_COVERAGE:  # the frames would be mostly black
+        names = ", ".join(str(r) for r in rasters)
+        verb = "covers" if len(rasters) == 1 else "cover"
+        if config.map is not None and config.geotiff:
+            why = "it must show the map's place" if len(rasters) == 1 else "they must show the map's place"
+        elif config.map is not None:
+            why = "the map's own rasters leave most of its region without imagery"
+        else:
+            why = "choose the area (center, size_m) inside them"
         raise DataError(
-            f"{', '.join(str(r) for r in rasters)} cover {100 * covered:.0f} % of the {area.size_m:.0f} m flight area "
-            f"(at least {100 * MIN_SOURCE_COVERAGE:.0f} % needed): they must show the map's place"
+            f"{names} {verb} {100 * covered:.0f} % of the {area.size_m:.0f} m flight area "
+            f"(at least {100 * MIN_SOURCE_COVERAGE:.0f} % needed): {why}"
         )
     motion = _Motion.simulate(traj, duration_s, altitude_m, config.tilt_deg, motion_rng)
     world = world_3d(config, ortho, rasters)

@@ -205,7 +205,7 @@ def build_map(
                     black = float((rgb.max(axis=-1) == 0)[valid].mean())
             if black >= BLACK_WARNING:
                 log.warning(
-                    "%.0f %% of the region is pure black in rasters that declare no nodata there: if that is no "
+                    "%.0f %% of the region's imagery is pure black in rasters that declare no nodata: if that is no "
                     "imagery, declare it (rasterio's rio edit-info --nodata 0 RASTER) and build again, or give "
                     "--center and --size-m inside the imagery",
                     100 * black,

@@ -78,14 +78,15 @@ is registered again at the heading it found, now known, and must be seen
 again at every resolution of ``confirm_px``; tracking's gate, where it
 vouches for the place, replaces that as it replaces the check. (A second look
 that searched the 24 headings again cost ten points of a tracked flight's
-frames: Rotterdam, IMU tilt only, 55 to 45 %.) A frame whose heading and
-height are both unknown (a camera alone) is registered at 24 headings and three
-heights around each candidate: there every match, however it stands out, is
-registered again at the heading it found and must be seen again at every
-resolution of ``confirm_px``, unless tracking's gate vouches for the place
-(a wrong place 2.5 cells off passed every other check on a real Zürich flight). A keypoint matcher's match (its
+frames: Rotterdam, IMU tilt only, 55 to 45 %.) A keypoint matcher's match (its
 distinctiveness infinite) never takes it; a learned matcher's takes it on the
-same scale as CFOG's.
+same scale as CFOG's. A frame whose heading and height are both unknown (a
+camera alone) is registered at 24 headings and three heights around each
+candidate: there every match, however it stands out (a keypoint matcher's
+too), is registered again at the heading and height it found and must be seen
+again at every resolution of ``confirm_px``, unless tracking's gate vouches for
+the place (``docs/results.md``: wrong places passed every other check on three
+flights, right ones none).
 
 **The map swept.** A frame searched over the whole map (or a prior's box)
 with its heading and height known, none of whose candidates verified, is
@@ -740,8 +741,9 @@ class Refiner:
             timings["confirm"] = (time.perf_counter() - t3) * 1e3
         elif every_look and attitude.yaw_deg is None and work_px is None and not in_gate:
             t3 = time.perf_counter()  # a searched heading's match among the most tries: seen again at its heading
-            found = replace(attitude, yaw_deg=reg.yaw_deg)
-            reg = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)
+            found = replace(attitude, yaw_deg=reg.yaw_deg)  # and at the height it found, not the one tried
+            high = reg.height_m if math.isfinite(reg.height_m) and reg.height_m > 0 else height_m
+            reg = self._second_look(frame_grey, camera, reg, found, high, band, every_look=True)
             timings["confirm"] = (time.perf_counter() - t3) * 1e3
         elif (
             c.confirm_px

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -171,9 +172,11 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(  # torch's own text is its advice on unpickling code: not for this user
-            f"not a jzi checkpoint: {path} cannot be read as a PyTorch file of tensors ({type(exc).__name__}); "
-            f"give a model written by `jzi train`"
+        # an unpickling error's text is torch's advice on loading code, not for this user; others say what broke
+        why = "" if isinstance(exc, pickle.UnpicklingError) else (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"not a jzi checkpoint: {path} cannot be read as a PyTorch file ({type(exc).__name__}"
+            f"{': ' + why if why else ''}); give a model written by `jzi train`"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a jzi_ros model checkpoint (train one with `jzi train`)")

@@ -205,7 +205,7 @@ def registration_pairs(
     if made < count:
         short = (
             f"only {made} of {count} matcher pairs could be made over {mapdir.path}: too few of its frames see "
-            f"imagery all around (ground the rasters do not cover, or pure black)"
+            f"imagery all around (ground the rasters do not cover)"
         )
         if made < MIN_PAIRS_SHARE * count:
             raise TrainError(f"{short}; ask for fewer pairs, or build the map inside the imagery")

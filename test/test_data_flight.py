@@ -164,6 +164,24 @@ def test_a_flight_over_a_map_is_refused_early_when_its_raster_shows_another_plac
         write_flight(replace(config, geotiff=(utm_tif,)))
 
 
+def test_a_duration_beyond_the_pattern_is_said_and_the_flight_ends_with_the_pattern(utm_tif, tmp_path, caplog):
+    sensors = dict(imu_topic="", height_topic="", gt_imu_topic="")  # the pattern's length is all that matters
+    config = FlightConfig(
+        out=tmp_path / "flight",
+        geotiff=(utm_tif,),
+        duration_s=3600.0,
+        camera_hz=0.2,
+        image_px=32,
+        quiet=True,
+        **sensors,
+    )
+    with caplog.at_level("WARNING", logger="jzi_ros.data.flight"):
+        flight = write_flight(config)
+    assert flight.duration_s < 3600.0
+    assert f"the lawnmower pattern over this area takes {flight.duration_s:.0f} s" in caplog.text
+    assert "not at 3600 s" in caplog.text
+
+
 def test_a_flight_over_a_map_with_a_surface_model_sees_its_relief(utm_tif, tmp_path):
     import rasterio
     from rasterio.transform import from_origin

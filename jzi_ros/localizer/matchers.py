@@ -404,13 +404,14 @@ class DenseMatcher:
         patches = np.stack([q[r : r + ph, k : k + pw] for r, k in zip(r0, c0, strict=True)])
         patches -= (patches.sum((1, 2), dtype=np.float64) / (ph * pw)).astype(np.float32)[:, None, None]
         windows = np.stack([ref[r : r + ph + 2 * s, k : k + pw + 2 * s] for r, k in zip(ry, rx, strict=True)])
-        rows = np.arange(ph)
+        rows, channels = np.arange(ph), ref.shape[2]
         # per column offset dx: every window row against every patch row, then summed along the diagonals
         flat = patches.reshape(n, ph, -1).transpose(0, 2, 1)  # (n, pw * C, ph)
+        by_rows = windows.reshape(n, ph + 2 * s, -1)  # a row's columns dx..dx + pw are one run of its values
         diagonals = (np.arange(side)[:, None] + rows[None, :], rows[None, :])  # window row dy + i, patch row i
         score = np.empty((n, side, side), np.float32)
         for dx in range(side):
-            by_row = np.ascontiguousarray(windows[:, :, dx : dx + pw]).reshape(n, ph + 2 * s, -1) @ flat
+            by_row = by_rows[:, :, dx * channels : (dx + pw) * channels] @ flat  # strided rows: no copy
             score[:, :, dx] = by_row[:, diagonals[0], diagonals[1]].sum(-1)
         best = score.reshape(n, -1).argmax(1)
         yy, xx = best // side, best % side

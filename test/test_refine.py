@@ -298,10 +298,11 @@ def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_headi
 
     monkeypatch.setattr(Refiner, "_register", counted)
 
-    def refine(height_m=None, gate=None, assumed=HEIGHT_M):
+    def refine(height_m=None, gate=None, assumed=HEIGHT_M, **settings):
         looks.clear()
         heights.clear()
-        refiner = Refiner(grid, ortho, RefineConfig(min_distinctiveness_searched=1.0))  # every match stands out
+        config = RefineConfig(**({"min_distinctiveness_searched": 1.0} | settings))  # every match stands out
+        refiner = Refiner(grid, ortho, config)
         candidates = np.array([[25.0, -8.0]])
         return refiner.refine(frame, CAMERA, candidates, searched, height_m, assumed, gate=gate)
 
@@ -313,6 +314,10 @@ def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_headi
     guessed = refine(assumed=0.85 * HEIGHT_M)  # the heights tried miss the true one: looked at again at the found one
     assert guessed.verified and len(heights) == 2
     assert all(abs(h - guessed.height_m) < 1e-6 and abs(h / HEIGHT_M - 1) < 0.05 for h in heights)
+    # one standing out only as a known heading's must: looked at again at the found height too, not the one tried
+    short = refine(assumed=0.85 * HEIGHT_M, min_distinctiveness_searched=math.inf, min_distinctiveness=1.0)
+    assert short.verified and len(heights) == 2
+    assert all(abs(h - short.height_m) < 1e-6 and abs(h / HEIGHT_M - 1) < 0.05 for h in heights)
     blind.add(96)
     once = refine()  # seen again at 48 px but not at 96: a chance match for all it knows
     assert not once.verified and "not seen again at 96 px" in once.verdict

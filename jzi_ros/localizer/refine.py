@@ -728,22 +728,23 @@ class Refiner:
         )
         if reg.forgiven and reg.verified and not in_gate:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
+        blind = every_look and attitude.yaw_deg is None  # a camera alone: its height a guess among three
         if not reg.verified:
             reg = replace(reg, forgiven="", unconfirmed="")
         elif reg.unconfirmed and work_px is not None:  # a look is never seen again: the check stands
             reg = replace(reg, verified=False, verdict=reg.unconfirmed, unconfirmed="")
-        elif reg.unconfirmed:  # a searched heading's match standing out only as a known heading's must
+        elif (reg.unconfirmed or blind) and work_px is None and not in_gate:
+            # a searched heading's match seen again at its heading, now known: one standing out only as a known
+            # heading's must, and with the height unknown too (a camera alone) every one, at the height it found
             t3 = time.perf_counter()
-            found = replace(attitude, yaw_deg=reg.yaw_deg)  # its heading is now known
-            again = self._second_look(frame_grey, camera, reg, found, height_m, band, every_look=True)
-            verdict = again.verdict if again.verified else f"{reg.unconfirmed}, and {again.verdict}"
+            found = replace(attitude, yaw_deg=reg.yaw_deg)
+            guessed = blind and math.isfinite(reg.height_m) and reg.height_m > 0  # the height tried was a guess
+            again = self._second_look(
+                frame_grey, camera, reg, found, reg.height_m if guessed else height_m, band, every_look=True
+            )
+            refused = reg.unconfirmed and not again.verified
+            verdict = f"{reg.unconfirmed}, and {again.verdict}" if refused else again.verdict
             reg = replace(again, verdict=verdict, unconfirmed="")
-            timings["confirm"] = (time.perf_counter() - t3) * 1e3
-        elif every_look and attitude.yaw_deg is None and work_px is None and not in_gate:
-            t3 = time.perf_counter()  # a searched heading's match among the most tries: seen again at its heading
-            found = replace(attitude, yaw_deg=reg.yaw_deg)  # and at the height it found, not the one tried
-            high = reg.height_m if math.isfinite(reg.height_m) and reg.height_m > 0 else height_m
-            reg = self._second_look(frame_grey, camera, reg, found, high, band, every_look=True)
             timings["confirm"] = (time.perf_counter() - t3) * 1e3
         elif (
             c.confirm_px

@@ -321,6 +321,8 @@ def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_headi
     blind.add(96)
     once = refine()  # seen again at 48 px but not at 96: a chance match for all it knows
     assert not once.verified and "not seen again at 96 px" in once.verdict
+    missed = refine(assumed=0.85 * HEIGHT_M, min_distinctiveness_searched=math.inf, min_distinctiveness=1.0)
+    assert not missed.verified and missed.verdict.startswith("ambiguous") and "at 96 px" in missed.verdict
     ranged = refine(height_m=HEIGHT_M)  # its height known: a match that stands out is not looked at again
     assert ranged.verified and "confirm" not in ranged.timings_ms and all(px is None for px, _ in looks)
     tracked = refine(gate=(np.array([pose.east_m, pose.north_m]), 3.0))  # tracking's gate vouches for the place

@@ -315,13 +315,14 @@ def test_a_frame_whose_heading_and_height_are_unknown_is_seen_again_at_its_headi
     assert guessed.verified and len(heights) == 2
     assert all(abs(h - guessed.height_m) < 1e-6 and abs(h / HEIGHT_M - 1) < 0.05 for h in heights)
     # one standing out only as a known heading's must: looked at again at the found height too, not the one tried
-    short = refine(assumed=0.85 * HEIGHT_M, min_distinctiveness_searched=math.inf, min_distinctiveness=1.0)
+    unconfirmed = dict(assumed=0.85 * HEIGHT_M, min_distinctiveness_searched=math.inf, min_distinctiveness=1.0)
+    short = refine(**unconfirmed)
     assert short.verified and len(heights) == 2
     assert all(abs(h - short.height_m) < 1e-6 and abs(h / HEIGHT_M - 1) < 0.05 for h in heights)
     blind.add(96)
     once = refine()  # seen again at 48 px but not at 96: a chance match for all it knows
     assert not once.verified and "not seen again at 96 px" in once.verdict
-    missed = refine(assumed=0.85 * HEIGHT_M, min_distinctiveness_searched=math.inf, min_distinctiveness=1.0)
+    missed = refine(**unconfirmed)
     assert not missed.verified and missed.verdict.startswith("ambiguous") and "at 96 px" in missed.verdict
     ranged = refine(height_m=HEIGHT_M)  # its height known: a match that stands out is not looked at again
     assert ranged.verified and "confirm" not in ranged.timings_ms and all(px is None for px, _ in looks)

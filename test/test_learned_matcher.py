@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import shared
 
 from jzi_ros.data.camera import render_frame
 from jzi_ros.data.scene import SceneSpec, write_scene
@@ -454,3 +455,21 @@ def test_a_map_that_gives_too_few_pairs_trains_on_four_fifths_with_a_warning_and
     assert f"only {made} of {made + 1} matcher pairs could be made" in caplog.text
     with pytest.raises(TrainError, match="ask for fewer pairs, or build the map inside the imagery"):
         pairs(math.ceil(made / training.MIN_PAIRS_SHARE) + 1)
+
+
+def test_real_photos_are_registered_with_a_checkpoints_learned_matcher_beside_cfog(learned):
+    from jzi_ros.evaluation.photos import PhotoSet, markdown, register_photos
+
+    folder = shared("dji_oblique")
+    _, model, _, plain = learned
+    rows = register_photos(PhotoSet.load(folder), model=model)
+    by = {name: [r for r in rows if r["matcher"] == name] for name in ("cfog", "learned")}
+    assert len(by["cfog"]) == len(by["learned"]) == len(rows) / 2 == 4 * 4 * 2  # pairs and mosaics, both projections
+    for a, b in zip(by["cfog"], by["learned"], strict=True):  # the same photo, map and projection, matcher by matcher
+        assert (a["photo"], a["map"], a["projection"]) == (b["photo"], b["map"], b["projection"])
+    assert any(r["matches"] > 0 for r in by["learned"])  # its descriptors matched the real photos
+    assert all(r["error_m"] < 2.0 for r in rows if r["verified"])  # no false accept
+    report = markdown([], rows)
+    assert "- learned: " in report and "- cfog: " in report
+    with pytest.raises(Exception, match="no learned matcher"):
+        register_photos(PhotoSet.load(folder), model=plain)

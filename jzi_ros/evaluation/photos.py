@@ -18,13 +18,15 @@ Two measurements (``jzi bench --photos DIR``):
   (:class:`~jzi_ros.localizer.refine.Refiner`) against another photo's
   orthophoto, and against the mosaic of all the others', from a start
   offset from its true position, with its true attitude and its height
-  above the surface, laid on the flat ground and on the surface model. The
-  error is the registered centre against the photo's surveyed (RTK) one.
+  above the surface, laid on the flat ground and on the surface model, with
+  CFOG and (``--model``) a checkpoint's learned matcher. The error is the
+  registered centre against the photo's surveyed (RTK) one.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from ..geo.heights import fill_gaps, read_heights
 from ..geo.lens import Lens
 from ..geo.ortho import LocalOrtho
 from ..geo.surface import Orthophoto, Surface, camera_rt, orthorectify
-from ..localizer.matchers import DenseMatcher, MatcherConfig
+from ..localizer.matchers import DenseMatcher, Matcher, MatcherConfig
 from ..localizer.refine import Attitude, RefineConfig, Refiner
 
 
@@ -209,17 +211,30 @@ def register_photos(
     work_px: int = 128,
     patches: int = 8,
     max_tilt_deg: float = 35.0,
+    model: Path | None = None,
 ) -> list[dict]:
     """Each photo registered against each other's orthophoto and against all the others' (the module docstring).
 
     ``patches``: the dense matcher's grid (a wide oblique view fills little
     of its bounding box: 8 x 8 keeps enough patches on it);
-    ``max_tilt_deg``: these photos are 30° off nadir. Returns one row per
-    photo, map and projection: ``photo``, ``map`` (the photos the map was
-    made of), ``projection`` ("flat" or "surface"), ``verified``, ``verdict``,
-    ``error_m`` (NaN without a pose), ``sigma_m`` (the fix's larger standard
-    deviation), ``height_error_m``, ``inliers``, ``matches``.
+    ``max_tilt_deg``: these photos are 30° off nadir; ``model``: a checkpoint
+    whose learned matcher (``jzi train-matcher``, with its own checks)
+    registers every photo too, beside CFOG. Returns one row per photo, map,
+    projection and matcher: ``photo``, ``map`` (the photos the map was made
+    of), ``projection`` ("flat" or "surface"), ``matcher`` ("cfog" or
+    "learned"), ``verified``, ``verdict``, ``error_m`` (NaN without a pose),
+    ``sigma_m`` (the fix's larger standard deviation), ``height_error_m``,
+    ``inliers``, ``matches``.
+
+    Raises:
+        EvaluationError: ``model`` has no learned matcher.
     """
+    from .registration import checkpoint_matcher
+
+    dense = MatcherConfig(patches=patches)
+    matchers: dict[str, Matcher] = {"cfog": DenseMatcher(dense)}
+    if model is not None:
+        matchers["learned"] = checkpoint_matcher(model, dense)
     orthos = {p.name: photos.orthophoto(p, gsd_m) for p in photos.photos}
     grid = ZoomGrid(photos.frame.lat0, photos.frame.lon0, 2 * photos.surface.bounds.east_m, 4, 2)
     ideal = photos.lens.ideal
@@ -234,15 +249,18 @@ def register_photos(
         start = p.centre[:2] + np.asarray(start_offset_m, float)
         for sources in [[o] for o in others] + [others]:
             ortho = _mosaic([orthos[s] for s in sources], photos.frame)
-            for projection, surface in (("flat", None), ("surface", photos.surface)):
+            for (projection, surface), (name, matcher) in itertools.product(
+                (("flat", None), ("surface", photos.surface)), matchers.items()
+            ):
                 refiner = Refiner(grid, ortho, config, surface)
-                refiner.matcher = DenseMatcher(MatcherConfig(patches=patches))
+                refiner.matcher = matcher
                 reg = refiner.refine(frame, ideal, start[None], p.attitude(), height)
                 rows.append(
                     {
                         "photo": p.name,
                         "map": "+".join(sources),
                         "projection": projection,
+                        "matcher": name,
                         "verified": reg.verified,
                         "verdict": reg.verdict,
                         "error_m": math.hypot(reg.east_m - p.centre[0], reg.north_m - p.centre[1]),
@@ -278,12 +296,18 @@ def markdown(projection: list[dict], registration: list[dict]) -> str:
         for r in projection
     ]
     lines += ["", "## Each photo registered against others' orthophotos (error against its surveyed centre)", ""]
-    head = "| photo | map | projection | verified | error [m] | sigma [m] | height error [m] | inliers / matches |"
-    lines += [head + " verdict |"]
-    lines += ["|---|---|---|---|---:|---:|---:|---:|---|"]
+    for name in dict.fromkeys(r["matcher"] for r in registration):
+        mine = [r for r in registration if r["matcher"] == name]
+        seen = [r for r in mine if r["matches"] > 0]  # the others' imagery lay around the start
+        verified = [r for r in mine if r["verified"]]
+        worst = f", at most {max(r['error_m'] for r in verified):.2f} m from the surveyed centre" if verified else ""
+        lines.append(f"- {name}: {len(verified)} of {len(seen)} registrations with matches verified{worst}")
+    head = "| photo | map | projection | matcher | verified | error [m] | sigma [m] | height error [m] |"
+    lines += ["", head + " inliers / matches | verdict |"]
+    lines += ["|---|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in registration:
         lines.append(
-            f"| {r['photo']} | {r['map']} | {r['projection']} | {'yes' if r['verified'] else 'no'} | "
+            f"| {r['photo']} | {r['map']} | {r['projection']} | {r['matcher']} | {'yes' if r['verified'] else 'no'} | "
             f"{r['error_m']:.2f} | {r['sigma_m']:.2f} | {r['height_error_m']:.2f} | {r['inliers']} / {r['matches']} | "
             f"{r['verdict']} |"
         )

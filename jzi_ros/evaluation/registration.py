@@ -42,7 +42,7 @@ from ..geo import CameraPose, MapDir, Pinhole
 from ..geo.ortho import LocalOrtho
 from ..localizer.calibration import WITHIN_CELLS
 from ..localizer.estimate import inside_ellipse_95
-from ..localizer.matchers import MATCHERS, DenseMatcher, Matcher, make_matcher
+from ..localizer.matchers import MATCHERS, DenseMatcher, Matcher, MatcherConfig, make_matcher
 from ..localizer.refine import Attitude, RefineConfig, Refiner
 from .errors import EvaluationError
 
@@ -95,15 +95,15 @@ MODEL_STUDIED = ("learned", "encoder")
 """Matchers the study takes from ``--model``: its learned matcher (``jzi train-matcher``), its encoder's features."""
 
 
-def checkpoint_matcher(model_path: Path) -> Matcher:
-    """The learned matcher stored in a checkpoint (EvaluationError when it has none)."""
+def checkpoint_matcher(model_path: Path, config: MatcherConfig = MatcherConfig()) -> Matcher:
+    """The learned matcher stored in a checkpoint, with the dense matcher's ``config`` (EvaluationError: none)."""
     from ..model import load_checkpoint
     from ..model.descriptor import checkpoint_matcher as stored_matcher
 
     _, extra = load_checkpoint(model_path)
     if not extra.get("matcher"):
         raise EvaluationError(f"{model_path} has no learned matcher: jzi train-matcher --model {model_path}")
-    return stored_matcher(extra["matcher"])
+    return stored_matcher(extra["matcher"], config)
 
 
 def encoder_matcher(model_path: Path) -> Matcher:

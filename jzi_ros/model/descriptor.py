@@ -222,14 +222,15 @@ def export_descriptor(stored: dict, path: Path | io.BytesIO, opset: int = 17) ->
     return path
 
 
-def checkpoint_matcher(stored: dict) -> DenseMatcher:
+def checkpoint_matcher(stored: dict, config: MatcherConfig = MatcherConfig()) -> DenseMatcher:
     """The learned matcher of a checkpoint's ``matcher`` entry, run by ONNX Runtime as an export's is.
 
     The same graph and runtime as the export's: identical outputs, and several times faster on a CPU
-    than PyTorch's dilated convolutions.
+    than PyTorch's dilated convolutions. ``config``: the dense matcher's settings (its patch grid).
     """
     from ..inference.runtime import onnx_matcher_runner
 
     buffer = io.BytesIO()
     export_descriptor(stored, buffer)
-    return learned_matcher(onnx_matcher_runner(buffer.getvalue()), stored.get("checks"), window=stored_window(stored))
+    run = onnx_matcher_runner(buffer.getvalue())
+    return learned_matcher(run, stored.get("checks"), config, window=stored_window(stored))

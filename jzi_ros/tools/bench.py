@@ -7,8 +7,8 @@ from 1 to 100 km, and the registration matchers compared
 (:mod:`jzi_ros.ros.bench`, needs ROS 2's rclpy). The report opens with the
 ratios that hold on any machine. ``--render`` times the 3D world's renderer
 alone (:mod:`jzi_ros.evaluation.render_bench`); ``--photos DIR`` measures the
-camera model and the registration on real photos with known poses
-(:mod:`jzi_ros.evaluation.photos`); ``--street-photos DIR`` zooms real street
+camera model and the registration (CFOG, and ``--model``'s learned matcher) on
+real photos with known poses (:mod:`jzi_ros.evaluation.photos`); ``--street-photos DIR`` zooms real street
 photos through maps of their overhead context
 (:mod:`jzi_ros.evaluation.street_photos`).
 """
@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", type=Path, help="map for the per-frame latency and the node (with --model)")
     add_model_argument(
         p,
-        "checkpoint for the per-frame latency and the node (with --map) or the street photos",
+        "checkpoint for the per-frame latency and the node (with --map), the street photos, or whose learned "
+        "matcher registers the --photos beside CFOG",
         "general-aerial with --map, general-street with --street-photos",
     )
     p.add_argument(
@@ -110,7 +111,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="real photos with known poses (an OpenDroneMap folder, e.g. ../shared/data/dji_oblique): the lens's "
-        "projection onto their surface model against OpenCV's, and each registered against the others' orthophotos",
+        "projection onto their surface model against OpenCV's, and each registered against the others' orthophotos "
+        "(with CFOG, and --model's learned matcher)",
     )
     p.add_argument(
         "--street-photos",
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluation import photos
 
         found = photos.PhotoSet.load(args.photos)
-        text = photos.markdown(photos.projection_errors(found), photos.register_photos(found))
+        learned = None if args.model is None else resolve_model(args.model)  # its learned matcher beside CFOG
+        text = photos.markdown(photos.projection_errors(found), photos.register_photos(found, model=learned))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "photos.md").write_text(text)
         print(text)

@@ -603,7 +603,7 @@ class Refiner:
             # one of many tried (a late candidate; 24 headings at 3 heights): a chance match must recur at every look
             late = idx >= c.candidates or idx == SWEPT or blind
             for h in heights:
-                reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late)
+                reg = self._register(g, camera, centre, attitude, h, band, gate, every_look=late, blind=blind)
                 reg = replace(reg, candidate=idx)
                 if best is None or _better(reg, best):
                     best = reg
@@ -652,12 +652,15 @@ class Refiner:
         gate: Gate | None = None,
         work_px: int | None = None,
         every_look: bool = False,
+        blind: bool = False,
     ) -> Registration:
         """Register around one candidate: on the flat ground, then (surface model, tilt known) on the surface.
 
         ``work_px``: the ground-projected frame's side [px] (default the settings'); a second look
         (the module docstring) is taken at the settings' own only, and with ``every_look`` must
         verify at every resolution of ``confirm_px`` (a searched heading's match then always takes it).
+        ``blind``: a camera alone (no heading, ``height_m`` a guess among three): every match is
+        seen again, at the heading and the height it found.
         """
         c = self.config
         tilt = math.hypot(attitude.pitch_deg or 0.0, attitude.roll_deg or 0.0)
@@ -728,7 +731,6 @@ class Refiner:
         )
         if reg.forgiven and reg.verified and not in_gate:
             reg = replace(reg, verified=False, verdict=reg.forgiven)  # outside the gate: the check stands
-        blind = every_look and attitude.yaw_deg is None  # a camera alone: its height a guess among three
         if not reg.verified:
             reg = replace(reg, forgiven="", unconfirmed="")
         elif reg.unconfirmed and work_px is not None:  # a look is never seen again: the check stands

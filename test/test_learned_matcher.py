@@ -457,19 +457,26 @@ def test_a_map_that_gives_too_few_pairs_trains_on_four_fifths_with_a_warning_and
         pairs(math.ceil(made / training.MIN_PAIRS_SHARE) + 1)
 
 
-def test_real_photos_are_registered_with_a_checkpoints_learned_matcher_beside_cfog(learned):
-    from jzi_ros.evaluation.photos import PhotoSet, markdown, register_photos
+def test_real_photos_are_registered_with_a_checkpoints_learned_matcher_beside_cfog(learned, tmp_path):
+    from test_tools_cli import jzi
+
+    from jzi_ros.evaluation.errors import EvaluationError
+    from jzi_ros.evaluation.photos import PhotoSet, register_photos
 
     folder = shared("dji_oblique")
     _, model, _, plain = learned
     rows = register_photos(PhotoSet.load(folder), model=model)
+    # each row names the matcher that registered it (the registration's own record)
     by = {name: [r for r in rows if r["matcher"] == name] for name in ("cfog", "learned")}
     assert len(by["cfog"]) == len(by["learned"]) == len(rows) / 2 == 4 * 4 * 2  # pairs and mosaics, both projections
     for a, b in zip(by["cfog"], by["learned"], strict=True):  # the same photo, map and projection, matcher by matcher
         assert (a["photo"], a["map"], a["projection"]) == (b["photo"], b["map"], b["projection"])
     assert any(r["matches"] > 0 for r in by["learned"])  # its descriptors matched the real photos
     assert all(r["error_m"] < 2.0 for r in rows if r["verified"])  # no false accept
-    report = markdown([], rows)
-    assert "- learned: " in report and "- cfog: " in report
-    with pytest.raises(Exception, match="no learned matcher"):
+    with pytest.raises(EvaluationError, match="no learned matcher"):
         register_photos(PhotoSet.load(folder), model=plain)
+    done = jzi("bench", "--photos", str(folder), "--model", str(model), "--out", str(tmp_path))  # as a user runs it
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "photos.md").read_text()
+    assert "- cfog: " in report and "- learned: " in report
+    assert sum("| learned |" in line for line in report.splitlines()) == len(by["learned"])

@@ -228,13 +228,14 @@ def register_photos(
 
     Raises:
         EvaluationError: ``model`` has no learned matcher.
+        BackendError: ONNX Runtime, which runs the learned matcher, is not installed.
     """
     from .registration import checkpoint_matcher
 
     dense = MatcherConfig(patches=patches)
-    matchers: dict[str, Matcher] = {"cfog": DenseMatcher(dense)}
+    matchers: list[Matcher] = [DenseMatcher(dense)]
     if model is not None:
-        matchers["learned"] = checkpoint_matcher(model, dense)
+        matchers.append(checkpoint_matcher(model, dense))
     orthos = {p.name: photos.orthophoto(p, gsd_m) for p in photos.photos}
     grid = ZoomGrid(photos.frame.lat0, photos.frame.lon0, 2 * photos.surface.bounds.east_m, 4, 2)
     ideal = photos.lens.ideal
@@ -249,8 +250,8 @@ def register_photos(
         start = p.centre[:2] + np.asarray(start_offset_m, float)
         for sources in [[o] for o in others] + [others]:
             ortho = _mosaic([orthos[s] for s in sources], photos.frame)
-            for (projection, surface), (name, matcher) in itertools.product(
-                (("flat", None), ("surface", photos.surface)), matchers.items()
+            for (projection, surface), matcher in itertools.product(
+                (("flat", None), ("surface", photos.surface)), matchers
             ):
                 refiner = Refiner(grid, ortho, config, surface)
                 refiner.matcher = matcher
@@ -260,7 +261,7 @@ def register_photos(
                         "photo": p.name,
                         "map": "+".join(sources),
                         "projection": projection,
-                        "matcher": name,
+                        "matcher": reg.matcher,  # the one that registered it
                         "verified": reg.verified,
                         "verdict": reg.verdict,
                         "error_m": math.hypot(reg.east_m - p.centre[0], reg.north_m - p.centre[1]),
@@ -298,7 +299,7 @@ def markdown(projection: list[dict], registration: list[dict]) -> str:
     lines += ["", "## Each photo registered against others' orthophotos (error against its surveyed centre)", ""]
     for name in dict.fromkeys(r["matcher"] for r in registration):
         mine = [r for r in registration if r["matcher"] == name]
-        seen = [r for r in mine if r["matches"] > 0]  # the others' imagery lay around the start
+        seen = [r for r in mine if r["matches"] > 0]  # where its patches found the others' imagery to match
         verified = [r for r in mine if r["verified"]]
         worst = f", at most {max(r['error_m'] for r in verified):.2f} m from the surveyed centre" if verified else ""
         lines.append(f"- {name}: {len(verified)} of {len(seen)} registrations with matches verified{worst}")

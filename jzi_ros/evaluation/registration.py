@@ -102,7 +102,7 @@ def checkpoint_matcher(model_path: Path, config: MatcherConfig = MatcherConfig()
 
     _, extra = load_checkpoint(model_path)
     if not extra.get("matcher"):
-        raise EvaluationError(f"{model_path} has no learned matcher: jzi train-matcher --model {model_path}")
+        raise EvaluationError(f"{model_path} has no learned matcher (jzi train-matcher gives a map's own model one)")
     return stored_matcher(extra["matcher"], config)
 
 

@@ -7,10 +7,10 @@ from 1 to 100 km, and the registration matchers compared
 (:mod:`jzi_ros.ros.bench`, needs ROS 2's rclpy). The report opens with the
 ratios that hold on any machine. ``--render`` times the 3D world's renderer
 alone (:mod:`jzi_ros.evaluation.render_bench`); ``--photos DIR`` measures the
-camera model and the registration (CFOG, and ``--model``'s learned matcher) on
-real photos with known poses (:mod:`jzi_ros.evaluation.photos`); ``--street-photos DIR`` zooms real street
-photos through maps of their overhead context
-(:mod:`jzi_ros.evaluation.street_photos`).
+camera model and the registration (CFOG, and ``--model``'s learned matcher)
+on real photos with known poses (:mod:`jzi_ros.evaluation.photos`);
+``--street-photos DIR`` zooms real street photos through maps of their
+overhead context (:mod:`jzi_ros.evaluation.street_photos`).
 """
 
 from __future__ import annotations

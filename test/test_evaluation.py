@@ -261,6 +261,19 @@ def test_queries_concatenate_in_order():
 # pictures
 
 
+def test_the_frame_pictures_window_holds_truth_and_estimate_inside_the_map():
+    from jzi_ros.evaluation.plots import map_window
+
+    truth, est = np.array([360.0, 470.0]), np.array([361.0, 470.0])  # near the north edge of a 1,010 m map
+    centre, half = map_window(truth, est, 505.0, 150.0)
+    assert half == 150.0 and centre[1] + half == 505.0  # moved south to the edge: no blank beyond it
+    assert all(abs(p - centre).max() <= half for p in (truth, est))
+    centre, half = map_window(np.array([-100.0, 0.0]), np.array([300.0, 0.0]), 505.0, 150.0)
+    assert half == 0.6 * 400 + 30 and tuple(centre) == (100.0, 0.0)  # far apart: it grows to hold both
+    centre, half = map_window(np.array([-500.0, 0.0]), np.array([500.0, 0.0]), 505.0, 150.0)
+    assert half > 505.0 and (centre == 0).all()  # wider than the map: the whole map
+
+
 def test_overview_and_evaluation_pictures_are_drawn_on_the_map(utm_tif, tmp_path):
     mapdir = build_map([utm_tif], tmp_path / "map", grid=2, levels=2, view_px=32)
     overview = draw_overview(mapdir, tmp_path / "pics" / "overview.png")

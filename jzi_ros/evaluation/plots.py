@@ -197,6 +197,18 @@ def plot_eval(rows: list[dict], mapdir: MapDir, out: str | Path) -> list[Path]:
     return paths
 
 
+def map_window(true_m: np.ndarray, est_m: np.ndarray, half_m: float, radius_m: float) -> tuple[np.ndarray, float]:
+    """The centre [m] and half side [m] of a square window holding the truth and the estimate with room.
+
+    At least ``radius_m``; moved inside the map (of half side ``half_m``) where it fits, so that it does
+    not show the blank beyond the map's edge; the whole map where it does not fit.
+    """
+    radius_m = max(radius_m, 0.6 * float(np.hypot(*(est_m - true_m))) + 30.0)
+    if radius_m >= half_m:
+        return np.zeros(2), radius_m
+    return np.clip((true_m + est_m) / 2, -half_m + radius_m, half_m - radius_m), radius_m
+
+
 def draw_frame_on_map(
     frame_rgb: np.ndarray, row: dict, mapdir: MapDir, out: str | Path, radius_m: float = 150.0
 ) -> Path:
@@ -228,8 +240,7 @@ def draw_frame_on_map(
     right.add_patch(Ellipse(tuple(est), width_m, height_m, angle=angle_deg, fill=False, color=colour, lw=1.2))
     right.plot(*true, "o", color="white", mec="black", ms=8, label="truth")
     right.plot(*est, "x", color=colour, ms=10, mew=2.5, label=f"estimate ({row['status']}, {row['error_m']:.0f} m off)")
-    centre = (true + est) / 2
-    radius_m = max(radius_m, 0.6 * float(np.hypot(*(est - true))) + 30.0)
+    centre, radius_m = map_window(true, est, half, radius_m)
     right.set_xlim(centre[0] - radius_m, centre[0] + radius_m)
     right.set_ylim(centre[1] - radius_m, centre[1] + radius_m)
     right.set_xlabel("east [m]")
